@@ -1,0 +1,88 @@
+"""The application factory: settings in, a ready `web.Application` out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from importlib.metadata import EntryPoint
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from ollama_gateway.catalogue import Catalogue
+from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.errors import GatewayError
+from ollama_gateway.keys import (
+    catalogue_key,
+    metrics_key,
+    pipeline_key,
+    running_key,
+    settings_key,
+    specs_key,
+    upstream_key,
+)
+from ollama_gateway.metrics import Metrics
+from ollama_gateway.middlewares import setup_middlewares
+from ollama_gateway.pipeline import Pipeline, build_pipeline
+from ollama_gateway.plugins import load_translators
+from ollama_gateway.protocols import Transport
+from ollama_gateway.routes import setup_routes
+from ollama_gateway.running import RunningModels
+from ollama_gateway.settings import Settings, SettingsError
+from ollama_gateway.upstream import Upstream
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    entry_points: Iterable[EntryPoint] | None = None,
+    transports: Mapping[str, Transport] | None = None,
+) -> web.Application:
+    """Build the gateway. Translators are discovered here, never at import time.
+
+    `entry_points` replaces discovery and `transports` replaces the transport of
+    named backends; tests use both to inject their own parts.
+    """
+    specs = load_translators(entry_points, allow=settings.plugins)
+    pipeline = build_pipeline(settings, specs)
+    if transports:
+        merged = {**pipeline.transports, **transports}
+        pipeline = Pipeline(
+            pipeline.request,
+            pipeline.response,
+            merged,
+            pipeline.names,
+            pipeline.modules,
+        )
+    app = web.Application(client_max_size=settings.limits.max_body_bytes)
+    app[settings_key] = settings
+    app[specs_key] = specs
+    app[pipeline_key] = pipeline
+    upstream = Upstream(settings, pipeline.transports)
+    app[upstream_key] = upstream
+    app[catalogue_key] = Catalogue(settings, upstream.list_models)
+    app[running_key] = RunningModels(_default_keep_alive(settings))
+    metrics = Metrics()
+    app[metrics_key] = metrics
+    setup_middlewares(app)
+    setup_routes(app, metrics_handler=make_aiohttp_handler(metrics.registry))
+    app.cleanup_ctx.append(_close_on_cleanup)
+    return app
+
+
+async def _close_on_cleanup(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[catalogue_key].aclose()
+    await app[pipeline_key].aclose()
+
+
+def _default_keep_alive(settings: Settings) -> float:
+    try:
+        seconds = parse_keep_alive(settings.server.default_keep_alive)
+    except GatewayError as exc:
+        raise SettingsError(f"OLLAMA_KEEP_ALIVE: {exc.message}") from None
+    return 300.0 if seconds is None else seconds

@@ -1,0 +1,240 @@
+"""The model catalogue: what each backend serves, plus configured models and aliases.
+
+Each backend's `GET /v1/models` is cached for `catalogue.ttl` seconds. A stale
+list is served while one background refresh runs, and a backend that is down
+keeps its last good list, so it never takes the other backends' models away.
+Names resolve case-insensitively, with or without `:latest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from ollama_gateway.aliases import AliasStore
+from ollama_gateway.clock import format_unix
+from ollama_gateway.modelinfo import (
+    ModelEntry,
+    context_length_of,
+    digest_of,
+    guess_capabilities,
+    guess_family,
+    tagged,
+)
+from ollama_gateway.schemas import openai
+from ollama_gateway.settings import BackendSettings, ModelSettings, Settings
+
+__all__ = ["Catalogue", "ListModels", "lookup_key"]
+
+log = logging.getLogger(__name__)
+
+ListModels = Callable[[BackendSettings], Awaitable[list[openai.ModelObject]]]
+
+_RETRY_FAILED_AFTER = 5.0
+
+
+def lookup_key(name: str) -> str:
+    """The form names are compared in: lower case, without `:latest`."""
+    return name.strip().lower().removesuffix(":latest")
+
+
+class _BackendModels:
+    __slots__ = ("error", "fetched_at", "models")
+
+    def __init__(self) -> None:
+        self.models: list[openai.ModelObject] | None = None
+        self.fetched_at = 0.0
+        self.error = ""
+
+
+class Catalogue:
+    """Lists and resolves models. Shared by all requests of one app."""
+
+    def __init__(self, settings: Settings, list_models: ListModels) -> None:
+        self._settings = settings
+        self._list_models = list_models
+        self._state = {b.name: _BackendModels() for b in settings.backends}
+        self._aliases = AliasStore(settings.catalogue.aliases_file)
+        self._started = format_unix(time.time())
+        self._entries: dict[str, ModelEntry] = {}
+        self._built_at = -1.0
+        self._refreshing: asyncio.Task[None] | None = None
+
+    async def entries(self) -> list[ModelEntry]:
+        """Every model, hidden ones included, in listing order."""
+        await self._ensure_fresh()
+        return list(self._entries.values())
+
+    async def resolve(self, name: str) -> ModelEntry | None:
+        """The entry for a client's model string, or None."""
+        await self._ensure_fresh()
+        return self._entries.get(lookup_key(name))
+
+    def backend_errors(self) -> dict[str, str]:
+        """Backends whose model list could not be read, with the reason."""
+        return {n: s.error for n, s in self._state.items() if s.error and not s.models}
+
+    def add_alias(self, destination: str, source: ModelEntry) -> None:
+        self._aliases.set(destination, source.name)
+        self._built_at = -1.0
+
+    def remove_alias(self, name: str) -> bool:
+        removed = self._aliases.remove(tagged(name)) or self._aliases.remove(name)
+        if removed:
+            self._built_at = -1.0
+        return removed
+
+    def is_alias(self, name: str) -> bool:
+        key = lookup_key(name)
+        return any(lookup_key(dest) == key for dest, _ in self._aliases.items())
+
+    async def aclose(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+
+    async def _ensure_fresh(self) -> None:
+        now = time.monotonic()
+        states = self._state.values()
+        if any(self._stale(s, now) for s in states):
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self._refresh())
+            if any(s.models is None for s in states):
+                # Nothing to serve yet for some backend: wait for the one refresh.
+                await asyncio.shield(self._refreshing)
+        if self._built_at < 0:
+            self._rebuild()
+
+    def _stale(self, state: _BackendModels, now: float) -> bool:
+        if state.fetched_at == 0.0:
+            return True
+        ttl = self._settings.catalogue.ttl if state.models is not None else 0.0
+        age = now - state.fetched_at
+        return age > (ttl if not state.error else min(ttl, _RETRY_FAILED_AFTER))
+
+    async def _refresh(self) -> None:
+        backends = [b for b in self._settings.backends if not b.models]
+        results = await asyncio.gather(
+            *(self._list_models(b) for b in backends), return_exceptions=True
+        )
+        now = time.monotonic()
+        for backend, result in zip(backends, results, strict=True):
+            state = self._state[backend.name]
+            state.fetched_at = now
+            if isinstance(result, BaseException):
+                state.error = str(result) or type(result).__name__
+                log.warning(
+                    "cannot list models of backend %s: %s", backend.name, state.error
+                )
+            else:
+                state.models, state.error = result, ""
+        for backend in self._settings.backends:
+            if backend.models:
+                state = self._state[backend.name]
+                state.models = [openai.ModelObject(id=m) for m in backend.models]
+                state.fetched_at = now
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        configured = self._settings.models
+        by_key: dict[str, ModelEntry] = {}
+        for backend in self._settings.backends:
+            for meta in self._state[backend.name].models or []:
+                self._add(
+                    by_key, meta.id, backend, meta, _config_for(configured, meta.id)
+                )
+        for name, model in configured.items():
+            self._add_configured(by_key, name, model)
+        for destination, source in self._aliases.items():
+            target = by_key.get(lookup_key(source))
+            if target is not None:
+                by_key[lookup_key(destination)] = replace(
+                    target, name=tagged(destination), hidden=False, alias_of=target.name
+                )
+        self._entries = by_key
+        self._built_at = time.monotonic()
+
+    def _add(
+        self,
+        by_key: dict[str, ModelEntry],
+        model_id: str,
+        backend: BackendSettings,
+        meta: openai.ModelObject | None,
+        config: ModelSettings | None,
+    ) -> None:
+        key = lookup_key(model_id)
+        existing = by_key.get(key)
+        if existing is not None:
+            if backend.name not in existing.backends:
+                backends = (*existing.backends, backend.name)
+                by_key[key] = replace(existing, backends=backends)
+            return
+        if config is not None and config.backend and config.backend != backend.name:
+            return
+        by_key[key] = self._entry(tagged(model_id), model_id, backend, meta, config)
+
+    def _add_configured(
+        self, by_key: dict[str, ModelEntry], name: str, model: ModelSettings
+    ) -> None:
+        key = lookup_key(name)
+        if not model.target:
+            # Settings for a listed model were applied when it was added; a model
+            # no backend lists is served by the one it names (or the first).
+            backend = self._backend_named(model.backend)
+            if key not in by_key and backend is not None:
+                by_key[key] = self._entry(tagged(name), name, backend, None, model)
+            return
+        target = by_key.get(lookup_key(model.target))
+        backend = self._backend_named(
+            model.backend or (target.backend if target else "")
+        )
+        if backend is None:
+            return
+        entry = self._entry(tagged(name), model.target, backend, None, model)
+        if target is not None and not model.backend:
+            entry = replace(entry, backends=target.backends)
+        by_key[key] = entry
+
+    def _backend_named(self, name: str) -> BackendSettings | None:
+        backends = self._settings.backends
+        if not name:
+            return backends[0] if backends else None
+        return next((b for b in backends if b.name == name), None)
+
+    def _entry(
+        self,
+        name: str,
+        upstream_id: str,
+        backend: BackendSettings,
+        meta: openai.ModelObject | None,
+        config: ModelSettings | None,
+    ) -> ModelEntry:
+        created = meta.created if meta is not None else None
+        return ModelEntry(
+            name=name,
+            upstream_id=upstream_id,
+            backends=(backend.name,),
+            capabilities=guess_capabilities(upstream_id, config, meta),
+            family=guess_family(upstream_id, config.family if config else ""),
+            context_length=context_length_of(config, meta),
+            embedding_length=config.embedding_length if config else 0,
+            parameter_size=config.parameter_size if config else "",
+            quantization_level=config.quantization_level if config else "",
+            size=config.size if config else 0,
+            modified_at=format_unix(created) if created else self._started,
+            digest=digest_of(upstream_id),
+            remote_host="demo" if backend.demo else backend.base_url,
+            hidden=config.hidden if config else False,
+        )
+
+
+def _config_for(
+    configured: dict[str, ModelSettings], model_id: str
+) -> ModelSettings | None:
+    key = lookup_key(model_id)
+    for name, model in configured.items():
+        if not model.target and lookup_key(name) == key:
+            return model
+    return None

@@ -1,0 +1,92 @@
+"""The command line: `serve` (the default), `plugins` and `check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import msgspec
+
+from ollama_gateway.errors import PluginError
+from ollama_gateway.settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+log = logging.getLogger("ollama_gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ollama-gateway",
+        description="Serve the Ollama API from any OpenAI-compatible backend.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", help="TOML settings file (env OLLAMA_GATEWAY_CONFIG)"
+    )
+    common.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR (env LOG_LEVEL)"
+    )
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", parents=[common], help="run the gateway (default)")
+    serve.add_argument("--host", help="address to listen on (env OLLAMA_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (env OLLAMA_HOST)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port")
+    plugins = sub.add_parser(
+        "plugins", parents=[common], help="list translators as JSON"
+    )
+    plugins.add_argument(
+        "--all", action="store_true", help="ignore OLLAMA_GATEWAY_PLUGINS"
+    )
+    sub.add_parser(
+        "check-config", parents=[common], help="validate the settings and exit"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if (
+        not args_list
+        or args_list[0].startswith("-")
+        and args_list[0] not in ("-h", "--help")
+    ):
+        args_list.insert(0, "serve")
+    args = _parser().parse_args(args_list)
+    try:
+        settings = Settings.load(
+            config_path=args.config,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+            log_level=args.log_level,
+        )
+        if getattr(args, "workers", None) is not None:
+            server = msgspec.structs.replace(settings.server, workers=args.workers)
+            settings = msgspec.structs.replace(settings, server=server)
+        if args.command == "plugins":
+            return _plugins(settings, show_all=args.all)
+        if args.command == "check-config":
+            return _check(settings)
+        from ollama_gateway.serve import serve
+
+        return serve(settings)
+    except (SettingsError, PluginError) as exc:
+        print(f"ollama-gateway: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _plugins(settings: Settings, *, show_all: bool) -> int:
+    from ollama_gateway.listing import translator_listing
+
+    sys.stdout.write(translator_listing(settings, show_all=show_all) + "\n")
+    return 0
+
+
+def _check(settings: Settings) -> int:
+    from ollama_gateway.app import create_app
+
+    create_app(settings)
+    print("configuration ok")
+    return 0

@@ -1,0 +1,233 @@
+"""Running one completion: upstream bytes in, Ollama chunks out.
+
+`ChunkReader` turns an upstream answer into batches of Ollama chunks, one batch
+per upstream read, under the first-token, idle and total timeouts. `relay`
+writes the batches as NDJSON, each batch in one `write()`; `collect` folds them
+into one non-stream answer. The response is prepared only when the first batch
+is ready, so a failure before any output keeps its real status (spec 1.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+import msgspec
+from aiohttp import web
+
+from ollama_gateway.clock import now_rfc3339
+from ollama_gateway.context import RequestContext
+from ollama_gateway.errors import (
+    GatewayError,
+    TranslationError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+    error_body,
+    error_kind,
+)
+from ollama_gateway.protocols import StreamSession, UpstreamResponse
+from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.settings import Settings
+from ollama_gateway.sse import SSEParser
+from ollama_gateway.transport import UNEXPECTED_EOF
+
+__all__ = ["ChunkReader", "EncodeInto", "collect", "relay"]
+
+NDJSON = "application/x-ndjson"
+EncodeInto = Callable[[ollama.ChatResponse, bytearray], None]
+NameTranslator = Callable[[TracebackType | None], str | None]
+
+_decode_chunk = openai.decode_chunk
+
+
+class ChunkReader:
+    """Reads one upstream answer as batches of Ollama chat chunks."""
+
+    __slots__ = (
+        "_ctx",
+        "_deadline",
+        "_finished",
+        "_idle",
+        "_it",
+        "_json",
+        "_name",
+        "_parser",
+        "_saw_finish",
+        "_session",
+        "_total_deadline",
+    )
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        upstream: UpstreamResponse,
+        session: StreamSession,
+        settings: Settings,
+        name_translator: NameTranslator = lambda tb: None,
+    ) -> None:
+        timeouts = settings.timeouts
+        loop_now = asyncio.get_running_loop().time()
+        waited = (time.perf_counter_ns() - ctx.upstream_sent_ns) / 1e9
+        self._ctx = ctx
+        self._name = name_translator
+        self._session = session
+        self._it = aiter(upstream.aiter_bytes())
+        self._parser = SSEParser(settings.limits.max_event_bytes)
+        content_type = upstream.headers.get("Content-Type", "")
+        # Some backends ignore `stream: true` and answer with one JSON object.
+        self._json = content_type.startswith("application/json")
+        self._idle = timeouts.idle or None
+        first = timeouts.first_token
+        self._deadline = loop_now + max(first - waited, 0.0) if first else None
+        total = timeouts.total
+        self._total_deadline = loop_now - waited + total if total else None
+        self._finished = False
+        self._saw_finish = False
+
+    async def read(self) -> Sequence[ollama.ChatResponse] | None:
+        """The next batch to write (possibly empty), or None after the last."""
+        if self._finished:
+            return None
+        try:
+            return await self._read()
+        except GatewayError:
+            raise
+        except Exception as exc:
+            # A translator bug: name it, keep serving other requests.
+            name = self._name(exc.__traceback__) or "response"
+            raise TranslationError(name, exc) from exc
+
+    async def _read(self) -> Sequence[ollama.ChatResponse]:
+        if self._json:
+            return await self._read_json()
+        while True:
+            piece = await self._next_piece()
+            if piece is None:
+                return self._end_of_stream(self._parser.finish())
+            self._ctx.created_at = now_rfc3339()
+            out: list[ollama.ChatResponse] = []
+            for payload in self._parser.feed(piece):
+                if payload == b"[DONE]":
+                    self._finished = True
+                    out.extend(self._session.close())
+                    return out
+                out.extend(self._feed(payload))
+            if out:
+                return out
+
+    def _feed(self, payload: bytes) -> Sequence[ollama.ChatResponse]:
+        try:
+            chunk = _decode_chunk(payload)
+        except msgspec.DecodeError as exc:
+            raise UpstreamProtocolError(
+                f"upstream sent an invalid event: {exc}"
+            ) from None
+        choices = chunk.choices
+        if choices and choices[0].finish_reason:
+            self._saw_finish = True
+        return self._session.feed(chunk)
+
+    def _end_of_stream(self, tail: list[bytes]) -> Sequence[ollama.ChatResponse]:
+        out: list[ollama.ChatResponse] = []
+        for payload in tail:
+            if payload != b"[DONE]":
+                out.extend(self._feed(payload))
+            else:
+                self._saw_finish = True
+        if not self._saw_finish:
+            # A broken connection: no finish_reason and no [DONE] (spec 3.8).
+            raise UpstreamProtocolError(UNEXPECTED_EOF)
+        self._finished = True
+        out.extend(self._session.close())
+        return out
+
+    async def _read_json(self) -> Sequence[ollama.ChatResponse]:
+        pieces = []
+        while (piece := await self._next_piece()) is not None:
+            pieces.append(piece)
+        self._ctx.created_at = now_rfc3339()
+        out = list(self._feed(b"".join(pieces)))
+        self._finished = True
+        out.extend(self._session.close())
+        return out
+
+    async def _next_piece(self) -> bytes | None:
+        deadline = self._deadline
+        total = self._total_deadline
+        if total is not None and (deadline is None or total < deadline):
+            deadline = total
+        try:
+            async with asyncio.timeout_at(deadline):
+                piece = await anext(self._it, None)
+        except TimeoutError:
+            raise UpstreamTimeoutError("upstream timeout") from None
+        if self._idle is not None:
+            self._deadline = asyncio.get_running_loop().time() + self._idle
+        else:
+            self._deadline = None
+        return piece
+
+
+async def relay(
+    request: web.Request,
+    ctx: RequestContext,
+    reader: ChunkReader,
+    encode_into: EncodeInto,
+) -> web.StreamResponse:
+    """Write the answer as NDJSON; one `write()` per upstream read."""
+    response: web.StreamResponse | None = None
+    try:
+        while (batch := await reader.read()) is not None:
+            if not batch:
+                continue
+            buffer = bytearray()
+            for chunk in batch:
+                encode_into(chunk, buffer)
+            if response is None:
+                response = web.StreamResponse(headers={"Content-Type": NDJSON})
+                await response.prepare(request)
+            await response.write(buffer)
+    except GatewayError as exc:
+        if response is None:
+            raise
+        ctx.outcome = error_kind(exc)
+        # After output started the status is sent: end with one error line.
+        await response.write(error_body(exc.message) + b"\n")
+    except ConnectionResetError:
+        ctx.outcome = "client_disconnect"
+        return response or web.Response(status=499)
+    assert response is not None  # close() always yields the final chunk
+    await response.write_eof()
+    return response
+
+
+async def collect(reader: ChunkReader) -> ollama.ChatResponse:
+    """Fold a whole answer into one chunk: the non-stream response."""
+    content: list[str] = []
+    thinking: list[str] = []
+    tool_calls: list[ollama.ToolCall] = []
+    logprobs: list[ollama.Logprob] = []
+    final: ollama.ChatResponse | None = None
+    while (batch := await reader.read()) is not None:
+        for chunk in batch:
+            message = chunk.message
+            content.append(message.content)
+            if message.thinking:
+                thinking.append(message.thinking)
+            if message.tool_calls:
+                tool_calls.extend(message.tool_calls)
+            if chunk.logprobs:
+                logprobs.extend(chunk.logprobs)
+            if chunk.done:
+                final = chunk
+    assert final is not None
+    final.message = ollama.ResponseMessage(
+        role="assistant",
+        content="".join(content),
+        thinking="".join(thinking) or None,
+        tool_calls=tool_calls or None,
+    )
+    final.logprobs = logprobs or None
+    return final

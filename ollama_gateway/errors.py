@@ -1,0 +1,209 @@
+"""The gateway's exception tree and its rendering as Ollama error bodies.
+
+```
+GatewayError                   base: .status and .message, sent as {"error": message}
+├── ClientRequestError         400: the caller's request cannot be served as sent
+│   ├── InvalidRequestError    400: a body that does not decode or has a wrong type
+│   └── UnsupportedError       501: an Ollama feature this gateway does not offer
+├── ModelNotFoundError         404: no backend serves the model
+├── OptionsError               500: an option of the wrong type (as Ollama answers)
+├── AuthError                  401: inbound API key missing or wrong
+├── BusyError                  503: too many upstream requests in flight
+├── UpstreamError              502: anything that failed after we sent upstream
+│   ├── UpstreamConnectError   502: connect, DNS or TLS failure
+│   ├── UpstreamTimeoutError   504: no answer in time (first token, idle, total)
+│   ├── UpstreamStatusError    the backend answered non-2xx; status mapped by spec 3.15
+│   └── UpstreamProtocolError  502: malformed SSE or JSON from the backend
+├── TranslationError           500: a translator raised; .translator names it
+└── PluginError                startup only, never during a request
+    ├── PluginLoadError        import failure, duplicate name, wrong stage, bad shape
+    └── PluginConfigError      a translator's config table failed to convert
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "AuthError",
+    "BusyError",
+    "ClientRequestError",
+    "GatewayError",
+    "InvalidRequestError",
+    "ModelNotFoundError",
+    "OptionsError",
+    "PluginConfigError",
+    "PluginError",
+    "PluginLoadError",
+    "TranslationError",
+    "UnsupportedError",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeoutError",
+    "error_body",
+    "error_kind",
+    "upstream_error_message",
+]
+
+
+class GatewayError(Exception):
+    """Base class: carries the HTTP status and the message of the Ollama error body."""
+
+    status = 500
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class ClientRequestError(GatewayError):
+    """The caller's request cannot be served as sent."""
+
+    status = 400
+
+
+class InvalidRequestError(ClientRequestError):
+    """The body is not JSON, not an object, or a field has the wrong type."""
+
+
+class UnsupportedError(ClientRequestError):
+    """An Ollama feature that this gateway deliberately does not offer."""
+
+    status = 501
+
+
+class ModelNotFoundError(GatewayError):
+    """No configured backend serves the requested model."""
+
+    status = 404
+
+
+class OptionsError(GatewayError):
+    """An `options` value has the wrong type; Ollama answers these with 500."""
+
+    status = 500
+
+
+class AuthError(GatewayError):
+    """The inbound API key is missing or not accepted."""
+
+    status = 401
+
+
+class BusyError(GatewayError):
+    """The limit of concurrent upstream requests is reached."""
+
+    status = 503
+
+
+class UpstreamError(GatewayError):
+    """Something failed after the request was sent to the backend."""
+
+    status = 502
+
+
+class UpstreamConnectError(UpstreamError):
+    """The backend could not be reached (refused, DNS, TLS)."""
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The backend did not answer within a configured timeout."""
+
+    status = 504
+
+
+class UpstreamStatusError(UpstreamError):
+    """The backend answered with a non-2xx status; `.upstream_status` keeps it."""
+
+    def __init__(self, message: str, *, status: int, upstream_status: int) -> None:
+        super().__init__(message, status=status)
+        self.upstream_status = upstream_status
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The backend sent something that is not valid SSE or JSON."""
+
+
+class TranslationError(GatewayError):
+    """A translator raised while handling a request; `.translator` names it."""
+
+    status = 500
+
+    def __init__(self, translator: str, exc: BaseException) -> None:
+        super().__init__(f"translator {translator!r} failed: {exc}")
+        self.translator = translator
+
+
+class PluginError(Exception):
+    """A translator could not be set up; raised at startup only."""
+
+
+class PluginLoadError(PluginError):
+    """Import failure, duplicate name, wrong stage or wrong shape."""
+
+
+class PluginConfigError(PluginError):
+    """A translator's TOML table did not convert to its Config Struct."""
+
+
+class _ErrorBody(msgspec.Struct):
+    error: str
+
+
+_encode_error = msgspec.json.Encoder().encode
+
+
+def error_body(message: str) -> bytes:
+    """The Ollama error object, `{"error": message}`, as compact JSON bytes."""
+    return _encode_error(_ErrorBody(message))
+
+
+def error_kind(exc: GatewayError) -> str:
+    """A short label for logs and metrics: connect, timeout, status, protocol or
+    the class of a non-upstream error."""
+    for cls, kind in (
+        (UpstreamConnectError, "upstream_connect"),
+        (UpstreamTimeoutError, "upstream_timeout"),
+        (UpstreamStatusError, "upstream_status"),
+        (UpstreamProtocolError, "upstream_protocol"),
+        (TranslationError, "translator_error"),
+    ):
+        if isinstance(exc, cls):
+            return kind
+    return "rejected" if exc.status < 500 else "error"
+
+
+def upstream_error_message(body: bytes) -> str:
+    """Extract a human message from a backend's error body (spec 3.15 order)."""
+    try:
+        data: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:1000] or "upstream error"
+    return _message_from(data) or body.decode("utf-8", "replace")[:1000]
+
+
+def _message_from(data: Any) -> str | None:
+    if isinstance(data, str):
+        return data
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str):
+            return message
+    if isinstance(error, str):
+        return error
+    for key in ("message", "detail"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+    return None

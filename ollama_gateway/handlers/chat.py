@@ -1,0 +1,76 @@
+"""`POST /api/chat`: checks in Ollama's order (spec 2.7), then the shared runner."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import (
+    find_model,
+    load_answer,
+    map_with,
+    serve_completion,
+    touch_running,
+)
+from ollama_gateway.keys import ctx_key, pipeline_key, upstream_key
+from ollama_gateway.schemas import ollama
+from ollama_gateway.validation import (
+    check_format,
+    check_images,
+    check_options,
+    check_think,
+    check_top_logprobs,
+)
+
+__all__ = ["handle_chat"]
+
+_encoder = msgspec.json.Encoder()
+
+
+def _encode_line(chunk: ollama.ChatResponse, buffer: bytearray) -> None:
+    _encoder.encode_into(chunk, buffer, -1)
+    buffer.extend(b"\n")
+
+
+async def handle_chat(request: web.Request) -> web.StreamResponse:
+    req = await read_body(request, ollama.decode_chat)
+    keep_alive = parse_keep_alive(req.keep_alive)
+    think = check_think(req.think)
+    for message in req.messages or ():
+        check_images(message.images)
+    top_logprobs = check_top_logprobs(req.top_logprobs)
+    model = req.model.strip()
+    if not model:
+        raise InvalidRequestError("model is required")
+    ctx = request[ctx_key]
+    ctx.endpoint = "chat"
+    ctx.model = req.model
+    ctx.stream = req.stream is not False
+    entry = await find_model(request, model, f"model '{req.model}' not found")
+    ctx.use(entry)
+    if not req.messages and keep_alive == 0:
+        touch_running(request, entry, 0)
+        return load_answer(request, ctx, "unload")
+    if req.tools and not entry.supports("tools"):
+        raise InvalidRequestError(f"{req.model} does not support tools")
+    if think and not entry.supports("thinking"):
+        raise InvalidRequestError(f'"{req.model}" does not support thinking')
+    if not entry.supports("completion"):
+        raise InvalidRequestError(f'"{req.model}" does not support chat')
+    req.options = check_options(req.options)
+    touch_running(request, entry, keep_alive)
+    if not req.messages:
+        return load_answer(request, ctx, "load")
+    req.format = check_format(req.format)
+    req.think = ctx.think = think
+    ctx.logprobs = bool(req.logprobs)
+    ctx.top_logprobs = top_logprobs
+    ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
+    pipeline = request.app[pipeline_key]
+    body = map_with(request, lambda: pipeline.request.map_chat(req, ctx))
+    return await serve_completion(
+        request, ctx, body, encode_into=_encode_line, render=ollama.encode
+    )

@@ -1,0 +1,117 @@
+"""`POST /api/embed` and the legacy `POST /api/embeddings` (spec 2.8, 2.9, 3.13)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from aiohttp import web
+
+from ollama_gateway.context import RequestContext
+from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.errors import (
+    InvalidRequestError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+)
+from ollama_gateway.handlers.models import json_response
+from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import find_model, map_with, touch_running
+from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
+from ollama_gateway.schemas import ollama, openai
+
+__all__ = ["handle_embed", "handle_embeddings"]
+
+
+def _inputs(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise InvalidRequestError("invalid input type")
+
+
+async def handle_embed(request: web.Request) -> web.Response:
+    req = await read_body(request, ollama.decode_embed)
+    keep_alive = parse_keep_alive(req.keep_alive)
+    ctx = request[ctx_key]
+    ctx.endpoint = "embed"
+    ctx.model = req.model
+    ctx.stream = False
+    name = req.model.strip()
+    not_found = (
+        f'model "{req.model}" not found, try pulling it first'
+        if name
+        else "model '' not found"
+    )
+    entry = await find_model(request, name, not_found)
+    ctx.use(entry)
+    inputs = _inputs(req.input)
+    touch_running(request, entry, keep_alive)
+    if not inputs:
+        return json_response(
+            ollama.encode(ollama.EmbedResponse(model=req.model, embeddings=[]))
+        )
+    req.input = inputs
+    if req.dimensions:
+        ctx.extra["dimensions"] = req.dimensions
+    answer = await _embed(request, ctx, req, not_found)
+    return json_response(ollama.encode(answer))
+
+
+async def handle_embeddings(request: web.Request) -> web.Response:
+    req = await read_body(request, ollama.decode_embeddings)
+    keep_alive = parse_keep_alive(req.keep_alive)
+    ctx = request[ctx_key]
+    ctx.endpoint = "embeddings"
+    ctx.model = req.model
+    ctx.stream = False
+    name = req.model.strip()
+    if not name:
+        raise InvalidRequestError("model is required")
+    not_found = f'model "{req.model}" not found, try pulling it first'
+    entry = await find_model(request, name, not_found)
+    ctx.use(entry)
+    touch_running(request, entry, keep_alive)
+    if not req.prompt:
+        return json_response(ollama.encode(ollama.EmbeddingsResponse(embedding=[])))
+    embed = ollama.EmbedRequest(model=req.model, input=req.prompt, options=req.options)
+    answer = await _embed(request, ctx, embed, not_found)
+    vector = answer.embeddings[0] if answer.embeddings else []
+    return json_response(ollama.encode(ollama.EmbeddingsResponse(embedding=vector)))
+
+
+async def _embed(
+    request: web.Request, ctx: RequestContext, req: ollama.EmbedRequest, not_found: str
+) -> ollama.EmbedResponse:
+    app = request.app
+    pipeline = app[pipeline_key]
+    upstream = app[upstream_key]
+    ctx.backend_settings = upstream.backend(ctx.backend)
+    body = map_with(request, lambda: pipeline.request.map_embed(req, ctx))
+    timeout = app[settings_key].timeouts.first_token or None
+    async with upstream.slot():
+        try:
+            async with asyncio.timeout(timeout):
+                response = await upstream.send(
+                    ctx,
+                    "/embeddings",
+                    openai.encode(body),
+                    stream=False,
+                    not_found=not_found,
+                )
+                try:
+                    data = await response.aread()
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise UpstreamTimeoutError("upstream timeout") from None
+    try:
+        decoded = openai.decode_embedding_response(data)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(
+            f"upstream sent an invalid embeddings answer: {exc}"
+        ) from None
+    return map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))

@@ -1,0 +1,93 @@
+"""`POST /api/generate`: checks in Ollama's order (spec 2.6), then the shared runner.
+
+Without `raw` or `suffix` the prompt becomes a one-turn chat; with either it goes
+to the backend's legacy `/v1/completions`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from aiohttp import web
+
+from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import (
+    find_model,
+    load_answer,
+    map_with,
+    serve_completion,
+    to_generate,
+    touch_running,
+)
+from ollama_gateway.keys import ctx_key, pipeline_key, upstream_key
+from ollama_gateway.schemas import ollama
+from ollama_gateway.validation import (
+    check_format,
+    check_images,
+    check_options,
+    check_think,
+    check_top_logprobs,
+)
+
+__all__ = ["handle_generate"]
+
+log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+
+
+def _encode_line(chunk: ollama.ChatResponse, buffer: bytearray) -> None:
+    _encoder.encode_into(to_generate(chunk), buffer, -1)
+    buffer.extend(b"\n")
+
+
+def _render(chunk: ollama.ChatResponse) -> bytes:
+    return _encoder.encode(to_generate(chunk))
+
+
+async def handle_generate(request: web.Request) -> web.StreamResponse:
+    req = await read_body(request, ollama.decode_generate)
+    keep_alive = parse_keep_alive(req.keep_alive)
+    think = check_think(req.think)
+    check_images(req.images)
+    top_logprobs = check_top_logprobs(req.top_logprobs)
+    ctx = request[ctx_key]
+    ctx.endpoint = "generate"
+    ctx.model = req.model
+    ctx.stream = req.stream is not False
+    model = req.model.strip()
+    # Ollama answers an empty model on generate with 404, unlike chat's 400.
+    entry = await find_model(request, model, f"model '{req.model}' not found")
+    ctx.use(entry)
+    if not req.prompt and keep_alive == 0:
+        touch_running(request, entry, 0)
+        return load_answer(request, ctx, "unload")
+    if req.raw and (req.template or req.system or req.context):
+        raise InvalidRequestError(
+            "raw mode does not support template, system, or context"
+        )
+    if think and not entry.supports("thinking"):
+        raise InvalidRequestError(f'"{req.model}" does not support thinking')
+    if not entry.supports("completion"):
+        raise InvalidRequestError(f'"{req.model}" does not support generate')
+    if req.suffix and not entry.supports("insert"):
+        raise InvalidRequestError(f"{req.model} does not support insert")
+    req.options = check_options(req.options)
+    touch_running(request, entry, keep_alive)
+    if not req.prompt:
+        return load_answer(request, ctx, "load")
+    req.format = check_format(req.format)
+    if req.template or req.context:
+        log.warning("ignoring generate %s: the gateway cannot apply it",
+                    "template" if req.template else "context")  # fmt: skip
+    req.think = ctx.think = think
+    ctx.logprobs = bool(req.logprobs)
+    ctx.top_logprobs = top_logprobs
+    ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
+    pipeline = request.app[pipeline_key]
+    body = map_with(request, lambda: pipeline.request.map_generate(req, ctx))
+    return await serve_completion(
+        request, ctx, body, encode_into=_encode_line, render=_render
+    )

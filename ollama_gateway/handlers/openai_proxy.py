@@ -1,0 +1,135 @@
+"""The OpenAI front: `/v1/*` forwarded to the model's backend with alias resolution.
+
+VS Code Copilot discovers models through the Ollama API, then chats through
+`/v1/chat/completions` on the same base URL. Bodies pass through unchanged but
+for the model id; streams are relayed piece by piece, without buffering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ollama_gateway.errors import GatewayError, UpstreamTimeoutError
+from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
+from ollama_gateway.modelinfo import ModelEntry
+
+__all__ = ["handle_completions", "handle_embeddings", "handle_model", "handle_models"]
+
+_CREATED = 0
+
+
+class _OpenAIError(msgspec.Struct):
+    message: str
+    type: str
+    code: str | None = None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _OpenAIError
+
+
+def _error(status: int, message: str, code: str | None = None) -> web.Response:
+    kind = "invalid_request_error" if status < 500 else "api_error"
+    body = msgspec.json.encode(_ErrorEnvelope(_OpenAIError(message, kind, code)))
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _model_object(entry: ModelEntry) -> dict[str, Any]:
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "library",
+    }
+
+
+async def handle_models(request: web.Request) -> web.Response:
+    entries = await request.app[catalogue_key].entries()
+    data = [_model_object(e) for e in entries if not e.hidden]
+    return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+
+
+async def handle_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    entry = await request.app[catalogue_key].resolve(name)
+    if entry is None:
+        return _error(404, f"model '{name}' not found", "model_not_found")
+    return web.json_response(_model_object(entry), dumps=_dumps)
+
+
+async def handle_completions(request: web.Request) -> web.StreamResponse:
+    path = (
+        "/completions"
+        if request.path.endswith("/completions")
+        and not (request.path.endswith("/chat/completions"))
+        else "/chat/completions"
+    )
+    return await _forward(request, path)
+
+
+async def handle_embeddings(request: web.Request) -> web.StreamResponse:
+    return await _forward(request, "/embeddings")
+
+
+async def _forward(request: web.Request, path: str) -> web.StreamResponse:
+    try:
+        body: Any = msgspec.json.decode(await request.read())
+    except msgspec.DecodeError as exc:
+        return _error(400, f"invalid JSON body: {exc}")
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return _error(400, "the body must be a JSON object with a string 'model'")
+    ctx = request[ctx_key]
+    ctx.endpoint = "openai"
+    ctx.model = body["model"]
+    entry = await request.app[catalogue_key].resolve(body["model"])
+    if entry is None:
+        return _error(
+            404, f"The model '{body['model']}' does not exist", "model_not_found"
+        )
+    ctx.use(entry)
+    body["model"] = entry.upstream_id
+    stream = body.get("stream") is True
+    upstream = request.app[upstream_key]
+    timeout = request.app[settings_key].timeouts.first_token or None
+    try:
+        async with upstream.slot():
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await upstream.send(
+                        ctx, path, msgspec.json.encode(body), stream=stream,
+                        not_found=f"The model '{ctx.model}' does not exist",
+                    )  # fmt: skip
+            except TimeoutError:
+                raise UpstreamTimeoutError("upstream timeout") from None
+            try:
+                return await _relay(request, response)
+            finally:
+                await response.aclose()
+    except GatewayError as exc:
+        return _error(exc.status, exc.message)
+
+
+async def _relay(request: web.Request, response: Any) -> web.StreamResponse:
+    content_type = response.headers.get("Content-Type", "application/json")
+    out = web.StreamResponse(
+        status=response.status, headers={"Content-Type": content_type}
+    )
+    await out.prepare(request)
+    try:
+        async for piece in response.aiter_bytes():
+            await out.write(piece)
+    except GatewayError:
+        return out  # the status is sent; an OpenAI stream has no error line of its own
+    except ConnectionResetError:
+        request[ctx_key].outcome = "client_disconnect"
+        return out
+    await out.write_eof()
+    return out
+
+
+def _dumps(value: Any) -> str:
+    return msgspec.json.encode(value).decode()

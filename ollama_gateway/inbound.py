@@ -1,0 +1,49 @@
+"""Reading inbound JSON bodies the way Ollama does (spec 1.1).
+
+The body is JSON whatever the Content-Type says (`curl -d` sends a form type).
+Empty is `missing request body`, `null` is an empty request, and anything that
+does not decode is a 400 with the decoder's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+from ollama_gateway.errors import InvalidRequestError
+
+__all__ = ["read_body"]
+
+T = TypeVar("T")
+
+
+async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
+    """Decode the request body with a typed msgspec decoder."""
+    body = await request.read()
+    stripped = body.strip()
+    if not stripped:
+        raise InvalidRequestError("missing request body")
+    if stripped == b"null":
+        stripped = b"{}"
+    try:
+        return decode(stripped)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(_describe(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def _describe(message: str) -> str:
+    # "Expected `bool | null`, got `str` - at `$.stream`" reads better as
+    # "invalid value for stream: expected bool | null, got str".
+    text, sep, path = message.rpartition(" - at ")
+    if not sep:
+        if message.startswith("Expected `object`"):
+            return f"request body must be a JSON object: {message.replace('`', '')}"
+        return message.replace("`", "")
+    field = path.strip("`").removeprefix("$.").removeprefix("$")
+    text = text.replace("`", "")
+    return f"invalid value for {field}: {text[:1].lower()}{text[1:]}"

@@ -1,0 +1,156 @@
+"""Serving a checked chat or generate request: map it, send it, relay or collect.
+
+The handlers do Ollama's validation in Ollama's order; everything after that is
+shared here, so both endpoints stream, time out and fail the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from aiohttp import web
+
+from ollama_gateway.clock import now_rfc3339
+from ollama_gateway.completion import ChunkReader, EncodeInto, collect, relay
+from ollama_gateway.context import RequestContext
+from ollama_gateway.errors import (
+    GatewayError,
+    ModelNotFoundError,
+    TranslationError,
+    UpstreamConnectError,
+    UpstreamTimeoutError,
+)
+from ollama_gateway.keys import (
+    catalogue_key,
+    pipeline_key,
+    running_key,
+    settings_key,
+    upstream_key,
+)
+from ollama_gateway.modelinfo import ModelEntry
+from ollama_gateway.schemas import ollama, openai
+
+__all__ = ["find_model", "load_answer", "map_with", "serve_completion"]
+
+T = TypeVar("T")
+
+
+async def find_model(request: web.Request, name: str, not_found: str) -> ModelEntry:
+    """The catalogue entry for `name`, or the 404 (or 502 when a backend is down)."""
+    catalogue = request.app[catalogue_key]
+    entry = await catalogue.resolve(name)
+    if entry is not None:
+        return entry
+    errors = catalogue.backend_errors()
+    if errors:
+        backend, reason = next(iter(errors.items()))
+        raise UpstreamConnectError(
+            f"{not_found}; the model list of backend {backend!r} is "
+            f"unavailable: {reason}"
+        )
+    raise ModelNotFoundError(not_found)
+
+
+def load_answer(request: web.Request, ctx: RequestContext, reason: str) -> web.Response:
+    """The single JSON object of a load or unload request (even when streaming)."""
+    chunk = ollama.ChatResponse(
+        model=ctx.model,
+        created_at=now_rfc3339(),
+        message=ollama.ResponseMessage("assistant", ""),
+        done=True,
+        done_reason=reason,
+    )
+    body = (
+        ollama.encode(chunk)
+        if ctx.endpoint == "chat"
+        else ollama.encode(to_generate(chunk))
+    )
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+def map_with(request: web.Request, mapper: Callable[[], T]) -> T:
+    """Call a request-mapper method, naming the translator if it fails."""
+    try:
+        return mapper()
+    except GatewayError:
+        raise
+    except Exception as exc:
+        pipeline = request.app[pipeline_key]
+        name = pipeline.translator_for(exc.__traceback__) or "request"
+        raise TranslationError(name, exc) from exc
+
+
+def touch_running(
+    request: web.Request, entry: ModelEntry, keep_alive: float | None
+) -> None:
+    request.app[running_key].touch(entry, keep_alive)
+
+
+async def serve_completion(
+    request: web.Request,
+    ctx: RequestContext,
+    body: openai.ChatCompletionRequest | openai.CompletionRequest,
+    *,
+    encode_into: EncodeInto,
+    render: Callable[[ollama.ChatResponse], bytes],
+) -> web.StreamResponse:
+    """Send the mapped body upstream and answer the client, streaming or not."""
+    app = request.app
+    settings = app[settings_key]
+    upstream = app[upstream_key]
+    pipeline = app[pipeline_key]
+    path = (
+        "/completions"
+        if isinstance(body, openai.CompletionRequest)
+        else "/chat/completions"
+    )
+    payload = openai.encode(body)
+    first_token = settings.timeouts.first_token or None
+    async with upstream.slot():
+        try:
+            async with asyncio.timeout(first_token):
+                response = await upstream.send(
+                    ctx,
+                    path,
+                    payload,
+                    stream=True,
+                    not_found=f"model '{ctx.model}' not found",
+                )
+        except TimeoutError:
+            raise UpstreamTimeoutError("upstream timeout") from None
+        try:
+            session = map_with(request, lambda: pipeline.response.open_stream(ctx))
+            reader = ChunkReader(
+                ctx, response, session, settings, pipeline.translator_for
+            )
+            if ctx.stream:
+                return await relay(request, ctx, reader, encode_into)
+            final = await collect(reader)
+            return web.Response(
+                body=render(final), content_type="application/json", charset="utf-8"
+            )
+        finally:
+            await response.aclose()
+
+
+def to_generate(chunk: ollama.ChatResponse) -> ollama.GenerateResponse:
+    """Render a chat-shaped chunk as a `/api/generate` line."""
+    message = chunk.message
+    return ollama.GenerateResponse(
+        model=chunk.model,
+        created_at=chunk.created_at,
+        response=message.content,
+        done=chunk.done,
+        thinking=message.thinking,
+        tool_calls=message.tool_calls,
+        done_reason=chunk.done_reason,
+        total_duration=chunk.total_duration,
+        load_duration=chunk.load_duration,
+        prompt_eval_count=chunk.prompt_eval_count,
+        prompt_eval_duration=chunk.prompt_eval_duration,
+        eval_count=chunk.eval_count,
+        eval_duration=chunk.eval_duration,
+        logprobs=chunk.logprobs,
+    )

@@ -1,0 +1,120 @@
+"""Prometheus metrics: one registry per app, recorded once per request.
+
+Label values are bounded: `endpoint` comes from the route table, `model` only
+from the catalogue (anything else is `other`), so a client cannot grow the
+series count or break the exposition format with a hostile model name.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+)
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "protocol")
+
+
+class Metrics:
+    """The gateway's metrics and the `record_*` calls that update them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "ollama_gateway_requests_total",
+            "Requests served, by endpoint, model and status class.",
+            ["endpoint", "model", "status_class"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "ollama_gateway_request_duration_seconds",
+            "Time from request received to response finished.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "ollama_gateway_time_to_first_token_seconds",
+            "Time from request received to the first generated token.",
+            ["endpoint", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "ollama_gateway_tokens_total",
+            "Prompt and completion tokens, as the backend reported them.",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.streams_in_flight = Gauge(
+            "ollama_gateway_streams_in_flight",
+            "Streaming responses open right now.",
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "ollama_gateway_upstream_errors_total",
+            "Failed upstream requests, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "ollama_gateway_client_disconnects_total",
+            "Clients that went away before their answer was finished.",
+            registry=r,
+        )
+        self.retries = Counter(
+            "ollama_gateway_upstream_retries_total",
+            "Upstream requests sent again before any output (connect error, 429, 5xx).",
+            registry=r,
+        )
+        for kind in UPSTREAM_ERROR_KINDS:
+            self.upstream_errors.labels(kind=kind)
+
+    def record_request(
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        status: int,
+        duration: float,
+        ttft: float | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None:
+        """Record one finished request; called once per request, never per chunk."""
+        self.requests.labels(endpoint, model, f"{status // 100}xx").inc()
+        self.duration.labels(endpoint).observe(duration)
+        if ttft is not None:
+            self.ttft.labels(endpoint, model).observe(ttft)
+        if prompt_tokens:
+            self.tokens.labels(model, "prompt").inc(prompt_tokens)
+        if completion_tokens:
+            self.tokens.labels(model, "completion").inc(completion_tokens)
+
+    def record_upstream_error(self, kind: str) -> None:
+        self.upstream_errors.labels(
+            kind if kind in UPSTREAM_ERROR_KINDS else "status"
+        ).inc()
+
+    def record_disconnect(self) -> None:
+        self.disconnects.inc()
+
+    def record_retry(self) -> None:
+        self.retries.inc()

@@ -1,0 +1,188 @@
+"""Middlewares: request id, Host/CORS checks, inbound auth, and the error and
+accounting wrapper that turns exceptions into Ollama errors and records each
+request once (metrics and one log line)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ollama_gateway.context import RequestContext
+from ollama_gateway.cors import HostCheck, OriginPolicy
+from ollama_gateway.errors import (
+    AuthError,
+    GatewayError,
+    TranslationError,
+    error_body,
+    error_kind,
+)
+from ollama_gateway.keys import ctx_key, metrics_key, settings_key
+from ollama_gateway.log import ACCESS_LOGGER
+
+__all__ = ["setup_middlewares"]
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
+
+
+def setup_middlewares(app: web.Application) -> None:
+    settings = app[settings_key]
+    origins = OriginPolicy(settings.server.cors_origins)
+    hosts = HostCheck(settings.server.host)
+    keys = [k.encode() for k in settings.auth.api_keys]
+    pass_key = settings.auth.pass_client_key
+
+    @web.middleware
+    async def account(request: web.Request, handler: Handler) -> web.StreamResponse:
+        wanted = request.headers.get("X-Request-ID", "")
+        request_id = wanted if _REQUEST_ID.fullmatch(wanted) else uuid.uuid4().hex
+        ctx = RequestContext(request_id=request_id, endpoint="other", model="")
+        request[ctx_key] = ctx
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except GatewayError as exc:
+            status = exc.status
+            _note_error(ctx, exc)
+            return _error_response(exc.status, exc.message)
+        except web.HTTPException as exc:
+            status = exc.status
+            return _http_exception(exc)
+        except asyncio.CancelledError:
+            status, ctx.outcome = 499, "client_disconnect"
+            raise
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id})
+            ctx.outcome = "internal_error"
+            return _error_response(500, "internal server error")
+        finally:
+            _record(request, ctx, status)
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not hosts.allows(request.host):
+            return web.Response(status=403, text="403 Forbidden: host not allowed")
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            if not origins.allows(origin):
+                return web.Response(
+                    status=403, text="403 Forbidden: origin not allowed"
+                )
+            if request.method == "OPTIONS":
+                return origins.preflight(origin)
+        if keys and request.path not in _OPEN_PATHS:
+            presented = _presented_key(request)
+            if not any(hmac.compare_digest(presented, key) for key in keys):
+                raise AuthError("unauthorized: a valid API key is required")
+        if pass_key and "Authorization" in request.headers:
+            request[ctx_key].client_key = request.headers["Authorization"]
+        response = await handler(request)
+        if origin is not None and not response.prepared:
+            response.headers.update(origins.headers_for(origin))
+        return response
+
+    app.middlewares.extend([account, guard])
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        ctx = request.get(ctx_key)
+        if ctx is not None:
+            response.headers["X-Request-ID"] = ctx.request_id
+        origin = request.headers.get("Origin")
+        if origin is not None and origins.allows(origin):
+            response.headers.update(origins.headers_for(origin))
+
+    app.on_response_prepare.append(add_headers)
+
+
+def _presented_key(request: web.Request) -> bytes:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip().encode()
+    return request.headers.get("X-API-Key", "").strip().encode()
+
+
+def _error_response(status: int, message: str) -> web.Response:
+    return web.Response(
+        body=error_body(message),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def _http_exception(exc: web.HTTPException) -> web.StreamResponse:
+    if exc.status == 404:
+        return web.Response(status=404, text="404 page not found")
+    if exc.status == 405:
+        return web.Response(status=405, text="405 method not allowed")
+    if exc.status == 413:
+        return _error_response(413, "request body too large")
+    if 300 <= exc.status < 400:
+        return exc
+    return _error_response(exc.status, exc.reason)
+
+
+def _note_error(ctx: RequestContext, exc: GatewayError) -> None:
+    ctx.outcome = error_kind(exc)
+    if isinstance(exc, TranslationError):
+        log.error(
+            "translator %s failed",
+            exc.translator,
+            exc_info=exc.__cause__ or exc,
+            extra={"request_id": ctx.request_id},
+        )
+
+
+def _record(request: web.Request, ctx: RequestContext, status: int) -> None:
+    now = time.perf_counter_ns()
+    duration = (now - ctx.started_ns) / 1e9
+    ttft = (ctx.first_token_ns - ctx.started_ns) / 1e9 if ctx.first_token_ns else None
+    route = request.match_info.route.resource
+    endpoint = route.canonical if route is not None else "unmatched"
+    model = ctx.entry.name if ctx.entry is not None else "other"
+    metrics = request.app[metrics_key]
+    if ctx.outcome == "client_disconnect":
+        metrics.record_disconnect()
+    elif ctx.outcome.startswith("upstream_"):
+        metrics.record_upstream_error(ctx.outcome.removeprefix("upstream_"))
+    metrics.record_request(
+        endpoint=endpoint,
+        model=model,
+        status=status,
+        duration=duration,
+        ttft=ttft,
+        prompt_tokens=ctx.prompt_tokens,
+        completion_tokens=ctx.completion_tokens,
+    )
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        endpoint,
+        status,
+        extra={
+            "request_id": ctx.request_id,
+            "method": request.method,
+            "endpoint": endpoint,
+            "model": model,
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+            "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+            "prompt_tokens": ctx.prompt_tokens,
+            "completion_tokens": ctx.completion_tokens,
+            "outcome": ctx.outcome,
+            "backend": ctx.backend or None,
+        },
+    )

@@ -1,0 +1,151 @@
+"""What a model is: capabilities, family and context length, from config or guessed.
+
+Configured values always win. Otherwise backend metadata is used where a backend
+offers it (vLLM `max_model_len`, OpenRouter `context_length`, LiteLLM
+`max_input_tokens`, OpenRouter `architecture` and `supported_parameters`), and
+the id is read for well-known names last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.settings import ModelSettings
+
+__all__ = [
+    "ModelEntry",
+    "details_of",
+    "digest_of",
+    "guess_capabilities",
+    "guess_family",
+    "tagged",
+]
+
+_EMBED = re.compile(r"embed|(^|[/_-])(bge|gte|e5|minilm|mxbai)([_-]|$)", re.I)
+_THINK = re.compile(
+    r"(^|[/_-])(o1|o3|o4|gpt-5|gpt-oss|deepseek-r1|r1|qwq|qwen3|magistral|"
+    r"reasoner|thinking|think|reasoning)([._:-]|$)",
+    re.I,
+)
+_VISION = re.compile(
+    r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)",
+    re.I,
+)
+_FAMILIES = (
+    "llama", "qwen3", "qwen2", "qwen", "gemma3", "gemma2", "gemma", "mistral",
+    "mixtral", "phi3", "phi", "deepseek", "granite", "command-r", "gpt-oss", "gpt",
+    "claude", "gemini", "nomic-bert", "bert",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model of the catalogue, as listed and as sent upstream."""
+
+    name: str
+    upstream_id: str
+    backends: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    family: str
+    context_length: int
+    embedding_length: int
+    parameter_size: str
+    quantization_level: str
+    size: int
+    modified_at: str
+    digest: str
+    remote_host: str
+    hidden: bool = False
+    alias_of: str = ""
+
+    @property
+    def backend(self) -> str:
+        return self.backends[0]
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+def tagged(name: str) -> str:
+    """The name with `:latest` when it has no tag after its last `/`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def digest_of(upstream_id: str) -> str:
+    """A stable 64-hex digest for a model that has no blob of its own."""
+    return hashlib.sha256(upstream_id.encode()).hexdigest()
+
+
+def guess_family(model_id: str, configured: str = "") -> str:
+    if configured:
+        return configured
+    base = model_id.rsplit("/", 1)[-1].lower()
+    for family in _FAMILIES:
+        if base.startswith(family) or f"-{family}" in base:
+            return family.replace("-", "")
+    word = re.match(r"[a-z]+", base)
+    return word.group(0) if word else ""
+
+
+def guess_capabilities(
+    model_id: str, settings: ModelSettings | None, meta: openai.ModelObject | None
+) -> tuple[str, ...]:
+    if settings is not None and settings.capabilities is not None:
+        return tuple(settings.capabilities)
+    if _EMBED.search(model_id):
+        return ("embedding",)
+    caps = ["completion", "tools"]
+    params = _supported_parameters(meta)
+    if params is not None and "tools" not in params:
+        caps.remove("tools")
+    if (
+        _accepts_images(meta)
+        or (meta is None or meta.architecture is None)
+        and (_VISION.search(model_id))
+    ):
+        caps.append("vision")
+    if _THINK.search(model_id) or (params is not None and "reasoning" in params):
+        caps.append("thinking")
+    return tuple(caps)
+
+
+def context_length_of(
+    settings: ModelSettings | None, meta: openai.ModelObject | None
+) -> int:
+    if settings is not None and settings.context_length:
+        return settings.context_length
+    if meta is None:
+        return 0
+    for value in (meta.max_model_len, meta.context_length, meta.max_input_tokens):
+        if value:
+            return value
+    return 0
+
+
+def _supported_parameters(meta: openai.ModelObject | None) -> list[str] | None:
+    if meta is None or not isinstance(meta.supported_parameters, list):
+        return None
+    return [p for p in meta.supported_parameters if isinstance(p, str)]
+
+
+def _accepts_images(meta: openai.ModelObject | None) -> bool:
+    arch = meta.architecture if meta is not None else None
+    if not isinstance(arch, dict):
+        return False
+    modalities = arch.get("input_modalities")
+    return isinstance(modalities, list) and "image" in modalities
+
+
+def details_of(entry: ModelEntry) -> ollama.ModelDetails:
+    """The `details` object that tags, show and ps give for a model."""
+    return ollama.ModelDetails(
+        parent_model="",
+        format="gguf",
+        family=entry.family,
+        families=[entry.family] if entry.family else None,
+        parameter_size=entry.parameter_size,
+        quantization_level=entry.quantization_level,
+    )

@@ -1,0 +1,131 @@
+"""Pipeline: the composed request mapper, transports and response mapper.
+
+`build_pipeline` turns the names in the settings into objects, inside out: the
+last name of a stage is the base (`cls(config, None)`), each earlier one wraps it.
+Each backend gets its own transport chain (its `transport` list, or the
+pipeline's). The result is frozen; handlers make plain method calls on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from ollama_gateway.errors import PluginConfigError, PluginLoadError
+from ollama_gateway.plugins import TranslatorSpec
+from ollama_gateway.protocols import (
+    RequestMapper,
+    ResponseMapper,
+    Stage,
+    Transport,
+)
+from ollama_gateway.settings import Settings
+
+__all__ = ["Pipeline", "build_pipeline"]
+
+_PROTOCOLS: dict[Stage, type] = {
+    "request": RequestMapper,
+    "transport": Transport,
+    "response": ResponseMapper,
+}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The translators in use. `transports` is keyed by backend name."""
+
+    request: RequestMapper
+    response: ResponseMapper
+    transports: Mapping[str, Transport]
+    names: Mapping[str, tuple[str, ...]]
+    modules: Mapping[str, str] = field(default_factory=dict)
+
+    def translator_for(self, tb: TracebackType | None) -> str | None:
+        """Name the innermost translator whose code appears in a traceback."""
+        name = None
+        while tb is not None:
+            module = tb.tb_frame.f_globals.get("__name__", "")
+            name = self.modules.get(module, name)
+            tb = tb.tb_next
+        return name
+
+    async def aclose(self) -> None:
+        for transport in self.transports.values():
+            await transport.aclose()
+
+
+def build_pipeline(settings: Settings, specs: Mapping[str, TranslatorSpec]) -> Pipeline:
+    """Compose the translators named in `settings.pipeline` and per backend."""
+    pipeline = settings.pipeline
+    request = _compose("request", pipeline.request, settings, specs)
+    response = _compose("response", pipeline.response, settings, specs)
+    transports: dict[str, Transport] = {}
+    names: dict[str, tuple[str, ...]] = {
+        "request": tuple(pipeline.request),
+        "response": tuple(pipeline.response),
+    }
+    for backend in settings.backends:
+        chain = backend.transport
+        if chain is None:
+            chain = ["demo"] if backend.demo else pipeline.transport
+        transports[backend.name] = _compose("transport", chain, settings, specs)
+        names[f"transport:{backend.name}"] = tuple(chain)
+    used = {name for chain in names.values() for name in chain}
+    modules = {specs[name].cls.__module__: name for name in used}
+    return Pipeline(request, response, transports, names, modules)
+
+
+def _compose(
+    stage: Stage,
+    chain: list[str],
+    settings: Settings,
+    specs: Mapping[str, TranslatorSpec],
+) -> Any:
+    if not chain:
+        raise PluginLoadError(f"pipeline.{stage}: needs at least one translator")
+    inner: Any = None
+    for name in reversed(chain):
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(
+                sorted(s.name for s in specs.values() if s.stage == stage)
+            )
+            raise PluginLoadError(
+                f"pipeline.{stage}: no translator named {name!r} (known: {known})"
+            )
+        if spec.stage != stage:
+            raise PluginLoadError(
+                f"pipeline.{stage}: {name!r} is a {spec.stage} translator"
+            )
+        config = _config(spec, settings.translators.get(name, {}))
+        try:
+            inner = spec.cls(config, inner)
+        except PluginLoadError:
+            raise
+        except Exception as exc:
+            raise PluginLoadError(
+                f"translator {name!r} ({spec.distribution}) failed to start: {exc}"
+            ) from exc
+        if not isinstance(inner, _PROTOCOLS[stage]):
+            raise PluginLoadError(
+                f"translator {name!r} ({spec.distribution}) does not implement the "
+                f"{stage} protocol ({_PROTOCOLS[stage].__name__})"
+            )
+    return inner
+
+
+def _config(spec: TranslatorSpec, raw: dict[str, Any]) -> msgspec.Struct:
+    try:
+        config: msgspec.Struct = msgspec.convert(
+            raw, type=spec.cls.Config, str_keys=True
+        )
+    except msgspec.ValidationError as exc:
+        text, sep, path = str(exc).rpartition(" - at ")
+        where = path.strip("`").removeprefix("$.") if sep else ""
+        detail = f"{where}: {text}" if where else str(exc)
+        raise PluginConfigError(f"translators.{spec.name}: {detail}") from None
+    return config

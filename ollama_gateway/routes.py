@@ -1,0 +1,47 @@
+"""The route table, nothing else."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ollama_gateway.handlers import (
+    chat,
+    embed,
+    generate,
+    manage,
+    meta,
+    models,
+    openai_proxy,
+)
+
+__all__ = ["setup_routes"]
+
+
+def setup_routes(app: web.Application, *, metrics_handler: Handler) -> None:
+    add = app.router.add_route
+    app.router.add_get("/", meta.handle_root)
+    app.router.add_get("/api/version", meta.handle_version)
+    app.router.add_get("/api/tags", models.handle_tags)
+    app.router.add_get("/api/ps", models.handle_ps)
+    app.router.add_get("/health", meta.handle_health)
+    app.router.add_get("/ready", meta.handle_ready)
+    app.router.add_get("/metrics", metrics_handler)
+    add("POST", "/api/chat", chat.handle_chat)
+    add("POST", "/api/generate", generate.handle_generate)
+    add("POST", "/api/show", models.handle_show)
+    add("POST", "/api/embed", embed.handle_embed)
+    add("POST", "/api/embeddings", embed.handle_embeddings)
+    add("POST", "/api/pull", manage.handle_pull)
+    add("POST", "/api/push", manage.handle_push)
+    add("POST", "/api/create", manage.handle_create)
+    add("POST", "/api/copy", manage.handle_copy)
+    add("DELETE", "/api/delete", manage.handle_delete)
+    add("HEAD", "/api/blobs/{digest}", manage.handle_blob_head)
+    add("POST", "/api/blobs/{digest}", manage.handle_blob_post)
+    for prefix in ("/v1", ""):
+        add("POST", f"{prefix}/chat/completions", openai_proxy.handle_completions)
+        add("POST", f"{prefix}/completions", openai_proxy.handle_completions)
+        add("POST", f"{prefix}/embeddings", openai_proxy.handle_embeddings)
+    add("GET", "/v1/models", openai_proxy.handle_models)
+    add("GET", "/v1/models/{model:.+}", openai_proxy.handle_model)

@@ -1,0 +1,241 @@
+"""OpenAI wire Structs (what backends speak), with decoders and encoders built once.
+
+Outbound request Structs use `UNSET` for every optional field, so a parameter the
+Ollama client did not set never reaches the backend. Inbound Structs keep
+msgspec's default of skipping unknown fields: backends add fields all the time.
+`logprobs` stays `Raw` on chunks, because chat and legacy completions give it
+different shapes and most requests never look at it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+__all__ = [
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "ChunkChoice",
+    "CompletionRequest",
+    "Delta",
+    "EmbeddingData",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "FunctionCall",
+    "FunctionDelta",
+    "ImagePart",
+    "ImageURL",
+    "ModelList",
+    "ModelObject",
+    "SamplingParams",
+    "StreamOptions",
+    "TextPart",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+    "decode_chunk",
+    "decode_embedding_response",
+    "decode_model_list",
+    "encode",
+]
+
+
+class TextPart(msgspec.Struct, tag_field="type", tag="text"):
+    """A text content part."""
+
+    text: str
+
+
+class ImageURL(msgspec.Struct):
+    """An image given as a URL; the gateway always sends a base64 data URL."""
+
+    url: str
+
+
+class ImagePart(msgspec.Struct, tag_field="type", tag="image_url"):
+    """An image content part."""
+
+    image_url: ImageURL
+
+
+class FunctionCall(msgspec.Struct):
+    """`function` of an OpenAI tool call; `arguments` is a JSON *string*."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(msgspec.Struct):
+    """A tool call in an assistant message of the history."""
+
+    id: str
+    function: FunctionCall
+    type: str = "function"
+
+
+class ChatMessage(msgspec.Struct, omit_defaults=True):
+    """A message of `/v1/chat/completions`."""
+
+    role: str
+    content: str | list[TextPart | ImagePart] | None = ""
+    tool_calls: list[ToolCall] | UnsetType = UNSET
+    tool_call_id: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    reasoning_content: str | UnsetType = UNSET
+
+
+class StreamOptions(msgspec.Struct):
+    """`stream_options`: ask for the usage trailer."""
+
+    include_usage: bool = True
+
+
+class SamplingParams(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Parameters shared by chat and legacy completions; all unset unless given."""
+
+    stream: bool | UnsetType = UNSET
+    stream_options: StreamOptions | UnsetType = UNSET
+    max_tokens: int | UnsetType = UNSET
+    max_completion_tokens: int | UnsetType = UNSET
+    temperature: float | UnsetType = UNSET
+    top_p: float | UnsetType = UNSET
+    stop: list[str] | UnsetType = UNSET
+    seed: int | UnsetType = UNSET
+    frequency_penalty: float | UnsetType = UNSET
+    presence_penalty: float | UnsetType = UNSET
+    top_k: int | UnsetType = UNSET
+    min_p: float | UnsetType = UNSET
+    typical_p: float | UnsetType = UNSET
+    repetition_penalty: float | UnsetType = UNSET
+    repeat_penalty: float | UnsetType = UNSET
+    repeat_last_n: int | UnsetType = UNSET
+    response_format: Any = UNSET
+
+
+class ChatCompletionRequest(SamplingParams, kw_only=True):
+    """The body of `POST /v1/chat/completions`."""
+
+    model: str
+    messages: list[ChatMessage]
+    tools: list[msgspec.Raw] | UnsetType = UNSET
+    reasoning_effort: str | UnsetType = UNSET
+    chat_template_kwargs: dict[str, Any] | UnsetType = UNSET
+    logprobs: bool | UnsetType = UNSET
+    top_logprobs: int | UnsetType = UNSET
+
+
+class CompletionRequest(SamplingParams, kw_only=True):
+    """The body of `POST /v1/completions` (raw and fill-in-the-middle generate)."""
+
+    model: str
+    prompt: str
+    suffix: str | UnsetType = UNSET
+    logprobs: int | UnsetType = UNSET
+
+
+class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
+    """The body of `POST /v1/embeddings`."""
+
+    model: str
+    input: str | list[str]
+    encoding_format: str = "float"
+    dimensions: int | UnsetType = UNSET
+
+
+class FunctionDelta(msgspec.Struct):
+    """A fragment of a streamed tool call's function."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct):
+    """A fragment of a streamed tool call; fragments are joined by `index`."""
+
+    index: int = 0
+    id: str | None = None
+    function: FunctionDelta | None = None
+
+
+class Delta(msgspec.Struct):
+    """`choices[].delta` of a chunk (also used for a non-stream `message`)."""
+
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    refusal: str | None = None
+
+
+class ChunkChoice(msgspec.Struct):
+    """`choices[]` of a chat chunk, a legacy completion chunk (`text`) or a
+    non-stream answer (`message`), so one decoder reads all three."""
+
+    delta: Delta | None = None
+    message: Delta | None = None
+    text: str | None = None
+    finish_reason: str | None = None
+    logprobs: msgspec.Raw | None = None
+    index: int = 0
+
+
+class Usage(msgspec.Struct):
+    """Token counts; `completion_tokens` includes reasoning tokens."""
+
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    total_tokens: int | None = 0
+
+
+class ChatCompletionChunk(msgspec.Struct):
+    """One SSE event of a chat or completions stream, or a whole non-stream answer.
+
+    `error` is set when the backend reports an error inside the stream.
+    """
+
+    choices: list[ChunkChoice] | None = None
+    usage: Usage | None = None
+    error: Any = None
+
+
+class EmbeddingData(msgspec.Struct):
+    """One vector; a string is base64 little-endian float32."""
+
+    embedding: list[float] | str
+    index: int = 0
+
+
+class EmbeddingResponse(msgspec.Struct):
+    """The answer of `POST /v1/embeddings`."""
+
+    data: list[EmbeddingData]
+    usage: Usage | None = None
+
+
+class ModelObject(msgspec.Struct):
+    """An entry of `GET /v1/models`, with the metadata some backends add."""
+
+    id: str
+    created: int | None = None
+    owned_by: str | None = None
+    max_model_len: int | None = None
+    context_length: int | None = None
+    max_input_tokens: int | None = None
+    architecture: Any = None
+    supported_parameters: Any = None
+
+
+class ModelList(msgspec.Struct):
+    """`GET /v1/models`."""
+
+    data: list[ModelObject] = msgspec.field(default_factory=list)
+
+
+encode = msgspec.json.Encoder().encode
+
+decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
+decode_embedding_response = msgspec.json.Decoder(EmbeddingResponse).decode
+decode_model_list = msgspec.json.Decoder(ModelList).decode

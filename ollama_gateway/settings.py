@@ -1,0 +1,354 @@
+"""Settings: one frozen Struct tree, read from the environment, a TOML file and flags.
+
+This module is the only reader of `os.environ`. Precedence, lowest first: built-in
+defaults, the TOML file named by `OLLAMA_GATEWAY_CONFIG` (or `--config`), the
+environment, command-line flags. Every problem becomes a `SettingsError` whose
+message names the setting, so the CLI can print one line and exit.
+
+Example:
+
+    settings = Settings.load(os.environ, config_path=None, host=None, port=None)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_OLLAMA_VERSION",
+    "BackendSettings",
+    "CatalogueSettings",
+    "LimitSettings",
+    "ModelSettings",
+    "PipelineSettings",
+    "RetrySettings",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "TimeoutSettings",
+    "parse_ollama_host",
+]
+
+DEFAULT_OLLAMA_VERSION = "0.32.15"
+DEFAULT_PORT = 11434
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+Dialect = Literal["openai", "chat_template_kwargs", "none"]
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Settings tables reject unknown keys, so a typo fails at start."""
+
+
+class ServerSettings(_Section, frozen=True):
+    """Where and how the gateway listens."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    ollama_version: str = DEFAULT_OLLAMA_VERSION
+    environment: str = "production"
+    backlog: int = 4096
+    workers: int = 1
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    shutdown_grace: float = 30.0
+    default_keep_alive: str = "5m"
+
+
+class TimeoutSettings(_Section, frozen=True):
+    """Upstream timeouts in seconds; 0 disables one. No short total by default:
+    slow reasoning models can think for many minutes."""
+
+    connect: float = 10.0
+    first_token: float = 600.0
+    idle: float = 300.0
+    total: float = 0.0
+
+
+class RetrySettings(_Section, frozen=True):
+    """Retries before any byte reached the client (connect errors, 429/502/503/504)."""
+
+    attempts: int = 2
+    max_delay: float = 10.0
+    base_delay: float = 0.25
+
+
+class LimitSettings(_Section, frozen=True):
+    """Request and stream size limits, and the cap on concurrent upstream calls."""
+
+    max_body_bytes: int = 128 * 1024 * 1024
+    max_event_bytes: int = 16 * 1024 * 1024
+    max_concurrent_upstream: int = 0
+
+
+class AuthSettings(_Section, frozen=True):
+    """Inbound API keys; empty means no authentication (the Ollama default)."""
+
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    pass_client_key: bool = False
+
+
+class BackendSettings(_Section, frozen=True):
+    """One OpenAI-compatible backend.
+
+    `models` pins the model ids this backend serves; when empty they are read from
+    its `GET /v1/models`. `dialect` says how `think` is sent (spec 3.5).
+    """
+
+    name: str
+    base_url: str = ""
+    api_key: str = ""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    dialect: Dialect = "openai"
+    models: list[str] = msgspec.field(default_factory=list)
+    transport: list[str] | None = None
+    extensions: bool = False
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    stream_usage: bool = True
+    think_off_effort: str = "none"
+    think_on_effort: str = ""
+    max_stop: int = 0
+    demo: bool = False
+
+
+class ModelSettings(_Section, frozen=True):
+    """Per-model catalogue entries: aliases, capabilities and display details."""
+
+    target: str = ""
+    backend: str = ""
+    capabilities: list[str] | None = None
+    context_length: int = 0
+    embedding_length: int = 0
+    family: str = ""
+    parameter_size: str = ""
+    quantization_level: str = ""
+    size: int = 0
+    hidden: bool = False
+
+
+class CatalogueSettings(_Section, frozen=True):
+    """How the model list is cached and where copy/delete aliases persist."""
+
+    ttl: float = 60.0
+    aliases_file: str = ""
+    add_latest_tag: bool = True
+
+
+class PipelineSettings(_Section, frozen=True):
+    """Translator names per stage, outermost first; the last is the base."""
+
+    request: list[str] = msgspec.field(default_factory=lambda: ["ollama-to-openai"])
+    transport: list[str] = msgspec.field(default_factory=lambda: ["openai-http"])
+    response: list[str] = msgspec.field(default_factory=lambda: ["openai-to-ollama"])
+
+
+class Settings(_Section, frozen=True):
+    """Everything the gateway reads at start, frozen."""
+
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
+    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    pipeline: PipelineSettings = msgspec.field(default_factory=PipelineSettings)
+    backends: list[BackendSettings] = msgspec.field(default_factory=list)
+    models: dict[str, ModelSettings] = msgspec.field(default_factory=dict)
+    catalogue: CatalogueSettings = msgspec.field(default_factory=CatalogueSettings)
+    translators: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    plugins: list[str] | None = None
+    log_level: str = "INFO"
+    config_path: str = ""
+
+    @property
+    def uses_demo_only(self) -> bool:
+        return all(backend.demo for backend in self.backends)
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        config_path: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        log_level: str | None = None,
+    ) -> Settings:
+        """Build settings from defaults, the TOML file, the environment and flags."""
+        env = os.environ if environ is None else environ
+        path = config_path or env.get("OLLAMA_GATEWAY_CONFIG", "")
+        raw = _read_toml(path) if path else {}
+        raw["config_path"] = path
+        _apply_env(raw, env)
+        server = raw.setdefault("server", {})
+        if host is not None:
+            server["host"] = host
+        if port is not None:
+            server["port"] = port
+        if log_level is not None:
+            raw["log_level"] = log_level
+        return _finish(_convert(raw))
+
+
+def parse_ollama_host(value: str) -> tuple[str, int]:
+    """Read `OLLAMA_HOST` the way Ollama's envconfig does: `[scheme://]host[:port]`."""
+    text = value.strip()
+    default_port = DEFAULT_PORT
+    scheme, sep, hostport = text.partition("://")
+    if not sep:
+        hostport = text
+    elif scheme == "http":
+        default_port = 80
+    elif scheme == "https":
+        default_port = 443
+    hostport = hostport.split("/", 1)[0]
+    host, port_text = _split_host_port(hostport)
+    if port_text is None:
+        return host or "127.0.0.1", default_port
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise SettingsError(f"OLLAMA_HOST: invalid port {port_text!r} in {value!r}")
+    # Ollama listens on every interface when the host part is empty (":11434").
+    return host or "0.0.0.0", int(port_text)
+
+
+def _split_host_port(hostport: str) -> tuple[str, str | None]:
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end != -1:
+            rest = hostport[end + 1 :]
+            host = hostport[1:end]
+            return host, rest[1:] if rest.startswith(":") else None
+    if hostport.count(":") == 1:
+        host, _, port = hostport.partition(":")
+        return host, port
+    try:
+        return str(ipaddress.ip_address(hostport.strip("[]"))), None
+    except ValueError:
+        return hostport, None
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise SettingsError(f"OLLAMA_GATEWAY_CONFIG: no such file {path!r}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"OLLAMA_GATEWAY_CONFIG: {path}: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"OLLAMA_GATEWAY_CONFIG: {path}: {exc.strerror}") from None
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    server = raw.setdefault("server", {})
+    if env.get("OLLAMA_HOST", "").strip():
+        server["host"], server["port"] = parse_ollama_host(env["OLLAMA_HOST"])
+    if env.get("OLLAMA_ORIGINS", "").strip():
+        extra = [o.strip() for o in env["OLLAMA_ORIGINS"].split(",") if o.strip()]
+        server["cors_origins"] = [*server.get("cors_origins", []), *extra]
+    if env.get("OLLAMA_KEEP_ALIVE", "").strip():
+        server["default_keep_alive"] = env["OLLAMA_KEEP_ALIVE"].strip()
+    if env.get("LOG_LEVEL", "").strip():
+        raw["log_level"] = env["LOG_LEVEL"].strip()
+    if "OLLAMA_GATEWAY_PLUGINS" in env:
+        names = env["OLLAMA_GATEWAY_PLUGINS"].split(",")
+        raw["plugins"] = [n.strip() for n in names if n.strip()]
+    if env.get("OLLAMA_GATEWAY_API_KEYS", "").strip():
+        keys = [k.strip() for k in env["OLLAMA_GATEWAY_API_KEYS"].split(",")]
+        raw.setdefault("auth", {})["api_keys"] = [k for k in keys if k]
+    _apply_backend_env(raw, env)
+
+
+def _apply_backend_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    base_url = env.get("OPENAI_BASE_URL", "").strip()
+    api_key = env.get("OPENAI_API_KEY", "").strip()
+    backends: Any = raw.setdefault("backends", [])
+    if not isinstance(backends, list):
+        return  # _convert reports the type error with its path
+    named = next((b for b in backends if _table(b).get("name") == "openai"), None)
+    if base_url:
+        if named is None:
+            named = {"name": "openai"}
+            backends.insert(0, named)
+        named["base_url"] = base_url
+    if api_key:
+        # The conventional key fills every backend that has none of its own.
+        for backend in backends:
+            table = _table(backend)
+            if table and not table.get("api_key") and not table.get("demo"):
+                table["api_key"] = api_key
+
+
+def _table(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _convert(raw: dict[str, Any]) -> Settings:
+    try:
+        return msgspec.convert(raw, type=Settings, str_keys=True)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid setting: {_pretty_path(str(exc))}") from None
+
+
+def _pretty_path(message: str) -> str:
+    # msgspec says "... - at `$.server.port`"; name the setting first.
+    text, sep, path = message.rpartition(" - at ")
+    if not sep:
+        return message
+    setting = path.strip("`").removeprefix("$.").removeprefix("$")
+    return f"{setting}: {text}" if setting else text
+
+
+def _finish(settings: Settings) -> Settings:
+    level = settings.log_level.upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"LOG_LEVEL: {settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
+    server = settings.server
+    if not 0 <= server.port <= 65535:
+        raise SettingsError(f"server.port: {server.port} is not a TCP port")
+    if server.workers < 1:
+        raise SettingsError("server.workers: must be at least 1")
+    _check_version(server.ollama_version)
+    backends = list(settings.backends)
+    _check_backends(backends)
+    if not backends:
+        backends.append(BackendSettings(name="demo", demo=True))
+    return msgspec.structs.replace(settings, log_level=level, backends=backends)
+
+
+def _check_version(version: str) -> None:
+    parts = version.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise SettingsError(f"server.ollama_version: {version!r} is not x.y.z")
+    if tuple(int(p) for p in parts) < (0, 6, 4):
+        raise SettingsError(
+            "server.ollama_version: must be at least 0.6.4 "
+            "(VS Code Copilot refuses older servers)"
+        )
+
+
+def _check_backends(backends: list[BackendSettings]) -> None:
+    seen: set[str] = set()
+    for backend in backends:
+        if backend.name in seen:
+            raise SettingsError(f"backends: the name {backend.name!r} is used twice")
+        seen.add(backend.name)
+        if backend.demo:
+            continue
+        url = backend.base_url
+        if not url.startswith(("http://", "https://")):
+            where = "OPENAI_BASE_URL" if backend.name == "openai" else "base_url"
+            raise SettingsError(
+                f"backends.{backend.name}.{where}: {url!r} must start with "
+                "http:// or https://"
+            )

@@ -1,0 +1,106 @@
+"""Incremental SSE splitter: byte pieces in, the `data` payload of each event out.
+
+It works over `iter_any()` pieces of any size, so events split mid-line or
+mid-UTF-8 character, `\\r\\n` endings and several events per read are all fine.
+There is no line-length limit of its own, only `max_event_bytes`, which bounds
+the memory one unfinished event may take. Comments (`:`) and `event:`, `id:`,
+`retry:` lines are skipped. Payloads stay bytes: UTF-8 is decoded only by the
+JSON decoder, once the whole event is in.
+"""
+
+from __future__ import annotations
+
+from ollama_gateway.errors import UpstreamProtocolError
+
+__all__ = ["SSEParser"]
+
+
+class SSEParser:
+    """Split a byte stream into event payloads.
+
+    Example:
+
+        parser = SSEParser(max_event_bytes=1 << 20)
+        for piece in pieces:
+            for payload in parser.feed(piece):
+                ...
+        tail = parser.finish()
+    """
+
+    __slots__ = ("_cr", "_max", "_pending", "_pending_len")
+
+    def __init__(self, max_event_bytes: int = 16 * 1024 * 1024) -> None:
+        self._max = max_event_bytes
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._cr = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return the payloads of the events that `data` completes."""
+        if self._cr or b"\r" in data:
+            data = self._normalise(data)
+        pending = self._pending
+        if b"\n\n" not in data and not (
+            pending and data[:1] == b"\n" and pending[-1][-1:] == b"\n"
+        ):
+            if data:
+                pending.append(data)
+                self._pending_len += len(data)
+                if self._pending_len > self._max:
+                    self._overflow()
+            return []
+        if pending:
+            pending.append(data)
+            data = b"".join(pending)
+            pending.clear()
+        blocks = data.split(b"\n\n")
+        rest = blocks.pop()
+        if rest:
+            pending.append(rest)
+        self._pending_len = len(rest)
+        if self._pending_len > self._max:
+            self._overflow()
+        out = []
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                out.append(block[6:])  # the common case: one `data: ` line
+            else:
+                payload = _payload(block)
+                if payload is not None:
+                    out.append(payload)
+        return out
+
+    def finish(self) -> list[bytes]:
+        """At EOF: the payload of an event that lacked its closing blank line."""
+        block = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_len = 0
+        payload = _payload(block.strip(b"\n"))
+        return [] if payload is None else [payload]
+
+    def _normalise(self, data: bytes) -> bytes:
+        # A CR at the end of one piece may pair with an LF at the start of the next.
+        if self._cr:
+            self._cr = False
+            data = b"\n" + (data[1:] if data[:1] == b"\n" else data)
+        if data[-1:] == b"\r":
+            self._cr = True
+            data = data[:-1]
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+    def _overflow(self) -> None:
+        size = self._pending_len
+        self._pending.clear()
+        self._pending_len = 0
+        raise UpstreamProtocolError(
+            f"upstream sent an SSE event larger than {self._max} bytes ({size}+)"
+        )
+
+
+def _payload(block: bytes) -> bytes | None:
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line[:5] == b"data:":
+            value = line[5:]
+            data.append(value[1:] if value[:1] == b" " else value)
+    return b"\n".join(data) if data else None

@@ -1,0 +1,143 @@
+"""Sending to backends: transport choice, failover, the in-flight cap, and the
+mapping of backend statuses to Ollama statuses (spec 3.15)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from ollama_gateway.context import RequestContext
+from ollama_gateway.errors import (
+    BusyError,
+    GatewayError,
+    ModelNotFoundError,
+    UpstreamConnectError,
+    UpstreamStatusError,
+    upstream_error_message,
+)
+from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamResponse
+from ollama_gateway.schemas import openai
+from ollama_gateway.settings import BackendSettings, Settings
+
+__all__ = ["Upstream", "map_status"]
+
+BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+_FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
+_LIST_TIMEOUT = 10.0
+
+
+def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
+    """The Ollama error for a backend's non-2xx answer."""
+    message = upstream_error_message(body)
+    if status in (401, 403):
+        # Never 401: Ollama clients take it as "sign in" and start a login flow.
+        return UpstreamStatusError(
+            f"upstream authentication failed: {message}",
+            status=502,
+            upstream_status=status,
+        )
+    if status == 404 or "model_not_found" in message:
+        return ModelNotFoundError(not_found)
+    if status in (400, 413, 422):
+        return UpstreamStatusError(message, status=400, upstream_status=status)
+    if status == 429 or 500 <= status <= 504:
+        return UpstreamStatusError(message, status=status, upstream_status=status)
+    mapped = status if 400 <= status < 500 else 502
+    return UpstreamStatusError(message, status=mapped, upstream_status=status)
+
+
+class Upstream:
+    """Sends a request for a model to its backends, in failover order."""
+
+    def __init__(self, settings: Settings, transports: Mapping[str, Transport]) -> None:
+        self._backends = {b.name: b for b in settings.backends}
+        self._transports = transports
+        self._connect_timeout = settings.timeouts.connect
+        self._limit = settings.limits.max_concurrent_upstream
+        self.in_flight = 0
+
+    def backend(self, name: str) -> BackendSettings:
+        return self._backends[name]
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the concurrent upstream slots, or fail at once with 503."""
+        if self._limit and self.in_flight >= self._limit:
+            raise BusyError(BUSY_MESSAGE)
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def send(
+        self,
+        ctx: RequestContext,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        not_found: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> UpstreamResponse:
+        """Send `body` and return a 2xx answer; the caller must `aclose()` it.
+
+        Another backend serving the same model is tried only when nothing can
+        have been generated: a refused connection, or a 429/5xx status.
+        """
+        backends = ctx.entry.backends if ctx.entry is not None else (ctx.backend,)
+        extra = {"X-Request-ID": ctx.request_id, **(headers or {})}
+        if ctx.client_key:
+            extra["Authorization"] = ctx.client_key
+        failure: GatewayError | None = None
+        for name in backends:
+            request = UpstreamRequest(
+                method="POST",
+                path=path,
+                body=body,
+                headers=extra,
+                stream=stream,
+                connect_timeout=self._connect_timeout,
+                backend=self._backends[name],
+            )
+            ctx.backend = name
+            ctx.upstream_sent_ns = time.perf_counter_ns()
+            try:
+                response = await self._transports[name].send(request, ctx)
+            except UpstreamConnectError as exc:
+                failure = exc
+                continue
+            if response.status < 300:
+                return response
+            try:
+                error_bytes = await response.aread()
+            finally:
+                await response.aclose()
+            failure = map_status(response.status, error_bytes, not_found)
+            if response.status not in _FAILOVER_STATUSES:
+                break
+        assert failure is not None
+        raise failure
+
+    async def list_models(self, backend: BackendSettings) -> list[openai.ModelObject]:
+        """`GET /models` of one backend (for the catalogue)."""
+        request = UpstreamRequest(
+            method="GET",
+            path="/models",
+            connect_timeout=self._connect_timeout,
+            backend=backend,
+        )
+        ctx = RequestContext(request_id="catalogue", endpoint="openai", model="")
+        # Bounded, so a hanging backend cannot hold every request that waits
+        # for the first model list.
+        async with asyncio.timeout(self._connect_timeout + _LIST_TIMEOUT):
+            response = await self._transports[backend.name].send(request, ctx)
+            try:
+                data = await response.aread()
+            finally:
+                await response.aclose()
+        if response.status >= 300:
+            raise map_status(response.status, data, "models not found")
+        return openai.decode_model_list(data).data

@@ -1,0 +1,159 @@
+"""Checks of Ollama request fields whose errors Ollama words in its own way.
+
+Each function takes the loosely decoded value and returns a typed one, or raises
+the `GatewayError` with the status and text that Ollama gives (spec 1.7-1.9).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, Literal
+
+import msgspec
+
+from ollama_gateway.errors import InvalidRequestError, OptionsError
+
+__all__ = [
+    "Think",
+    "check_format",
+    "check_images",
+    "check_options",
+    "check_think",
+    "check_top_logprobs",
+]
+
+Think = bool | Literal["low", "medium", "high", "max"] | None
+
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+_INT_OPTIONS = frozenset(
+    "num_keep seed num_predict top_k repeat_last_n num_ctx num_batch num_gpu "
+    "main_gpu num_thread draft_num_predict mirostat".split()
+)
+_FLOAT_OPTIONS = frozenset(
+    "temperature top_p min_p typical_p repeat_penalty presence_penalty "
+    "frequency_penalty tfs_z mirostat_tau mirostat_eta".split()
+)
+_BOOL_OPTIONS = frozenset(
+    "use_mmap numa low_vram f16_kv logits_all vocab_only use_mlock embedding_only "
+    "penalize_newline".split()
+)
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+
+def check_think(value: Any) -> Think:
+    """`think`: a bool or a level (spec 1.8)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if value in THINK_LEVELS:
+            return value  # type: ignore[return-value]
+        raise InvalidRequestError(
+            f'invalid think value: "{value}" (must be "high", "medium", "low", '
+            '"max", true, or false)'
+        )
+    raise InvalidRequestError(
+        'think must be a boolean or string ("high", "medium", "low", "max", true, '
+        "or false)"
+    )
+
+
+def check_format(value: Any) -> Literal["json"] | dict[str, Any] | None:
+    """`format`: "json", a JSON Schema object, or nothing (spec 1.9).
+
+    Ollama raises the error at inference time, so it is a pre-stream 500.
+    """
+    if value is None or value == "":
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value  # type: ignore[no-any-return]
+    raw = msgspec.json.encode(value).decode()
+    quoted = '"' + raw.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise OptionsError(
+        f'invalid format: {quoted}; expected "json" or a valid JSON Schema object'
+    )
+
+
+def check_top_logprobs(value: int | None) -> int:
+    if value is None:
+        return 0
+    if not 0 <= value <= 20:
+        raise InvalidRequestError("top_logprobs must be between 0 and 20")
+    return value
+
+
+def check_options(value: Any) -> dict[str, Any]:
+    """`options` with Ollama's type rules; nulls skipped, unknown keys kept.
+
+    Integers accept any number and truncate it. A bare string `stop` is wrapped
+    in a list (a documented leniency: Ollama answers 500).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            "json: cannot unmarshal into Go struct field "
+            "of type map[string]interface {}"
+        )
+    options: dict[str, Any] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        options[key] = _check_option(key, item)
+    return options
+
+
+def _check_option(key: str, item: Any) -> Any:
+    is_number = isinstance(item, int | float) and not isinstance(item, bool)
+    if key in _INT_OPTIONS:
+        if not is_number:
+            raise OptionsError(f'option "{key}" must be of type integer')
+        return int(item)
+    if key in _FLOAT_OPTIONS:
+        if not is_number:
+            raise OptionsError(f'option "{key}" must be of type float32')
+        return float(item)
+    if key in _BOOL_OPTIONS:
+        if not isinstance(item, bool):
+            raise OptionsError(f'option "{key}" must be of type boolean')
+        return item
+    if key == "stop":
+        if isinstance(item, str):
+            return [item]
+        if not isinstance(item, list):
+            raise OptionsError('option "stop" must be of type array')
+        if not all(isinstance(s, str) for s in item):
+            raise OptionsError('option "stop" must be of an array of strings')
+        return item
+    return item
+
+
+def check_images(images: list[str] | None) -> list[bytes]:
+    """Decode base64 images as Go's StdEncoding does; newlines are tolerated."""
+    if not images:
+        return []
+    return [_decode_image(image) for image in images]
+
+
+def _decode_image(text: str) -> bytes:
+    data = text.replace("\r", "").replace("\n", "").encode("ascii", "replace")
+    match = _BASE64.match(data)
+    end = match.end() if match else 0
+    if end != len(data) or len(data) % 4:
+        raise InvalidRequestError(
+            f"illegal base64 data at input byte {_bad_byte(data, end)}"
+        )
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error:
+        raise InvalidRequestError(
+            f"illegal base64 data at input byte {max(len(data) - 1, 0)}"
+        ) from None
+
+
+def _bad_byte(data: bytes, end: int) -> int:
+    if end < len(data):
+        return end
+    return len(data) - len(data) % 4

@@ -1,0 +1,1 @@
+"""The built-in translators, loaded through the `ollama_gateway.translators` group."""

@@ -1,0 +1,255 @@
+"""`ollama-to-openai`: the default request mapper (spec 3.2-3.6, 3.12, 3.13).
+
+It sees requests the handler already checked: `options`, `think` and `format`
+hold typed values. It sends only what the client set.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from typing import Any, ClassVar
+
+import msgspec
+
+from ollama_gateway.context import RequestContext
+from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
+from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.settings import BackendSettings
+
+__all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
+
+_DEFAULT_BACKEND = BackendSettings(name="default")
+_encode_arguments = msgspec.json.Encoder().encode
+
+
+class ChatRequestMapper:
+    """Maps chat, generate and embed requests to OpenAI bodies."""
+
+    stage: ClassVar[Stage] = "request"
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+
+    def __init__(self, config: msgspec.Struct, inner: RequestMapper | None) -> None:
+        if inner is not None:
+            raise ValueError("ollama-to-openai is a base translator: list it last")
+
+    def map_chat(
+        self, request: ollama.ChatRequest, ctx: RequestContext
+    ) -> openai.ChatCompletionRequest:
+        backend = ctx.backend_settings or _DEFAULT_BACKEND
+        body = openai.ChatCompletionRequest(
+            model=ctx.upstream_model,
+            messages=map_messages(request.messages or []),
+        )
+        if request.tools:
+            body.tools = request.tools
+        self._common(body, request, ctx, backend)
+        return body
+
+    def map_generate(
+        self, request: ollama.GenerateRequest, ctx: RequestContext
+    ) -> openai.ChatCompletionRequest | openai.CompletionRequest:
+        backend = ctx.backend_settings or _DEFAULT_BACKEND
+        if request.raw or request.suffix:
+            completion = openai.CompletionRequest(
+                model=ctx.upstream_model, prompt=request.prompt or ""
+            )
+            if request.suffix:
+                completion.suffix = request.suffix
+            _apply_stream(completion, backend)
+            _apply_options(completion, request.options, backend)
+            _apply_format(completion, request.format)
+            if request.logprobs:
+                completion.logprobs = request.top_logprobs or 0
+            return completion
+        messages = []
+        if request.system:
+            messages.append(ollama.Message(role="system", content=request.system))
+        messages.append(
+            ollama.Message(role="user", content=request.prompt, images=request.images)
+        )
+        body = openai.ChatCompletionRequest(
+            model=ctx.upstream_model, messages=map_messages(messages)
+        )
+        self._common(body, request, ctx, backend)
+        return body
+
+    def map_embed(
+        self, request: ollama.EmbedRequest, ctx: RequestContext
+    ) -> openai.EmbeddingRequest:
+        body = openai.EmbeddingRequest(model=ctx.upstream_model, input=request.input)
+        if request.dimensions:
+            body.dimensions = request.dimensions
+        return body
+
+    def _common(
+        self,
+        body: openai.ChatCompletionRequest,
+        request: ollama.ChatRequest | ollama.GenerateRequest,
+        ctx: RequestContext,
+        backend: BackendSettings,
+    ) -> None:
+        _apply_stream(body, backend)
+        _apply_options(body, request.options, backend)
+        _apply_format(body, request.format)
+        thinking_model = ctx.entry is None or ctx.entry.supports("thinking")
+        _apply_think(body, request.think, backend, thinking_model)
+        if request.logprobs:
+            body.logprobs = True
+            if request.top_logprobs:
+                body.top_logprobs = request.top_logprobs
+
+
+def map_messages(messages: list[ollama.Message]) -> list[openai.ChatMessage]:
+    """Convert the history, pairing tool results with calls (spec 3.3)."""
+    out: list[openai.ChatMessage] = []
+    unanswered: deque[tuple[str, str]] = deque()  # (call id, function name)
+    for position, message in enumerate(messages):
+        role = message.role.lower()
+        if role == "assistant" and message.tool_calls:
+            calls = [
+                _tool_call(position, i, c) for i, c in enumerate(message.tool_calls)
+            ]
+            unanswered = deque((c.id, c.function.name) for c in calls)
+            out.append(
+                openai.ChatMessage(
+                    role=role, content=message.content or "", tool_calls=calls
+                )
+            )
+        elif role == "tool":
+            out.append(_tool_result(message, unanswered))
+        else:
+            out.append(openai.ChatMessage(role=role, content=_content(message)))
+    return out
+
+
+def _tool_call(position: int, index: int, call: ollama.ToolCall) -> openai.ToolCall:
+    arguments = call.function.arguments
+    text = (
+        arguments
+        if isinstance(arguments, str)
+        else _encode_arguments(arguments).decode()
+    )
+    call_id = call.id or f"call_{position}_{index}"
+    return openai.ToolCall(
+        id=call_id, function=openai.FunctionCall(call.function.name, text)
+    )
+
+
+def _tool_result(
+    message: ollama.Message, unanswered: deque[tuple[str, str]]
+) -> openai.ChatMessage:
+    content = message.content or ""
+    call_id = message.tool_call_id
+    if call_id:
+        for pending in unanswered:
+            if pending[0] == call_id:
+                unanswered.remove(pending)
+                break
+    else:
+        match = next((p for p in unanswered if p[1] == message.tool_name), None)
+        if match is None and unanswered:
+            match = unanswered[0]
+        if match is None:
+            # An orphan result: OpenAI would reject a tool message with no call.
+            name = message.tool_name or "tool"
+            return openai.ChatMessage(
+                role="user", content=f"[tool {name} result]\n{content}"
+            )
+        unanswered.remove(match)
+        call_id = match[0]
+    return openai.ChatMessage(role="tool", content=content, tool_call_id=call_id)
+
+
+def _content(message: ollama.Message) -> str | list[openai.TextPart | openai.ImagePart]:
+    text = message.content or ""
+    if not message.images:
+        return text
+    parts: list[openai.TextPart | openai.ImagePart] = []
+    if text:
+        parts.append(openai.TextPart(text))
+    for image in message.images:
+        data = image.replace("\n", "").replace("\r", "")
+        url = f"data:{sniff_image_mime(data)};base64,{data}"
+        parts.append(openai.ImagePart(openai.ImageURL(url)))
+    return parts
+
+
+def sniff_image_mime(b64: str) -> str:
+    """The MIME type from an image's magic bytes; JPEG when unknown (as Ollama)."""
+    head = base64.b64decode(b64[:24] + "=" * (-len(b64[:24]) % 4), validate=False)
+    if head.startswith(b"\x89PNG"):
+        return "image/png"
+    if head.startswith(b"GIF8"):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/jpeg"
+
+
+def _apply_stream(body: openai.SamplingParams, backend: BackendSettings) -> None:
+    # Always stream upstream: one code path, and a time to first token to report.
+    body.stream = True
+    if backend.stream_usage:
+        body.stream_options = openai.StreamOptions()
+
+
+def _apply_options(
+    body: openai.SamplingParams, options: dict[str, Any], backend: BackendSettings
+) -> None:
+    if not options:
+        return
+    num_predict = options.get("num_predict")
+    if isinstance(num_predict, int) and num_predict > 0:
+        setattr(body, backend.max_tokens_field, num_predict)
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        if name in options:
+            setattr(body, name, options[name])
+    seed = options.get("seed")
+    if isinstance(seed, int) and seed >= 0:
+        body.seed = seed
+    stop = options.get("stop")
+    if stop:
+        body.stop = stop[: backend.max_stop] if backend.max_stop else stop
+    if backend.extensions:
+        for name in ("top_k", "min_p", "typical_p", "repeat_last_n"):
+            if name in options:
+                setattr(body, name, options[name])
+        if "repeat_penalty" in options:
+            body.repeat_penalty = options["repeat_penalty"]
+            body.repetition_penalty = options["repeat_penalty"]
+
+
+def _apply_format(body: openai.SamplingParams, fmt: Any) -> None:
+    if fmt == "json":
+        body.response_format = {"type": "json_object"}
+    elif isinstance(fmt, dict):
+        body.response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": "schema", "schema": fmt},
+        }
+
+
+def _apply_think(
+    body: openai.ChatCompletionRequest,
+    think: Any,
+    backend: BackendSettings,
+    thinking_model: bool,
+) -> None:
+    if think is None or backend.dialect == "none":
+        return
+    if backend.dialect == "chat_template_kwargs":
+        kwargs: dict[str, Any] = {"enable_thinking": think is not False}
+        if isinstance(think, str):
+            kwargs["reasoning_effort"] = think
+        body.chat_template_kwargs = kwargs
+        return
+    if think is False:
+        # Models without reasoning reject reasoning_effort outright.
+        if thinking_model and backend.think_off_effort:
+            body.reasoning_effort = backend.think_off_effort
+    elif think is True:
+        if backend.think_on_effort:
+            body.reasoning_effort = backend.think_on_effort
+    else:
+        body.reasoning_effort = "high" if think == "max" else think

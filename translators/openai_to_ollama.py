@@ -1,0 +1,319 @@
+"""`openai-to-ollama`: the default response mapper (spec 3.7-3.11, 3.13).
+
+A `ChatStreamSession` per request turns OpenAI chunks into Ollama chat chunks:
+content and reasoning are emitted as they come, tool-call fragments are joined
+by index and emitted whole at the end, and usage is read from any chunk, even
+one after `finish_reason`. The same session reads legacy completion chunks
+(`text`) and a whole non-stream answer (`message`).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import secrets
+import string
+import struct
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import msgspec
+
+from ollama_gateway.clock import now_rfc3339
+from ollama_gateway.context import RequestContext
+from ollama_gateway.errors import GatewayError, UpstreamStatusError
+from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage
+from ollama_gateway.schemas import ollama, openai
+
+__all__ = ["ChatResponseMapper", "ChatStreamSession", "map_done_reason"]
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+class _ChatLogprobs(msgspec.Struct):
+    content: list[ollama.Logprob] | None = None
+
+
+class _LegacyLogprobs(msgspec.Struct):
+    tokens: list[str] = msgspec.field(default_factory=list)
+    token_logprobs: list[float | None] = msgspec.field(default_factory=list)
+    top_logprobs: list[dict[str, float] | None] | None = None
+
+
+_decode_chat_logprobs = msgspec.json.Decoder(_ChatLogprobs | None).decode
+_decode_legacy_logprobs = msgspec.json.Decoder(_LegacyLogprobs | None).decode
+_decode_arguments = msgspec.json.Decoder().decode
+
+
+class ChatResponseMapper:
+    """Opens a stream session per request; maps embeddings."""
+
+    stage: ClassVar[Stage] = "response"
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+
+    def __init__(self, config: msgspec.Struct, inner: ResponseMapper | None) -> None:
+        if inner is not None:
+            raise ValueError("openai-to-ollama is a base translator: list it last")
+
+    def open_stream(self, ctx: RequestContext) -> ChatStreamSession:
+        return ChatStreamSession(ctx)
+
+    def map_embed(
+        self, response: openai.EmbeddingResponse, ctx: RequestContext
+    ) -> ollama.EmbedResponse:
+        data = sorted(response.data, key=lambda d: d.index)
+        vectors = [_vector(d.embedding) for d in data]
+        dimensions = ctx.extra.get("dimensions")
+        if isinstance(dimensions, int) and dimensions > 0:
+            vectors = [v[:dimensions] for v in vectors]
+        if ctx.endpoint == "embed":
+            vectors = [_normalise(v) for v in vectors]
+        for vector in vectors:
+            if not all(math.isfinite(x) for x in vector):
+                raise GatewayError("embedding contains NaN or Inf values")
+        usage = response.usage
+        end = time.perf_counter_ns()
+        return ollama.EmbedResponse(
+            model=ctx.model,
+            embeddings=vectors,
+            total_duration=end - ctx.started_ns,
+            load_duration=max(ctx.upstream_sent_ns - ctx.started_ns, 0),
+            prompt_eval_count=(usage.prompt_tokens or 0) if usage else 0,
+        )
+
+
+class _ToolCallParts:
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+
+class ChatStreamSession:
+    """Per-request state of one answer; see the module docstring."""
+
+    __slots__ = (
+        "ctx",
+        "deltas",
+        "finish_reason",
+        "first_ns",
+        "last_ns",
+        "tools",
+        "top_logprobs",
+        "usage",
+        "want_logprobs",
+    )
+
+    def __init__(self, ctx: RequestContext) -> None:
+        self.ctx = ctx
+        self.tools: dict[int, _ToolCallParts] = {}
+        self.finish_reason: str | None = None
+        self.usage: openai.Usage | None = None
+        self.deltas = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.want_logprobs = ctx.logprobs
+        self.top_logprobs = ctx.top_logprobs
+
+    def feed(self, chunk: openai.ChatCompletionChunk) -> Sequence[ollama.ChatResponse]:
+        if chunk.error is not None:
+            raise _stream_error(chunk.error)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        choices = chunk.choices
+        if not choices:
+            return ()
+        choice = choices[0]
+        if choice.finish_reason:
+            self.finish_reason = choice.finish_reason
+        delta = choice.delta
+        whole = delta is None and choice.message is not None
+        if whole:
+            delta = choice.message
+        content = thinking = None
+        if delta is not None:
+            content = delta.content
+            thinking = delta.reasoning_content or delta.reasoning
+            if delta.tool_calls:
+                self._add_tool_calls(delta.tool_calls, positional=whole)
+        elif choice.text is not None:
+            content = choice.text
+        logprobs = None
+        if self.want_logprobs and choice.logprobs is not None:
+            logprobs = self._logprobs(choice.logprobs, legacy=choice.text is not None)
+        if not content and not thinking and not logprobs:
+            return ()
+        now = time.perf_counter_ns()
+        if not self.first_ns:
+            self.first_ns = now
+        self.last_ns = now
+        self.deltas += 1
+        message = ollama.ResponseMessage("assistant", content or "", thinking or None)
+        return (
+            ollama.ChatResponse(
+                model=self.ctx.model,
+                created_at=self.ctx.created_at,
+                message=message,
+                done=False,
+                logprobs=logprobs,
+            ),
+        )
+
+    def close(self) -> Sequence[ollama.ChatResponse]:
+        out = []
+        created_at = now_rfc3339()
+        if self.tools:
+            calls = self._tool_calls()
+            out.append(
+                ollama.ChatResponse(
+                    model=self.ctx.model,
+                    created_at=created_at,
+                    message=ollama.ResponseMessage("assistant", "", tool_calls=calls),
+                    done=False,
+                )
+            )
+        out.append(self._final(created_at))
+        return out
+
+    def _final(self, created_at: str) -> ollama.ChatResponse:
+        ctx = self.ctx
+        end = time.perf_counter_ns()
+        sent = ctx.upstream_sent_ns or ctx.started_ns
+        first = self.first_ns or end
+        usage = self.usage
+        prompt_tokens = (usage.prompt_tokens or 0) if usage else 0
+        eval_count = (usage.completion_tokens or 0) if usage else 0
+        eval_count = eval_count or self.deltas
+        ctx.first_token_ns = self.first_ns
+        ctx.prompt_tokens = prompt_tokens
+        ctx.completion_tokens = eval_count
+        return ollama.ChatResponse(
+            model=ctx.model,
+            created_at=created_at,
+            message=ollama.ResponseMessage("assistant", ""),
+            done=True,
+            done_reason=map_done_reason(self.finish_reason),
+            total_duration=max(end - ctx.started_ns, 1),
+            load_duration=max(sent - ctx.started_ns, 0),
+            prompt_eval_count=prompt_tokens,
+            prompt_eval_duration=max(first - sent, 0),
+            eval_count=eval_count,
+            eval_duration=max(self.last_ns - self.first_ns, 1) if eval_count else 0,
+        )
+
+    def _add_tool_calls(
+        self, deltas: list[openai.ToolCallDelta], *, positional: bool
+    ) -> None:
+        now = time.perf_counter_ns()
+        if not self.first_ns:
+            self.first_ns = now
+        self.last_ns = now
+        for position, delta in enumerate(deltas):
+            index = position if positional else delta.index
+            parts = self.tools.get(index)
+            if parts is None:
+                parts = self.tools[index] = _ToolCallParts()
+            if delta.id and not parts.id:
+                parts.id = delta.id
+            function = delta.function
+            if function is not None:
+                if function.name and not parts.name:
+                    parts.name = function.name
+                if function.arguments:
+                    parts.arguments.append(function.arguments)
+
+    def _tool_calls(self) -> list[ollama.ToolCall]:
+        calls = []
+        for index in sorted(self.tools):
+            parts = self.tools[index]
+            arguments = _parse_arguments(parts.name, "".join(parts.arguments))
+            function = ollama.ToolCallFunction(parts.name, arguments, index)
+            calls.append(ollama.ToolCall(function, parts.id or _call_id()))
+        return calls
+
+    def _logprobs(
+        self, raw: msgspec.Raw, *, legacy: bool
+    ) -> list[ollama.Logprob] | None:
+        try:
+            if legacy:
+                return _from_legacy(_decode_legacy_logprobs(raw))
+            decoded: _ChatLogprobs | None = _decode_chat_logprobs(raw)
+        except msgspec.DecodeError:
+            return None  # best effort: a backend's odd logprobs shape is not fatal
+        if decoded is None or not decoded.content:
+            return None
+        if not self.top_logprobs:
+            for item in decoded.content:
+                item.top_logprobs = None
+        return decoded.content
+
+
+def map_done_reason(finish_reason: str | None) -> str:
+    """Ollama knows only `stop` and `length` for generated answers (spec 3.9)."""
+    return "length" if finish_reason == "length" else "stop"
+
+
+def _parse_arguments(name: str, text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = _decode_arguments(text)
+    except msgspec.DecodeError as exc:
+        raise GatewayError(
+            f'upstream returned invalid tool call arguments for "{name}": {exc}',
+            status=500,
+        ) from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _call_id() -> str:
+    return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def _from_legacy(legacy: _LegacyLogprobs | None) -> list[ollama.Logprob] | None:
+    if legacy is None:
+        return None
+    out = []
+    tops = legacy.top_logprobs or []
+    for i, token in enumerate(legacy.tokens):
+        logprob = legacy.token_logprobs[i] if i < len(legacy.token_logprobs) else None
+        top = tops[i] if i < len(tops) else None
+        out.append(
+            ollama.Logprob(
+                token=token,
+                logprob=logprob if logprob is not None else 0.0,
+                bytes=list(token.encode()) or None,
+                top_logprobs=[
+                    ollama.TopLogprob(t, lp, list(t.encode()) or None)
+                    for t, lp in top.items()
+                ]
+                if top
+                else None,
+            )
+        )
+    return out or None
+
+
+def _stream_error(error: Any) -> GatewayError:
+    if isinstance(error, dict):
+        message = error.get("message") or msgspec.json.encode(error).decode()
+        code = error.get("code")
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        return UpstreamStatusError(str(message), status=status, upstream_status=status)
+    return UpstreamStatusError(str(error), status=500, upstream_status=500)
+
+
+def _vector(embedding: list[float] | str) -> list[float]:
+    if isinstance(embedding, list):
+        return embedding
+    raw = base64.b64decode(embedding)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def _normalise(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    scale = 1.0 / max(norm, 1e-12)
+    return [x * scale for x in vector]
