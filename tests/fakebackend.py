@@ -1,0 +1,202 @@
+"""A fake OpenAI backend served by aiohttp on a loopback socket, scriptable per test.
+
+A test queues `Script`s; each request to a completion path takes the next one
+(or the default reply when the queue is empty). Scripts write SSE in pieces
+split wherever the test says, with delays, aborts and error statuses, so the
+gateway's real aiohttp client stack sees what real backends send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["FakeBackend", "Recorded", "Script", "chat_chunk", "sse", "split_every"]
+
+
+def chat_chunk(
+    delta: dict[str, Any] | None = None,
+    *,
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
+    choices: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One OpenAI chat.completion.chunk object."""
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "fake",
+        "system_fingerprint": "fp_fake",
+    }
+    chunk["choices"] = (
+        [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish}]
+        if choices
+        else []
+    )
+    chunk["usage"] = usage
+    chunk.update(extra)
+    return chunk
+
+
+def sse(*events: dict[str, Any] | str, done: bool = True, eol: str = "\n") -> bytes:
+    """SSE bytes for the given events (dicts become JSON), ending in [DONE]."""
+    out = []
+    for event in events:
+        data = event if isinstance(event, str) else json.dumps(event)
+        out.append(f"data: {data}{eol}{eol}")
+    if done:
+        out.append(f"data: [DONE]{eol}{eol}")
+    return "".join(out).encode()
+
+
+def split_every(data: bytes, size: int) -> list[bytes]:
+    """Cut bytes into pieces of `size` (mid-line, mid-UTF-8: that is the point)."""
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def reply_sse(text: str, *, prompt_tokens: int = 7) -> bytes:
+    words = text.split(" ")
+    pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+    events = [chat_chunk({"role": "assistant", "content": ""})]
+    events += [chat_chunk({"content": p}) for p in pieces]
+    events.append(chat_chunk({}, finish="stop"))
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(pieces),
+        "total_tokens": prompt_tokens + len(pieces),
+    }
+    events.append(chat_chunk(choices=False, usage=usage))
+    return sse(*events)
+
+
+@dataclass
+class Script:
+    """What the backend does for one request.
+
+    `pieces` are written one `write()` each, `delay` seconds apart (after
+    `first_delay`). `abort_after` closes the connection after that many pieces.
+    A `status` >= 300 answers `error_body` as JSON instead of streaming.
+    """
+
+    pieces: list[bytes] = field(default_factory=list)
+    status: int = 200
+    error_body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    first_delay: float = 0.0
+    abort_after: int | None = None
+    content_type: str = "text/event-stream"
+
+    @classmethod
+    def text(cls, text: str, *, split: int | None = None, **kwargs: Any) -> Script:
+        data = reply_sse(text)
+        return cls(pieces=split_every(data, split) if split else [data], **kwargs)
+
+    @classmethod
+    def error(cls, status: int, message: str, **kwargs: Any) -> Script:
+        body = {"error": {"message": message, "type": "error", "code": status}}
+        return cls(status=status, error_body=body, **kwargs)
+
+
+@dataclass
+class Recorded:
+    """A request the backend received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeBackend:
+    """The scriptable backend; `url` is its `/v1` base URL once started."""
+
+    def __init__(self) -> None:
+        self.scripts: list[Script] = []
+        self.requests: list[Recorded] = []
+        self.models: list[dict[str, Any]] = [
+            {
+                "id": "gpt-4o",
+                "object": "model",
+                "created": 1715367049,
+                "owned_by": "system",
+            },
+            {"id": "text-embedding-3-small", "object": "model", "created": 0},
+        ]
+        self.models_status = 200
+        self.embedding: list[float] = [3.0, 4.0]
+        self.disconnected = asyncio.Event()
+        self.url = ""
+        self.app = web.Application()
+        self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_post("/v1/chat/completions", self._completion)
+        self.app.router.add_post("/v1/completions", self._completion)
+        self.app.router.add_post("/v1/embeddings", self._embeddings)
+
+    def queue(self, *scripts: Script) -> None:
+        self.scripts.extend(scripts)
+
+    def completions(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("completions")]
+
+    async def _record(self, request: web.Request) -> Recorded:
+        raw = await request.read()
+        body = json.loads(raw) if raw else None
+        recorded = Recorded(request.method, request.path, dict(request.headers), body)
+        self.requests.append(recorded)
+        return recorded
+
+    async def _models(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if self.models_status != 200:
+            return web.json_response({"error": "down"}, status=self.models_status)
+        return web.json_response({"object": "list", "data": self.models})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        if self.scripts:
+            script = self.scripts.pop(0)
+            return web.json_response(script.error_body, status=script.status)
+        inputs = recorded.body["input"]
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        data = [
+            {"object": "embedding", "index": i, "embedding": self.embedding}
+            for i in range(len(inputs))
+        ]
+        data.reverse()  # out of index order on purpose: the gateway must sort
+        usage = {"prompt_tokens": len(inputs) * 2, "total_tokens": len(inputs) * 2}
+        return web.json_response({"object": "list", "data": data, "usage": usage})
+
+    async def _completion(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        script = self.scripts.pop(0) if self.scripts else Script.text("Hello from fake")
+        if script.first_delay:
+            await asyncio.sleep(script.first_delay)
+        if script.status >= 300:
+            return web.json_response(
+                script.error_body, status=script.status, headers=script.headers
+            )
+        response = web.StreamResponse(
+            headers={"Content-Type": script.content_type, **script.headers}
+        )
+        await response.prepare(request)
+        try:
+            for count, piece in enumerate(script.pieces):
+                if script.abort_after is not None and count >= script.abort_after:
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+                await response.write(piece)
+                if script.delay:
+                    await asyncio.sleep(script.delay)
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnected.set()
+            raise
+        await response.write_eof()
+        return response
