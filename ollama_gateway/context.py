@@ -30,6 +30,7 @@ class RequestContext:
         "first_token_ns",
         "outcome",
         "prompt_tokens",
+        "retries",
         "created_at",
         "endpoint",
         "entry",
@@ -76,6 +77,7 @@ class RequestContext:
         self.first_token_ns = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.retries = 0
         self.outcome = "ok"
 
     def use(self, entry: ModelEntry) -> None:

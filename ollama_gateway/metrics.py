@@ -116,5 +116,5 @@ class Metrics:
     def record_disconnect(self) -> None:
         self.disconnects.inc()
 
-    def record_retry(self) -> None:
-        self.retries.inc()
+    def record_retries(self, count: int) -> None:
+        self.retries.inc(count)

@@ -158,6 +158,8 @@ def _record(request: web.Request, ctx: RequestContext, status: int) -> None:
         metrics.record_disconnect()
     elif ctx.outcome.startswith("upstream_"):
         metrics.record_upstream_error(ctx.outcome.removeprefix("upstream_"))
+    if ctx.retries:
+        metrics.record_retries(ctx.retries)
     metrics.record_request(
         endpoint=endpoint,
         model=model,
@@ -183,6 +185,7 @@ def _record(request: web.Request, ctx: RequestContext, status: int) -> None:
             "prompt_tokens": ctx.prompt_tokens,
             "completion_tokens": ctx.completion_tokens,
             "outcome": ctx.outcome,
+            "retries": ctx.retries,
             "backend": ctx.backend or None,
         },
     )

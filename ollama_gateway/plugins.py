@@ -42,6 +42,16 @@ DEFAULT_TRANSLATORS = tuple(
             "ollama_gateway_translators.openai_to_ollama:ChatResponseMapper",
         ),
         ("demo", "ollama_gateway_translators.demo:DemoTransport"),
+        ("retry", "ollama_gateway_translators.retry:RetryTransport"),
+        ("think-tags", "ollama_gateway_translators.think_tags:ThinkTagsResponseMapper"),
+        (
+            "system-prompt",
+            "ollama_gateway_translators.system_prompt:SystemPromptRequestMapper",
+        ),
+        (
+            "azure-openai",
+            "ollama_gateway_translators.azure_openai:AzureOpenAITransport",
+        ),
     )
 )
 

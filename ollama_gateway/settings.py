@@ -27,7 +27,6 @@ __all__ = [
     "LimitSettings",
     "ModelSettings",
     "PipelineSettings",
-    "RetrySettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -72,14 +71,6 @@ class TimeoutSettings(_Section, frozen=True):
     first_token: float = 600.0
     idle: float = 300.0
     total: float = 0.0
-
-
-class RetrySettings(_Section, frozen=True):
-    """Retries before any byte reached the client (connect errors, 429/502/503/504)."""
-
-    attempts: int = 2
-    max_delay: float = 10.0
-    base_delay: float = 0.25
 
 
 class LimitSettings(_Section, frozen=True):
@@ -147,7 +138,10 @@ class PipelineSettings(_Section, frozen=True):
     """Translator names per stage, outermost first; the last is the base."""
 
     request: list[str] = msgspec.field(default_factory=lambda: ["ollama-to-openai"])
-    transport: list[str] = msgspec.field(default_factory=lambda: ["openai-http"])
+    # Retries sit in front of HTTP: only before any byte, never twice a completion.
+    transport: list[str] = msgspec.field(
+        default_factory=lambda: ["retry", "openai-http"]
+    )
     response: list[str] = msgspec.field(default_factory=lambda: ["openai-to-ollama"])
 
 
@@ -156,7 +150,6 @@ class Settings(_Section, frozen=True):
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
-    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     pipeline: PipelineSettings = msgspec.field(default_factory=PipelineSettings)

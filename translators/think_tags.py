@@ -1,0 +1,121 @@
+"""`think-tags`: moves `<think>…</think>` that a backend inlines in `content`
+into `thinking`, also when a tag is split across chunks.
+
+Some backends (llama.cpp without a reasoning parser, older vLLM, many hosted
+DeepSeek-R1 and QwQ deployments) put the reasoning inline. `assume_open` covers
+templates that open the think block in the prompt, so only `</think>` appears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import msgspec
+
+from ollama_gateway.context import RequestContext
+from ollama_gateway.protocols import ResponseMapper, Stage, StreamSession
+from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.wrappers import ResponseMapperWrapper
+
+__all__ = ["ThinkTagSplitter", "ThinkTagsConfig", "ThinkTagsResponseMapper"]
+
+
+class ThinkTagsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """`[translators.think-tags]`."""
+
+    open_tag: str = "<think>"
+    close_tag: str = "</think>"
+    assume_open: bool = False
+
+
+class ThinkTagSplitter:
+    """Incremental splitter: text in, (content, thinking) out; holds back any
+    suffix that could be the start of a tag until the next piece decides."""
+
+    __slots__ = ("_close", "_held", "_open", "inside")
+
+    def __init__(self, config: ThinkTagsConfig) -> None:
+        self._open = config.open_tag
+        self._close = config.close_tag
+        self._held = ""
+        self.inside = config.assume_open
+
+    def feed(self, text: str) -> tuple[str, str]:
+        text = self._held + text
+        self._held = ""
+        content: list[str] = []
+        thinking: list[str] = []
+        while text:
+            tag = self._close if self.inside else self._open
+            out = thinking if self.inside else content
+            at = text.find(tag)
+            if at >= 0:
+                out.append(text[:at])
+                text = text[at + len(tag) :]
+                self.inside = not self.inside
+                continue
+            keep = _partial_suffix(text, tag)
+            out.append(text[: len(text) - keep])
+            self._held = text[len(text) - keep :]
+            break
+        return "".join(content), "".join(thinking)
+
+    def flush(self) -> tuple[str, str]:
+        held, self._held = self._held, ""
+        return ("", held) if self.inside else (held, "")
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class _ThinkTagsSession:
+    __slots__ = ("_inner", "_splitter")
+
+    def __init__(self, inner: StreamSession, config: ThinkTagsConfig) -> None:
+        self._inner = inner
+        self._splitter = ThinkTagSplitter(config)
+
+    def feed(self, chunk: openai.ChatCompletionChunk) -> Sequence[ollama.ChatResponse]:
+        out = self._inner.feed(chunk)
+        return [c for c in map(self._split, out) if c is not None] if out else out
+
+    def close(self) -> Sequence[ollama.ChatResponse]:
+        tail = self._inner.close()
+        content, thinking = self._splitter.flush()
+        if (content or thinking) and tail:
+            first = tail[0]
+            message = first.message
+            message.content = content + message.content
+            message.thinking = (thinking + (message.thinking or "")) or None
+        return tail
+
+    def _split(self, chunk: ollama.ChatResponse) -> ollama.ChatResponse | None:
+        message = chunk.message
+        content, thinking = self._splitter.feed(message.content)
+        message.content = content
+        if thinking:
+            message.thinking = (message.thinking or "") + thinking
+        keep = content or message.thinking or message.tool_calls or chunk.logprobs
+        return chunk if keep or chunk.done else None
+
+
+class ThinkTagsResponseMapper(ResponseMapperWrapper):
+    """Wraps the stream session of the inner response mapper."""
+
+    stage: ClassVar[Stage] = "response"
+    Config: ClassVar[type[msgspec.Struct]] = ThinkTagsConfig
+
+    def __init__(self, config: msgspec.Struct, inner: ResponseMapper | None) -> None:
+        super().__init__(config, inner)
+        assert isinstance(config, ThinkTagsConfig)
+        self.tags = config
+
+    def wrap_session(
+        self, session: StreamSession, ctx: RequestContext
+    ) -> StreamSession:
+        return _ThinkTagsSession(session, self.tags)
