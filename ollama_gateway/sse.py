@@ -37,6 +37,8 @@ class SSEParser:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Return the payloads of the events that `data` completes."""
+        if not data:
+            return []
         if self._cr or b"\r" in data:
             data = self._normalise(data)
         pending = self._pending
@@ -79,13 +81,11 @@ class SSEParser:
         return [] if payload is None else [payload]
 
     def _normalise(self, data: bytes) -> bytes:
-        # A CR at the end of one piece may pair with an LF at the start of the next.
-        if self._cr:
-            self._cr = False
-            data = b"\n" + (data[1:] if data[:1] == b"\n" else data)
-        if data[-1:] == b"\r":
-            self._cr = True
-            data = data[:-1]
+        # A CR ends a line at once; an LF right after it (perhaps at the start of
+        # the next piece) belongs to the same line ending and is dropped.
+        if self._cr and data[:1] == b"\n":
+            data = data[1:]
+        self._cr = data[-1:] == b"\r"
         return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
     def _overflow(self) -> None:
