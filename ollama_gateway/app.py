@@ -14,6 +14,7 @@ from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import GatewayError
 from ollama_gateway.keys import (
     catalogue_key,
+    in_flight_key,
     metrics_key,
     pipeline_key,
     running_key,
@@ -29,6 +30,7 @@ from ollama_gateway.protocols import Transport
 from ollama_gateway.routes import setup_routes
 from ollama_gateway.running import RunningModels
 from ollama_gateway.settings import Settings, SettingsError
+from ollama_gateway.shutdown import InFlight, setup_shutdown
 from ollama_gateway.upstream import Upstream
 
 __all__ = ["create_app"]
@@ -68,6 +70,9 @@ def create_app(
     app[running_key] = RunningModels(_default_keep_alive(settings))
     metrics = Metrics()
     app[metrics_key] = metrics
+    in_flight = InFlight()
+    app[in_flight_key] = in_flight
+    setup_shutdown(app, in_flight, settings.server.shutdown_grace)
     setup_middlewares(app)
     setup_routes(app, metrics_handler=make_aiohttp_handler(metrics.registry))
     app.cleanup_ctx.append(_close_on_cleanup)

@@ -30,6 +30,7 @@ from ollama_gateway.errors import (
 from ollama_gateway.protocols import StreamSession, UpstreamResponse
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import Settings
+from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.sse import SSEParser
 from ollama_gateway.transport import UNEXPECTED_EOF
 
@@ -198,6 +199,14 @@ async def relay(
     except ConnectionResetError:
         ctx.outcome = "client_disconnect"
         return response or web.Response(status=499)
+    except asyncio.CancelledError as exc:
+        if response is None or not is_shutdown(exc):
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        ctx.outcome = "shutdown"
+        await response.write(error_body(SHUTDOWN) + b"\n")
     assert response is not None  # close() always yields the final chunk
     await response.write_eof()
     return response

@@ -24,6 +24,7 @@ from ollama_gateway.errors import (
 )
 from ollama_gateway.keys import (
     catalogue_key,
+    in_flight_key,
     pipeline_key,
     running_key,
     settings_key,
@@ -31,6 +32,7 @@ from ollama_gateway.keys import (
 )
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
 __all__ = ["find_model", "load_answer", "map_with", "serve_completion"]
 
@@ -97,16 +99,42 @@ async def serve_completion(
     render: Callable[[ollama.ChatResponse], bytes],
 ) -> web.StreamResponse:
     """Send the mapped body upstream and answer the client, streaming or not."""
-    app = request.app
-    settings = app[settings_key]
-    upstream = app[upstream_key]
-    pipeline = app[pipeline_key]
     path = (
         "/completions"
         if isinstance(body, openai.CompletionRequest)
         else "/chat/completions"
     )
     payload = openai.encode(body)
+    try:
+        with request.app[in_flight_key].track():
+            return await _send_and_answer(
+                request, ctx, path, payload, encode_into, render
+            )
+    except asyncio.CancelledError as exc:
+        if not is_shutdown(exc):
+            raise
+        _uncancel()
+        raise GatewayError(SHUTDOWN, status=503) from None
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+async def _send_and_answer(
+    request: web.Request,
+    ctx: RequestContext,
+    path: str,
+    payload: bytes,
+    encode_into: EncodeInto,
+    render: Callable[[ollama.ChatResponse], bytes],
+) -> web.StreamResponse:
+    app = request.app
+    settings = app[settings_key]
+    upstream = app[upstream_key]
+    pipeline = app[pipeline_key]
     first_token = settings.timeouts.first_token or None
     async with upstream.slot():
         try:

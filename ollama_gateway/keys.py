@@ -11,11 +11,13 @@ from ollama_gateway.pipeline import Pipeline
 from ollama_gateway.plugins import TranslatorSpec
 from ollama_gateway.running import RunningModels
 from ollama_gateway.settings import Settings
+from ollama_gateway.shutdown import InFlight
 from ollama_gateway.upstream import Upstream
 
 __all__ = [
     "catalogue_key",
     "ctx_key",
+    "in_flight_key",
     "metrics_key",
     "pipeline_key",
     "running_key",
@@ -31,5 +33,6 @@ catalogue_key = web.AppKey("catalogue_key", Catalogue)
 upstream_key = web.AppKey("upstream_key", Upstream)
 running_key = web.AppKey("running_key", RunningModels)
 metrics_key = web.AppKey("metrics_key", Metrics)
+in_flight_key = web.AppKey("in_flight_key", InFlight)
 
 ctx_key = web.RequestKey("ctx_key", RequestContext)

@@ -27,7 +27,9 @@ def serve(settings: Settings) -> int:
         host=server.host,
         port=server.port,
         backlog=server.backlog,
-        shutdown_timeout=server.shutdown_grace,
+        # Our own timer ends streams at the grace period (with an error line);
+        # aiohttp's is the backstop that cancels anything left after it.
+        shutdown_timeout=server.shutdown_grace + 5.0,
         handler_cancellation=True,
         access_log=None,
         print=None,

@@ -1,0 +1,61 @@
+"""Graceful shutdown: on SIGTERM or SIGINT, let answers in flight finish within
+the grace period, then end the rest cleanly.
+
+aiohttp stops accepting, runs `on_shutdown`, then waits for handlers. We arm a
+timer there; when it fires, every tracked request is cancelled with `SHUTDOWN`
+as the message. A stream that already started answers ends with one
+`{"error": ...}` line; one that did not gets a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+__all__ = ["SHUTDOWN", "InFlight", "is_shutdown", "setup_shutdown"]
+
+SHUTDOWN = "ollama-gateway is shutting down"
+
+
+class InFlight:
+    """The tasks serving upstream requests right now."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.closing = False
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - handlers always run in a task
+            yield
+            return
+        self._tasks.add(task)
+        try:
+            yield
+        finally:
+            self._tasks.discard(task)
+
+    def end_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel(SHUTDOWN)
+
+
+def is_shutdown(exc: asyncio.CancelledError) -> bool:
+    """True when the cancellation is ours, not a client that went away."""
+    return bool(exc.args) and exc.args[0] == SHUTDOWN
+
+
+def setup_shutdown(app: web.Application, in_flight: InFlight, grace: float) -> None:
+    async def arm(app: web.Application) -> None:
+        in_flight.closing = True
+        if len(in_flight):
+            asyncio.get_running_loop().call_later(grace, in_flight.end_all)
+
+    app.on_shutdown.append(arm)
