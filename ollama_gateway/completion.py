@@ -49,6 +49,7 @@ class ChunkReader:
     __slots__ = (
         "_ctx",
         "_deadline",
+        "_error",
         "_finished",
         "_idle",
         "_it",
@@ -86,12 +87,18 @@ class ChunkReader:
         self._total_deadline = loop_now - waited + total if total else None
         self._finished = False
         self._saw_finish = False
+        # A failure met after some chunks of the same read: those go out first.
+        self._error: Exception | None = None
 
     async def read(self) -> Sequence[ollama.ChatResponse] | None:
         """The next batch to write (possibly empty), or None after the last."""
         if self._finished:
             return None
         try:
+            if self._error is not None:
+                error, self._error = self._error, None
+                self._finished = True
+                raise error
             return await self._read()
         except GatewayError:
             raise
@@ -104,19 +111,38 @@ class ChunkReader:
         if self._json:
             return await self._read_json()
         while True:
-            piece = await self._next_piece()
+            try:
+                piece = await self._next_piece()
+            except UpstreamProtocolError:
+                if not self._saw_finish:
+                    raise
+                # The answer was complete; only the usage trailer is lost.
+                piece = None
             if piece is None:
                 return self._end_of_stream(self._parser.finish())
             self._ctx.created_at = now_rfc3339()
             out: list[ollama.ChatResponse] = []
-            for payload in self._parser.feed(piece):
-                if payload == b"[DONE]":
-                    self._finished = True
-                    out.extend(self._session.close())
-                    return out
-                out.extend(self._feed(payload))
+            try:
+                for payload in self._parser.feed(piece):
+                    if payload == b"[DONE]":
+                        self._finished = True
+                        out.extend(self._session.close())
+                        return out
+                    out.extend(self._feed(payload))
+            except Exception as exc:
+                return self._defer(out, exc)
             if out:
                 return out
+
+    def _defer(
+        self, out: list[ollama.ChatResponse], exc: Exception
+    ) -> Sequence[ollama.ChatResponse]:
+        """Chunks read before a failure are still sent; the failure follows them,
+        so what the client sees does not depend on how reads were cut."""
+        if not out:
+            raise exc
+        self._error = exc
+        return out
 
     def _feed(self, payload: bytes) -> Sequence[ollama.ChatResponse]:
         try:
@@ -132,14 +158,17 @@ class ChunkReader:
 
     def _end_of_stream(self, tail: list[bytes]) -> Sequence[ollama.ChatResponse]:
         out: list[ollama.ChatResponse] = []
-        for payload in tail:
-            if payload != b"[DONE]":
-                out.extend(self._feed(payload))
-            else:
-                self._saw_finish = True
-        if not self._saw_finish:
-            # A broken connection: no finish_reason and no [DONE] (spec 3.8).
-            raise UpstreamProtocolError(UNEXPECTED_EOF)
+        try:
+            for payload in tail:
+                if payload != b"[DONE]":
+                    out.extend(self._feed(payload))
+                else:
+                    self._saw_finish = True
+            if not self._saw_finish:
+                # A broken connection: no finish_reason and no [DONE] (spec 3.8).
+                raise UpstreamProtocolError(UNEXPECTED_EOF)
+        except Exception as exc:
+            return self._defer(out, exc)
         self._finished = True
         out.extend(self._session.close())
         return out

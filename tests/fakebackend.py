@@ -138,6 +138,7 @@ class FakeBackend:
         self.app.router.add_post("/v1/chat/completions", self._completion)
         self.app.router.add_post("/v1/completions", self._completion)
         self.app.router.add_post("/v1/embeddings", self._embeddings)
+        self.app.middlewares.append(self._watch_disconnect)
 
     def queue(self, *scripts: Script) -> None:
         self.scripts.extend(scripts)
@@ -200,3 +201,16 @@ class FakeBackend:
             raise
         await response.write_eof()
         return response
+
+    @web.middleware
+    async def _watch_disconnect(
+        self, request: web.Request, handler: Any
+    ) -> web.StreamResponse:
+        """Set `disconnected` whenever the client leaves mid-request, including
+        while a script still sleeps in `first_delay` (before any byte is sent)."""
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnected.set()
+            raise

@@ -1,0 +1,399 @@
+"""The whole upstream path on real sockets: gateway -> aiohttp client -> fake backend.
+
+Every fault test also checks that the completion was sent upstream exactly once:
+a broken stream must never be retried into a second, paid generation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.fakebackend import Script, chat_chunk, reply_sse, split_every, sse
+from tests.ndjson import (
+    CHAT,
+    NO_RETRY,
+    assert_final,
+    chat,
+    content_of,
+    ndjson,
+    post,
+    read_ndjson,
+    split_at,
+)
+
+UNEXPECTED_EOF = "an error was encountered while running the model: unexpected EOF"
+PINNED = """
+[[backends]]
+name = "openai"
+models = ["gpt-4o"]
+"""
+
+
+def _content_events(*texts: str) -> list[dict[str, object]]:
+    return [chat_chunk({"content": t}) for t in texts]
+
+
+def _event(obj: dict[str, object] | str) -> bytes:
+    return sse(obj, done=False)
+
+
+async def _stream(gateway, backend, script: Script, body=CHAT, toml: str = ""):
+    backend.queue(script)
+    client = await gateway(backend, toml)
+    resp = await post(client, "/api/chat", body)
+    return resp
+
+
+async def test_emoji_split_mid_utf8_gives_valid_ndjson(gateway, backend):
+    text = "Hi 👋🏽 naïve ✓ done"
+    events = [chat_chunk({"role": "assistant", "content": ""})]
+    events += _content_events("Hi 👋🏽 ", "naïve ✓", " done")
+    events.append(chat_chunk({}, finish="stop"))
+    data = sse(*(json.dumps(e, ensure_ascii=False) for e in events))
+    wave = data.index("👋".encode())
+    check = data.index("✓".encode())
+    pieces = split_at(data, wave + 1, wave + 2, wave + 3, check + 1, check + 2)
+    pieces = [p for piece in pieces for p in split_every(piece, 97)]
+    resp = await _stream(gateway, backend, Script(pieces=pieces, delay=0.005))
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == text
+    assert_final(objs)
+    assert len(backend.completions()) == 1
+
+
+async def test_crlf_line_endings(gateway, backend):
+    events = [*_content_events("one ", "two"), chat_chunk({}, finish="stop")]
+    data = sse(*events, eol="\r\n")
+    # Cut between each CR and its LF, and inside the `data:` prefixes.
+    crs = [i + 1 for i in range(len(data)) if data[i : i + 1] == b"\r"]
+    pieces = split_at(data, *crs[::3], 3, 200)
+    resp = await _stream(gateway, backend, Script(pieces=pieces, delay=0.002))
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "one two"
+    assert assert_final(objs)["done_reason"] == "stop"
+
+
+async def test_comments_and_keepalives_are_skipped(gateway, backend):
+    data = (
+        b": OPENROUTER PROCESSING\n\n"
+        + _event(chat_chunk({"content": "a"}))
+        + b": OPENROUTER PROCESSING\n\n:\n\nevent: ping\n\n"
+        + _event(chat_chunk({"content": "b"}))
+        + sse(chat_chunk({}, finish="stop"))
+    )
+    resp = await _stream(gateway, backend, Script(pieces=split_every(data, 40)))
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "ab"
+    assert_final(objs)
+
+
+async def test_several_events_in_one_read(gateway, backend):
+    resp = await _stream(gateway, backend, Script(pieces=[reply_sse("a b c d e")]))
+    objs = await read_ndjson(resp)
+    assert [o["message"]["content"] for o in objs[:-1]] == ["a ", "b ", "c ", "d ", "e"]
+    assert assert_final(objs)["eval_count"] == 5
+
+
+async def test_one_mib_event_passes_through_intact(gateway, backend):
+    big = "0123456789abcdef✓" * (1 << 16)  # 1 MiB of text, 1.1 MiB of UTF-8
+    data = sse(
+        json.dumps(chat_chunk({"content": big}), ensure_ascii=False),
+        chat_chunk({}, finish="stop"),
+    )
+    assert len(data) > 1 << 20
+    script = Script(pieces=split_every(data, 64 * 1024))
+    resp = await _stream(gateway, backend, script)
+    objs = await read_ndjson(resp)
+    assert objs[0]["message"]["content"] == big
+    assert_final(objs)
+
+
+async def test_usage_after_finish_reason_is_in_the_final_chunk(gateway, backend):
+    usage = {"prompt_tokens": 11, "completion_tokens": 42, "total_tokens": 53}
+    data = sse(
+        *_content_events("x", "y"),
+        chat_chunk({}, finish="stop"),
+        chat_chunk(choices=False, usage=usage),
+    )
+    resp = await _stream(gateway, backend, Script(pieces=split_every(data, 50)))
+    final = assert_final(await read_ndjson(resp))
+    assert final["prompt_eval_count"] == 11
+    assert final["eval_count"] == 42
+    assert final["done_reason"] == "stop"
+
+
+async def test_no_usage_falls_back_to_delta_count(gateway, backend):
+    data = sse(*_content_events("a", "b", "c"), chat_chunk({}, finish="stop"))
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    final = assert_final(await read_ndjson(resp))
+    assert final["eval_count"] == 3
+    assert "prompt_eval_count" not in final  # zero is omitted, as Go's omitempty
+    assert final["eval_duration"] >= 1
+
+
+async def test_eof_without_done_after_finish_reason_is_a_normal_end(gateway, backend):
+    data = sse(*_content_events("ok"), chat_chunk({}, finish="length"), done=False)
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "ok"
+    assert assert_final(objs)["done_reason"] == "length"
+    assert len(backend.completions()) == 1
+
+
+async def test_eof_without_finish_reason_or_done_is_an_error(gateway, backend):
+    data = sse(*_content_events("a", "b"), done=False)
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    objs = await read_ndjson(resp)
+    assert objs[:-1] == [
+        {**o, "message": {"role": "assistant", "content": t}}
+        for o, t in zip(objs[:-1], "ab", strict=True)
+    ]
+    assert objs[-1] == {"error": UNEXPECTED_EOF}
+    assert not any(o.get("done") for o in objs)
+    assert len(backend.completions()) == 1
+
+
+async def test_reset_mid_stream_gives_an_error_line(gateway, backend):
+    pieces = [_event(e) for e in _content_events("1", "2", "3", "4")]
+    script = Script(pieces=pieces, abort_after=3, delay=0.02)
+    resp = await _stream(gateway, backend, script)
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "123"
+    assert objs[-1] == {"error": UNEXPECTED_EOF}
+    assert not any(o.get("done") for o in objs)
+    assert len(backend.completions()) == 1
+
+
+async def test_reset_mid_stream_without_streaming_is_a_502(gateway, backend):
+    pieces = [_event(e) for e in _content_events("1", "2")]
+    script = Script(pieces=pieces, abort_after=1, delay=0.02)
+    resp = await _stream(gateway, backend, script, chat(stream=False))
+    assert resp.status == 502
+    assert await resp.json() == {"error": UNEXPECTED_EOF}
+    assert len(backend.completions()) == 1
+
+
+async def test_429_before_streaming_keeps_its_status(gateway, backend):
+    script = Script.error(429, "Rate limit reached for gpt-4o")
+    resp = await _stream(gateway, backend, script, toml=NO_RETRY)
+    assert resp.status == 429
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert await resp.json() == {"error": "Rate limit reached for gpt-4o"}
+    assert len(backend.completions()) == 1
+
+
+async def test_500_before_streaming_is_a_500(gateway, backend):
+    resp = await _stream(gateway, backend, Script.error(500, "kaboom"), toml=NO_RETRY)
+    assert resp.status == 500
+    assert resp.content_type == "application/json"
+    assert await resp.json() == {"error": "kaboom"}
+    assert len(backend.completions()) == 1
+
+
+async def test_503_with_a_fastapi_detail_body(gateway, backend):
+    script = Script(status=503, error_body={"detail": "engine overloaded"})
+    resp = await _stream(gateway, backend, script, toml=NO_RETRY)
+    assert resp.status == 503
+    assert await resp.json() == {"error": "engine overloaded"}
+    assert len(backend.completions()) == 1
+
+
+async def test_401_and_403_become_502_never_401(gateway, backend):
+    client = await gateway(backend, NO_RETRY)
+    for status in (401, 403):
+        backend.queue(Script.error(status, "Incorrect API key provided"))
+        resp = await post(client, "/api/chat", CHAT)
+        assert resp.status == 502
+        assert await resp.json() == {
+            "error": "upstream authentication failed: Incorrect API key provided"
+        }
+    assert len(backend.completions()) == 2
+
+
+async def test_upstream_400_passes_through_as_400(gateway, backend):
+    script = Script.error(400, "max_tokens is too large")
+    resp = await _stream(gateway, backend, script, toml=NO_RETRY)
+    assert resp.status == 400
+    assert await resp.json() == {"error": "max_tokens is too large"}
+
+
+async def test_upstream_404_is_model_not_found(gateway, backend):
+    script = Script.error(404, "The model `gpt-4o` does not exist")
+    resp = await _stream(gateway, backend, script, chat(model="GPT-4o"))
+    assert resp.status == 404
+    assert await resp.json() == {"error": "model 'GPT-4o' not found"}
+
+
+async def test_unreachable_upstream_is_a_quick_502(gateway, unused_tcp_port):
+    url = f"http://127.0.0.1:{unused_tcp_port}/v1"
+    client = await gateway(toml=NO_RETRY + PINNED, OPENAI_BASE_URL=url)
+    started = time.monotonic()
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 502
+    assert resp.content_type == "application/json"
+    error = (await resp.json())["error"]
+    assert error.startswith("upstream unavailable: ")
+    assert str(unused_tcp_port) in error
+    assert time.monotonic() - started < 1.0
+
+
+async def test_unreachable_model_list_is_a_quick_502(gateway, unused_tcp_port):
+    url = f"http://127.0.0.1:{unused_tcp_port}/v1"
+    client = await gateway(toml=NO_RETRY, OPENAI_BASE_URL=url)
+    started = time.monotonic()
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 502
+    assert "model 'gpt-4o' not found" in (await resp.json())["error"]
+    assert time.monotonic() - started < 1.0
+
+
+async def test_slow_first_token_still_streams(gateway, backend):
+    script = Script.text("slow but fine", split=64, first_delay=0.3)
+    resp = await _stream(gateway, backend, script)
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "slow but fine"
+    final = assert_final(objs)
+    assert final["prompt_eval_duration"] >= 250_000_000  # the wait shows as TTFT
+    assert final["total_duration"] >= 300_000_000
+
+
+async def test_first_token_timeout_is_a_504_before_streaming(gateway, backend):
+    toml = "[timeouts]\nfirst_token = 0.2\n"
+    script = Script.text("too late", first_delay=1.0)
+    started = time.monotonic()
+    resp = await _stream(gateway, backend, script, toml=toml)
+    assert resp.status == 504
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert await resp.json() == {"error": "upstream timeout"}
+    assert time.monotonic() - started < 0.8
+    assert len(backend.completions()) == 1
+
+
+async def test_first_token_timeout_after_headers(gateway, backend):
+    # Headers come at once, but the first body byte does not.
+    toml = "[timeouts]\nfirst_token = 0.2\n"
+    pieces = [b"", reply_sse("late")]
+    resp = await _stream(gateway, backend, Script(pieces=pieces, delay=1.0), toml=toml)
+    assert resp.status == 504
+    assert await resp.json() == {"error": "upstream timeout"}
+    assert len(backend.completions()) == 1
+
+
+async def test_idle_timeout_between_chunks_is_an_error_line(gateway, backend):
+    toml = "[timeouts]\nidle = 0.2\n"
+    pieces = [_event(chat_chunk({"content": "first"})), reply_sse("never")]
+    script = Script(pieces=pieces, delay=1.0)
+    started = time.monotonic()
+    resp = await _stream(gateway, backend, script, toml=toml)
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "first"
+    assert objs[-1] == {"error": "upstream timeout"}
+    assert not any(o.get("done") for o in objs)
+    assert time.monotonic() - started < 0.8
+    assert len(backend.completions()) == 1
+
+
+async def test_error_event_mid_stream(gateway, backend):
+    data = (
+        _event(chat_chunk({"content": "partial"}))
+        + _event({"error": {"message": "boom"}})
+        + reply_sse("ignored")
+    )
+    resp = await _stream(gateway, backend, Script(pieces=split_every(data, 33)))
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "partial"
+    assert objs[-1] == {"error": "boom"}
+    assert len(objs) == 2
+    assert len(backend.completions()) == 1
+
+
+async def test_string_error_event_mid_stream(gateway, backend):
+    data = _event(chat_chunk({"content": "x"})) + _event({"error": "overloaded"})
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    objs = await read_ndjson(resp)
+    assert objs[-1] == {"error": "overloaded"}
+
+
+async def test_error_event_before_any_output_keeps_a_status(gateway, backend):
+    data = _event({"error": {"message": "context too long", "code": 400}})
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    assert resp.status == 400
+    assert await resp.json() == {"error": "context too long"}
+
+
+async def test_invalid_json_event_is_an_error_line(gateway, backend):
+    data = _event(chat_chunk({"content": "a"})) + b"data: {not json\n\n"
+    resp = await _stream(gateway, backend, Script(pieces=[data], delay=0.01))
+    objs = ndjson(await resp.read())
+    assert objs[-1]["error"].startswith("upstream sent an invalid event")
+
+
+async def test_json_answer_to_a_stream_request(gateway, backend):
+    # Some backends ignore `stream: true` and answer one chat.completion object.
+    answer = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "whole"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1},
+    }
+    script = Script(
+        pieces=[json.dumps(answer).encode()], content_type="application/json"
+    )
+    resp = await _stream(gateway, backend, script)
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "whole"
+    final = assert_final(objs)
+    assert final["prompt_eval_count"] == 4
+
+
+async def test_content_and_error_in_one_read_keeps_the_content(gateway, backend):
+    data = _event(chat_chunk({"content": "kept"})) + _event({"error": "late failure"})
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    objs = await read_ndjson(resp)
+    assert objs == [objs[0], {"error": "late failure"}]
+    assert objs[0]["message"]["content"] == "kept"
+
+
+async def test_content_and_error_in_one_read_without_streaming(gateway, backend):
+    data = _event(chat_chunk({"content": "lost"})) + _event({"error": "late failure"})
+    resp = await _stream(gateway, backend, Script(pieces=[data]), chat(stream=False))
+    assert resp.status == 500
+    assert await resp.json() == {"error": "late failure"}
+
+
+async def test_unterminated_last_event_then_eof_keeps_its_content(gateway, backend):
+    data = _event(chat_chunk({"content": "a"})) + b'data: {"choices":['
+    data += json.dumps({"index": 0, "delta": {"content": "b"}}).encode() + b"]}"
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "ab"
+    assert objs[-1] == {"error": UNEXPECTED_EOF}
+
+
+async def test_unterminated_finish_event_then_eof_is_a_normal_end(gateway, backend):
+    data = _event(chat_chunk({"content": "a"}))
+    data += b"data: " + json.dumps(chat_chunk({}, finish="stop")).encode()
+    resp = await _stream(gateway, backend, Script(pieces=[data]))
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "a"
+    assert assert_final(objs)["done_reason"] == "stop"
+
+
+async def test_reset_after_finish_reason_is_a_normal_end(gateway, backend):
+    usage = {"prompt_tokens": 2, "completion_tokens": 1}
+    pieces = [
+        _event(chat_chunk({"content": "done"})),
+        _event(chat_chunk({}, finish="stop")),
+        _event(chat_chunk(choices=False, usage=usage)),
+    ]
+    script = Script(pieces=pieces, abort_after=2, delay=0.02)
+    resp = await _stream(gateway, backend, script)
+    objs = await read_ndjson(resp)
+    assert content_of(objs) == "done"
+    assert assert_final(objs)["eval_count"] == 1
+    assert len(backend.completions()) == 1
