@@ -27,16 +27,24 @@ class AliasStore:
         return list(self._aliases.items())
 
     def set(self, destination: str, source: str) -> None:
+        existing = self._find(destination)
+        if existing is not None:
+            del self._aliases[existing]
         self._aliases[destination] = source
         self._write()
 
     def remove(self, name: str) -> bool:
-        key = next((k for k in self._aliases if k.lower() == name.lower()), None)
+        """Remove `name`, spelled in any case, with or without `:latest`."""
+        key = self._find(name)
         if key is None:
             return False
         del self._aliases[key]
         self._write()
         return True
+
+    def _find(self, name: str) -> str | None:
+        wanted = _key(name)
+        return next((k for k in self._aliases if _key(k) == wanted), None)
 
     def _read(self) -> dict[str, str]:
         try:
@@ -57,3 +65,8 @@ class AliasStore:
         with os.fdopen(fd, "wb") as file:
             file.write(msgspec.json.format(msgspec.json.encode(self._aliases)))
         os.replace(tmp, self.path)
+
+
+def _key(name: str) -> str:
+    # The catalogue's lookup form; repeated here because the catalogue imports us.
+    return name.strip().lower().removesuffix(":latest")

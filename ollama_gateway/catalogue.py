@@ -78,11 +78,13 @@ class Catalogue:
         return {n: s.error for n, s in self._state.items() if s.error and not s.models}
 
     def add_alias(self, destination: str, source: ModelEntry) -> None:
-        self._aliases.set(destination, source.name)
+        # An alias of an alias names the real model, so removing the first
+        # alias leaves the second working.
+        self._aliases.set(destination, source.alias_of or source.name)
         self._built_at = -1.0
 
     def remove_alias(self, name: str) -> bool:
-        removed = self._aliases.remove(tagged(name)) or self._aliases.remove(name)
+        removed = self._aliases.remove(name)
         if removed:
             self._built_at = -1.0
         return removed
@@ -101,8 +103,9 @@ class Catalogue:
         if any(self._stale(s, now) for s in states):
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.create_task(self._refresh())
-            if any(s.models is None for s in states):
-                # Nothing to serve yet for some backend: wait for the one refresh.
+            if any(s.fetched_at == 0.0 for s in states):
+                # A backend never asked yet: wait for the one refresh. A backend
+                # that failed is retried in the background; it holds no one up.
                 await asyncio.shield(self._refreshing)
         if self._built_at < 0:
             self._rebuild()
@@ -110,9 +113,10 @@ class Catalogue:
     def _stale(self, state: _BackendModels, now: float) -> bool:
         if state.fetched_at == 0.0:
             return True
-        ttl = self._settings.catalogue.ttl if state.models is not None else 0.0
-        age = now - state.fetched_at
-        return age > (ttl if not state.error else min(ttl, _RETRY_FAILED_AFTER))
+        ttl = self._settings.catalogue.ttl
+        if state.error:
+            ttl = min(ttl, _RETRY_FAILED_AFTER)
+        return now - state.fetched_at > ttl
 
     async def _refresh(self) -> None:
         backends = [b for b in self._settings.backends if not b.models]
@@ -140,13 +144,15 @@ class Catalogue:
     def _rebuild(self) -> None:
         configured = self._settings.models
         by_key: dict[str, ModelEntry] = {}
+        metas: dict[str, openai.ModelObject] = {}
         for backend in self._settings.backends:
             for meta in self._state[backend.name].models or []:
+                metas.setdefault(lookup_key(meta.id), meta)
                 self._add(
                     by_key, meta.id, backend, meta, _config_for(configured, meta.id)
                 )
         for name, model in configured.items():
-            self._add_configured(by_key, name, model)
+            self._add_configured(by_key, name, model, metas)
         for destination, source in self._aliases.items():
             target = by_key.get(lookup_key(source))
             if target is not None:
@@ -176,7 +182,11 @@ class Catalogue:
         by_key[key] = self._entry(tagged(model_id), model_id, backend, meta, config)
 
     def _add_configured(
-        self, by_key: dict[str, ModelEntry], name: str, model: ModelSettings
+        self,
+        by_key: dict[str, ModelEntry],
+        name: str,
+        model: ModelSettings,
+        metas: dict[str, openai.ModelObject],
     ) -> None:
         key = lookup_key(name)
         if not model.target:
@@ -192,7 +202,11 @@ class Catalogue:
         )
         if backend is None:
             return
-        entry = self._entry(tagged(name), model.target, backend, None, model)
+        # The target's backend metadata (context length, modalities) still
+        # applies; configured values override it.
+        meta = metas.get(lookup_key(model.target))
+        upstream_id = target.upstream_id if target is not None else model.target
+        entry = self._entry(tagged(name), upstream_id, backend, meta, model)
         if target is not None and not model.backend:
             entry = replace(entry, backends=target.backends)
         by_key[key] = entry

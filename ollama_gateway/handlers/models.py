@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ollama_gateway.errors import InvalidRequestError, ModelNotFoundError
+from ollama_gateway.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    UpstreamConnectError,
+)
 from ollama_gateway.inbound import read_body
-from ollama_gateway.keys import catalogue_key, running_key
+from ollama_gateway.keys import catalogue_key, running_key, settings_key
 from ollama_gateway.modelinfo import ModelEntry, details_of
 from ollama_gateway.schemas import ollama
 
@@ -20,7 +24,17 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
 
 
 async def handle_tags(request: web.Request) -> web.Response:
-    entries = await request.app[catalogue_key].entries()
+    catalogue = request.app[catalogue_key]
+    entries = await catalogue.entries()
+    errors = catalogue.backend_errors()
+    if (
+        not entries
+        and errors
+        and len(errors) == len(request.app[settings_key].backends)
+    ):
+        # No backend could say what it serves: an empty list would be a lie.
+        reasons = "; ".join(f"{name}: {why}" for name, why in errors.items())
+        raise UpstreamConnectError(f"cannot list models: {reasons}")
     listed = [e for e in entries if not e.hidden]
     listed.sort(key=lambda e: e.modified_at, reverse=True)
     models = [

@@ -1,0 +1,303 @@
+"""`/api/tags`, `/api/show` and `/api/ps` against strict client schemas (spec 2.3-2.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ollama
+import pytest
+
+from tests.conftest import base_url
+
+CAPABILITIES = {
+    "completion",
+    "tools",
+    "insert",
+    "vision",
+    "embedding",
+    "thinking",
+    "image",
+    "audio",
+}
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+
+
+def parse_time(value: Any) -> datetime:
+    assert isinstance(value, str) and RFC3339.fullmatch(value), value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_details(details: Any) -> None:
+    """Zed's serde struct: every key present with its type; families may be null."""
+    assert isinstance(details, dict)
+    for key in ("parent_model", "format", "family", "parameter_size"):
+        assert isinstance(details[key], str), key
+    assert isinstance(details["quantization_level"], str)
+    families = details["families"]
+    assert families is None or (
+        isinstance(families, list) and all(isinstance(f, str) for f in families)
+    )
+
+
+def check_tag_entry(entry: dict[str, Any]) -> None:
+    name = entry["name"]
+    assert isinstance(name, str) and ":" in name.rsplit("/", 1)[-1]
+    assert entry["model"] == name
+    parse_time(entry["modified_at"])
+    assert is_int(entry["size"]) and entry["size"] >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", entry["digest"])
+    check_details(entry["details"])
+    caps = entry.get("capabilities")
+    assert caps is None or set(caps) <= CAPABILITIES
+
+
+VLLM_MODELS = [
+    {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"},
+    {"id": "text-embedding-3-small", "object": "model", "created": 0},
+    {
+        "id": "Qwen/Qwen3-8B",
+        "object": "model",
+        "created": 1720000000,
+        "owned_by": "vllm",
+        "max_model_len": 40960,
+    },
+    {"id": "meta-llama/Llama-3.1-8B-Instruct:q4", "object": "model"},
+]
+
+
+async def test_tags_entries_have_every_field_strict_clients_need(backend, gateway):
+    backend.models = VLLM_MODELS
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    body = await resp.json()
+    models = body["models"]
+    assert {m["name"] for m in models} == {
+        "gpt-4o:latest",
+        "text-embedding-3-small:latest",
+        "Qwen/Qwen3-8B:latest",
+        "meta-llama/Llama-3.1-8B-Instruct:q4",
+    }
+    for entry in models:
+        check_tag_entry(entry)
+    stamps = [parse_time(m["modified_at"]) for m in models]
+    assert stamps == sorted(stamps, reverse=True)  # newest first, as Ollama
+    by_name = {m["name"]: m for m in models}
+    assert by_name["gpt-4o:latest"]["modified_at"].startswith("2024-05-10T18:50:49")
+    assert by_name["text-embedding-3-small:latest"]["capabilities"] == ["embedding"]
+    assert "tools" in by_name["gpt-4o:latest"]["capabilities"]
+    assert by_name["Qwen/Qwen3-8B:latest"]["details"]["family"] == "qwen3"
+
+
+async def test_tags_head_and_python_client_list(backend, gateway):
+    client = await gateway(backend)
+    head = await client.head("/api/tags")
+    assert head.status == 200
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        listed = await api.list()
+    names = [m.model for m in listed.models]
+    assert "gpt-4o:latest" in names
+    gpt = next(m for m in listed.models if m.model == "gpt-4o:latest")
+    assert isinstance(gpt.size, int) and gpt.modified_at is not None
+    assert gpt.details is not None and gpt.details.format == "gguf"
+
+
+async def test_tags_is_an_empty_list_when_the_backend_has_no_models(backend, gateway):
+    backend.models = []
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    assert await resp.json() == {"models": []}
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        assert (await api.list()).models == []
+
+
+async def test_tags_is_502_when_no_backend_can_list(backend, gateway):
+    backend.models_status = 503
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    # An empty list would claim there are no models, when the backend is down.
+    assert resp.status == 502
+    assert resp.headers["Content-Type"].startswith("application/json")
+    body = await resp.json()
+    assert "openai" in body["error"] and "down" in body["error"]
+
+
+async def test_show_has_model_info_capabilities_and_details(backend, gateway):
+    backend.models = VLLM_MODELS
+    client = await gateway(backend)
+    resp = await client.post("/api/show", data=json.dumps({"model": "Qwen/Qwen3-8B"}))
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    show = await resp.json()
+    check_details(show["details"])
+    parse_time(show["modified_at"])
+    info = show["model_info"]
+    assert isinstance(info, dict)
+    arch = info["general.architecture"]
+    assert arch == "qwen3"
+    assert info[f"{arch}.context_length"] == 40960
+    assert set(show["capabilities"]) <= CAPABILITIES
+    assert {"completion", "tools", "thinking"} <= set(show["capabilities"])
+    assert show["modelfile"].startswith('# Modelfile generated by "ollama show"')
+    assert re.fullmatch(r"num_ctx {23} 40960", show["parameters"])
+
+
+async def test_show_without_known_context_length_has_no_context_key(backend, gateway):
+    client = await gateway(backend)
+    resp = await client.post("/api/show", data=json.dumps({"model": "gpt-4o"}))
+    info = (await resp.json())["model_info"]
+    assert info["general.architecture"] == "gpt"
+    assert not any(k.endswith(".context_length") for k in info)
+
+
+async def test_show_context_length_and_capabilities_from_config(backend, gateway):
+    toml = (
+        '[models."gpt-4o"]\ncontext_length = 128000\nembedding_length = 3072\n'
+        'capabilities = ["completion", "tools", "vision"]\nfamily = "gpt4o"\n'
+    )
+    client = await gateway(backend, toml)
+    resp = await client.post("/api/show", data=json.dumps({"model": "gpt-4o"}))
+    show = await resp.json()
+    assert show["capabilities"] == ["completion", "tools", "vision"]
+    assert show["model_info"]["general.architecture"] == "gpt4o"
+    assert show["model_info"]["gpt4o.context_length"] == 128000
+    assert show["model_info"]["gpt4o.embedding_length"] == 3072
+    assert show["details"]["family"] == "gpt4o"
+    assert show["details"]["families"] == ["gpt4o"]
+
+
+@pytest.mark.parametrize("key", ["model", "name"])
+async def test_show_accepts_model_or_deprecated_name(backend, gateway, key):
+    client = await gateway(backend)
+    resp = await client.post("/api/show", data=json.dumps({key: "GPT-4o:latest"}))
+    assert resp.status == 200
+    show = await resp.json()
+    assert show["remote_model"] == "gpt-4o"
+    assert "model_info" in show
+
+
+async def test_show_name_is_used_when_model_is_empty(backend, gateway):
+    client = await gateway(backend)
+    body = {"model": "", "name": "gpt-4o"}
+    resp = await client.post("/api/show", data=json.dumps(body))
+    assert resp.status == 200
+
+
+async def test_show_errors(backend, gateway):
+    client = await gateway(backend)
+    missing = await client.post("/api/show", data=json.dumps({"model": "nope"}))
+    assert missing.status == 404
+    assert missing.headers["Content-Type"].startswith("application/json")
+    assert await missing.json() == {"error": "model 'nope' not found"}
+    empty = await client.post("/api/show", data=json.dumps({"model": ""}))
+    assert empty.status == 400
+    assert await empty.json() == {"error": "model is required"}
+    nothing = await client.post("/api/show", data=b"{}")
+    assert nothing.status == 400
+
+
+async def test_python_client_show(backend, gateway):
+    backend.models = VLLM_MODELS
+    client = await gateway(backend)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = await api.show("qwen/qwen3-8b")
+        with pytest.raises(ollama.ResponseError) as missing:
+            await api.show("nope")
+    assert shown.modelinfo is not None
+    assert shown.modelinfo["qwen3.context_length"] == 40960
+    assert shown.capabilities is not None and "tools" in shown.capabilities
+    assert missing.value.status_code == 404
+
+
+async def load(client: Any, model: str, keep_alive: Any = None) -> None:
+    body: dict[str, Any] = {"model": model, "messages": []}
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    resp = await client.post("/api/chat", data=json.dumps(body))
+    assert resp.status == 200, await resp.text()
+    await resp.read()
+
+
+async def ps(client: Any) -> list[dict[str, Any]]:
+    resp = await client.get("/api/ps")
+    assert resp.status == 200
+    models: list[dict[str, Any]] = (await resp.json())["models"]
+    return models
+
+
+async def test_ps_is_empty_before_use_and_lists_used_models(backend, gateway):
+    backend.models = VLLM_MODELS
+    client = await gateway(backend)
+    assert await ps(client) == []
+    before = datetime.now(UTC)
+    await load(client, "qwen/qwen3-8b")
+    [entry] = await ps(client)
+    assert entry["name"] == entry["model"] == "Qwen/Qwen3-8B:latest"
+    assert re.fullmatch(r"[0-9a-f]{64}", entry["digest"])
+    check_details(entry["details"])
+    for key in ("size", "size_vram", "context_length"):
+        assert is_int(entry[key]), key
+    assert entry["context_length"] == 40960
+    expires = parse_time(entry["expires_at"])
+    # The default keep-alive is 5m.
+    assert before + timedelta(minutes=4) < expires < before + timedelta(minutes=6)
+
+
+async def test_ps_after_a_real_chat_and_the_python_client(backend, gateway):
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    resp = await client.post("/api/chat", data=json.dumps(body))
+    await resp.read()
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        running = await api.ps()
+    assert [m.model for m in running.models] == ["gpt-4o:latest"]
+    assert running.models[0].expires_at is not None
+    assert running.models[0].expires_at > datetime.now(UTC)
+
+
+async def test_ps_keep_alive_zero_removes_the_model(backend, gateway):
+    client = await gateway(backend)
+    await load(client, "gpt-4o")
+    assert [m["name"] for m in await ps(client)] == ["gpt-4o:latest"]
+    resp = await client.post(
+        "/api/generate", data=json.dumps({"model": "gpt-4o", "keep_alive": 0})
+    )
+    assert (await resp.json())["done_reason"] == "unload"
+    assert await ps(client) == []
+
+
+async def test_ps_entries_expire_and_are_ordered_by_expiry(backend, gateway):
+    client = await gateway(backend)
+    await load(client, "gpt-4o", "150ms")
+    body = {"model": "text-embedding-3-small", "input": [], "keep_alive": "1h"}
+    resp = await client.post("/api/embed", data=json.dumps(body))
+    assert resp.status == 200
+    names = [m["name"] for m in await ps(client)]
+    assert names == ["text-embedding-3-small:latest", "gpt-4o:latest"]
+    await asyncio.sleep(0.2)
+    assert [m["name"] for m in await ps(client)] == ["text-embedding-3-small:latest"]
+
+
+async def test_ps_negative_keep_alive_is_far_future(backend, gateway):
+    client = await gateway(backend)
+    await load(client, "gpt-4o", -1)
+    [entry] = await ps(client)
+    assert parse_time(entry["expires_at"]).year >= 9999
+
+
+async def test_ps_keep_alive_numbers_are_seconds(backend, gateway):
+    client = await gateway(backend)
+    await load(client, "gpt-4o", 42.5)
+    [entry] = await ps(client)
+    left = parse_time(entry["expires_at"]) - datetime.now(UTC)
+    assert timedelta(seconds=40) < left <= timedelta(seconds=42.5)
