@@ -80,6 +80,11 @@ class ChatRequestMapper:
         body = openai.EmbeddingRequest(model=ctx.upstream_model, input=request.input)
         if request.dimensions:
             body.dimensions = request.dimensions
+        backend = ctx.backend_settings or _DEFAULT_BACKEND
+        context_length = ctx.entry.context_length if ctx.entry is not None else 0
+        if request.truncate is not False and backend.extensions and context_length:
+            # Ollama cuts each input to the context length unless told not to.
+            body.truncate_prompt_tokens = context_length
         return body
 
     def _common(

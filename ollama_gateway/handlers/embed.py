@@ -12,6 +12,7 @@ from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import (
     InvalidRequestError,
     UpstreamProtocolError,
+    UpstreamStatusError,
     UpstreamTimeoutError,
 )
 from ollama_gateway.handlers.models import json_response
@@ -20,7 +21,9 @@ from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
 
-__all__ = ["handle_embed", "handle_embeddings"]
+__all__ = ["TOO_LONG", "handle_embed", "handle_embeddings"]
+
+TOO_LONG = "the input length exceeds the context length"
 
 
 def _inputs(value: object) -> list[str]:
@@ -57,8 +60,19 @@ async def handle_embed(request: web.Request) -> web.Response:
     req.input = inputs
     if req.dimensions:
         ctx.extra["dimensions"] = req.dimensions
-    answer = await _embed(request, ctx, req, not_found)
+    try:
+        answer = await _embed(request, ctx, req, not_found)
+    except UpstreamStatusError as exc:
+        if req.truncate is False and _too_long(exc):
+            raise InvalidRequestError(TOO_LONG) from exc
+        raise
     return json_response(ollama.encode(answer))
+
+
+def _too_long(exc: UpstreamStatusError) -> bool:
+    # vLLM, OpenAI and llama.cpp all word it "maximum context length"/"too long".
+    message = exc.message.lower()
+    return exc.status == 400 and ("context length" in message or "too long" in message)
 
 
 async def handle_embeddings(request: web.Request) -> web.Response:

@@ -136,13 +136,18 @@ class CompletionRequest(SamplingParams, kw_only=True):
     logprobs: int | UnsetType = UNSET
 
 
-class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
-    """The body of `POST /v1/embeddings`."""
+class EmbeddingRequest(msgspec.Struct):
+    """The body of `POST /v1/embeddings`.
+
+    `encoding_format` is always written: some backends default to base64.
+    `truncate_prompt_tokens` is vLLM's extension for Ollama's `truncate`.
+    """
 
     model: str
     input: str | list[str]
     encoding_format: str = "float"
     dimensions: int | UnsetType = UNSET
+    truncate_prompt_tokens: int | UnsetType = UNSET
 
 
 class FunctionDelta(msgspec.Struct):
