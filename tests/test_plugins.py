@@ -1,0 +1,186 @@
+"""Translator discovery, composition and failure handling (plugins.py, pipeline.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from ollama_gateway.app import create_app
+from ollama_gateway.errors import PluginConfigError, PluginLoadError
+from ollama_gateway.plugins import (
+    DEFAULT_TRANSLATORS,
+    ENTRY_POINT_GROUP,
+    load_translators,
+)
+from tests.fakebackend import Script
+
+BUILTINS = {"ollama-to-openai", "openai-http", "openai-to-ollama", "demo", "retry",
+            "think-tags", "system-prompt", "azure-openai"}  # fmt: skip
+
+
+def ep(name: str, value: str) -> EntryPoint:
+    return EntryPoint(name, value, ENTRY_POINT_GROUP)
+
+
+SHOUT = ep("shout", "tests.plugins.shout:ShoutResponse")
+EXPLODE = ep("explode", "tests.plugins.broken:ExplodingResponse")
+
+
+def test_builtins_load_through_the_same_loader_as_plugins():
+    specs = load_translators([])
+    assert set(specs) == BUILTINS
+    assert {s.distribution for s in specs.values()} == {"ollama-gateway"}
+    assert {ep.name for ep in DEFAULT_TRANSLATORS} == BUILTINS
+
+
+def test_installed_metadata_declares_the_builtins_under_our_group():
+    from importlib.metadata import entry_points
+
+    declared = {e.name for e in entry_points(group=ENTRY_POINT_GROUP)}
+    assert BUILTINS <= declared
+
+
+def test_a_third_party_translator_is_listed_with_its_stage():
+    specs = load_translators([SHOUT])
+    assert specs["shout"].stage == "response"
+    assert specs["shout"].cls.__name__ == "ShoutResponse"
+
+
+def test_empty_allowlist_loads_builtins_only():
+    assert "shout" not in load_translators([SHOUT], allow=[])
+    assert "shout" in load_translators([SHOUT], allow=None)
+
+
+def test_import_failure_names_the_plugin():
+    with pytest.raises(PluginLoadError, match="'ghost'.*failed to import"):
+        load_translators([ep("ghost", "tests.plugins.does_not_exist:Ghost")])
+
+
+def test_wrong_stage_attribute_is_refused():
+    with pytest.raises(PluginLoadError, match="'odd'.*'stage' must be one of"):
+        load_translators([ep("odd", "tests.plugins.broken:NotAStage")])
+
+
+def test_missing_config_attribute_is_refused():
+    with pytest.raises(PluginLoadError, match="'Config' must be a msgspec.Struct"):
+        load_translators([ep("bare", "tests.plugins.broken:NoConfigAttribute")])
+
+
+def test_duplicate_name_names_both_distributions():
+    with pytest.raises(
+        PluginLoadError, match="'demo' is declared by both ollama-gateway"
+    ):
+        load_translators([ep("demo", "tests.plugins.shout:ShoutResponse")])
+
+
+def test_translator_listed_under_the_wrong_stage(settings_for):
+    settings = settings_for(toml='[pipeline]\nrequest = ["shout", "ollama-to-openai"]')
+    with pytest.raises(
+        PluginLoadError, match="pipeline.request: 'shout' is a response"
+    ):
+        create_app(settings, entry_points=[SHOUT])
+
+
+def test_unknown_translator_name_lists_the_known_ones(settings_for):
+    settings = settings_for(toml='[pipeline]\nresponse = ["nope", "openai-to-ollama"]')
+    with pytest.raises(PluginLoadError, match="no translator named 'nope'.*think-tags"):
+        create_app(settings, entry_points=[])
+
+
+def test_bad_config_table_names_translator_and_field(settings_for):
+    toml = """
+[pipeline]
+response = ["configured", "openai-to-ollama"]
+[translators.configured]
+level = "high"
+"""
+    configured = ep("configured", "tests.plugins.broken:ConfiguredResponse")
+    with pytest.raises(
+        PluginConfigError, match=r"translators.configured: level: Expected `int`"
+    ):
+        create_app(settings_for(toml=toml), entry_points=[configured])
+
+
+def test_unknown_config_key_is_refused(settings_for):
+    toml = '[pipeline]\nresponse = ["think-tags", "openai-to-ollama"]\n'
+    toml += '[translators.think-tags]\nclose_tgs = "x"\n'
+    with pytest.raises(PluginConfigError, match="translators.think-tags.*close_tgs"):
+        create_app(settings_for(toml=toml), entry_points=[])
+
+
+def test_object_that_does_not_implement_its_protocol_is_refused(settings_for):
+    settings = settings_for(
+        toml='[pipeline]\nresponse = ["hollow", "openai-to-ollama"]'
+    )
+    hollow = ep("hollow", "tests.plugins.broken:MissingMethods")
+    with pytest.raises(
+        PluginLoadError, match="does not implement the response protocol"
+    ):
+        create_app(settings, entry_points=[hollow])
+
+
+def test_a_wrapper_cannot_be_the_base(settings_for):
+    settings = settings_for(toml='[pipeline]\nresponse = ["shout"]')
+    with pytest.raises(PluginLoadError, match="wraps another translator"):
+        create_app(settings, entry_points=[SHOUT])
+
+
+async def test_plugin_upper_cases_chat_and_generate(
+    backend, aiohttp_client, settings_for
+):
+    toml = '[pipeline]\nresponse = ["shout", "openai-to-ollama"]'
+    app = create_app(settings_for(backend, toml), entry_points=[SHOUT])
+    client = await aiohttp_client(app)
+    backend.queue(Script.text("quiet words", split=5), Script.text("more words"))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    streamed = await client.post("/api/chat", json=body)
+    lines = [json.loads(line) for line in (await streamed.text()).splitlines()]
+    assert "".join(line["message"]["content"] for line in lines) == "QUIET WORDS"
+    answer = await client.post(
+        "/api/generate", json={"model": "gpt-4o", "prompt": "x", "stream": False}
+    )
+    assert (await answer.json())["response"] == "MORE WORDS"
+
+
+async def test_translator_error_is_a_500_naming_it_and_serving_goes_on(
+    backend, aiohttp_client, settings_for, caplog
+):
+    toml = '[pipeline]\nresponse = ["explode", "openai-to-ollama"]'
+    app = create_app(settings_for(backend, toml), entry_points=[EXPLODE])
+    client = await aiohttp_client(app)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    for stream in (True, False):
+        response = await client.post("/api/chat", json={**body, "stream": stream})
+        assert response.status == 500
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert await response.json() == {"error": "translator 'explode' failed: kaboom"}
+    tags = await client.get("/api/tags")
+    assert tags.status == 200
+    assert any("translator explode failed" in r.getMessage() for r in caplog.records)
+
+
+def test_cli_names_a_broken_plugin_in_one_line(tmp_path):
+    config = tmp_path / "gw.toml"
+    config.write_text('[pipeline]\nresponse = ["nope", "openai-to-ollama"]\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ollama_gateway",
+            "check-config",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "no translator named 'nope'" in lines[0]
+    assert "Traceback" not in result.stderr
