@@ -15,7 +15,7 @@ TEXT = "<think>Let me see: 2+2.</think>The answer is 4."
 
 
 def run_splitter(pieces: list[str], **config: object) -> tuple[str, str]:
-    splitter = ThinkTagSplitter(ThinkTagsConfig(**config))  # type: ignore[arg-type]
+    splitter = ThinkTagSplitter(ThinkTagsConfig(**config))
     content, thinking = [], []
     for piece in pieces:
         c, t = splitter.feed(piece)
