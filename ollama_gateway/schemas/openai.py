@@ -80,7 +80,9 @@ class ChatMessage(msgspec.Struct, omit_defaults=True):
     """A message of `/v1/chat/completions`."""
 
     role: str
-    content: str | list[TextPart | ImagePart] | None = ""
+    # None as the default, so an empty string is still sent: OpenAI requires
+    # `content` on user messages, and omit_defaults would drop a "" default.
+    content: str | list[TextPart | ImagePart] | None = None
     tool_calls: list[ToolCall] | UnsetType = UNSET
     tool_call_id: str | UnsetType = UNSET
     name: str | UnsetType = UNSET
