@@ -1,8 +1,19 @@
-"""Running the server: logging, the startup lines, signals and worker processes."""
+"""Running the server: logging, the startup lines, signals and worker processes.
+
+With `--workers N` (N > 1) this process supervises N workers that each run the
+full gateway on the same port (SO_REUSEPORT; the kernel spreads connections),
+each with its own upstream session. SIGTERM and SIGINT are passed on, and the
+supervisor exits 0 when every worker drained and exited 0.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
+import signal
+import sys
+from types import FrameType
 
 from aiohttp import web
 
@@ -19,22 +30,83 @@ log = logging.getLogger("ollama_gateway")
 def serve(settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM; in-flight streams get the grace period."""
     setup_logging(settings.log_level)
+    if settings.server.workers > 1:
+        return _supervise(settings)
+    return _run(settings, reuse_port=False)
+
+
+def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
+    if worker:
+        setup_logging(settings.log_level)
     app = create_app(settings)
-    _log_startup(settings, app)
+    if worker <= 1:
+        _log_startup(settings, app)
     server = settings.server
     web.run_app(
         app,
         host=server.host,
         port=server.port,
         backlog=server.backlog,
+        reuse_port=reuse_port or None,
         # Our own timer ends streams at the grace period (with an error line);
         # aiohttp's is the backstop that cancels anything left after it.
         shutdown_timeout=server.shutdown_grace + 5.0,
         handler_cancellation=True,
         access_log=None,
         print=None,
+        loop=_new_loop(),
     )
     return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (the `uvloop` extra), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _worker_main(settings: Settings, number: int) -> None:
+    sys.exit(_run(settings, reuse_port=True, worker=number))
+
+
+def _supervise(settings: Settings) -> int:
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_main, args=(settings, n), name=f"worker-{n}")
+        for n in range(1, settings.server.workers + 1)
+    ]
+    for process in workers:
+        process.start()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for process in workers:
+            if process.pid is None or not process.is_alive():
+                continue
+            if signum == signal.SIGTERM:
+                process.terminate()
+            else:
+                _interrupt(process)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in workers:
+        process.join()
+    failed = [p.name for p in workers if p.exitcode != 0]
+    if failed:
+        log.error("workers exited with an error: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+def _interrupt(process: multiprocessing.process.BaseProcess) -> None:
+    import os
+
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGINT)
 
 
 def _log_startup(settings: Settings, app: web.Application) -> None:
@@ -48,7 +120,11 @@ def _log_startup(settings: Settings, app: web.Application) -> None:
         "ollama-gateway listening on http://%s:%d",
         settings.server.host,
         settings.server.port,
-        extra={"pipeline": names, "backends": backends},
+        extra={
+            "pipeline": names,
+            "backends": backends,
+            "workers": settings.server.workers,
+        },
     )
     if settings.uses_demo_only:
         log.warning(
