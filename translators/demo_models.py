@@ -1,183 +1,303 @@
-"""What each demo model answers, as OpenAI chunks. Pure and deterministic."""
+"""What each demo model answers. Pure and deterministic.
+
+`reply()` turns an OpenAI request body into a `Reply` (see `demo_stream`).
+The same body always gives the same answer; its `seed` (Ollama
+`options.seed`) changes the wording. The model list is in `demo_catalogue`.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import math
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
+from .demo_catalogue import ERROR_TAGS, FAILURES, MODELS, STATUS_ERRORS, DemoError
+from .demo_media import ImageInfo, describe, read_data_url
+from .demo_schema import instance
+from .demo_stream import Failure, Reply, ToolCall
+from .demo_text import clip, long_answer, pick, reasoning_text, words
 
-__all__ = ["DemoError", "Reply", "embeddings", "model_list", "reply"]
+_BY_ID = {m.id: m for m in MODELS}
 
-CREATED = 1735689600  # 2025-01-01: a fixed date, so listings are stable
-EMBED_DIMENSIONS = 256
-MODELS = ("demo", "demo-embed")
-
-_encode = msgspec.json.Encoder().encode
-
-
-class DemoError(Exception):
-    """A request the demo refuses, with the status a backend would give."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+__all__ = ["reply"]
 
 
 @dataclass
-class Reply:
-    """A scripted answer: content pieces, reasoning pieces, tool calls, or an error."""
+class _Request:
+    """The parts of an OpenAI body the demo models look at."""
 
     model: str
-    content: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    tool_calls: list[tuple[str, str]] = field(default_factory=list)
-    prompt_tokens: int = 0
-    legacy: bool = False
-    status: int = 200
-    error: str = ""
-    first_token_delay: float = 0.0
-    tokens_per_second: float = 0.0
-
-    def events(self) -> list[bytes]:
-        """The SSE events of the stream, `[DONE]` included."""
-        chunks: list[dict[str, Any]] = [
-            self._chunk({"reasoning_content": piece}) for piece in self.reasoning
-        ]
-        chunks += [self._content_chunk(piece) for piece in self.content]
-        for index, (name, arguments) in enumerate(self.tool_calls):
-            call = {
-                "index": index,
-                "id": f"call_demo{index}",
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            }
-            chunks.append(self._chunk({"tool_calls": [call]}))
-        finish = "tool_calls" if self.tool_calls else "stop"
-        chunks.append(self._chunk({}, finish))
-        chunks.append(self._chunk(None) | {"choices": [], "usage": self.usage()})
-        events = [b"data: " + _encode(c) + b"\n\n" for c in chunks]
-        events.append(b"data: [DONE]\n\n")
-        return events
-
-    def as_completion(self) -> dict[str, Any]:
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": "".join(self.content),
-        }
-        if self.reasoning:
-            message["reasoning_content"] = "".join(self.reasoning)
-        if self.tool_calls:
-            message["tool_calls"] = [
-                {"id": f"call_demo{i}", "type": "function",
-                 "function": {"name": name, "arguments": arguments}}
-                for i, (name, arguments) in enumerate(self.tool_calls)
-            ]  # fmt: skip
-        finish = "tool_calls" if self.tool_calls else "stop"
-        choice = {"index": 0, "message": message, "finish_reason": finish}
-        return {"id": "demo", "object": "chat.completion", "model": self.model,
-                "choices": [choice], "usage": self.usage()}  # fmt: skip
-
-    def usage(self) -> dict[str, int]:
-        completion = len(self.content) + len(self.reasoning) + len(self.tool_calls)
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
-
-    def _content_chunk(self, piece: str) -> dict[str, Any]:
-        if self.legacy:
-            choice = {"index": 0, "text": piece, "finish_reason": None}
-            return self._chunk(None) | {"choices": [choice]}
-        return self._chunk({"content": piece})
-
-    def _chunk(
-        self, delta: dict[str, Any] | None, finish: str | None = None
-    ) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
-        if self.legacy:
-            choice = {"index": 0, "text": "", "finish_reason": finish}
-        kind = "text_completion" if self.legacy else "chat.completion.chunk"
-        return {"id": "demo", "object": kind, "model": self.model, "choices": [choice]}
+    legacy: bool
+    messages: list[dict[str, Any]]
+    prompt: str
+    seed: int | None
+    tools: list[dict[str, Any]]
+    response_format: dict[str, Any] | None
+    thinking: bool
+    effort: str
+    images: list[ImageInfo] = field(default_factory=list)
 
 
-def model_list() -> dict[str, Any]:
-    data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "demo"}
-            for m in MODELS]  # fmt: skip
-    return {"object": "list", "data": data}
+@dataclass
+class _Answer:
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    failure: Failure | None = None
+    formattable: bool = True
 
 
 def reply(body: dict[str, Any], *, legacy: bool) -> Reply:
+    """The answer to a `/chat/completions` (or legacy `/completions`) body."""
     model = str(body.get("model", ""))
-    if model not in MODELS or model == "demo-embed":
-        raise DemoError(
-            404, f"The model `{model}` does not exist or is not a chat model"
-        )
-    text = _prompt_text(body, legacy=legacy)
-    answer = f"Hello! This is the ollama-gateway demo backend. You said: {_clip(text)}"
-    return Reply(
+    if model not in _BY_ID:
+        raise DemoError(404, f"The model `{model}` does not exist or you do not "
+                        "have access to it.", code="model_not_found")  # fmt: skip
+    if model == "demo-embed":
+        raise DemoError(400, "demo-embed is an embedding model and cannot chat")
+    base, _, tag = model.partition(":")
+    if base == "demo-error" and tag in STATUS_ERRORS:
+        status, message, kind, code, headers = STATUS_ERRORS[tag]
+        raise DemoError(status, message, kind, code, headers)
+    request = _parse(body, model, legacy)
+    answer = _BUILDERS[base](request, tag)
+    if answer.failure == "midstream" and body.get("stream") is not True:
+        raise DemoError(500, f"{model}: the model failed (simulated)", "server_error")
+    return _finish(body, request, answer)
+
+
+def _parse(body: dict[str, Any], model: str, legacy: bool) -> _Request:
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    if legacy:
+        prompt = body.get("prompt")
+        prompt = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+        messages = [{"role": "user", "content": prompt}]
+    users = [m for m in messages if m.get("role") == "user"]
+    seed = body.get("seed")
+    kwargs = body.get("chat_template_kwargs")
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    effort = body.get("reasoning_effort") or kwargs.get("reasoning_effort")
+    thinking = effort != "none" and kwargs.get("enable_thinking") is not False
+    tools = [t["function"] for t in body.get("tools") or []
+             if isinstance(t, dict) and isinstance(t.get("function"), dict)]  # fmt: skip
+    fmt = body.get("response_format")
+    images = [read_data_url(str(part.get("image_url", {}).get("url", "")))
+              for m in users for part in _parts(m)
+              if part.get("type") == "image_url"]  # fmt: skip
+    return _Request(
         model=model,
-        content=_words(answer),
-        prompt_tokens=len(text.split()) or 1,
         legacy=legacy,
+        messages=messages,
+        prompt=_text(users[-1]) if users else "",
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        tools=[] if legacy else tools,
+        response_format=fmt if isinstance(fmt, dict) else None,
+        thinking=thinking and not legacy,
+        effort=str(effort or "medium"),
+        images=images,
     )
 
 
-def embeddings(body: dict[str, Any]) -> dict[str, Any]:
-    model = str(body.get("model", ""))
-    if model != "demo-embed":
-        raise DemoError(400, f"The model `{model}` does not support embeddings")
-    inputs = body.get("input")
-    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-    dimensions = body.get("dimensions") or EMBED_DIMENSIONS
-    data = [
-        {
-            "object": "embedding",
-            "index": i,
-            "embedding": _embed(str(t), int(dimensions)),
-        }
-        for i, t in enumerate(texts)
-    ]
-    tokens = sum(len(str(t).split()) for t in texts)
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    if isinstance(content, list):
+        return [p for p in content if isinstance(p, dict)]
+    return [{"type": "text", "text": str(content or "")}]
 
 
-def _embed(text: str, dimensions: int) -> list[float]:
-    # Hashed character trigrams: the same text gives the same vector, and texts
-    # that share most trigrams point in nearly the same direction.
-    vector = [0.0] * dimensions
-    padded = f"  {text.lower()}  "
-    for i in range(len(padded) - 2):
-        digest = hashlib.blake2b(padded[i : i + 3].encode(), digest_size=8).digest()
-        slot = int.from_bytes(digest[:4], "little") % dimensions
-        vector[slot] += 1.0 if digest[4] & 1 else -1.0
-    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-    return [x / norm for x in vector]
+def _text(message: dict[str, Any]) -> str:
+    return " ".join(str(p.get("text", "")) for p in _parts(message)
+                    if p.get("type") == "text")  # fmt: skip
 
 
-def _prompt_text(body: dict[str, Any], *, legacy: bool) -> str:
+_GREETINGS = (
+    "Hello! This is the ollama-gateway demo backend.",
+    "Hi there, the ollama-gateway demo backend speaking.",
+    "Greetings from the demo backend of ollama-gateway.",
+    "Hey! You reached the ollama-gateway demo backend.",
+    "Good day. The ollama-gateway demo backend answers.",
+    "Welcome to the ollama-gateway demo backend.",
+    "Ahoy from the ollama-gateway demo backend.",
+    "Salut! The ollama-gateway demo backend is listening.",
+)
+
+
+def _echo(request: _Request, tag: str) -> _Answer:
+    greeting = pick(_GREETINGS, request.seed, "greeting")
+    return _Answer(f"{greeting} You said: {clip(request.prompt)}")
+
+
+def _long(request: _Request, tag: str) -> _Answer:
+    return _Answer(long_answer(request.seed, request.prompt))
+
+
+def _tools(request: _Request, tag: str) -> _Answer:
+    results = _tool_results(request.messages)
+    if results:
+        listed = "; ".join(f"{name} returned {clip(content, 300)}"
+                           for name, content in results)  # fmt: skip
+        closing = pick(("That is all I needed.", "Thanks, tools!",
+                        "Done, with a little help."), request.seed, "closing")  # fmt: skip
+        return _Answer(f"Here is what the tools said: {listed}. {closing}")
+    if not request.tools:
+        return _Answer(
+            "I am demo-tools, and you offered me no tools. Offer one and I will "
+            "call it with arguments that fit its schema; offer two and I will "
+            "call both at once; send their results back and I will answer."
+        )
+    calls = []
+    for index, function in enumerate(request.tools[:2]):
+        name = str(function.get("name", ""))
+        arguments = instance(function.get("parameters") or {"type": "object"},
+                             seed=request.seed)  # fmt: skip
+        if not isinstance(arguments, dict):
+            arguments = {}
+        key = f"{name}|{index}|{request.seed}|{request.prompt}".encode()
+        call_id = "call_" + hashlib.blake2b(key, digest_size=6).hexdigest()
+        text = json.dumps(arguments, ensure_ascii=False)
+        calls.append(ToolCall(call_id, name, text))
+    return _Answer(tool_calls=calls)
+
+
+def _tool_results(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The `tool` messages after the last assistant tool call, with tool names."""
+    last = max((i for i, m in enumerate(messages)
+                if m.get("role") == "assistant" and m.get("tool_calls")), default=-1)  # fmt: skip
+    after = messages[last + 1 :]
+    if last < 0 or not after or any(m.get("role") != "tool" for m in after):
+        return []
+    names = {c.get("id"): c.get("function", {}).get("name", "a tool")
+             for c in messages[last]["tool_calls"] if isinstance(c, dict)}  # fmt: skip
+    return [(str(names.get(m.get("tool_call_id"), m.get("name") or "a tool")),
+             _text(m)) for m in after]  # fmt: skip
+
+
+_THOUGHTFUL = ("After thinking it over:", "Having thought about it:",
+               "My considered answer:")  # fmt: skip
+_UNTHOUGHTFUL = ("Without thinking first:", "Straight away:", "Off the cuff:")
+
+
+def _think(request: _Request, tag: str) -> _Answer:
+    if not request.thinking:
+        lead = pick(_UNTHOUGHTFUL, request.seed, "lead")
+        return _Answer(f"{lead} you said “{clip(request.prompt)}”.")
+    reasoning = reasoning_text(request.prompt, request.effort, request.seed)
+    lead = pick(_THOUGHTFUL, request.seed, "lead")
+    return _Answer(f"{lead} you said “{clip(request.prompt)}”.", reasoning)
+
+
+def _json(request: _Request, tag: str) -> _Answer:
+    if _format_of(request) is None:
+        return _Answer(
+            'I am demo-json. Ask with `format: "json"` for a JSON object, or '
+            "with `format` set to a JSON schema for JSON that validates against "
+            "it. Without a format I answer in plain text, like this."
+        )
+    return _Answer("")  # filled in by _finish
+
+
+def _vision(request: _Request, tag: str) -> _Answer:
+    return _Answer(describe(request.images))
+
+
+def _error(request: _Request, tag: str) -> _Answer:
+    if tag in FAILURES:
+        failure, what = FAILURES[tag]
+        return _Answer(f"This is demo-error:{tag}: {what}", failure=failure,
+                       formattable=False)  # fmt: skip
+    tags = ", ".join(f"demo-error:{t}" for t in ERROR_TAGS)
+    return _Answer(
+        "I am demo-error. Ask for one of these models to see a failure: "
+        f"{tags}. The numbers are HTTP statuses before the stream; drop, "
+        "midstream, stall and invalid break the stream after it started.",
+        formattable=False,
+    )
+
+
+_BUILDERS: dict[str, Callable[[_Request, str], _Answer]] = {
+    "demo": _echo, "demo-long": _long, "demo-tools": _tools, "demo-think": _think,
+    "demo-json": _json, "demo-vision": _vision, "demo-error": _error,
+}  # fmt: skip
+
+
+def _format_of(request: _Request) -> str | None:
+    """The JSON text the response format asks for, or None for free text."""
+    fmt = request.response_format
+    kind = fmt.get("type") if fmt else None
+    if kind == "json_schema" and fmt is not None:
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if isinstance(schema, dict):
+            return json.dumps(instance(schema, seed=request.seed), indent=2,
+                              ensure_ascii=False)  # fmt: skip
+        kind = "json_object"
+    if kind == "json_object":
+        answer = pick(("Hello from demo-json.", "JSON mode works.", "All good."),
+                      request.seed, "json")  # fmt: skip
+        value = {"model": request.model, "you_said": clip(request.prompt),
+                 "words": len(request.prompt.split()), "answer": answer}  # fmt: skip
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return None
+
+
+_MARKER = re.compile(
+    r"demo:(tokens_per_second|first_token_delay)\s*=\s*(\d+(?:\.\d*)?)"
+)
+
+
+def _finish(body: dict[str, Any], request: _Request, answer: _Answer) -> Reply:
+    text = answer.text
+    formatted = _format_of(request) if answer.formattable else None
+    if formatted is not None and not answer.tool_calls:
+        text = formatted
+    text, stopped = _apply_stop(text, body.get("stop"))
+    reasoning = words(answer.reasoning) if request.thinking else []
+    content = words(text)
+    calls = [] if request.legacy else answer.tool_calls
+    finish = "tool_calls" if calls else "stop"
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    if isinstance(limit, int) and len(reasoning) + len(content) > limit > 0:
+        reasoning = reasoning[:limit]
+        content = content[: limit - len(reasoning)]
+        calls, finish = [], "length"
+    logprobs = _logprobs(body, request.legacy)
+    options = body.get("stream_options")
+    pacing = {name: float(value) for name, value in _MARKER.findall(
+        " ".join(_text(m) for m in request.messages
+                 if m.get("role") in ("system", "user")))}  # fmt: skip
+    return Reply(
+        model=request.model,
+        content=content,
+        reasoning=reasoning,
+        tool_calls=calls,
+        finish_reason=finish if not stopped or finish == "length" else "stop",
+        prompt_tokens=max(1, sum(len(_text(m).split()) for m in request.messages)),
+        legacy=request.legacy,
+        include_usage=isinstance(options, dict)
+        and options.get("include_usage") is True,
+        logprobs=logprobs,
+        failure=answer.failure,
+        tokens_per_second=pacing.get("tokens_per_second"),
+        first_token_delay=pacing.get("first_token_delay"),
+    )
+
+
+def _logprobs(body: dict[str, Any], legacy: bool) -> int | None:
+    """How many alternatives per token the body asks for; None: no logprobs."""
+    asked = body.get("logprobs")
     if legacy:
-        return str(body.get("prompt", ""))
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(
-                    str(p.get("text", "")) for p in content if isinstance(p, dict)
-                )
-            return str(content or "")
-    return ""
+        return asked if isinstance(asked, int) and not isinstance(asked, bool) else None
+    if asked is not True:
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) else 0
 
 
-def _clip(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\S+\s*", text) or [text]
+def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    cut = min((text.find(s) for s in stops if isinstance(s, str) and s in text),
+              default=-1)  # fmt: skip
+    return (text[:cut], True) if cut >= 0 else (text, False)
