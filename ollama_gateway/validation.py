@@ -7,8 +7,6 @@ the `GatewayError` with the status and text that Ollama gives (spec 1.7-1.9).
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 from typing import Any, Literal
 
 import msgspec
@@ -40,7 +38,11 @@ _BOOL_OPTIONS = frozenset(
     "use_mmap numa low_vram f16_kv logits_all vocab_only use_mlock embedding_only "
     "penalize_newline".split()
 )
-_BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+_ALPHABET = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+)
+_NEWLINES = frozenset(b"\r\n")
+_PAD = ord("=")
 
 
 def check_think(value: Any) -> Think:
@@ -138,22 +140,47 @@ def check_images(images: list[str] | None) -> list[bytes]:
 
 
 def _decode_image(text: str) -> bytes:
-    data = text.replace("\r", "").replace("\n", "").encode("ascii", "replace")
-    match = _BASE64.match(data)
-    end = match.end() if match else 0
-    if end != len(data) or len(data) % 4:
-        raise InvalidRequestError(
-            f"illegal base64 data at input byte {_bad_byte(data, end)}"
-        )
-    try:
-        return base64.b64decode(data, validate=True)
-    except binascii.Error:
-        raise InvalidRequestError(
-            f"illegal base64 data at input byte {max(len(data) - 1, 0)}"
-        ) from None
+    data = text.encode()
+    corrupt_at = _go_corrupt_at(data)
+    if corrupt_at is not None:
+        raise InvalidRequestError(f"illegal base64 data at input byte {corrupt_at}")
+    return base64.b64decode(data.replace(b"\r", b"").replace(b"\n", b""))
 
 
-def _bad_byte(data: bytes, end: int) -> int:
-    if end < len(data):
-        return end
-    return len(data) - len(data) % 4
+def _go_corrupt_at(src: bytes) -> int | None:
+    """Where Go's `base64.StdEncoding.Decode` reports corrupt input, or None.
+
+    A port of Go's `decodeQuantum`, so the byte offsets in the 400 match
+    Ollama's; newlines are skipped wherever they appear.
+    """
+    si, end = 0, len(src)
+    while si < end:
+        j = 0
+        while j < 4:
+            if si == end:
+                return None if j == 0 else si - j
+            char = src[si]
+            si += 1
+            if char in _ALPHABET:
+                j += 1
+                continue
+            if char in _NEWLINES:
+                continue
+            if char != _PAD or j < 2:
+                return si - 1
+            if j == 2:
+                si = _skip_newlines(src, si)
+                if si == end:
+                    return end
+                if src[si] != _PAD:
+                    return si - 1
+                si += 1
+            si = _skip_newlines(src, si)
+            return si if si < end else None
+    return None
+
+
+def _skip_newlines(src: bytes, si: int) -> int:
+    while si < len(src) and src[si] in _NEWLINES:
+        si += 1
+    return si
