@@ -92,7 +92,9 @@ class ChunkReader:
 
     async def read(self) -> Sequence[ollama.ChatResponse] | None:
         """The next batch to write (possibly empty), or None after the last."""
-        if self._finished:
+        # A deferred error comes first: `close()` at [DONE] may have failed
+        # after the stream was already marked finished.
+        if self._finished and self._error is None:
             return None
         try:
             if self._error is not None:

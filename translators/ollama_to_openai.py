@@ -130,11 +130,12 @@ def map_messages(messages: list[ollama.Message]) -> list[openai.ChatMessage]:
 
 def _tool_call(position: int, index: int, call: ollama.ToolCall) -> openai.ToolCall:
     arguments = call.function.arguments
-    text = (
-        arguments
-        if isinstance(arguments, str)
-        else _encode_arguments(arguments).decode()
-    )
+    if arguments is None:
+        text = "{}"
+    elif isinstance(arguments, str):
+        text = arguments
+    else:
+        text = _encode_arguments(arguments).decode()
     call_id = call.id or f"call_{position}_{index}"
     return openai.ToolCall(
         id=call_id, function=openai.FunctionCall(call.function.name, text)

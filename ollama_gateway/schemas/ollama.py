@@ -50,10 +50,14 @@ __all__ = [
 
 
 class ToolCallFunction(msgspec.Struct, omit_defaults=True):
-    """`function` of a tool call; `arguments` is a JSON object on the Ollama side."""
+    """`function` of a tool call; `arguments` is a JSON object on the Ollama side.
+
+    `arguments` is always written, `{}` included: clients require the key. It is
+    None only when an inbound history call left it out.
+    """
 
     name: str
-    arguments: Any = msgspec.field(default_factory=dict)
+    arguments: Any = None
     index: int | None = None
 
 
