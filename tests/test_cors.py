@@ -1,0 +1,189 @@
+"""CORS and Host checks for browser and VS Code clients (spec 1.10; case 13)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+PREFLIGHT = {"Access-Control-Request-Method": "POST"}
+
+DEFAULT_ALLOWED = [
+    "http://localhost",
+    "https://localhost",
+    "http://localhost:3000",
+    "https://localhost:8443",
+    "http://127.0.0.1",
+    "http://127.0.0.1:5173",
+    "https://127.0.0.1:1",
+    "http://0.0.0.0",
+    "http://0.0.0.0:8080",
+    "app://obsidian.md",
+    "file://",
+    "tauri://localhost",
+    "vscode-webview://1a2b3c",
+    "vscode-file://vscode-app",
+]
+REFUSED = [
+    "https://evil.example",
+    "http://localhost.evil.example",
+    "http://127.0.0.1.nip.io",
+    "http://192.168.1.10:3000",
+    "null",
+]
+
+
+async def preflight(client: Any, origin: str, path: str = "/api/chat") -> Any:
+    return await client.options(path, headers={"Origin": origin, **PREFLIGHT})
+
+
+async def test_case_13_preflight_from_localhost_is_204(backend, gateway):
+    client = await gateway(backend)
+    resp = await preflight(client, "http://localhost:3000")
+    assert resp.status == 204
+    headers = resp.headers
+    assert headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    allowed = {
+        h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")
+    }
+    for name in (
+        "authorization",
+        "content-type",
+        "user-agent",
+        "accept",
+        "x-requested-with",
+        "openai-beta",
+        "x-stainless-os",
+        "x-stainless-runtime",
+    ):
+        assert name in allowed, name
+    assert "Origin" in headers.get("Vary", "")
+    assert await resp.read() == b""
+    assert backend.completions() == []
+
+
+async def test_case_13_preflight_from_an_evil_origin_is_403(backend, gateway):
+    client = await gateway(backend)
+    resp = await preflight(client, "https://evil.example")
+    assert resp.status == 403
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+@pytest.mark.parametrize("origin", DEFAULT_ALLOWED)
+async def test_default_origins_are_allowed(backend, gateway, origin):
+    client = await gateway(backend)
+    resp = await preflight(client, origin)
+    assert resp.status == 204
+    assert resp.headers["Access-Control-Allow-Origin"] == origin
+
+
+@pytest.mark.parametrize("origin", REFUSED)
+async def test_other_origins_are_refused_on_every_method(backend, gateway, origin):
+    client = await gateway(backend)
+    assert (await preflight(client, origin)).status == 403
+    simple = await client.get("/api/tags", headers={"Origin": origin})
+    assert simple.status == 403
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    post = await client.post(
+        "/api/chat", data=json.dumps(body), headers={"Origin": origin}
+    )
+    assert post.status == 403
+    assert backend.completions() == []
+
+
+async def test_simple_and_streamed_responses_carry_the_allow_origin(backend, gateway):
+    client = await gateway(backend)
+    origin = {"Origin": "http://localhost:5173"}
+    tags = await client.get("/api/tags", headers=origin)
+    assert tags.status == 200
+    assert tags.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    stream = await client.post("/api/chat", data=json.dumps(body), headers=origin)
+    assert stream.headers["Content-Type"] == "application/x-ndjson"
+    assert stream.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    await stream.read()
+    # A browser can only read an error body if the error carries the header too.
+    missing = await client.post(
+        "/api/show", data=json.dumps({"model": "nope"}), headers=origin
+    )
+    assert missing.status == 404
+    assert missing.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+
+
+async def test_requests_without_origin_get_no_cors_headers(backend, gateway):
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_ollama_origins_adds_origins_and_patterns(backend, gateway):
+    client = await gateway(
+        backend, OLLAMA_ORIGINS="https://my.app, https://*.example.org"
+    )
+    for origin in ("https://my.app", "https://chat.example.org", "http://localhost"):
+        resp = await preflight(client, origin)
+        assert resp.status == 204, origin
+        assert resp.headers["Access-Control-Allow-Origin"] == origin
+    assert (await preflight(client, "https://other.app")).status == 403
+
+
+async def test_ollama_origins_star_allows_any_origin(backend, gateway):
+    client = await gateway(backend, OLLAMA_ORIGINS="*")
+    resp = await preflight(client, "https://anything.example")
+    assert resp.status == 204
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    tags = await client.get("/api/tags", headers={"Origin": "https://x.example"})
+    assert tags.status == 200
+
+
+async def test_cors_origins_from_the_config_file(backend, gateway):
+    toml = '[server]\ncors_origins = ["chrome-extension://abcdef"]\n'
+    client = await gateway(backend, toml)
+    assert (await preflight(client, "chrome-extension://abcdef")).status == 204
+
+
+HOSTS_ALLOWED = [
+    "localhost",
+    "localhost:11434",
+    "127.0.0.1:11434",
+    "[::1]:11434",
+    "0.0.0.0",
+    "10.1.2.3",
+    "192.168.1.5:8080",
+    "172.16.0.1",
+    "app.localhost",
+    "printer.local",
+    "ollama.internal:11434",
+    socket.gethostname(),
+]
+HOSTS_REFUSED = ["evil.example", "evil.example:11434", "8.8.8.8", "localhost.evil.com"]
+
+
+@pytest.mark.parametrize("host", HOSTS_ALLOWED)
+async def test_host_check_allows_local_names(backend, gateway, host):
+    client = await gateway(backend)
+    resp = await client.get("/api/version", headers={"Host": host})
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize("host", HOSTS_REFUSED)
+async def test_host_check_refuses_foreign_names_when_bound_to_loopback(
+    backend, gateway, host
+):
+    client = await gateway(backend)
+    resp = await client.get("/api/tags", headers={"Host": host})
+    assert resp.status == 403
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    post = await client.post("/api/chat", data=json.dumps(body), headers={"Host": host})
+    assert post.status == 403
+    assert backend.completions() == []
+
+
+async def test_host_check_is_off_when_bound_to_all_interfaces(backend, gateway):
+    client = await gateway(backend, OLLAMA_HOST="0.0.0.0:11434")
+    resp = await client.get("/api/version", headers={"Host": "gateway.example.com"})
+    assert resp.status == 200

@@ -1,0 +1,325 @@
+"""`think` on the way up (per-backend dialect) and reasoning on the way back
+(spec 1.8, 3.5; section 5 cases 52-58)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import ollama
+import pytest
+
+from tests.conftest import base_url
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+
+THINKER = "qwen3-32b"
+PLAIN = "gpt-4o"
+MODELS = [{"id": THINKER, "object": "model"}, {"id": PLAIN, "object": "model"}]
+
+
+def backend_toml(fake: FakeBackend, dialect: str, extra: str = "") -> str:
+    return (
+        f'[[backends]]\nname = "b1"\nbase_url = "{fake.url}"\n'
+        f'dialect = "{dialect}"\n{extra}'
+    )
+
+
+async def post(client: Any, path: str, body: Any) -> Any:
+    return await client.post(path, data=json.dumps(body))
+
+
+def lines(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in raw.decode().split("\n") if line]
+
+
+def chat(model: str = THINKER, **fields: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "why?"}], **fields}
+
+
+def reasoning_script(field: str = "reasoning_content") -> Script:
+    events = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({field: "Let me "}),
+        chat_chunk({field: "think."}),
+        chat_chunk({"content": "Because"}),
+        chat_chunk({"content": " physics."}),
+        chat_chunk({}, finish="stop"),
+        chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 4}),
+    ]
+    return Script(pieces=[sse(*events)])
+
+
+@pytest.fixture
+def thinker(backend: FakeBackend) -> FakeBackend:
+    backend.models = MODELS
+    return backend
+
+
+async def sent_think_fields(
+    gateway: Any, fake: FakeBackend, dialect: str, think: Any, extra: str = ""
+) -> dict[str, Any]:
+    client = await gateway(toml=backend_toml(fake, dialect, extra))
+    body = chat(stream=False)
+    if think is not None:
+        body["think"] = think
+    resp = await post(client, "/api/chat", body)
+    assert resp.status == 200, await resp.text()
+    sent = fake.completions()[-1].body
+    return {
+        k: sent[k]
+        for k in ("reasoning_effort", "chat_template_kwargs", "reasoning")
+        if k in sent
+    }
+
+
+@pytest.mark.parametrize(
+    ("think", "expected"),
+    [
+        (None, {}),
+        (True, {}),
+        (False, {"reasoning_effort": "none"}),
+        ("low", {"reasoning_effort": "low"}),
+        ("medium", {"reasoning_effort": "medium"}),
+        ("high", {"reasoning_effort": "high"}),
+        ("max", {"reasoning_effort": "high"}),
+    ],
+)
+async def test_case_54_openai_dialect(thinker, gateway, think, expected):
+    assert await sent_think_fields(gateway, thinker, "openai", think) == expected
+
+
+async def test_openai_dialect_configured_efforts(thinker, gateway):
+    extra = 'think_on_effort = "medium"\nthink_off_effort = "minimal"\n'
+    on = await sent_think_fields(gateway, thinker, "openai", True, extra)
+    assert on == {"reasoning_effort": "medium"}
+    off = await sent_think_fields(gateway, thinker, "openai", False, extra)
+    assert off == {"reasoning_effort": "minimal"}
+
+
+async def test_openai_dialect_think_false_can_be_left_out(thinker, gateway):
+    extra = 'think_off_effort = ""\n'
+    assert await sent_think_fields(gateway, thinker, "openai", False, extra) == {}
+
+
+async def test_openai_dialect_think_false_on_a_plain_model_sends_nothing(
+    thinker, gateway
+):
+    client = await gateway(toml=backend_toml(thinker, "openai"))
+    resp = await post(client, "/api/chat", chat(PLAIN, think=False, stream=False))
+    assert resp.status == 200
+    assert "reasoning_effort" not in thinker.completions()[-1].body
+
+
+@pytest.mark.parametrize(
+    ("think", "expected"),
+    [
+        (None, {}),
+        (True, {"chat_template_kwargs": {"enable_thinking": True}}),
+        (False, {"chat_template_kwargs": {"enable_thinking": False}}),
+        (
+            "low",
+            {
+                "chat_template_kwargs": {
+                    "enable_thinking": True,
+                    "reasoning_effort": "low",
+                }
+            },
+        ),
+        (
+            "high",
+            {
+                "chat_template_kwargs": {
+                    "enable_thinking": True,
+                    "reasoning_effort": "high",
+                }
+            },
+        ),
+        (
+            "max",
+            {
+                "chat_template_kwargs": {
+                    "enable_thinking": True,
+                    "reasoning_effort": "max",
+                }
+            },
+        ),
+    ],
+)
+async def test_case_54_chat_template_kwargs_dialect(thinker, gateway, think, expected):
+    fields = await sent_think_fields(gateway, thinker, "chat_template_kwargs", think)
+    assert fields == expected
+
+
+@pytest.mark.parametrize("think", [None, True, False, "low", "high", "max"])
+async def test_none_dialect_sends_nothing(thinker, gateway, think):
+    assert await sent_think_fields(gateway, thinker, "none", think) == {}
+
+
+async def test_case_52_reasoning_content_becomes_thinking_chunks(thinker, gateway):
+    thinker.queue(reasoning_script())
+    client = await gateway(toml=backend_toml(thinker, "chat_template_kwargs"))
+    resp = await post(client, "/api/chat", chat(think=True))
+    assert resp.status == 200
+    chunks = lines(await resp.read())
+    assert thinker.completions()[-1].body["chat_template_kwargs"] == {
+        "enable_thinking": True
+    }
+    thinking = [c for c in chunks if c["message"].get("thinking")]
+    assert [c["message"]["thinking"] for c in thinking] == ["Let me ", "think."]
+    for chunk in thinking:
+        assert chunk["message"]["content"] == ""
+        assert chunk["message"]["role"] == "assistant"
+        assert chunk["done"] is False
+    answer = "".join(c["message"]["content"] for c in chunks)
+    assert answer == "Because physics."
+    assert chunks[-1]["done"] is True and "thinking" not in chunks[-1]["message"]
+
+
+async def test_case_53_reasoning_field_is_also_thinking(thinker, gateway):
+    thinker.queue(reasoning_script("reasoning"))
+    client = await gateway(toml=backend_toml(thinker, "openai"))
+    resp = await post(client, "/api/chat", chat(think="high"))
+    chunks = lines(await resp.read())
+    thinking = "".join(c["message"].get("thinking", "") for c in chunks)
+    assert thinking == "Let me think."
+    assert "".join(c["message"]["content"] for c in chunks) == "Because physics."
+
+
+async def test_reasoning_content_wins_when_both_are_sent(thinker, gateway):
+    events = [
+        chat_chunk({"reasoning_content": "A", "reasoning": "A"}),
+        chat_chunk({"content": "ok"}, finish="stop"),
+    ]
+    thinker.queue(Script(pieces=[sse(*events)]))
+    client = await gateway(toml=backend_toml(thinker, "openai"))
+    resp = await post(client, "/api/chat", chat(think=True, stream=False))
+    message = (await resp.json())["message"]
+    assert message["thinking"] == "A"
+
+
+async def test_case_57_non_stream_thinking_is_concatenated(thinker, gateway):
+    thinker.queue(reasoning_script())
+    client = await gateway(toml=backend_toml(thinker, "openai"))
+    resp = await post(client, "/api/chat", chat(think=True, stream=False))
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["message"] == {
+        "role": "assistant",
+        "content": "Because physics.",
+        "thinking": "Let me think.",
+    }
+    assert body["done"] is True and body["done_reason"] == "stop"
+
+
+async def test_case_58_generate_has_top_level_thinking(thinker, gateway):
+    thinker.queue(reasoning_script(), reasoning_script("reasoning"))
+    client = await gateway(toml=backend_toml(thinker, "openai"))
+    body = {"model": THINKER, "prompt": "why?", "think": True}
+    streamed = lines(await (await post(client, "/api/generate", body)).read())
+    assert "message" not in streamed[0]
+    assert "".join(c.get("thinking", "") for c in streamed) == "Let me think."
+    assert "".join(c["response"] for c in streamed) == "Because physics."
+    whole = await (
+        await post(client, "/api/generate", {**body, "stream": False})
+    ).json()
+    assert whole["thinking"] == "Let me think."
+    assert whole["response"] == "Because physics."
+
+
+async def test_reasoning_is_forwarded_even_when_think_was_false(thinker, gateway):
+    # Some models (gpt-oss) cannot switch reasoning off; Ollama still shows it.
+    thinker.queue(reasoning_script())
+    client = await gateway(toml=backend_toml(thinker, "openai"))
+    resp = await post(client, "/api/chat", chat(think=False, stream=False))
+    assert (await resp.json())["message"]["thinking"] == "Let me think."
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+async def test_case_55_invalid_think_values(thinker, gateway, path):
+    client = await gateway(thinker)
+    body: dict[str, Any] = {"model": THINKER, "prompt": "x", "messages": []}
+    bad = await post(client, path, {**body, "think": "extreme"})
+    assert bad.status == 400
+    assert await bad.json() == {
+        "error": 'invalid think value: "extreme" (must be "high", "medium", "low", '
+        '"max", true, or false)'
+    }
+    values: list[Any] = [1, [], {"level": "high"}]
+    for value in values:
+        wrong = await post(client, path, {**body, "think": value})
+        assert wrong.status == 400
+        assert await wrong.json() == {
+            "error": 'think must be a boolean or string ("high", "medium", "low", '
+            '"max", true, or false)'
+        }
+    assert thinker.completions() == []
+
+
+@pytest.mark.parametrize("think", [True, "high", "low"])
+async def test_case_56_think_on_a_model_without_thinking_is_400(
+    thinker, gateway, think
+):
+    client = await gateway(thinker)
+    resp = await post(client, "/api/chat", chat("GPT-4o", think=think))
+    assert resp.status == 400
+    assert await resp.json() == {"error": '"GPT-4o" does not support thinking'}
+    generate = await post(
+        client, "/api/generate", {"model": PLAIN, "prompt": "x", "think": think}
+    )
+    assert generate.status == 400
+    assert await generate.json() == {"error": f'"{PLAIN}" does not support thinking'}
+    # Load requests check the capability too (spec 3.5).
+    load = await post(
+        client, "/api/chat", {"model": PLAIN, "messages": [], "think": think}
+    )
+    assert load.status == 400
+    assert thinker.completions() == []
+
+
+async def test_case_56_think_false_on_a_model_without_thinking_is_fine(
+    thinker, gateway
+):
+    client = await gateway(thinker)
+    resp = await post(client, "/api/chat", chat(PLAIN, think=False, stream=False))
+    assert resp.status == 200
+    assert (await resp.json())["message"]["content"] == "Hello from fake"
+
+
+async def test_thinking_capability_from_config(thinker, gateway):
+    toml = (
+        backend_toml(thinker, "openai")
+        + '\n[models."gpt-4o"]\ncapabilities = ["completion", "thinking"]\n'
+        + f'\n[models."{THINKER}"]\ncapabilities = ["completion"]\n'
+    )
+    client = await gateway(toml=toml)
+    ok = await post(client, "/api/chat", chat(PLAIN, think=True, stream=False))
+    assert ok.status == 200
+    refused = await post(client, "/api/chat", chat(THINKER, think=True))
+    assert refused.status == 400
+    show = await post(client, "/api/show", {"model": PLAIN})
+    assert "thinking" in (await show.json())["capabilities"]
+
+
+async def test_python_client_reads_thinking(thinker, gateway):
+    thinker.queue(reasoning_script(), reasoning_script("reasoning"))
+    client = await gateway(toml=backend_toml(thinker, "chat_template_kwargs"))
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.chat(
+            model=THINKER, messages=[{"role": "user", "content": "why?"}], think=True
+        )
+        parts = [
+            chunk
+            async for chunk in await api.chat(
+                model=THINKER,
+                messages=[{"role": "user", "content": "why?"}],
+                think="low",
+                stream=True,
+            )
+        ]
+    assert reply.message.thinking == "Let me think."
+    assert reply.message.content == "Because physics."
+    assert "".join(p.message.thinking or "" for p in parts) == "Let me think."
+    assert thinker.completions()[-1].body["chat_template_kwargs"] == {
+        "enable_thinking": True,
+        "reasoning_effort": "low",
+    }
