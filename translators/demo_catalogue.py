@@ -62,7 +62,7 @@ FAILURES: dict[str, tuple[Failure, str]] = {
              "and no [DONE]: the gateway then ends with an error line."),
     "midstream": ("midstream", "after three words the backend sends an error "
                   "event, which the gateway turns into an error line."),
-    "stall": ("stall", "after one word the backend goes quiet for five minutes, "
+    "stall": ("stall", "after one word the backend goes quiet for six minutes, "
               "so the gateway's idle timeout ends the stream."),
     "invalid": ("invalid", "after three words the backend sends an event that is "
                 "not JSON, and the gateway reports it as an error line."),

@@ -19,7 +19,7 @@ import msgspec
 __all__ = ["CREATED", "STALL_SECONDS", "Event", "Failure", "Reply", "ToolCall"]
 
 CREATED = 1735689600  # 2025-01-01: a fixed date, so answers are byte-stable
-STALL_SECONDS = 300.0  # demo-error:stall: long enough for any idle timeout
+STALL_SECONDS = 360.0  # demo-error:stall: longer than the default idle timeout (300 s)
 FAIL_AFTER = 3  # content tokens sent before a scripted failure
 
 Failure = Literal["drop", "midstream", "stall", "invalid"]
