@@ -1,0 +1,309 @@
+"""Several backends behind one gateway: merged listing, failover before the first
+byte, per-model routing and configured models (spec 1.4, 3.14)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import ollama
+import pytest
+
+from tests.conftest import base_url
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+
+NO_RETRY = "\n[translators.retry]\nattempts = 0\n"
+
+
+@pytest.fixture
+async def b1(aiohttp_server: Any) -> FakeBackend:
+    return await start(aiohttp_server, ["gpt-4o", "text-embedding-3-small"])
+
+
+@pytest.fixture
+async def b2(aiohttp_server: Any) -> FakeBackend:
+    return await start(aiohttp_server, ["gpt-4o", "llama3.1-8b"])
+
+
+async def start(aiohttp_server: Any, ids: list[str]) -> FakeBackend:
+    fake = FakeBackend()
+    fake.models = [{"id": i, "object": "model", "created": 1700000000} for i in ids]
+    server = await aiohttp_server(fake.app)
+    fake.url = str(server.make_url("/v1"))
+    return fake
+
+
+def two(b1: FakeBackend, b2: FakeBackend, extra: str = "", **b2_fields: str) -> str:
+    fields = "".join(f'{k} = "{v}"\n' for k, v in b2_fields.items())
+    return (
+        f'[[backends]]\nname = "b1"\nbase_url = "{b1.url}"\napi_key = "key-one"\n\n'
+        f'[[backends]]\nname = "b2"\nbase_url = "{b2.url}"\napi_key = "key-two"\n'
+        f"{fields}{NO_RETRY}{extra}"
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def post(client: Any, path: str, body: Any) -> Any:
+    return await client.post(path, data=json.dumps(body))
+
+
+def chat(model: str = "gpt-4o", **fields: Any) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": False,
+        **fields,
+    }
+
+
+async def tag_names(client: Any) -> list[str]:
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    return sorted(m["name"] for m in (await resp.json())["models"])
+
+
+async def test_tags_merge_both_backends(b1, b2, gateway):
+    client = await gateway(toml=two(b1, b2))
+    assert await tag_names(client) == [
+        "gpt-4o:latest",
+        "llama3.1-8b:latest",
+        "text-embedding-3-small:latest",
+    ]
+    resp = await client.get("/api/tags")
+    hosts = {m["name"]: m["remote_host"] for m in (await resp.json())["models"]}
+    assert hosts["llama3.1-8b:latest"] == b2.url
+    assert hosts["text-embedding-3-small:latest"] == b1.url
+
+
+async def test_each_model_goes_to_the_backend_that_serves_it(b1, b2, gateway):
+    client = await gateway(toml=two(b1, b2))
+    resp = await post(client, "/api/chat", chat("llama3.1-8b"))
+    assert resp.status == 200
+    assert b1.completions() == []
+    [request] = b2.completions()
+    assert request.body["model"] == "llama3.1-8b"
+    assert request.headers["Authorization"] == "Bearer key-two"
+    await post(client, "/api/chat", chat("gpt-4o"))
+    [first] = b1.completions()
+    assert first.headers["Authorization"] == "Bearer key-one"
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+async def test_model_on_both_fails_over_on_a_status_before_the_first_byte(
+    b1, b2, gateway, status
+):
+    b1.queue(Script.error(status, "busy here"))
+    b2.queue(Script.text("from the second"))
+    client = await gateway(toml=two(b1, b2))
+    resp = await post(client, "/api/chat", chat(stream=True))
+    assert resp.status == 200
+    lines = [json.loads(x) for x in (await resp.read()).decode().splitlines()]
+    assert "".join(x["message"]["content"] for x in lines) == "from the second"
+    assert len(b1.completions()) == 1 and len(b2.completions()) == 1
+
+
+async def test_model_on_both_fails_over_on_a_refused_connection(b2, gateway):
+    toml = (
+        f'[[backends]]\nname = "dead"\nbase_url = "http://127.0.0.1:{closed_port()}/v1"'
+        '\nmodels = ["gpt-4o"]\n\n'
+        f'[[backends]]\nname = "b2"\nbase_url = "{b2.url}"\n{NO_RETRY}'
+    )
+    client = await gateway(toml=toml)
+    resp = await post(client, "/api/chat", chat())
+    assert resp.status == 200
+    assert (await resp.json())["message"]["content"] == "Hello from fake"
+    assert len(b2.completions()) == 1
+
+
+async def test_no_failover_on_a_client_error(b1, b2, gateway):
+    b1.queue(Script.error(400, "bad request here"))
+    client = await gateway(toml=two(b1, b2))
+    resp = await post(client, "/api/chat", chat())
+    assert resp.status == 400
+    assert await resp.json() == {"error": "bad request here"}
+    assert b2.completions() == []
+
+
+async def test_no_failover_after_the_first_byte(b1, b2, gateway):
+    events = sse(chat_chunk({"content": "partial"}), done=False)
+    b1.queue(Script(pieces=[events, b"data: {}\n\n"], abort_after=1))
+    client = await gateway(toml=two(b1, b2))
+    resp = await post(client, "/api/chat", chat(stream=True))
+    lines = [json.loads(x) for x in (await resp.read()).decode().splitlines()]
+    assert lines[0]["message"]["content"] == "partial"
+    assert "error" in lines[-1]
+    assert b2.completions() == []
+
+
+async def test_when_every_backend_fails_the_last_error_is_returned(b1, b2, gateway):
+    b1.queue(Script.error(503, "first down"))
+    b2.queue(Script.error(429, "second rate limited"))
+    client = await gateway(toml=two(b1, b2))
+    resp = await post(client, "/api/chat", chat(stream=True))
+    assert resp.status == 429
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert await resp.json() == {"error": "second rate limited"}
+
+
+async def test_embeddings_fail_over_too(b1, b2, gateway):
+    b2.models.append({"id": "text-embedding-3-small", "object": "model"})
+    b1.queue(Script.error(503, "down"))
+    client = await gateway(toml=two(b1, b2))
+    body = {"model": "text-embedding-3-small", "input": "x"}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 200
+    assert (await resp.json())["embeddings"] == [pytest.approx([0.6, 0.8])]
+    assert len(b1.requests) == 2 and len(b2.requests) == 2  # models + embeddings
+
+
+async def test_a_backend_that_goes_down_keeps_its_models_listed(b1, b2, gateway):
+    client = await gateway(toml=two(b1, b2, "\n[catalogue]\nttl = 0.05\n"))
+    before = await tag_names(client)
+    b2.models_status = 500
+    b1.models.append({"id": "gpt-4.1", "object": "model"})
+    await asyncio.sleep(0.1)
+    for _ in range(40):
+        names = await tag_names(client)
+        if "gpt-4.1:latest" in names:
+            break
+        await asyncio.sleep(0.02)
+    assert names == sorted([*before, "gpt-4.1:latest"])
+    assert sum(r.path == "/v1/models" for r in b2.requests) >= 2
+    # The model only b2 serves still works while b2 answers completions.
+    resp = await post(client, "/api/chat", chat("llama3.1-8b"))
+    assert resp.status == 200
+
+
+async def test_a_backend_down_from_the_start_does_not_hide_the_other(b1, gateway):
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    toml = (
+        f'[[backends]]\nname = "b1"\nbase_url = "{b1.url}"\n\n'
+        f'[[backends]]\nname = "dead"\nbase_url = "{dead}"\n{NO_RETRY}'
+    )
+    client = await gateway(toml=toml)
+    assert await tag_names(client) == ["gpt-4o:latest", "text-embedding-3-small:latest"]
+    ok = await post(client, "/api/chat", chat())
+    assert ok.status == 200
+    # A name no one lists: the dead backend might serve it, so it is not a 404.
+    unknown = await post(client, "/api/chat", chat("llama3.1-8b"))
+    assert unknown.status == 502
+    assert "dead" in (await unknown.json())["error"]
+
+
+async def test_explicit_backend_mapping(b1, b2, gateway):
+    extra = '\n[models."gpt-4o"]\nbackend = "b2"\n'
+    client = await gateway(toml=two(b1, b2, extra))
+    b2.queue(Script.error(503, "b2 down"))
+    resp = await post(client, "/api/chat", chat())
+    # Pinned to b2: no failover to b1, even though b1 lists the model.
+    assert resp.status == 503
+    assert b1.completions() == []
+    ok = await post(client, "/api/chat", chat())
+    assert ok.status == 200 and len(b2.completions()) == 2
+
+
+async def test_configured_alias_targets_a_model(b1, b2, gateway):
+    extra = '\n[models."llama3"]\ntarget = "llama3.1-8b"\ncontext_length = 8192\n'
+    client = await gateway(toml=two(b1, b2, extra))
+    assert "llama3:latest" in await tag_names(client)
+    resp = await post(client, "/api/chat", chat("Llama3:latest"))
+    assert resp.status == 200
+    assert (await resp.json())["model"] == "Llama3:latest"
+    assert b2.completions()[-1].body["model"] == "llama3.1-8b"
+    show = await post(client, "/api/show", {"model": "llama3"})
+    info = (await show.json())["model_info"]
+    assert info[f"{info['general.architecture']}.context_length"] == 8192
+
+
+async def test_openai_named_alias_of_an_upstream_model(b1, b2, gateway):
+    extra = '\n[models."gpt-3.5-turbo"]\ntarget = "gpt-4o"\n'
+    client = await gateway(toml=two(b1, b2, extra))
+    b1.queue(Script.error(502, "bad gateway"))
+    resp = await post(client, "/api/chat", chat("gpt-3.5-turbo"))
+    # The alias keeps the failover list of its target.
+    assert resp.status == 200
+    assert b2.completions()[-1].body["model"] == "gpt-4o"
+
+
+async def test_hidden_models(b1, b2, gateway):
+    extra = '\n[models."llama3.1-8b"]\nhidden = true\n'
+    client = await gateway(toml=two(b1, b2, extra))
+    assert "llama3.1-8b:latest" not in await tag_names(client)
+    models = await (await client.get("/v1/models")).json()
+    assert "llama3.1-8b:latest" not in [m["id"] for m in models["data"]]
+    resp = await post(client, "/api/chat", chat("llama3.1-8b"))
+    assert resp.status == 200
+    show = await post(client, "/api/show", {"model": "llama3.1-8b"})
+    assert show.status == 200
+
+
+async def test_capabilities_and_context_length_from_config(b1, b2, gateway):
+    extra = (
+        '\n[models."llama3.1-8b"]\ncapabilities = ["completion"]\n'
+        "context_length = 131072\n"
+    )
+    client = await gateway(toml=two(b1, b2, extra))
+    show = await (await post(client, "/api/show", {"model": "llama3.1-8b"})).json()
+    assert show["capabilities"] == ["completion"]
+    assert show["model_info"]["llama.context_length"] == 131072
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    resp = await post(client, "/api/chat", chat("llama3.1-8b", tools=tools))
+    assert resp.status == 400
+    assert await resp.json() == {"error": "llama3.1-8b does not support tools"}
+
+
+@pytest.mark.parametrize(
+    "asked", ["llama3.1-8b", "llama3.1-8b:latest", "LLAMA3.1-8B", "Llama3.1-8b:LATEST"]
+)
+async def test_case_insensitive_and_latest_resolution_echoes_the_client(
+    b1, b2, gateway, asked
+):
+    client = await gateway(toml=two(b1, b2))
+    resp = await post(client, "/api/chat", chat(asked))
+    assert resp.status == 200
+    assert (await resp.json())["model"] == asked
+    assert b2.completions()[-1].body["model"] == "llama3.1-8b"
+    streamed = await post(client, "/api/generate", {"model": asked, "prompt": "x"})
+    lines = [json.loads(x) for x in (await streamed.read()).decode().splitlines()]
+    assert {line["model"] for line in lines} == {asked}
+
+
+async def test_thinking_dialect_is_per_backend(b1, b2, gateway):
+    extra = (
+        '\n[models."gpt-4o"]\nbackend = "b1"\ncapabilities = ["completion", "thinking"]\n'
+        '\n[models."llama3.1-8b"]\ncapabilities = ["completion", "thinking"]\n'
+    )
+    toml = two(b1, b2, extra, dialect="chat_template_kwargs")
+    client = await gateway(toml=toml)
+    await post(client, "/api/chat", chat("gpt-4o", think="high"))
+    await post(client, "/api/chat", chat("llama3.1-8b", think="high"))
+    first, second = b1.completions()[-1].body, b2.completions()[-1].body
+    assert first["reasoning_effort"] == "high" and "chat_template_kwargs" not in first
+    assert second["chat_template_kwargs"] == {
+        "enable_thinking": True,
+        "reasoning_effort": "high",
+    }
+    assert "reasoning_effort" not in second
+
+
+async def test_python_client_sees_the_merged_list(b1, b2, gateway):
+    client = await gateway(toml=two(b1, b2))
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        listed = sorted(m.model or "" for m in (await api.list()).models)
+        reply = await api.chat(
+            model="llama3.1-8b", messages=[{"role": "user", "content": "x"}]
+        )
+    assert listed == [
+        "gpt-4o:latest",
+        "llama3.1-8b:latest",
+        "text-embedding-3-small:latest",
+    ]
+    assert reply.model == "llama3.1-8b"

@@ -1,0 +1,289 @@
+"""The OpenAI front (`/v1/*`) and the VS Code Copilot discovery sequence
+(spec 2.16; clients.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+
+MODELS = [
+    {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"},
+    {"id": "text-embedding-3-small", "object": "model", "created": 0},
+    {
+        "id": "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "object": "model",
+        "created": 1730000000,
+        "owned_by": "vllm",
+        "root": "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "max_model_len": 32768,
+    },
+]
+
+
+class GatedBackend(FakeBackend):
+    """Writes the first piece of a stream, then waits for `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models = MODELS
+        self.release = asyncio.Event()
+        self.finished = asyncio.Event()
+
+    async def _completion(self, request: web.Request) -> web.StreamResponse:
+        if not self.scripts:
+            return await super()._completion(request)
+        script = self.scripts[0]
+        if script.status >= 300 or len(script.pieces) < 2:
+            return await super()._completion(request)
+        self.scripts.pop(0)
+        await self._record(request)
+        response = web.StreamResponse(headers={"Content-Type": script.content_type})
+        await response.prepare(request)
+        await response.write(script.pieces[0])
+        await self.release.wait()
+        for piece in script.pieces[1:]:
+            await response.write(piece)
+        await response.write_eof()
+        self.finished.set()
+        return response
+
+
+@pytest.fixture
+async def fake(aiohttp_server: Any) -> GatedBackend:
+    backend = GatedBackend()
+    server = await aiohttp_server(backend.app)
+    backend.url = str(server.make_url("/v1"))
+    return backend
+
+
+def openai_stream(*texts: str) -> list[bytes]:
+    """One SSE event per piece, so the gate falls between events."""
+    events = [chat_chunk({"role": "assistant", "content": ""})]
+    events += [chat_chunk({"content": t}) for t in texts]
+    events.append(chat_chunk({}, finish="stop"))
+    return [sse(event, done=False) for event in events] + [b"data: [DONE]\n\n"]
+
+
+async def post(client: Any, path: str, body: Any) -> Any:
+    return await client.post(path, data=json.dumps(body))
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions"])
+async def test_chat_completions_stream_without_buffering(fake, gateway, path):
+    fake.queue(Script(pieces=openai_stream("Hello", " world")))
+    client = await gateway(fake)
+    body = {
+        "model": "GPT-4o:latest",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+    }
+    resp = await post(client, path, body)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    # The backend holds the rest until the client has the first piece.
+    first = await asyncio.wait_for(resp.content.readany(), timeout=5)
+    assert first.startswith(b"data: ")
+    assert not fake.finished.is_set()
+    fake.release.set()
+    rest = first + await asyncio.wait_for(resp.content.read(), timeout=5)
+    events = [e for e in rest.decode().split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    contents = [
+        json.loads(e.removeprefix("data: "))["choices"][0]["delta"].get("content")
+        for e in events[:-1]
+    ]
+    assert "".join(c or "" for c in contents) == "Hello world"
+    [request] = fake.completions()
+    assert request.path == "/v1/chat/completions"
+    assert request.body["model"] == "gpt-4o"
+    assert request.body["stream"] is True
+
+
+async def test_chat_completions_non_stream_passes_the_body_through(fake, gateway):
+    answer = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hi!"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    fake.queue(
+        Script(pieces=[json.dumps(answer).encode()], content_type="application/json")
+    )
+    client = await gateway(fake)
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.2,
+        "tool_choice": "auto",
+    }
+    resp = await post(client, "/v1/chat/completions", body)
+    assert resp.status == 200
+    assert await resp.json() == answer
+    sent = fake.completions()[-1].body
+    assert sent == {**body, "model": "gpt-4o"}  # unknown fields pass through
+
+
+async def test_legacy_completions_are_forwarded(fake, gateway):
+    payload = sse(
+        {"choices": [{"text": "def f():", "index": 0, "finish_reason": "stop"}]}
+    )
+    fake.queue(Script(pieces=[payload]))
+    client = await gateway(fake)
+    body = {"model": "qwen/qwen2.5-coder-32b-instruct", "prompt": "# f", "stream": True}
+    resp = await post(client, "/v1/completions", body)
+    assert resp.status == 200
+    assert await resp.read() == payload
+    request = fake.completions()[-1]
+    assert request.path == "/v1/completions"
+    assert request.body["model"] == "Qwen/Qwen2.5-Coder-32B-Instruct"
+
+
+async def test_embeddings_are_forwarded(fake, gateway):
+    client = await gateway(fake)
+    body = {"model": "text-embedding-3-small:latest", "input": ["a", "b"]}
+    resp = await post(client, "/v1/embeddings", body)
+    assert resp.status == 200
+    data = (await resp.json())["data"]
+    assert sorted(d["index"] for d in data) == [0, 1]
+    assert data[0]["embedding"] == [3.0, 4.0]  # OpenAI's answer, not renormalised
+    embeds = [r for r in fake.requests if r.path == "/v1/embeddings"]
+    assert embeds[-1].body == {"model": "text-embedding-3-small", "input": ["a", "b"]}
+
+
+async def test_models_list_includes_aliases_and_skips_hidden(fake, gateway):
+    toml = (
+        '[models."coder"]\ntarget = "Qwen/Qwen2.5-Coder-32B-Instruct"\n'
+        '[models."text-embedding-3-small"]\nhidden = true\n'
+    )
+    client = await gateway(fake, toml)
+    await post(
+        client, "/api/copy", {"source": "gpt-4o", "destination": "gpt-3.5-turbo"}
+    )
+    resp = await client.get("/v1/models")
+    assert resp.status == 200
+    listing = await resp.json()
+    assert listing["object"] == "list"
+    ids = {m["id"] for m in listing["data"]}
+    assert ids == {
+        "gpt-4o:latest",
+        "Qwen/Qwen2.5-Coder-32B-Instruct:latest",
+        "coder:latest",
+        "gpt-3.5-turbo:latest",
+    }
+    for model in listing["data"]:
+        assert model["object"] == "model"
+        assert isinstance(model["created"], int)
+        assert isinstance(model["owned_by"], str)
+    one = await client.get("/v1/models/gpt-3.5-turbo")
+    assert one.status == 200
+    assert (await one.json())["id"] == "gpt-3.5-turbo:latest"
+    org = await client.get("/v1/models/Qwen/Qwen2.5-Coder-32B-Instruct")
+    assert org.status == 200
+
+
+async def test_alias_works_on_the_openai_front(fake, gateway):
+    client = await gateway(fake)
+    await post(
+        client, "/api/copy", {"source": "gpt-4o", "destination": "gpt-3.5-turbo"}
+    )
+    fake.queue(Script(pieces=[b"".join(openai_stream("ok"))]))
+    body = {"model": "gpt-3.5-turbo", "messages": [], "stream": True}
+    resp = await post(client, "/v1/chat/completions", body)
+    assert resp.status == 200
+    await resp.read()
+    assert fake.completions()[-1].body["model"] == "gpt-4o"
+
+
+async def test_openai_front_errors_are_openai_shaped(fake, gateway):
+    client = await gateway(fake)
+    body = {"model": "nope", "messages": []}
+    unknown = await post(client, "/v1/chat/completions", body)
+    assert unknown.status == 404
+    error = (await unknown.json())["error"]
+    assert error["code"] == "model_not_found"
+    assert isinstance(error["message"], str) and isinstance(error["type"], str)
+    missing = await client.get("/v1/models/nope")
+    assert missing.status == 404
+    invalid = await client.post("/v1/chat/completions", data=b"{")
+    assert invalid.status == 400
+    assert "message" in (await invalid.json())["error"]
+    no_model = await post(client, "/v1/chat/completions", {"messages": []})
+    assert no_model.status == 400
+    assert fake.completions() == []
+
+
+async def test_upstream_statuses_on_the_openai_front(fake, gateway):
+    toml = "[translators.retry]\nattempts = 0\n"
+    fake.queue(Script.error(429, "slow down"), Script.error(401, "bad key"))
+    client = await gateway(fake, toml)
+    body = {"model": "gpt-4o", "messages": [], "stream": True}
+    limited = await post(client, "/v1/chat/completions", body)
+    assert limited.status == 429
+    assert (await limited.json())["error"]["message"] == "slow down"
+    auth = await post(client, "/v1/chat/completions", body)
+    assert auth.status == 502  # never 401: clients would start a sign-in flow
+    assert "bad key" in (await auth.json())["error"]["message"]
+
+
+async def test_vscode_copilot_discovery_sequence(fake, gateway):
+    """Version >= 0.6.4, tags, show per model (tools, context length), then
+    a streamed `/v1/chat/completions` with tools, as Copilot's BYOK provider does."""
+    client = await gateway(fake)
+    version = (await (await client.get("/api/version")).json())["version"]
+    assert tuple(int(p) for p in version.split(".")) >= (0, 6, 4)
+    tags = (await (await client.get("/api/tags")).json())["models"]
+    shown: dict[str, Any] = {}
+    for tag in tags:
+        resp = await post(client, "/api/show", {"model": tag["model"]})
+        assert resp.status == 200, tag["model"]
+        shown[tag["model"]] = await resp.json()
+    coder = shown["Qwen/Qwen2.5-Coder-32B-Instruct:latest"]
+    assert "tools" in coder["capabilities"]
+    info = coder["model_info"]
+    assert info[f"{info['general.architecture']}.context_length"] == 32768
+    assert "tools" in shown["gpt-4o:latest"]["capabilities"]
+    assert "tools" not in shown["text-embedding-3-small:latest"]["capabilities"]
+
+    call = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "read_file", "arguments": '{"path": "a.py"}'},
+    }
+    events = [
+        sse(chat_chunk({"role": "assistant", "content": "Reading"}), done=False),
+        sse(chat_chunk({"tool_calls": [call]}), done=False),
+        sse(chat_chunk({}, finish="tool_calls"), done=True),
+    ]
+    fake.queue(Script(pieces=events))
+    body = {
+        "model": "Qwen/Qwen2.5-Coder-32B-Instruct:latest",
+        "messages": [{"role": "user", "content": "open a.py"}],
+        "tools": [{"type": "function", "function": {"name": "read_file"}}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    resp = await post(client, "/v1/chat/completions", body)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    first = await asyncio.wait_for(resp.content.readany(), timeout=5)
+    assert b"Reading" in first and not fake.finished.is_set()
+    fake.release.set()
+    raw = first + await resp.content.read()
+    assert raw == b"".join(events)  # relayed byte for byte, tool calls untouched
+    sent = fake.completions()[-1].body
+    assert sent["model"] == "Qwen/Qwen2.5-Coder-32B-Instruct"
+    assert sent["tools"] == body["tools"]
