@@ -8,10 +8,38 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from datetime import UTC, datetime
 
-__all__ = ["ACCESS_LOGGER", "setup_logging"]
+from pythonjsonlogger import json as jsonlogger
+
+__all__ = ["ACCESS_LOGGER", "FIELDS", "JsonFormatter", "setup_logging"]
 
 ACCESS_LOGGER = "ollama_gateway.access"
+FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Short names for the standard fields; `extra=` keys are added as they are.
+FIELDS = {
+    "asctime": "ts",
+    "levelname": "level",
+    "name": "logger",
+    "message": "msg",
+    "exc_info": "exc",
+}
+
+
+class JsonFormatter(jsonlogger.JsonFormatter):
+    """One JSON object per line, `ts` in UTC to the millisecond.
+
+    Example:
+
+        {"ts": "2026-01-02T03:04:05.678Z", "level": "INFO", "logger": "…", "msg": "…"}
+    """
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT, rename_fields=FIELDS)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def setup_logging(level: str) -> None:
@@ -20,19 +48,7 @@ def setup_logging(level: str) -> None:
         {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {
-                "json": {
-                    "()": "pythonjsonlogger.json.JsonFormatter",
-                    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-                    "rename_fields": {
-                        "asctime": "ts",
-                        "levelname": "level",
-                        "name": "logger",
-                        "message": "msg",
-                    },
-                    "datefmt": "%Y-%m-%dT%H:%M:%S%z",
-                }
-            },
+            "formatters": {"json": {"()": JsonFormatter}},
             "handlers": {
                 "stderr": {
                     "class": "logging.StreamHandler",

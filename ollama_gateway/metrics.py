@@ -7,7 +7,13 @@ series count or break the exposition format with a hostile model name.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 __all__ = ["Metrics"]
 
@@ -35,6 +41,8 @@ class Metrics:
     """The gateway's metrics and the `record_*` calls that update them."""
 
     def __init__(self) -> None:
+        # A `_created` series per child doubles the scrape for nothing we chart.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -112,6 +120,13 @@ class Metrics:
         self.upstream_errors.labels(
             kind if kind in UPSTREAM_ERROR_KINDS else "status"
         ).inc()
+
+    def record_stream_start(self) -> None:
+        """A streaming response sent its headers; paired with `record_stream_end`."""
+        self.streams_in_flight.inc()
+
+    def record_stream_end(self) -> None:
+        self.streams_in_flight.dec()
 
     def record_disconnect(self) -> None:
         self.disconnects.inc()

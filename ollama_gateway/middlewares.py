@@ -5,6 +5,7 @@ request once (metrics and one log line)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import re
@@ -33,14 +34,18 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
+_MAX_LOGGED_MODEL = 200
 
 
 def setup_middlewares(app: web.Application) -> None:
     settings = app[settings_key]
     origins = OriginPolicy(settings.server.cors_origins)
     hosts = HostCheck(settings.server.host)
-    keys = [k.encode() for k in settings.auth.api_keys]
+    digests = [_digest(k) for k in settings.auth.api_keys]
     pass_key = settings.auth.pass_client_key
+    metrics = app[metrics_key]
+    # ids of the requests whose streaming response is open (for the gauge).
+    streaming: set[int] = set()
 
     @web.middleware
     async def account(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -56,7 +61,10 @@ def setup_middlewares(app: web.Application) -> None:
         except GatewayError as exc:
             status = exc.status
             _note_error(ctx, exc)
-            return _error_response(exc.status, exc.message)
+            error = _error_response(exc.status, exc.message)
+            if isinstance(exc, AuthError):
+                error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
+            return error
         except web.HTTPException as exc:
             status = exc.status
             return _http_exception(exc)
@@ -68,6 +76,11 @@ def setup_middlewares(app: web.Application) -> None:
             ctx.outcome = "internal_error"
             return _error_response(500, "internal server error")
         finally:
+            if status >= 400 and ctx.outcome == "ok":
+                ctx.outcome = "rejected" if status < 500 else "error"
+            if id(request) in streaming:
+                streaming.discard(id(request))
+                metrics.record_stream_end()
             _record(request, ctx, status)
 
     @web.middleware
@@ -82,12 +95,12 @@ def setup_middlewares(app: web.Application) -> None:
                 )
             if request.method == "OPTIONS":
                 return origins.preflight(origin)
-        if keys and request.path not in _OPEN_PATHS:
-            presented = _presented_key(request)
-            if not any(hmac.compare_digest(presented, key) for key in keys):
+        presented = _presented_key(request)
+        if digests and request.path not in _OPEN_PATHS:
+            if not _accepted(presented, digests):
                 raise AuthError("unauthorized: a valid API key is required")
-        if pass_key and "Authorization" in request.headers:
-            request[ctx_key].client_key = request.headers["Authorization"]
+        if pass_key and presented:
+            request[ctx_key].client_key = f"Bearer {presented}"
         response = await handler(request)
         if origin is not None and not response.prepared:
             response.headers.update(origins.headers_for(origin))
@@ -99,6 +112,9 @@ def setup_middlewares(app: web.Application) -> None:
         ctx = request.get(ctx_key)
         if ctx is not None:
             response.headers["X-Request-ID"] = ctx.request_id
+            if not isinstance(response, web.Response):
+                streaming.add(id(request))
+                metrics.record_stream_start()
         origin = request.headers.get("Origin")
         if origin is not None and origins.allows(origin):
             response.headers.update(origins.headers_for(origin))
@@ -106,12 +122,27 @@ def setup_middlewares(app: web.Application) -> None:
     app.on_response_prepare.append(add_headers)
 
 
-def _presented_key(request: web.Request) -> bytes:
+def _presented_key(request: web.Request) -> str:
+    """The key of `Authorization: Bearer <key>`, else of `X-API-Key`."""
     authorization = request.headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return token.strip().encode()
-    return request.headers.get("X-API-Key", "").strip().encode()
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("X-API-Key", "").strip()
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def _accepted(presented: str, digests: list[bytes]) -> bool:
+    # Equal-length digests and no early exit: the time taken says nothing about
+    # how much of a key matched, or which key.
+    candidate = _digest(presented)
+    found = False
+    for digest in digests:
+        found |= hmac.compare_digest(candidate, digest)
+    return found and bool(presented)
 
 
 def _error_response(status: int, message: str) -> web.Response:
@@ -147,12 +178,13 @@ def _note_error(ctx: RequestContext, exc: GatewayError) -> None:
 
 
 def _record(request: web.Request, ctx: RequestContext, status: int) -> None:
-    now = time.perf_counter_ns()
-    duration = (now - ctx.started_ns) / 1e9
+    duration = (time.perf_counter_ns() - ctx.started_ns) / 1e9
     ttft = (ctx.first_token_ns - ctx.started_ns) / 1e9 if ctx.first_token_ns else None
     route = request.match_info.route.resource
     endpoint = route.canonical if route is not None else "unmatched"
-    model = ctx.entry.name if ctx.entry is not None else "other"
+    entry = ctx.entry
+    # An alias made by /api/copy counts as its target: clients cannot add labels.
+    model = (entry.alias_of or entry.name) if entry is not None else "other"
     metrics = request.app[metrics_key]
     if ctx.outcome == "client_disconnect":
         metrics.record_disconnect()
@@ -178,7 +210,8 @@ def _record(request: web.Request, ctx: RequestContext, status: int) -> None:
             "request_id": ctx.request_id,
             "method": request.method,
             "endpoint": endpoint,
-            "model": model,
+            # The name as the client sent it (bounded); never bodies or headers.
+            "model": ctx.model[:_MAX_LOGGED_MODEL] or None,
             "status": status,
             "duration_ms": round(duration * 1000, 3),
             "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,

@@ -1,0 +1,161 @@
+"""Inbound API keys: off by default; Bearer or X-API-Key; 401 as an Ollama error;
+optional pass-through of the client's own key to the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import ollama
+import pytest
+
+from ollama_gateway.settings import Settings
+from tests.conftest import FAST_DEMO, base_url
+from tests.ndjson import CHAT, chat
+from tests.ops import read_metrics
+
+BOUND = 20.0
+KEYS = "key-one,key-two"
+
+
+async def _chat(client, headers=None, body=None):
+    async with asyncio.timeout(BOUND):
+        resp = await client.post(
+            "/api/chat",
+            data=json.dumps(body or chat(model="demo", stream=False)),
+            headers=headers or {},
+        )
+        return resp, await resp.read()
+
+
+async def test_auth_is_off_by_default(gateway):
+    client = await gateway(toml=FAST_DEMO)
+    resp, _ = await _chat(client)
+    assert resp.status == 200
+    assert Settings.load({}).auth.api_keys == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer key-one"},
+        {"Authorization": "bearer   key-two "},
+        {"X-API-Key": "key-two"},
+        {"Authorization": "Basic abc", "X-API-Key": "key-one"},
+    ],
+)
+async def test_accepted_keys(gateway, headers):
+    client = await gateway(toml=FAST_DEMO, OLLAMA_GATEWAY_API_KEYS=KEYS)
+    resp, raw = await _chat(client, headers)
+    assert resp.status == 200, raw
+    assert json.loads(raw)["done"] is True
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer key-three"},
+        {"Authorization": "Bearer key-on"},
+        {"Authorization": "Bearer key-one-and-more"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "key-one"},
+        {"X-API-Key": ""},
+        {"X-API-Key": "KEY-ONE"},
+        {"Authorization": "Bearer ключ"},
+    ],
+)
+async def test_rejected_keys_get_an_ollama_401(gateway, headers):
+    client = await gateway(toml=FAST_DEMO, OLLAMA_GATEWAY_API_KEYS=KEYS)
+    resp, raw = await _chat(client, headers)
+    assert resp.status == 401
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert json.loads(raw) == {"error": "unauthorized: a valid API key is required"}
+
+
+async def test_keys_from_the_config_file(gateway):
+    toml = FAST_DEMO + '\n[auth]\napi_keys = ["from-file"]\n'
+    client = await gateway(toml=toml)
+    assert (await _chat(client))[0].status == 401
+    assert (await _chat(client, {"X-API-Key": "from-file"}))[0].status == 200
+
+
+async def test_every_api_route_is_guarded(gateway):
+    client = await gateway(toml=FAST_DEMO, OLLAMA_GATEWAY_API_KEYS=KEYS)
+    async with asyncio.timeout(BOUND):
+        for method, path in [
+            ("GET", "/api/tags"),
+            ("GET", "/api/version"),
+            ("GET", "/api/ps"),
+            ("POST", "/api/generate"),
+            ("POST", "/api/embed"),
+            ("POST", "/api/show"),
+            ("DELETE", "/api/delete"),
+            ("GET", "/v1/models"),
+            ("POST", "/v1/chat/completions"),
+        ]:
+            resp = await client.request(method, path, data="{}")
+            assert resp.status == 401, path
+        for path in ("/", "/health", "/ready", "/metrics"):
+            resp = await client.get(path)
+            assert resp.status == 200, path
+
+
+async def test_rejections_are_counted_as_4xx(gateway):
+    client = await gateway(toml=FAST_DEMO, OLLAMA_GATEWAY_API_KEYS=KEYS)
+    await _chat(client)
+    metrics = await read_metrics(client)
+    requests = "ollama_gateway_requests_total"
+    assert metrics.get(requests, endpoint="/api/chat", status_class="4xx") == 1
+
+
+async def test_official_client_with_a_key(gateway):
+    client = await gateway(toml=FAST_DEMO, OLLAMA_GATEWAY_API_KEYS=KEYS)
+    host = base_url(client)
+    async with asyncio.timeout(BOUND):
+        async with ollama.AsyncClient(
+            host=host, headers={"Authorization": "Bearer key-one"}
+        ) as api:
+            reply = await api.chat(
+                model="demo", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert reply.done
+        async with ollama.AsyncClient(host=host) as api:
+            with pytest.raises(ollama.ResponseError) as caught:
+                await api.chat(
+                    model="demo", messages=[{"role": "user", "content": "x"}]
+                )
+    assert caught.value.status_code == 401
+
+
+async def test_backend_gets_its_own_key_by_default(gateway, backend):
+    client = await gateway(backend, OLLAMA_GATEWAY_API_KEYS=KEYS)
+    resp, _ = await _chat(client, {"Authorization": "Bearer key-one"}, CHAT)
+    assert resp.status == 200
+    (sent,) = backend.completions()
+    assert sent.headers["Authorization"] == "Bearer sk-test"
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Authorization": "Bearer key-one"}, {"X-API-Key": "key-one"}]
+)
+async def test_pass_client_key_sends_the_clients_key(gateway, backend, headers):
+    toml = "[auth]\npass_client_key = true\n"
+    client = await gateway(backend, toml, OLLAMA_GATEWAY_API_KEYS=KEYS)
+    resp, _ = await _chat(client, headers, CHAT)
+    assert resp.status == 200
+    (sent,) = backend.completions()
+    assert sent.headers["Authorization"] == "Bearer key-one"
+    assert "X-API-Key" not in sent.headers
+
+
+async def test_pass_client_key_without_inbound_keys(gateway, backend):
+    client = await gateway(backend, "[auth]\npass_client_key = true\n")
+    resp, _ = await _chat(client, {"Authorization": "Bearer users-own"}, CHAT)
+    assert resp.status == 200
+    resp, _ = await _chat(client, {}, CHAT)
+    assert resp.status == 200
+    first, second = backend.completions()
+    assert first.headers["Authorization"] == "Bearer users-own"
+    assert second.headers["Authorization"] == "Bearer sk-test"
