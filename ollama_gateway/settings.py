@@ -178,7 +178,8 @@ class Settings(_Section, frozen=True):
         """Build settings from defaults, the TOML file, the environment and flags."""
         env = os.environ if environ is None else environ
         path = config_path or env.get("OLLAMA_GATEWAY_CONFIG", "")
-        raw = _read_toml(path) if path else {}
+        source = "--config" if config_path else "OLLAMA_GATEWAY_CONFIG"
+        raw = _read_toml(path, source) if path else {}
         raw["config_path"] = path
         _apply_env(raw, env)
         server = raw.setdefault("server", {})
@@ -228,16 +229,17 @@ def _split_host_port(hostport: str) -> tuple[str, str | None]:
         return hostport, None
 
 
-def _read_toml(path: str) -> dict[str, Any]:
+def _read_toml(path: str, source: str) -> dict[str, Any]:
+    """`source` is where the path came from (the flag or the variable), for errors."""
     try:
         with open(path, "rb") as file:
             return tomllib.load(file)
     except FileNotFoundError:
-        raise SettingsError(f"OLLAMA_GATEWAY_CONFIG: no such file {path!r}") from None
+        raise SettingsError(f"{source}: no such file {path!r}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"OLLAMA_GATEWAY_CONFIG: {path}: {exc}") from None
+        raise SettingsError(f"{source}: {path}: {exc}") from None
     except OSError as exc:
-        raise SettingsError(f"OLLAMA_GATEWAY_CONFIG: {path}: {exc.strerror}") from None
+        raise SettingsError(f"{source}: {path}: {exc.strerror}") from None
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -1,0 +1,171 @@
+"""The command line as a real process: one-line errors with exit code 2, the
+`plugins` listing, and `serve` end to end with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import ollama
+import pytest
+
+from ollama_gateway.cli import main
+
+BUILTINS = {
+    "ollama-to-openai": "request",
+    "openai-http": "transport",
+    "openai-to-ollama": "response",
+    "demo": "transport",
+}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The test's environment without any gateway setting, plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OLLAMA_", "OPENAI_")) and k != "LOG_LEVEL"
+    }
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ollama_gateway", *args],
+        env=_env(**env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        ((), {"OLLAMA_HOST": "a:b"}, "OLLAMA_HOST"),
+        ((), {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ((), {"OPENAI_BASE_URL": "ftp://x"}, "OPENAI_BASE_URL"),
+        ((), {"OLLAMA_GATEWAY_CONFIG": "missing.toml"}, "OLLAMA_GATEWAY_CONFIG"),
+        (("--config", "missing.toml"), {}, "--config"),
+        (("--config", "unknown.toml"), {}, "bogus"),
+        (("--port", "1", "--config", "unknown.toml"), {}, "bogus"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(tmp_path: Path, args, env, named):
+    (tmp_path / "unknown.toml").write_text("[server]\nbogus = 1\n")
+    result = _run("serve", *args, cwd=tmp_path, **env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ollama-gateway: error: ")
+    assert named in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_is_the_default_command(tmp_path: Path):
+    result = _run("--log-level", "nope", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("ollama-gateway: error: LOG_LEVEL: 'nope'")
+
+
+def test_plugins_lists_the_builtins_as_json(tmp_path: Path):
+    result = _run("plugins", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = {entry["name"]: entry for entry in json.loads(result.stdout)}
+    for name, stage in BUILTINS.items():
+        entry = listed[name]
+        assert entry["stage"] == stage
+        assert entry["distribution"] == "ollama-gateway"
+        assert entry["version"] and isinstance(entry["version"], str)
+        assert entry["entry_point"].startswith("ollama_gateway_translators.")
+    # Without a backend the demo serves; the OpenAI chain is listed but idle.
+    assert listed["demo"]["in_use"] is True
+    assert listed["ollama-to-openai"]["in_use"] is True
+    assert listed["openai-to-ollama"]["in_use"] is True
+
+
+def test_plugins_in_process_with_a_backend(monkeypatch, capsys):
+    for key in list(os.environ):
+        if key.startswith(("OLLAMA_", "OPENAI_")) or key == "LOG_LEVEL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert main(["plugins"]) == 0
+    listed = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert listed["openai-http"]["in_use"] is True
+    assert listed["demo"]["in_use"] is False
+    assert set(BUILTINS) <= set(listed)
+
+
+def test_check_config(tmp_path: Path):
+    result = _run("check-config", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "configuration ok\n")
+
+
+async def _wait_until_serving(url: str, proc: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + 15
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert proc.returncode is None, "the gateway exited early"
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("the gateway did not start listening")
+
+
+async def test_serve_end_to_end_then_sigterm(backend, unused_tcp_port, tmp_path):
+    port = unused_tcp_port
+    # The flag wins over OLLAMA_HOST's port.
+    env = _env(
+        OPENAI_BASE_URL=backend.url, OPENAI_API_KEY="sk-e2e", OLLAMA_HOST="127.0.0.1:1"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ollama_gateway",
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        host = f"http://127.0.0.1:{port}"
+        await _wait_until_serving(host + "/", proc)
+        async with ollama.AsyncClient(host=host) as api:
+            reply = await api.chat(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
+            stream = await api.generate(model="gpt-4o", prompt="hi", stream=True)
+            chunks = [chunk async for chunk in stream]
+        assert reply.message.content == "Hello from fake"
+        assert "".join(c.response for c in chunks) == "Hello from fake"
+        assert chunks[-1].done_reason == "stop"
+        assert backend.completions()[0].headers["Authorization"] == "Bearer sk-e2e"
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    log = stderr.decode()
+    assert "Traceback" not in log
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(f":{port}" in r.get("msg", "") for r in records), log
+    assert not [r for r in records if r.get("level") in ("ERROR", "CRITICAL")]

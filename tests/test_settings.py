@@ -1,0 +1,187 @@
+"""Settings: OLLAMA_HOST as Ollama reads it, precedence, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ollama_gateway.settings import Settings, SettingsError, parse_ollama_host
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.0.0.0:8080", ("0.0.0.0", 8080)),
+        (":1234", ("0.0.0.0", 1234)),  # empty host: every interface, as Ollama
+        ("example.com", ("example.com", 11434)),
+        ("http://[::1]:5", ("::1", 5)),
+        ("https://h", ("h", 443)),
+        ("http://h", ("h", 80)),
+        ("https://h:8443", ("h", 8443)),
+        ("[::1]", ("::1", 11434)),
+        ("::1", ("::1", 11434)),
+        ("[::]:11434", ("::", 11434)),
+        ("http://example.com:8080/some/path", ("example.com", 8080)),
+        ("  10.0.0.1  ", ("10.0.0.1", 11434)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ],
+)
+def test_parse_ollama_host(value, expected):
+    assert parse_ollama_host(value) == expected
+
+
+@pytest.mark.parametrize("value", ["a:b", "h:99999", "http://h:-1", "1.2.3.4:12ab"])
+def test_parse_ollama_host_rejects_bad_ports(value):
+    with pytest.raises(SettingsError, match="^OLLAMA_HOST: invalid port"):
+        parse_ollama_host(value)
+
+
+def test_defaults_without_any_configuration():
+    settings = Settings.load({})
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 11434)
+    assert settings.log_level == "INFO"
+    assert [b.name for b in settings.backends] == ["demo"]
+    assert settings.backends[0].demo
+    assert settings.uses_demo_only
+
+
+def test_environment_is_read():
+    env = {
+        "OLLAMA_HOST": "0.0.0.0:8080",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "OPENAI_API_KEY": "sk-x",
+        "LOG_LEVEL": "debug",
+        "OLLAMA_KEEP_ALIVE": "10m",
+        "OLLAMA_ORIGINS": "http://a.example, http://b.example",
+    }
+    settings = Settings.load(env)
+    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 8080)
+    assert settings.log_level == "DEBUG"
+    [backend] = settings.backends
+    assert (backend.name, backend.base_url, backend.api_key) == (
+        "openai",
+        "http://127.0.0.1:9/v1",
+        "sk-x",
+    )
+    assert settings.server.default_keep_alive == "10m"
+    assert settings.server.cors_origins == ["http://a.example", "http://b.example"]
+    assert not settings.uses_demo_only
+
+
+def test_flags_override_env_and_env_overrides_toml(tmp_path: Path):
+    config = tmp_path / "g.toml"
+    config.write_text('log_level = "ERROR"\n[server]\nhost = "10.1.1.1"\nport = 1000\n')
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config)}
+    from_toml = Settings.load(env)
+    assert (from_toml.server.host, from_toml.server.port) == ("10.1.1.1", 1000)
+    assert from_toml.log_level == "ERROR"
+    env |= {"OLLAMA_HOST": "10.2.2.2:2000", "LOG_LEVEL": "WARNING"}
+    from_env = Settings.load(env)
+    assert (from_env.server.host, from_env.server.port) == ("10.2.2.2", 2000)
+    assert from_env.log_level == "WARNING"
+    flagged = Settings.load(env, host="127.0.0.1", port=3000, log_level="debug")
+    assert (flagged.server.host, flagged.server.port) == ("127.0.0.1", 3000)
+    assert flagged.log_level == "DEBUG"
+
+
+def test_config_flag_beats_the_variable(tmp_path: Path):
+    flag = tmp_path / "flag.toml"
+    flag.write_text("[server]\nport = 1111\n")
+    env = {"OLLAMA_GATEWAY_CONFIG": str(tmp_path / "missing.toml")}
+    assert Settings.load(env, config_path=str(flag)).server.port == 1111
+
+
+def test_base_url_env_fills_a_configured_openai_backend(tmp_path: Path):
+    config = tmp_path / "g.toml"
+    config.write_text('[[backends]]\nname = "openai"\nmodels = ["gpt-4o"]\n')
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config), "OPENAI_BASE_URL": "https://x/v1"}
+    [backend] = Settings.load(env).backends
+    assert backend.base_url == "https://x/v1" and backend.models == ["gpt-4o"]
+
+
+def test_toml_timeouts_and_models(tmp_path: Path):
+    config = tmp_path / "g.toml"
+    config.write_text(
+        '[timeouts]\nfirst_token = 0.2\nidle = 5\n[models."gpt-4o"]\n'
+        'capabilities = ["completion", "insert"]\n'
+    )
+    settings = Settings.load({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert settings.timeouts.first_token == 0.2 and settings.timeouts.idle == 5.0
+    assert settings.models["gpt-4o"].capabilities == ["completion", "insert"]
+
+
+def _error(env: dict[str, str], **kwargs: object) -> str:
+    with pytest.raises(SettingsError) as info:
+        Settings.load(env, **kwargs)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_log_level():
+    assert _error({"LOG_LEVEL": "loud"}).startswith("LOG_LEVEL: 'loud'")
+
+
+def test_bad_base_url():
+    message = _error({"OPENAI_BASE_URL": "ftp://x"})
+    assert "OPENAI_BASE_URL" in message and "http://" in message
+
+
+def test_bad_ollama_host():
+    assert _error({"OLLAMA_HOST": "a:b"}).startswith("OLLAMA_HOST: ")
+
+
+def test_missing_config_file_names_its_source(tmp_path: Path):
+    missing = str(tmp_path / "nope.toml")
+    assert _error({"OLLAMA_GATEWAY_CONFIG": missing}).startswith(
+        "OLLAMA_GATEWAY_CONFIG: no such file"
+    )
+    assert _error({}, config_path=missing).startswith("--config: no such file")
+
+
+def test_toml_syntax_error(tmp_path: Path):
+    config = tmp_path / "bad.toml"
+    config.write_text("x = [\n")
+    message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert message.startswith(f"OLLAMA_GATEWAY_CONFIG: {config}: ")
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ("[server]\nbogus = 1\n", "bogus"),
+        ("bogus = 1\n", "bogus"),
+        ("[timeouts]\nfirst_tokn = 1\n", "first_tokn"),
+        ("[server]\nport = 'x'\n", "server.port"),
+        ("[timeouts]\nidle = 'soon'\n", "timeouts.idle"),
+    ],
+)
+def test_toml_unknown_keys_and_wrong_types(tmp_path: Path, toml, named):
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert message.startswith("invalid setting: ")
+    assert named in message
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ("[server]\nport = 70000\n", "server.port"),
+        ("[server]\nollama_version = '0.5.0'\n", "server.ollama_version"),
+        ("[server]\nollama_version = 'latest'\n", "server.ollama_version"),
+    ],
+)
+def test_out_of_range_values(tmp_path: Path, toml, named):
+    config = tmp_path / "bad.toml"
+    config.write_text(toml)
+    assert _error({"OLLAMA_GATEWAY_CONFIG": str(config)}).startswith(named)
+
+
+def test_bad_keep_alive_default_is_reported_at_app_creation():
+    from ollama_gateway.app import create_app
+
+    settings = Settings.load({"OLLAMA_KEEP_ALIVE": "10"})
+    with pytest.raises(SettingsError, match="^OLLAMA_KEEP_ALIVE: time: missing unit"):
+        create_app(settings)
