@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import ollama
 import pytest
+from aiohttp import ClientResponse
 
 from ollama_gateway.settings import Settings
 from tests.conftest import FAST_DEMO, base_url
 from tests.ndjson import CHAT, chat
-from tests.ops import read_metrics
+from tests.ops import Client, read_metrics
 
 BOUND = 20.0
 KEYS = "key-one,key-two"
 
 
-async def _chat(client, headers=None, body=None):
+async def _chat(
+    client: Client,
+    headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> tuple[ClientResponse, bytes]:
     async with asyncio.timeout(BOUND):
         resp = await client.post(
             "/api/chat",
