@@ -64,6 +64,10 @@ class SSEParser:
             self._overflow()
         out = []
         for block in blocks:
+            if len(block) > self._max:
+                # A whole event in one read is as much over the cap as one in pieces.
+                self._pending_len = len(block)
+                self._overflow()
             if block[:6] == b"data: " and b"\n" not in block:
                 out.append(block[6:])  # the common case: one `data: ` line
             else:

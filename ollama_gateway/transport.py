@@ -38,7 +38,11 @@ def map_client_errors(*, started: bool = False) -> Iterator[None]:
     except aiohttp.ClientError as exc:
         if started:
             raise UpstreamProtocolError(UNEXPECTED_EOF) from exc
-        raise UpstreamConnectError(f"upstream unavailable: {_reason(exc)}") from exc
+        # Not a connect failure: the backend may have the request already, so
+        # this must never be retried or failed over (it could generate twice).
+        raise UpstreamProtocolError(
+            f"upstream failed before answering: {_reason(exc)}"
+        ) from exc
 
 
 def _reason(exc: BaseException) -> str:

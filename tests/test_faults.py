@@ -1,0 +1,333 @@
+"""Backend faults on a real loopback socket: each gives the status or error line
+the spec requires (1.3, 3.15), never hangs, logs no unhandled error, and never
+makes the backend generate a completion twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from tests.fakebackend import Script, chat_chunk, split_every, sse
+from tests.ndjson import CHAT, chat, content_of, ndjson, post
+from tests.ops import assert_clean_log, read_metrics, refused_url
+
+BOUND = 20.0  # seconds: generous, only against hangs
+
+FAST_RETRY = """
+[translators.retry]
+base_delay = 0.01
+max_delay = 0.05
+"""
+
+
+@pytest.fixture(autouse=True)
+def _debug_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+
+def _content_then(*tail: bytes) -> list[bytes]:
+    head = sse(
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"content": "one "}),
+        chat_chunk({"content": "two "}),
+        done=False,
+    )
+    return [head, *tail]
+
+
+def _error_of(raw: bytes) -> str:
+    body = json.loads(raw)
+    assert list(body) == ["error"], body
+    assert isinstance(body["error"], str) and body["error"]
+    return str(body["error"])
+
+
+async def test_refused_connection_is_a_502_after_bounded_retries(gateway, caplog):
+    toml = f"""
+[[backends]]
+name = "down"
+base_url = "{refused_url()}"
+models = ["m1"]
+{FAST_RETRY}
+"""
+    client = await gateway(toml=toml)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", chat(model="m1"))
+        raw = await resp.read()
+        metrics = await read_metrics(client)
+    assert resp.status == 502
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert _error_of(raw).startswith("upstream unavailable")
+    assert metrics.get("ollama_gateway_upstream_retries_total") == 2
+    assert metrics.get("ollama_gateway_upstream_errors_total", kind="connect") == 1
+    assert_clean_log(caplog)
+
+
+async def test_reset_mid_stream_ends_with_an_error_line(gateway, backend, caplog):
+    backend.queue(Script(pieces=_content_then(b"never sent"), abort_after=1))
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        objs = ndjson(await resp.read())
+        metrics = await read_metrics(client)
+    assert resp.status == 200
+    assert content_of(objs) == "one two "
+    assert set(objs[-1]) == {"error"}
+    assert not any(o.get("done") for o in objs)
+    assert len(backend.completions()) == 1
+    assert metrics.get("ollama_gateway_upstream_errors_total", kind="protocol") == 1
+    assert_clean_log(caplog)
+
+
+async def test_reset_before_any_byte_is_not_sent_twice(gateway, backend, caplog):
+    # The backend had the request (and may have started generating): a dropped
+    # connection then is no reason to send the completion again.
+    backend.queue(Script(pieces=[b"x"], abort_after=0))
+    client = await gateway(backend, FAST_RETRY)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        raw = await resp.read()
+    assert resp.status == 502
+    _error_of(raw)
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+async def test_reset_without_streaming_is_a_502_json_error(gateway, backend, caplog):
+    backend.queue(Script(pieces=_content_then(b"never sent"), abort_after=1))
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", chat(stream=False))
+        raw = await resp.read()
+    assert resp.status == 502
+    assert "unexpected EOF" in _error_of(raw)
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+async def test_stall_before_first_token_is_a_504(gateway, backend, caplog):
+    backend.queue(Script.text("too late", first_delay=30))
+    client = await gateway(backend, "[timeouts]\nfirst_token = 0.3\n")
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        raw = await resp.read()
+        # The gateway hangs up, so the backend stops working on it.
+        await backend.disconnected.wait()
+        metrics = await read_metrics(client)
+    assert resp.status == 504
+    assert _error_of(raw) == "upstream timeout"
+    assert len(backend.completions()) == 1
+    assert metrics.get("ollama_gateway_upstream_errors_total", kind="timeout") == 1
+    assert_clean_log(caplog)
+
+
+async def test_stall_after_headers_before_first_chunk_is_a_504(
+    gateway, backend, caplog
+):
+    backend.queue(Script(pieces=[b"", *_content_then()], delay=30))
+    client = await gateway(backend, "[timeouts]\nfirst_token = 0.3\n")
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        raw = await resp.read()
+    assert resp.status == 504
+    assert _error_of(raw) == "upstream timeout"
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+async def test_stall_between_chunks_ends_with_an_error_line(gateway, backend, caplog):
+    backend.queue(Script(pieces=_content_then(b"data: late\n\n"), delay=30))
+    client = await gateway(backend, "[timeouts]\nidle = 0.3\n")
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        objs = ndjson(await resp.read())
+        await backend.disconnected.wait()
+    assert resp.status == 200
+    assert content_of(objs) == "one two "
+    assert objs[-1] == {"error": "upstream timeout"}
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+async def test_total_timeout_ends_a_long_stream(gateway, backend, caplog):
+    words = " ".join(f"w{i}" for i in range(200))
+    backend.queue(Script.text(words, split=400, delay=0.05))
+    client = await gateway(backend, "[timeouts]\ntotal = 0.5\nidle = 10\n")
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        objs = ndjson(await resp.read())
+    assert resp.status == 200
+    assert objs[-1] == {"error": "upstream timeout"}
+    assert len(objs) > 1
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+async def test_429_with_retry_after_then_200_retries_once(gateway, backend, caplog):
+    backend.queue(
+        Script.error(429, "slow down", headers={"Retry-After": "0"}),
+        Script.text("the one answer"),
+    )
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        objs = ndjson(await resp.read())
+        metrics = await read_metrics(client)
+    assert resp.status == 200
+    assert content_of(objs) == "the one answer"
+    assert objs[-1]["done"] is True
+    assert len(backend.completions()) == 2  # the refused one and the answer
+    assert metrics.get("ollama_gateway_upstream_retries_total") == 1
+    assert_clean_log(caplog)
+
+
+async def test_500_is_passed_on_as_500_without_retry(gateway, backend, caplog):
+    backend.queue(Script.error(500, "the model crashed"))
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        raw = await resp.read()
+        metrics = await read_metrics(client)
+    assert resp.status == 500
+    assert _error_of(raw) == "the model crashed"
+    assert len(backend.completions()) == 1
+    assert metrics.get("ollama_gateway_upstream_errors_total", kind="status") == 1
+    assert metrics.get("ollama_gateway_upstream_retries_total") == 0
+    assert_clean_log(caplog)
+
+
+async def test_malformed_sse_before_output_is_a_502(gateway, backend, caplog):
+    backend.queue(Script(pieces=[b'data: {"choices": [nope\n\n']))
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        raw = await resp.read()
+        metrics = await read_metrics(client)
+    assert resp.status == 502
+    assert "invalid event" in _error_of(raw)
+    assert len(backend.completions()) == 1
+    assert metrics.get("ollama_gateway_upstream_errors_total", kind="protocol") == 1
+    assert_clean_log(caplog)
+
+
+async def test_malformed_sse_after_output_is_an_error_line(gateway, backend, caplog):
+    backend.queue(Script(pieces=_content_then(b"data: {oops\n\n"), delay=0.05))
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        objs = ndjson(await resp.read())
+    assert resp.status == 200
+    assert content_of(objs) == "one two "
+    assert "invalid event" in objs[-1]["error"]
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize("split", [None, 1000], ids=["one-read", "in-pieces"])
+async def test_event_over_the_cap_is_a_502(gateway, backend, caplog, split):
+    big = sse(chat_chunk({"content": "x" * 8000}))
+    pieces = split_every(big, split) if split else [big]
+    backend.queue(Script(pieces=pieces))
+    client = await gateway(backend, "[limits]\nmax_event_bytes = 4096\n")
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        raw = await resp.read()
+    assert resp.status == 502
+    assert "larger than 4096 bytes" in _error_of(raw)
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+async def test_event_over_the_cap_after_output_is_an_error_line(
+    gateway, backend, caplog
+):
+    big = sse(chat_chunk({"content": "x" * 8000}), done=False)
+    backend.queue(Script(pieces=_content_then(big), delay=0.05))
+    client = await gateway(backend, "[limits]\nmax_event_bytes = 4096\n")
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        objs = ndjson(await resp.read())
+    assert content_of(objs) == "one two "
+    assert "larger than 4096 bytes" in objs[-1]["error"]
+    assert "x" * 100 not in json.dumps(objs)
+    assert_clean_log(caplog)
+
+
+async def test_client_disconnect_closes_upstream_and_is_counted(
+    gateway, backend, caplog
+):
+    backend.queue(Script(pieces=_content_then(*[b": ping\n\n"] * 50), delay=0.1))
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/api/chat", CHAT)
+        assert resp.status == 200
+        await resp.content.readline()
+        resp.close()
+        await backend.disconnected.wait()
+        for _ in range(100):
+            metrics = await read_metrics(client)
+            if metrics.get("ollama_gateway_client_disconnects_total"):
+                break
+            await asyncio.sleep(0.05)
+    assert metrics.get("ollama_gateway_client_disconnects_total") == 1
+    assert metrics.get("ollama_gateway_streams_in_flight") == 0
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+class HangUp:
+    """A backend that reads each request, then closes without a byte of answer."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        self.requests += 1
+        writer.close()
+
+    async def aclose(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_hang_up_after_the_request_arrived_is_not_retried(gateway, caplog):
+    hangup = HangUp()
+    url = await hangup.start()
+    toml = f"""
+[[backends]]
+name = "flaky"
+base_url = "{url}"
+models = ["m1"]
+{FAST_RETRY}
+"""
+    try:
+        client = await gateway(toml=toml)
+        async with asyncio.timeout(BOUND):
+            resp = await post(client, "/api/chat", chat(model="m1"))
+            raw = await resp.read()
+    finally:
+        await hangup.aclose()
+    assert resp.status == 502
+    _error_of(raw)
+    # The backend got the completion once; it may be generating it already.
+    assert hangup.requests == 1
+    assert_clean_log(caplog)
