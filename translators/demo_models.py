@@ -20,9 +20,9 @@ from .demo_schema import instance
 from .demo_stream import Failure, Reply, ToolCall
 from .demo_text import clip, long_answer, pick, reasoning_text, words
 
-_BY_ID = {m.id: m for m in MODELS}
-
 __all__ = ["reply"]
+
+_BY_ID = {m.id: m for m in MODELS}
 
 
 @dataclass
@@ -253,7 +253,7 @@ def _finish(body: dict[str, Any], request: _Request, answer: _Answer) -> Reply:
     formatted = _format_of(request) if answer.formattable else None
     if formatted is not None and not answer.tool_calls:
         text = formatted
-    text, stopped = _apply_stop(text, body.get("stop"))
+    text = _apply_stop(text, body.get("stop"))
     reasoning = words(answer.reasoning) if request.thinking else []
     content = words(text)
     calls = [] if request.legacy else answer.tool_calls
@@ -273,7 +273,7 @@ def _finish(body: dict[str, Any], request: _Request, answer: _Answer) -> Reply:
         content=content,
         reasoning=reasoning,
         tool_calls=calls,
-        finish_reason=finish if not stopped or finish == "length" else "stop",
+        finish_reason=finish,
         prompt_tokens=max(1, sum(len(_text(m).split()) for m in request.messages)),
         legacy=request.legacy,
         include_usage=isinstance(options, dict)
@@ -296,8 +296,8 @@ def _logprobs(body: dict[str, Any], legacy: bool) -> int | None:
     return top if isinstance(top, int) and not isinstance(top, bool) else 0
 
 
-def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
+def _apply_stop(text: str, stop: Any) -> str:
+    """The text up to the first stop string (which is not included)."""
     stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
-    cut = min((text.find(s) for s in stops if isinstance(s, str) and s in text),
-              default=-1)  # fmt: skip
-    return (text[:cut], True) if cut >= 0 else (text, False)
+    found = [text.find(s) for s in stops if isinstance(s, str) and s and s in text]
+    return text[: min(found)] if found else text
