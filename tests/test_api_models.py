@@ -73,7 +73,9 @@ VLLM_MODELS = [
 ]
 
 
-async def test_tags_entries_have_every_field_strict_clients_need(backend, gateway):
+async def test_case_18_tags_entries_have_every_field_strict_clients_need(
+    backend, gateway
+):
     backend.models = VLLM_MODELS
     client = await gateway(backend)
     resp = await client.get("/api/tags")
@@ -98,7 +100,7 @@ async def test_tags_entries_have_every_field_strict_clients_need(backend, gatewa
     assert by_name["Qwen/Qwen3-8B:latest"]["details"]["family"] == "qwen3"
 
 
-async def test_tags_head_and_python_client_list(backend, gateway):
+async def test_case_18_tags_head_and_python_client_list(backend, gateway):
     client = await gateway(backend)
     head = await client.head("/api/tags")
     assert head.status == 200
@@ -111,7 +113,9 @@ async def test_tags_head_and_python_client_list(backend, gateway):
     assert gpt.details is not None and gpt.details.format == "gguf"
 
 
-async def test_tags_is_an_empty_list_when_the_backend_has_no_models(backend, gateway):
+async def test_case_18_tags_is_an_empty_list_when_the_backend_has_no_models(
+    backend, gateway
+):
     backend.models = []
     client = await gateway(backend)
     resp = await client.get("/api/tags")
@@ -132,7 +136,7 @@ async def test_tags_is_502_when_no_backend_can_list(backend, gateway):
     assert "openai" in body["error"] and "down" in body["error"]
 
 
-async def test_show_has_model_info_capabilities_and_details(backend, gateway):
+async def test_case_19_show_has_model_info_capabilities_and_details(backend, gateway):
     backend.models = VLLM_MODELS
     client = await gateway(backend)
     resp = await client.post("/api/show", data=json.dumps({"model": "Qwen/Qwen3-8B"}))
@@ -177,7 +181,7 @@ async def test_show_context_length_and_capabilities_from_config(backend, gateway
 
 
 @pytest.mark.parametrize("key", ["model", "name"])
-async def test_show_accepts_model_or_deprecated_name(backend, gateway, key):
+async def test_case_20_show_accepts_model_or_deprecated_name(backend, gateway, key):
     client = await gateway(backend)
     resp = await client.post("/api/show", data=json.dumps({key: "GPT-4o:latest"}))
     assert resp.status == 200
@@ -206,7 +210,7 @@ async def test_show_errors(backend, gateway):
     assert nothing.status == 400
 
 
-async def test_python_client_show(backend, gateway):
+async def test_case_19_python_client_show(backend, gateway):
     backend.models = VLLM_MODELS
     client = await gateway(backend)
     async with ollama.AsyncClient(host=base_url(client)) as api:
@@ -235,7 +239,7 @@ async def ps(client: Any) -> list[dict[str, Any]]:
     return models
 
 
-async def test_ps_is_empty_before_use_and_lists_used_models(backend, gateway):
+async def test_case_21_ps_is_empty_before_use_and_lists_used_models(backend, gateway):
     backend.models = VLLM_MODELS
     client = await gateway(backend)
     assert await ps(client) == []
@@ -253,7 +257,7 @@ async def test_ps_is_empty_before_use_and_lists_used_models(backend, gateway):
     assert before + timedelta(minutes=4) < expires < before + timedelta(minutes=6)
 
 
-async def test_ps_after_a_real_chat_and_the_python_client(backend, gateway):
+async def test_case_21_ps_after_a_real_chat_and_the_python_client(backend, gateway):
     client = await gateway(backend)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
     resp = await client.post("/api/chat", data=json.dumps(body))
@@ -265,7 +269,7 @@ async def test_ps_after_a_real_chat_and_the_python_client(backend, gateway):
     assert running.models[0].expires_at > datetime.now(UTC)
 
 
-async def test_ps_keep_alive_zero_removes_the_model(backend, gateway):
+async def test_case_21_ps_keep_alive_zero_removes_the_model(backend, gateway):
     client = await gateway(backend)
     await load(client, "gpt-4o")
     assert [m["name"] for m in await ps(client)] == ["gpt-4o:latest"]
