@@ -142,7 +142,7 @@ class ChatStreamSession:
         elif choice.text is not None:
             content = choice.text
         logprobs = None
-        if self.want_logprobs and choice.logprobs is not None:
+        if self.want_logprobs and choice.logprobs:
             logprobs = self._logprobs(choice.logprobs, legacy=choice.text is not None)
         if not content and not thinking and not logprobs:
             return ()

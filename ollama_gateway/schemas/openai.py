@@ -185,7 +185,8 @@ class ChunkChoice(msgspec.Struct):
     message: Delta | None = None
     text: str | None = None
     finish_reason: str | None = None
-    logprobs: msgspec.Raw | None = None
+    # Raw in a union with None only ever matches null, so absent is an empty Raw.
+    logprobs: msgspec.Raw = msgspec.Raw()
     index: int = 0
 
 
