@@ -196,6 +196,17 @@ async def test_case_39_generate_with_images_and_no_prompt_is_a_load(backend, gat
     assert backend.completions() == []
 
 
+@pytest.mark.parametrize("mode", [{"raw": True}, {"suffix": "tail"}])
+async def test_images_with_raw_or_suffix_are_400_not_dropped(backend, gateway, mode):
+    toml = '[models."gpt-4o"]\ncapabilities = ["completion", "insert", "vision"]\n'
+    client = await gateway(backend, toml)
+    body = {"model": "gpt-4o", "prompt": "x", "images": [b64(PNG)], **mode}
+    resp = await post(client, "/api/generate", body)
+    assert resp.status == 400
+    assert "images are not supported with raw or suffix" in (await resp.json())["error"]
+    assert backend.completions() == []
+
+
 async def test_python_client_sends_image_bytes(backend, gateway):
     client = await gateway(backend)
     async with ollama.AsyncClient(host=base_url(client)) as api:

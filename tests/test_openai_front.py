@@ -187,6 +187,9 @@ async def test_models_list_includes_aliases_and_skips_hidden(fake, gateway):
         assert model["object"] == "model"
         assert isinstance(model["created"], int)
         assert isinstance(model["owned_by"], str)
+    created = {m["id"]: m["created"] for m in listing["data"]}
+    assert created["gpt-4o:latest"] == 1715367049
+    assert created["coder:latest"] == 1730000000
     one = await client.get("/v1/models/gpt-3.5-turbo")
     assert one.status == 200
     assert (await one.json())["id"] == "gpt-3.5-turbo:latest"

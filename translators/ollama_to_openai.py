@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ollama_gateway.context import RequestContext
+from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import BackendSettings
@@ -51,6 +52,13 @@ class ChatRequestMapper:
     ) -> openai.ChatCompletionRequest | openai.CompletionRequest:
         backend = ctx.backend_settings or _DEFAULT_BACKEND
         if request.raw or request.suffix:
+            if request.images:
+                # Legacy completions take text only; dropping the images would
+                # answer a question the client did not ask.
+                raise InvalidRequestError(
+                    "images are not supported with raw or suffix: this gateway "
+                    "sends those prompts to /v1/completions, which takes text only"
+                )
             completion = openai.CompletionRequest(
                 model=ctx.upstream_model, prompt=request.prompt or ""
             )

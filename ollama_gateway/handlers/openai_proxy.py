@@ -8,6 +8,7 @@ for the model id; streams are relayed piece by piece, without buffering.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -18,8 +19,6 @@ from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_k
 from ollama_gateway.modelinfo import ModelEntry
 
 __all__ = ["handle_completions", "handle_embeddings", "handle_model", "handle_models"]
-
-_CREATED = 0
 
 
 class _OpenAIError(msgspec.Struct):
@@ -39,12 +38,20 @@ def _error(status: int, message: str, code: str | None = None) -> web.Response:
 
 
 def _model_object(entry: ModelEntry) -> dict[str, Any]:
+    # As Ollama's own /v1/models: the tagged name, `created` from modified_at.
     return {
         "id": entry.name,
         "object": "model",
-        "created": _CREATED,
+        "created": _unix(entry.modified_at),
         "owned_by": "library",
     }
+
+
+def _unix(rfc3339: str) -> int:
+    try:
+        return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
 
 
 async def handle_models(request: web.Request) -> web.Response:
