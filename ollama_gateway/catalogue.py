@@ -9,6 +9,7 @@ Names resolve case-insensitively, with or without `:latest`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 ListModels = Callable[[BackendSettings], Awaitable[list[openai.ModelObject]]]
 
 _RETRY_FAILED_AFTER = 5.0
+_REFRESH_ON_MISS_AFTER = 5.0
 
 
 def lookup_key(name: str) -> str:
@@ -69,9 +71,19 @@ class Catalogue:
         return list(self._entries.values())
 
     async def resolve(self, name: str) -> ModelEntry | None:
-        """The entry for a client's model string, or None."""
+        """The entry for a client's model string, or None.
+
+        An unknown name looks again upstream (at most every few seconds), so a
+        model added to a backend since the last listing works at once, and the
+        `ollama run` flow (show, 404, pull, show) finds it.
+        """
         await self._ensure_fresh()
-        return self._entries.get(lookup_key(name))
+        key = lookup_key(name)
+        entry = self._entries.get(key)
+        if entry is None and self._listed_before(_REFRESH_ON_MISS_AFTER):
+            await self._refresh_now()
+            entry = self._entries.get(key)
+        return entry
 
     def backend_errors(self) -> dict[str, str]:
         """Backends whose model list could not be read, with the reason."""
@@ -94,8 +106,27 @@ class Catalogue:
         return any(lookup_key(dest) == key for dest, _ in self._aliases.items())
 
     async def aclose(self) -> None:
-        if self._refreshing is not None:
-            self._refreshing.cancel()
+        task = self._refreshing
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _listed_before(self, seconds: float) -> bool:
+        """Whether some backend's list (not a pinned one) is older than that."""
+        now = time.monotonic()
+        return any(
+            now - self._state[b.name].fetched_at > seconds
+            for b in self._settings.backends
+            if not b.models
+        )
+
+    async def _refresh_now(self) -> None:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._refresh())
+        await asyncio.shield(self._refreshing)
+        if self._built_at < 0:
+            self._rebuild()
 
     async def _ensure_fresh(self) -> None:
         now = time.monotonic()

@@ -117,6 +117,15 @@ async def test_copy_errors(backend, gateway):
     no_dest = await post(client, "/api/copy", {"source": "gpt-4o", "destination": ""})
     assert no_dest.status == 400
     assert await no_dest.json() == {"error": 'destination "" is invalid'}
+    for bad in ("two words", "a/b/c/d", "x:y:z", "-dash", "m:", "/m", "ü"):
+        resp = await post(client, "/api/copy", {"source": "gpt-4o", "destination": bad})
+        assert resp.status == 400, bad
+        assert await resp.json() == {"error": f'destination "{bad}" is invalid'}
+    for good in ("m", "m:v1.2", "team/m:q4_K_M", "host.example:5000/team/m:1"):
+        resp = await post(
+            client, "/api/copy", {"source": "gpt-4o", "destination": good}
+        )
+        assert resp.status == 200, good
 
 
 async def test_case_84_delete_reads_the_json_body_of_a_delete(backend, gateway):

@@ -366,3 +366,45 @@ async def test_configured_alias_inherits_backend_metadata_of_its_target(settings
     assert entry.upstream_id == "Qwen/Qwen3-8B"
     assert entry.context_length == 40960
     assert entry.modified_at == "1970-01-01T00:00:01.000000Z"
+
+
+async def test_unknown_name_looks_again_upstream_at_most_every_few_seconds(
+    settings_for, monkeypatch
+):
+    lister = Lister(b1=["gpt-4o"], b2=[])
+    cat = Catalogue(settings(settings_for), lister)
+    assert await cat.resolve("gpt-4o") is not None
+    lister.lists["b1"] = ["gpt-4o", "brand-new"]
+    assert await cat.resolve("brand-new") is None  # listed a moment ago
+    assert lister.calls.count("b1") == 1
+    monkeypatch.setattr(catalogue_module, "_REFRESH_ON_MISS_AFTER", 0.01)
+    await asyncio.sleep(0.02)
+    entry = await cat.resolve("brand-new")
+    assert entry is not None and entry.upstream_id == "brand-new"
+    assert lister.calls.count("b1") == 2
+    assert await cat.resolve("still-unknown") is None
+    assert await cat.resolve("still-unknown") is None
+    assert lister.calls.count("b1") == 2  # the last listing is fresh
+
+
+async def test_known_names_never_wait_for_a_listing(settings_for, monkeypatch):
+    monkeypatch.setattr(catalogue_module, "_REFRESH_ON_MISS_AFTER", 0.0)
+    lister = Lister(b1=["gpt-4o"], b2=[])
+    cat = Catalogue(settings(settings_for), lister)
+    await cat.resolve("gpt-4o")
+    lister.gate = asyncio.Event()
+    assert await asyncio.wait_for(cat.resolve("gpt-4o"), timeout=1) is not None
+    assert lister.calls.count("b1") == 1
+
+
+async def test_aclose_stops_a_running_refresh(settings_for):
+    lister = Lister(b1=["gpt-4o"], b2=[])
+    cat = Catalogue(settings(settings_for, "[catalogue]\nttl = 0.01\n"), lister)
+    await cat.entries()
+    await asyncio.sleep(0.02)
+    lister.gate = asyncio.Event()
+    await cat.entries()
+    task = cat._refreshing
+    assert task is not None and not task.done()
+    await cat.aclose()
+    assert task.cancelled()
