@@ -10,6 +10,7 @@ is ready, so a failure before any output keeps its real status (spec 1.3).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -35,6 +36,8 @@ from ollama_gateway.sse import SSEParser
 from ollama_gateway.transport import UNEXPECTED_EOF
 
 __all__ = ["ChunkReader", "EncodeInto", "collect", "relay"]
+
+log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 EncodeInto = Callable[[ollama.ChatResponse, bytearray], None]
@@ -190,6 +193,10 @@ class ChunkReader:
         total = self._total_deadline
         if total is not None and (deadline is None or total < deadline):
             deadline = total
+        if deadline is not None and deadline <= asyncio.get_running_loop().time():
+            # Spent already (e.g. waiting for headers): a read that needs no
+            # wait would otherwise slip past `timeout_at`.
+            raise UpstreamTimeoutError("upstream timeout")
         try:
             async with asyncio.timeout_at(deadline):
                 piece = await anext(self._it, None)
@@ -211,36 +218,50 @@ async def relay(
     """Write the answer as NDJSON; one `write()` per upstream read."""
     response: web.StreamResponse | None = None
     try:
-        while (batch := await reader.read()) is not None:
-            if not batch:
-                continue
-            buffer = bytearray()
-            for chunk in batch:
-                encode_into(chunk, buffer)
+        try:
+            while (batch := await reader.read()) is not None:
+                if not batch:
+                    continue
+                buffer = bytearray()
+                for chunk in batch:
+                    encode_into(chunk, buffer)
+                if response is None:
+                    response = web.StreamResponse(headers={"Content-Type": NDJSON})
+                    await response.prepare(request)
+                await response.write(buffer)
+        except GatewayError as exc:
             if response is None:
-                response = web.StreamResponse(headers={"Content-Type": NDJSON})
-                await response.prepare(request)
-            await response.write(buffer)
-    except GatewayError as exc:
-        if response is None:
-            raise
-        ctx.outcome = error_kind(exc)
-        # After output started the status is sent: end with one error line.
-        await response.write(error_body(exc.message) + b"\n")
+                raise
+            _note_late_failure(ctx, exc)
+            # After output started the status is sent: end with one error line.
+            await response.write(error_body(exc.message) + b"\n")
+        except asyncio.CancelledError as exc:
+            if response is None or not is_shutdown(exc):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            ctx.outcome = "shutdown"
+            await response.write(error_body(SHUTDOWN) + b"\n")
+        assert response is not None  # close() always yields the final chunk
+        await response.write_eof()
     except ConnectionResetError:
+        # Also when the client left while the error line or the end was written.
         ctx.outcome = "client_disconnect"
         return response or web.Response(status=499)
-    except asyncio.CancelledError as exc:
-        if response is None or not is_shutdown(exc):
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        ctx.outcome = "shutdown"
-        await response.write(error_body(SHUTDOWN) + b"\n")
-    assert response is not None  # close() always yields the final chunk
-    await response.write_eof()
     return response
+
+
+def _note_late_failure(ctx: RequestContext, exc: GatewayError) -> None:
+    ctx.outcome = error_kind(exc)
+    if isinstance(exc, TranslationError):
+        # The error middleware logs failures before output; this one it never sees.
+        log.error(
+            "translator %s failed",
+            exc.translator,
+            exc_info=exc.__cause__ or exc,
+            extra={"request_id": ctx.request_id},
+        )
 
 
 async def collect(reader: ChunkReader) -> ollama.ChatResponse:

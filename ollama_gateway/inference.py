@@ -135,7 +135,9 @@ async def _send_and_answer(
     settings = app[settings_key]
     upstream = app[upstream_key]
     pipeline = app[pipeline_key]
-    first_token = settings.timeouts.first_token or None
+    # The total budget bounds the wait for the answer's headers as well.
+    budgets = [t for t in (settings.timeouts.first_token, settings.timeouts.total) if t]
+    first_token = min(budgets) if budgets else None
     async with upstream.slot():
         try:
             async with asyncio.timeout(first_token):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiohttp import ClientResponse, web
@@ -12,6 +14,7 @@ __all__ = [
     "CHAT",
     "GENERATE",
     "NO_RETRY",
+    "PiecesResponse",
     "assert_final",
     "chat",
     "ndjson",
@@ -91,3 +94,29 @@ def split_at(data: bytes, *positions: int) -> list[bytes]:
     cuts = sorted(p if p >= 0 else len(data) + p for p in positions)
     bounds = [0, *cuts, len(data)]
     return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+class PiecesResponse:
+    """An upstream response that yields exactly the given pieces.
+
+    With `buffered`, pieces come without a pass through the event loop, as
+    aiohttp's `readany()` returns data it already holds.
+    """
+
+    def __init__(self, pieces: list[bytes], *, buffered: bool = False) -> None:
+        self.status = 200
+        self.headers: Mapping[str, str] = {"Content-Type": "text/event-stream"}
+        self._pieces = pieces
+        self._buffered = buffered
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            if not self._buffered:
+                await asyncio.sleep(0)
+            yield piece
+
+    async def aread(self) -> bytes:
+        return b"".join(self._pieces)
+
+    async def aclose(self) -> None:
+        return None

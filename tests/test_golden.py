@@ -8,11 +8,9 @@ golden file is one the gateway makes up (`call_` + 8 of `[a-z0-9]`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,14 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.schemas import ollama
 from ollama_gateway.settings import Settings
 from tests.fakebackend import Script, split_every
-from tests.ndjson import DURATIONS, chat, ndjson, post, read_ndjson
+from tests.ndjson import (
+    DURATIONS,
+    PiecesResponse,
+    chat,
+    ndjson,
+    post,
+    read_ndjson,
+)
 from translators.openai_to_ollama import ChatStreamSession
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -132,31 +137,11 @@ async def test_generate_stream_through_the_gateway(gateway, backend, name):
 # The same files through the reader in-process, where every cut is a separate read.
 
 
-class _Pieces:
-    """An upstream response that yields exactly the given pieces."""
-
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.status = 200
-        self.headers: Mapping[str, str] = {"Content-Type": "text/event-stream"}
-        self._pieces = pieces
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        for piece in self._pieces:
-            await asyncio.sleep(0)
-            yield piece
-
-    async def aread(self) -> bytes:
-        return b"".join(self._pieces)
-
-    async def aclose(self) -> None:
-        return None
-
-
 def _reader(pieces: list[bytes]) -> ChunkReader:
     ctx = RequestContext(request_id="golden", endpoint="chat", model="gpt-4o")
     ctx.upstream_sent_ns = time.perf_counter_ns()
     session = ChatStreamSession(ctx)
-    return ChunkReader(ctx, _Pieces(pieces), session, Settings.load({}))
+    return ChunkReader(ctx, PiecesResponse(pieces), session, Settings.load({}))
 
 
 async def _read_all(reader: ChunkReader) -> list[dict[str, Any]]:

@@ -7,12 +7,30 @@ a broken stream must never be retried into a second, paid generation.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Sequence
+from importlib.metadata import EntryPoint
 
+import msgspec
+import pytest
+
+from ollama_gateway import (
+    RequestContext,
+    ResponseMapperWrapper,
+    StreamSession,
+    StreamSessionWrapper,
+    ollama,
+)
+from ollama_gateway.app import create_app
+from ollama_gateway.completion import ChunkReader
+from ollama_gateway.errors import UpstreamTimeoutError
+from ollama_gateway.settings import Settings
 from tests.fakebackend import Script, chat_chunk, reply_sse, split_every, sse
 from tests.ndjson import (
     CHAT,
     NO_RETRY,
+    PiecesResponse,
     assert_final,
     chat,
     content_of,
@@ -21,6 +39,7 @@ from tests.ndjson import (
     read_ndjson,
     split_at,
 )
+from translators.openai_to_ollama import ChatStreamSession
 
 UNEXPECTED_EOF = "an error was encountered while running the model: unexpected EOF"
 PINNED = """
@@ -397,3 +416,76 @@ async def test_reset_after_finish_reason_is_a_normal_end(gateway, backend):
     assert content_of(objs) == "done"
     assert assert_final(objs)["eval_count"] == 1
     assert len(backend.completions()) == 1
+
+
+class _ExplodeAtTheEnd(StreamSessionWrapper):
+    def transform(
+        self, chunks: Sequence[ollama.ChatResponse]
+    ) -> Sequence[ollama.ChatResponse]:
+        if any(chunk.done for chunk in chunks):
+            raise RuntimeError("late kaboom")
+        return chunks
+
+
+class LateExplodingResponse(ResponseMapperWrapper):
+    """A response translator that fails after output has started."""
+
+    def wrap_session(
+        self, session: StreamSession, ctx: RequestContext
+    ) -> StreamSession:
+        return _ExplodeAtTheEnd(session)
+
+
+async def test_translator_failure_mid_stream_is_logged(
+    backend, aiohttp_client, settings_for, caplog
+):
+    late = EntryPoint(
+        "late", f"{__name__}:LateExplodingResponse", "ollama_gateway.translators"
+    )
+    toml = '[pipeline]\nresponse = ["late", "openai-to-ollama"]'
+    app = create_app(settings_for(backend, toml), entry_points=[late])
+    client = await aiohttp_client(app)
+    pieces = [_event(chat_chunk({"content": "a"})), sse(chat_chunk({}, finish="stop"))]
+    backend.queue(Script(pieces=pieces, delay=0.02))
+    objs = await read_ndjson(await post(client, "/api/chat", CHAT))
+    assert content_of(objs) == "a"
+    assert objs[-1] == {"error": "translator 'late' failed: late kaboom"}
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in logged] == ["translator late failed"]
+    assert logged[0].exc_info is not None
+
+
+async def test_total_timeout_mid_stream_is_an_error_line(gateway, backend):
+    toml = "[timeouts]\ntotal = 0.3\n"
+    pieces = [_event(chat_chunk({"content": f"{i} "})) for i in range(20)]
+    started = time.monotonic()
+    resp = await _stream(gateway, backend, Script(pieces=pieces, delay=0.05), toml=toml)
+    objs = await read_ndjson(resp)
+    assert objs[-1] == {"error": "upstream timeout"}
+    assert 2 <= len(objs) <= 8
+    assert time.monotonic() - started < 0.6
+    assert len(backend.completions()) == 1
+
+
+async def test_total_timeout_bounds_the_wait_for_headers(gateway, backend):
+    toml = "[timeouts]\ntotal = 0.3\nfirst_token = 30\n"
+    started = time.monotonic()
+    script = Script.text("late", first_delay=2.0)
+    resp = await _stream(gateway, backend, script, toml=toml)
+    assert resp.status == 504
+    assert await resp.json() == {"error": "upstream timeout"}
+    assert time.monotonic() - started < 0.8
+    assert len(backend.completions()) == 1
+
+
+async def test_reader_refuses_a_spent_budget_even_with_data_buffered():
+    settings = Settings.load({}, config_path=None)
+    settings = msgspec.structs.replace(
+        settings, timeouts=msgspec.structs.replace(settings.timeouts, total=0.1)
+    )
+    ctx = RequestContext(request_id="t", endpoint="chat", model="gpt-4o")
+    ctx.upstream_sent_ns = time.perf_counter_ns() - 200_000_000  # 0.2 s ago
+    upstream = PiecesResponse([reply_sse("already here")], buffered=True)
+    reader = ChunkReader(ctx, upstream, ChatStreamSession(ctx), settings)
+    with pytest.raises(UpstreamTimeoutError, match="upstream timeout"):
+        await reader.read()
