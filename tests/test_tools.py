@@ -621,3 +621,38 @@ async def test_python_client_streams_tool_calls(backend, gateway):
     calls = [c for p in parts for c in (p.message.tool_calls or [])]
     assert [c.function.arguments for c in calls] == [{"city": "Lima"}]
     assert parts[-1].done and parts[-1].done_reason == "stop"
+
+
+def bare_delta(**fields: Any) -> dict[str, Any]:
+    """A tool-call delta without `index`, as some compatibility layers send."""
+    call: dict[str, Any] = {"function": {}}
+    for key in ("name", "arguments"):
+        if key in fields:
+            call["function"][key] = fields.pop(key)
+    call.update(fields)
+    return {"tool_calls": [call]}
+
+
+async def test_calls_without_index_are_told_apart_by_id_or_name(backend, gateway):
+    backend.queue(
+        tool_script(
+            bare_delta(id="call_x", name="get_weather", arguments='{"city":'),
+            bare_delta(arguments=' "Rome"}'),
+            bare_delta(id="call_y", name="get_time", arguments='{"tz": "CET"}'),
+            bare_delta(name="get_weather", arguments='{"city": "Oslo"}'),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    calls = (await resp.json())["message"]["tool_calls"]
+    assert [(c["function"]["index"], c["function"]["name"]) for c in calls] == [
+        (0, "get_weather"),
+        (1, "get_time"),
+        (2, "get_weather"),
+    ]
+    assert [c["function"]["arguments"] for c in calls] == [
+        {"city": "Rome"},
+        {"tz": "CET"},
+        {"city": "Oslo"},
+    ]
+    assert [c["id"] for c in calls][:2] == ["call_x", "call_y"]

@@ -212,7 +212,7 @@ class ChatStreamSession:
             self.first_ns = now
         self.last_ns = now
         for position, delta in enumerate(deltas):
-            index = position if positional else delta.index
+            index = position if positional else self._index_of(delta)
             parts = self.tools.get(index)
             if parts is None:
                 parts = self.tools[index] = _ToolCallParts()
@@ -224,6 +224,26 @@ class ChatStreamSession:
                     parts.name = function.name
                 if function.arguments:
                     parts.arguments.append(function.arguments)
+
+    def _index_of(self, delta: openai.ToolCallDelta) -> int:
+        if delta.index is not None:
+            return delta.index
+        # No index: a fragment continues the last call unless it brings a new
+        # id, or a name when the last call already has one.
+        if not self.tools:
+            return 0
+        last = max(self.tools)
+        parts = self.tools[last]
+        if delta.id:
+            known = (i for i, p in self.tools.items() if p.id == delta.id)
+            found = next(known, None)
+            if found is not None:
+                return found
+            return last + 1 if parts.id else last
+        function = delta.function
+        if function is not None and function.name and parts.name:
+            return last + 1
+        return last
 
     def _tool_calls(self) -> list[ollama.ToolCall]:
         calls = []

@@ -160,9 +160,12 @@ class FunctionDelta(msgspec.Struct):
 
 
 class ToolCallDelta(msgspec.Struct):
-    """A fragment of a streamed tool call; fragments are joined by `index`."""
+    """A fragment of a streamed tool call; fragments are joined by `index`.
 
-    index: int = 0
+    `index` is None when a backend leaves it out (some compatibility layers do).
+    """
+
+    index: int | None = None
     id: str | None = None
     function: FunctionDelta | None = None
 
