@@ -1,9 +1,11 @@
-"""Sending to backends: transport choice, failover, the in-flight cap, and the
-mapping of backend statuses to Ollama statuses (spec 3.15)."""
+"""Sending to backends: transport choice, failover, the in-flight cap, the
+mapping of backend statuses to Ollama statuses (spec 3.15), and when each
+backend last answered (for `/ready`)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from ollama_gateway.errors import (
     ModelNotFoundError,
     UpstreamConnectError,
     UpstreamStatusError,
+    UpstreamTimeoutError,
     upstream_error_message,
 )
 from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamResponse
@@ -26,6 +29,7 @@ __all__ = ["Upstream", "map_status"]
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LIST_TIMEOUT = 10.0
+PROBE_TIMEOUT = 5.0
 
 
 def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
@@ -57,6 +61,9 @@ class Upstream:
         self._connect_timeout = settings.timeouts.connect
         self._limit = settings.limits.max_concurrent_upstream
         self.in_flight = 0
+        # Backend name -> (monotonic time, "" if it answered, else why not).
+        self._contacts: dict[str, tuple[float, str]] = {}
+        self._probing = asyncio.Lock()
 
     def backend(self, name: str) -> BackendSettings:
         return self._backends[name]
@@ -105,7 +112,7 @@ class Upstream:
             ctx.backend = name
             ctx.upstream_sent_ns = time.perf_counter_ns()
             try:
-                response = await self._transports[name].send(request, ctx)
+                response = await self._send_to(name, request, ctx)
             except UpstreamConnectError as exc:
                 failure = exc
                 continue
@@ -133,7 +140,7 @@ class Upstream:
         # Bounded, so a hanging backend cannot hold every request that waits
         # for the first model list.
         async with asyncio.timeout(self._connect_timeout + _LIST_TIMEOUT):
-            response = await self._transports[backend.name].send(request, ctx)
+            response = await self._send_to(backend.name, request, ctx)
             try:
                 data = await response.aread()
             finally:
@@ -141,3 +148,38 @@ class Upstream:
         if response.status >= 300:
             raise map_status(response.status, data, "models not found")
         return openai.decode_model_list(data).data
+
+    async def reachability(self, max_age: float) -> dict[str, str]:
+        """Each backend: "ok" if it answered HTTP within `max_age` seconds, else
+        why not. Backends not heard from in that time are probed with one
+        `GET /models` each (one probe at a time, at most `PROBE_TIMEOUT`), so
+        the cost is bounded however often this is called."""
+        async with self._probing:
+            now = time.monotonic()
+            stale = [
+                backend
+                for name, backend in self._backends.items()
+                if now - self._contacts.get(name, (-math.inf, ""))[0] > max_age
+            ]
+            await asyncio.gather(*(self._probe(backend) for backend in stale))
+        return {name: self._contacts[name][1] or "ok" for name in self._backends}
+
+    async def _probe(self, backend: BackendSettings) -> None:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await self.list_models(backend)
+        except TimeoutError:
+            self._contacts[backend.name] = (time.monotonic(), "upstream timeout")
+        except GatewayError:
+            pass  # `_send_to` noted it: unreachable, or answered with an error
+
+    async def _send_to(
+        self, name: str, request: UpstreamRequest, ctx: RequestContext
+    ) -> UpstreamResponse:
+        try:
+            response = await self._transports[name].send(request, ctx)
+        except (UpstreamConnectError, UpstreamTimeoutError) as exc:
+            self._contacts[name] = (time.monotonic(), exc.message)
+            raise
+        self._contacts[name] = (time.monotonic(), "")
+        return response

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import time
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 
 import msgspec
 from aiohttp import web
 
 from ollama_gateway.clock import now_rfc3339
-from ollama_gateway.keys import catalogue_key, settings_key
+from ollama_gateway.keys import settings_key, upstream_key
 from ollama_gateway.plugins import OWN_DISTRIBUTION
 from ollama_gateway.schemas import ollama
 
-__all__ = ["handle_health", "handle_ready", "handle_root", "handle_version"]
+__all__ = [
+    "READY_MAX_AGE",
+    "handle_health",
+    "handle_ready",
+    "handle_root",
+    "handle_version",
+]
+
+# How recent a backend's last answer must be for /ready to trust it unprobed.
+READY_MAX_AGE = 10.0
 
 
 class _Health(msgspec.Struct):
@@ -37,22 +48,16 @@ async def handle_root(request: web.Request) -> web.Response:
 
 
 async def handle_version(request: web.Request) -> web.Response:
-    version = request.app[settings_key].server.ollama_version
-    return _json(ollama.encode(ollama.VersionResponse(version)))
+    ollama_version = request.app[settings_key].server.ollama_version
+    return _json(ollama.encode(ollama.VersionResponse(ollama_version)))
 
 
 async def handle_health(request: web.Request) -> web.Response:
     """Liveness: never calls a backend, so it costs nothing and cannot cost money."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        own = version(OWN_DISTRIBUTION)
-    except PackageNotFoundError:
-        own = "0"
     server = request.app[settings_key].server
     body = _Health(
         status="ok",
-        version=own,
+        version=_own_version(),
         ollama_version=server.ollama_version,
         environment=server.environment,
         timestamp=now_rfc3339(),
@@ -62,20 +67,24 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 async def handle_ready(request: web.Request) -> web.Response:
-    """Readiness: whether each backend's model list could be read recently.
+    """Readiness: 200 while at least one backend answered recently, else 503.
 
-    It reuses the catalogue's cache, so it costs at most one `/v1/models` call per
-    backend per cache period.
+    A backend counts as reachable when it answered any HTTP request (real
+    traffic or a probe) within `READY_MAX_AGE` seconds; others get one bounded
+    `GET /models` probe, so a burst of checks costs at most one call each.
     """
-    catalogue = request.app[catalogue_key]
-    await catalogue.entries()
-    errors = catalogue.backend_errors()
-    backends = {
-        b.name: errors.get(b.name, "ok") for b in request.app[settings_key].backends
-    }
-    ready = len(errors) < len(backends)
+    backends = await request.app[upstream_key].reachability(READY_MAX_AGE)
+    ready = any(state == "ok" for state in backends.values())
     body = _Ready(status="ok" if ready else "unavailable", backends=backends)
     return _json(msgspec.json.encode(body), status=200 if ready else 503)
+
+
+@cache
+def _own_version() -> str:
+    try:
+        return version(OWN_DISTRIBUTION)
+    except PackageNotFoundError:
+        return "0"
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
