@@ -1,0 +1,154 @@
+"""Limits: request body size (413), SSE event size from the backend, and the cap
+on concurrent upstream requests (503 `server busy`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ollama_gateway.errors import UpstreamProtocolError
+from ollama_gateway.settings import Settings
+from ollama_gateway.sse import SSEParser
+from tests.conftest import FAST_DEMO
+from tests.fakebackend import Script, chat_chunk, sse
+from tests.ndjson import CHAT, chat, ndjson, post
+from tests.ops import read_metrics
+
+BOUND = 20.0
+BUSY = "server busy, please try again.  maximum pending requests exceeded"
+ONE_AT_A_TIME = """
+[limits]
+max_concurrent_upstream = 1
+
+[translators.retry]
+attempts = 0
+"""
+
+
+def _slow_stream() -> Script:
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(3)]
+    return Script(pieces=[*events, sse(chat_chunk({}, finish="stop"))], delay=0.3)
+
+
+def test_defaults():
+    limits = Settings.load({}).limits
+    assert limits.max_body_bytes == 128 * 1024 * 1024
+    assert limits.max_event_bytes == 16 * 1024 * 1024
+    assert limits.max_concurrent_upstream == 0  # no cap
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/embed", "/v1/chat/completions"])
+async def test_body_over_the_limit_is_a_413(gateway, backend, path):
+    client = await gateway(backend, "[limits]\nmax_body_bytes = 1024\n")
+    body = json.dumps(chat(padding="x" * 2000))
+    async with asyncio.timeout(BOUND):
+        resp = await client.post(path, data=body)
+        raw = await resp.read()
+    assert resp.status == 413
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert json.loads(raw) == {"error": "request body too large"}
+    assert backend.completions() == []
+
+
+async def test_chunked_body_over_the_limit_is_a_413(gateway, backend):
+    client = await gateway(backend, "[limits]\nmax_body_bytes = 1024\n")
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b'{"model": "gpt-4o", "padding": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}'
+
+    async with asyncio.timeout(BOUND):
+        resp = await client.post("/api/chat", data=pieces())
+        raw = await resp.read()
+    assert resp.status == 413
+    assert json.loads(raw) == {"error": "request body too large"}
+
+
+async def test_body_at_the_limit_is_served(gateway, backend):
+    body = json.dumps(CHAT).encode()
+    client = await gateway(backend, f"[limits]\nmax_body_bytes = {len(body)}\n")
+    async with asyncio.timeout(BOUND):
+        resp = await client.post("/api/chat", data=body)
+        objs = ndjson(await resp.read())
+    assert resp.status == 200
+    assert objs[-1]["done"] is True
+
+
+def test_parser_caps_a_whole_event_and_a_partial_one():
+    with pytest.raises(UpstreamProtocolError, match="larger than 100 bytes"):
+        SSEParser(100).feed(b"data: " + b"x" * 200 + b"\n\n")
+    parser = SSEParser(100)
+    parser.feed(b"data: " + b"x" * 60)
+    with pytest.raises(UpstreamProtocolError, match="larger than 100 bytes"):
+        parser.feed(b"x" * 60)
+    assert SSEParser(100).feed(b"data: " + b"x" * 90 + b"\n\n") == [b"x" * 90]
+
+
+async def test_second_upstream_request_is_refused_while_busy(gateway, backend):
+    backend.queue(_slow_stream())
+    client = await gateway(backend, ONE_AT_A_TIME)
+    async with asyncio.timeout(BOUND):
+        first = await post(client, "/api/chat", CHAT)
+        await first.content.readline()
+        second = await post(client, "/api/chat", CHAT)
+        busy = await second.json()
+        generate = await post(
+            client, "/api/generate", {"model": "gpt-4o", "prompt": "x"}
+        )
+        embed = await post(client, "/api/embed", {"model": "gpt-4o", "input": "x"})
+        proxy = await post(client, "/v1/chat/completions", {"model": "gpt-4o"})
+        rest = ndjson(await first.read())
+        metrics = await read_metrics(client)
+    assert second.status == 503
+    assert busy == {"error": BUSY}
+    assert generate.status == 503 and embed.status == 503 and proxy.status == 503
+    assert rest[-1]["done"] is True
+    assert len(backend.completions()) == 1
+    requests = "ollama_gateway_requests_total"
+    assert metrics.get(requests, endpoint="/api/chat", status_class="5xx") == 1
+
+
+async def test_slots_are_released_after_success_errors_and_disconnects(
+    gateway, backend
+):
+    backend.queue(
+        Script.text("ok"),
+        Script.error(500, "boom"),
+        Script(pieces=[b"data: {broken\n\n"]),
+        _slow_stream(),
+    )
+    client = await gateway(backend, ONE_AT_A_TIME)
+    async with asyncio.timeout(BOUND):
+        for _ in range(3):
+            await (await post(client, "/api/chat", CHAT)).read()
+        leaving = await post(client, "/api/chat", CHAT)
+        await leaving.content.readline()
+        leaving.close()
+        await backend.disconnected.wait()
+        for _ in range(100):
+            resp = await post(client, "/api/chat", chat(stream=False))
+            if resp.status != 503:
+                break
+            await asyncio.sleep(0.05)
+        answer = await resp.json()
+    assert resp.status == 200
+    assert answer["done"] is True
+    assert len(backend.completions()) == 5
+
+
+async def test_no_cap_by_default(gateway):
+    client = await gateway(
+        toml=FAST_DEMO.replace("tokens_per_second = 0", "tokens_per_second = 20")
+    )
+    async with asyncio.timeout(BOUND):
+        answers = await asyncio.gather(
+            *(post(client, "/api/chat", chat(model="demo")) for _ in range(10))
+        )
+        bodies = [ndjson(await a.read()) for a in answers]
+    assert {a.status for a in answers} == {200}
+    assert all(b[-1]["done"] is True for b in bodies)
