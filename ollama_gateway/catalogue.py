@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from urllib.parse import urlsplit, urlunsplit
 
 from ollama_gateway.aliases import AliasStore
 from ollama_gateway.clock import format_unix
@@ -270,7 +271,7 @@ class Catalogue:
             size=config.size if config else 0,
             modified_at=format_unix(created) if created else self._started,
             digest=digest_of(upstream_id),
-            remote_host="demo" if backend.demo else backend.base_url,
+            remote_host="demo" if backend.demo else _public_url(backend.base_url),
             hidden=config.hidden if config else False,
         )
 
@@ -283,3 +284,13 @@ def _config_for(
         if not model.target and lookup_key(name) == key:
             return model
     return None
+
+
+def _public_url(url: str) -> str:
+    """The backend URL as clients may see it: no credentials, no query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

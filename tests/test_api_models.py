@@ -127,7 +127,7 @@ async def test_case_18_tags_is_an_empty_list_when_the_backend_has_no_models(
 
 async def test_tags_is_502_when_no_backend_can_list(backend, gateway):
     backend.models_status = 503
-    client = await gateway(backend)
+    client = await gateway(backend, "[translators.retry]\nattempts = 0\n")
     resp = await client.get("/api/tags")
     # An empty list would claim there are no models, when the backend is down.
     assert resp.status == 502
@@ -305,3 +305,11 @@ async def test_ps_keep_alive_numbers_are_seconds(backend, gateway):
     [entry] = await ps(client)
     left = parse_time(entry["expires_at"]) - datetime.now(UTC)
     assert timedelta(seconds=40) < left <= timedelta(seconds=42.5)
+
+
+async def test_ps_default_keep_alive_from_ollama_keep_alive(backend, gateway):
+    client = await gateway(backend, OLLAMA_KEEP_ALIVE="2h")
+    await load(client, "gpt-4o")
+    [entry] = await ps(client)
+    left = parse_time(entry["expires_at"]) - datetime.now(UTC)
+    assert timedelta(minutes=119) < left <= timedelta(hours=2)

@@ -408,3 +408,16 @@ async def test_aclose_stops_a_running_refresh(settings_for):
     assert task is not None and not task.done()
     await cat.aclose()
     assert task.cancelled()
+
+
+async def test_remote_host_never_shows_credentials(settings_for):
+    toml = """
+[[backends]]
+name = "secret"
+base_url = "https://user:pa55@llm.example.com:8443/v1?key=abc"
+models = ["m"]
+"""
+    cat = Catalogue(settings_for(toml=toml), Lister())
+    entry = await cat.resolve("m")
+    assert entry is not None
+    assert entry.remote_host == "https://llm.example.com:8443/v1"
