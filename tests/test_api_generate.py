@@ -340,3 +340,16 @@ async def test_options_are_mapped(gateway, backend):
     assert sent["temperature"] == 0
     assert sent["stop"] == ["END"]
     assert "num_ctx" not in sent
+
+
+@pytest.mark.parametrize("fields", [{"raw": True}, {"suffix": "end"}])
+async def test_images_on_the_completions_path_are_refused(gateway, backend, fields):
+    # /v1/completions takes no images: refusing beats dropping them silently.
+    client = await gateway(backend, INSERT)
+    body = gen(images=["iVBORw0KGgo="], **fields)
+    status, message = await _error(await post(client, "/api/generate", body))
+    assert status == 400
+    assert "images" in message
+    assert backend.completions() == []
+    load = await post(client, "/api/generate", {**body, "prompt": ""})
+    assert (await load.json())["done_reason"] == "load"

@@ -235,6 +235,7 @@ async def test_upstream_400_passes_through_as_400(gateway, backend):
     resp = await _stream(gateway, backend, script, toml=NO_RETRY)
     assert resp.status == 400
     assert await resp.json() == {"error": "max_tokens is too large"}
+    assert len(backend.completions()) == 1
 
 
 async def test_upstream_404_is_model_not_found(gateway, backend):
@@ -242,6 +243,7 @@ async def test_upstream_404_is_model_not_found(gateway, backend):
     resp = await _stream(gateway, backend, script, chat(model="GPT-4o"))
     assert resp.status == 404
     assert await resp.json() == {"error": "model 'GPT-4o' not found"}
+    assert len(backend.completions()) == 1
 
 
 async def test_unreachable_upstream_is_a_quick_502(gateway, unused_tcp_port):
@@ -332,6 +334,7 @@ async def test_string_error_event_mid_stream(gateway, backend):
     resp = await _stream(gateway, backend, Script(pieces=[data]))
     objs = await read_ndjson(resp)
     assert objs[-1] == {"error": "overloaded"}
+    assert len(backend.completions()) == 1
 
 
 async def test_error_event_before_any_output_keeps_a_status(gateway, backend):
@@ -339,6 +342,7 @@ async def test_error_event_before_any_output_keeps_a_status(gateway, backend):
     resp = await _stream(gateway, backend, Script(pieces=[data]))
     assert resp.status == 400
     assert await resp.json() == {"error": "context too long"}
+    assert len(backend.completions()) == 1
 
 
 async def test_invalid_json_event_is_an_error_line(gateway, backend):
@@ -346,6 +350,7 @@ async def test_invalid_json_event_is_an_error_line(gateway, backend):
     resp = await _stream(gateway, backend, Script(pieces=[data], delay=0.01))
     objs = ndjson(await resp.read())
     assert objs[-1]["error"].startswith("upstream sent an invalid event")
+    assert len(backend.completions()) == 1
 
 
 async def test_json_answer_to_a_stream_request(gateway, backend):
@@ -376,6 +381,7 @@ async def test_content_and_error_in_one_read_keeps_the_content(gateway, backend)
     objs = await read_ndjson(resp)
     assert objs == [objs[0], {"error": "late failure"}]
     assert objs[0]["message"]["content"] == "kept"
+    assert len(backend.completions()) == 1
 
 
 async def test_content_and_error_in_one_read_without_streaming(gateway, backend):
@@ -383,6 +389,7 @@ async def test_content_and_error_in_one_read_without_streaming(gateway, backend)
     resp = await _stream(gateway, backend, Script(pieces=[data]), chat(stream=False))
     assert resp.status == 500
     assert await resp.json() == {"error": "late failure"}
+    assert len(backend.completions()) == 1
 
 
 async def test_unterminated_last_event_then_eof_keeps_its_content(gateway, backend):
@@ -392,6 +399,7 @@ async def test_unterminated_last_event_then_eof_keeps_its_content(gateway, backe
     objs = await read_ndjson(resp)
     assert content_of(objs) == "ab"
     assert objs[-1] == {"error": UNEXPECTED_EOF}
+    assert len(backend.completions()) == 1
 
 
 async def test_unterminated_finish_event_then_eof_is_a_normal_end(gateway, backend):
