@@ -57,6 +57,7 @@ class ChunkReader:
         "_idle",
         "_it",
         "_json",
+        "_limit",
         "_name",
         "_parser",
         "_saw_finish",
@@ -79,7 +80,8 @@ class ChunkReader:
         self._name = name_translator
         self._session = session
         self._it = aiter(upstream.aiter_bytes())
-        self._parser = SSEParser(settings.limits.max_event_bytes)
+        self._limit = settings.limits.max_event_bytes
+        self._parser = SSEParser(self._limit)
         content_type = upstream.headers.get("Content-Type", "")
         # Some backends ignore `stream: true` and answer with one JSON object.
         self._json = content_type.startswith("application/json")
@@ -180,8 +182,15 @@ class ChunkReader:
 
     async def _read_json(self) -> Sequence[ollama.ChatResponse]:
         pieces = []
+        size = 0
         while (piece := await self._next_piece()) is not None:
             pieces.append(piece)
+            size += len(piece)
+            if size > self._limit:
+                # The same bound as one SSE event: a whole answer is one event.
+                raise UpstreamProtocolError(
+                    f"upstream sent a JSON answer larger than {self._limit} bytes"
+                )
         self._ctx.created_at = now_rfc3339()
         out = list(self._feed(b"".join(pieces)))
         self._finished = True

@@ -497,3 +497,14 @@ async def test_reader_refuses_a_spent_budget_even_with_data_buffered():
     reader = ChunkReader(ctx, upstream, ChatStreamSession(ctx), settings)
     with pytest.raises(UpstreamTimeoutError, match="upstream timeout"):
         await reader.read()
+
+
+async def test_json_answer_over_the_event_cap_is_refused(gateway, backend):
+    answer = {"choices": [{"index": 0, "message": {"content": "x" * 4096}}]}
+    body = json.dumps(answer).encode()
+    script = Script(pieces=split_every(body, 512), content_type="application/json")
+    toml = "[limits]\nmax_event_bytes = 1024\n"
+    resp = await _stream(gateway, backend, script, toml=toml)
+    assert resp.status == 502
+    assert "larger than 1024 bytes" in (await resp.json())["error"]
+    assert len(backend.completions()) == 1
