@@ -1,0 +1,266 @@
+"""Graceful shutdown of a real gateway process: on SIGTERM or SIGINT it stops
+accepting, lets streams finish within `[server] shutdown_grace`, ends the rest
+with an `{"error": ...}` line, closes its upstream connections and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ollama_gateway.shutdown import SHUTDOWN
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from tests.ops import free_port
+
+STREAMS = 20
+MARGIN = 15.0  # seconds on top of the grace period: generous, only against hangs
+
+
+class Gateway:
+    """`python -m ollama_gateway serve` as a child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path):
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    async def wait_exit(self, bound: float) -> int:
+        async with asyncio.timeout(bound):
+            return await self.proc.wait()
+
+
+async def start(tmp_path: Path, toml: str, **env: str) -> Gateway:
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml)
+    port = free_port()
+    log = tmp_path / "stderr.log"
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OLLAMA_"))
+    }
+    environ.update(OLLAMA_GATEWAY_CONFIG=str(config), LOG_LEVEL="INFO", **env)
+    with log.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ollama_gateway",
+            "serve",
+            "--port",
+            str(port),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+            env=environ,
+        )
+    gateway = Gateway(proc, port, log)
+    async with asyncio.timeout(30), aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(gateway.url + "/health") as resp:
+                    if resp.status == 200:
+                        return gateway
+            except aiohttp.ClientConnectionError:
+                pass
+            assert proc.returncode is None, log.read_text()
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def launch(tmp_path):
+    started: list[Gateway] = []
+
+    async def make(toml: str, **env: str) -> Gateway:
+        gateway = await start(tmp_path, toml, **env)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        if gateway.proc.returncode is None:
+            gateway.proc.kill()
+            await gateway.proc.wait()
+
+
+async def _stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    started: asyncio.Event,
+) -> list[dict[str, Any]]:
+    """Read one NDJSON stream to its end; set `started` at the first line."""
+    lines: list[dict[str, Any]] = []
+    async with session.post(url + "/api/chat", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        async for raw in resp.content:
+            lines.append(json.loads(raw))
+            started.set()
+    return lines
+
+
+def _demo(grace: float, tokens_per_second: float = 5) -> str:
+    return f"""
+[server]
+shutdown_grace = {grace}
+
+[translators.demo]
+tokens_per_second = {tokens_per_second}
+"""
+
+
+def _whole_or_error(lines: list[dict[str, Any]]) -> str:
+    """ "whole" for a complete answer, "error" for one ended by an error line."""
+    assert lines, "no line at all"
+    last = lines[-1]
+    if "error" in last:
+        assert set(last) == {"error"}
+        assert not any(line.get("done") for line in lines)
+        return "error"
+    assert last["done"] is True
+    assert all(line["done"] is False for line in lines[:-1])
+    return "whole"
+
+
+def _assert_clean_log(gateway: Gateway) -> None:
+    lines = gateway.lines()  # every line is JSON
+    bad = [
+        line
+        for line in lines
+        if line["level"] in ("ERROR", "CRITICAL") or "Traceback" in json.dumps(line)
+    ]
+    assert not bad, bad
+
+
+async def _open_streams(
+    session: aiohttp.ClientSession, gateway: Gateway, body: dict[str, Any]
+) -> tuple[list[asyncio.Task[list[dict[str, Any]]]], float]:
+    events = [asyncio.Event() for _ in range(STREAMS)]
+    tasks = [
+        asyncio.create_task(_stream(session, gateway.url, body, event))
+        for event in events
+    ]
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(event.wait() for event in events))
+    return tasks, time.monotonic()
+
+
+async def test_sigterm_lets_streams_finish_within_the_grace(launch):
+    gateway = await launch(_demo(grace=20))
+    body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession() as session:
+        tasks, _ = await _open_streams(session, gateway, body)
+        gateway.proc.send_signal(signal.SIGTERM)
+        code = await gateway.wait_exit(20 + MARGIN)
+        async with asyncio.timeout(MARGIN):
+            results = await asyncio.gather(*tasks)
+    assert code == 0
+    assert [_whole_or_error(r) for r in results] == ["whole"] * STREAMS
+    assert all(
+        "You said: hi" in "".join(x["message"]["content"] for x in r) for r in results
+    )
+    _assert_clean_log(gateway)
+
+
+async def test_sigterm_ends_long_streams_with_an_error_line(launch):
+    grace = 1.0
+    gateway = await launch(_demo(grace=grace))
+    words = " ".join(f"word{i}" for i in range(40))  # about 10 s at 5 words/s
+    body = {"model": "demo", "messages": [{"role": "user", "content": words}]}
+    async with aiohttp.ClientSession() as session:
+        tasks, _ = await _open_streams(session, gateway, body)
+        waiting = asyncio.create_task(
+            session.post(gateway.url + "/api/chat", json={**body, "stream": False})
+        )
+        await asyncio.sleep(0.2)
+        signalled = time.monotonic()
+        gateway.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(gateway.url + "/health")
+        code = await gateway.wait_exit(grace + MARGIN)
+        exited = time.monotonic() - signalled
+        async with asyncio.timeout(MARGIN):
+            results = await asyncio.gather(*tasks)
+            plain = await waiting
+            plain_body = await plain.json()
+    assert code == 0
+    assert exited < grace + MARGIN
+    assert [_whole_or_error(r) for r in results] == ["error"] * STREAMS
+    assert all(r[-1] == {"error": SHUTDOWN} for r in results)
+    assert all(len(r) > 1 for r in results)  # the output before it was kept
+    assert plain.status == 503
+    assert plain_body == {"error": SHUTDOWN}
+    _assert_clean_log(gateway)
+    shutdown_lines = [
+        line
+        for line in gateway.lines()
+        if line.get("logger") == "ollama_gateway.access"
+        and line.get("outcome") == "shutdown"
+    ]
+    assert len(shutdown_lines) == STREAMS
+
+
+async def test_sigint_drains_too(launch):
+    gateway = await launch(_demo(grace=20))
+    body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession() as session:
+        tasks, _ = await _open_streams(session, gateway, body)
+        gateway.proc.send_signal(signal.SIGINT)
+        code = await gateway.wait_exit(20 + MARGIN)
+        async with asyncio.timeout(MARGIN):
+            results = await asyncio.gather(*tasks)
+    assert code == 0
+    assert {_whole_or_error(r) for r in results} == {"whole"}
+    _assert_clean_log(gateway)
+
+
+async def test_idle_gateway_exits_at_once(launch):
+    gateway = await launch(_demo(grace=60))
+    started = time.monotonic()
+    gateway.proc.send_signal(signal.SIGTERM)
+    assert await gateway.wait_exit(MARGIN) == 0
+    assert time.monotonic() - started < MARGIN
+    _assert_clean_log(gateway)
+
+
+async def test_upstream_connections_are_closed(launch, backend: FakeBackend):
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(200)]
+    for _ in range(3):
+        backend.queue(Script(pieces=events, delay=0.1))
+    toml = f"""
+[server]
+shutdown_grace = 0.5
+
+[[backends]]
+name = "fake"
+base_url = "{backend.url}"
+models = ["gpt-4o"]
+"""
+    gateway = await launch(toml)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as session:
+        started = [asyncio.Event() for _ in range(3)]
+        tasks = [
+            asyncio.create_task(_stream(session, gateway.url, body, event))
+            for event in started
+        ]
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(event.wait() for event in started))
+        gateway.proc.send_signal(signal.SIGTERM)
+        assert await gateway.wait_exit(0.5 + MARGIN) == 0
+        async with asyncio.timeout(MARGIN):
+            results = await asyncio.gather(*tasks)
+            # The backend saw its clients hang up: no generation left running.
+            await backend.disconnected.wait()
+    assert {_whole_or_error(r) for r in results} == {"error"}
+    assert len(backend.completions()) == 3
+    _assert_clean_log(gateway)
