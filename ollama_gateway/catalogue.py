@@ -1,8 +1,9 @@
 """The model catalogue: what each backend serves, plus configured models and aliases.
 
 Each backend's `GET /v1/models` is cached for `catalogue.ttl` seconds. A stale
-list is served while one background refresh runs, and a backend that is down
-keeps its last good list, so it never takes the other backends' models away.
+list is served while a background refresh runs (one per backend), and a backend
+that is down keeps its last good list, so it never takes the other backends'
+models away; a failed listing is retried after a few seconds.
 Names resolve case-insensitively, with or without `:latest`.
 """
 
@@ -37,6 +38,7 @@ ListModels = Callable[[BackendSettings], Awaitable[list[openai.ModelObject]]]
 
 _RETRY_FAILED_AFTER = 5.0
 _REFRESH_ON_MISS_AFTER = 5.0
+_FIRST_LIST_WAIT = 3.0
 
 
 def lookup_key(name: str) -> str:
@@ -45,26 +47,40 @@ def lookup_key(name: str) -> str:
 
 
 class _BackendModels:
-    __slots__ = ("error", "fetched_at", "models")
+    __slots__ = ("error", "fetched_at", "models", "started_at", "task")
 
     def __init__(self) -> None:
         self.models: list[openai.ModelObject] | None = None
         self.fetched_at = 0.0
+        self.started_at = 0.0
         self.error = ""
+        self.task: asyncio.Task[None] | None = None
 
 
 class Catalogue:
-    """Lists and resolves models. Shared by all requests of one app."""
+    """Lists and resolves models. Shared by all requests of one app.
+
+    Each backend is listed by its own task, so a slow or hanging backend
+    delays nobody for long: the first requests wait at most
+    `_FIRST_LIST_WAIT` for first listings (longer only while nothing at all
+    is listed), and later ones never wait for a refresh.
+    """
 
     def __init__(self, settings: Settings, list_models: ListModels) -> None:
         self._settings = settings
         self._list_models = list_models
         self._state = {b.name: _BackendModels() for b in settings.backends}
+        self._listed = [b for b in settings.backends if not b.models]
+        now = time.monotonic()
+        for backend in settings.backends:
+            if backend.models:
+                state = self._state[backend.name]
+                state.models = [openai.ModelObject(id=m) for m in backend.models]
+                state.fetched_at = now
         self._aliases = AliasStore(settings.catalogue.aliases_file)
         self._started = format_unix(time.time())
         self._entries: dict[str, ModelEntry] = {}
         self._built_at = -1.0
-        self._refreshing: asyncio.Task[None] | None = None
 
     async def entries(self) -> list[ModelEntry]:
         """Every model, hidden ones included, in listing order."""
@@ -107,40 +123,58 @@ class Catalogue:
         return any(lookup_key(dest) == key for dest, _ in self._aliases.items())
 
     async def aclose(self) -> None:
-        task = self._refreshing
-        if task is not None and not task.done():
+        tasks = [t for t in self._tasks() if not t.done()]
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        return [s.task for s in self._state.values() if s.task is not None]
 
     def _listed_before(self, seconds: float) -> bool:
         """Whether some backend's list (not a pinned one) is older than that."""
         now = time.monotonic()
-        return any(
-            now - self._state[b.name].fetched_at > seconds
-            for b in self._settings.backends
-            if not b.models
-        )
+        return any(now - self._state[b.name].fetched_at > seconds for b in self._listed)
 
     async def _refresh_now(self) -> None:
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self._refresh())
-        await asyncio.shield(self._refreshing)
+        for backend in self._listed:
+            self._start(backend)
+        running = [t for t in self._tasks() if not t.done()]
+        if running:
+            await asyncio.wait(running)
         if self._built_at < 0:
             self._rebuild()
 
     async def _ensure_fresh(self) -> None:
         now = time.monotonic()
-        states = self._state.values()
-        if any(self._stale(s, now) for s in states):
-            if self._refreshing is None or self._refreshing.done():
-                self._refreshing = asyncio.create_task(self._refresh())
-            if any(s.fetched_at == 0.0 for s in states):
-                # A backend never asked yet: wait for the one refresh. A backend
-                # that failed is retried in the background; it holds no one up.
-                await asyncio.shield(self._refreshing)
+        for backend in self._listed:
+            if self._stale(self._state[backend.name], now):
+                self._start(backend)
+        first = [s for s in self._state.values() if s.fetched_at == 0.0 and s.task]
+        if first:
+            # First listings: wait a little for all, and for as long as it takes
+            # while nothing at all is listed. Refreshes never hold anyone up.
+            started = min(s.started_at for s in first)
+            left = _FIRST_LIST_WAIT - (now - started)
+            tasks = [s.task for s in first if s.task is not None]
+            if left > 0:
+                await asyncio.wait(tasks, timeout=left)
+            pending = [t for t in tasks if not t.done()]
+            while pending and all(s.models is None for s in self._state.values()):
+                _, still = await asyncio.wait(
+                    pending, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending = list(still)
         if self._built_at < 0:
             self._rebuild()
+
+    def _start(self, backend: BackendSettings) -> None:
+        state = self._state[backend.name]
+        if state.task is None or state.task.done():
+            state.started_at = time.monotonic()
+            state.task = asyncio.create_task(self._refresh(backend))
 
     def _stale(self, state: _BackendModels, now: float) -> bool:
         if state.fetched_at == 0.0:
@@ -150,27 +184,18 @@ class Catalogue:
             ttl = min(ttl, _RETRY_FAILED_AFTER)
         return now - state.fetched_at > ttl
 
-    async def _refresh(self) -> None:
-        backends = [b for b in self._settings.backends if not b.models]
-        results = await asyncio.gather(
-            *(self._list_models(b) for b in backends), return_exceptions=True
-        )
-        now = time.monotonic()
-        for backend, result in zip(backends, results, strict=True):
-            state = self._state[backend.name]
-            state.fetched_at = now
-            if isinstance(result, BaseException):
-                state.error = str(result) or type(result).__name__
-                log.warning(
-                    "cannot list models of backend %s: %s", backend.name, state.error
-                )
-            else:
-                state.models, state.error = result, ""
-        for backend in self._settings.backends:
-            if backend.models:
-                state = self._state[backend.name]
-                state.models = [openai.ModelObject(id=m) for m in backend.models]
-                state.fetched_at = now
+    async def _refresh(self, backend: BackendSettings) -> None:
+        state = self._state[backend.name]
+        try:
+            models = await self._list_models(backend)
+        except Exception as exc:
+            state.error = str(exc) or type(exc).__name__
+            log.warning(
+                "cannot list models of backend %s: %s", backend.name, state.error
+            )
+        else:
+            state.models, state.error = models, ""
+        state.fetched_at = time.monotonic()
         self._rebuild()
 
     def _rebuild(self) -> None:

@@ -27,17 +27,23 @@ base_url = "http://127.0.0.1:9/v1"
 
 
 class Lister:
-    """A scriptable `list_models`: per backend, a list of ids or an exception."""
+    """A scriptable `list_models`: per backend, a list of ids or an exception.
+
+    `gate` holds every listing until set; `gates` holds one backend's.
+    """
 
     def __init__(self, **lists: list[Any] | Exception) -> None:
         self.lists: dict[str, list[Any] | Exception] = dict(lists)
         self.calls: list[str] = []
         self.gate: asyncio.Event | None = None
+        self.gates: dict[str, asyncio.Event] = {}
 
     async def __call__(self, backend: BackendSettings) -> list[openai.ModelObject]:
         self.calls.append(backend.name)
         if self.gate is not None:
             await self.gate.wait()
+        if backend.name in self.gates:
+            await self.gates[backend.name].wait()
         result = self.lists[backend.name]
         if isinstance(result, Exception):
             raise result
@@ -404,7 +410,7 @@ async def test_aclose_stops_a_running_refresh(settings_for):
     await asyncio.sleep(0.02)
     lister.gate = asyncio.Event()
     await cat.entries()
-    task = cat._refreshing
+    task = cat._state["b1"].task
     assert task is not None and not task.done()
     await cat.aclose()
     assert task.cancelled()
@@ -421,3 +427,38 @@ models = ["m"]
     entry = await cat.resolve("m")
     assert entry is not None
     assert entry.remote_host == "https://llm.example.com:8443/v1"
+
+
+async def test_a_hanging_backend_delays_the_first_listing_only_briefly(
+    settings_for, monkeypatch
+):
+    monkeypatch.setattr(catalogue_module, "_FIRST_LIST_WAIT", 0.05)
+    lister = Lister(b1=["gpt-4o"], b2=["llama3"])
+    lister.gates["b2"] = asyncio.Event()
+    cat = Catalogue(settings(settings_for), lister)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await asyncio.wait_for(names(cat), timeout=1) == ["gpt-4o:latest"]
+    assert loop.time() - started < 0.5
+    # Later requests do not wait at all.
+    assert await asyncio.wait_for(names(cat), timeout=0.02) == ["gpt-4o:latest"]
+    # A name only the slow backend may know waits for its listing.
+    lookup = asyncio.create_task(cat.resolve("llama3"))
+    await asyncio.sleep(0.02)
+    assert not lookup.done()
+    lister.gates["b2"].set()
+    entry = await asyncio.wait_for(lookup, timeout=1)
+    assert entry is not None and entry.backends == ("b2",)
+    assert lister.calls.count("b2") == 1
+
+
+async def test_first_listing_waits_while_nothing_is_listed(settings_for, monkeypatch):
+    monkeypatch.setattr(catalogue_module, "_FIRST_LIST_WAIT", 0.01)
+    lister = Lister(b1=ConnectionError("refused"), b2=["llama3"])
+    lister.gates["b2"] = asyncio.Event()
+    cat = Catalogue(settings(settings_for), lister)
+    listing = asyncio.create_task(names(cat))
+    await asyncio.sleep(0.05)
+    assert not listing.done()  # b1 failed, b2 is slow: nothing to serve yet
+    lister.gates["b2"].set()
+    assert await asyncio.wait_for(listing, timeout=1) == ["llama3:latest"]
