@@ -69,9 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins(settings, show_all=args.all)
         if args.command == "check-config":
             return _check(settings)
-        from ollama_gateway.serve import serve
+        from ollama_gateway.serve import ListenError, serve
 
-        return serve(settings)
+        try:
+            return serve(settings)
+        except ListenError as exc:
+            print(f"ollama-gateway: error: {exc}", file=sys.stderr)
+            return 1
     except (SettingsError, PluginError) as exc:
         print(f"ollama-gateway: error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ supervisor exits 0 when every worker drained and exited 0.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import multiprocessing
 import signal
@@ -22,9 +23,15 @@ from ollama_gateway.keys import pipeline_key
 from ollama_gateway.log import setup_logging
 from ollama_gateway.settings import Settings
 
-__all__ = ["serve"]
+__all__ = ["ListenError", "serve"]
 
 log = logging.getLogger("ollama_gateway")
+
+_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+class ListenError(Exception):
+    """The address cannot be listened on (in use, not local, or not allowed)."""
 
 
 def serve(settings: Settings) -> int:
@@ -39,23 +46,34 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
     if worker:
         setup_logging(settings.log_level)
     app = create_app(settings)
-    if worker <= 1:
-        _log_startup(settings, app)
     server = settings.server
-    web.run_app(
-        app,
-        host=server.host,
-        port=server.port,
-        backlog=server.backlog,
-        reuse_port=reuse_port or None,
-        # Our own timer ends streams at the grace period (with an error line);
-        # aiohttp's is the backstop that cancels anything left after it.
-        shutdown_timeout=server.shutdown_grace + 5.0,
-        handler_cancellation=True,
-        access_log=None,
-        print=None,
-        loop=_new_loop(),
-    )
+
+    def started(banner: str) -> None:
+        # run_app calls this once the socket is bound, so the line is true.
+        if worker <= 1:
+            _log_startup(settings, app)
+
+    try:
+        web.run_app(
+            app,
+            host=server.host,
+            port=server.port,
+            backlog=server.backlog,
+            reuse_port=reuse_port or None,
+            # Our own timer ends streams at the grace period (with an error line);
+            # aiohttp's is the backstop that cancels anything left after it.
+            shutdown_timeout=server.shutdown_grace + 5.0,
+            handler_cancellation=True,
+            access_log=None,
+            print=started,
+            loop=_new_loop(),
+        )
+    except OSError as exc:
+        if exc.errno not in _BIND_ERRORS:
+            raise
+        raise ListenError(
+            f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
+        ) from None
     return 0
 
 
@@ -70,7 +88,11 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 def _worker_main(settings: Settings, number: int) -> None:
-    sys.exit(_run(settings, reuse_port=True, worker=number))
+    try:
+        sys.exit(_run(settings, reuse_port=True, worker=number))
+    except ListenError as exc:
+        print(f"ollama-gateway: error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _supervise(settings: Settings) -> int:

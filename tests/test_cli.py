@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -169,3 +170,18 @@ async def test_serve_end_to_end_then_sigterm(backend, unused_tcp_port, tmp_path)
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert any(f":{port}" in r.get("msg", "") for r in records), log
     assert not [r for r in records if r.get("level") in ("ERROR", "CRITICAL")]
+
+
+def test_port_in_use_is_one_line_without_traceback(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run("serve", "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("ollama-gateway: error: cannot listen on 127.0.0.1:")
+    assert str(port) in last
+    # Nothing claimed to listen before the socket was bound.
+    assert "listening on" not in result.stderr
