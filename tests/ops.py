@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = [
+    "Gateway",
     "Samples",
     "assert_clean_log",
     "free_port",
     "read_metrics",
     "refused_url",
+    "start_gateway",
 ]
 
 Client = TestClient[web.Request, web.Application]
@@ -78,3 +86,57 @@ def assert_clean_log(caplog: pytest.LogCaptureFixture) -> None:
         or r.exc_info
     ]
     assert not bad, bad
+
+
+class Gateway:
+    """`python -m ollama_gateway serve` as a child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path):
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    async def wait_exit(self, bound: float) -> int:
+        async with asyncio.timeout(bound):
+            return await self.proc.wait()
+
+
+async def start_gateway(tmp_path: Path, toml: str, **env: str) -> Gateway:
+    """Start `python -m ollama_gateway serve` on a free port with `toml` as its
+    config and stderr in a file; return once `/health` answers."""
+    port = free_port()
+    config = tmp_path / f"gateway-{port}.toml"
+    config.write_text(toml)
+    log = tmp_path / f"stderr-{port}.log"
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OLLAMA_"))
+    }
+    environ.update({"OLLAMA_GATEWAY_CONFIG": str(config), "LOG_LEVEL": "INFO"})
+    environ.update(env)
+    with log.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ollama_gateway",
+            "serve",
+            "--port",
+            str(port),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+            env=environ,
+        )
+    gateway = Gateway(proc, port, log)
+    async with asyncio.timeout(30), aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(gateway.url + "/health") as resp:
+                    if resp.status == 200:
+                        return gateway
+            except aiohttp.ClientConnectionError:
+                pass
+            assert proc.returncode is None, log.read_text()
+            await asyncio.sleep(0.1)

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,61 +15,10 @@ import pytest
 
 from ollama_gateway.shutdown import SHUTDOWN
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
-from tests.ops import free_port
+from tests.ops import Gateway, start_gateway
 
 STREAMS = 20
 MARGIN = 15.0  # seconds on top of the grace period: generous, only against hangs
-
-
-class Gateway:
-    """`python -m ollama_gateway serve` as a child process."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path):
-        self.proc = proc
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
-
-    async def wait_exit(self, bound: float) -> int:
-        async with asyncio.timeout(bound):
-            return await self.proc.wait()
-
-
-async def start(tmp_path: Path, toml: str, **env: str) -> Gateway:
-    config = tmp_path / "gateway.toml"
-    config.write_text(toml)
-    port = free_port()
-    log = tmp_path / "stderr.log"
-    environ = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OLLAMA_"))
-    }
-    environ.update(OLLAMA_GATEWAY_CONFIG=str(config), LOG_LEVEL="INFO", **env)
-    with log.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "ollama_gateway",
-            "serve",
-            "--port",
-            str(port),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-            env=environ,
-        )
-    gateway = Gateway(proc, port, log)
-    async with asyncio.timeout(30), aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(gateway.url + "/health") as resp:
-                    if resp.status == 200:
-                        return gateway
-            except aiohttp.ClientConnectionError:
-                pass
-            assert proc.returncode is None, log.read_text()
-            await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -80,7 +26,7 @@ async def launch(tmp_path):
     started: list[Gateway] = []
 
     async def make(toml: str, **env: str) -> Gateway:
-        gateway = await start(tmp_path, toml, **env)
+        gateway = await start_gateway(tmp_path, toml, **env)
         started.append(gateway)
         return gateway
 

@@ -1,0 +1,309 @@
+"""JSON logs: one line per request, startup lines, LOG_LEVEL, X-Request-ID end to
+end, and never a key, an Authorization header or message text at any level."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import signal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ollama_gateway.log import ACCESS_LOGGER, JsonFormatter
+from tests.conftest import FAST_DEMO
+from tests.fakebackend import FakeBackend, Script
+from tests.ndjson import CHAT, chat, post
+from tests.ops import Gateway, start_gateway
+
+BOUND = 30.0
+TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+REQUEST_FIELDS = {
+    "request_id",
+    "endpoint",
+    "model",
+    "status",
+    "duration_ms",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "outcome",
+}
+
+INBOUND_KEY = "inbound-key-7b1f0c"
+WRONG_KEY = "wrong-key-93aa2e"
+BACKEND_KEY = "sk-backend-5d2e81"
+SECRET_TEXT = "the-launch-code-is-4471"
+SECRETS = (INBOUND_KEY, WRONG_KEY, BACKEND_KEY, SECRET_TEXT)
+
+
+def _access(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == ACCESS_LOGGER]
+
+
+def _format(record: logging.LogRecord) -> dict[str, Any]:
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed: dict[str, Any] = json.loads(line)
+    return parsed
+
+
+def test_formatter_fields_and_exceptions():
+    logger = logging.getLogger("ollama_gateway.test")
+    record = logger.makeRecord(
+        logger.name,
+        logging.INFO,
+        __file__,
+        1,
+        "served %s",
+        ("x",),
+        None,
+        extra={"request_id": "r1", "status": 200, "ratio": 0.5},
+    )
+    line = _format(record)
+    assert TS.fullmatch(line["ts"])
+    assert line["level"] == "INFO"
+    assert line["logger"] == "ollama_gateway.test"
+    assert line["msg"] == "served x"
+    assert (line["request_id"], line["status"], line["ratio"]) == ("r1", 200, 0.5)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logger.makeRecord(
+            logger.name, logging.ERROR, __file__, 1, "failed", (), _exc_info()
+        )
+    line = _format(failed)
+    assert "ValueError: boom" in line["exc"]
+
+
+def _exc_info() -> Any:
+    import sys
+
+    return sys.exc_info()
+
+
+async def test_one_request_line_per_request(gateway, backend, caplog):
+    caplog.set_level(logging.DEBUG)
+    backend.queue(Script.text("one two three"), Script.error(500, "down"))
+    client = await gateway(backend, "[translators.retry]\nattempts = 0\n")
+    async with asyncio.timeout(BOUND):
+        await (await post(client, "/api/chat", CHAT)).read()
+        await (await post(client, "/api/chat", CHAT)).read()
+        await (await post(client, "/api/chat", chat(model="nope"))).read()
+        await (await client.get("/api/tags")).read()
+    records = _access(caplog)
+    assert len(records) == 4
+    lines = [_format(r) for r in records]
+    for line in lines:
+        assert REQUEST_FIELDS <= set(line)
+        assert re.fullmatch(r"[0-9a-f]{32}", line["request_id"])
+    ok, failed, missing, tags = lines
+    assert ok["endpoint"] == "/api/chat" and ok["status"] == 200
+    assert ok["model"] == "gpt-4o" and ok["outcome"] == "ok"
+    assert ok["prompt_tokens"] == 7 and ok["completion_tokens"] == 3
+    assert ok["ttft_ms"] is not None and ok["duration_ms"] >= ok["ttft_ms"] >= 0
+    assert ok["backend"] == "openai"
+    assert (failed["status"], failed["outcome"]) == (500, "upstream_status")
+    assert failed["ttft_ms"] is None
+    assert (missing["status"], missing["outcome"]) == (404, "rejected")
+    assert missing["model"] == "nope"
+    assert (tags["endpoint"], tags["model"]) == ("/api/tags", None)
+
+
+async def test_request_id_from_the_client_goes_everywhere(gateway, backend, caplog):
+    caplog.set_level(logging.INFO)
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await client.post(
+            "/api/chat", data=json.dumps(CHAT), headers={"X-Request-ID": "trace-42.a"}
+        )
+        await resp.read()
+    assert resp.headers["X-Request-ID"] == "trace-42.a"
+    (sent,) = backend.completions()
+    assert sent.headers["X-Request-ID"] == "trace-42.a"
+    assert [r.request_id for r in _access(caplog)] == ["trace-42.a"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    ["", "has space", "x" * 129, "semi;colon", "ünïcode", "<script>"],
+    ids=["empty", "space", "long", "semicolon", "unicode", "markup"],
+)
+async def test_unusable_request_ids_are_replaced(gateway, backend, wanted):
+    client = await gateway(backend)
+    headers = {"X-Request-ID": wanted} if wanted.isascii() else {}
+    async with asyncio.timeout(BOUND):
+        resp = await client.post("/api/chat", data=json.dumps(CHAT), headers=headers)
+        await resp.read()
+    generated = resp.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert backend.completions()[0].headers["X-Request-ID"] == generated
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nope", 404),
+        ("GET", "/api/chat", 405),
+        ("POST", "/api/chat", 400),
+        ("GET", "/health", 200),
+        ("GET", "/metrics", 200),
+    ],
+)
+async def test_every_answer_carries_a_request_id(gateway, method, path, status):
+    client = await gateway(toml=FAST_DEMO)
+    async with asyncio.timeout(BOUND):
+        resp = await client.request(method, path, headers={"X-Request-ID": "abc"})
+        await resp.read()
+    assert resp.status == status
+    assert resp.headers["X-Request-ID"] == "abc"
+
+
+async def test_no_secret_in_any_record_in_process(gateway, backend, caplog):
+    caplog.set_level(logging.DEBUG)
+    toml = "[auth]\npass_client_key = true\n"
+    client = await gateway(backend, toml, OLLAMA_GATEWAY_API_KEYS=INBOUND_KEY)
+    body = chat(messages=[{"role": "user", "content": SECRET_TEXT}])
+    async with asyncio.timeout(BOUND):
+        for headers in (
+            {"Authorization": f"Bearer {INBOUND_KEY}"},
+            {"X-API-Key": INBOUND_KEY},
+            {"Authorization": f"Bearer {WRONG_KEY}"},
+        ):
+            await (
+                await client.post("/api/chat", data=json.dumps(body), headers=headers)
+            ).read()
+    assert len(_access(caplog)) == 3
+    for record in caplog.records:
+        text = _format(record)
+        dumped = json.dumps(text) + repr(record.__dict__)
+        for secret in SECRETS:
+            assert secret not in dumped, (secret, record.name)
+
+
+async def _traffic(gateway: Gateway, backend: FakeBackend) -> dict[str, str]:
+    """Every kind of request, with keys and secret text; returns request ids."""
+    ids: dict[str, str] = {}
+    secret_chat = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": SECRET_TEXT}],
+    }
+    auth = {"Authorization": f"Bearer {INBOUND_KEY}"}
+    backend.queue(Script.text(f"echo {SECRET_TEXT}"), Script.error(400, SECRET_TEXT))
+    async with aiohttp.ClientSession() as session:
+        calls: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
+            ("stream", "/api/chat", secret_chat, {**auth, "X-Request-ID": "mine-1"}),
+            ("backend-400", "/api/chat", secret_chat, auth),
+            ("generate", "/api/generate", {"model": "gpt-4o", "prompt": SECRET_TEXT}, {"X-API-Key": INBOUND_KEY}),
+            ("embed", "/api/embed", {"model": "text-embedding-3-small", "input": SECRET_TEXT}, auth),
+            ("wrong-key", "/api/chat", secret_chat, {"Authorization": f"Bearer {WRONG_KEY}"}),
+            ("openai", "/v1/chat/completions", {**secret_chat, "stream": True}, auth),
+            ("bad-json", "/api/chat", {"model": SECRET_TEXT[:3], "messages": SECRET_TEXT}, auth),
+        ]  # fmt: skip
+        for name, path, body, headers in calls:
+            async with session.post(
+                gateway.url + path, json=body, headers=headers
+            ) as resp:
+                await resp.read()
+                ids[name] = resp.headers["X-Request-ID"]
+    return ids
+
+
+async def test_subprocess_log_is_json_without_secrets(tmp_path, backend):
+    toml = f"""
+[[backends]]
+name = "openai"
+base_url = "{backend.url}"
+"""
+    gateway = await start_gateway(
+        tmp_path,
+        toml,
+        LOG_LEVEL="DEBUG",
+        OLLAMA_GATEWAY_API_KEYS=INBOUND_KEY,
+        OPENAI_API_KEY=BACKEND_KEY,
+    )
+    try:
+        async with asyncio.timeout(BOUND):
+            ids = await _traffic(gateway, backend)
+            gateway.proc.send_signal(signal.SIGTERM)
+            assert await gateway.wait_exit(BOUND) == 0
+    finally:
+        if gateway.proc.returncode is None:
+            gateway.proc.kill()
+            await gateway.proc.wait()
+    raw = gateway.log.read_text()
+    for secret in SECRETS:
+        assert secret not in raw, secret
+    assert f"Bearer {BACKEND_KEY}" in json.dumps(
+        [r.headers for r in backend.completions()]
+    )  # the key was really in play
+    lines = gateway.lines()
+    assert all(TS.fullmatch(line["ts"]) for line in lines)
+    startup = next(
+        line for line in lines if line["msg"].startswith("ollama-gateway listening")
+    )
+    assert startup["level"] == "INFO"
+    assert startup["pipeline"]["transport:openai"] == ["retry", "openai-http"]
+    assert startup["backends"] == [{"name": "openai", "url": backend.url}]
+    requests = {
+        line["request_id"]: line for line in lines if line["logger"] == ACCESS_LOGGER
+    }
+    assert set(ids.values()) <= set(requests)
+    assert ids["stream"] == "mine-1"
+    assert requests["mine-1"]["status"] == 200
+    assert requests["mine-1"]["completion_tokens"] > 0
+    assert requests[ids["wrong-key"]]["status"] == 401
+    assert requests[ids["backend-400"]]["outcome"] == "upstream_status"
+    for request_id in ids.values():
+        assert REQUEST_FIELDS <= set(requests[request_id])
+
+
+async def test_log_level_is_honoured(tmp_path):
+    gateway = await start_gateway(tmp_path, FAST_DEMO, LOG_LEVEL="WARNING")
+    try:
+        async with asyncio.timeout(BOUND), aiohttp.ClientSession() as session:
+            async with session.post(
+                gateway.url + "/api/chat", json=chat(model="demo")
+            ) as resp:
+                await resp.read()
+            gateway.proc.send_signal(signal.SIGTERM)
+            assert await gateway.wait_exit(BOUND) == 0
+    finally:
+        if gateway.proc.returncode is None:
+            gateway.proc.kill()
+            await gateway.proc.wait()
+    lines = gateway.lines()
+    assert lines  # the demo-backend warning
+    assert {line["level"] for line in lines} == {"WARNING"}
+    assert any("demo backend" in line["msg"] for line in lines)
+
+
+def test_setup_logging_writes_json_to_stderr(monkeypatch):
+    from ollama_gateway.log import setup_logging
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    access_level = logging.getLogger("aiohttp.access").level
+    try:
+        setup_logging("WARNING")
+        logging.getLogger("ollama_gateway.x").info("hidden")
+        logging.getLogger("ollama_gateway.x").warning("shown %d", 1)
+        logging.getLogger("aiohttp.access").info("aiohttp's own line")
+    finally:
+        added = [h for h in root.handlers if h not in saved[0]]
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved[0]:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(saved[1])
+        logging.getLogger("aiohttp.access").setLevel(access_level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["msg"] for line in lines] == ["shown 1"]
