@@ -107,9 +107,18 @@ def test_plugins_in_process_with_a_backend(monkeypatch, capsys):
     assert set(BUILTINS) <= set(listed)
 
 
-def test_check_config(tmp_path: Path):
-    result = _run("check-config", cwd=tmp_path)
-    assert (result.returncode, result.stdout) == (0, "configuration ok\n")
+def test_check_config(monkeypatch, capsys, tmp_path: Path):
+    for key in list(os.environ):
+        if key.startswith(("OLLAMA_", "OPENAI_")) or key == "LOG_LEVEL":
+            monkeypatch.delenv(key)
+    assert main(["check-config"]) == 0
+    assert capsys.readouterr().out == "configuration ok\n"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nbogus = 1\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("ollama-gateway: error: invalid setting: ")
+    assert error.count("\n") == 1
 
 
 async def _wait_until_serving(url: str, proc: asyncio.subprocess.Process) -> None:
