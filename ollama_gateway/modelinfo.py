@@ -21,7 +21,7 @@ __all__ = [
     "digest_of",
     "guess_capabilities",
     "guess_family",
-    "is_valid_name",
+    "is_usable_name",
     "tagged",
 ]
 
@@ -35,8 +35,6 @@ _VISION = re.compile(
     r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)",
     re.I,
 )
-_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
-_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,79}")
 _FAMILIES = (
     "llama", "qwen3", "qwen2", "qwen", "gemma3", "gemma2", "gemma", "mistral",
     "mixtral", "phi3", "phi", "deepseek", "granite", "command-r", "gpt-oss", "gpt",
@@ -72,19 +70,11 @@ class ModelEntry:
         return capability in self.capabilities
 
 
-def is_valid_name(name: str) -> bool:
-    """Ollama's name grammar: `[host/][namespace/]model[:tag]` (spec 1.4)."""
-    parts = name.split("/")
-    if len(parts) > 3:
-        return False
-    model, _, tag = parts[-1].partition(":")
-    if _PART.fullmatch(model) is None or (tag and _PART.fullmatch(tag) is None):
-        return False
-    if parts[-1].endswith(":"):
-        return False
-    if len(parts) == 3 and _HOST.fullmatch(parts[0]) is None:
-        return False
-    return len(parts) < 2 or _PART.fullmatch(parts[-2]) is not None
+def is_usable_name(name: str) -> bool:
+    """Whether a name can be typed back in a request: non-empty, no whitespace
+    or control characters. (Ollama's own grammar is stricter; names such as
+    upstream ids with several `/` must keep working here.)"""
+    return bool(name) and not any(c.isspace() or not c.isprintable() for c in name)
 
 
 def tagged(name: str) -> str:

@@ -15,7 +15,7 @@ from ollama_gateway.errors import (
 from ollama_gateway.handlers.models import json_response
 from ollama_gateway.inbound import read_body
 from ollama_gateway.keys import catalogue_key
-from ollama_gateway.modelinfo import is_valid_name
+from ollama_gateway.modelinfo import is_usable_name
 from ollama_gateway.schemas import ollama
 
 __all__ = [
@@ -68,7 +68,7 @@ async def handle_copy(request: web.Request) -> web.Response:
     req = await read_body(request, ollama.decode_copy)
     if not req.source.strip():
         raise InvalidRequestError(f'source "{req.source}" is invalid')
-    if not is_valid_name(req.destination.strip()):
+    if not is_usable_name(req.destination.strip()):
         raise InvalidRequestError(f'destination "{req.destination}" is invalid')
     catalogue = request.app[catalogue_key]
     source = await catalogue.resolve(req.source)
