@@ -6,6 +6,7 @@ a broken stream must never be retried into a second, paid generation.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -508,3 +509,16 @@ async def test_json_answer_over_the_event_cap_is_refused(gateway, backend):
     assert resp.status == 502
     assert "larger than 1024 bytes" in (await resp.json())["error"]
     assert len(backend.completions()) == 1
+
+
+async def test_concurrent_streams_do_not_mix(gateway, backend):
+    texts = [f"stream {n} says {'hi ' * n}".strip() for n in range(1, 7)]
+    backend.queue(*(Script.text(t, split=60, delay=0.002) for t in texts))
+    client = await gateway(backend)
+    responses = await asyncio.gather(*(post(client, "/api/chat", CHAT) for _ in texts))
+    results = [await read_ndjson(resp) for resp in responses]
+    assert sorted(content_of(objs) for objs in results) == sorted(texts)
+    for objs in results:
+        final = assert_final(objs)
+        assert final["eval_count"] == len(content_of(objs).split(" "))
+    assert len(backend.completions()) == len(texts)
