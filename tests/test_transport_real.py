@@ -288,7 +288,7 @@ async def test_first_token_timeout_is_a_504_before_streaming(gateway, backend):
     assert resp.status == 504
     assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
     assert await resp.json() == {"error": "upstream timeout"}
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 0.9
     assert len(backend.completions()) == 1
 
 
@@ -312,7 +312,7 @@ async def test_idle_timeout_between_chunks_is_an_error_line(gateway, backend):
     assert content_of(objs) == "first"
     assert objs[-1] == {"error": "upstream timeout"}
     assert not any(o.get("done") for o in objs)
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 0.9
     assert len(backend.completions()) == 1
 
 
@@ -471,8 +471,8 @@ async def test_total_timeout_mid_stream_is_an_error_line(gateway, backend):
     resp = await _stream(gateway, backend, Script(pieces=pieces, delay=0.05), toml=toml)
     objs = await read_ndjson(resp)
     assert objs[-1] == {"error": "upstream timeout"}
-    assert 2 <= len(objs) <= 8
-    assert time.monotonic() - started < 0.6
+    assert 2 <= len(objs) <= 12
+    assert time.monotonic() - started < 0.9
     assert len(backend.completions()) == 1
 
 
@@ -483,7 +483,7 @@ async def test_total_timeout_bounds_the_wait_for_headers(gateway, backend):
     resp = await _stream(gateway, backend, script, toml=toml)
     assert resp.status == 504
     assert await resp.json() == {"error": "upstream timeout"}
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 1.5
     assert len(backend.completions()) == 1
 
 
