@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakebackend import FakeBackend, Script
+from tests.fakebackend import FakeBackend, Script, sse
 
 
 async def post(client: Any, path: str, body: Any) -> Any:
@@ -403,8 +403,6 @@ async def test_case_40_raw_with_system_template_or_context_is_400(
 
 
 def completion_script(text: str) -> Script:
-    from tests.fakebackend import sse
-
     return Script(
         pieces=[sse({"choices": [{"text": text, "index": 0, "finish_reason": "stop"}]})]
     )
