@@ -152,6 +152,8 @@ class ChunkReader:
         return out
 
     def _feed(self, payload: bytes) -> Sequence[ollama.ChatResponse]:
+        if not payload.strip():
+            return ()  # an empty `data:` line is a keep-alive, not an event
         try:
             chunk = _decode_chunk(payload)
         except msgspec.DecodeError as exc:

@@ -29,6 +29,9 @@ __all__ = ["Upstream", "map_status"]
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LIST_TIMEOUT = 10.0
+# An error body is read only for its message; a misbehaving backend cannot make
+# the gateway buffer more than this.
+_ERROR_BODY_LIMIT = 64 * 1024
 PROBE_TIMEOUT = 5.0
 
 
@@ -119,7 +122,7 @@ class Upstream:
             if response.status < 300:
                 return response
             try:
-                error_bytes = await response.aread()
+                error_bytes = await _read_at_most(response, _ERROR_BODY_LIMIT)
             finally:
                 await response.aclose()
             failure = map_status(response.status, error_bytes, not_found)
@@ -183,3 +186,14 @@ class Upstream:
             raise
         self._contacts[name] = (time.monotonic(), "")
         return response
+
+
+async def _read_at_most(response: UpstreamResponse, limit: int) -> bytes:
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in response.aiter_bytes():
+        pieces.append(piece)
+        size += len(piece)
+        if size >= limit:
+            break
+    return b"".join(pieces)[:limit]
