@@ -44,7 +44,7 @@ cov: install js-deps
 	$(BIN)/python -m pytest --cov --cov-report=term-missing
 
 bench: install
-	$(BIN)/python -m pytest -m bench tests/bench -p no:cacheprovider -s
+	$(BIN)/python -m pip install --quiet 'uvloop>=0.21' && $(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 run: install
 	$(BIN)/ollama-gateway serve
