@@ -24,8 +24,9 @@ from ollama_gateway.errors import (
     error_body,
     error_kind,
 )
-from ollama_gateway.keys import ctx_key, metrics_key, settings_key
+from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
 from ollama_gateway.log import ACCESS_LOGGER
+from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
 __all__ = ["setup_middlewares"]
 
@@ -44,6 +45,7 @@ def setup_middlewares(app: web.Application) -> None:
     digests = [_digest(k) for k in settings.auth.api_keys]
     pass_key = settings.auth.pass_client_key
     metrics = app[metrics_key]
+    in_flight = app[in_flight_key]
     # ids of the requests whose streaming response is open (for the gauge).
     streaming: set[int] = set()
 
@@ -55,7 +57,9 @@ def setup_middlewares(app: web.Application) -> None:
         request[ctx_key] = ctx
         status = 500
         try:
-            response = await handler(request)
+            # Tracked, so the grace timer can end it (see shutdown.py).
+            with in_flight.track():
+                response = await handler(request)
             status = response.status
             return response
         except GatewayError as exc:
@@ -68,9 +72,17 @@ def setup_middlewares(app: web.Application) -> None:
         except web.HTTPException as exc:
             status = exc.status
             return _http_exception(exc)
-        except asyncio.CancelledError:
-            status, ctx.outcome = 499, "client_disconnect"
-            raise
+        except asyncio.CancelledError as exc:
+            if not is_shutdown(exc):
+                status, ctx.outcome = 499, "client_disconnect"
+                raise
+            ctx.outcome = "shutdown"
+            if id(request) in streaming:
+                status = 200
+                raise  # its status is sent; the connection ends here
+            _uncancel()
+            status = 503
+            return _error_response(503, SHUTDOWN)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             ctx.outcome = "internal_error"
@@ -120,6 +132,12 @@ def setup_middlewares(app: web.Application) -> None:
             response.headers.update(origins.headers_for(origin))
 
     app.on_response_prepare.append(add_headers)
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def _presented_key(request: web.Request) -> str:

@@ -2,9 +2,10 @@
 the grace period, then end the rest cleanly.
 
 aiohttp stops accepting, runs `on_shutdown`, then waits for handlers. We arm a
-timer there; when it fires, every tracked request is cancelled with `SHUTDOWN`
-as the message. A stream that already started answers ends with one
-`{"error": ...}` line; one that did not gets a 503.
+timer there; when it fires, every tracked request (the accounting middleware
+tracks them all) is cancelled with `SHUTDOWN` as the message. An NDJSON stream
+that already started ends with one `{"error": ...}` line; a request that has not
+answered yet gets a 503; any other started stream (`/v1` SSE) is closed.
 """
 
 from __future__ import annotations

@@ -210,3 +210,38 @@ models = ["gpt-4o"]
     assert {_whole_or_error(r) for r in results} == {"error"}
     assert len(backend.completions()) == 3
     _assert_clean_log(gateway)
+
+
+async def test_other_requests_in_flight_end_at_the_grace_too(
+    launch, backend: FakeBackend
+):
+    backend.queue(Script.text("far too late", first_delay=60))
+    toml = f"""
+[server]
+shutdown_grace = 0.5
+
+[[backends]]
+name = "fake"
+base_url = "{backend.url}"
+models = ["gpt-4o"]
+"""
+    gateway = await launch(toml)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as session:
+        waiting = asyncio.create_task(
+            session.post(gateway.url + "/v1/chat/completions", json=body)
+        )
+        for _ in range(600):  # the request reached the backend
+            if backend.completions():
+                break
+            await asyncio.sleep(0.05)
+        assert backend.completions()
+        gateway.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(MARGIN):
+            resp = await waiting
+            answer = await resp.json()
+        assert await gateway.wait_exit(MARGIN) == 0
+    assert resp.status == 503
+    assert answer == {"error": SHUTDOWN}
+    await asyncio.wait_for(backend.disconnected.wait(), MARGIN)
+    _assert_clean_log(gateway)
