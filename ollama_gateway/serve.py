@@ -17,6 +17,7 @@ import sys
 from types import FrameType
 
 from aiohttp import web
+from yarl import URL
 
 from ollama_gateway.app import create_app
 from ollama_gateway.keys import pipeline_key
@@ -135,7 +136,7 @@ def _log_startup(settings: Settings, app: web.Application) -> None:
     pipeline = app[pipeline_key]
     names = {stage: list(chain) for stage, chain in pipeline.names.items()}
     backends = [
-        {"name": b.name, "url": "in-process demo" if b.demo else b.base_url}
+        {"name": b.name, "url": "in-process demo" if b.demo else _safe_url(b.base_url)}
         for b in settings.backends
     ]
     log.info(
@@ -153,3 +154,11 @@ def _log_startup(settings: Settings, app: web.Application) -> None:
             "no backend configured (OPENAI_BASE_URL is not set): serving the built-in "
             "demo backend, whose models are named demo*"
         )
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials: no user or password, no query string."""
+    try:
+        return str(URL(url).with_user(None).with_query(None))
+    except ValueError:
+        return "(unparsable URL)"

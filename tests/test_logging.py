@@ -38,6 +38,7 @@ INBOUND_KEY = "inbound-key-7b1f0c"
 WRONG_KEY = "wrong-key-93aa2e"
 BACKEND_KEY = "sk-backend-5d2e81"
 SECRET_TEXT = "the-launch-code-is-4471"
+URL_SECRET = "url-password-0c41d9"
 SECRETS = (INBOUND_KEY, WRONG_KEY, BACKEND_KEY, SECRET_TEXT)
 
 
@@ -307,3 +308,19 @@ def test_setup_logging_writes_json_to_stderr(monkeypatch):
         logging.getLogger("aiohttp.access").setLevel(access_level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["msg"] for line in lines] == ["shown 1"]
+
+
+async def test_startup_line_drops_credentials_from_backend_urls(tmp_path):
+    url = f"http://user:{URL_SECRET}@127.0.0.1:9/v1"
+    toml = f'[[backends]]\nname = "basic"\nbase_url = "{url}"\nmodels = ["m"]\n'
+    gateway = await start_gateway(tmp_path, toml)
+    try:
+        gateway.proc.send_signal(signal.SIGTERM)
+        assert await gateway.wait_exit(BOUND) == 0
+    finally:
+        if gateway.proc.returncode is None:
+            gateway.proc.kill()
+            await gateway.proc.wait()
+    assert URL_SECRET not in gateway.log.read_text()
+    startup = gateway.lines()[0]
+    assert startup["backends"] == [{"name": "basic", "url": "http://127.0.0.1:9/v1"}]
