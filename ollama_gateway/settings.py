@@ -131,7 +131,6 @@ class CatalogueSettings(_Section, frozen=True):
 
     ttl: float = 60.0
     aliases_file: str = ""
-    add_latest_tag: bool = True
 
 
 class PipelineSettings(_Section, frozen=True):
@@ -341,6 +340,11 @@ def _check_backends(backends: list[BackendSettings]) -> None:
         if backend.demo:
             continue
         url = backend.base_url
+        if backend.api_key and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+            raise SettingsError(
+                f"backends.{backend.name}.base_url: has credentials and an api_key "
+                "is set too; use one of them"
+            )
         if not url.startswith(("http://", "https://")):
             where = "OPENAI_BASE_URL" if backend.name == "openai" else "base_url"
             raise SettingsError(

@@ -290,3 +290,17 @@ async def test_vscode_copilot_discovery_sequence(fake, gateway):
     sent = fake.completions()[-1].body
     assert sent["model"] == "Qwen/Qwen2.5-Coder-32B-Instruct"
     assert sent["tools"] == body["tools"]
+
+
+async def test_upstream_errors_on_the_openai_front_are_counted(backend, gateway):
+    from tests.ndjson import NO_RETRY
+    from tests.ops import read_metrics
+
+    backend.queue(Script.error(503, "overloaded"))
+    client = await gateway(backend, NO_RETRY)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status == 503
+    assert (await response.json())["error"]["message"] == "overloaded"
+    metrics = await read_metrics(client)
+    assert metrics.get("ollama_gateway_upstream_errors_total", kind="status") == 1

@@ -185,3 +185,12 @@ def test_bad_keep_alive_default_is_reported_at_app_creation():
     settings = Settings.load({"OLLAMA_KEEP_ALIVE": "10"})
     with pytest.raises(SettingsError, match="^OLLAMA_KEEP_ALIVE: time: missing unit"):
         create_app(settings)
+
+
+def test_credentials_in_the_url_and_an_api_key_are_refused():
+    env = {"OPENAI_BASE_URL": "https://user:pw@example.com/v1", "OPENAI_API_KEY": "k"}
+    with pytest.raises(
+        SettingsError, match="backends.openai.base_url: has credentials"
+    ):
+        Settings.load(env)
+    assert Settings.load({"OPENAI_BASE_URL": "https://user:pw@example.com/v1"})

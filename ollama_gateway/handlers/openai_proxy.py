@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ollama_gateway.errors import GatewayError, UpstreamTimeoutError
+from ollama_gateway.errors import GatewayError, UpstreamTimeoutError, error_kind
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 
@@ -117,6 +117,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
             finally:
                 await response.aclose()
     except GatewayError as exc:
+        ctx.outcome = error_kind(exc)
         return _error(exc.status, exc.message)
 
 
