@@ -8,9 +8,21 @@ from datetime import UTC, datetime
 __all__ = ["format_unix", "now_rfc3339"]
 
 
+# The date and time up to the second, formatted once per second (one tuple, so
+# threads never pair a second with another second's text): streams stamp every
+# upstream read, and datetime formatting was a visible share of a chunk's cost.
+_cache = (-1, "")
+
+
 def now_rfc3339() -> str:
     """The current UTC time as Ollama stamps chunks: `2024-09-12T21:17:29.110811Z`."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    global _cache
+    second, nanos = divmod(time.time_ns(), 1_000_000_000)
+    cached, prefix = _cache
+    if second != cached:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _cache = (second, prefix)
+    return f"{prefix}{nanos // 1000:06d}Z"
 
 
 def format_unix(seconds: float) -> str:

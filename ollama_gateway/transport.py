@@ -72,8 +72,13 @@ class AiohttpResponse:
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         content = self._resp.content
         while True:
-            with map_client_errors(started=True):
+            try:
                 piece = await content.readany()
+            except (aiohttp.ClientError, TimeoutError):
+                # Mapped only when raised: a context manager entered per read
+                # was a visible share of a streamed chunk's cost.
+                with map_client_errors(started=True):
+                    raise
             if not piece:
                 return
             yield piece
