@@ -1,9 +1,9 @@
 """Running one completion: upstream bytes in, Ollama chunks out.
 
 `ChunkReader` turns an upstream answer into batches of Ollama chunks, one batch
-per upstream read, under the first-token, idle and total timeouts. `relay`
-writes the batches as NDJSON, each batch in one `write()`; `collect` folds them
-into one non-stream answer. The response is prepared only when the first batch
+per upstream read (at most MAX_BATCH events), under the first-token, idle and
+total timeouts. `relay` writes the batches as NDJSON, each batch in one
+`write()`; `collect` folds them into one non-stream answer. The response is prepared only when the first batch
 is ready, so a failure before any output keeps its real status (spec 1.3).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
@@ -44,12 +45,16 @@ EncodeInto = Callable[[ollama.ChatResponse, bytearray], None]
 NameTranslator = Callable[[TracebackType | None], str | None]
 
 _decode_chunk = openai.decode_chunk
+# Events turned into lines per `read()` at most: a read of a thousand events
+# goes out in parts (each one `write()`), so its first line is not held back.
+MAX_BATCH = 64
 
 
 class ChunkReader:
     """Reads one upstream answer as batches of Ollama chat chunks."""
 
     __slots__ = (
+        "_backlog",
         "_ctx",
         "_deadline",
         "_error",
@@ -58,11 +63,16 @@ class ChunkReader:
         "_it",
         "_json",
         "_limit",
+        "_loop",
         "_name",
         "_parser",
         "_saw_finish",
         "_session",
+        "_timer",
         "_total_deadline",
+        "_watch",
+        "_expired",
+        "__weakref__",
     )
 
     def __init__(
@@ -74,7 +84,10 @@ class ChunkReader:
         name_translator: NameTranslator = lambda tb: None,
     ) -> None:
         timeouts = settings.timeouts
-        loop_now = asyncio.get_running_loop().time()
+        # Kept: on Python 3.11 every get_running_loop() (and current_task()
+        # without a loop) is a getpid() system call.
+        self._loop = loop = asyncio.get_running_loop()
+        loop_now = loop.time()
         waited = (time.perf_counter_ns() - ctx.upstream_sent_ns) / 1e9
         self._ctx = ctx
         self._name = name_translator
@@ -92,8 +105,14 @@ class ChunkReader:
         self._total_deadline = loop_now - waited + total if total else None
         self._finished = False
         self._saw_finish = False
+        # Payloads of the last read beyond MAX_BATCH, for the next `read()`.
+        self._backlog: list[bytes] = []
         # A failure met after some chunks of the same read: those go out first.
         self._error: Exception | None = None
+        # The deadline timer (see `_watched`) and the read it guards.
+        self._timer: asyncio.TimerHandle | None = None
+        self._watch: tuple[float, asyncio.Task[object]] | None = None
+        self._expired = False
 
     async def read(self) -> Sequence[ollama.ChatResponse] | None:
         """The next batch to write (possibly empty), or None after the last."""
@@ -106,37 +125,57 @@ class ChunkReader:
                 error, self._error = self._error, None
                 self._finished = True
                 raise error
-            return await self._read()
+            batch = await self._read()
         except GatewayError:
+            self._stop_timer()
             raise
         except Exception as exc:
+            self._stop_timer()
             # A translator bug: name it, keep serving other requests.
             name = self._name(exc.__traceback__) or "response"
             raise TranslationError(name, exc) from exc
+        except BaseException:
+            self._stop_timer()
+            raise
+        if self._finished:
+            self._stop_timer()
+        return batch
 
     async def _read(self) -> Sequence[ollama.ChatResponse]:
         if self._json:
             return await self._read_json()
         while True:
-            try:
-                piece = await self._next_piece()
-            except UpstreamProtocolError:
-                if not self._saw_finish:
-                    raise
-                # The answer was complete; only the usage trailer is lost.
-                piece = None
-            if piece is None:
-                return self._end_of_stream(self._parser.finish())
-            self._ctx.created_at = now_rfc3339()
+            payloads = self._backlog
+            if payloads:
+                self._backlog = []
+            else:
+                try:
+                    piece = await self._next_piece()
+                except UpstreamProtocolError:
+                    if not self._saw_finish:
+                        raise
+                    # The answer was complete; only the usage trailer is lost.
+                    piece = None
+                if piece is None:
+                    return self._end_of_stream(self._parser.finish())
+                self._ctx.created_at = now_rfc3339()
+                payloads = self._parser.feed(piece)
+            if len(payloads) > MAX_BATCH:
+                # A read that caught up with a fast backend: write it in parts,
+                # so the first lines do not wait for the last to be encoded.
+                self._backlog = payloads[MAX_BATCH:]
+                payloads = payloads[:MAX_BATCH]
             out: list[ollama.ChatResponse] = []
             try:
-                for payload in self._parser.feed(piece):
+                for payload in payloads:
                     if payload == b"[DONE]":
                         self._finished = True
+                        self._backlog = []
                         out.extend(self._session.close())
                         return out
                     out.extend(self._feed(payload))
             except Exception as exc:
+                self._backlog = []  # the rest of a failed read is dropped
                 return self._defer(out, exc)
             if out:
                 return out
@@ -204,20 +243,73 @@ class ChunkReader:
         total = self._total_deadline
         if total is not None and (deadline is None or total < deadline):
             deadline = total
-        if deadline is not None and deadline <= asyncio.get_running_loop().time():
+        if deadline is not None and deadline <= self._loop.time():
             # Spent already (e.g. waiting for headers): a read that needs no
             # wait would otherwise slip past `timeout_at`.
             raise UpstreamTimeoutError("upstream timeout")
-        try:
-            async with asyncio.timeout_at(deadline):
-                piece = await anext(self._it, None)
-        except TimeoutError:
-            raise UpstreamTimeoutError("upstream timeout") from None
+        if deadline is None:
+            piece = await anext(self._it, None)
+        else:
+            piece = await self._watched(deadline)
         if self._idle is not None:
-            self._deadline = asyncio.get_running_loop().time() + self._idle
+            self._deadline = self._loop.time() + self._idle
         else:
             self._deadline = None
         return piece
+
+    async def _watched(self, deadline: float) -> bytes | None:
+        """The next piece, or UpstreamTimeoutError once `deadline` passes.
+
+        Like `asyncio.timeout_at`, but with one timer per stream that stays
+        armed across reads and is moved only when it fires before the current
+        deadline: a timer made and cancelled per read was a tenth of the CPU
+        of a streamed chunk.
+        """
+        task = asyncio.current_task(self._loop)
+        assert task is not None
+        cancelling = task.cancelling()
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            ref = weakref.ref(self)
+            self._timer = self._loop.call_at(deadline, _on_timer, ref)
+        self._watch = (deadline, task)
+        try:
+            return await anext(self._it, None)
+        except asyncio.CancelledError:
+            if self._expired:
+                self._expired = False
+                if task.uncancel() <= cancelling:
+                    raise UpstreamTimeoutError("upstream timeout") from None
+            raise
+        finally:
+            self._watch = None
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _on_timer(ref: weakref.ref[ChunkReader]) -> None:
+    """The stream's timer: time out the read in progress, or move on."""
+    reader = ref()
+    if reader is None:
+        return
+    reader._timer = None
+    watch = reader._watch
+    if watch is None:
+        return  # not reading now: the next read checks its deadline itself
+    deadline, task = watch
+    loop = reader._loop
+    if deadline > loop.time():
+        # Reads moved the deadline on since the timer was set (or the loop's
+        # timer fired a little early): wait for the current one.
+        reader._timer = loop.call_at(deadline, _on_timer, ref)
+        return
+    reader._expired = True
+    task.cancel()
 
 
 async def relay(
