@@ -104,6 +104,10 @@ async def test_stale_list_is_served_while_one_background_refresh_runs(settings_f
     for _ in range(3):
         listed = await asyncio.wait_for(names(cat), timeout=1)
         assert listed == ["old-model:latest"]
+    for _ in range(
+        10
+    ):  # let the background refresh start (3.12 wait_for may not yield)
+        await asyncio.sleep(0)
     assert lister.calls.count("b1") == 2  # one refresh, not one per request
     lister.gate.set()
     for _ in range(100):

@@ -193,4 +193,5 @@ def test_credentials_in_the_url_and_an_api_key_are_refused():
         SettingsError, match="backends.openai.base_url: has credentials"
     ):
         Settings.load(env)
-    assert Settings.load({"OPENAI_BASE_URL": "https://user:pw@example.com/v1"})
+    alone = Settings.load({"OPENAI_BASE_URL": "https://user:pw@example.com/v1"})
+    assert alone.backends[0].base_url == "https://user:pw@example.com/v1"
