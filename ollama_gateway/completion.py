@@ -109,7 +109,7 @@ class ChunkReader:
         self._backlog: list[bytes] = []
         # A failure met after some chunks of the same read: those go out first.
         self._error: Exception | None = None
-        # The deadline timer (see `_watched`) and the read it guards.
+        # The deadline timer (see `_next_piece`) and the read it guards.
         self._timer: asyncio.TimerHandle | None = None
         self._watch: tuple[float, asyncio.Task[object]] | None = None
         self._expired = False
@@ -239,52 +239,50 @@ class ChunkReader:
         return out
 
     async def _next_piece(self) -> bytes | None:
-        deadline = self._deadline
-        total = self._total_deadline
-        if total is not None and (deadline is None or total < deadline):
-            deadline = total
-        if deadline is not None and deadline <= self._loop.time():
-            # Spent already (e.g. waiting for headers): a read that needs no
-            # wait would otherwise slip past `timeout_at`.
-            raise UpstreamTimeoutError("upstream timeout")
-        if deadline is None:
-            piece = await anext(self._it, None)
-        else:
-            piece = await self._watched(deadline)
-        if self._idle is not None:
-            self._deadline = self._loop.time() + self._idle
-        else:
-            self._deadline = None
-        return piece
-
-    async def _watched(self, deadline: float) -> bytes | None:
-        """The next piece, or UpstreamTimeoutError once `deadline` passes.
+        """The next piece, or UpstreamTimeoutError once the deadline passes.
 
         Like `asyncio.timeout_at`, but with one timer per stream that stays
         armed across reads and is moved only when it fires before the current
         deadline: a timer made and cancelled per read was a tenth of the CPU
         of a streamed chunk.
         """
-        task = asyncio.current_task(self._loop)
-        assert task is not None
-        cancelling = task.cancelling()
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            ref = weakref.ref(self)
-            self._timer = self._loop.call_at(deadline, _on_timer, ref)
-        self._watch = (deadline, task)
-        try:
-            return await anext(self._it, None)
-        except asyncio.CancelledError:
-            if self._expired:
-                self._expired = False
-                if task.uncancel() <= cancelling:
-                    raise UpstreamTimeoutError("upstream timeout") from None
-            raise
-        finally:
-            self._watch = None
+        deadline = self._deadline
+        total = self._total_deadline
+        if total is not None and (deadline is None or total < deadline):
+            deadline = total
+        loop = self._loop
+        if deadline is None:
+            piece = await anext(self._it, None)
+        elif deadline <= loop.time():
+            # Spent already (e.g. waiting for headers): a read that needs no
+            # wait would otherwise slip past the timer.
+            raise UpstreamTimeoutError("upstream timeout")
+        else:
+            task = asyncio.current_task(loop)
+            assert task is not None
+            cancelling = task.cancelling()
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                ref = weakref.ref(self)
+                self._timer = loop.call_at(deadline, _on_timer, ref)
+            self._watch = (deadline, task)
+            try:
+                piece = await anext(self._it, None)
+            except asyncio.CancelledError:
+                if self._expired:
+                    self._expired = False
+                    if task.uncancel() <= cancelling:
+                        raise UpstreamTimeoutError("upstream timeout") from None
+                raise
+            finally:
+                self._watch = None
+        if self._idle is not None:
+            self._deadline = loop.time() + self._idle
+        else:
+            self._deadline = None
+        return piece
 
     def _stop_timer(self) -> None:
         if self._timer is not None:

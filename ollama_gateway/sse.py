@@ -42,6 +42,14 @@ class SSEParser:
         if self._cr or b"\r" in data:
             data = self._normalise(data)
         pending = self._pending
+        if (
+            not pending
+            and data[:6] == b"data: "
+            and data.find(b"\n") == len(data) - 2
+            and data[-1:] == b"\n"
+            and len(data) - 2 <= self._max
+        ):
+            return [data[6:-2]]  # the common read: one whole one-line event
         if b"\n\n" not in data and not (
             pending and data[:1] == b"\n" and pending[-1][-1:] == b"\n"
         ):

@@ -1,8 +1,9 @@
 """Correctness of the hot-path shortcuts the benchmarks led to (run by `make test`).
 
 `ChunkReader` splits a long read into MAX_BATCH parts and keeps one deadline
-timer per stream instead of `asyncio.timeout_at` per read; `now_rfc3339`
-formats the second once. Each must behave exactly as the plain version did.
+timer per stream instead of `asyncio.timeout_at` per read; `SSEParser` takes a
+read of one whole event by a shortcut; `now_rfc3339` formats the second once.
+Each must behave exactly as the plain version did.
 No timing is asserted: the timeouts here only have to fire at all.
 """
 
@@ -25,6 +26,7 @@ from ollama_gateway.errors import UpstreamProtocolError, UpstreamTimeoutError
 from ollama_gateway.protocols import NoConfig
 from ollama_gateway.schemas import ollama
 from ollama_gateway.settings import Settings, TimeoutSettings
+from ollama_gateway.sse import SSEParser
 from ollama_gateway_translators.openai_to_ollama import ChatResponseMapper
 
 
@@ -154,3 +156,16 @@ def test_now_rfc3339_is_ollamas_format_and_current() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
     parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
+
+
+def test_sse_one_whole_event_per_read_is_the_same_as_the_general_path() -> None:
+    parser = SSEParser(max_event_bytes=64)
+    assert parser.feed(b"data: {}\n\n") == [b"{}"]
+    assert parser.feed(b"data: \n\n") == [b""]
+    assert parser.feed(b"data: a\ndata: b\n\n") == [b"a\nb"]
+    assert parser.feed(b"data: x\r\n\r\n") == [b"x"]
+    assert parser.feed(b"data: part") == []
+    assert parser.feed(b"ial\n\n") == [b"partial"]
+    assert parser.feed(b"data: " + b"x" * 58 + b"\n\n") == [b"x" * 58]
+    with pytest.raises(UpstreamProtocolError):
+        parser.feed(b"data: " + b"x" * 59 + b"\n\n")
