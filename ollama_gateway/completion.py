@@ -160,6 +160,7 @@ class ChunkReader:
                     return self._end_of_stream(self._parser.finish())
                 self._ctx.created_at = now_rfc3339()
                 payloads = self._parser.feed(piece)
+                del piece  # an open stream keeps no read while it waits
             if len(payloads) > MAX_BATCH:
                 # A read that caught up with a fast backend: write it in parts,
                 # so the first lines do not wait for the last to be encoded.
@@ -326,10 +327,12 @@ async def relay(
                 buffer = bytearray()
                 for chunk in batch:
                     encode_into(chunk, buffer)
+                del batch, chunk  # not kept while the next read is awaited
                 if response is None:
                     response = web.StreamResponse(headers={"Content-Type": NDJSON})
                     await response.prepare(request)
                 await response.write(buffer)
+                del buffer
         except GatewayError as exc:
             if response is None:
                 raise
