@@ -176,6 +176,17 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows: SYNs dropped because an accept queue was full
+    (system-wide; during the paced scenario our client is the one connecting)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for head, row in zip(lines[::2], lines[1::2], strict=False):
+        if head.startswith("TcpExt:"):
+            fields = dict(zip(head.split(), row.split(), strict=False))
+            return int(fields.get("ListenOverflows", 0))
+    return 0
+
+
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -324,6 +335,7 @@ def measure(
             ticks.append((event, cpu_seconds(pids()), rss_kib(pids())))
 
         cpu_start = cpu_seconds(pids())
+        overflows = listen_overflows()
         paced = run_client(
             "paced",
             port,
@@ -335,6 +347,7 @@ def measure(
             ramp=plan.paced_ramp,
         )
         cpu_end = cpu_seconds(pids())
+        values["paced_overflows"] = listen_overflows() - overflows
         note("paced", paced)
         values["paced_completed"] = paced["completed"]
         values["paced_streams"] = paced["streams"]
@@ -481,6 +494,12 @@ def rows(plan: Plan) -> list[Row]:
             met=lambda g, n: g == plan.paced_streams,
         ),
         Row("paced: s until every stream is open", "paced_open_s", _ms, False),
+        Row(
+            "paced: SYNs dropped (listen queue full)",
+            "paced_overflows",
+            lambda v: f"{v:.0f}",
+            False,
+        ),
         Row("paced: s until the last stream ended", "paced_s", _ms, False),
         Row(
             "paced: RSS KiB per open stream",
