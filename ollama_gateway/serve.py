@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import multiprocessing
 import signal
@@ -22,7 +23,7 @@ from yarl import URL
 from ollama_gateway.app import create_app
 from ollama_gateway.keys import pipeline_key
 from ollama_gateway.log import setup_logging
-from ollama_gateway.settings import Settings
+from ollama_gateway.settings import Settings, SettingsError
 
 __all__ = ["ListenError", "serve"]
 
@@ -48,6 +49,10 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
         setup_logging(settings.log_level)
     app = create_app(settings)
     server = settings.server
+    loop = _new_loop(settings)
+    # Startup objects (modules, settings, the app) live as long as the process:
+    # kept out of later collections, which cost pauses with many open streams.
+    gc.freeze()
 
     def started(banner: str) -> None:
         # run_app calls this once the socket is bound, so the line is true.
@@ -67,7 +72,7 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
             handler_cancellation=True,
             access_log=None,
             print=started,
-            loop=_new_loop(),
+            loop=loop,
         )
     except OSError as exc:
         if exc.errno not in _BIND_ERRORS:
@@ -78,12 +83,17 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
     return 0
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (the `uvloop` extra), else asyncio's own."""
+def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """asyncio's loop, or uvloop when `[server] event_loop = "uvloop"`."""
+    if settings.server.event_loop == "asyncio":
+        return asyncio.new_event_loop()
     try:
         import uvloop
     except ImportError:
-        return asyncio.new_event_loop()
+        raise SettingsError(
+            "server.event_loop: uvloop is not installed "
+            "(pip install 'ollama-gateway[uvloop]')"
+        ) from None
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
 

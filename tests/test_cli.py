@@ -194,3 +194,20 @@ def test_port_in_use_is_one_line_without_traceback(tmp_path: Path):
     assert str(port) in last
     # Nothing claimed to listen before the socket was bound.
     assert "listening on" not in result.stderr
+
+
+def test_uvloop_asked_for_but_missing_is_one_line(tmp_path: Path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "uvloop.py").write_text('raise ImportError("not installed")\n')
+    (tmp_path / "uv.toml").write_text('[server]\nevent_loop = "uvloop"\n')
+    result = _run(
+        "serve", "--config", "uv.toml", "--port", "0", cwd=tmp_path,
+        PYTHONPATH=f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "ollama-gateway: error: server.event_loop: uvloop is not installed "
+        "(pip install 'ollama-gateway[uvloop]')"
+    ]

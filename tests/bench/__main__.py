@@ -618,7 +618,11 @@ def main() -> int:
                         **env,
                         "OPENAI_BASE_URL": f"http://127.0.0.1:{backend_port}/v1",
                     }
-                    if not target.uvloop:
+                    if target.uvloop:
+                        config = Path(tmp) / "uvloop.toml"
+                        config.write_text('[server]\nevent_loop = "uvloop"\n')
+                        target_env["OLLAMA_GATEWAY_CONFIG"] = str(config)
+                    else:
                         target_env["PYTHONPATH"] = f"{hide}{os.pathsep}{ROOT}"
                     with process(argv, target_env, log) as proc:
                         wait_ready(port, target.kind, proc, log)
