@@ -27,8 +27,8 @@ from ollama_gateway.errors import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
     error_body,
-    error_kind,
 )
+from ollama_gateway.log import note_failure
 from ollama_gateway.protocols import StreamSession, UpstreamResponse
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import Settings
@@ -336,7 +336,7 @@ async def relay(
         except GatewayError as exc:
             if response is None:
                 raise
-            _note_late_failure(ctx, exc)
+            note_failure(ctx, exc)
             # After output started the status is sent: end with one error line.
             await response.write(error_body(exc.message) + b"\n")
         except asyncio.CancelledError as exc:
@@ -354,18 +354,6 @@ async def relay(
         ctx.outcome = "client_disconnect"
         return response or web.Response(status=499)
     return response
-
-
-def _note_late_failure(ctx: RequestContext, exc: GatewayError) -> None:
-    ctx.outcome = error_kind(exc)
-    if isinstance(exc, TranslationError):
-        # The error middleware logs failures before output; this one it never sees.
-        log.error(
-            "translator %s failed",
-            exc.translator,
-            exc_info=exc.__cause__ or exc,
-            extra={"request_id": ctx.request_id},
-        )
 
 
 async def collect(reader: ChunkReader) -> ollama.ChatResponse:

@@ -12,9 +12,13 @@ from datetime import UTC, datetime
 
 from pythonjsonlogger import json as jsonlogger
 
-__all__ = ["ACCESS_LOGGER", "FIELDS", "JsonFormatter", "setup_logging"]
+from ollama_gateway.context import RequestContext
+from ollama_gateway.errors import GatewayError, TranslationError, error_kind
+
+__all__ = ["ACCESS_LOGGER", "FIELDS", "JsonFormatter", "note_failure", "setup_logging"]
 
 ACCESS_LOGGER = "ollama_gateway.access"
+_failures = logging.getLogger("ollama_gateway.errors")
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Short names for the standard fields; `extra=` keys are added as they are.
 FIELDS = {
@@ -61,3 +65,16 @@ def setup_logging(level: str) -> None:
             "loggers": {"aiohttp.access": {"level": "WARNING"}},
         }
     )
+
+
+def note_failure(ctx: RequestContext, exc: GatewayError) -> None:
+    """Record a failed request's outcome; a translator's bug is logged with its
+    traceback (the client only sees its message)."""
+    ctx.outcome = error_kind(exc)
+    if isinstance(exc, TranslationError):
+        _failures.error(
+            "translator %s failed",
+            exc.translator,
+            exc_info=exc.__cause__ or exc,
+            extra={"request_id": ctx.request_id},
+        )

@@ -20,12 +20,10 @@ from ollama_gateway.cors import HostCheck, OriginPolicy
 from ollama_gateway.errors import (
     AuthError,
     GatewayError,
-    TranslationError,
     error_body,
-    error_kind,
 )
 from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
-from ollama_gateway.log import ACCESS_LOGGER
+from ollama_gateway.log import ACCESS_LOGGER, note_failure
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
 __all__ = ["setup_middlewares"]
@@ -64,7 +62,7 @@ def setup_middlewares(app: web.Application) -> None:
             return response
         except GatewayError as exc:
             status = exc.status
-            _note_error(ctx, exc)
+            note_failure(ctx, exc)
             error = _error_response(exc.status, exc.message)
             if isinstance(exc, AuthError):
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
@@ -182,17 +180,6 @@ def _http_exception(exc: web.HTTPException) -> web.StreamResponse:
     if 300 <= exc.status < 400:
         return exc
     return _error_response(exc.status, exc.reason)
-
-
-def _note_error(ctx: RequestContext, exc: GatewayError) -> None:
-    ctx.outcome = error_kind(exc)
-    if isinstance(exc, TranslationError):
-        log.error(
-            "translator %s failed",
-            exc.translator,
-            exc_info=exc.__cause__ or exc,
-            extra={"request_id": ctx.request_id},
-        )
 
 
 def _record(request: web.Request, ctx: RequestContext, status: int) -> None:
