@@ -3,8 +3,9 @@
 `ChunkReader` turns an upstream answer into batches of Ollama chunks, one batch
 per upstream read (at most MAX_BATCH events), under the first-token, idle and
 total timeouts. `relay` writes the batches as NDJSON, each batch in one
-`write()`; `collect` folds them into one non-stream answer. The response is prepared only when the first batch
-is ready, so a failure before any output keeps its real status (spec 1.3).
+`write()`; `collect` folds them into one non-stream answer. The response is
+prepared only when the first batch is ready, so a failure before any output
+keeps its real status (spec 1.3).
 """
 
 from __future__ import annotations
