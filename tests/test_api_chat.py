@@ -301,25 +301,6 @@ async def test_keep_alive_accepted(gateway, backend, keep_alive):
     assert (await resp.json())["done_reason"] in ("load", "unload")
 
 
-@pytest.mark.parametrize(
-    ("keep_alive", "message"),
-    [
-        ("10", 'time: missing unit in duration "10"'),
-        ("abc", 'time: invalid duration "abc"'),
-        ("1d", 'time: unknown unit "d" in duration "1d"'),
-        ("", 'time: invalid duration ""'),
-        (True, "Unsupported type: 'bool'"),
-        ({}, "Unsupported type: 'map[string]interface {}'"),
-        ([], "Unsupported type: '[]interface {}'"),
-    ],
-)
-async def test_keep_alive_rejected(gateway, backend, keep_alive, message):
-    client = await gateway(backend)
-    resp = await post(client, "/api/chat", chat(keep_alive=keep_alive))
-    assert await _error(resp) == (400, message)
-    assert backend.completions() == []
-
-
 # Options mapping ----------------------------------------------------------------------
 
 

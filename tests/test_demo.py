@@ -11,7 +11,6 @@ import json
 import math
 import struct
 import time
-import zlib
 from typing import Any, Literal
 
 import jsonschema
@@ -29,6 +28,7 @@ from ollama_gateway_translators.demo_catalogue import ERROR_TAGS, MODELS
 from ollama_gateway_translators.demo_media import image_size
 from ollama_gateway_translators.demo_schema import instance
 from tests.conftest import FAST_DEMO, base_url
+from tests.media import png as make_png
 
 USER = [{"role": "user", "content": "hello there"}]
 STALL_TOML = FAST_DEMO + "\n[timeouts]\nidle = 0.3\n"
@@ -582,21 +582,6 @@ def test_schema_instance_reads_the_python_clients_type_strings():
 # --- demo-vision ---------------------------------------------------------------
 
 
-def _png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    rows = b"".join(b"\x00" + b"\x10\x80\xf0" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 def _gif(width: int, height: int) -> bytes:
     return (
         b"GIF89a"
@@ -606,7 +591,7 @@ def _gif(width: int, height: int) -> bytes:
 
 
 async def test_vision_reports_image_types_and_sizes(gateway):
-    png, gif = _png(3, 2), _gif(5, 4)
+    png, gif = make_png(3, 2), _gif(5, 4)
     client = await gateway(toml=FAST_DEMO)
     async with ollama.AsyncClient(host=base_url(client)) as api:
         reply = await api.chat(
@@ -638,7 +623,7 @@ def test_image_headers_of_every_supported_format():
     vp8l = b"RIFF\x00\x00\x00\x00WEBPVP8L\x00\x00\x00\x00\x2f" + struct.pack(
         "<I", (16 - 1) | ((9 - 1) << 14)
     )
-    assert image_size(_png(7, 9)) == ("PNG", 7, 9)
+    assert image_size(make_png(7, 9)) == ("PNG", 7, 9)
     assert image_size(_gif(300, 200)) == ("GIF", 300, 200)
     assert image_size(jpeg) == ("JPEG", 640, 480)
     assert image_size(vp8x) == ("WEBP", 800, 600)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import FAST_DEMO, base_url
+from tests.media import png as make_png
 
 CLIENT = Path(__file__).parent / "js" / "node_modules" / "ollama" / "dist" / "index.mjs"
 
@@ -110,21 +109,6 @@ console.log(JSON.stringify(out));
 """
 
 
-def _png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    rows = b"".join(b"\x00" + b"\x00\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 async def _run_script(host: str, png: bytes, tmp_path: Path) -> dict[str, Any]:
     script = tmp_path / "demo_client.mjs"
     script.write_text(SCRIPT % {"client": json.dumps(CLIENT.as_uri())})
@@ -145,7 +129,7 @@ async def _run_script(host: str, png: bytes, tmp_path: Path) -> dict[str, Any]:
 
 async def test_demo_models_through_the_js_client(gateway, tmp_path):
     client = await gateway(toml=FAST_DEMO)
-    png = _png(4, 3)
+    png = make_png(4, 3)
     out = await _run_script(base_url(client), png, tmp_path)
 
     assert {"demo:latest", "demo-tools:latest", "demo-error:drop"} <= set(out["tags"])

@@ -198,6 +198,7 @@ async def test_case_26_keep_alive_values_rejected(
         resp = await post(client, path, body)
         assert resp.status == 400, path
         assert await resp.json() == {"error": message}, path
+    assert backend.completions() == []
 
 
 # Options mapping
