@@ -40,8 +40,11 @@ test: lint typecheck pytest
 
 check: test
 
+# Coverage is measured on demand, so `make test` needs no coverage tooling.
 cov: install js-deps
-	$(BIN)/python -m pytest --cov --cov-report=term-missing
+	$(BIN)/python -m pip install --quiet 'coverage[toml]>=7.6'
+	$(BIN)/python -m coverage run -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m coverage report
 
 bench: install
 	$(BIN)/python -m pip install --quiet 'uvloop>=0.21' && $(BIN)/python -m tests.bench $(BENCH_ARGS)

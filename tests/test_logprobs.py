@@ -64,3 +64,36 @@ async def test_logprobs_from_the_backend_are_ignored_when_not_asked(backend, gat
     ]
     assert "".join(line["message"]["content"] for line in lines) == "Hi there"
     assert all("logprobs" not in line for line in lines)
+
+
+async def test_legacy_completion_logprobs_become_ollama_elements(backend, gateway):
+    def text_chunk(text: str, logprob: float, finish: str | None = None) -> dict:
+        choice = {
+            "index": 0,
+            "text": text,
+            "finish_reason": finish,
+            "logprobs": {
+                "tokens": [text],
+                "token_logprobs": [logprob],
+                "top_logprobs": [{text: logprob, "x": -5.0}],
+            },
+        }
+        return {"object": "text_completion", "choices": [choice]}
+
+    backend.queue(
+        Script(pieces=[sse(text_chunk("fn", -0.2), text_chunk("()", -0.4, "stop"))])
+    )
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "prompt": "def ", "raw": True, "logprobs": True,
+            "top_logprobs": 2, "stream": False}  # fmt: skip
+    response = await client.post("/api/generate", json=body)
+    assert response.status == 200, await response.text()
+    answer = await response.json()
+    assert answer["response"] == "fn()"
+    assert backend.completions()[-1].path == "/v1/completions"
+    assert backend.completions()[-1].body["logprobs"] == 2
+    first = answer["logprobs"][0]
+    assert first["token"] == "fn" and first["logprob"] == -0.2
+    assert first["bytes"] == [102, 110]
+    assert {t["token"] for t in first["top_logprobs"]} == {"fn", "x"}
+    assert [item["token"] for item in answer["logprobs"]] == ["fn", "()"]
