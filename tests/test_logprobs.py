@@ -67,7 +67,9 @@ async def test_logprobs_from_the_backend_are_ignored_when_not_asked(backend, gat
 
 
 async def test_legacy_completion_logprobs_become_ollama_elements(backend, gateway):
-    def text_chunk(text: str, logprob: float, finish: str | None = None) -> dict:
+    def text_chunk(
+        text: str, logprob: float, finish: str | None = None
+    ) -> dict[str, object]:
         choice = {
             "index": 0,
             "text": text,
