@@ -20,7 +20,6 @@ from ollama_gateway.errors import (
     ModelNotFoundError,
     TranslationError,
     UpstreamConnectError,
-    UpstreamTimeoutError,
 )
 from ollama_gateway.keys import (
     catalogue_key,
@@ -33,6 +32,7 @@ from ollama_gateway.keys import (
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
+from ollama_gateway.upstream import upstream_deadline
 
 __all__ = ["find_model", "load_answer", "map_with", "serve_completion"]
 
@@ -139,17 +139,14 @@ async def _send_and_answer(
     budgets = [t for t in (settings.timeouts.first_token, settings.timeouts.total) if t]
     first_token = min(budgets) if budgets else None
     async with upstream.slot():
-        try:
-            async with asyncio.timeout(first_token):
-                response = await upstream.send(
-                    ctx,
-                    path,
-                    payload,
-                    stream=True,
-                    not_found=f"model '{ctx.model}' not found",
-                )
-        except TimeoutError:
-            raise UpstreamTimeoutError("upstream timeout") from None
+        async with upstream_deadline(first_token):
+            response = await upstream.send(
+                ctx,
+                path,
+                payload,
+                stream=True,
+                not_found=f"model '{ctx.model}' not found",
+            )
         try:
             session = map_with(request, lambda: pipeline.response.open_stream(ctx))
             reader = ChunkReader(

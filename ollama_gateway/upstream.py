@@ -24,7 +24,7 @@ from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamRespons
 from ollama_gateway.schemas import openai
 from ollama_gateway.settings import BackendSettings, Settings
 
-__all__ = ["Upstream", "map_status"]
+__all__ = ["Upstream", "map_status", "upstream_deadline"]
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -33,6 +33,16 @@ _LIST_TIMEOUT = 10.0
 # the gateway buffer more than this.
 _ERROR_BODY_LIMIT = 64 * 1024
 PROBE_TIMEOUT = 5.0
+
+
+@asynccontextmanager
+async def upstream_deadline(seconds: float | None) -> AsyncIterator[None]:
+    """Bound a wait for a backend (None: unbounded); running out is a 504."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise UpstreamTimeoutError("upstream timeout") from None
 
 
 def map_status(status: int, body: bytes, not_found: str) -> GatewayError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 from aiohttp import web
 
@@ -13,13 +11,13 @@ from ollama_gateway.errors import (
     InvalidRequestError,
     UpstreamProtocolError,
     UpstreamStatusError,
-    UpstreamTimeoutError,
 )
 from ollama_gateway.handlers.models import json_response
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.upstream import upstream_deadline
 
 __all__ = ["TOO_LONG", "handle_embed", "handle_embeddings"]
 
@@ -106,22 +104,14 @@ async def _embed(
     ctx.backend_settings = upstream.backend(ctx.backend)
     body = map_with(request, lambda: pipeline.request.map_embed(req, ctx))
     timeout = app[settings_key].timeouts.first_token or None
-    async with upstream.slot():
+    async with upstream.slot(), upstream_deadline(timeout):
+        response = await upstream.send(
+            ctx, "/embeddings", openai.encode(body), stream=False, not_found=not_found
+        )
         try:
-            async with asyncio.timeout(timeout):
-                response = await upstream.send(
-                    ctx,
-                    "/embeddings",
-                    openai.encode(body),
-                    stream=False,
-                    not_found=not_found,
-                )
-                try:
-                    data = await response.aread()
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise UpstreamTimeoutError("upstream timeout") from None
+            data = await response.aread()
+        finally:
+            await response.aclose()
     try:
         decoded = openai.decode_embedding_response(data)
     except msgspec.DecodeError as exc:

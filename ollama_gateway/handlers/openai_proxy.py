@@ -7,16 +7,16 @@ for the model id; streams are relayed piece by piece, without buffering.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from ollama_gateway.errors import GatewayError, UpstreamTimeoutError, error_kind
+from ollama_gateway.errors import GatewayError, error_kind
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
+from ollama_gateway.upstream import upstream_deadline
 
 __all__ = ["handle_completions", "handle_embeddings", "handle_model", "handle_models"]
 
@@ -104,14 +104,11 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
     timeout = request.app[settings_key].timeouts.first_token or None
     try:
         async with upstream.slot():
-            try:
-                async with asyncio.timeout(timeout):
-                    response = await upstream.send(
-                        ctx, path, msgspec.json.encode(body), stream=stream,
-                        not_found=f"The model '{ctx.model}' does not exist",
-                    )  # fmt: skip
-            except TimeoutError:
-                raise UpstreamTimeoutError("upstream timeout") from None
+            async with upstream_deadline(timeout):
+                response = await upstream.send(
+                    ctx, path, msgspec.json.encode(body), stream=stream,
+                    not_found=f"The model '{ctx.model}' does not exist",
+                )  # fmt: skip
             try:
                 return await _relay(request, response)
             finally:
