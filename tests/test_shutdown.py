@@ -63,6 +63,19 @@ tokens_per_second = {tokens_per_second}
 """
 
 
+def _fake_backend(backend: FakeBackend, grace: float) -> str:
+    """Settings for a gateway in front of the fake backend, with a short grace."""
+    return f"""
+[server]
+shutdown_grace = {grace}
+
+[[backends]]
+name = "fake"
+base_url = "{backend.url}"
+models = ["gpt-4o"]
+"""
+
+
 def _whole_or_error(lines: list[dict[str, Any]]) -> str:
     """ "whole" for a complete answer, "error" for one ended by an error line."""
     assert lines, "no line at all"
@@ -182,16 +195,7 @@ async def test_upstream_connections_are_closed(launch, backend: FakeBackend):
     events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(200)]
     for _ in range(3):
         backend.queue(Script(pieces=events, delay=0.1))
-    toml = f"""
-[server]
-shutdown_grace = 0.5
-
-[[backends]]
-name = "fake"
-base_url = "{backend.url}"
-models = ["gpt-4o"]
-"""
-    gateway = await launch(toml)
+    gateway = await launch(_fake_backend(backend, grace=0.5))
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
     async with aiohttp.ClientSession() as session:
         started = [asyncio.Event() for _ in range(3)]
@@ -216,16 +220,7 @@ async def test_other_requests_in_flight_end_at_the_grace_too(
     launch, backend: FakeBackend
 ):
     backend.queue(Script.text("far too late", first_delay=60))
-    toml = f"""
-[server]
-shutdown_grace = 0.5
-
-[[backends]]
-name = "fake"
-base_url = "{backend.url}"
-models = ["gpt-4o"]
-"""
-    gateway = await launch(toml)
+    gateway = await launch(_fake_backend(backend, grace=0.5))
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
     async with aiohttp.ClientSession() as session:
         waiting = asyncio.create_task(
