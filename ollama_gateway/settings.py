@@ -108,6 +108,7 @@ class BackendSettings(_Section, frozen=True):
     extensions: bool = False
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     stream_usage: bool = True
+    stream_upstream: Literal["always", "as-client"] = "always"
     think_off_effort: str = "none"
     think_on_effort: str = ""
     max_stop: int = 0

@@ -64,7 +64,7 @@ class ChatRequestMapper:
             )
             if request.suffix:
                 completion.suffix = request.suffix
-            _apply_stream(completion, backend)
+            _apply_stream(completion, backend, ctx)
             _apply_options(completion, request.options, backend)
             _apply_format(completion, request.format)
             if request.logprobs:
@@ -102,7 +102,7 @@ class ChatRequestMapper:
         ctx: RequestContext,
         backend: BackendSettings,
     ) -> None:
-        _apply_stream(body, backend)
+        _apply_stream(body, backend, ctx)
         _apply_options(body, request.options, backend)
         _apply_format(body, request.format)
         thinking_model = ctx.entry is None or ctx.entry.supports("thinking")
@@ -201,8 +201,16 @@ def sniff_image_mime(b64: str) -> str:
     return "image/jpeg"
 
 
-def _apply_stream(body: openai.SamplingParams, backend: BackendSettings) -> None:
-    # Always stream upstream: one code path, and a time to first token to report.
+def _apply_stream(
+    body: openai.SamplingParams, backend: BackendSettings, ctx: RequestContext
+) -> None:
+    if not ctx.stream and backend.stream_upstream == "as-client":
+        # One JSON answer for a client that wants one: cheaper on both sides,
+        # at the price of a time to first token (it is the whole answer's).
+        body.stream = False
+        return
+    # By default always stream upstream: one code path, and a time to first
+    # token to report (spec 3.1).
     body.stream = True
     if backend.stream_usage:
         body.stream_options = openai.StreamOptions()
