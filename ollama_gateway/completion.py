@@ -29,13 +29,13 @@ from ollama_gateway.errors import (
     UpstreamTimeoutError,
     error_body,
 )
+from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.log import note_failure
 from ollama_gateway.protocols import StreamSession, UpstreamResponse
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import Settings
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.sse import SSEParser
-from ollama_gateway.transport import UNEXPECTED_EOF
 
 __all__ = ["ChunkReader", "EncodeInto", "collect", "relay"]
 
@@ -181,6 +181,15 @@ class ChunkReader:
                 return self._defer(out, exc)
             if out:
                 return out
+
+    async def aclose(self) -> None:
+        """Close the body iterator if it is an async generator (a plugin's
+        transport): left to the garbage collector, an unfinished generator is
+        closed through the loop's finalizer hook, a wake-up per request."""
+        self._stop_timer()
+        close = getattr(self._it, "aclose", None)
+        if close is not None:
+            await close()
 
     def _defer(
         self, out: list[ollama.ChatResponse], exc: Exception

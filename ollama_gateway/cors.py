@@ -54,16 +54,31 @@ class OriginPolicy:
         return web.Response(status=204, headers=headers)
 
 
+_SEEN_MAX = 256
+
+
 class HostCheck:
     """DNS-rebinding protection when bound to loopback: reject foreign Host names."""
 
     def __init__(self, bind_host: str) -> None:
         self.enabled = _is_loopback(bind_host)
         self._own = socket.gethostname().lower()
+        # Host header -> verdict: clients send the same few on every request,
+        # and parsing an IP address each time was a visible cost. Bounded,
+        # since the header is the client's to choose.
+        self._seen: dict[str, bool] = {}
 
     def allows(self, host_header: str) -> bool:
         if not self.enabled or not host_header:
             return True
+        verdict = self._seen.get(host_header)
+        if verdict is None:
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            verdict = self._seen[host_header] = self._judge(host_header)
+        return verdict
+
+    def _judge(self, host_header: str) -> bool:
         host = _strip_port(host_header).lower()
         if host in ("localhost", self._own) or host.endswith(
             (".localhost", ".local", ".internal")

@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.keys import settings_key
 
 __all__ = ["read_body"]
 
@@ -22,7 +23,7 @@ T = TypeVar("T")
 
 async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
     """Decode the request body with a typed msgspec decoder."""
-    body = await request.read()
+    body = await _read(request)
     stripped = body.strip()
     if not stripped:
         raise InvalidRequestError("missing request body")
@@ -34,6 +35,24 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
         raise InvalidRequestError(_describe(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(str(exc)) from None
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body, bounded by `[limits] max_body_bytes` (413 beyond it).
+
+    Not `request.read()`: that keeps the bytes on the request for its whole
+    life, so a streamed answer to a long conversation would hold the raw
+    conversation until its last line.
+    """
+    limit = request.app[settings_key].limits.max_body_bytes
+    pieces: list[bytes] = []
+    size = 0
+    while piece := await request.content.readany():
+        size += len(piece)
+        if limit and size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        pieces.append(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _describe(message: str) -> str:

@@ -23,7 +23,6 @@ from ollama_gateway.errors import (
 )
 from ollama_gateway.keys import (
     catalogue_key,
-    in_flight_key,
     pipeline_key,
     running_key,
     settings_key,
@@ -34,7 +33,7 @@ from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import upstream_deadline
 
-__all__ = ["find_model", "load_answer", "map_with", "serve_completion"]
+__all__ = ["Outgoing", "find_model", "load_answer", "map_with", "serve_completion"]
 
 T = TypeVar("T")
 
@@ -90,26 +89,42 @@ def touch_running(
     request.app[running_key].touch(entry, keep_alive)
 
 
+class Outgoing:
+    """A mapped completion request, encoded, handed over once.
+
+    The handler builds it and drops the request and mapped body; the payload
+    is taken when sent. So an open stream holds none of them: a long
+    conversation (or its images) is not kept until the answer's last line.
+    """
+
+    __slots__ = ("_payload", "path")
+
+    def __init__(
+        self, body: openai.ChatCompletionRequest | openai.CompletionRequest
+    ) -> None:
+        self.path = (
+            "/completions"
+            if isinstance(body, openai.CompletionRequest)
+            else "/chat/completions"
+        )
+        self._payload = openai.encode(body)
+
+    def take(self) -> bytes:
+        payload, self._payload = self._payload, b""
+        return payload
+
+
 async def serve_completion(
     request: web.Request,
     ctx: RequestContext,
-    body: openai.ChatCompletionRequest | openai.CompletionRequest,
+    outgoing: Outgoing,
     *,
     encode_into: EncodeInto,
     render: Callable[[ollama.ChatResponse], bytes],
 ) -> web.StreamResponse:
-    """Send the mapped body upstream and answer the client, streaming or not."""
-    path = (
-        "/completions"
-        if isinstance(body, openai.CompletionRequest)
-        else "/chat/completions"
-    )
-    payload = openai.encode(body)
+    """Send the request upstream and answer the client, streaming or not."""
     try:
-        with request.app[in_flight_key].track():
-            return await _send_and_answer(
-                request, ctx, path, payload, encode_into, render
-            )
+        return await _send_and_answer(request, ctx, outgoing, encode_into, render)
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc):
             raise
@@ -126,8 +141,7 @@ def _uncancel() -> None:
 async def _send_and_answer(
     request: web.Request,
     ctx: RequestContext,
-    path: str,
-    payload: bytes,
+    outgoing: Outgoing,
     encode_into: EncodeInto,
     render: Callable[[ollama.ChatResponse], bytes],
 ) -> web.StreamResponse:
@@ -142,11 +156,12 @@ async def _send_and_answer(
         async with upstream_deadline(first_token):
             response = await upstream.send(
                 ctx,
-                path,
-                payload,
+                outgoing.path,
+                outgoing.take(),
                 stream=True,
                 not_found=f"model '{ctx.model}' not found",
             )
+        reader: ChunkReader | None = None
         try:
             session = map_with(request, lambda: pipeline.response.open_stream(ctx))
             reader = ChunkReader(
@@ -159,7 +174,11 @@ async def _send_and_answer(
                 body=render(final), content_type="application/json", charset="utf-8"
             )
         finally:
-            await response.aclose()
+            try:
+                if reader is not None:
+                    await reader.aclose()
+            finally:
+                await response.aclose()
 
 
 def to_generate(chunk: ollama.ChatResponse) -> ollama.GenerateResponse:

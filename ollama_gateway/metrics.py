@@ -7,6 +7,8 @@ series count or break the exposition format with a hostile model name.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -35,6 +37,29 @@ _LATENCY_BUCKETS = (
     600,
 )
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "protocol")
+
+
+M = TypeVar("M", Counter, Histogram)
+
+
+class _Children(Generic[M]):
+    """A labelled metric's children by label values.
+
+    `labels()` validates and locks on every call, and was most of the cost of
+    recording a request. Bounded as the label values are (see above).
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class Metrics:
@@ -94,6 +119,10 @@ class Metrics:
         )
         for kind in UPSTREAM_ERROR_KINDS:
             self.upstream_errors.labels(kind=kind)
+        self._requests = _Children(self.requests)
+        self._duration = _Children(self.duration)
+        self._ttft = _Children(self.ttft)
+        self._tokens = _Children(self.tokens)
 
     def record_request(
         self,
@@ -107,14 +136,14 @@ class Metrics:
         completion_tokens: int = 0,
     ) -> None:
         """Record one finished request; called once per request, never per chunk."""
-        self.requests.labels(endpoint, model, f"{status // 100}xx").inc()
-        self.duration.labels(endpoint).observe(duration)
+        self._requests(endpoint, model, f"{status // 100}xx").inc()
+        self._duration(endpoint).observe(duration)
         if ttft is not None:
-            self.ttft.labels(endpoint, model).observe(ttft)
+            self._ttft(endpoint, model).observe(ttft)
         if prompt_tokens:
-            self.tokens.labels(model, "prompt").inc(prompt_tokens)
+            self._tokens(model, "prompt").inc(prompt_tokens)
         if completion_tokens:
-            self.tokens.labels(model, "completion").inc(completion_tokens)
+            self._tokens(model, "completion").inc(completion_tokens)
 
     def record_upstream_error(self, kind: str) -> None:
         self.upstream_errors.labels(

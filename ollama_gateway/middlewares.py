@@ -10,7 +10,7 @@ import hmac
 import logging
 import re
 import time
-import uuid
+from random import getrandbits
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -50,14 +50,22 @@ def setup_middlewares(app: web.Application) -> None:
     @web.middleware
     async def account(request: web.Request, handler: Handler) -> web.StreamResponse:
         wanted = request.headers.get("X-Request-ID", "")
-        request_id = wanted if _REQUEST_ID.fullmatch(wanted) else uuid.uuid4().hex
+        request_id = wanted if _REQUEST_ID.fullmatch(wanted) else _new_request_id()
         ctx = RequestContext(request_id=request_id, endpoint="other", model="")
         request[ctx_key] = ctx
         status = 500
+        # Tracked, so the grace timer can end it (see shutdown.py).
+        task = request.task
+        in_flight.add(task)
         try:
-            # Tracked, so the grace timer can end it (see shutdown.py).
-            with in_flight.track():
-                response = await handler(request)
+            refusal = guard(request)
+            if refusal is not None:
+                status = refusal.status
+                return refusal
+            response = await handler(request)
+            origin = request.headers.get("Origin")
+            if origin is not None and not response.prepared:
+                response.headers.update(origins.headers_for(origin))
             status = response.status
             return response
         except GatewayError as exc:
@@ -86,6 +94,7 @@ def setup_middlewares(app: web.Application) -> None:
             ctx.outcome = "internal_error"
             return _error_response(500, "internal server error")
         finally:
+            in_flight.discard(task)
             if status >= 400 and ctx.outcome == "ok":
                 ctx.outcome = "rejected" if status < 500 else "error"
             if id(request) in streaming:
@@ -93,8 +102,8 @@ def setup_middlewares(app: web.Application) -> None:
                 metrics.record_stream_end()
             _record(request, ctx, status)
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def guard(request: web.Request) -> web.StreamResponse | None:
+        """Host, Origin and key checks: a refusal, or None to go on."""
         if not hosts.allows(request.host):
             return web.Response(status=403, text="403 Forbidden: host not allowed")
         origin = request.headers.get("Origin")
@@ -111,12 +120,10 @@ def setup_middlewares(app: web.Application) -> None:
                 raise AuthError("unauthorized: a valid API key is required")
         if pass_key and presented:
             request[ctx_key].client_key = f"Bearer {presented}"
-        response = await handler(request)
-        if origin is not None and not response.prepared:
-            response.headers.update(origins.headers_for(origin))
-        return response
+        return None
 
-    app.middlewares.extend([account, guard])
+    # One middleware, not two: each is a frame kept by every open stream.
+    app.middlewares.append(account)
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         ctx = request.get(ctx_key)
@@ -130,6 +137,13 @@ def setup_middlewares(app: web.Application) -> None:
             response.headers.update(origins.headers_for(origin))
 
     app.on_response_prepare.append(add_headers)
+
+
+def _new_request_id() -> str:
+    # 128 random bits, as uuid4().hex gives, without its system call and
+    # object: ids need to be unique, not unpredictable. (`random` reseeds
+    # itself in a forked child, so workers do not repeat each other.)
+    return f"{getrandbits(128):032x}"
 
 
 def _uncancel() -> None:

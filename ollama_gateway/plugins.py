@@ -38,6 +38,10 @@ DEFAULT_TRANSLATORS = tuple(
         ),
         ("openai-http", "ollama_gateway_translators.openai_http:OpenAIHttpTransport"),
         (
+            "openai-aiohttp",
+            "ollama_gateway_translators.openai_http:OpenAIAiohttpTransport",
+        ),
+        (
             "openai-to-ollama",
             "ollama_gateway_translators.openai_to_ollama:ChatResponseMapper",
         ),

@@ -11,8 +11,6 @@ answered yet gets a 503; any other started stream (`/v1` SSE) is closed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from aiohttp import web
 
@@ -31,17 +29,11 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    @contextmanager
-    def track(self) -> Iterator[None]:
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - handlers always run in a task
-            yield
-            return
+    def add(self, task: asyncio.Task[object]) -> None:
         self._tasks.add(task)
-        try:
-            yield
-        finally:
-            self._tasks.discard(task)
+
+    def discard(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
 
     def end_all(self) -> None:
         for task in list(self._tasks):

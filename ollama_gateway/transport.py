@@ -1,5 +1,9 @@
-"""The aiohttp transport: one pooled ClientSession, and the one place where
-aiohttp's exceptions become the gateway's (`map_client_errors`)."""
+"""The transports that speak HTTP to backends.
+
+`Http1Transport` (the default, `openai-http`) sends through our lean HTTP/1.1
+pool (`http1.py`). `AiohttpTransport` (`openai-aiohttp`) sends through one
+pooled aiohttp ClientSession; `map_client_errors` is where aiohttp's
+exceptions become the gateway's. Both fail with the same errors and texts."""
 
 from __future__ import annotations
 
@@ -15,11 +19,15 @@ from ollama_gateway.errors import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
+from ollama_gateway.http1 import UNEXPECTED_EOF, Http1Pool, Http1Response
 from ollama_gateway.protocols import UpstreamRequest
 
-__all__ = ["AiohttpResponse", "AiohttpTransport", "map_client_errors"]
-
-UNEXPECTED_EOF = "an error was encountered while running the model: unexpected EOF"
+__all__ = [
+    "AiohttpResponse",
+    "AiohttpTransport",
+    "Http1Transport",
+    "map_client_errors",
+]
 
 
 @contextmanager
@@ -69,19 +77,8 @@ class AiohttpResponse:
     def headers(self) -> Mapping[str, str]:
         return self._resp.headers
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
-        while True:
-            try:
-                piece = await content.readany()
-            except (aiohttp.ClientError, TimeoutError):
-                # Mapped only when raised: a context manager entered per read
-                # was a visible share of a streamed chunk's cost.
-                with map_client_errors(started=True):
-                    raise
-            if not piece:
-                return
-            yield piece
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return _BodyPieces(self._resp.content)
 
     async def aread(self) -> bytes:
         with map_client_errors(started=True):
@@ -94,6 +91,35 @@ class AiohttpResponse:
             self._resp.release()
         else:
             self._resp.close()
+
+
+class _BodyPieces:
+    """The body as it arrives, one `readany()` per step.
+
+    A class, not an async generator: a generator left unfinished (a reader
+    stops at `[DONE]`, before the connection's EOF) is closed by the loop's
+    finalizer hook, which costs a self-pipe wake-up per request.
+    """
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+
+    def __aiter__(self) -> _BodyPieces:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            piece = await self._content.readany()
+        except (aiohttp.ClientError, TimeoutError):
+            # Mapped only when raised: a context manager entered per read
+            # was a visible share of a streamed chunk's cost.
+            with map_client_errors(started=True):
+                raise
+        if not piece:
+            raise StopAsyncIteration
+        return piece
 
 
 class AiohttpTransport:
@@ -150,3 +176,39 @@ class AiohttpTransport:
                     skip_auto_headers=("User-Agent",),
                 )
             return self._session
+
+
+class Http1Transport:
+    """Sends requests over our HTTP/1.1 keep-alive pool, created on first use
+    (it belongs to the running loop). No connection cap, as above."""
+
+    def __init__(self) -> None:
+        self._pool: Http1Pool | None = None
+
+    async def send(
+        self, request: UpstreamRequest, ctx: RequestContext
+    ) -> Http1Response:
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = Http1Pool()
+        backend = request.backend
+        headers = {
+            "Content-Type": "application/json",
+            **backend.headers,
+            **request.headers,
+        }
+        if backend.api_key and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = f"Bearer {backend.api_key}"
+        return await pool.request(
+            request.method,
+            backend.base_url,
+            request.path,
+            headers,
+            request.body,
+            connect_timeout=request.connect_timeout or None,
+        )
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None

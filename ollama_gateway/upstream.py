@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from types import TracebackType
 
 from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import (
@@ -35,14 +35,32 @@ _ERROR_BODY_LIMIT = 64 * 1024
 PROBE_TIMEOUT = 5.0
 
 
-@asynccontextmanager
-async def upstream_deadline(seconds: float | None) -> AsyncIterator[None]:
-    """Bound a wait for a backend (None: unbounded); running out is a 504."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise UpstreamTimeoutError("upstream timeout") from None
+# Lower-case: it reads as a function, `async with upstream_deadline(s)`.
+class upstream_deadline:
+    """Bound a wait for a backend (None: unbounded); running out is a 504.
+
+    A class rather than an `asynccontextmanager`: it is entered on every
+    request, and a generator-based manager costs several times as much.
+    """
+
+    __slots__ = ("_timeout",)
+
+    def __init__(self, seconds: float | None) -> None:
+        self._timeout = asyncio.timeout(seconds)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(kind, exc, tb)
+        except TimeoutError:
+            raise UpstreamTimeoutError("upstream timeout") from None
 
 
 def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
@@ -81,16 +99,9 @@ class Upstream:
     def backend(self, name: str) -> BackendSettings:
         return self._backends[name]
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> _Slot:
         """Hold one of the concurrent upstream slots, or fail at once with 503."""
-        if self._limit and self.in_flight >= self._limit:
-            raise BusyError(BUSY_MESSAGE)
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+        return _Slot(self)
 
     async def send(
         self,
@@ -196,6 +207,22 @@ class Upstream:
             raise
         self._contacts[name] = (time.monotonic(), "")
         return response
+
+
+class _Slot:
+    __slots__ = ("_upstream",)
+
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+
+    async def __aenter__(self) -> None:
+        upstream = self._upstream
+        if upstream._limit and upstream.in_flight >= upstream._limit:
+            raise BusyError(BUSY_MESSAGE)
+        upstream.in_flight += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._upstream.in_flight -= 1
 
 
 async def _read_at_most(response: UpstreamResponse, limit: int) -> bytes:

@@ -18,7 +18,8 @@ from ollama_gateway.plugins import (
 )
 from tests.fakebackend import Script
 
-BUILTINS = {"ollama-to-openai", "openai-http", "openai-to-ollama", "demo", "retry",
+BUILTINS = {"ollama-to-openai", "openai-http", "openai-aiohttp",
+            "openai-to-ollama", "demo", "retry",
             "think-tags", "system-prompt", "azure-openai"}  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""`openai-http`: the default transport, OpenAI over HTTP through aiohttp."""
+"""`openai-http` (the default transport) and `openai-aiohttp`: OpenAI over
+HTTP, through our lean HTTP/1.1 pool or through aiohttp's ClientSession."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import ClassVar
 import msgspec
 
 from ollama_gateway.protocols import NoConfig, Stage, Transport
-from ollama_gateway.transport import AiohttpTransport
+from ollama_gateway.transport import AiohttpTransport, Http1Transport
 
-__all__ = ["OpenAIHttpTransport"]
+__all__ = ["OpenAIAiohttpTransport", "OpenAIHttpTransport"]
 
 
-class OpenAIHttpTransport(AiohttpTransport):
-    """Entry-point face of `AiohttpTransport`; it takes no settings of its own
+class OpenAIHttpTransport(Http1Transport):
+    """Entry-point face of `Http1Transport`; it takes no settings of its own
     (timeouts come with each request from `[timeouts]`)."""
 
     stage: ClassVar[Stage] = "transport"
@@ -22,4 +23,17 @@ class OpenAIHttpTransport(AiohttpTransport):
     def __init__(self, config: msgspec.Struct, inner: Transport | None) -> None:
         if inner is not None:
             raise ValueError("openai-http is a base transport: list it last")
+        super().__init__()
+
+
+class OpenAIAiohttpTransport(AiohttpTransport):
+    """Entry-point face of `AiohttpTransport`: the same contract through
+    aiohttp's client (it follows redirects and decodes brotli, say)."""
+
+    stage: ClassVar[Stage] = "transport"
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+
+    def __init__(self, config: msgspec.Struct, inner: Transport | None) -> None:
+        if inner is not None:
+            raise ValueError("openai-aiohttp is a base transport: list it last")
         super().__init__()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import msgspec
 from aiohttp import web
 
@@ -9,6 +11,7 @@ from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
+    Outgoing,
     find_model,
     load_answer,
     map_with,
@@ -70,7 +73,9 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
     ctx.top_logprobs = top_logprobs
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
-    body = map_with(request, lambda: pipeline.request.map_chat(req, ctx))
+    mapper = pipeline.request.map_chat
+    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
-        request, ctx, body, encode_into=_encode_line, render=ollama.encode
+        request, ctx, outgoing, encode_into=_encode_line, render=ollama.encode
     )

@@ -1,0 +1,1308 @@
+"""`ollama_gateway.http1` on real loopback sockets, against a raw asyncio server.
+
+The server records every request it reads (request line, headers, body by
+Content-Length) and answers with scripted raw bytes, written in scripted pieces
+with a short pause between them, so that each piece reaches the client in its
+own socket read: responses are split at awkward places (byte by byte, inside a
+chunk-size line, between "\\r" and "\\n").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import socket
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import pytest
+
+from ollama_gateway.errors import (
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+)
+from ollama_gateway.http1 import (
+    HIGH_WATER,
+    UNEXPECTED_EOF,
+    Headers,
+    Http1Pool,
+    Http1Response,
+)
+
+BEFORE_ANSWER = "upstream failed before answering"
+# Every test body runs under this bound: nothing here may hang.
+LIMIT = 5.0
+
+
+# -- the raw server -------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """What the server writes for one request."""
+
+    pieces: Sequence[bytes] = ()
+    gap: float = 0.001  # pause between pieces: each arrives in its own read
+    close: bool = False  # close the connection once written
+    close_when: asyncio.Event | None = None  # or close it later, when this is set
+
+
+@dataclass
+class Seen:
+    """One request as the server read it."""
+
+    conn: int
+    request_line: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def values(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+@dataclass
+class RawServer:
+    port: int = 0
+    replies: deque[Reply] = field(default_factory=deque)
+    requests: list[Seen] = field(default_factory=list)
+    # One event per accepted connection: the client closed its side (EOF).
+    eof: list[asyncio.Event] = field(default_factory=list)
+    # One event per accepted connection: the server closed it on a script's order.
+    server_closed: list[asyncio.Event] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def connections(self) -> int:
+        return len(self.eof)
+
+    def url(self, path: str = "/v1", userinfo: str = "") -> str:
+        return f"http://{userinfo}127.0.0.1:{self.port}{path}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.append(writer)
+        index = len(self.eof)
+        eof, closed = asyncio.Event(), asyncio.Event()
+        self.eof.append(eof)
+        self.server_closed.append(closed)
+        try:
+            await self._serve(index, reader, writer, eof, closed)
+        except asyncio.CancelledError:
+            pass  # stopped at teardown: not an error of the connection's task
+        finally:
+            writer.close()
+
+    async def _serve(
+        self,
+        index: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        eof: asyncio.Event,
+        closed: asyncio.Event,
+    ) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                eof.set()
+                return
+            lines = head[:-4].decode("latin-1").split("\r\n")
+            headers = []
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers.append((name, value.strip()))
+            length = sum(int(v) for k, v in headers if k.lower() == "content-length")
+            try:
+                body = await reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                eof.set()
+                return
+            self.requests.append(Seen(index, lines[0], headers, body))
+            # No scripted reply left: never answer, just wait for the EOF.
+            reply = self.replies.popleft() if self.replies else Reply()
+            try:
+                for i, piece in enumerate(reply.pieces):
+                    if i:
+                        await asyncio.sleep(reply.gap)
+                    writer.write(piece)
+                    await writer.drain()
+            except ConnectionError:
+                eof.set()
+                return
+            if reply.close_when is not None:
+                await reply.close_when.wait()
+            if reply.close or reply.close_when is not None:
+                writer.close()
+                with suppress(ConnectionError):
+                    await writer.wait_closed()
+                closed.set()
+                return
+
+
+class Servers:
+    """Starts raw servers and stops them all at teardown."""
+
+    def __init__(self) -> None:
+        self._started: list[RawServer] = []
+
+    async def __call__(self, *replies: Reply) -> RawServer:
+        server = RawServer(replies=deque(replies))
+        await server.start()
+        self._started.append(server)
+        return server
+
+    async def stop(self) -> None:
+        for server in self._started:
+            await server.stop()
+
+
+class Pools:
+    """Makes pools (in the running loop) and closes them all at teardown."""
+
+    def __init__(self) -> None:
+        self._made: list[Http1Pool] = []
+
+    def __call__(self, keepalive: float | None = None) -> Http1Pool:
+        pool = Http1Pool() if keepalive is None else Http1Pool(keepalive=keepalive)
+        self._made.append(pool)
+        return pool
+
+    async def aclose(self) -> None:
+        for pool in self._made:
+            await pool.aclose()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Servers]:
+    servers = Servers()
+    yield servers
+    async with asyncio.timeout(LIMIT):
+        await servers.stop()
+
+
+@pytest.fixture
+async def make_pool() -> AsyncIterator[Pools]:
+    pools = Pools()
+    yield pools
+    async with asyncio.timeout(LIMIT):
+        await pools.aclose()
+
+
+@pytest.fixture
+async def pool(make_pool: Pools) -> Http1Pool:
+    return make_pool()  # in the test's running loop
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def ok(body: bytes = b"ok", *headers: str, status: str = "200 OK") -> bytes:
+    """A complete HTTP/1.1 answer with a Content-Length."""
+    head = "".join(f"{h}\r\n" for h in headers)
+    return (
+        f"HTTP/1.1 {status}\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def post(
+    pool: Http1Pool,
+    server: RawServer,
+    body: bytes = b"{}",
+    *,
+    headers: Mapping[str, str] | None = None,
+    path: str = "/chat/completions",
+    method: str = "POST",
+    base_url: str | None = None,
+) -> Http1Response:
+    return await pool.request(
+        method,
+        base_url or server.url(),
+        path,
+        headers if headers is not None else {"Content-Type": "application/json"},
+        body,
+        connect_timeout=LIMIT,
+    )
+
+
+async def read_all(resp: Http1Response) -> list[bytes]:
+    pieces = [piece async for piece in resp.aiter_bytes()]
+    await resp.aclose()
+    assert all(pieces), "an empty piece was yielded"
+    return pieces
+
+
+async def read_until_error(resp: Http1Response) -> tuple[bytes, UpstreamProtocolError]:
+    got: list[bytes] = []
+    with pytest.raises(UpstreamProtocolError) as info:
+        async for piece in resp:
+            got.append(piece)
+    await resp.aclose()
+    return b"".join(got), info.value
+
+
+async def wait_until(check: Callable[[], bool], limit: float = 2.0) -> None:
+    async with asyncio.timeout(limit):
+        while not check():  # noqa: ASYNC110 - polls client state, no event for it
+            await asyncio.sleep(0.001)
+
+
+# -- bodies -----------------------------------------------------------------------
+
+
+async def test_content_length_body(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        body = b'{"id": "x", "text": "hello"}'
+        server = await serve(Reply([ok(body, "Content-Type: application/json")]))
+        resp = await post(pool, server)
+        assert resp.status == 200
+        assert resp.reason == "OK"
+        assert resp.headers["content-type"] == "application/json"
+        assert resp.headers["Content-Length"] == str(len(body))
+        assert await resp.aread() == body
+        await resp.aclose()
+
+
+async def test_content_length_body_in_pieces(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = ok(b"0123456789" * 3)
+        head_end = raw.index(b"\r\n\r\n") + 4
+        pieces = [raw[:head_end], raw[head_end : head_end + 7], raw[head_end + 7 :]]
+        server = await serve(Reply(pieces, gap=0.01))
+        resp = await post(pool, server)
+        got = await read_all(resp)
+        assert b"".join(got) == b"0123456789" * 3
+        assert len(got) >= 2  # handed over as it arrived, not at the end
+
+
+async def test_chunked_body_extensions_and_trailers(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = (
+            CHUNKED_HEAD
+            + b"5;a=b\r\nhello\r\n"
+            + b'2;name="quoted;value"\r\n, \r\n'
+            + b"A\r\n0123456789\r\n"
+            + b"0;last=1\r\nX-Trailer: yes\r\nX-Other: 2\r\n\r\n"
+        )
+        server = await serve(Reply([raw]))
+        resp = await post(pool, server)
+        assert resp.headers["transfer-encoding"] == "chunked"
+        assert b"".join(await read_all(resp)) == b"hello, 0123456789"
+        # Trailers are consumed: the connection is clean and is reused.
+        server.replies.append(Reply([ok(b"again")]))
+        resp = await post(pool, server)
+        assert await resp.aread() == b"again"
+        await resp.aclose()
+        assert server.connections == 1
+
+
+async def test_chunked_body_in_separate_reads(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        pieces = [
+            CHUNKED_HEAD,
+            chunk(b"one"),
+            chunk(b"two"),
+            chunk(b"three"),
+            b"0\r\n\r\n",
+        ]
+        server = await serve(Reply(pieces, gap=0.01))
+        resp = await post(pool, server)
+        got = await read_all(resp)
+        assert b"".join(got) == b"onetwothree"
+        assert got == [b"one", b"two", b"three"]  # one piece per socket read
+
+
+async def test_chunked_uppercase_hex_size(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        data = bytes(range(256)) * 2
+        raw = CHUNKED_HEAD + b"1FF\r\n" + data[:511] + b"\r\n" + chunk(data[511:])
+        server = await serve(Reply([raw + b"0\r\n\r\n"]))
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == data
+
+
+async def test_close_delimited_body(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        pieces = [
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+            b"first ",
+            b"second ",
+            b"third",
+        ]
+        server = await serve(Reply(pieces, close=True))
+        resp = await post(pool, server)
+        assert resp.status == 200
+        assert b"".join(await read_all(resp)) == b"first second third"
+        # Not reusable: the next request opens a new connection.
+        server.replies.append(Reply([ok(b"next")]))
+        resp = await post(pool, server)
+        assert await resp.aread() == b"next"
+        await resp.aclose()
+        assert server.connections == 2
+
+
+async def test_transfer_encoding_other_than_chunked_is_close_delimited(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        pieces = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nab", b"cd"]
+        server = await serve(Reply(pieces, close=True))
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"abcd"
+
+
+CHUNKED_RAW = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"5;a=b\r\nhello\r\n"
+    + b"1\r\n,\r\n"
+    + b"10\r\n world, again!!!\r\n"
+    + b"0\r\nX-Trailer: yes\r\n\r\n"
+)
+CHUNKED_BODY = b"hello, world, again!!!"
+INTERIM_RAW = (
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    + b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+    + CHUNKED_RAW
+)
+
+
+@pytest.mark.parametrize("raw", [CHUNKED_RAW, INTERIM_RAW], ids=["chunked", "interim"])
+async def test_chunked_split_at_every_byte_boundary(
+    pool: Http1Pool, serve: Servers, raw: bytes
+) -> None:
+    """The same body whatever the split: in the status line, in a header, in a
+    chunk-size line, between "\\r" and "\\n", inside the trailers."""
+    async with asyncio.timeout(LIMIT):
+        cuts = range(1, len(raw))
+        server = await serve(*(Reply([raw[:i], raw[i:]]) for i in cuts))
+        for i in cuts:
+            resp = await post(pool, server, b"%d" % i)
+            assert resp.status == 200, i
+            assert resp.headers["content-type"] == "text/plain", i
+            assert "link" not in resp.headers, i
+            assert b"".join(await read_all(resp)) == CHUNKED_BODY, i
+        # Every answer was consumed exactly: one connection served them all.
+        assert server.connections == 1
+        assert [r.body for r in server.requests] == [b"%d" % i for i in cuts]
+
+
+async def test_chunked_byte_by_byte(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        pieces = [CHUNKED_RAW[i : i + 1] for i in range(len(CHUNKED_RAW))]
+        server = await serve(Reply(pieces, gap=0.0005), Reply([ok(b"after")]))
+        resp = await post(pool, server)
+        got = await read_all(resp)
+        assert b"".join(got) == CHUNKED_BODY
+        assert len(got) > 1
+        resp = await post(pool, server)
+        assert await resp.aread() == b"after"
+        await resp.aclose()
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["together", "apart"])
+async def test_interim_response_then_the_answer(
+    pool: Http1Pool, serve: Servers, split: bool
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+        final = ok(b"real", "X-Final: 1", status="201 Created")
+        server = await serve(Reply([interim, final] if split else [interim + final]))
+        resp = await post(pool, server)
+        assert resp.status == 201
+        assert resp.reason == "Created"
+        assert resp.headers["x-final"] == "1"
+        assert b"".join(await read_all(resp)) == b"real"
+
+
+async def test_204_has_no_body_and_keeps_the_connection(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        no_content = b"HTTP/1.1 204 No Content\r\nX-Id: 1\r\n\r\n"
+        server = await serve(Reply([no_content]), Reply([ok(b"second")]))
+        resp = await post(pool, server)
+        assert resp.status == 204
+        assert await read_all(resp) == []
+        resp = await post(pool, server)
+        assert await resp.aread() == b"second"
+        await resp.aclose()
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "body"),
+    [
+        (Reply([b"HTTP/1.1 204 No Content\r\n\r\n"]), 204, b""),
+        (
+            Reply([b"HTTP/1.0 200 OK\r\n\r\n", b"until close"], close=True),
+            200,
+            b"until close",
+        ),
+    ],
+    ids=["204", "close-delimited"],
+)
+async def test_answer_with_no_header_lines(
+    pool: Http1Pool, serve: Servers, reply: Reply, status: int, body: bytes
+) -> None:
+    """A status line straight followed by the blank line is a valid answer
+    (RFC 9112: zero or more field lines)."""
+    async with asyncio.timeout(LIMIT):
+        server = await serve(reply)
+        resp = await post(pool, server)
+        assert resp.status == status
+        assert len(resp.headers) == 0
+        assert b"".join(await read_all(resp)) == body
+
+
+async def test_head_request_has_no_body(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        head_only = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+        server = await serve(Reply([head_only]), Reply([ok(b"x")]))
+        resp = await post(pool, server, b"", method="HEAD")
+        assert resp.headers["content-length"] == "1234"
+        assert await read_all(resp) == []
+        assert server.requests[0].request_line == "HEAD /v1/chat/completions HTTP/1.1"
+        assert server.requests[0].values("content-length") == []
+        resp = await post(pool, server)
+        assert await resp.aread() == b"x"
+        await resp.aclose()
+        assert server.connections == 1
+
+
+async def test_gzip_content_encoding_is_decoded(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        body = b'{"choices": [{"text": "compressed"}]}' * 50
+        packed = gzip.compress(body)
+        raw = ok(packed, "Content-Encoding: gzip")
+        cut = raw.index(b"\r\n\r\n") + 4 + len(packed) // 2
+        server = await serve(Reply([raw[:cut], raw[cut:]]), Reply([ok(b"plain")]))
+        resp = await post(pool, server)
+        assert resp.headers["content-encoding"] == "gzip"
+        assert b"".join(await read_all(resp)) == body
+        resp = await post(pool, server)
+        assert await resp.aread() == b"plain"
+        await resp.aclose()
+        assert server.connections == 1
+
+
+async def test_gzip_chunked_body_is_decoded(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        body = b"data: " + b"z" * 3000 + b"\n\n"
+        packed = gzip.compress(body)
+        head = b"HTTP/1.1 200 OK\r\nContent-Encoding: x-gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        pieces = [head, chunk(packed[:10]), chunk(packed[10:]), b"0\r\n\r\n"]
+        server = await serve(Reply(pieces))
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == body
+
+
+async def test_deflate_content_encoding_is_decoded(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        body = b"deflated " * 100
+        server = await serve(
+            Reply([ok(zlib.compress(body), "Content-Encoding: deflate")])
+        )
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == body
+
+
+async def test_headers_mapping(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = ok(
+            b"missing",
+            "Content-Type: application/json",
+            "X-Multi: a",
+            "x-multi:  b ",
+            "X-Empty:",
+            status="404 Not Found",
+        )
+        server = await serve(Reply([raw]))
+        resp = await post(pool, server)
+        assert resp.status == 404
+        assert resp.reason == "Not Found"
+        headers = resp.headers
+        assert isinstance(headers, Headers)
+        assert headers["X-MULTI"] == "a, b"
+        assert headers.get("x-Multi") == "a, b"
+        assert headers["x-empty"] == ""
+        assert "CONTENT-TYPE" in headers
+        assert headers.get("absent") is None
+        assert headers.get("absent", "dflt") == "dflt"
+        with pytest.raises(KeyError):
+            headers["absent"]
+        assert sorted(headers) == [
+            "content-length",
+            "content-type",
+            "x-empty",
+            "x-multi",
+        ]
+        assert len(headers) == 4
+        assert await resp.aread() == b"missing"
+        await resp.aclose()
+
+
+async def test_status_line_without_reason(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([b"HTTP/1.1 200\r\nContent-Length: 1\r\n\r\nx"]))
+        resp = await post(pool, server)
+        assert (resp.status, resp.reason) == (200, "")
+        assert await resp.aread() == b"x"
+        await resp.aclose()
+
+
+# -- the request bytes ---------------------------------------------------------------
+
+
+async def test_request_line_host_length_and_headers(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok()]))
+        body = b'{"model": "m", "messages": []}'
+        headers = {"Content-Type": "application/json", "X-Custom": "v 1; two"}
+        resp = await post(pool, server, body, headers=headers)
+        await resp.aread()
+        await resp.aclose()
+        [seen] = server.requests
+        assert seen.request_line == "POST /v1/chat/completions HTTP/1.1"
+        assert seen.values("Host") == [f"127.0.0.1:{server.port}"]
+        assert seen.values("Content-Length") == [str(len(body))]
+        assert seen.values("Content-Type") == ["application/json"]
+        assert seen.values("X-Custom") == ["v 1; two"]
+        assert seen.values("Accept-Encoding") == ["identity"]
+        assert seen.values("Authorization") == []
+        assert seen.body == body
+
+
+async def test_base_url_trailing_slash(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok()]))
+        resp = await post(pool, server, base_url=server.url("/api/v1/"))
+        await read_all(resp)
+        assert (
+            server.requests[0].request_line == "POST /api/v1/chat/completions HTTP/1.1"
+        )
+
+
+async def test_get_without_body_sends_no_content_length(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"[]")]))
+        resp = await post(pool, server, b"", method="GET", path="/models", headers={})
+        assert await resp.aread() == b"[]"
+        await resp.aclose()
+        [seen] = server.requests
+        assert seen.request_line == "GET /v1/models HTTP/1.1"
+        assert seen.values("content-length") == []
+        assert seen.body == b""
+
+
+async def test_post_with_empty_body_sends_content_length_zero(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok()]))
+        resp = await post(pool, server, b"")
+        await read_all(resp)
+        assert server.requests[0].values("content-length") == ["0"]
+
+
+async def test_basic_authorization_from_url(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok()]), Reply([ok()]))
+        resp = await post(pool, server, base_url=server.url(userinfo="user:pass@"))
+        await read_all(resp)
+        assert server.requests[0].values("Authorization") == [
+            "Basic " + base64.b64encode(b"user:pass").decode()
+        ]
+        assert server.requests[0].values("Host") == [f"127.0.0.1:{server.port}"]
+        # Percent-escapes in the userinfo are decoded before encoding.
+        resp = await post(pool, server, base_url=server.url(userinfo="us%40er:p%3Ass@"))
+        await read_all(resp)
+        assert server.requests[1].values("Authorization") == [
+            "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+        ]
+
+
+@pytest.mark.parametrize("name", ["Authorization", "authorization"])
+async def test_given_authorization_wins_over_url_credentials(
+    pool: Http1Pool, serve: Servers, name: str
+) -> None:
+    """Exactly one Authorization header, the one given, whatever its case
+    (header names are case-insensitive)."""
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok()]))
+        resp = await post(
+            pool,
+            server,
+            headers={name: "Bearer sk-given"},
+            base_url=server.url(userinfo="user:pass@"),
+        )
+        await read_all(resp)
+        assert server.requests[0].values("Authorization") == ["Bearer sk-given"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Evil": "a\r\nX-Injected: 1"},
+        {"X-Evil": "a\nb"},
+        {"X-Evil": "a\rb"},
+        {"X-Evil\r\nX-Injected": "1"},
+    ],
+    ids=["crlf-value", "lf-value", "cr-value", "crlf-name"],
+)
+async def test_header_with_line_break_is_refused_and_nothing_sent(
+    pool: Http1Pool, serve: Servers, headers: dict[str, str]
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"1")]), Reply([ok(b"2")]))
+        # Fresh pool: no connection is even opened.
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server, headers=headers)
+        assert info.value.message.startswith(BEFORE_ANSWER)
+        assert "line break" in info.value.message
+        await asyncio.sleep(0.01)
+        assert server.connections == 0
+        # With an idle connection: nothing is written on it either.
+        resp = await post(pool, server)
+        assert await resp.aread() == b"1"
+        await resp.aclose()
+        with pytest.raises(UpstreamProtocolError):
+            await post(pool, server, headers=headers)
+        resp = await post(pool, server)
+        assert await resp.aread() == b"2"
+        await resp.aclose()
+        assert server.connections == 1
+        assert len(server.requests) == 2
+        assert all("X-Injected" not in str(r.headers) for r in server.requests)
+
+
+async def test_target_host_header_and_bad_urls(pool: Http1Pool) -> None:
+    """No socket here: how a base URL is worked out."""
+    assert pool.target("http://[::1]:8080/v1").host_header == "[::1]:8080"
+    assert pool.target("http://example.test/v1").host_header == "example.test"
+    assert pool.target("https://example.test:443/").host_header == "example.test"
+    assert pool.target("https://example.test:80/").host_header == "example.test:80"
+    assert pool.target("http://example.test/v1/").base_path == "/v1"
+    for bad in ("ftp://example.test/", "http:///v1", "not a url"):
+        with pytest.raises(UpstreamConnectError) as info:
+            pool.target(bad)
+        assert info.value.message.startswith("upstream unavailable: bad backend URL")
+    with pytest.raises(UpstreamConnectError) as info:
+        pool.target("http://example.test:99999/")
+    assert "bad port" in info.value.message
+
+
+def test_pool_needs_a_running_loop() -> None:
+    with pytest.raises(RuntimeError):
+        Http1Pool()
+
+
+# -- keep-alive ---------------------------------------------------------------------
+
+
+async def test_sequential_requests_reuse_one_connection(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(*(Reply([ok(b"answer %d" % i)]) for i in range(3)))
+        for i in range(3):
+            resp = await post(pool, server, b"request %d" % i)
+            assert await resp.aread() == b"answer %d" % i
+            await resp.aclose()
+        assert server.connections == 1
+        assert [r.body for r in server.requests] == [
+            b"request %d" % i for i in range(3)
+        ]
+        assert not server.eof[0].is_set()
+
+
+async def test_concurrent_requests_use_separate_connections(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"a")]), Reply([ok(b"b")]))
+        first = asyncio.create_task(post(pool, server, b"1"))
+        second = asyncio.create_task(post(pool, server, b"2"))
+        bodies = set()
+        for resp in await asyncio.gather(first, second):
+            bodies.add(await resp.aread())
+            await resp.aclose()
+        assert bodies == {b"a", b"b"}
+        assert server.connections == 2
+
+
+async def test_unfinished_response_is_closed_on_aclose(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        partial = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst bytes"
+        server = await serve(Reply([partial]), Reply([ok(b"fresh")]))
+        resp = await post(pool, server)
+        assert await resp.__anext__() == b"first bytes"
+        await resp.aclose()
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+        resp = await post(pool, server)
+        assert await resp.aread() == b"fresh"
+        await resp.aclose()
+        assert server.connections == 2
+        assert [r.conn for r in server.requests] == [0, 1]
+
+
+async def test_arrived_but_unread_body_still_frees_the_connection(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """The whole body arrived (the consumer just did not iterate it): nothing is
+    left on the wire, so the connection is reused, and the next answer is not
+    mixed with the old body."""
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"x" * 100)]), Reply([ok(b"fresh")]))
+        resp = await post(pool, server)
+        await wait_until(lambda: resp._done)
+        await resp.aclose()
+        await resp.aclose()  # twice is harmless
+        resp = await post(pool, server)
+        assert await resp.aread() == b"fresh"
+        await resp.aclose()
+        assert server.connections == 1
+        assert not server.eof[0].is_set()
+
+
+async def test_connection_close_answer_is_not_reused(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(
+            Reply([ok(b"bye", "Connection: close")]), Reply([ok(b"hello again")])
+        )
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"bye"
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()  # the client closed it, the server did not
+        resp = await post(pool, server)
+        assert await resp.aread() == b"hello again"
+        await resp.aclose()
+        assert server.connections == 2
+
+
+async def test_http10_answer_is_not_reused(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        old = (
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nold"
+        )
+        server = await serve(Reply([old]), Reply([ok(b"new")]))
+        resp = await post(pool, server)
+        assert resp.status == 200
+        assert b"".join(await read_all(resp)) == b"old"
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+        resp = await post(pool, server)
+        assert await resp.aread() == b"new"
+        await resp.aclose()
+        assert server.connections == 2
+
+
+async def test_idle_connection_older_than_keepalive_is_not_reused(
+    make_pool: Pools, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        pool = make_pool(keepalive=0.1)
+        server = await serve(*(Reply([ok(b"%d" % i)]) for i in range(3)))
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"0"
+        # Reused while young.
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"1"
+        assert server.connections == 1
+        await asyncio.sleep(0.15)
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"2"
+        assert server.connections == 2
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()  # the expired one was closed, not leaked
+        assert [r.conn for r in server.requests] == [0, 0, 1]
+
+
+async def test_connection_closed_by_server_while_idle_is_not_reused(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        drop = asyncio.Event()
+        server = await serve(Reply([ok(b"one")], close_when=drop), Reply([ok(b"two")]))
+        resp = await post(pool, server, b"first")
+        conn = resp._conn
+        assert b"".join(await read_all(resp)) == b"one"
+        assert not conn.closed  # idle in the pool
+        drop.set()
+        await server.server_closed[0].wait()
+        await wait_until(lambda: conn.closed)  # the client saw the EOF
+        resp = await post(pool, server, b"second")
+        assert b"".join(await read_all(resp)) == b"two"
+        assert server.connections == 2
+        # Exactly one copy of each request, never a duplicate.
+        assert [(r.conn, r.body) for r in server.requests] == [
+            (0, b"first"),
+            (1, b"second"),
+        ]
+
+
+async def test_request_on_a_connection_dropped_without_answer_is_not_retried(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """The backend may have had the request: the failure is reported, never
+    retried on a new connection (no second, paid generation)."""
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"one")]), Reply(close=True))
+        resp = await post(pool, server, b"first")
+        assert b"".join(await read_all(resp)) == b"one"
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server, b"second")
+        assert info.value.message == f"{BEFORE_ANSWER}: the connection was closed"
+        await asyncio.sleep(0.02)
+        assert server.connections == 1
+        assert [r.body for r in server.requests] == [b"first", b"second"]
+
+
+async def test_extra_bytes_after_the_body_prevent_reuse(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(
+            Reply([ok(b"ok") + b"HTTP/1.1 200 OK\r\n"]), Reply([ok(b"b")])
+        )
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"ok"
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+        resp = await post(pool, server)
+        assert await resp.aread() == b"b"
+        await resp.aclose()
+        assert server.connections == 2
+
+
+async def test_unsolicited_bytes_on_an_idle_connection_close_it(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(
+            Reply([ok(b"ok"), b"HTTP/1.1 200 OK\r\n\r\n"], gap=0.05), Reply([ok(b"b")])
+        )
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"ok"
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+        resp = await post(pool, server)
+        assert await resp.aread() == b"b"
+        await resp.aclose()
+        assert server.connections == 2
+
+
+async def test_pool_aclose_closes_idle_connections(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok()]), Reply([ok()]))
+        responses = [await post(pool, server), await post(pool, server)]
+        for resp in responses:
+            await read_all(resp)
+        assert server.connections == 2
+        assert not any(e.is_set() for e in server.eof)
+        await pool.aclose()
+        async with asyncio.timeout(1):
+            await asyncio.gather(*(e.wait() for e in server.eof))
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+async def test_connection_refused(pool: Http1Pool) -> None:
+    async with asyncio.timeout(LIMIT):
+        # Bound but not listening: connecting to it is refused.
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            with pytest.raises(UpstreamConnectError) as info:
+                await pool.request(
+                    "POST",
+                    f"http://127.0.0.1:{port}/v1",
+                    "/x",
+                    {},
+                    b"{}",
+                    connect_timeout=LIMIT,
+                )
+        assert info.value.message.startswith(
+            f"upstream unavailable: cannot connect to 127.0.0.1:{port}"
+        )
+        assert info.value.message.startswith(
+            "upstream unavailable: cannot connect to 127.0.0.1:"
+        )
+        assert info.value.status == 502
+        assert not pool._open
+
+
+async def test_connect_timeout(pool: Http1Pool, serve: Servers) -> None:
+    """A zero connect timeout expires at the connect's first wait, even on
+    loopback: the expiry is mapped, and no connection is left open."""
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok()]))
+        with pytest.raises(UpstreamTimeoutError) as info:
+            await pool.request("POST", server.url(), "/x", {}, b"{}", connect_timeout=0)
+        assert info.value.message == "upstream timeout"
+        assert info.value.status == 504
+        assert not pool._open
+        assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [[], [b"HTTP/1.1 200 OK\r\nContent-"], [b"HTTP/1.1 2", b"00 OK\r\n"]],
+    ids=["nothing", "part-of-head", "status-line-only"],
+)
+async def test_server_closes_before_the_answer(
+    pool: Http1Pool, serve: Servers, pieces: list[bytes]
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply(pieces, close=True))
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server)
+        assert info.value.message == f"{BEFORE_ANSWER}: the connection was closed"
+        assert not pool._open
+        assert len(server.requests) == 1
+
+
+async def test_server_closes_mid_content_length_body(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+        server = await serve(Reply([head, b"part one, ", b"part two"], close=True))
+        resp = await post(pool, server)
+        got, error = await read_until_error(resp)
+        assert got == b"part one, part two"
+        assert error.message.endswith("unexpected EOF")
+        assert error.message == UNEXPECTED_EOF
+        # The error stays: iterating again raises it again.
+        with pytest.raises(UpstreamProtocolError):
+            await resp.__anext__()
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        (b"", b"arrived"),
+        (b"5\r\nab", b"arrivedab"),
+        (b"5", b"arrived"),
+        (b"5\r", b"arrived"),
+        (b"5\r\nabcde", b"arrivedabcde"),
+        (b"5\r\nabcde\r", b"arrivedabcde"),
+        (b"5\r\nabcde\r\n0\r\n", b"arrivedabcde"),
+        (b"5\r\nabcde\r\n0\r\nX-Trailer: 1\r\n", b"arrivedabcde"),
+    ],
+    ids=[
+        "after-chunk",
+        "mid-chunk",
+        "mid-size-line",
+        "size-line-mid-crlf",
+        "before-crlf",
+        "mid-crlf",
+        "before-trailers-end",
+        "mid-trailers",
+    ],
+)
+async def test_server_closes_mid_chunked_body(
+    pool: Http1Pool, serve: Servers, tail: bytes, expected: bytes
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        pieces = [CHUNKED_HEAD, chunk(b"arrived")]
+        if tail:
+            pieces.append(tail)
+        server = await serve(Reply(pieces, close=True))
+        resp = await post(pool, server)
+        got, error = await read_until_error(resp)
+        assert got == expected
+        assert error.message.endswith("unexpected EOF")
+
+
+@pytest.mark.parametrize(
+    "status_line",
+    [
+        b"garbage",
+        b"HTTP/2 200 OK",
+        b"HTTP/1.1 2x0 OK",
+        b"HTTP/1.1 20 OK",
+        b"ICY 200 OK",
+    ],
+)
+async def test_garbage_status_line(
+    pool: Http1Pool, serve: Servers, status_line: bytes
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([status_line + b"\r\nContent-Length: 0\r\n\r\n"]))
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server)
+        assert info.value.message.startswith(
+            f"{BEFORE_ANSWER}: not an HTTP/1.x status line"
+        )
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()  # the connection is dropped
+
+
+@pytest.mark.parametrize(
+    "line", [b"Content-Length 5", b" X-Folded: a", b": no-name", b"X-Space : a"]
+)
+async def test_invalid_header_line(
+    pool: Http1Pool, serve: Servers, line: bytes
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = b"HTTP/1.1 200 OK\r\nX-Ok: 1\r\n" + line + b"\r\n\r\n"
+        server = await serve(Reply([raw]))
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server)
+        assert info.value.message.startswith(f"{BEFORE_ANSWER}: invalid header line")
+
+
+@pytest.mark.parametrize("value", [b"abc", b"5, 6", b"-1", b""])
+async def test_invalid_content_length(
+    pool: Http1Pool, serve: Servers, value: bytes
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nabcde"
+        server = await serve(Reply([raw]))
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server)
+        assert info.value.message.startswith(f"{BEFORE_ANSWER}: invalid Content-Length")
+
+
+async def test_repeated_equal_content_length_is_accepted(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nabcde"
+        server = await serve(Reply([raw]))
+        resp = await post(pool, server)
+        assert b"".join(await read_all(resp)) == b"abcde"
+
+
+@pytest.mark.parametrize("size_line", [b"zz", b"", b"5 5", b"-5"])
+async def test_invalid_chunk_size(
+    pool: Http1Pool, serve: Servers, size_line: bytes
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = CHUNKED_HEAD + size_line + b"\r\nhello\r\n0\r\n\r\n"
+        server = await serve(Reply([raw]))
+        resp = await post(pool, server)
+        got, error = await read_until_error(resp)
+        assert got == b""
+        assert error.message.startswith("upstream sent an invalid chunk size")
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+
+
+async def test_chunk_longer_than_its_size(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = CHUNKED_HEAD + b"3\r\nabcdef\r\n0\r\n\r\n"
+        server = await serve(Reply([raw]))
+        resp = await post(pool, server)
+        _, error = await read_until_error(resp)
+        assert error.message == "upstream sent a malformed chunk"
+
+
+async def test_oversized_chunk_size_line(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = CHUNKED_HEAD + b"5;" + b"x" * 8192
+        server = await serve(Reply([raw]))
+        resp = await post(pool, server)
+        _, error = await read_until_error(resp)
+        assert error.message == UNEXPECTED_EOF
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+
+
+async def test_oversized_headers(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        filler = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(70))
+        assert len(filler) > 64 * 1024
+        raw = b"HTTP/1.1 200 OK\r\n" + filler  # no blank line, ever
+        pieces = [raw[i : i + 8192] for i in range(0, len(raw), 8192)]
+        server = await serve(Reply(pieces, gap=0))
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server)
+        assert info.value.message == f"{BEFORE_ANSWER}: response headers too large"
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+
+
+async def test_unsupported_content_encoding(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"\x1b\x00", "Content-Encoding: br")]))
+        with pytest.raises(UpstreamProtocolError) as info:
+            await post(pool, server)
+        assert (
+            info.value.message == f"{BEFORE_ANSWER}: unsupported content encoding 'br'"
+        )
+
+
+async def test_corrupt_gzip_body(pool: Http1Pool, serve: Servers) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"this is not gzip", "Content-Encoding: gzip")]))
+        resp = await post(pool, server)
+        _, error = await read_until_error(resp)
+        assert error.message.startswith("upstream sent a bad body:")
+
+
+# -- flow control --------------------------------------------------------------------
+
+
+async def test_reading_pauses_while_the_consumer_is_behind(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        body = bytes(range(256)) * (8 * 1024)  # 2 MiB
+        bound = HIGH_WATER + 256 * 1024
+        server = await serve(Reply([ok(body)]), Reply([ok(b"next")]))
+        resp = await post(pool, server)
+        await asyncio.sleep(0.1)  # the server writes all it can meanwhile
+        assert HIGH_WATER <= resp._buffered <= bound
+        assert resp._conn._paused
+        got: list[bytes] = []
+        while True:
+            assert resp._buffered <= bound
+            try:
+                piece = await resp.__anext__()
+            except StopAsyncIteration:
+                break
+            assert len(piece) <= bound
+            got.append(piece)
+            if len(got) % 4 == 0:
+                await asyncio.sleep(0.005)  # fall behind now and then
+        await resp.aclose()
+        assert b"".join(got) == body
+        assert len(got) > 1
+        # Resumed and finished cleanly: the connection is reused.
+        resp = await post(pool, server)
+        assert await resp.aread() == b"next"
+        await resp.aclose()
+        assert server.connections == 1
+
+
+# -- cancellation --------------------------------------------------------------------
+
+
+async def test_cancelling_a_waiting_request_closes_the_connection(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        server = await serve()  # never answers
+        task = asyncio.create_task(post(pool, server, b"wait"))
+        await wait_until(lambda: len(server.requests) == 1)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+        await wait_until(lambda: not pool._open)
+        assert [r.body for r in server.requests] == [b"wait"]
+
+
+async def test_cancelling_a_body_read_then_aclose_closes_the_connection(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+        server = await serve(Reply([head]))
+        resp = await post(pool, server)
+        reader = asyncio.create_task(resp.aread())
+        await asyncio.sleep(0.01)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        await resp.aclose()
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+
+
+async def test_aclose_from_another_task_wakes_a_pending_read(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """A reader waiting for more body when the response is closed elsewhere (a
+    watchdog, a shutdown) must not wait forever: the body is unfinished, so it
+    ends with an error, not as if complete."""
+    async with asyncio.timeout(LIMIT):
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"
+        server = await serve(Reply([head]))
+        resp = await post(pool, server)
+        assert await resp.__anext__() == b"ab"
+        reader = asyncio.create_task(resp.__anext__())
+        await asyncio.sleep(0.01)
+        assert not reader.done()
+        await resp.aclose()
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
+        done, _ = await asyncio.wait([reader], timeout=0.5)
+        if not done:
+            reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await reader
+        assert done, "the pending read still waits after aclose()"
+        assert isinstance(reader.exception(), UpstreamProtocolError)
+
+
+async def test_pool_aclose_fails_a_read_in_progress(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"
+        server = await serve(Reply([head]))
+        resp = await post(pool, server)
+        reader = asyncio.create_task(read_until_error(resp))
+        await asyncio.sleep(0.01)
+        await pool.aclose()
+        async with asyncio.timeout(1):
+            got, error = await reader
+        assert got == b"ab"
+        assert error.message == UNEXPECTED_EOF
+        async with asyncio.timeout(1):
+            await server.eof[0].wait()
