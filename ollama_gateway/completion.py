@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 import msgspec
@@ -126,7 +126,34 @@ class ChunkReader:
                 error, self._error = self._error, None
                 self._finished = True
                 raise error
-            batch = await self._read()
+            if self._json:
+                batch = await self._read_json()
+            else:
+                # The read loop is here, not in a method of its own: every
+                # coroutine frame below `relay` is kept by each open stream.
+                while True:
+                    payloads = self._backlog
+                    if payloads:
+                        self._backlog = []
+                    else:
+                        try:
+                            piece = await self._next_piece()
+                        except UpstreamProtocolError:
+                            if not self._saw_finish:
+                                raise
+                            # The answer was complete; only the usage trailer
+                            # is lost.
+                            piece = None
+                        if piece is None:
+                            batch = self._end_of_stream(self._parser.finish())
+                            break
+                        self._ctx.created_at = now_rfc3339()
+                        payloads = self._parser.feed(piece)
+                        del piece  # an open stream keeps no read while it waits
+                    found = self._convert(payloads)
+                    if found is not None:
+                        batch = found
+                        break
         except GatewayError:
             self._stop_timer()
             raise
@@ -142,45 +169,26 @@ class ChunkReader:
             self._stop_timer()
         return batch
 
-    async def _read(self) -> Sequence[ollama.ChatResponse]:
-        if self._json:
-            return await self._read_json()
-        while True:
-            payloads = self._backlog
-            if payloads:
-                self._backlog = []
-            else:
-                try:
-                    piece = await self._next_piece()
-                except UpstreamProtocolError:
-                    if not self._saw_finish:
-                        raise
-                    # The answer was complete; only the usage trailer is lost.
-                    piece = None
-                if piece is None:
-                    return self._end_of_stream(self._parser.finish())
-                self._ctx.created_at = now_rfc3339()
-                payloads = self._parser.feed(piece)
-                del piece  # an open stream keeps no read while it waits
-            if len(payloads) > MAX_BATCH:
-                # A read that caught up with a fast backend: write it in parts,
-                # so the first lines do not wait for the last to be encoded.
-                self._backlog = payloads[MAX_BATCH:]
-                payloads = payloads[:MAX_BATCH]
-            out: list[ollama.ChatResponse] = []
-            try:
-                for payload in payloads:
-                    if payload == b"[DONE]":
-                        self._finished = True
-                        self._backlog = []
-                        out.extend(self._session.close())
-                        return out
-                    out.extend(self._feed(payload))
-            except Exception as exc:
-                self._backlog = []  # the rest of a failed read is dropped
-                return self._defer(out, exc)
-            if out:
-                return out
+    def _convert(self, payloads: list[bytes]) -> Sequence[ollama.ChatResponse] | None:
+        """The chunks of one read's events; None when they make none."""
+        if len(payloads) > MAX_BATCH:
+            # A read that caught up with a fast backend: write it in parts,
+            # so the first lines do not wait for the last to be encoded.
+            self._backlog = payloads[MAX_BATCH:]
+            payloads = payloads[:MAX_BATCH]
+        out: list[ollama.ChatResponse] = []
+        try:
+            for payload in payloads:
+                if payload == b"[DONE]":
+                    self._finished = True
+                    self._backlog = []
+                    out.extend(self._session.close())
+                    return out
+                out.extend(self._feed(payload))
+        except Exception as exc:
+            self._backlog = []  # the rest of a failed read is dropped
+            return self._defer(out, exc)
+        return out or None
 
     async def aclose(self) -> None:
         """Close the body iterator if it is an async generator (a plugin's
@@ -263,7 +271,10 @@ class ChunkReader:
             deadline = total
         loop = self._loop
         if deadline is None:
-            piece = await anext(self._it, None)
+            try:
+                piece = await self._step()
+            except StopAsyncIteration:
+                piece = None
         elif deadline <= loop.time():
             # Spent already (e.g. waiting for headers): a read that needs no
             # wait would otherwise slip past the timer.
@@ -280,7 +291,9 @@ class ChunkReader:
                 self._timer = loop.call_at(deadline, _on_timer, ref)
             self._watch = (deadline, task)
             try:
-                piece = await anext(self._it, None)
+                piece = await self._step()
+            except StopAsyncIteration:
+                piece = None
             except asyncio.CancelledError:
                 if self._expired:
                     self._expired = False
@@ -294,6 +307,11 @@ class ChunkReader:
         else:
             self._deadline = None
         return piece
+
+    def _step(self) -> Awaitable[bytes]:
+        # `__anext__()` itself, not `anext(it, None)`: no wrapper object per
+        # read, so an open stream's waiting read holds a little less.
+        return self._it.__anext__()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:

@@ -53,27 +53,47 @@ _SIZE, _DATA, _DATA_END, _TRAILER = 0, 1, 2, 3
 
 class Headers(Mapping[str, str]):
     """Response headers, looked up case-insensitively; repeated fields are
-    joined with ", "."""
+    joined with ", ".
 
-    __slots__ = ("_fields",)
+    Kept as the raw header block and searched on lookup: an open stream is
+    asked for one or two headers in all, and a backend like OpenAI sends a
+    dozen and more, which as a dict would cost every stream 2 KiB.
+    """
 
-    def __init__(self, fields: dict[str, str]) -> None:
-        self._fields = fields  # keys in lower case
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: str) -> None:
+        self._raw = raw  # "Name: value" lines joined by CRLF, already checked
 
     def __getitem__(self, name: str) -> str:
-        return self._fields[name.lower()]
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
 
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return self._fields.get(name.lower(), default)
+        key = name.lower()
+        found: str | None = None
+        for line in self._lines():
+            field, _, value = line.partition(":")
+            if field.lower() == key:
+                value = value.strip()
+                found = value if found is None else f"{found}, {value}"
+        return default if found is None else found
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
+        return iter(
+            dict.fromkeys(line.partition(":")[0].lower() for line in self._lines())
+        )
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return sum(1 for _ in self)
 
     def __repr__(self) -> str:
-        return f"Headers({self._fields!r})"
+        return f"Headers({dict(self)!r})"
+
+    def _lines(self) -> list[str]:
+        return self._raw.split("\r\n") if self._raw else []
 
 
 def _has_authorization(headers: Mapping[str, str]) -> bool:
@@ -126,6 +146,7 @@ class Http1Response:
         "_error",
         "_framing",
         "_head",
+        "_headed",
         "_keep_alive",
         "_left",
         "_no_body",
@@ -139,10 +160,13 @@ class Http1Response:
     def __init__(self, conn: _Connection, no_body: bool) -> None:
         self._conn = conn
         self._no_body = no_body
-        self._head: asyncio.Future[None] = conn.loop.create_future()
+        # Resolved when the status and headers are in; dropped once the
+        # sender has them (`_headed` says they are).
+        self._head: asyncio.Future[None] | None = conn.loop.create_future()
+        self._headed = False
         self.status = 0
         self.reason = ""
-        self.headers = Headers({})
+        self.headers = Headers("")
         self._framing = _LENGTH
         self._left = 0
         self._chunk_state = _SIZE
@@ -207,7 +231,7 @@ class Http1Response:
     def _fail(self, error: Exception) -> None:
         self._error = error
         head = self._head
-        if not head.done():
+        if head is not None and not head.done():
             head.set_exception(error)
             # Retrieved by the sender unless it was cancelled meanwhile.
             head.exception()
@@ -237,7 +261,7 @@ class Http1Response:
 
     def feed(self, buf: bytearray) -> None:
         """Consume what it can of `buf` (the connection's unparsed bytes)."""
-        if not self._head.done():
+        if not self._headed:
             if not self._parse_head(buf):
                 return
         if not self._done and buf:
@@ -293,9 +317,11 @@ class Http1Response:
             break
         self.status = status
         self.reason = reason
-        self.headers = Headers(fields)
+        self.headers = Headers(rest)
         self._frame(version, status, fields)
-        self._head.set_result(None)
+        self._headed = True
+        if self._head is not None:
+            self._head.set_result(None)
         return True
 
     def _frame(self, version: str, status: int, fields: dict[str, str]) -> None:
@@ -394,10 +420,10 @@ class Http1Response:
     def connection_lost(self) -> None:
         if self._done or self._error is not None:
             return
-        if self._head.done() and self._framing == _UNTIL_CLOSE:
+        if self._headed and self._framing == _UNTIL_CLOSE:
             self._finish()
             self._wake()
-        elif self._head.done():
+        elif self._headed:
             self._fail(UpstreamProtocolError(UNEXPECTED_EOF))
         else:
             # The backend may have had the request: never retried or failed over.
@@ -531,11 +557,13 @@ class Http1Pool:
         assert conn.transport is not None
         conn.transport.write(head + body if body else head)
         try:
+            assert response._head is not None
             await response._head
         except BaseException:
             conn.response = None
             conn.close()
             raise
+        response._head = None
         return response
 
     async def aclose(self) -> None:

@@ -123,8 +123,43 @@ async def serve_completion(
     render: Callable[[ollama.ChatResponse], bytes],
 ) -> web.StreamResponse:
     """Send the request upstream and answer the client, streaming or not."""
+    app = request.app
+    settings = app[settings_key]
+    upstream = app[upstream_key]
+    pipeline = app[pipeline_key]
+    # The total budget bounds the wait for the answer's headers as well.
+    budgets = [t for t in (settings.timeouts.first_token, settings.timeouts.total) if t]
+    first_token = min(budgets) if budgets else None
+    # One function, not two nested ones: each frame here is kept by every
+    # open stream.
     try:
-        return await _send_and_answer(request, ctx, outgoing, encode_into, render)
+        async with upstream.slot():
+            async with upstream_deadline(first_token):
+                response = await upstream.send(
+                    ctx,
+                    outgoing.path,
+                    outgoing.take(),
+                    stream=True,
+                    not_found=f"model '{ctx.model}' not found",
+                )
+            reader: ChunkReader | None = None
+            try:
+                session = map_with(request, lambda: pipeline.response.open_stream(ctx))
+                reader = ChunkReader(
+                    ctx, response, session, settings, pipeline.translator_for
+                )
+                if ctx.stream:
+                    return await relay(request, ctx, reader, encode_into)
+                final = await collect(reader)
+                return web.Response(
+                    body=render(final), content_type="application/json", charset="utf-8"
+                )
+            finally:
+                try:
+                    if reader is not None:
+                        await reader.aclose()
+                finally:
+                    await response.aclose()
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc):
             raise
@@ -136,49 +171,6 @@ def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
-
-
-async def _send_and_answer(
-    request: web.Request,
-    ctx: RequestContext,
-    outgoing: Outgoing,
-    encode_into: EncodeInto,
-    render: Callable[[ollama.ChatResponse], bytes],
-) -> web.StreamResponse:
-    app = request.app
-    settings = app[settings_key]
-    upstream = app[upstream_key]
-    pipeline = app[pipeline_key]
-    # The total budget bounds the wait for the answer's headers as well.
-    budgets = [t for t in (settings.timeouts.first_token, settings.timeouts.total) if t]
-    first_token = min(budgets) if budgets else None
-    async with upstream.slot():
-        async with upstream_deadline(first_token):
-            response = await upstream.send(
-                ctx,
-                outgoing.path,
-                outgoing.take(),
-                stream=True,
-                not_found=f"model '{ctx.model}' not found",
-            )
-        reader: ChunkReader | None = None
-        try:
-            session = map_with(request, lambda: pipeline.response.open_stream(ctx))
-            reader = ChunkReader(
-                ctx, response, session, settings, pipeline.translator_for
-            )
-            if ctx.stream:
-                return await relay(request, ctx, reader, encode_into)
-            final = await collect(reader)
-            return web.Response(
-                body=render(final), content_type="application/json", charset="utf-8"
-            )
-        finally:
-            try:
-                if reader is not None:
-                    await reader.aclose()
-            finally:
-                await response.aclose()
 
 
 def to_generate(chunk: ollama.ChatResponse) -> ollama.GenerateResponse:
