@@ -231,6 +231,7 @@ def ok(body: bytes = b"ok", *headers: str, status: str = "200 OK") -> bytes:
 
 
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+CLOSED_BEFORE_ANSWER = f"{BEFORE_ANSWER}: the connection was closed"
 
 
 def chunk(data: bytes) -> bytes:
@@ -264,6 +265,11 @@ async def read_all(resp: Http1Response) -> list[bytes]:
     return pieces
 
 
+async def read_body(resp: Http1Response) -> bytes:
+    """The whole body, read piece by piece as `read_all` does."""
+    return b"".join(await read_all(resp))
+
+
 async def read_until_error(resp: Http1Response) -> tuple[bytes, UpstreamProtocolError]:
     got: list[bytes] = []
     with pytest.raises(UpstreamProtocolError) as info:
@@ -277,6 +283,57 @@ async def wait_until(check: Callable[[], bool], limit: float = 2.0) -> None:
     async with asyncio.timeout(limit):
         while not check():  # noqa: ASYNC110 - polls client state, no event for it
             await asyncio.sleep(0.001)
+
+
+async def client_closed(server: RawServer, index: int = 0) -> None:
+    """Wait until the client closed connection `index` (the server read its EOF)."""
+    async with asyncio.timeout(1):
+        await server.eof[index].wait()
+
+
+async def fails_before_answering(
+    pool: Http1Pool,
+    server: RawServer,
+    body: bytes = b"{}",
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Post a request that must fail before any answer: the error's message."""
+    with pytest.raises(UpstreamProtocolError) as info:
+        await post(pool, server, body, headers=headers)
+    return info.value.message
+
+
+async def assert_next_answer(
+    pool: Http1Pool, server: RawServer, answer: bytes, body: bytes = b"{}"
+) -> None:
+    """Script `answer` as the server's next reply, post `body`, read it back."""
+    server.replies.append(Reply([ok(answer)]))
+    resp = await post(pool, server, body)
+    assert await resp.aread() == answer
+    await resp.aclose()
+
+
+async def assert_next_request_reuses_the_connection(
+    pool: Http1Pool, server: RawServer, answer: bytes
+) -> None:
+    """The first answer was consumed exactly: the next one comes on its connection."""
+    await assert_next_answer(pool, server, answer)
+    assert server.connections == 1
+
+
+async def assert_next_request_opens_a_new_connection(
+    pool: Http1Pool, server: RawServer, answer: bytes, *, closed_by_server: bool = False
+) -> None:
+    """The first connection was closed, not pooled (by the client, unless
+    `closed_by_server`): the next request opens a second one."""
+    if closed_by_server:
+        async with asyncio.timeout(1):
+            await server.server_closed[0].wait()
+    else:
+        await client_closed(server)
+    await assert_next_answer(pool, server, answer)
+    assert server.connections == 2
 
 
 # -- bodies -----------------------------------------------------------------------
@@ -301,8 +358,7 @@ async def test_content_length_body_in_pieces(pool: Http1Pool, serve: Servers) ->
         head_end = raw.index(b"\r\n\r\n") + 4
         pieces = [raw[:head_end], raw[head_end : head_end + 7], raw[head_end + 7 :]]
         server = await serve(Reply(pieces, gap=0.01))
-        resp = await post(pool, server)
-        got = await read_all(resp)
+        got = await read_all(await post(pool, server))
         assert b"".join(got) == b"0123456789" * 3
         assert len(got) >= 2  # handed over as it arrived, not at the end
 
@@ -321,13 +377,9 @@ async def test_chunked_body_extensions_and_trailers(
         server = await serve(Reply([raw]))
         resp = await post(pool, server)
         assert resp.headers["transfer-encoding"] == "chunked"
-        assert b"".join(await read_all(resp)) == b"hello, 0123456789"
+        assert await read_body(resp) == b"hello, 0123456789"
         # Trailers are consumed: the connection is clean and is reused.
-        server.replies.append(Reply([ok(b"again")]))
-        resp = await post(pool, server)
-        assert await resp.aread() == b"again"
-        await resp.aclose()
-        assert server.connections == 1
+        await assert_next_request_reuses_the_connection(pool, server, b"again")
 
 
 async def test_chunked_body_in_separate_reads(pool: Http1Pool, serve: Servers) -> None:
@@ -340,49 +392,78 @@ async def test_chunked_body_in_separate_reads(pool: Http1Pool, serve: Servers) -
             b"0\r\n\r\n",
         ]
         server = await serve(Reply(pieces, gap=0.01))
-        resp = await post(pool, server)
-        got = await read_all(resp)
+        got = await read_all(await post(pool, server))
         assert b"".join(got) == b"onetwothree"
         assert got == [b"one", b"two", b"three"]  # one piece per socket read
 
 
-async def test_chunked_uppercase_hex_size(pool: Http1Pool, serve: Servers) -> None:
-    async with asyncio.timeout(LIMIT):
-        data = bytes(range(256)) * 2
-        raw = CHUNKED_HEAD + b"1FF\r\n" + data[:511] + b"\r\n" + chunk(data[511:])
-        server = await serve(Reply([raw + b"0\r\n\r\n"]))
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == data
+HEX_DATA = bytes(range(256)) * 2
+GZIP_STREAM = b"data: " + b"z" * 3000 + b"\n\n"
+GZIP_PACKED = gzip.compress(GZIP_STREAM)
+DEFLATED = b"deflated " * 100
 
 
-async def test_close_delimited_body(pool: Http1Pool, serve: Servers) -> None:
-    async with asyncio.timeout(LIMIT):
-        pieces = [
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
-            b"first ",
-            b"second ",
-            b"third",
-        ]
-        server = await serve(Reply(pieces, close=True))
-        resp = await post(pool, server)
-        assert resp.status == 200
-        assert b"".join(await read_all(resp)) == b"first second third"
-        # Not reusable: the next request opens a new connection.
-        server.replies.append(Reply([ok(b"next")]))
-        resp = await post(pool, server)
-        assert await resp.aread() == b"next"
-        await resp.aclose()
-        assert server.connections == 2
-
-
-async def test_transfer_encoding_other_than_chunked_is_close_delimited(
-    pool: Http1Pool, serve: Servers
+@pytest.mark.parametrize(
+    ("reply", "body"),
+    [
+        pytest.param(
+            Reply(
+                [
+                    CHUNKED_HEAD
+                    + b"1FF\r\n"
+                    + HEX_DATA[:511]
+                    + b"\r\n"
+                    + chunk(HEX_DATA[511:])
+                    + b"0\r\n\r\n"
+                ]
+            ),
+            HEX_DATA,
+            id="chunked-uppercase-hex-size",
+        ),
+        pytest.param(
+            Reply(
+                [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nab", b"cd"],
+                close=True,
+            ),
+            b"abcd",
+            id="transfer-encoding-other-than-chunked-is-close-delimited",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.1 200 OK\r\nContent-Encoding: x-gzip\r\n"
+                    + b"Transfer-Encoding: chunked\r\n\r\n",
+                    chunk(GZIP_PACKED[:10]),
+                    chunk(GZIP_PACKED[10:]),
+                    b"0\r\n\r\n",
+                ]
+            ),
+            GZIP_STREAM,
+            id="gzip-chunked-body-is-decoded",
+        ),
+        pytest.param(
+            Reply([ok(zlib.compress(DEFLATED), "Content-Encoding: deflate")]),
+            DEFLATED,
+            id="deflate-content-encoding-is-decoded",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
+                    + b"abcde"
+                ]
+            ),
+            b"abcde",
+            id="repeated-equal-content-length-is-accepted",
+        ),
+    ],
+)
+async def test_body_is_framed_and_decoded(
+    pool: Http1Pool, serve: Servers, reply: Reply, body: bytes
 ) -> None:
     async with asyncio.timeout(LIMIT):
-        pieces = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nab", b"cd"]
-        server = await serve(Reply(pieces, close=True))
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"abcd"
+        server = await serve(reply)
+        assert await read_body(await post(pool, server)) == body
 
 
 CHUNKED_RAW = (
@@ -414,7 +495,7 @@ async def test_chunked_split_at_every_byte_boundary(
             assert resp.status == 200, i
             assert resp.headers["content-type"] == "text/plain", i
             assert "link" not in resp.headers, i
-            assert b"".join(await read_all(resp)) == CHUNKED_BODY, i
+            assert await read_body(resp) == CHUNKED_BODY, i
         # Every answer was consumed exactly: one connection served them all.
         assert server.connections == 1
         assert [r.body for r in server.requests] == [b"%d" % i for i in cuts]
@@ -423,15 +504,11 @@ async def test_chunked_split_at_every_byte_boundary(
 async def test_chunked_byte_by_byte(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
         pieces = [CHUNKED_RAW[i : i + 1] for i in range(len(CHUNKED_RAW))]
-        server = await serve(Reply(pieces, gap=0.0005), Reply([ok(b"after")]))
-        resp = await post(pool, server)
-        got = await read_all(resp)
+        server = await serve(Reply(pieces, gap=0.0005))
+        got = await read_all(await post(pool, server))
         assert b"".join(got) == CHUNKED_BODY
         assert len(got) > 1
-        resp = await post(pool, server)
-        assert await resp.aread() == b"after"
-        await resp.aclose()
-        assert server.connections == 1
+        await assert_next_request_reuses_the_connection(pool, server, b"after")
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["together", "apart"])
@@ -446,22 +523,18 @@ async def test_interim_response_then_the_answer(
         assert resp.status == 201
         assert resp.reason == "Created"
         assert resp.headers["x-final"] == "1"
-        assert b"".join(await read_all(resp)) == b"real"
+        assert await read_body(resp) == b"real"
 
 
 async def test_204_has_no_body_and_keeps_the_connection(
     pool: Http1Pool, serve: Servers
 ) -> None:
     async with asyncio.timeout(LIMIT):
-        no_content = b"HTTP/1.1 204 No Content\r\nX-Id: 1\r\n\r\n"
-        server = await serve(Reply([no_content]), Reply([ok(b"second")]))
+        server = await serve(Reply([b"HTTP/1.1 204 No Content\r\nX-Id: 1\r\n\r\n"]))
         resp = await post(pool, server)
         assert resp.status == 204
         assert await read_all(resp) == []
-        resp = await post(pool, server)
-        assert await resp.aread() == b"second"
-        await resp.aclose()
-        assert server.connections == 1
+        await assert_next_request_reuses_the_connection(pool, server, b"second")
 
 
 @pytest.mark.parametrize(
@@ -486,22 +559,19 @@ async def test_answer_with_no_header_lines(
         resp = await post(pool, server)
         assert resp.status == status
         assert len(resp.headers) == 0
-        assert b"".join(await read_all(resp)) == body
+        assert await read_body(resp) == body
 
 
 async def test_head_request_has_no_body(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
         head_only = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
-        server = await serve(Reply([head_only]), Reply([ok(b"x")]))
+        server = await serve(Reply([head_only]))
         resp = await post(pool, server, b"", method="HEAD")
         assert resp.headers["content-length"] == "1234"
         assert await read_all(resp) == []
         assert server.requests[0].request_line == "HEAD /v1/chat/completions HTTP/1.1"
         assert server.requests[0].values("content-length") == []
-        resp = await post(pool, server)
-        assert await resp.aread() == b"x"
-        await resp.aclose()
-        assert server.connections == 1
+        await assert_next_request_reuses_the_connection(pool, server, b"x")
 
 
 async def test_gzip_content_encoding_is_decoded(
@@ -512,37 +582,11 @@ async def test_gzip_content_encoding_is_decoded(
         packed = gzip.compress(body)
         raw = ok(packed, "Content-Encoding: gzip")
         cut = raw.index(b"\r\n\r\n") + 4 + len(packed) // 2
-        server = await serve(Reply([raw[:cut], raw[cut:]]), Reply([ok(b"plain")]))
+        server = await serve(Reply([raw[:cut], raw[cut:]]))
         resp = await post(pool, server)
         assert resp.headers["content-encoding"] == "gzip"
-        assert b"".join(await read_all(resp)) == body
-        resp = await post(pool, server)
-        assert await resp.aread() == b"plain"
-        await resp.aclose()
-        assert server.connections == 1
-
-
-async def test_gzip_chunked_body_is_decoded(pool: Http1Pool, serve: Servers) -> None:
-    async with asyncio.timeout(LIMIT):
-        body = b"data: " + b"z" * 3000 + b"\n\n"
-        packed = gzip.compress(body)
-        head = b"HTTP/1.1 200 OK\r\nContent-Encoding: x-gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
-        pieces = [head, chunk(packed[:10]), chunk(packed[10:]), b"0\r\n\r\n"]
-        server = await serve(Reply(pieces))
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == body
-
-
-async def test_deflate_content_encoding_is_decoded(
-    pool: Http1Pool, serve: Servers
-) -> None:
-    async with asyncio.timeout(LIMIT):
-        body = b"deflated " * 100
-        server = await serve(
-            Reply([ok(zlib.compress(body), "Content-Encoding: deflate")])
-        )
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == body
+        assert await read_body(resp) == body
+        await assert_next_request_reuses_the_connection(pool, server, b"plain")
 
 
 async def test_headers_mapping(pool: Http1Pool, serve: Servers) -> None:
@@ -616,8 +660,7 @@ async def test_request_line_host_length_and_headers(
 async def test_base_url_trailing_slash(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([ok()]))
-        resp = await post(pool, server, base_url=server.url("/api/v1/"))
-        await read_all(resp)
+        await read_all(await post(pool, server, base_url=server.url("/api/v1/")))
         assert (
             server.requests[0].request_line == "POST /api/v1/chat/completions HTTP/1.1"
         )
@@ -642,23 +685,23 @@ async def test_post_with_empty_body_sends_content_length_zero(
 ) -> None:
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([ok()]))
-        resp = await post(pool, server, b"")
-        await read_all(resp)
+        await read_all(await post(pool, server, b""))
         assert server.requests[0].values("content-length") == ["0"]
 
 
 async def test_basic_authorization_from_url(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([ok()]), Reply([ok()]))
-        resp = await post(pool, server, base_url=server.url(userinfo="user:pass@"))
-        await read_all(resp)
+        await read_all(
+            await post(pool, server, base_url=server.url(userinfo="user:pass@"))
+        )
         assert server.requests[0].values("Authorization") == [
             "Basic " + base64.b64encode(b"user:pass").decode()
         ]
         assert server.requests[0].values("Host") == [f"127.0.0.1:{server.port}"]
         # Percent-escapes in the userinfo are decoded before encoding.
-        resp = await post(pool, server, base_url=server.url(userinfo="us%40er:p%3Ass@"))
-        await read_all(resp)
+        base_url = server.url(userinfo="us%40er:p%3Ass@")
+        await read_all(await post(pool, server, base_url=base_url))
         assert server.requests[1].values("Authorization") == [
             "Basic " + base64.b64encode(b"us@er:p:ss").decode()
         ]
@@ -696,23 +739,17 @@ async def test_header_with_line_break_is_refused_and_nothing_sent(
     pool: Http1Pool, serve: Servers, headers: dict[str, str]
 ) -> None:
     async with asyncio.timeout(LIMIT):
-        server = await serve(Reply([ok(b"1")]), Reply([ok(b"2")]))
+        server = await serve()
         # Fresh pool: no connection is even opened.
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server, headers=headers)
-        assert info.value.message.startswith(BEFORE_ANSWER)
-        assert "line break" in info.value.message
+        message = await fails_before_answering(pool, server, headers=headers)
+        assert message.startswith(BEFORE_ANSWER)
+        assert "line break" in message
         await asyncio.sleep(0.01)
         assert server.connections == 0
         # With an idle connection: nothing is written on it either.
-        resp = await post(pool, server)
-        assert await resp.aread() == b"1"
-        await resp.aclose()
-        with pytest.raises(UpstreamProtocolError):
-            await post(pool, server, headers=headers)
-        resp = await post(pool, server)
-        assert await resp.aread() == b"2"
-        await resp.aclose()
+        await assert_next_answer(pool, server, b"1")
+        await fails_before_answering(pool, server, headers=headers)
+        await assert_next_answer(pool, server, b"2")
         assert server.connections == 1
         assert len(server.requests) == 2
         assert all("X-Injected" not in str(r.headers) for r in server.requests)
@@ -746,11 +783,9 @@ async def test_sequential_requests_reuse_one_connection(
     pool: Http1Pool, serve: Servers
 ) -> None:
     async with asyncio.timeout(LIMIT):
-        server = await serve(*(Reply([ok(b"answer %d" % i)]) for i in range(3)))
+        server = await serve()
         for i in range(3):
-            resp = await post(pool, server, b"request %d" % i)
-            assert await resp.aread() == b"answer %d" % i
-            await resp.aclose()
+            await assert_next_answer(pool, server, b"answer %d" % i, b"request %d" % i)
         assert server.connections == 1
         assert [r.body for r in server.requests] == [
             b"request %d" % i for i in range(3)
@@ -778,16 +813,11 @@ async def test_unfinished_response_is_closed_on_aclose(
 ) -> None:
     async with asyncio.timeout(LIMIT):
         partial = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst bytes"
-        server = await serve(Reply([partial]), Reply([ok(b"fresh")]))
+        server = await serve(Reply([partial]))
         resp = await post(pool, server)
         assert await resp.__anext__() == b"first bytes"
         await resp.aclose()
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
-        resp = await post(pool, server)
-        assert await resp.aread() == b"fresh"
-        await resp.aclose()
-        assert server.connections == 2
+        await assert_next_request_opens_a_new_connection(pool, server, b"fresh")
         assert [r.conn for r in server.requests] == [0, 1]
 
 
@@ -798,50 +828,72 @@ async def test_arrived_but_unread_body_still_frees_the_connection(
     left on the wire, so the connection is reused, and the next answer is not
     mixed with the old body."""
     async with asyncio.timeout(LIMIT):
-        server = await serve(Reply([ok(b"x" * 100)]), Reply([ok(b"fresh")]))
+        server = await serve(Reply([ok(b"x" * 100)]))
         resp = await post(pool, server)
         await wait_until(lambda: resp._done)
         await resp.aclose()
         await resp.aclose()  # twice is harmless
-        resp = await post(pool, server)
-        assert await resp.aread() == b"fresh"
-        await resp.aclose()
-        assert server.connections == 1
+        await assert_next_request_reuses_the_connection(pool, server, b"fresh")
         assert not server.eof[0].is_set()
 
 
-async def test_connection_close_answer_is_not_reused(
-    pool: Http1Pool, serve: Servers
+@pytest.mark.parametrize(
+    ("reply", "body"),
+    [
+        pytest.param(
+            Reply([ok(b"bye", "Connection: close")]),
+            b"bye",
+            id="connection-close-answer",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n"
+                    + b"old"
+                ]
+            ),
+            b"old",
+            id="http10-answer",
+        ),
+        pytest.param(
+            Reply([ok(b"ok") + b"HTTP/1.1 200 OK\r\n"]),
+            b"ok",
+            id="extra-bytes-after-the-body",
+        ),
+        pytest.param(
+            Reply([ok(b"ok"), b"HTTP/1.1 200 OK\r\n\r\n"], gap=0.05),
+            b"ok",
+            id="unsolicited-bytes-on-an-idle-connection",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+                    b"first ",
+                    b"second ",
+                    b"third",
+                ],
+                close=True,
+            ),
+            b"first second third",
+            id="close-delimited-body",
+        ),
+    ],
+)
+async def test_answer_is_not_reused(
+    pool: Http1Pool, serve: Servers, reply: Reply, body: bytes
 ) -> None:
+    """After this answer the connection is closed: by the client (the server
+    did not), or by the server where the body is delimited by the close. The
+    next request opens a new connection."""
     async with asyncio.timeout(LIMIT):
-        server = await serve(
-            Reply([ok(b"bye", "Connection: close")]), Reply([ok(b"hello again")])
-        )
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"bye"
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()  # the client closed it, the server did not
-        resp = await post(pool, server)
-        assert await resp.aread() == b"hello again"
-        await resp.aclose()
-        assert server.connections == 2
-
-
-async def test_http10_answer_is_not_reused(pool: Http1Pool, serve: Servers) -> None:
-    async with asyncio.timeout(LIMIT):
-        old = (
-            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nold"
-        )
-        server = await serve(Reply([old]), Reply([ok(b"new")]))
+        server = await serve(reply)
         resp = await post(pool, server)
         assert resp.status == 200
-        assert b"".join(await read_all(resp)) == b"old"
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
-        resp = await post(pool, server)
-        assert await resp.aread() == b"new"
-        await resp.aclose()
-        assert server.connections == 2
+        assert await read_body(resp) == body
+        await assert_next_request_opens_a_new_connection(
+            pool, server, b"next", closed_by_server=reply.close
+        )
 
 
 async def test_idle_connection_older_than_keepalive_is_not_reused(
@@ -850,18 +902,14 @@ async def test_idle_connection_older_than_keepalive_is_not_reused(
     async with asyncio.timeout(LIMIT):
         pool = make_pool(keepalive=0.1)
         server = await serve(*(Reply([ok(b"%d" % i)]) for i in range(3)))
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"0"
+        assert await read_body(await post(pool, server)) == b"0"
         # Reused while young.
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"1"
+        assert await read_body(await post(pool, server)) == b"1"
         assert server.connections == 1
         await asyncio.sleep(0.15)
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"2"
+        assert await read_body(await post(pool, server)) == b"2"
         assert server.connections == 2
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()  # the expired one was closed, not leaked
+        await client_closed(server)  # the expired one was closed, not leaked
         assert [r.conn for r in server.requests] == [0, 0, 1]
 
 
@@ -873,13 +921,12 @@ async def test_connection_closed_by_server_while_idle_is_not_reused(
         server = await serve(Reply([ok(b"one")], close_when=drop), Reply([ok(b"two")]))
         resp = await post(pool, server, b"first")
         conn = resp._conn
-        assert b"".join(await read_all(resp)) == b"one"
+        assert await read_body(resp) == b"one"
         assert not conn.closed  # idle in the pool
         drop.set()
         await server.server_closed[0].wait()
         await wait_until(lambda: conn.closed)  # the client saw the EOF
-        resp = await post(pool, server, b"second")
-        assert b"".join(await read_all(resp)) == b"two"
+        assert await read_body(await post(pool, server, b"second")) == b"two"
         assert server.connections == 2
         # Exactly one copy of each request, never a duplicate.
         assert [(r.conn, r.body) for r in server.requests] == [
@@ -895,48 +942,12 @@ async def test_request_on_a_connection_dropped_without_answer_is_not_retried(
     retried on a new connection (no second, paid generation)."""
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([ok(b"one")]), Reply(close=True))
-        resp = await post(pool, server, b"first")
-        assert b"".join(await read_all(resp)) == b"one"
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server, b"second")
-        assert info.value.message == f"{BEFORE_ANSWER}: the connection was closed"
+        assert await read_body(await post(pool, server, b"first")) == b"one"
+        message = await fails_before_answering(pool, server, b"second")
+        assert message == CLOSED_BEFORE_ANSWER
         await asyncio.sleep(0.02)
         assert server.connections == 1
         assert [r.body for r in server.requests] == [b"first", b"second"]
-
-
-async def test_extra_bytes_after_the_body_prevent_reuse(
-    pool: Http1Pool, serve: Servers
-) -> None:
-    async with asyncio.timeout(LIMIT):
-        server = await serve(
-            Reply([ok(b"ok") + b"HTTP/1.1 200 OK\r\n"]), Reply([ok(b"b")])
-        )
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"ok"
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
-        resp = await post(pool, server)
-        assert await resp.aread() == b"b"
-        await resp.aclose()
-        assert server.connections == 2
-
-
-async def test_unsolicited_bytes_on_an_idle_connection_close_it(
-    pool: Http1Pool, serve: Servers
-) -> None:
-    async with asyncio.timeout(LIMIT):
-        server = await serve(
-            Reply([ok(b"ok"), b"HTTP/1.1 200 OK\r\n\r\n"], gap=0.05), Reply([ok(b"b")])
-        )
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"ok"
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
-        resp = await post(pool, server)
-        assert await resp.aread() == b"b"
-        await resp.aclose()
-        assert server.connections == 2
 
 
 async def test_pool_aclose_closes_idle_connections(
@@ -1005,9 +1016,7 @@ async def test_server_closes_before_the_answer(
 ) -> None:
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply(pieces, close=True))
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server)
-        assert info.value.message == f"{BEFORE_ANSWER}: the connection was closed"
+        assert await fails_before_answering(pool, server) == CLOSED_BEFORE_ANSWER
         assert not pool._open
         assert len(server.requests) == 1
 
@@ -1059,70 +1068,69 @@ async def test_server_closes_mid_chunked_body(
         if tail:
             pieces.append(tail)
         server = await serve(Reply(pieces, close=True))
-        resp = await post(pool, server)
-        got, error = await read_until_error(resp)
+        got, error = await read_until_error(await post(pool, server))
         assert got == expected
         assert error.message.endswith("unexpected EOF")
 
 
+STATUS_LINES = {
+    "garbage": b"garbage",
+    "http2": b"HTTP/2 200 OK",
+    "code-not-digits": b"HTTP/1.1 2x0 OK",
+    "code-two-digits": b"HTTP/1.1 20 OK",
+    "not-http": b"ICY 200 OK",
+}
+HEADER_LINES = {
+    "no-colon": b"Content-Length 5",
+    "folded": b" X-Folded: a",
+    "no-name": b": no-name",
+    "space-before-colon": b"X-Space : a",
+}
+CONTENT_LENGTHS = {
+    "abc": b"abc",
+    "two-values": b"5, 6",
+    "negative": b"-1",
+    "empty": b"",
+}
+
+
 @pytest.mark.parametrize(
-    "status_line",
+    ("raw", "message"),
     [
-        b"garbage",
-        b"HTTP/2 200 OK",
-        b"HTTP/1.1 2x0 OK",
-        b"HTTP/1.1 20 OK",
-        b"ICY 200 OK",
+        *(
+            pytest.param(
+                line + b"\r\nContent-Length: 0\r\n\r\n",
+                "not an HTTP/1.x status line",
+                id=f"garbage-status-line-{name}",
+            )
+            for name, line in STATUS_LINES.items()
+        ),
+        *(
+            pytest.param(
+                b"HTTP/1.1 200 OK\r\nX-Ok: 1\r\n" + line + b"\r\n\r\n",
+                "invalid header line",
+                id=f"invalid-header-line-{name}",
+            )
+            for name, line in HEADER_LINES.items()
+        ),
+        *(
+            pytest.param(
+                b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nabcde",
+                "invalid Content-Length",
+                id=f"invalid-content-length-{name}",
+            )
+            for name, value in CONTENT_LENGTHS.items()
+        ),
     ],
 )
-async def test_garbage_status_line(
-    pool: Http1Pool, serve: Servers, status_line: bytes
+async def test_malformed_head_fails_before_answering(
+    pool: Http1Pool, serve: Servers, raw: bytes, message: str
 ) -> None:
     async with asyncio.timeout(LIMIT):
-        server = await serve(Reply([status_line + b"\r\nContent-Length: 0\r\n\r\n"]))
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server)
-        assert info.value.message.startswith(
-            f"{BEFORE_ANSWER}: not an HTTP/1.x status line"
-        )
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()  # the connection is dropped
-
-
-@pytest.mark.parametrize(
-    "line", [b"Content-Length 5", b" X-Folded: a", b": no-name", b"X-Space : a"]
-)
-async def test_invalid_header_line(
-    pool: Http1Pool, serve: Servers, line: bytes
-) -> None:
-    async with asyncio.timeout(LIMIT):
-        raw = b"HTTP/1.1 200 OK\r\nX-Ok: 1\r\n" + line + b"\r\n\r\n"
         server = await serve(Reply([raw]))
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server)
-        assert info.value.message.startswith(f"{BEFORE_ANSWER}: invalid header line")
-
-
-@pytest.mark.parametrize("value", [b"abc", b"5, 6", b"-1", b""])
-async def test_invalid_content_length(
-    pool: Http1Pool, serve: Servers, value: bytes
-) -> None:
-    async with asyncio.timeout(LIMIT):
-        raw = b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\nabcde"
-        server = await serve(Reply([raw]))
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server)
-        assert info.value.message.startswith(f"{BEFORE_ANSWER}: invalid Content-Length")
-
-
-async def test_repeated_equal_content_length_is_accepted(
-    pool: Http1Pool, serve: Servers
-) -> None:
-    async with asyncio.timeout(LIMIT):
-        raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nabcde"
-        server = await serve(Reply([raw]))
-        resp = await post(pool, server)
-        assert b"".join(await read_all(resp)) == b"abcde"
+        failure = await fails_before_answering(pool, server)
+        assert failure.startswith(f"{BEFORE_ANSWER}: {message}")
+        await client_closed(server)  # the connection is dropped
 
 
 @pytest.mark.parametrize("size_line", [b"zz", b"", b"5 5", b"-5"])
@@ -1132,32 +1140,25 @@ async def test_invalid_chunk_size(
     async with asyncio.timeout(LIMIT):
         raw = CHUNKED_HEAD + size_line + b"\r\nhello\r\n0\r\n\r\n"
         server = await serve(Reply([raw]))
-        resp = await post(pool, server)
-        got, error = await read_until_error(resp)
+        got, error = await read_until_error(await post(pool, server))
         assert got == b""
         assert error.message.startswith("upstream sent an invalid chunk size")
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
+        await client_closed(server)
 
 
 async def test_chunk_longer_than_its_size(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
-        raw = CHUNKED_HEAD + b"3\r\nabcdef\r\n0\r\n\r\n"
-        server = await serve(Reply([raw]))
-        resp = await post(pool, server)
-        _, error = await read_until_error(resp)
+        server = await serve(Reply([CHUNKED_HEAD + b"3\r\nabcdef\r\n0\r\n\r\n"]))
+        _, error = await read_until_error(await post(pool, server))
         assert error.message == "upstream sent a malformed chunk"
 
 
 async def test_oversized_chunk_size_line(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
-        raw = CHUNKED_HEAD + b"5;" + b"x" * 8192
-        server = await serve(Reply([raw]))
-        resp = await post(pool, server)
-        _, error = await read_until_error(resp)
+        server = await serve(Reply([CHUNKED_HEAD + b"5;" + b"x" * 8192]))
+        _, error = await read_until_error(await post(pool, server))
         assert error.message == UNEXPECTED_EOF
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
+        await client_closed(server)
 
 
 async def test_oversized_headers(pool: Http1Pool, serve: Servers) -> None:
@@ -1167,28 +1168,22 @@ async def test_oversized_headers(pool: Http1Pool, serve: Servers) -> None:
         raw = b"HTTP/1.1 200 OK\r\n" + filler  # no blank line, ever
         pieces = [raw[i : i + 8192] for i in range(0, len(raw), 8192)]
         server = await serve(Reply(pieces, gap=0))
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server)
-        assert info.value.message == f"{BEFORE_ANSWER}: response headers too large"
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
+        message = await fails_before_answering(pool, server)
+        assert message == f"{BEFORE_ANSWER}: response headers too large"
+        await client_closed(server)
 
 
 async def test_unsupported_content_encoding(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([ok(b"\x1b\x00", "Content-Encoding: br")]))
-        with pytest.raises(UpstreamProtocolError) as info:
-            await post(pool, server)
-        assert (
-            info.value.message == f"{BEFORE_ANSWER}: unsupported content encoding 'br'"
-        )
+        message = await fails_before_answering(pool, server)
+        assert message == f"{BEFORE_ANSWER}: unsupported content encoding 'br'"
 
 
 async def test_corrupt_gzip_body(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([ok(b"this is not gzip", "Content-Encoding: gzip")]))
-        resp = await post(pool, server)
-        _, error = await read_until_error(resp)
+        _, error = await read_until_error(await post(pool, server))
         assert error.message.startswith("upstream sent a bad body:")
 
 
@@ -1201,7 +1196,7 @@ async def test_reading_pauses_while_the_consumer_is_behind(
     async with asyncio.timeout(LIMIT):
         body = bytes(range(256)) * (8 * 1024)  # 2 MiB
         bound = HIGH_WATER + 256 * 1024
-        server = await serve(Reply([ok(body)]), Reply([ok(b"next")]))
+        server = await serve(Reply([ok(body)]))
         resp = await post(pool, server)
         await asyncio.sleep(0.1)  # the server writes all it can meanwhile
         assert HIGH_WATER <= resp._buffered <= bound
@@ -1221,10 +1216,7 @@ async def test_reading_pauses_while_the_consumer_is_behind(
         assert b"".join(got) == body
         assert len(got) > 1
         # Resumed and finished cleanly: the connection is reused.
-        resp = await post(pool, server)
-        assert await resp.aread() == b"next"
-        await resp.aclose()
-        assert server.connections == 1
+        await assert_next_request_reuses_the_connection(pool, server, b"next")
 
 
 # -- cancellation --------------------------------------------------------------------
@@ -1241,8 +1233,7 @@ async def test_cancelling_a_waiting_request_closes_the_connection(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
+        await client_closed(server)
         await wait_until(lambda: not pool._open)
         assert [r.body for r in server.requests] == [b"wait"]
 
@@ -1251,8 +1242,7 @@ async def test_cancelling_a_body_read_then_aclose_closes_the_connection(
     pool: Http1Pool, serve: Servers
 ) -> None:
     async with asyncio.timeout(LIMIT):
-        head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
-        server = await serve(Reply([head]))
+        server = await serve(Reply([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"]))
         resp = await post(pool, server)
         reader = asyncio.create_task(resp.aread())
         await asyncio.sleep(0.01)
@@ -1260,8 +1250,7 @@ async def test_cancelling_a_body_read_then_aclose_closes_the_connection(
         with pytest.raises(asyncio.CancelledError):
             await reader
         await resp.aclose()
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
+        await client_closed(server)
 
 
 async def test_aclose_from_another_task_wakes_a_pending_read(
@@ -1279,8 +1268,7 @@ async def test_aclose_from_another_task_wakes_a_pending_read(
         await asyncio.sleep(0.01)
         assert not reader.done()
         await resp.aclose()
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
+        await client_closed(server)
         done, _ = await asyncio.wait([reader], timeout=0.5)
         if not done:
             reader.cancel()
@@ -1296,13 +1284,11 @@ async def test_pool_aclose_fails_a_read_in_progress(
     async with asyncio.timeout(LIMIT):
         head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"
         server = await serve(Reply([head]))
-        resp = await post(pool, server)
-        reader = asyncio.create_task(read_until_error(resp))
+        reader = asyncio.create_task(read_until_error(await post(pool, server)))
         await asyncio.sleep(0.01)
         await pool.aclose()
         async with asyncio.timeout(1):
             got, error = await reader
         assert got == b"ab"
         assert error.message == UNEXPECTED_EOF
-        async with asyncio.timeout(1):
-            await server.eof[0].wait()
+        await client_closed(server)
