@@ -83,11 +83,12 @@ class ChunkReader:
         session: StreamSession,
         settings: Settings,
         name_translator: NameTranslator = lambda tb: None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         timeouts = settings.timeouts
         # Kept: on Python 3.11 every get_running_loop() (and current_task()
         # without a loop) is a getpid() system call.
-        self._loop = loop = asyncio.get_running_loop()
+        self._loop = loop = loop or asyncio.get_running_loop()
         loop_now = loop.time()
         waited = (time.perf_counter_ns() - ctx.upstream_sent_ns) / 1e9
         self._ctx = ctx

@@ -134,7 +134,7 @@ async def serve_completion(
     # open stream.
     try:
         async with upstream.slot():
-            async with upstream_deadline(first_token):
+            async with upstream_deadline(first_token, request.task):
                 response = await upstream.send(
                     ctx,
                     outgoing.path,
@@ -146,7 +146,12 @@ async def serve_completion(
             try:
                 session = map_with(request, lambda: pipeline.response.open_stream(ctx))
                 reader = ChunkReader(
-                    ctx, response, session, settings, pipeline.translator_for
+                    ctx,
+                    response,
+                    session,
+                    settings,
+                    pipeline.translator_for,
+                    request.task.get_loop(),
                 )
                 if ctx.stream:
                     return await relay(request, ctx, reader, encode_into)

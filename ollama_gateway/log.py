@@ -6,10 +6,14 @@ contents: the request line carries ids, names, numbers and outcomes only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.config
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import TextIO
 
 import msgspec
 from pythonjsonlogger import json as jsonlogger
@@ -17,7 +21,15 @@ from pythonjsonlogger import json as jsonlogger
 from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import GatewayError, TranslationError, error_kind
 
-__all__ = ["ACCESS_LOGGER", "FIELDS", "JsonFormatter", "note_failure", "setup_logging"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "FIELDS",
+    "BatchingStreamHandler",
+    "JsonFormatter",
+    "batch_log_lines",
+    "note_failure",
+    "setup_logging",
+]
 
 ACCESS_LOGGER = "ollama_gateway.access"
 _failures = logging.getLogger("ollama_gateway.errors")
@@ -90,6 +102,105 @@ def _jsonable(value: object) -> object:
 _encode = msgspec.json.Encoder(enc_hook=_jsonable).encode
 
 
+# How late a line may be written: lines logged within this time on the event
+# loop's thread go out in one write.
+FLUSH_DELAY = 0.05
+
+
+class BatchingStreamHandler(logging.StreamHandler[TextIO]):
+    """A StreamHandler that, once attached to the running event loop, writes
+    the lines logged on the loop's thread in batches, at most `FLUSH_DELAY`
+    seconds late: a write (a system call) per request line was the largest
+    part of logging it. Errors, and lines from other threads, are written at
+    once, after whatever is pending; `flush()` (also at exit) writes the rest.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Batch from now on; call on the loop's thread."""
+        self._loop = loop
+        self._thread = threading.get_ident()
+
+    def detach(self) -> None:
+        """Write what is pending and stop batching."""
+        self.acquire()
+        try:
+            self._loop = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._write_pending()
+        finally:
+            self.release()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)
+        loop = self._loop
+        if (
+            loop is None
+            or record.levelno >= logging.ERROR
+            or threading.get_ident() != self._thread
+            or loop.is_closed()
+        ):
+            self._write_pending()
+        elif self._timer is None:
+            self._timer = loop.call_later(FLUSH_DELAY, self._on_timer)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+        finally:
+            self.release()
+
+    def _on_timer(self) -> None:
+        self.acquire()
+        try:
+            self._timer = None
+            self._write_pending()
+        finally:
+            self.release()
+
+    def _write_pending(self) -> None:
+        try:
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                self.stream.write(text)
+            if hasattr(self.stream, "flush"):
+                self.stream.flush()
+        except Exception:
+            # As StreamHandler does: a broken stderr must not break serving.
+            self._pending.clear()
+
+
+def batch_log_lines(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Attach the root logger's batching handlers to `loop`; returns the call
+    that detaches them (and writes what is pending)."""
+    handlers = [
+        h for h in logging.getLogger().handlers if isinstance(h, BatchingStreamHandler)
+    ]
+    for handler in handlers:
+        handler.attach(loop)
+
+    def detach() -> None:
+        for handler in handlers:
+            handler.detach()
+
+    return detach
+
+
 def setup_logging(level: str) -> None:
     """JSON lines on stderr at `level` for the gateway and aiohttp."""
     # Our lines carry none of the caller, thread or process fields: skip
@@ -106,7 +217,7 @@ def setup_logging(level: str) -> None:
             "formatters": {"json": {"()": JsonFormatter}},
             "handlers": {
                 "stderr": {
-                    "class": "logging.StreamHandler",
+                    "class": "ollama_gateway.log.BatchingStreamHandler",
                     "formatter": "json",
                     "stream": "ext://sys.stderr",
                 }

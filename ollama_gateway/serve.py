@@ -22,7 +22,7 @@ from yarl import URL
 
 from ollama_gateway.app import create_app
 from ollama_gateway.keys import pipeline_key
-from ollama_gateway.log import setup_logging
+from ollama_gateway.log import batch_log_lines, setup_logging
 from ollama_gateway.settings import Settings, SettingsError
 
 __all__ = ["ListenError", "serve"]
@@ -59,6 +59,8 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
         if worker <= 1:
             _log_startup(settings, app)
 
+    # Log lines go out in batches while the loop runs (see log.py).
+    stop_batching = batch_log_lines(loop)
     try:
         web.run_app(
             app,
@@ -80,6 +82,8 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
         raise ListenError(
             f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
         ) from None
+    finally:
+        stop_batching()
     return 0
 
 

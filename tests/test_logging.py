@@ -14,7 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ollama_gateway.log import ACCESS_LOGGER, JsonFormatter
+from ollama_gateway.log import (
+    ACCESS_LOGGER,
+    FLUSH_DELAY,
+    BatchingStreamHandler,
+    JsonFormatter,
+)
 from tests.conftest import FAST_DEMO
 from tests.fakebackend import FakeBackend, Script
 from tests.ndjson import CHAT, chat, post
@@ -324,3 +329,67 @@ async def test_startup_line_drops_credentials_from_backend_urls(tmp_path):
     assert URL_SECRET not in gateway.log.read_text()
     startup = gateway.lines()[0]
     assert startup["backends"] == [{"name": "basic", "url": "http://127.0.0.1:9/v1"}]
+
+
+class _Writes(io.StringIO):
+    """A stream that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    return logger.makeRecord(logger.name, level, __file__, 1, message, (), None)
+
+
+async def test_batching_handler_writes_lines_of_the_loop_together():
+    stream = _Writes()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.attach(asyncio.get_running_loop())
+    try:
+        for n in range(3):
+            handler.handle(_record(f"line {n}"))
+        assert stream.getvalue() == ""  # held back, at most FLUSH_DELAY
+        await asyncio.sleep(FLUSH_DELAY * 3)
+        assert [json.loads(x)["msg"] for x in stream.getvalue().splitlines()] == [
+            "line 0",
+            "line 1",
+            "line 2",
+        ]
+        assert stream.writes == 1
+        handler.handle(_record("pending"))
+        handler.handle(_record("boom", logging.ERROR))  # an error goes out at once
+        assert [json.loads(x)["msg"] for x in stream.getvalue().splitlines()][3:] == [
+            "pending",
+            "boom",
+        ]
+        await asyncio.to_thread(handler.handle, _record("from a thread"))
+        assert stream.getvalue().splitlines()[-1].endswith('"msg":"from a thread"}')
+        handler.handle(_record("last"))
+    finally:
+        handler.detach()  # writes what is pending
+    assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "last"
+    handler.handle(_record("detached"))  # no loop: written at once
+    assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "detached"
+
+
+def test_batching_handler_flush_writes_pending_lines():
+    stream = _Writes()
+    handler = BatchingStreamHandler(stream)
+    loop = asyncio.new_event_loop()
+    try:
+        handler.attach(loop)
+        handler.handle(_record("waiting"))
+        assert stream.getvalue() == ""
+        handler.flush()  # what logging.shutdown() does at exit
+        assert stream.getvalue() == "waiting\n"
+    finally:
+        handler.detach()
+        loop.close()

@@ -104,7 +104,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
     timeout = request.app[settings_key].timeouts.first_token or None
     try:
         async with upstream.slot():
-            async with upstream_deadline(timeout):
+            async with upstream_deadline(timeout, request.task):
                 response = await upstream.send(
                     ctx, path, msgspec.json.encode(body), stream=stream,
                     not_found=f"The model '{ctx.model}' does not exist",
