@@ -80,6 +80,11 @@ class Target:
     kind: str  # "ollama" or "openai" (the backend itself)
     argv: tuple[str, ...] = ()
     uvloop: bool = False
+    # A TOML config; "{backend}" is the fake backend's /v1 URL (then it names
+    # the backend itself, and OPENAI_BASE_URL is not set).
+    config: str = ""
+    # The scenarios it runs (None: all of the plan's).
+    scenarios: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -88,6 +93,13 @@ class Figures:
 
     values: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+AS_CLIENT = """[[backends]]
+name = "openai"
+base_url = "{backend}"
+stream_upstream = "as-client"
+"""
 
 
 def _uvloop_version() -> str | None:
@@ -106,6 +118,16 @@ def targets(uvloop: bool) -> list[Target]:
     out = [
         Target("direct", "direct backend", "openai"),
         Target("gateway", "gateway", "ollama", serve),
+        # The same upstream call as the naive reference makes for stream:false
+        # (one JSON answer, not 20 SSE events); the default streams upstream.
+        Target(
+            "asclient",
+            "gateway, stream_upstream = as-client",
+            "ollama",
+            serve,
+            config=AS_CLIENT,
+            scenarios=("ns",),
+        ),
         Target("workers2", "gateway --workers 2", "ollama", (*serve, "--workers", "2")),
     ]
     if uvloop:
@@ -564,7 +586,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--targets",
-        help="comma-separated subset of: direct, gateway, workers2, uvloop, naive",
+        help="comma-separated subset of: direct, gateway, asclient, workers2, "
+        "uvloop, naive",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
@@ -614,21 +637,28 @@ def main() -> int:
                 else:
                     port = free_port()
                     argv = [a.replace("{port}", str(port)) for a in target.argv]
-                    target_env = {
-                        **env,
-                        "OPENAI_BASE_URL": f"http://127.0.0.1:{backend_port}/v1",
-                    }
+                    backend_url = f"http://127.0.0.1:{backend_port}/v1"
+                    target_env = dict(env)
+                    toml = target.config.replace("{backend}", backend_url)
+                    if "{backend}" not in target.config:
+                        target_env["OPENAI_BASE_URL"] = backend_url
                     if target.uvloop:
-                        config = Path(tmp) / "uvloop.toml"
-                        config.write_text('[server]\nevent_loop = "uvloop"\n')
-                        target_env["OLLAMA_GATEWAY_CONFIG"] = str(config)
+                        toml += '[server]\nevent_loop = "uvloop"\n'
                     else:
                         target_env["PYTHONPATH"] = f"{hide}{os.pathsep}{ROOT}"
+                    if toml:
+                        config = Path(tmp) / f"{target.name}.toml"
+                        config.write_text(toml)
+                        target_env["OLLAMA_GATEWAY_CONFIG"] = str(config)
+                    own = plan
+                    if target.scenarios is not None:
+                        kept = (s for s in plan.scenarios if s in target.scenarios)
+                        own = replace(plan, scenarios=tuple(kept))
                     with process(argv, target_env, log) as proc:
                         wait_ready(port, target.kind, proc, log)
                         root = proc.pid
                         results[target.name] = measure(
-                            target, port, partial(descendants, root), plan
+                            target, port, partial(descendants, root), own
                         )
                 print(
                     f"  {target.label}: {time.monotonic() - t0:.0f} s, load average {_load()}",
@@ -637,6 +667,15 @@ def main() -> int:
         finally:
             stop(backend)
     text, verdicts = table(plan, chosen, results)
+    like = results.get("asclient", Figures()).values.get("ns1_rps")
+    naive_rps = results.get("naive", Figures()).values.get("ns1_rps")
+    if like is not None and naive_rps:
+        ok = "yes" if like >= 1.15 * naive_rps else "**no**"
+        verdicts.append(
+            f"non-stream c=1: req/s ≥ 1.15x, gateway with stream_upstream = "
+            f"as-client (the naive reference's upstream call): "
+            f"{like / naive_rps:.2f}x, {ok}"
+        )
     print()
     print(text)
     print()
