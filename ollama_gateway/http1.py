@@ -584,7 +584,13 @@ class Http1Pool:
         oldest = self.loop.time() - self._keepalive
         while idle:
             conn = idle.pop()  # the most recently used: least likely dropped
-            if conn.closed or conn.idle_since < oldest:
+            transport = conn.transport
+            if (
+                conn.closed
+                or transport is None
+                or transport.is_closing()
+                or conn.idle_since < oldest
+            ):
                 conn.close()
                 self._open.discard(conn)
                 continue
