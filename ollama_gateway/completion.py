@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import msgspec
@@ -73,6 +73,7 @@ class ChunkReader:
         "_total_deadline",
         "_watch",
         "_expired",
+        "_cancelling",
         "__weakref__",
     )
 
@@ -115,6 +116,7 @@ class ChunkReader:
         self._timer: asyncio.TimerHandle | None = None
         self._watch: tuple[float, asyncio.Task[object]] | None = None
         self._expired = False
+        self._cancelling = 0
 
     async def read(self) -> Sequence[ollama.ChatResponse] | None:
         """The next batch to write (possibly empty), or None after the last."""
@@ -137,14 +139,24 @@ class ChunkReader:
                     if payloads:
                         self._backlog = []
                     else:
+                        # `_next_piece`, inline (see there).
+                        task = self._arm()
                         try:
-                            piece = await self._next_piece()
+                            piece: bytes | None = await self._it.__anext__()
+                        except StopAsyncIteration:
+                            piece = None
+                        except asyncio.CancelledError:
+                            self._check_expired(task)
+                            raise
                         except UpstreamProtocolError:
                             if not self._saw_finish:
                                 raise
                             # The answer was complete; only the usage trailer
                             # is lost.
                             piece = None
+                        finally:
+                            self._watch = None
+                        self._rearm()
                         if piece is None:
                             batch = self._end_of_stream(self._parser.finish())
                             break
@@ -261,58 +273,66 @@ class ChunkReader:
     async def _next_piece(self) -> bytes | None:
         """The next piece, or UpstreamTimeoutError once the deadline passes.
 
+        (`read` does the same inline, to keep one coroutine frame fewer per
+        open stream.)
+        """
+        task = self._arm()
+        try:
+            piece: bytes | None = await self._it.__anext__()
+        except StopAsyncIteration:
+            piece = None
+        except asyncio.CancelledError:
+            self._check_expired(task)
+            raise
+        finally:
+            self._watch = None
+        self._rearm()
+        return piece
+
+    def _arm(self) -> asyncio.Task[object] | None:
+        """Guard the read about to be awaited by the stream's deadline.
+
         Like `asyncio.timeout_at`, but with one timer per stream that stays
         armed across reads and is moved only when it fires before the current
         deadline: a timer made and cancelled per read was a tenth of the CPU
-        of a streamed chunk.
+        of a streamed chunk. Returns the task that a timeout would cancel
+        (None: no deadline).
         """
         deadline = self._deadline
         total = self._total_deadline
         if total is not None and (deadline is None or total < deadline):
             deadline = total
-        loop = self._loop
         if deadline is None:
-            try:
-                piece = await self._step()
-            except StopAsyncIteration:
-                piece = None
-        elif deadline <= loop.time():
+            return None
+        loop = self._loop
+        if deadline <= loop.time():
             # Spent already (e.g. waiting for headers): a read that needs no
             # wait would otherwise slip past the timer.
             raise UpstreamTimeoutError("upstream timeout")
-        else:
-            task = asyncio.current_task(loop)
-            assert task is not None
-            cancelling = task.cancelling()
-            timer = self._timer
-            if timer is None or timer.when() > deadline:
-                if timer is not None:
-                    timer.cancel()
-                ref = weakref.ref(self)
-                self._timer = loop.call_at(deadline, _on_timer, ref)
-            self._watch = (deadline, task)
-            try:
-                piece = await self._step()
-            except StopAsyncIteration:
-                piece = None
-            except asyncio.CancelledError:
-                if self._expired:
-                    self._expired = False
-                    if task.uncancel() <= cancelling:
-                        raise UpstreamTimeoutError("upstream timeout") from None
-                raise
-            finally:
-                self._watch = None
+        task = asyncio.current_task(loop)
+        assert task is not None
+        self._cancelling = task.cancelling()
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, _on_timer, weakref.ref(self))
+        self._watch = (deadline, task)
+        return task
+
+    def _check_expired(self, task: asyncio.Task[object] | None) -> None:
+        """A cancelled read: UpstreamTimeoutError if our timer did it."""
+        if task is not None and self._expired:
+            self._expired = False
+            if task.uncancel() <= self._cancelling:
+                raise UpstreamTimeoutError("upstream timeout") from None
+
+    def _rearm(self) -> None:
+        """After a read: the idle deadline runs from now."""
         if self._idle is not None:
-            self._deadline = loop.time() + self._idle
+            self._deadline = self._loop.time() + self._idle
         else:
             self._deadline = None
-        return piece
-
-    def _step(self) -> Awaitable[bytes]:
-        # `__anext__()` itself, not `anext(it, None)`: no wrapper object per
-        # read, so an open stream's waiting read holds a little less.
-        return self._it.__anext__()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
