@@ -208,6 +208,12 @@ class ChunkReader:
         transport): left to the garbage collector, an unfinished generator is
         closed through the loop's finalizer hook, a wake-up per request."""
         self._stop_timer()
+        if self._finished and self._error is None:
+            # Our transport can then keep the connection for the next request
+            # even if the body's end has not arrived yet (see http1.DRAIN).
+            expect_end = getattr(self._it, "expect_end", None)
+            if expect_end is not None:
+                expect_end()
         close = getattr(self._it, "aclose", None)
         if close is not None:
             await close()

@@ -41,6 +41,11 @@ MAX_HEAD: Final = 64 * 1024
 MAX_CHUNK_LINE: Final = 4096
 # Body bytes buffered ahead of the consumer before the socket is paused.
 HIGH_WATER: Final = 64 * 1024
+# How long a connection is kept after its consumer has read the whole answer
+# (`expect_end()`) but before the end of the body arrived: the chunked
+# terminator usually follows the last event at once, and waiting for it lets
+# the connection be reused instead of reconnecting (a TLS handshake, say).
+DRAIN = 1.0
 # Idle keep-alive connections older than this are closed, not reused (as
 # aiohttp's default): a server may have dropped them meanwhile.
 KEEPALIVE: Final = 15.0
@@ -143,6 +148,8 @@ class Http1Response:
         "_conn",
         "_decoder",
         "_done",
+        "_draining",
+        "_ended",
         "_error",
         "_framing",
         "_head",
@@ -180,6 +187,10 @@ class Http1Response:
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
         self._error: Exception | None = None
+        # The consumer has what it wanted (`expect_end`); while the rest of the
+        # body is awaited after `aclose()`, `_draining` is the give-up timer.
+        self._ended = False
+        self._draining: asyncio.TimerHandle | None = None
 
     # -- the consumer's side ---------------------------------------------------
 
@@ -213,9 +224,29 @@ class Http1Response:
     async def aread(self) -> bytes:
         return b"".join([piece async for piece in self])
 
+    def expect_end(self) -> None:
+        """The consumer has read all of the answer it needs (an SSE stream's
+        `[DONE]`): `aclose()` may then wait, without blocking, for the end of
+        the body and keep the connection."""
+        self._ended = True
+
     async def aclose(self) -> None:
         conn = self._conn
-        if conn.response is not self:
+        if conn.response is not self or self._draining is not None:
+            return
+        if (
+            self._ended
+            and not self._done
+            and self._error is None
+            and self._keep_alive
+            and self._framing != _UNTIL_CLOSE
+        ):
+            # The end of the body is on its way: wait for it in the background
+            # (data that still comes is dropped), or close after DRAIN.
+            self._pieces.clear()
+            self._buffered = 0
+            conn.resume()
+            self._draining = conn.loop.call_later(DRAIN, self._stop_draining)
             return
         conn.response = None
         if self._done and self._error is None and self._keep_alive:
@@ -242,7 +273,30 @@ class Http1Response:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _stop_draining(self) -> None:
+        """Drain over: the connection is released if the body ended, closed
+        otherwise."""
+        if self._draining is not None:
+            self._draining.cancel()
+            self._draining = None
+        conn = self._conn
+        if conn.response is not self:
+            return
+        conn.response = None
+        if self._done and self._error is None and self._keep_alive:
+            conn.release()
+        else:
+            conn.close()
+
+    def _settle(self) -> None:
+        """After a read: a draining answer whose body ended gives its
+        connection back (the buffer is clean by now)."""
+        if self._done and self._draining is not None:
+            self._stop_draining()
+
     def _push(self, piece: bytes) -> None:
+        if self._draining is not None:
+            return  # nobody reads any more
         if self._decoder is not None:
             piece = self._decoder.decompress(piece)
             if not piece:
@@ -418,6 +472,10 @@ class Http1Response:
             self._push(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def connection_lost(self) -> None:
+        if self._draining is not None:
+            self._draining.cancel()
+            self._draining = None
+            self._conn.response = None
         if self._done or self._error is not None:
             return
         if self._headed and self._framing == _UNTIL_CLOSE:
@@ -463,6 +521,7 @@ class _Connection(asyncio.Protocol):
                 # A fresh buffer: an emptied bytearray keeps its capacity, and
                 # an open stream should hold nothing between reads.
                 self._buf = bytearray()
+            response._settle()
         except UpstreamProtocolError as exc:
             response._fail(exc)
             self.close()

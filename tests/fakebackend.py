@@ -112,6 +112,8 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    # The client's address and port: which connection the request came on.
+    peer: Any = None
 
 
 class FakeBackend:
@@ -149,7 +151,11 @@ class FakeBackend:
     async def _record(self, request: web.Request) -> Recorded:
         raw = await request.read()
         body = json.loads(raw) if raw else None
-        recorded = Recorded(request.method, request.path, dict(request.headers), body)
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport else None
+        recorded = Recorded(
+            request.method, request.path, dict(request.headers), body, peer
+        )
         self.requests.append(recorded)
         return recorded
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from ollama_gateway import http1
 from ollama_gateway.errors import (
     UpstreamConnectError,
     UpstreamProtocolError,
@@ -819,6 +820,55 @@ async def test_unfinished_response_is_closed_on_aclose(
         await resp.aclose()
         await assert_next_request_opens_a_new_connection(pool, server, b"fresh")
         assert [r.conn for r in server.requests] == [0, 1]
+
+
+async def test_ended_answer_keeps_its_connection_until_the_body_ends(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """The consumer has all it wants (`expect_end`) before the chunked
+    terminator arrives: `aclose()` returns at once, the terminator still comes,
+    and the connection serves the next request."""
+    async with asyncio.timeout(LIMIT):
+        last = CHUNKED_HEAD + chunk(b"data: [DONE]\n\n")
+        server = await serve(Reply([last, b"0\r\n\r\n"], gap=0.05))
+        resp = await post(pool, server)
+        assert await resp.__anext__() == b"data: [DONE]\n\n"
+        resp.expect_end()
+        await resp.aclose()  # does not wait for the terminator
+        await asyncio.sleep(0.2)  # the terminator is 50 ms behind
+        await assert_next_request_reuses_the_connection(pool, server, b"second")
+        assert [r.conn for r in server.requests] == [0, 0]
+
+
+async def test_ended_answer_whose_body_never_ends_is_closed_after_drain(
+    pool: Http1Pool, serve: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http1, "DRAIN", 0.1)
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([CHUNKED_HEAD + chunk(b"data: [DONE]\n\n")]))
+        resp = await post(pool, server)
+        assert await resp.__anext__() == b"data: [DONE]\n\n"
+        resp.expect_end()
+        await resp.aclose()
+        assert not server.eof[0].is_set()  # kept while the end may still come
+        await client_closed(server)  # then given up
+        await assert_next_request_opens_a_new_connection(pool, server, b"fresh")
+
+
+async def test_data_after_an_ended_answer_is_dropped_until_the_end(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        more = chunk(b"x" * 100_000) + b"0\r\n\r\n"
+        server = await serve(
+            Reply([CHUNKED_HEAD + chunk(b"data: [DONE]\n\n"), more], gap=0.05)
+        )
+        resp = await post(pool, server)
+        assert await resp.__anext__() == b"data: [DONE]\n\n"
+        resp.expect_end()
+        await resp.aclose()
+        await asyncio.sleep(0.2)
+        await assert_next_request_reuses_the_connection(pool, server, b"b")
 
 
 async def test_arrived_but_unread_body_still_frees_the_connection(

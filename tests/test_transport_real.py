@@ -522,3 +522,19 @@ async def test_concurrent_streams_do_not_mix(gateway, backend):
         final = assert_final(objs)
         assert final["eval_count"] == len(content_of(objs).split(" "))
     assert len(backend.completions()) == len(texts)
+
+
+async def test_connection_is_reused_when_the_body_ends_after_done(gateway, backend):
+    # The backend ends its chunked body 0.1 s after `[DONE]`: the answer is
+    # complete for the client at once, and the connection still serves the
+    # next request instead of being closed mid-body.
+    pieces = [reply_sse("first answer"), b""]
+    backend.queue(Script(pieces=pieces, delay=0.1), Script.text("second answer"))
+    client = await gateway(backend)
+    first = await read_ndjson(await post(client, "/api/chat", CHAT))
+    assert content_of(first) == "first answer"
+    await asyncio.sleep(0.3)  # the end of the first body has arrived by now
+    second = await read_ndjson(await post(client, "/api/chat", CHAT))
+    assert content_of(second) == "second answer"
+    peers = [r.peer for r in backend.completions()]
+    assert len(peers) == 2 and peers[0] == peers[1]
