@@ -39,6 +39,8 @@ BEFORE_ANSWER = "upstream failed before answering"
 # A status line and headers larger than this are not an HTTP answer we serve.
 MAX_HEAD: Final = 64 * 1024
 MAX_CHUNK_LINE: Final = 4096
+# The size of the one buffer all of a pool's connections read into.
+READ_BUFFER: Final = 256 * 1024
 # Body bytes buffered ahead of the consumer before the socket is paused.
 HIGH_WATER: Final = 64 * 1024
 # How long a connection is kept after its consumer has read the whole answer
@@ -490,8 +492,13 @@ class Http1Response:
             )
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection to a backend; serves one response at a time."""
+class _Connection(asyncio.BufferedProtocol):
+    """One keep-alive connection to a backend; serves one response at a time.
+
+    A buffered protocol reading into the pool's one read buffer: a plain
+    protocol gets a new bytes object per read, allocated at the transport's
+    full read size (256 KiB) and then shrunk, for every streamed chunk.
+    """
 
     def __init__(self, pool: Http1Pool, key: tuple[str, int, bool]) -> None:
         self.loop = pool.loop
@@ -508,7 +515,14 @@ class _Connection(asyncio.Protocol):
         # Not an isinstance() check: uvloop's transports do not subclass asyncio's.
         self.transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._pool.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # The bytes are copied out before the next read reuses the buffer.
+        self.data_received(self._pool.read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         response = self.response
         if response is None or response._done:
             self.close()  # bytes nobody asked for: the connection is unusable
@@ -574,6 +588,8 @@ class Http1Pool:
         self._targets: dict[str, _Target] = {}
         self._open: set[_Connection] = set()
         self._ssl: ssl.SSLContext | None = None
+        # Every connection reads into this, one read at a time (see _Connection).
+        self.read_buffer = memoryview(bytearray(READ_BUFFER))
 
     def target(self, base_url: str) -> _Target:
         target = self._targets.get(base_url)
