@@ -53,6 +53,10 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
     # Startup objects (modules, settings, the app) live as long as the process:
     # kept out of later collections, which cost pauses with many open streams.
     gc.freeze()
+    # Young collections every 700 allocations ran every other request; at
+    # 10,000 they are rarer and do the same work (about 4 % more non-stream
+    # requests per second at concurrency 1, A/B of 7 rounds).
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
 
     def started(banner: str) -> None:
         # run_app calls this once the socket is bound, so the line is true.
