@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
+import socket
 import ssl
 import zlib
 from collections import deque
@@ -48,6 +50,8 @@ HIGH_WATER: Final = 64 * 1024
 # terminator usually follows the last event at once, and waiting for it lets
 # the connection be reused instead of reconnecting (a TLS handshake, say).
 DRAIN = 1.0
+# How long a host name's addresses are used before they are looked up again.
+DNS_TTL = 60.0
 # Idle keep-alive connections older than this are closed, not reused (as
 # aiohttp's default): a server may have dropped them meanwhile.
 KEEPALIVE: Final = 15.0
@@ -110,7 +114,15 @@ def _has_authorization(headers: Mapping[str, str]) -> bool:
 class _Target:
     """What one base URL resolves to, worked out once."""
 
-    __slots__ = ("authorization", "base_path", "host", "host_header", "key", "port")
+    __slots__ = (
+        "authorization",
+        "base_path",
+        "host",
+        "host_header",
+        "key",
+        "literal",
+        "port",
+    )
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -129,6 +141,11 @@ class _Target:
         default = (tls and self.port == 443) or (not tls and self.port == 80)
         self.host_header = name if default else f"{name}:{self.port}"
         self.base_path = parts.path.rstrip("/")
+        try:
+            ipaddress.ip_address(self.host)
+            self.literal = True
+        except ValueError:
+            self.literal = False  # a name, to look up (see Http1Pool._addresses)
         self.key = (self.host, self.port, tls)
         self.authorization = ""
         if parts.username is not None:
@@ -588,6 +605,10 @@ class Http1Pool:
         self._targets: dict[str, _Target] = {}
         self._open: set[_Connection] = set()
         self._ssl: ssl.SSLContext | None = None
+        # (host, port) -> (expiry, lookup): a name is resolved once per DNS_TTL
+        # for all new connections (concurrent ones share the lookup), as
+        # aiohttp's resolver cache did, not once per connection.
+        self._dns: dict[tuple[str, int], tuple[float, asyncio.Task[list[str]]]] = {}
         # Every connection reads into this, one read at a time (see _Connection).
         self.read_buffer = memoryview(bytearray(READ_BUFFER))
 
@@ -696,13 +717,7 @@ class Http1Pool:
             context = self._ssl
         try:
             async with asyncio.timeout(connect_timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self, target.key),
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=host if tls else None,
-                )
+                conn = await self._open_connection(target, context)
         except TimeoutError:
             raise UpstreamTimeoutError("upstream timeout") from None
         except OSError as exc:
@@ -712,3 +727,52 @@ class Http1Pool:
             ) from exc
         self._open.add(conn)
         return conn
+
+    async def _open_connection(
+        self, target: _Target, context: ssl.SSLContext | None
+    ) -> _Connection:
+        """Connect to the first of the target's addresses that answers."""
+        host, port, tls = target.key
+        addresses = [host] if target.literal else await self._addresses(host, port)
+        failure: OSError | None = None
+        for address in addresses:
+            try:
+                _, conn = await self.loop.create_connection(
+                    lambda: _Connection(self, target.key),
+                    address,
+                    port,
+                    ssl=context,
+                    server_hostname=host if tls else None,
+                )
+                return conn
+            except OSError as exc:
+                failure = exc
+        # None answered: look the name up again next time.
+        self._dns.pop((host, port), None)
+        assert failure is not None
+        raise failure
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        key = (host, port)
+        entry = self._dns.get(key)
+        if entry is None or entry[0] < self.loop.time():
+            lookup = self.loop.create_task(self._lookup(host, port))
+            # Retrieved here even when every waiter was cancelled meanwhile.
+            lookup.add_done_callback(_retrieve)
+            entry = self._dns[key] = (self.loop.time() + DNS_TTL, lookup)
+        try:
+            # Shielded: a waiter that gives up does not cancel the others' lookup.
+            return await asyncio.shield(entry[1])
+        except OSError:
+            if self._dns.get(key) is entry:
+                del self._dns[key]  # a failed lookup is not kept
+            raise
+
+    async def _lookup(self, host: str, port: int) -> list[str]:
+        infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _retrieve(task: asyncio.Task[list[str]]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1342,3 +1342,68 @@ async def test_pool_aclose_fails_a_read_in_progress(
         assert got == b"ab"
         assert error.message == UNEXPECTED_EOF
         await client_closed(server)
+
+
+# -- name lookups -------------------------------------------------------------------
+
+
+class Lookups:
+    """Counts the pool's getaddrinfo calls; `fail` makes them fail."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.calls: list[str] = []
+        self.fail = False
+        self._real = loop.getaddrinfo
+
+    async def __call__(
+        self, host: str, port: int, **kwargs: int
+    ) -> list[tuple[int, int, int, str, tuple[str, int]]]:
+        self.calls.append(host)
+        if self.fail:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        await asyncio.sleep(0.01)  # concurrent connections arrive meanwhile
+        infos = await self._real(host, port, **kwargs)
+        return [i for i in infos if i[0] == socket.AF_INET]  # the server's family
+
+
+async def test_a_host_name_is_looked_up_once_for_new_connections(
+    pool: Http1Pool, serve: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups = Lookups(pool.loop)
+    monkeypatch.setattr(pool.loop, "getaddrinfo", lookups)
+    monkeypatch.setattr(http1, "DNS_TTL", 0.2)
+    async with asyncio.timeout(LIMIT):
+        server = await serve(Reply([ok(b"a")]), Reply([ok(b"b")]), Reply([ok(b"c")]))
+        url = f"http://localhost:{server.port}/v1"
+        first, second = await asyncio.gather(
+            post(pool, server, base_url=url), post(pool, server, base_url=url)
+        )
+        assert {await first.aread(), await second.aread()} == {b"a", b"b"}
+        assert server.connections == 2 and lookups.calls == ["localhost"]
+        assert all(
+            r.values("Host") == [f"localhost:{server.port}"] for r in server.requests
+        )
+        await asyncio.sleep(0.3)  # the addresses have expired
+        third = await post(pool, server, base_url=url)  # both others are in use
+        assert await third.aread() == b"c"
+        await asyncio.gather(first.aclose(), second.aclose(), third.aclose())
+        assert server.connections == 3 and lookups.calls == ["localhost"] * 2
+
+
+async def test_a_failed_lookup_is_reported_and_not_kept(
+    pool: Http1Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups = Lookups(pool.loop)
+    lookups.fail = True
+    monkeypatch.setattr(pool.loop, "getaddrinfo", lookups)
+    async with asyncio.timeout(LIMIT):
+        for _ in range(2):
+            with pytest.raises(UpstreamConnectError) as info:
+                await pool.request(
+                    "POST", "http://nowhere.test/v1", "/x", {}, b"{}", connect_timeout=1
+                )
+            assert info.value.message == (
+                "upstream unavailable: cannot connect to nowhere.test:80: "
+                "Name or service not known"
+            )
+        assert lookups.calls == ["nowhere.test", "nowhere.test"]
