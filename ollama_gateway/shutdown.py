@@ -5,7 +5,7 @@ aiohttp stops accepting, runs `on_shutdown`, then waits for handlers. We arm a
 timer there; when it fires, every tracked request (the accounting middleware
 tracks them all) is cancelled with `SHUTDOWN` as the message. An NDJSON stream
 that already started ends with one `{"error": ...}` line; a request that has not
-answered yet gets a 503; any other started stream (`/v1` SSE) is closed.
+answered yet gets a 503; a started `/v1` SSE stream ends with an error event.
 """
 
 from __future__ import annotations

@@ -240,3 +240,34 @@ async def test_other_requests_in_flight_end_at_the_grace_too(
     assert answer == {"error": SHUTDOWN}
     await asyncio.wait_for(backend.disconnected.wait(), MARGIN)
     _assert_clean_log(gateway)
+
+
+async def test_sigterm_ends_a_long_v1_stream_with_an_error_event(launch):
+    grace = 1.0
+    gateway = await launch(_demo(grace=grace))
+    words = " ".join(f"word{i}" for i in range(40))  # about 10 s at 5 words/s
+    body = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": words}],
+        "stream": True,
+    }
+    events: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            gateway.url + "/v1/chat/completions", json=body
+        ) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/event-stream"
+            async with asyncio.timeout(grace + MARGIN):
+                async for raw in resp.content:
+                    line = raw.decode().strip()
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        events.append(json.loads(line.removeprefix("data: ")))
+                        if len(events) == 3:
+                            gateway.proc.send_signal(signal.SIGTERM)
+    assert await gateway.wait_exit(MARGIN) == 0
+    assert len(events) > 3 and all("choices" in e for e in events[:-1])
+    assert events[-1] == {
+        "error": {"message": SHUTDOWN, "type": "api_error", "code": "shutting_down"}
+    }
+    _assert_clean_log(gateway)

@@ -7,6 +7,7 @@ for the model id; streams are relayed piece by piece, without buffering.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from ollama_gateway.errors import GatewayError, error_kind
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
+from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import upstream_deadline
 
 __all__ = ["handle_completions", "handle_embeddings", "handle_model", "handle_models"]
@@ -124,14 +126,32 @@ async def _relay(request: web.Request, response: Any) -> web.StreamResponse:
         status=response.status, headers={"Content-Type": content_type}
     )
     await out.prepare(request)
+    # Whether what was relayed so far ends between two SSE events: only then
+    # can an event of our own follow.
+    between_events = content_type.startswith("text/event-stream")
     try:
         async for piece in response.aiter_bytes():
             await out.write(piece)
+            between_events = piece.endswith(b"\n\n")
     except GatewayError:
         return out  # the status is sent; an OpenAI stream has no error line of its own
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
         return out
+    except asyncio.CancelledError as exc:
+        if not is_shutdown(exc) or not between_events:
+            raise
+        # The grace period is over: end the stream with an error event, as
+        # OpenAI does (its clients raise on an `error` event), then close it.
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        request[ctx_key].outcome = "shutdown"
+        error = _ErrorEnvelope(_OpenAIError(SHUTDOWN, "api_error", "shutting_down"))
+        try:
+            await out.write(b"data: " + msgspec.json.encode(error) + b"\n\n")
+        except ConnectionResetError:
+            return out
     await out.write_eof()
     return out
 
