@@ -100,7 +100,12 @@ def setup_middlewares(app: web.Application) -> None:
             if id(request) in streaming:
                 streaming.discard(id(request))
                 metrics.record_stream_end()
-            _record(request, ctx, status)
+            # Recorded once the answer is on its way: aiohttp sends a returned
+            # response in this same step, so the metrics and the log line are
+            # not part of the client's wait (times are taken now).
+            task.get_loop().call_soon(
+                _record, request, ctx, status, time.perf_counter_ns()
+            )
 
     def guard(request: web.Request) -> web.StreamResponse | None:
         """Host, Origin and key checks: a refusal, or None to go on."""
@@ -196,8 +201,10 @@ def _http_exception(exc: web.HTTPException) -> web.StreamResponse:
     return _error_response(exc.status, exc.reason)
 
 
-def _record(request: web.Request, ctx: RequestContext, status: int) -> None:
-    duration = (time.perf_counter_ns() - ctx.started_ns) / 1e9
+def _record(
+    request: web.Request, ctx: RequestContext, status: int, ended_ns: int
+) -> None:
+    duration = (ended_ns - ctx.started_ns) / 1e9
     ttft = (ctx.first_token_ns - ctx.started_ns) / 1e9 if ctx.first_token_ns else None
     route = request.match_info.route.resource
     endpoint = route.canonical if route is not None else "unmatched"
