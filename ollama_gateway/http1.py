@@ -400,6 +400,9 @@ class Http1Response:
     def _frame(self, version: str, status: int, fields: dict[str, str]) -> None:
         connection = fields.get("connection", "").lower()
         self._keep_alive = version == "HTTP/1.1" and "close" not in connection
+        announced = fields.get("keep-alive")
+        if announced is not None:
+            self._conn.announce(announced)
         encoding = fields.get("content-encoding", "identity").lower().strip()
         if encoding in ("gzip", "x-gzip"):
             self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -524,7 +527,10 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.response: Http1Response | None = None
         self.closed = False
-        self.idle_since = 0.0
+        # When, idle, it stops being reused; how long it may idle (shorter
+        # when the server announces its own keep-alive timeout).
+        self.expires = 0.0
+        self.idle_limit = pool.keepalive
         self._buf = bytearray()
         self._paused = False
 
@@ -581,11 +587,26 @@ class _Connection(asyncio.BufferedProtocol):
             self._paused = False
             self.transport.resume_reading()
 
+    def announce(self, keep_alive: str) -> None:
+        """The server's `Keep-Alive: timeout=N`: stop reusing the connection
+        well before the server drops it (a request sent just as it does would
+        fail, and cannot be sent again)."""
+        for part in keep_alive.split(","):
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "timeout":
+                try:
+                    seconds = float(value.strip())
+                except ValueError:
+                    return
+                margin = max(seconds - 1.0, seconds / 2)
+                self.idle_limit = min(self._pool.keepalive, max(margin, 0.0))
+                return
+
     def release(self) -> None:
         if self.closed or self._buf or self._paused:
             self.close()
             return
-        self.idle_since = self.loop.time()
+        self.expires = self.loop.time() + self.idle_limit
         self._pool._release(self)
 
     def close(self) -> None:
@@ -600,7 +621,7 @@ class Http1Pool:
 
     def __init__(self, *, keepalive: float = KEEPALIVE) -> None:
         self.loop = asyncio.get_running_loop()
-        self._keepalive = keepalive
+        self.keepalive = keepalive
         self._idle: dict[tuple[str, int, bool], deque[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._open: set[_Connection] = set()
@@ -677,7 +698,7 @@ class Http1Pool:
         idle = self._idle.get(key)
         if not idle:
             return None
-        oldest = self.loop.time() - self._keepalive
+        now = self.loop.time()
         while idle:
             conn = idle.pop()  # the most recently used: least likely dropped
             transport = conn.transport
@@ -685,7 +706,7 @@ class Http1Pool:
                 conn.closed
                 or transport is None
                 or transport.is_closing()
-                or conn.idle_since < oldest
+                or conn.expires < now
             ):
                 conn.close()
                 self._open.discard(conn)
@@ -700,8 +721,8 @@ class Http1Pool:
         idle.append(conn)
         # Retire what expired at the old end, so a quiet pool does not keep
         # connections open forever.
-        oldest = conn.idle_since - self._keepalive
-        while idle and (idle[0].closed or idle[0].idle_since < oldest):
+        now = self.loop.time()
+        while idle and (idle[0].closed or idle[0].expires < now):
             stale = idle.popleft()
             stale.close()
             self._open.discard(stale)

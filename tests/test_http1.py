@@ -946,12 +946,17 @@ async def test_answer_is_not_reused(
         )
 
 
+@pytest.mark.parametrize(
+    ("keepalive", "announced"),
+    [(0.1, ()), (15.0, ("Keep-Alive: timeout=0.2",))],
+    ids=["pool keepalive", "server's Keep-Alive timeout"],
+)
 async def test_idle_connection_older_than_keepalive_is_not_reused(
-    make_pool: Pools, serve: Servers
+    make_pool: Pools, serve: Servers, keepalive: float, announced: tuple[str, ...]
 ) -> None:
     async with asyncio.timeout(LIMIT):
-        pool = make_pool(keepalive=0.1)
-        server = await serve(*(Reply([ok(b"%d" % i)]) for i in range(3)))
+        pool = make_pool(keepalive=keepalive)
+        server = await serve(*(Reply([ok(b"%d" % i, *announced)]) for i in range(3)))
         assert await read_body(await post(pool, server)) == b"0"
         # Reused while young.
         assert await read_body(await post(pool, server)) == b"1"
