@@ -50,6 +50,19 @@ class SSEParser:
             and len(data) - 2 <= self._max
         ):
             return [data[6:-2]]  # the common read: one whole one-line event
+        if (
+            not pending
+            and data[:6] == b"data: "
+            and data[-2:] == b"\n\n"
+            and len(data) <= self._max
+        ):
+            # A read of whole one-line events (a burst): split in C. Every
+            # newline must be a separator; else (comments, `event:` lines,
+            # multi-line data) the general path below takes it.
+            inner = data[6:-2]
+            payloads = inner.split(b"\n\ndata: ")
+            if inner.count(b"\n") == 2 * (len(payloads) - 1):
+                return payloads
         if b"\n\n" not in data and not (
             pending and data[:1] == b"\n" and pending[-1][-1:] == b"\n"
         ):

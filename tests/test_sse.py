@@ -176,3 +176,22 @@ def test_finish_with_nothing_pending_or_only_a_comment():
     parser = SSEParser()
     parser.feed(b": still thinking\n")
     assert parser.finish() == []
+
+
+@pytest.mark.parametrize(
+    "burst",
+    [
+        sse({"n": 1}, {"n": 2}, {"n": 3}),  # whole one-line events: the C split
+        b"data: a\n\ndata: \n\ndata: c\n\n",  # an empty payload among them
+        b"data: a\n\n\n\ndata: b\n\n",  # extra blank lines
+        b"data: a\ndata: b\n\ndata: c\n\n",  # a multi-line event
+        b"data: a\n\n: comment\n\ndata: b\n\n",  # a comment
+        b"data: a\n\nevent: x\ndata: b\n\n",  # another field
+        b"data: a\n\ndata:b\n\n",  # no space after the colon
+        b'data: {"s": "data: x"}\n\ndata: [DONE]\n\n',  # the prefix inside a payload
+    ],
+)
+def test_a_burst_of_events_in_one_read_is_split_as_piece_by_piece(burst):
+    # Whole in one read (the shortcut, when it applies) and in 3-byte pieces
+    # (never the shortcut) give the same payloads.
+    assert SSEParser().feed(burst) == _parse(split_every(burst, 3))
