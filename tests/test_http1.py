@@ -843,7 +843,7 @@ async def test_ended_answer_keeps_its_connection_until_the_body_ends(
 async def test_ended_answer_whose_body_never_ends_is_closed_after_drain(
     pool: Http1Pool, serve: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http1, "DRAIN", 0.1)
+    monkeypatch.setattr(http1.response, "DRAIN", 0.1)
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([CHUNKED_HEAD + chunk(b"data: [DONE]\n\n")]))
         resp = await post(pool, server)
@@ -1376,7 +1376,7 @@ async def test_a_host_name_is_looked_up_once_for_new_connections(
 ) -> None:
     lookups = Lookups(pool.loop)
     monkeypatch.setattr(pool.loop, "getaddrinfo", lookups)
-    monkeypatch.setattr(http1, "DNS_TTL", 0.2)
+    monkeypatch.setattr(http1.pool, "DNS_TTL", 0.2)
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([ok(b"a")]), Reply([ok(b"b")]), Reply([ok(b"c")]))
         url = f"http://localhost:{server.port}/v1"
