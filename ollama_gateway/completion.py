@@ -210,7 +210,7 @@ class ChunkReader:
         self._stop_timer()
         if self._finished and self._error is None:
             # Our transport can then keep the connection for the next request
-            # even if the body's end has not arrived yet (see http1.DRAIN).
+            # even if the body's end has not arrived yet (see http1.response.DRAIN).
             expect_end = getattr(self._it, "expect_end", None)
             if expect_end is not None:
                 expect_end()

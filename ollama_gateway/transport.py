@@ -1,7 +1,7 @@
 """The transports that speak HTTP to backends.
 
 `Http1Transport` (the default, `openai-http`) sends through our lean HTTP/1.1
-pool (`http1.py`). `AiohttpTransport` (`openai-aiohttp`) sends through one
+pool (`http1/`). `AiohttpTransport` (`openai-aiohttp`) sends through one
 pooled aiohttp ClientSession; `map_client_errors` is where aiohttp's
 exceptions become the gateway's. Both fail with the same errors and texts."""
 
