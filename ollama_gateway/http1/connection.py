@@ -6,9 +6,7 @@ import asyncio
 import zlib
 from typing import TYPE_CHECKING, cast
 
-from ollama_gateway.errors import (
-    UpstreamProtocolError,
-)
+from ollama_gateway.errors import UpstreamProtocolError
 from ollama_gateway.http1.response import Http1Response
 
 if TYPE_CHECKING:

@@ -8,9 +8,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
-from ollama_gateway.errors import (
-    UpstreamProtocolError,
-)
+from ollama_gateway.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
     from ollama_gateway.http1.connection import Connection
