@@ -7,6 +7,7 @@ series count or break the exposition format with a hostile model name.
 
 from __future__ import annotations
 
+import os
 from typing import Generic, TypeVar
 
 from prometheus_client import (
@@ -16,8 +17,12 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["Metrics"]
+__all__ = ["MULTIPROCESS_DIR", "Metrics"]
+
+# Set (by the `--workers` supervisor) to a directory shared by the workers.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (
     0.01,
@@ -69,7 +74,13 @@ class Metrics:
         # A `_created` series per child doubles the scrape for nothing we chart.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        r: CollectorRegistry | None = self.registry
+        if os.environ.get(MULTIPROCESS_DIR):
+            # `--workers N`: each worker writes its values to files there and
+            # any worker's scrape adds them all up (prometheus-client's
+            # multiprocess mode); the metrics are then not registered here.
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            r = None
         self.requests = Counter(
             "ollama_gateway_requests_total",
             "Requests served, by endpoint, model and status class.",
@@ -100,6 +111,7 @@ class Metrics:
             "ollama_gateway_streams_in_flight",
             "Streaming responses open right now.",
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.upstream_errors = Counter(
             "ollama_gateway_upstream_errors_total",

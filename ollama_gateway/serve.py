@@ -13,8 +13,11 @@ import errno
 import gc
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 from aiohttp import web
@@ -23,6 +26,7 @@ from yarl import URL
 from ollama_gateway.app import create_app
 from ollama_gateway.keys import pipeline_key
 from ollama_gateway.log import batch_log_lines, setup_logging
+from ollama_gateway.metrics import MULTIPROCESS_DIR
 from ollama_gateway.settings import Settings, SettingsError
 
 __all__ = ["ListenError", "serve"]
@@ -115,6 +119,22 @@ def _worker_main(settings: Settings, number: int) -> None:
 
 
 def _supervise(settings: Settings) -> int:
+    # One metrics directory for all workers, so that a scrape (which reaches
+    # one worker) counts every worker's requests. Made fresh, removed at exit,
+    # unless the environment names one already.
+    own_dir = None
+    if not os.environ.get(MULTIPROCESS_DIR):
+        own_dir = tempfile.mkdtemp(prefix="ollama-gateway-metrics-")
+        os.environ[MULTIPROCESS_DIR] = own_dir
+    try:
+        return _run_workers(settings)
+    finally:
+        if own_dir is not None:
+            del os.environ[MULTIPROCESS_DIR]
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _run_workers(settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_worker_main, args=(settings, n), name=f"worker-{n}")
@@ -144,8 +164,6 @@ def _supervise(settings: Settings) -> int:
 
 
 def _interrupt(process: multiprocessing.process.BaseProcess) -> None:
-    import os
-
     assert process.pid is not None
     os.kill(process.pid, signal.SIGINT)
 
