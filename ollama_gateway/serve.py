@@ -111,11 +111,23 @@ def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
 
 
 def _worker_main(settings: Settings, number: int) -> None:
+    stop_cleanly_until_serving()
     try:
         sys.exit(_run(settings, reuse_port=True, worker=number))
     except ListenError as exc:
         print(f"ollama-gateway: error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def stop_cleanly_until_serving() -> None:
+    """A worker asked to stop before its server is up (the loop's handlers
+    replace these once it runs) has served nothing: it exits 0, not killed."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
 
 
 def _supervise(settings: Settings) -> int:

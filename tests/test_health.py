@@ -4,6 +4,7 @@ backend answered recently, at a bounded cost."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from typing import Any
 
@@ -48,6 +49,7 @@ async def test_health_answers_without_the_backend(gateway, backend):
     assert re.fullmatch(r"\d+(\.\d+)*.*", body["version"])
     assert RFC3339.fullmatch(body["timestamp"])
     assert body["uptime_seconds"] >= 0
+    assert body["pid"] == os.getpid()  # in-process here
     assert resp.headers["Content-Type"].startswith("application/json")
 
 

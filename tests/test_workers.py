@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,22 @@ from tests.ops import Gateway, Samples, start_gateway
 BOUND = 30.0
 REQUESTS = 40
 WORKERS = "[server]\nworkers = 2\n"  # no backend: the demo answers
+
+
+async def _both_workers_up(gateway: Gateway) -> None:
+    """Until two processes have answered `/health` (the gateway is reported up
+    as soon as the first one does)."""
+    pids: set[int] = set()
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with asyncio.timeout(BOUND):
+            while len(pids) < 2:
+                try:
+                    async with session.get(gateway.url + "/health") as resp:
+                        pids.add((await resp.json())["pid"])
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.02)
 
 
 async def _tags_then_scrapes(gateway: Gateway) -> list[float]:
@@ -62,12 +79,13 @@ async def test_every_scrape_counts_the_requests_of_all_workers(tmp_path: Path):
         tmp_path, WORKERS, PROMETHEUS_MULTIPROC_DIR=str(shared)
     )
     try:
+        await _both_workers_up(gateway)
         counts = await _tags_then_scrapes(gateway)
         # Both workers served and recorded requests (one file per process)...
         writers = _writers(shared)
-        assert len(writers) == 2, writers
+        assert len(writers) == 2, (writers, gateway.log.read_text()[-3000:])
     finally:
-        assert await _stop(gateway) == 0
+        assert await _stop(gateway) == 0, gateway.log.read_text()[-3000:]
     # ... and every scrape, whichever worker answered it, counts them all.
     assert counts == [REQUESTS] * 6
 
@@ -80,7 +98,22 @@ async def test_the_supervisor_makes_and_removes_its_own_metrics_directory(
     try:
         made = _metric_dirs() - before
         assert len(made) == 1
+        await _both_workers_up(gateway)
         assert await _tags_then_scrapes(gateway) == [REQUESTS] * 6
     finally:
         assert await _stop(gateway) == 0
     assert not made & _metric_dirs()
+
+
+async def test_a_worker_stopped_while_starting_exits_cleanly() -> None:
+    # What a worker runs first: SIGTERM before its server is up ends it with 0.
+    code = (
+        "import os, signal, time\n"
+        "from ollama_gateway.serve import stop_cleanly_until_serving\n"
+        "stop_cleanly_until_serving()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(10)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
+    async with asyncio.timeout(BOUND):
+        assert await proc.wait() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -33,6 +34,8 @@ class _Health(msgspec.Struct):
     environment: str
     timestamp: str
     uptime_seconds: float
+    # Which process answered: with `--workers N`, which worker.
+    pid: int
 
 
 class _Ready(msgspec.Struct):
@@ -62,6 +65,7 @@ async def handle_health(request: web.Request) -> web.Response:
         environment=server.environment,
         timestamp=now_rfc3339(),
         uptime_seconds=round(time.monotonic() - _STARTED, 3),
+        pid=os.getpid(),
     )
     return _json(msgspec.json.encode(body))
 
