@@ -40,7 +40,7 @@ class ChatRequestMapper:
         backend = ctx.backend_settings or _DEFAULT_BACKEND
         body = openai.ChatCompletionRequest(
             model=ctx.upstream_model,
-            messages=map_messages(request.messages or []),
+            messages=map_messages(request.messages or [], backend),
         )
         if request.tools:
             body.tools = request.tools
@@ -77,7 +77,7 @@ class ChatRequestMapper:
             ollama.Message(role="user", content=request.prompt, images=request.images)
         )
         body = openai.ChatCompletionRequest(
-            model=ctx.upstream_model, messages=map_messages(messages)
+            model=ctx.upstream_model, messages=map_messages(messages, backend)
         )
         self._common(body, request, ctx, backend)
         return body
@@ -113,8 +113,16 @@ class ChatRequestMapper:
                 body.top_logprobs = request.top_logprobs
 
 
-def map_messages(messages: list[ollama.Message]) -> list[openai.ChatMessage]:
-    """Convert the history, pairing tool results with calls (spec 3.3)."""
+def map_messages(
+    messages: list[ollama.Message], backend: BackendSettings | None = None
+) -> list[openai.ChatMessage]:
+    """Convert the history, pairing tool results with calls (spec 3.3).
+
+    The backend's settings choose the system role's name, whether tool results
+    carry the function's `name`, and whether the assistant's earlier thinking
+    is sent back (dropped by default: DeepSeek-style APIs reject it).
+    """
+    backend = backend or _DEFAULT_BACKEND
     out: list[openai.ChatMessage] = []
     unanswered: deque[tuple[str, str]] = deque()  # (call id, function name)
     for position, message in enumerate(messages):
@@ -124,15 +132,21 @@ def map_messages(messages: list[ollama.Message]) -> list[openai.ChatMessage]:
                 _tool_call(position, i, c) for i, c in enumerate(message.tool_calls)
             ]
             unanswered = deque((c.id, c.function.name) for c in calls)
-            out.append(
-                openai.ChatMessage(
-                    role=role, content=message.content or "", tool_calls=calls
-                )
+            converted = openai.ChatMessage(
+                role=role, content=message.content or "", tool_calls=calls
             )
         elif role == "tool":
-            out.append(_tool_result(message, unanswered))
+            converted = _tool_result(message, unanswered, backend.tool_result_name)
         else:
-            out.append(openai.ChatMessage(role=role, content=_content(message)))
+            if role == "system":
+                role = backend.system_role
+            converted = openai.ChatMessage(role=role, content=_content(message))
+        if role == "assistant" and message.thinking:
+            if backend.history_thinking == "reasoning_content":
+                converted.reasoning_content = message.thinking
+            elif backend.history_thinking == "reasoning":
+                converted.reasoning = message.thinking
+        out.append(converted)
     return out
 
 
@@ -151,14 +165,16 @@ def _tool_call(position: int, index: int, call: ollama.ToolCall) -> openai.ToolC
 
 
 def _tool_result(
-    message: ollama.Message, unanswered: deque[tuple[str, str]]
+    message: ollama.Message, unanswered: deque[tuple[str, str]], with_name: bool
 ) -> openai.ChatMessage:
     content = message.content or ""
     call_id = message.tool_call_id
+    name = message.tool_name or ""
     if call_id:
         for pending in unanswered:
             if pending[0] == call_id:
                 unanswered.remove(pending)
+                name = name or pending[1]
                 break
     else:
         match = next((p for p in unanswered if p[1] == message.tool_name), None)
@@ -172,7 +188,12 @@ def _tool_result(
             )
         unanswered.remove(match)
         call_id = match[0]
-    return openai.ChatMessage(role="tool", content=content, tool_call_id=call_id)
+        name = name or match[1]
+    result = openai.ChatMessage(role="tool", content=content, tool_call_id=call_id)
+    if with_name and name:
+        # Ollama's own path sends it; strict OpenAI may reject it (opt-in).
+        result.name = name
+    return result
 
 
 def _content(message: ollama.Message) -> str | list[openai.TextPart | openai.ImagePart]:

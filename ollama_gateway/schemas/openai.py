@@ -87,6 +87,7 @@ class ChatMessage(msgspec.Struct, omit_defaults=True):
     tool_call_id: str | UnsetType = UNSET
     name: str | UnsetType = UNSET
     reasoning_content: str | UnsetType = UNSET
+    reasoning: str | UnsetType = UNSET
 
 
 class StreamOptions(msgspec.Struct):
