@@ -117,6 +117,8 @@ def guess_capabilities(
         caps.append("vision")
     if _THINK.search(model_id) or (params is not None and "reasoning" in params):
         caps.append("thinking")
+    if params is not None and "suffix" in params:
+        caps.append("insert")  # it takes a suffix: fill-in-the-middle
     return tuple(caps)
 
 

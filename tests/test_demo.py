@@ -40,6 +40,7 @@ EXPECTED_CAPABILITIES = {
     "demo-think:latest": ["completion", "thinking"],
     "demo-json:latest": ["completion"],
     "demo-vision:latest": ["completion", "vision"],
+    "demo-code:latest": ["completion", "insert"],
     "demo-embed:latest": ["embedding"],
     "demo-error:latest": ["completion", "tools"],
     **{f"demo-error:{tag}": ["completion", "tools"] for tag in ERROR_TAGS},
@@ -781,3 +782,23 @@ async def test_system_prompt_markers_pace_one_request(gateway):
     assert first == 0 and parts[-1].eval_count == 10
     assert elapsed >= 0.3 + 0.4
     assert parts[-1].prompt_eval_duration >= 0.3e9
+
+
+async def test_demo_code_fills_in_the_middle(gateway):
+    client = await gateway(toml=FAST_DEMO)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        show = await api.show("demo-code")
+        reply = await api.generate(
+            model="demo-code", prompt="def add(a, b):\n", suffix="\nprint(add(1, 2))"
+        )
+        raw = await api.generate(model="demo-code", prompt="x = ", raw=True)
+        with pytest.raises(ollama.ResponseError) as info:
+            await api.generate(model="demo", prompt="x", suffix="y")
+    assert "insert" in (show.capabilities or [])
+    assert (
+        reply.response == "# demo-code: between 'def add(a, b):' and 'print(add(1, 2))'"
+    )
+    assert reply.done and reply.done_reason == "stop"
+    assert raw.response == "# demo-code: between 'x =' and ''"
+    assert info.value.status_code == 400
+    assert info.value.error == "demo does not support insert"

@@ -81,6 +81,8 @@ MODELS: tuple[DemoModel, ...] = (
               _SAMPLING),
     DemoModel("demo-vision", "Tells the type and size of the images it gets.",
               _SAMPLING, ("text", "image")),
+    DemoModel("demo-code", "Fills in the middle: raw or suffix generate (insert).",
+              _SAMPLING + ("suffix",)),
     DemoModel("demo-embed", "Deterministic embeddings of hashed trigrams.",
               ("dimensions",), context_length=2048),
     DemoModel("demo-error", "Fails as its tag says; untagged, lists the tags.",

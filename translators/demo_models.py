@@ -39,6 +39,7 @@ class _Request:
     thinking: bool
     effort: str
     images: list[ImageInfo] = field(default_factory=list)
+    suffix: str = ""
 
 
 @dataclass
@@ -98,6 +99,7 @@ def _parse(body: dict[str, Any], model: str, legacy: bool) -> _Request:
         thinking=thinking and not legacy,
         effort=str(effort or "medium"),
         images=images,
+        suffix=str(body.get("suffix") or "") if legacy else "",
     )
 
 
@@ -217,9 +219,20 @@ def _error(request: _Request, tag: str) -> _Answer:
     )
 
 
+def _code(request: _Request, tag: str) -> _Answer:
+    """The middle between the prompt and the suffix: says what it joins."""
+    if not request.legacy:
+        return _Answer("demo-code fills in the middle: use /api/generate with "
+                       "a suffix, or raw: true.")  # fmt: skip
+    before = request.prompt.rstrip().rsplit("\n", 1)[-1]
+    after = request.suffix.lstrip().split("\n", 1)[0]
+    return _Answer(f"# demo-code: between {clip(before)!r} and {clip(after)!r}")
+
+
 _BUILDERS: dict[str, Callable[[_Request, str], _Answer]] = {
     "demo": _echo, "demo-long": _long, "demo-tools": _tools, "demo-think": _think,
     "demo-json": _json, "demo-vision": _vision, "demo-error": _error,
+    "demo-code": _code,
 }  # fmt: skip
 
 
