@@ -74,6 +74,8 @@ class ChunkReader:
         "_watch",
         "_expired",
         "_cancelling",
+        "_whole",
+        "_whole_size",
         "__weakref__",
     )
 
@@ -112,11 +114,14 @@ class ChunkReader:
         self._backlog: list[bytes] = []
         # A failure met after some chunks of the same read: those go out first.
         self._error: Exception | None = None
-        # The deadline timer (see `_next_piece`) and the read it guards.
+        # The deadline timer (see `_arm`) and the read it guards.
         self._timer: asyncio.TimerHandle | None = None
         self._watch: tuple[float, asyncio.Task[object]] | None = None
         self._expired = False
         self._cancelling = 0
+        # The pieces of a JSON answer (`_json`), joined at its end.
+        self._whole: list[bytes] = []
+        self._whole_size = 0
 
     async def read(self) -> Sequence[ollama.ChatResponse] | None:
         """The next batch to write (possibly empty), or None after the last."""
@@ -129,44 +134,45 @@ class ChunkReader:
                 error, self._error = self._error, None
                 self._finished = True
                 raise error
-            if self._json:
-                batch = await self._read_json()
-            else:
-                # The read loop is here, not in a method of its own: every
-                # coroutine frame below `relay` is kept by each open stream.
-                while True:
-                    payloads = self._backlog
-                    if payloads:
-                        self._backlog = []
-                    else:
-                        # `_next_piece`, inline (see there).
-                        task = self._arm()
-                        try:
-                            piece: bytes | None = await self._it.__anext__()
-                        except StopAsyncIteration:
-                            piece = None
-                        except asyncio.CancelledError:
-                            self._check_expired(task)
+            # The read loop is here, not in a method of its own: every
+            # coroutine frame below `relay` is kept by each open stream.
+            while True:
+                payloads = self._backlog
+                if payloads:
+                    self._backlog = []
+                else:
+                    task = self._arm()
+                    try:
+                        piece: bytes | None = await self._it.__anext__()
+                    except StopAsyncIteration:
+                        piece = None
+                    except asyncio.CancelledError:
+                        self._check_expired(task)
+                        raise
+                    except UpstreamProtocolError:
+                        if not self._saw_finish:
                             raise
-                        except UpstreamProtocolError:
-                            if not self._saw_finish:
-                                raise
-                            # The answer was complete; only the usage trailer
-                            # is lost.
-                            piece = None
-                        finally:
-                            self._watch = None
-                        self._rearm()
+                        # The answer was complete; only the usage trailer is lost.
+                        piece = None
+                    finally:
+                        self._watch = None
+                    self._rearm()
+                    if self._json:
                         if piece is None:
-                            batch = self._end_of_stream(self._parser.finish())
+                            batch = self._json_answer()
                             break
-                        self._ctx.created_at = now_rfc3339()
-                        payloads = self._parser.feed(piece)
-                        del piece  # an open stream keeps no read while it waits
-                    found = self._convert(payloads)
-                    if found is not None:
-                        batch = found
+                        self._keep_json(piece)
+                        continue
+                    if piece is None:
+                        batch = self._end_of_stream(self._parser.finish())
                         break
+                    self._ctx.created_at = now_rfc3339()
+                    payloads = self._parser.feed(piece)
+                    del piece  # an open stream keeps no read while it waits
+                found = self._convert(payloads)
+                if found is not None:
+                    batch = found
+                    break
         except GatewayError:
             self._stop_timer()
             raise
@@ -259,41 +265,23 @@ class ChunkReader:
         out.extend(self._session.close())
         return out
 
-    async def _read_json(self) -> Sequence[ollama.ChatResponse]:
-        pieces = []
-        size = 0
-        while (piece := await self._next_piece()) is not None:
-            pieces.append(piece)
-            size += len(piece)
-            if size > self._limit:
-                # The same bound as one SSE event: a whole answer is one event.
-                raise UpstreamProtocolError(
-                    f"upstream sent a JSON answer larger than {self._limit} bytes"
-                )
+    def _keep_json(self, piece: bytes) -> None:
+        """A piece of an answer that is one JSON object (not SSE)."""
+        self._whole.append(piece)
+        self._whole_size += len(piece)
+        if self._whole_size > self._limit:
+            # The same bound as one SSE event: a whole answer is one event.
+            raise UpstreamProtocolError(
+                f"upstream sent a JSON answer larger than {self._limit} bytes"
+            )
+
+    def _json_answer(self) -> Sequence[ollama.ChatResponse]:
         self._ctx.created_at = now_rfc3339()
-        out = list(self._feed(b"".join(pieces)))
+        out = list(self._feed(b"".join(self._whole)))
+        self._whole = []
         self._finished = True
         out.extend(self._session.close())
         return out
-
-    async def _next_piece(self) -> bytes | None:
-        """The next piece, or UpstreamTimeoutError once the deadline passes.
-
-        (`read` does the same inline, to keep one coroutine frame fewer per
-        open stream.)
-        """
-        task = self._arm()
-        try:
-            piece: bytes | None = await self._it.__anext__()
-        except StopAsyncIteration:
-            piece = None
-        except asyncio.CancelledError:
-            self._check_expired(task)
-            raise
-        finally:
-            self._watch = None
-        self._rearm()
-        return piece
 
     def _arm(self) -> asyncio.Task[object] | None:
         """Guard the read about to be awaited by the stream's deadline.
