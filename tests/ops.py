@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -102,6 +103,17 @@ class Gateway:
     async def wait_exit(self, bound: float) -> int:
         async with asyncio.timeout(bound):
             return await self.proc.wait()
+
+    async def stop(self, bound: float) -> int:
+        """SIGTERM, then the exit code; killed if it has not exited by `bound`."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await self.wait_exit(bound)
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
 
 
 async def start_gateway(tmp_path: Path, toml: str, **env: str) -> Gateway:

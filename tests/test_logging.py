@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import re
-import signal
 from typing import Any
 
 import aiohttp
@@ -235,12 +234,9 @@ base_url = "{backend.url}"
     try:
         async with asyncio.timeout(BOUND):
             ids = await _traffic(gateway, backend)
-            gateway.proc.send_signal(signal.SIGTERM)
-            assert await gateway.wait_exit(BOUND) == 0
     finally:
-        if gateway.proc.returncode is None:
-            gateway.proc.kill()
-            await gateway.proc.wait()
+        code = await gateway.stop(BOUND)
+    assert code == 0
     raw = gateway.log.read_text()
     for secret in SECRETS:
         assert secret not in raw, secret
@@ -276,12 +272,9 @@ async def test_log_level_is_honoured(tmp_path):
                 gateway.url + "/api/chat", json=chat(model="demo")
             ) as resp:
                 await resp.read()
-            gateway.proc.send_signal(signal.SIGTERM)
-            assert await gateway.wait_exit(BOUND) == 0
     finally:
-        if gateway.proc.returncode is None:
-            gateway.proc.kill()
-            await gateway.proc.wait()
+        code = await gateway.stop(BOUND)
+    assert code == 0
     lines = gateway.lines()
     assert lines  # the demo-backend warning
     assert {line["level"] for line in lines} == {"WARNING"}
@@ -319,13 +312,7 @@ async def test_startup_line_drops_credentials_from_backend_urls(tmp_path):
     url = f"http://user:{URL_SECRET}@127.0.0.1:9/v1"
     toml = f'[[backends]]\nname = "basic"\nbase_url = "{url}"\nmodels = ["m"]\n'
     gateway = await start_gateway(tmp_path, toml)
-    try:
-        gateway.proc.send_signal(signal.SIGTERM)
-        assert await gateway.wait_exit(BOUND) == 0
-    finally:
-        if gateway.proc.returncode is None:
-            gateway.proc.kill()
-            await gateway.proc.wait()
+    assert await gateway.stop(BOUND) == 0
     assert URL_SECRET not in gateway.log.read_text()
     startup = gateway.lines()[0]
     assert startup["backends"] == [{"name": "basic", "url": "http://127.0.0.1:9/v1"}]

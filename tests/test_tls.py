@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -214,12 +213,9 @@ async def test_chats_over_tls_in_a_gateway_process(
             ) as resp:
                 assert resp.status == 200, await resp.text()
                 body = await resp.json()
-            gateway.proc.send_signal(signal.SIGTERM)
-            assert await gateway.wait_exit(BOUND) == 0
     finally:
-        if gateway.proc.returncode is None:
-            gateway.proc.kill()
-            await gateway.proc.wait()
+        code = await gateway.stop(BOUND)
+    assert code == 0
     assert_final(objs)
     assert content_of(objs) == REPLY
     assert body["done"] is True

@@ -4,7 +4,6 @@ counts every worker's requests (one metrics directory for all of them)."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -62,16 +61,6 @@ def _writers(shared: Path) -> set[str]:
     return {p.stem.rsplit("_", 1)[1] for p in shared.glob("counter_*.db")}
 
 
-async def _stop(gateway: Gateway) -> int:
-    gateway.proc.send_signal(signal.SIGTERM)
-    try:
-        return await gateway.wait_exit(BOUND)
-    finally:
-        if gateway.proc.returncode is None:
-            gateway.proc.kill()
-            await gateway.proc.wait()
-
-
 async def test_every_scrape_counts_the_requests_of_all_workers(tmp_path: Path):
     shared = tmp_path / "metrics"
     shared.mkdir()
@@ -85,7 +74,7 @@ async def test_every_scrape_counts_the_requests_of_all_workers(tmp_path: Path):
         writers = _writers(shared)
         assert len(writers) == 2, (writers, gateway.log.read_text()[-3000:])
     finally:
-        assert await _stop(gateway) == 0, gateway.log.read_text()[-3000:]
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
     # ... and every scrape, whichever worker answered it, counts them all.
     assert counts == [REQUESTS] * 6
 
@@ -101,7 +90,7 @@ async def test_the_supervisor_makes_and_removes_its_own_metrics_directory(
         await _both_workers_up(gateway)
         assert await _tags_then_scrapes(gateway) == [REQUESTS] * 6
     finally:
-        assert await _stop(gateway) == 0
+        assert await gateway.stop(BOUND) == 0
     assert not made & _metric_dirs()
 
 
