@@ -15,7 +15,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from types import TracebackType
+from types import AsyncGeneratorType, TracebackType
 
 import msgspec
 from aiohttp import web
@@ -220,9 +220,10 @@ class ChunkReader:
             expect_end = getattr(self._it, "expect_end", None)
             if expect_end is not None:
                 expect_end()
-        close = getattr(self._it, "aclose", None)
-        if close is not None:
-            await close()
+        # Only a generator: the response itself (our transport's body iterator
+        # is the response) is closed by its owner, once.
+        if isinstance(self._it, AsyncGeneratorType):
+            await self._it.aclose()
 
     def _defer(
         self, out: list[ollama.ChatResponse], exc: Exception
