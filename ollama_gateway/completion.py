@@ -67,6 +67,7 @@ class ChunkReader:
         "_loop",
         "_name",
         "_parser",
+        "_ready",
         "_saw_finish",
         "_session",
         "_timer",
@@ -98,6 +99,9 @@ class ChunkReader:
         self._name = name_translator
         self._session = session
         self._it = aiter(upstream.aiter_bytes())
+        # Our transport says when a read cannot wait (the body came with the
+        # headers): such a read needs no deadline timer.
+        self._ready: Callable[[], bool] | None = getattr(self._it, "ready", None)
         self._limit = settings.limits.max_event_bytes
         self._parser = SSEParser(self._limit)
         content_type = upstream.headers.get("Content-Type", "")
@@ -236,7 +240,7 @@ class ChunkReader:
         return out
 
     def _feed(self, payload: bytes) -> Sequence[ollama.ChatResponse]:
-        if not payload.strip():
+        if not payload or payload.isspace():
             return ()  # an empty `data:` line is a keep-alive, not an event
         try:
             chunk = _decode_chunk(payload)
@@ -291,7 +295,7 @@ class ChunkReader:
         armed across reads and is moved only when it fires before the current
         deadline: a timer made and cancelled per read was a tenth of the CPU
         of a streamed chunk. Returns the task that a timeout would cancel
-        (None: no deadline).
+        (None: no deadline, or a read that cannot wait, which needs no timer).
         """
         deadline = self._deadline
         total = self._total_deadline
@@ -304,6 +308,9 @@ class ChunkReader:
             # Spent already (e.g. waiting for headers): a read that needs no
             # wait would otherwise slip past the timer.
             raise UpstreamTimeoutError("upstream timeout")
+        ready = self._ready
+        if ready is not None and ready():
+            return None
         task = asyncio.current_task(loop)
         assert task is not None
         self._cancelling = task.cancelling()

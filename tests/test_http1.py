@@ -364,6 +364,23 @@ async def test_content_length_body_in_pieces(pool: Http1Pool, serve: Servers) ->
         assert len(got) >= 2  # handed over as it arrived, not at the end
 
 
+async def test_ready_says_whether_the_next_read_waits(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        pieces = [CHUNKED_HEAD + chunk(b"one"), chunk(b"two") + b"0\r\n\r\n"]
+        server = await serve(Reply(pieces, gap=0.05))
+        resp = await post(pool, server)
+        body = resp.aiter_bytes()
+        assert await anext(body) == b"one"
+        assert not resp.ready()  # "two" is 50 ms away
+        assert await anext(body) == b"two"
+        assert resp.ready()  # the end came with it: the next read raises at once
+        with pytest.raises(StopAsyncIteration):
+            await anext(body)
+        await resp.aclose()
+
+
 async def test_chunked_body_extensions_and_trailers(
     pool: Http1Pool, serve: Servers
 ) -> None:

@@ -500,6 +500,75 @@ async def test_reader_refuses_a_spent_budget_even_with_data_buffered():
         await reader.read()
 
 
+class _ReadyPieces:
+    """A body iterator that says, as our transport's does, whether its next
+    read can return at once (`ready()`); `None` in `pieces` is a read that
+    waits (one pass through the event loop)."""
+
+    def __init__(self, pieces: list[bytes | None]) -> None:
+        self._pieces = pieces
+
+    def __aiter__(self) -> _ReadyPieces:
+        return self
+
+    def ready(self) -> bool:
+        return bool(self._pieces) and self._pieces[0] is not None
+
+    async def __anext__(self) -> bytes:
+        while self._pieces:
+            piece = self._pieces.pop(0)
+            if piece is not None:
+                return piece
+            await asyncio.sleep(0.05)
+        raise StopAsyncIteration
+
+
+class _ReadyResponse(PiecesResponse):
+    def __init__(self, body: _ReadyPieces) -> None:
+        super().__init__([])
+        self._body = body
+
+    def aiter_bytes(self) -> _ReadyPieces:
+        return self._body
+
+
+def _reader(
+    total: float, pieces: list[bytes | None], sent_ago: float = 0.0
+) -> ChunkReader:
+    settings = Settings.load({}, config_path=None)
+    settings = msgspec.structs.replace(
+        settings, timeouts=msgspec.structs.replace(settings.timeouts, total=total)
+    )
+    ctx = RequestContext(request_id="t", endpoint="chat", model="gpt-4o")
+    ctx.upstream_sent_ns = time.perf_counter_ns() - int(sent_ago * 1e9)
+    upstream = _ReadyResponse(_ReadyPieces(pieces))
+    return ChunkReader(ctx, upstream, ChatStreamSession(ctx), settings)
+
+
+async def test_reader_sets_no_timer_for_a_read_that_cannot_wait():
+    reader = _reader(30.0, [sse(chat_chunk({"content": "here"}), done=False), None])
+    batch = await reader.read()
+    assert batch and batch[0].message.content == "here"
+    # The deadline timer is made only for a read that has to wait.
+    assert reader._timer is None
+    await reader.aclose()
+
+
+async def test_reader_times_a_read_that_waits_after_one_that_did_not():
+    first = sse(chat_chunk({"content": "first"}), done=False)
+    reader = _reader(0.02, [first, None, None])
+    batch = await reader.read()
+    assert batch and batch[0].message.content == "first"
+    with pytest.raises(UpstreamTimeoutError, match="upstream timeout"):
+        await reader.read()
+
+
+async def test_reader_refuses_a_spent_budget_even_when_the_read_cannot_wait():
+    reader = _reader(0.1, [reply_sse("already here")], sent_ago=0.2)
+    with pytest.raises(UpstreamTimeoutError, match="upstream timeout"):
+        await reader.read()
+
+
 async def test_json_answer_over_the_event_cap_is_refused(gateway, backend):
     answer = {"choices": [{"index": 0, "message": {"content": "x" * 4096}}]}
     body = json.dumps(answer).encode()

@@ -175,6 +175,10 @@ class Http1Response:
     async def aread(self) -> bytes:
         return b"".join([piece async for piece in self])
 
+    def ready(self) -> bool:
+        """Whether the next `__anext__` returns (or raises) without waiting."""
+        return bool(self._pieces) or self._done or self._error is not None
+
     def expect_end(self) -> None:
         """The consumer has read all of the answer it needs (an SSE stream's
         `[DONE]`): `aclose()` may then wait, without blocking, for the end of
