@@ -17,12 +17,13 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -50,6 +51,11 @@ class Plan:
     ns_duration: float = 2.5
     ns_warmup: float = 0.5
     ns_tokens: int = 16
+    # Concurrency 1 is measured in interleaved rounds (every target running,
+    # each in turn, the order rotating): a single run per target, one after
+    # the other, gave ratios from 0.7x to 1.2x on a shared machine.
+    ns1_rounds: int = 7
+    ns1_duration: float = 1.5
     long_tokens: int = 1000
     single_rounds: int = 15
     multi_streams: int = 50
@@ -64,6 +70,8 @@ QUICK = Plan(
     ns_concurrency=(1, 16),
     ns_duration=1.0,
     ns_warmup=0.2,
+    ns1_rounds=2,
+    ns1_duration=0.5,
     single_rounds=5,
     multi_streams=10,
     multi_rounds=2,
@@ -405,6 +413,8 @@ def measure(
 
     if "ns" in plan.scenarios:
         for concurrency in plan.ns_concurrency:
+            if concurrency == 1:
+                continue  # see interleaved_c1()
             result = run_client(
                 "nonstream",
                 port,
@@ -448,6 +458,58 @@ def measure(
         note("concurrent streams", multi)
         values["multi_lps"] = multi["lines_per_s"]
     return fig
+
+
+def interleaved_c1(
+    ports: dict[str, int], kinds: dict[str, str], plan: Plan
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Non-stream requests at concurrency 1, every target already running:
+    `ns1_rounds` rounds, each target once per round, the order rotated each
+    round. Returns each target's medians (req/s, p50, p99) and notes with the
+    spread of the per-round ratios to the naive reference."""
+    names = list(ports)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for r in range(plan.ns1_rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            result = run_client(
+                "nonstream",
+                ports[name],
+                kinds[name],
+                timeout=plan.ns_warmup + plan.ns1_duration + 40,
+                concurrency=1,
+                duration=plan.ns1_duration,
+                warmup=min(plan.ns_warmup, 0.3),
+                tokens=plan.ns_tokens,
+            )
+            rounds[name].append(result)
+    medians = {}
+    notes = []
+    for name, results in rounds.items():
+        medians[name] = {
+            f"ns1_{key}": statistics.median(r[field] for r in results)
+            for key, field in (("rps", "rps"), ("p50", "p50_ms"), ("p99", "p99_ms"))
+        }
+        errors = sum(r.get("errors", 0) for r in results)
+        if errors:
+            first = next(r["first_error"] for r in results if r.get("errors"))
+            notes.append(f"{name}: non-stream c=1: {errors} errors, first: {first}")
+    naive = rounds.get("naive")
+    if naive:
+        for name in ("gateway", "asclient"):
+            if name in rounds:
+                ratios = sorted(
+                    g["rps"] / n["rps"]
+                    for g, n in zip(rounds[name], naive, strict=True)
+                    if n["rps"]
+                )
+                if ratios:
+                    notes.append(
+                        f"{name}: non-stream c=1 over {len(ratios)} interleaved "
+                        f"rounds: {ratios[0]:.2f}x-{ratios[-1]:.2f}x the naive "
+                        f"reference (median of each target's rounds in the table)"
+                    )
+    return medians, notes
 
 
 # -- the table ----------------------------------------------------------------
@@ -577,6 +639,30 @@ def table(
 # -- main -----------------------------------------------------------------------
 
 
+@contextmanager
+def launch(
+    target: Target, *, env: dict[str, str], tmp: Path, hide: Path, backend_url: str
+) -> Iterator[tuple[int, Callable[[], list[int]]]]:
+    """Run a target as its own process; yields its port and its process ids."""
+    port = free_port()
+    argv = [a.replace("{port}", str(port)) for a in target.argv]
+    target_env = dict(env)
+    toml = target.config.replace("{backend}", backend_url)
+    if "{backend}" not in target.config:
+        target_env["OPENAI_BASE_URL"] = backend_url
+    if target.uvloop:
+        toml += '[server]\nevent_loop = "uvloop"\n'
+    else:
+        target_env["PYTHONPATH"] = f"{hide}{os.pathsep}{ROOT}"
+    if toml:
+        config = tmp / f"{target.name}.toml"
+        config.write_text(toml)
+        target_env["OLLAMA_GATEWAY_CONFIG"] = str(config)
+    with process(argv, target_env, tmp / f"{target.name}-{port}.log") as proc:
+        wait_ready(port, target.kind, proc, tmp / f"{target.name}-{port}.log")
+        yield port, partial(descendants, proc.pid)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -622,46 +708,52 @@ def main() -> int:
     )
     started = time.monotonic()
     results: dict[str, Figures] = {}
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ollama-gateway-bench-") as tmp:
         hide = Path(tmp) / "no-uvloop"
         hide.mkdir()
         (hide / "uvloop.py").write_text(_NO_UVLOOP)
         backend, backend_port = start_backend(env)
+        backend_url = f"http://127.0.0.1:{backend_port}/v1"
+        start = partial(
+            launch, env=env, tmp=Path(tmp), hide=hide, backend_url=backend_url
+        )
         try:
             for target in chosen:
                 t0 = time.monotonic()
-                log = Path(tmp) / f"{target.name}.log"
+                own = plan
+                if target.scenarios is not None:
+                    kept = (s for s in plan.scenarios if s in target.scenarios)
+                    own = replace(plan, scenarios=tuple(kept))
                 if target.name == "direct":
                     pids: Callable[[], list[int]] = partial(list, (backend.pid,))
-                    results[target.name] = measure(target, backend_port, pids, plan)
+                    results[target.name] = measure(target, backend_port, pids, own)
                 else:
-                    port = free_port()
-                    argv = [a.replace("{port}", str(port)) for a in target.argv]
-                    backend_url = f"http://127.0.0.1:{backend_port}/v1"
-                    target_env = dict(env)
-                    toml = target.config.replace("{backend}", backend_url)
-                    if "{backend}" not in target.config:
-                        target_env["OPENAI_BASE_URL"] = backend_url
-                    if target.uvloop:
-                        toml += '[server]\nevent_loop = "uvloop"\n'
-                    else:
-                        target_env["PYTHONPATH"] = f"{hide}{os.pathsep}{ROOT}"
-                    if toml:
-                        config = Path(tmp) / f"{target.name}.toml"
-                        config.write_text(toml)
-                        target_env["OLLAMA_GATEWAY_CONFIG"] = str(config)
-                    own = plan
-                    if target.scenarios is not None:
-                        kept = (s for s in plan.scenarios if s in target.scenarios)
-                        own = replace(plan, scenarios=tuple(kept))
-                    with process(argv, target_env, log) as proc:
-                        wait_ready(port, target.kind, proc, log)
-                        root = proc.pid
-                        results[target.name] = measure(
-                            target, port, partial(descendants, root), own
-                        )
+                    with start(target) as (port, pids):
+                        results[target.name] = measure(target, port, pids, own)
                 print(
                     f"  {target.label}: {time.monotonic() - t0:.0f} s, load average {_load()}",
+                    flush=True,
+                )
+            c1 = [t for t in chosen if "ns" in (t.scenarios or plan.scenarios)]
+            if "ns" in plan.scenarios and 1 in plan.ns_concurrency and c1:
+                t0 = time.monotonic()
+                with ExitStack() as stack:
+                    ports = {}
+                    for target in c1:
+                        if target.name == "direct":
+                            ports[target.name] = backend_port
+                        else:
+                            ports[target.name] = stack.enter_context(start(target))[0]
+                    medians, c1_notes = interleaved_c1(
+                        ports, {t.name: t.kind for t in c1}, plan
+                    )
+                for name, values in medians.items():
+                    results[name].values.update(values)
+                notes.extend(c1_notes)
+                print(
+                    f"  non-stream c=1, interleaved: {time.monotonic() - t0:.0f} s, "
+                    f"load average {_load()}",
                     flush=True,
                 )
         finally:
@@ -684,6 +776,8 @@ def main() -> int:
     for name, figures in results.items():
         for note in figures.notes:
             print(f"- {name}: {note}")
+    for note in notes:
+        print(f"- {note}")
     print(
         f"\n{time.monotonic() - started:.0f} s in all; load average at the end {_load()}"
     )
