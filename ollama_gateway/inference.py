@@ -156,9 +156,19 @@ async def serve_completion(
                 if ctx.stream:
                     return await relay(request, ctx, reader, encode_into)
                 final = await collect(reader)
-                return web.Response(
+                answer = web.Response(
                     body=render(final), content_type="application/json", charset="utf-8"
                 )
+                # Sent here, not by aiohttp after the handler returns: the
+                # tidying up below (the body closed, the connection and the slot
+                # given back, the middleware's accounting) is then no part of
+                # the client's wait.
+                try:
+                    await answer.prepare(request)
+                    await answer.write_eof()
+                except ConnectionResetError:
+                    ctx.outcome = "client_disconnect"
+                return answer
             finally:
                 try:
                     if reader is not None:
