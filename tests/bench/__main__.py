@@ -413,7 +413,7 @@ def measure(
 
     if "ns" in plan.scenarios:
         for concurrency in plan.ns_concurrency:
-            if concurrency == 1:
+            if concurrency == 1 and target.name in INTERLEAVED:
                 continue  # see interleaved_c1()
             result = run_client(
                 "nonstream",
@@ -458,6 +458,11 @@ def measure(
         note("concurrent streams", multi)
         values["multi_lps"] = multi["lines_per_s"]
     return fig
+
+
+# The targets whose concurrency-1 figures come from interleaved rounds (the
+# others, for information only, get one run each).
+INTERLEAVED = ("direct", "gateway", "asclient", "naive")
 
 
 def interleaved_c1(
@@ -735,7 +740,11 @@ def main() -> int:
                     f"  {target.label}: {time.monotonic() - t0:.0f} s, load average {_load()}",
                     flush=True,
                 )
-            c1 = [t for t in chosen if "ns" in (t.scenarios or plan.scenarios)]
+            c1 = [
+                t
+                for t in chosen
+                if t.name in INTERLEAVED and "ns" in (t.scenarios or plan.scenarios)
+            ]
             if "ns" in plan.scenarios and 1 in plan.ns_concurrency and c1:
                 t0 = time.monotonic()
                 with ExitStack() as stack:

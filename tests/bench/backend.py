@@ -234,11 +234,18 @@ class _Connection(asyncio.Protocol):
                 )
                 return
             else:
-                self._busy = True
-                task = asyncio.ensure_future(self._burst(tokens, usage))
-                _TASKS.add(task)
-                task.add_done_callback(_TASKS.discard)
-                return
+                # The first write at once, as for a JSON answer (and as nginx
+                # sends a static body): a short answer is one write, and a task
+                # for it would cost streamed answers a loop pass that the JSON
+                # ones do not pay.
+                writes = _stream_writes(tokens, usage)
+                transport.write(writes[0])
+                if len(writes) > 1:
+                    self._busy = True
+                    task = asyncio.ensure_future(self._burst(writes[1:]))
+                    _TASKS.add(task)
+                    task.add_done_callback(_TASKS.discard)
+                    return
         else:
             transport.write(_NOT_FOUND)
         self._done()
@@ -248,16 +255,17 @@ class _Connection(asyncio.Protocol):
         if self._buf:
             self._next_request()
 
-    async def _burst(self, tokens: int, usage: bool) -> None:
-        for data in _stream_writes(tokens, usage):
-            transport = self._transport
-            if transport is None:
-                return
-            transport.write(data)
+    async def _burst(self, writes: tuple[bytes, ...]) -> None:
+        """The rest of an unpaced stream, after its first write."""
+        for data in writes:
             if self._can_write is not None:
                 await self._can_write.wait()
             else:
                 await asyncio.sleep(0)  # let the other streams have a turn
+            transport = self._transport
+            if transport is None:
+                return
+            transport.write(data)
         self._done()
 
     def _pace(
