@@ -1218,6 +1218,36 @@ async def test_invalid_chunk_size(
         await client_closed(server)
 
 
+async def test_many_chunks_in_one_read(pool: Http1Pool, serve: Servers) -> None:
+    # Whole chunks in one read (upper-case hex with leading zeros, an extension,
+    # a bare-LF size line) and the last chunk: one piece, then the end.
+    async with asyncio.timeout(LIMIT):
+        raw = (
+            CHUNKED_HEAD
+            + chunk(b"one ")
+            + b"00A\r\n0123456789\r\n"
+            + b"4;x=y\r\n abc\r\n"
+            + b"5\n four\r\n"
+            + chunk(b" end")
+            + b"0\r\n\r\n"
+        )
+        server = await serve(Reply([raw]))
+        got = await read_all(await post(pool, server))
+        assert got == [b"one 0123456789 abc four end"]
+        await assert_next_request_reuses_the_connection(pool, server, b"again")
+
+
+async def test_malformed_chunk_after_whole_ones(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    async with asyncio.timeout(LIMIT):
+        raw = CHUNKED_HEAD + chunk(b"fine") + b"3\r\nabcdef\r\n0\r\n\r\n"
+        server = await serve(Reply([raw]))
+        got, error = await read_until_error(await post(pool, server))
+        assert error.message == "upstream sent a malformed chunk"
+        assert got in (b"", b"fine")  # what came before the fault may be handed on
+
+
 async def test_chunk_longer_than_its_size(pool: Http1Pool, serve: Servers) -> None:
     async with asyncio.timeout(LIMIT):
         server = await serve(Reply([CHUNKED_HEAD + b"3\r\nabcdef\r\n0\r\n\r\n"]))

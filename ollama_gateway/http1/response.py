@@ -377,6 +377,23 @@ class Http1Response:
         size = len(buf)
         state = self._chunk_state
         left = self._chunk_left
+        if state == _SIZE:
+            # The usual read: whole chunks, one or more. Taken here without the
+            # state machine; anything else (a split chunk, extensions, the last
+            # chunk and its trailers, an error) is left to the loop below.
+            while True:
+                end = buf.find(b"\n", pos)
+                if end <= pos or buf[end - 1] != 0x0D:  # a CRLF-ended size line
+                    break
+                try:
+                    length = int(buf[pos : end - 1], 16)
+                except ValueError:
+                    break
+                stop = end + 1 + length
+                if length <= 0 or buf[stop : stop + 2] != b"\r\n":
+                    break
+                parts.append(bytes(buf[end + 1 : stop]))
+                pos = stop + 2
         while pos < size:
             if state == _DATA:
                 take = min(left, size - pos)
