@@ -49,8 +49,11 @@ def setup_middlewares(app: web.Application) -> None:
 
     @web.middleware
     async def account(request: web.Request, handler: Handler) -> web.StreamResponse:
-        wanted = request.headers.get("X-Request-ID", "")
-        request_id = wanted if _REQUEST_ID.fullmatch(wanted) else _new_request_id()
+        wanted = request.headers.get("X-Request-ID")
+        if wanted is not None and _REQUEST_ID.fullmatch(wanted):
+            request_id = wanted
+        else:
+            request_id = _new_request_id()
         ctx = RequestContext(request_id=request_id, endpoint="other", model="")
         request[ctx_key] = ctx
         status = 500
@@ -119,6 +122,8 @@ def setup_middlewares(app: web.Application) -> None:
                 )
             if request.method == "OPTIONS":
                 return origins.preflight(origin)
+        if not digests and not pass_key:
+            return None
         presented = _presented_key(request)
         if digests and request.path not in _OPEN_PATHS:
             if not _accepted(presented, digests):
