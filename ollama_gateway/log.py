@@ -11,7 +11,7 @@ import logging
 import logging.config
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TextIO
 
@@ -23,6 +23,7 @@ from ollama_gateway.errors import GatewayError, TranslationError, error_kind
 
 __all__ = [
     "ACCESS_LOGGER",
+    "AccessLog",
     "FIELDS",
     "BatchingStreamHandler",
     "JsonFormatter",
@@ -67,20 +68,34 @@ class JsonFormatter(jsonlogger.JsonFormatter):
         msg = record.msg
         if isinstance(msg, dict):
             return super().format(record)
-        fields: dict[str, object] = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
         skip = self._skip_fields
-        for key, value in record.__dict__.items():
-            if key not in skip:
-                fields[key] = value
+        extra = {k: v for k, v in record.__dict__.items() if k not in skip}
+        return self.line(
+            record.created, record.levelname, record.name, record.getMessage(), extra
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        extra: Mapping[str, object],
+    ) -> str:
+        """The JSON line of a record without exception or stack information."""
+        fields: dict[str, object] = {
+            "ts": self._time(created),
+            "level": level,
+            "logger": logger,
+            "msg": message,
+        }
+        fields.update(extra)
         return _encode(fields).decode()
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        created = record.created
+        return self._time(record.created)
+
+    def _time(self, created: float) -> str:
         second = int(created)
         if second != self._second:
             moment = time.gmtime(second)
@@ -141,15 +156,26 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
-        self._pending.append(line)
+        self._add(line, record.levelno)
+
+    def add_line(self, line: str, levelno: int) -> None:
+        """Write an already formatted line (see `AccessLog`), as `emit` would."""
+        self.acquire()
+        try:
+            self._add(line, levelno)
+        finally:
+            self.release()
+
+    def _add(self, line: str, levelno: int) -> None:
+        self._pending.append(line + self.terminator)
         loop = self._loop
         if (
             loop is None
-            or record.levelno >= logging.ERROR
+            or levelno >= logging.ERROR
             or threading.get_ident() != self._thread
             or loop.is_closed()
         ):
@@ -183,6 +209,61 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
         except Exception:
             # As StreamHandler does: a broken stderr must not break serving.
             self._pending.clear()
+
+
+class AccessLog:
+    """The request line: `ollama_gateway.access` at INFO, one per request.
+
+    When the line would reach one handler only, a `BatchingStreamHandler`
+    with our `JsonFormatter`, and nothing filters it (what `setup_logging`
+    sets up), it is encoded straight from its fields: the same line, without
+    the record, the walk over the handlers and the formatting of a record,
+    which together took about 28 µs a request here, while the next request
+    waited. Any other set-up (another handler, a filter, pytest's `caplog`)
+    gets the record through the logging module as before.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._logger = logger or logging.getLogger(ACCESS_LOGGER)
+
+    def __call__(self, message: str, fields: dict[str, object]) -> None:
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        handler = self._sole_handler()
+        if handler is None:
+            logger.info("%s", message, extra=fields)
+            return
+        formatter = handler.formatter
+        assert isinstance(formatter, JsonFormatter)
+        try:
+            line = formatter.line(time.time(), "INFO", logger.name, message, fields)
+        except Exception:
+            # Left to the record's path, whose handler reports what failed.
+            logger.info("%s", message, extra=fields)
+            return
+        handler.add_line(line, logging.INFO)
+
+    def _sole_handler(self) -> BatchingStreamHandler | None:
+        """The one handler the line would reach, if it is ours and unfiltered;
+        the same walk as `Logger.callHandlers`."""
+        logger: logging.Logger | None = self._logger
+        if self._logger.filters:
+            return None
+        found = None
+        while logger is not None:
+            for handler in logger.handlers:
+                if (
+                    found is not None
+                    or type(handler) is not BatchingStreamHandler
+                    or handler.filters
+                    or handler.level > logging.INFO
+                    or not isinstance(handler.formatter, JsonFormatter)
+                ):
+                    return None
+                found = handler
+            logger = logger.parent if logger.propagate else None
+        return found
 
 
 def batch_log_lines(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:

@@ -23,13 +23,13 @@ from ollama_gateway.errors import (
     error_body,
 )
 from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
-from ollama_gateway.log import ACCESS_LOGGER, note_failure
+from ollama_gateway.log import AccessLog, note_failure
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
 __all__ = ["setup_middlewares"]
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger(ACCESS_LOGGER)
+access_log = AccessLog()
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
@@ -232,12 +232,9 @@ def _record(
         prompt_tokens=ctx.prompt_tokens,
         completion_tokens=ctx.completion_tokens,
     )
-    access_log.info(
-        "%s %s %s",
-        request.method,
-        endpoint,
-        status,
-        extra={
+    access_log(
+        f"{request.method} {endpoint} {status}",
+        {
             "request_id": ctx.request_id,
             "method": request.method,
             "endpoint": endpoint,

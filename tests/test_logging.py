@@ -380,3 +380,94 @@ def test_batching_handler_flush_writes_pending_lines():
     finally:
         handler.detach()
         loop.close()
+
+
+@pytest.fixture
+def access_logger():
+    """A logger set up as setup_logging sets up the root logger (one
+    BatchingStreamHandler with our JsonFormatter), but outside the logger tree:
+    while a test runs, pytest adds its capture handlers to the root logger and
+    to every logger of the tree that does not propagate."""
+    logger = logging.Logger(ACCESS_LOGGER, logging.INFO)
+    stream = _Writes()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    return logger, handler, stream
+
+
+FIELDS = {
+    "request_id": "r-1",
+    "method": "POST",
+    "endpoint": "/api/chat",
+    "model": "m",
+    "status": 200,
+    "duration_ms": 1.5,
+    "ttft_ms": None,
+    "outcome": "ok",
+}
+
+
+def test_access_line_is_the_line_of_a_record(access_logger):
+    from ollama_gateway.log import AccessLog
+
+    logger, _, stream = access_logger
+    made = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(args)
+        return factory(*args, **kwargs)
+
+    logging.setLogRecordFactory(counting)
+    try:
+        AccessLog(logger)("POST /api/chat 200", dict(FIELDS))
+        assert made == []  # no record: the line went straight to the handler
+        logger.info("%s", "POST /api/chat 200", extra=FIELDS)
+        assert len(made) == 1
+    finally:
+        logging.setLogRecordFactory(factory)
+    direct, through_logging = (json.loads(x) for x in stream.getvalue().splitlines())
+    assert list(direct) == list(through_logging)  # same keys, same order
+    assert TS.fullmatch(direct.pop("ts"))
+    through_logging.pop("ts")
+    assert direct == through_logging
+    assert direct["msg"] == "POST /api/chat 200"
+    assert direct["logger"] == logger.name
+
+
+class _Counting(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_access_line_goes_through_logging_when_anything_else_would_see_it(
+    access_logger,
+):
+    from ollama_gateway.log import AccessLog
+
+    logger, handler, stream = access_logger
+    log = AccessLog(logger)
+    other = _Counting()
+    logger.addHandler(other)  # a second handler: it gets the record
+    try:
+        log("POST /api/chat 200", dict(FIELDS))
+    finally:
+        logger.removeHandler(other)
+    assert [r.getMessage() for r in other.records] == ["POST /api/chat 200"]
+    assert other.records[0].request_id == "r-1"  # type: ignore[attr-defined]
+    hidden = logging.Filter("nothing")  # a filter on the handler drops the line
+    handler.addFilter(hidden)
+    try:
+        log("POST /api/tags 200", dict(FIELDS))
+    finally:
+        handler.removeFilter(hidden)
+    quiet = logging.Logger(ACCESS_LOGGER, logging.WARNING)  # INFO is below it
+    quiet.addHandler(handler)
+    AccessLog(quiet)("POST /api/ps 200", dict(FIELDS))
+    messages = [json.loads(x)["msg"] for x in stream.getvalue().splitlines()]
+    assert messages == ["POST /api/chat 200"]
