@@ -231,18 +231,17 @@ class AccessLog:
         if not logger.isEnabledFor(logging.INFO):
             return
         handler = self._sole_handler()
-        if handler is None:
-            logger.info("%s", message, extra=fields)
-            return
-        formatter = handler.formatter
-        assert isinstance(formatter, JsonFormatter)
-        try:
-            line = formatter.line(time.time(), "INFO", logger.name, message, fields)
-        except Exception:
-            # Left to the record's path, whose handler reports what failed.
-            logger.info("%s", message, extra=fields)
-            return
-        handler.add_line(line, logging.INFO)
+        if handler is not None:
+            formatter = handler.formatter
+            assert isinstance(formatter, JsonFormatter)
+            try:
+                line = formatter.line(time.time(), "INFO", logger.name, message, fields)
+            except Exception:
+                pass  # the record's path below: its handler reports what failed
+            else:
+                handler.add_line(line, logging.INFO)
+                return
+        logger.info("%s", message, extra=fields)
 
     def _sole_handler(self) -> BatchingStreamHandler | None:
         """The one handler the line would reach, if it is ours and unfiltered;
