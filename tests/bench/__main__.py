@@ -666,8 +666,9 @@ def launch(
         config = tmp / f"{target.name}.toml"
         config.write_text(toml)
         target_env["OLLAMA_GATEWAY_CONFIG"] = str(config)
-    with process(argv, target_env, tmp / f"{target.name}-{port}.log") as proc:
-        wait_ready(port, target.kind, proc, tmp / f"{target.name}-{port}.log")
+    log = tmp / f"{target.name}-{port}.log"
+    with process(argv, target_env, log) as proc:
+        wait_ready(port, target.kind, proc, log)
         yield port, partial(descendants, proc.pid)
 
 
