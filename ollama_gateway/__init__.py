@@ -23,6 +23,7 @@ from ollama_gateway.protocols import (
     Transport,
     UpstreamRequest,
     UpstreamResponse,
+    WholeAnswerSession,
 )
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.wrappers import (
@@ -53,6 +54,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamRequest",
     "UpstreamResponse",
+    "WholeAnswerSession",
     "ollama",
     "openai",
 ]

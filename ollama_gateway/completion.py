@@ -60,6 +60,7 @@ class ChunkReader:
         "_deadline",
         "_error",
         "_finished",
+        "_absorb",
         "_idle",
         "_it",
         "_json",
@@ -98,6 +99,11 @@ class ChunkReader:
         self._ctx = ctx
         self._name = name_translator
         self._session = session
+        # An answer the client gets whole is folded by the session itself when
+        # it can (see protocols.WholeAnswerSession): no Ollama chunk per event.
+        self._absorb: Callable[[openai.ChatCompletionChunk], None] | None = (
+            None if ctx.stream else getattr(session, "absorb", None)
+        )
         self._it = aiter(upstream.aiter_bytes())
         # Our transport says when a read cannot wait (the body came with the
         # headers): such a read needs no deadline timer.
@@ -251,6 +257,10 @@ class ChunkReader:
         choices = chunk.choices
         if choices and choices[0].finish_reason:
             self._saw_finish = True
+        absorb = self._absorb
+        if absorb is not None:
+            absorb(chunk)
+            return ()
         return self._session.feed(chunk)
 
     def _end_of_stream(self, tail: list[bytes]) -> Sequence[ollama.ChatResponse]:

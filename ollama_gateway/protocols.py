@@ -16,7 +16,8 @@ has to inherit from these Protocols; mypy checks the shape. Contracts:
   per-request state; it may block only by awaiting.
 - `ResponseMapper.open_stream` returns a new `StreamSession` per request: all
   per-stream state (tool-call fragments, counters) lives on the session. `feed`
-  and `close` run on the hot path: no logging, no I/O, no metrics.
+  and `close` run on the hot path: no logging, no I/O, no metrics. A session
+  may also fold non-stream answers itself (`WholeAnswerSession.absorb`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "Transport",
     "UpstreamRequest",
     "UpstreamResponse",
+    "WholeAnswerSession",
 ]
 
 Stage = Literal["request", "transport", "response"]
@@ -132,6 +134,21 @@ class StreamSession(Protocol):
     ) -> Sequence[ollama.ChatResponse]: ...
 
     def close(self) -> Sequence[ollama.ChatResponse]: ...
+
+
+class WholeAnswerSession(StreamSession, Protocol):
+    """A `StreamSession` that can also fold an answer the client gets whole.
+
+    Optional. When the client asked `stream: false` and the session that
+    `open_stream` returned has `absorb`, the gateway calls `absorb` instead of
+    `feed` for each chunk, and `close` must then return what the `feed` calls
+    would have returned, in their order (it may join it into one chunk): the
+    gateway joins the contents, thinking, tool calls and logprobs of all
+    chunks either way. A wrapper session without `absorb` keeps getting every
+    chunk through `feed`.
+    """
+
+    def absorb(self, chunk: openai.ChatCompletionChunk) -> None: ...
 
 
 @runtime_checkable

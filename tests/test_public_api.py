@@ -16,7 +16,8 @@ EXPECTED = {
     "PluginLoadError", "RequestContext", "RequestMapper", "RequestMapperWrapper",
     "ResponseMapper", "ResponseMapperWrapper", "Stage", "StreamSession",
     "StreamSessionWrapper", "TranslationError", "Transport", "TransportWrapper",
-    "UpstreamError", "UpstreamRequest", "UpstreamResponse", "ollama", "openai",
+    "UpstreamError", "UpstreamRequest", "UpstreamResponse", "WholeAnswerSession",
+    "ollama", "openai",
 }  # fmt: skip
 
 
