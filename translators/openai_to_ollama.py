@@ -4,7 +4,9 @@ A `ChatStreamSession` per request turns OpenAI chunks into Ollama chat chunks:
 content and reasoning are emitted as they come, tool-call fragments are joined
 by index and emitted whole at the end, and usage is read from any chunk, even
 one after `finish_reason`. The same session reads legacy completion chunks
-(`text`) and a whole non-stream answer (`message`).
+(`text`) and a whole non-stream answer (`message`). For a client that asked
+`stream: false` the gateway calls `absorb` instead of `feed`: the content is
+kept and `close` returns it as one chunk.
 """
 
 from __future__ import annotations
