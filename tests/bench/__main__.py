@@ -64,7 +64,9 @@ class Plan:
     multi_streams: int = 50
     multi_rounds: int = 5
     paced_streams: int = 1000
-    paced_tokens: int = 300
+    # 15-20 s a stream: a reference that takes 10 s to open its 1000 streams
+    # (as the naive one did on a slow day) still has a steady window.
+    paced_tokens: int = 600
     paced_ramp: float = 2.0
     scenarios: tuple[str, ...] = ("paced", "ns", "single", "multi")
 
@@ -632,12 +634,21 @@ def table(
         if gateway is not None and naive:
             ratio = f"{gateway / naive:.2f}x"
         met = ""
+        basis = ""
+        if row.key == "cpu_per_chunk_us" and (gateway is None or naive is None):
+            # No steady window for one of them: judged on the whole run, and
+            # the verdict says so.
+            whole = "cpu_per_chunk_all_us"
+            gateway = results.get("gateway", Figures()).values.get(whole)
+            naive = results.get("naive", Figures()).values.get(whole)
+            basis = " (on the whole-run figures: no steady window)"
         if row.met is not None and gateway is not None and naive is not None:
             ok = row.met(gateway, naive)
             if row.key == "cpu_per_chunk_us" and ok and gateway <= 0.7 * naive:
                 met = "yes (stretch too)"
             else:
                 met = "yes" if ok else "**no**"
+            met += basis
             verdicts.append(f"{row.label} {row.target}: {met}")
         cells += [ratio, row.target, met]
         lines.append("| " + " | ".join(cells) + " |")
@@ -689,7 +700,7 @@ def main() -> int:
         "--scenarios", help="comma-separated subset of: paced, ns, single, multi"
     )
     parser.add_argument("--paced-streams", type=int, help="default 1000")
-    parser.add_argument("--paced-tokens", type=int, help="default 300")
+    parser.add_argument("--paced-tokens", type=int, help="default 600")
     args = parser.parse_args()
     plan = QUICK if args.quick else Plan()
     sizes = {
