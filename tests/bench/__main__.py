@@ -435,7 +435,7 @@ def measure(
             values[f"ns{concurrency}_p50"] = result["p50_ms"]
             values[f"ns{concurrency}_p99"] = result["p99_ms"]
 
-    if "single" in plan.scenarios:
+    if "single" in plan.scenarios and target.name not in INTERLEAVED_STREAMS:
         single = run_client(
             "streams",
             port,
@@ -450,7 +450,7 @@ def measure(
         values["single_lps"] = single["lines_per_s"]
         values["single_ttfl"] = single["ttfl_ms"]
 
-    if "multi" in plan.scenarios:
+    if "multi" in plan.scenarios and target.name not in INTERLEAVED_STREAMS:
         multi = run_client(
             "streams",
             port,
@@ -465,60 +465,98 @@ def measure(
     return fig
 
 
-# The targets whose concurrency-1 figures come from interleaved rounds (the
-# others, for information only, get one run each).
+# The targets whose concurrency-1 figures, and (the second tuple) whose stream
+# figures, come from interleaved rounds; the others, for information only, get
+# one run each.
 INTERLEAVED = ("direct", "gateway", "asclient", "naive")
+INTERLEAVED_STREAMS = ("direct", "gateway", "naive")
 
 
-def interleaved_c1(
+def interleaved(
     ports: dict[str, int], kinds: dict[str, str], plan: Plan
 ) -> tuple[dict[str, dict[str, float]], list[str]]:
-    """Non-stream requests at concurrency 1, every target already running:
-    `ns1_rounds` rounds, each target once per round, the order rotated each
-    round. Returns each target's medians (req/s, p50, p99) and notes with the
-    spread of the per-round ratios to the naive reference."""
+    """The ratio-deciding scenarios with every target already running:
+    `ns1_rounds` passes, each target once per pass and the order rotated each
+    pass. A pass runs non-stream requests at concurrency 1 and, for the
+    `INTERLEAVED_STREAMS` targets, its share of the one-stream rounds and one
+    round of the concurrent streams. A slow minute of the shared host then
+    costs every target alike, not whichever one it fell on. Returns each
+    target's medians over the passes, and notes with the spread of the
+    per-pass ratios to the naive reference."""
     names = list(ports)
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for r in range(plan.ns1_rounds):
+    passes = plan.ns1_rounds
+    ns1 = "ns" in plan.scenarios and 1 in plan.ns_concurrency
+    single_each = max(1, round(plan.single_rounds / passes))
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in names}
+
+    def add(name: str, scenario: str, result: dict[str, Any]) -> None:
+        runs[name].setdefault(scenario, []).append(result)
+
+    for r in range(passes):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            result = run_client(
-                "nonstream",
-                ports[name],
-                kinds[name],
-                timeout=plan.ns_warmup + plan.ns1_duration + 40,
-                concurrency=1,
-                duration=plan.ns1_duration,
-                warmup=min(plan.ns_warmup, 0.3),
-                tokens=plan.ns_tokens,
-            )
-            rounds[name].append(result)
-    medians = {}
+            port, kind = ports[name], kinds[name]
+            if ns1:
+                add(name, "ns1", run_client(
+                    "nonstream", port, kind,
+                    timeout=plan.ns_warmup + plan.ns1_duration + 40,
+                    concurrency=1, duration=plan.ns1_duration,
+                    warmup=min(plan.ns_warmup, 0.3), tokens=plan.ns_tokens,
+                ))  # fmt: skip
+            if name not in INTERLEAVED_STREAMS:
+                continue
+            if "single" in plan.scenarios:
+                add(name, "single", run_client(
+                    "streams", port, kind, timeout=120, streams=1,
+                    rounds=single_each, tokens=plan.long_tokens,
+                ))  # fmt: skip
+            if "multi" in plan.scenarios:
+                add(name, "multi", run_client(
+                    "streams", port, kind, timeout=180,
+                    streams=plan.multi_streams, rounds=1, tokens=plan.long_tokens,
+                ))  # fmt: skip
+    fields = {
+        "ns1": (("ns1_rps", "rps"), ("ns1_p50", "p50_ms"), ("ns1_p99", "p99_ms")),
+        "single": (
+            ("single_ms", "wall_ms"),
+            ("single_lps", "lines_per_s"),
+            ("single_ttfl", "ttfl_ms"),
+        ),
+        "multi": (("multi_lps", "lines_per_s"),),
+    }
+    labels = {
+        "ns1": ("non-stream c=1", "rps"),
+        "single": ("one 1000-chunk stream", "lines_per_s"),
+        "multi": ("concurrent streams", "lines_per_s"),
+    }
+    medians: dict[str, dict[str, float]] = {name: {} for name in names}
     notes = []
-    for name, results in rounds.items():
-        medians[name] = {
-            f"ns1_{key}": statistics.median(r[field] for r in results)
-            for key, field in (("rps", "rps"), ("p50", "p50_ms"), ("p99", "p99_ms"))
-        }
-        errors = sum(r.get("errors", 0) for r in results)
-        if errors:
-            first = next(r["first_error"] for r in results if r.get("errors"))
-            notes.append(f"{name}: non-stream c=1: {errors} errors, first: {first}")
-    naive = rounds.get("naive")
-    if naive:
+    for name, scenarios in runs.items():
+        for scenario, results in scenarios.items():
+            for key, source in fields[scenario]:
+                medians[name][key] = statistics.median(r[source] for r in results)
+            errors = sum(r.get("errors", 0) for r in results)
+            if errors:
+                first = next(r["first_error"] for r in results if r.get("errors"))
+                label = labels[scenario][0]
+                notes.append(f"{name}: {label}: {errors} errors, first: {first}")
+    naive = runs.get("naive", {})
+    for scenario, (label, source) in labels.items():
         for name in ("gateway", "asclient"):
-            if name in rounds:
-                ratios = sorted(
-                    g["rps"] / n["rps"]
-                    for g, n in zip(rounds[name], naive, strict=True)
-                    if n["rps"]
+            mine, theirs = runs.get(name, {}).get(scenario), naive.get(scenario)
+            if not mine or not theirs:
+                continue
+            ratios = sorted(
+                g[source] / n[source]
+                for g, n in zip(mine, theirs, strict=True)
+                if n[source]
+            )
+            if ratios:
+                notes.append(
+                    f"{name}: {label} over {len(ratios)} interleaved passes: "
+                    f"{ratios[0]:.2f}x-{ratios[-1]:.2f}x the naive reference "
+                    f"(median of each target's passes in the table)"
                 )
-                if ratios:
-                    notes.append(
-                        f"{name}: non-stream c=1 over {len(ratios)} interleaved "
-                        f"rounds: {ratios[0]:.2f}x-{ratios[-1]:.2f}x the naive "
-                        f"reference (median of each target's rounds in the table)"
-                    )
     return medians, notes
 
 
@@ -755,28 +793,29 @@ def main() -> int:
                     f"  {target.label}: {time.monotonic() - t0:.0f} s, load average {_load()}",
                     flush=True,
                 )
-            c1 = [
+            mixed = [
                 t
                 for t in chosen
-                if t.name in INTERLEAVED and "ns" in (t.scenarios or plan.scenarios)
+                if t.name in INTERLEAVED
+                and set(t.scenarios or plan.scenarios) & {"ns", "single", "multi"}
             ]
-            if "ns" in plan.scenarios and 1 in plan.ns_concurrency and c1:
+            if mixed:
                 t0 = time.monotonic()
                 with ExitStack() as stack:
                     ports = {}
-                    for target in c1:
+                    for target in mixed:
                         if target.name == "direct":
                             ports[target.name] = backend_port
                         else:
                             ports[target.name] = stack.enter_context(start(target))[0]
-                    medians, c1_notes = interleaved_c1(
-                        ports, {t.name: t.kind for t in c1}, plan
+                    medians, mixed_notes = interleaved(
+                        ports, {t.name: t.kind for t in mixed}, plan
                     )
                 for name, values in medians.items():
                     results[name].values.update(values)
-                notes.extend(c1_notes)
+                notes.extend(mixed_notes)
                 print(
-                    f"  non-stream c=1, interleaved: {time.monotonic() - t0:.0f} s, "
+                    f"  interleaved passes: {time.monotonic() - t0:.0f} s, "
                     f"load average {_load()}",
                     flush=True,
                 )
