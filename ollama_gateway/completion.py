@@ -55,12 +55,12 @@ class ChunkReader:
     """Reads one upstream answer as batches of Ollama chat chunks."""
 
     __slots__ = (
+        "_absorb",
         "_backlog",
         "_ctx",
         "_deadline",
         "_error",
         "_finished",
-        "_absorb",
         "_idle",
         "_it",
         "_json",

@@ -138,10 +138,10 @@ async def test_absorbed_answer_equals_the_chunk_by_chunk_fold(name: str, cut: in
     assert _comparable(absorbed) == _comparable(folded)
     # Each path was the one meant: only the bare session kept a whole answer.
     assert isinstance(session, ChatStreamSession)
-    assert session.whole is not None or name == "no content at all"
+    assert session.kept is not None
     assert isinstance(wrapper, StreamSessionWrapper)
     assert isinstance(wrapper.inner, ChatStreamSession)
-    assert wrapper.inner.whole is None
+    assert wrapper.inner.kept is None
 
 
 async def test_absorbed_answer_has_what_the_events_said():
@@ -173,7 +173,7 @@ async def test_a_streamed_answer_is_never_absorbed():
     while (batch := await reader.read()) is not None:
         lines.extend(c.message.content for c in batch if not c.done)
     assert lines == ["Hel", "lo", ", wor", "ld ✓"]
-    assert session.whole is None
+    assert session.kept is None
 
 
 async def test_an_error_event_fails_the_absorbed_answer_as_the_fold():
@@ -186,7 +186,6 @@ async def test_an_error_event_fails_the_absorbed_answer_as_the_fold():
 
 def test_the_builtin_session_is_a_whole_answer_session():
     session = ChatStreamSession(_ctx())
-    assert isinstance(session, ChatStreamSession)
     whole: WholeAnswerSession = session  # mypy checks the shape
     assert callable(whole.absorb)
     assert not hasattr(StreamSessionWrapper(session), "absorb")

@@ -94,8 +94,8 @@ class _ToolCallParts:
         self.arguments: list[str] = []
 
 
-class _Whole:
-    """The parts of a non-stream answer kept by `ChatStreamSession.absorb`."""
+class _Kept:
+    """The parts of a non-stream answer, kept once `absorb` is called."""
 
     __slots__ = ("content", "logprobs", "thinking")
 
@@ -117,8 +117,8 @@ class ChatStreamSession:
         "tools",
         "top_logprobs",
         "usage",
+        "kept",
         "want_logprobs",
-        "whole",
     )
 
     def __init__(self, ctx: RequestContext) -> None:
@@ -131,55 +131,17 @@ class ChatStreamSession:
         self.last_ns = 0
         self.want_logprobs = ctx.logprobs
         self.top_logprobs = ctx.top_logprobs
-        # What `absorb` kept (None while the answer is streamed).
-        self.whole: _Whole | None = None
+        # The answer so far, once `absorb` is called (None while streaming).
+        self.kept: _Kept | None = None
 
     def feed(self, chunk: openai.ChatCompletionChunk) -> Sequence[ollama.ChatResponse]:
-        found = self._take(chunk)
-        if found is None:
-            return ()
-        content, thinking, logprobs = found
-        message = ollama.ResponseMessage("assistant", content or "", thinking or None)
-        return (
-            ollama.ChatResponse(
-                model=self.ctx.model,
-                created_at=self.ctx.created_at,
-                message=message,
-                done=False,
-                logprobs=logprobs,
-            ),
-        )
-
-    def absorb(self, chunk: openai.ChatCompletionChunk) -> None:
-        """`feed` for an answer the client gets whole (`stream: false`): what
-        `feed` would return is kept, and `close` returns it as one chunk, so
-        the fold makes no Ollama chunk per event."""
-        found = self._take(chunk)
-        if found is None:
-            return
-        whole = self.whole
-        if whole is None:
-            whole = self.whole = _Whole()
-        content, thinking, logprobs = found
-        if content:
-            whole.content.append(content)
-        if thinking:
-            whole.thinking.append(thinking)
-        if logprobs:
-            whole.logprobs.extend(logprobs)
-
-    def _take(
-        self, chunk: openai.ChatCompletionChunk
-    ) -> tuple[str | None, str | None, list[ollama.Logprob] | None] | None:
-        """Read one chunk: its content, thinking and logprobs, or None when it
-        has none of them (tool-call fragments and usage are kept here)."""
         if chunk.error is not None:
             raise _stream_error(chunk.error)
         if chunk.usage is not None:
             self.usage = chunk.usage
         choices = chunk.choices
         if not choices:
-            return None
+            return ()
         choice = choices[0]
         if choice.finish_reason:
             self.finish_reason = choice.finish_reason
@@ -199,21 +161,47 @@ class ChatStreamSession:
         if self.want_logprobs and choice.logprobs:
             logprobs = self._logprobs(choice.logprobs, legacy=choice.text is not None)
         if not content and not thinking and not logprobs:
-            return None
+            return ()
         now = time.perf_counter_ns()
         if not self.first_ns:
             self.first_ns = now
         self.last_ns = now
         self.deltas += 1
-        return content, thinking, logprobs
+        kept = self.kept
+        if kept is not None:
+            if content:
+                kept.content.append(content)
+            if thinking:
+                kept.thinking.append(thinking)
+            if logprobs:
+                kept.logprobs.extend(logprobs)
+            return ()
+        message = ollama.ResponseMessage("assistant", content or "", thinking or None)
+        return (
+            ollama.ChatResponse(
+                model=self.ctx.model,
+                created_at=self.ctx.created_at,
+                message=message,
+                done=False,
+                logprobs=logprobs,
+            ),
+        )
+
+    def absorb(self, chunk: openai.ChatCompletionChunk) -> None:
+        """`feed` for an answer the client gets whole (`stream: false`): from
+        the first call on, what `feed` would return is kept, and `close`
+        returns it as one chunk, so the fold makes no Ollama chunk per event."""
+        if self.kept is None:
+            self.kept = _Kept()
+        self.feed(chunk)
 
     def close(self) -> Sequence[ollama.ChatResponse]:
         out = []
         created_at = now_rfc3339()
-        whole = self.whole
-        if whole is not None:
+        kept = self.kept
+        if kept is not None and (kept.content or kept.thinking or kept.logprobs):
             message = ollama.ResponseMessage(
-                "assistant", "".join(whole.content), "".join(whole.thinking) or None
+                "assistant", "".join(kept.content), "".join(kept.thinking) or None
             )
             out.append(
                 ollama.ChatResponse(
@@ -221,7 +209,7 @@ class ChatStreamSession:
                     created_at=created_at,
                     message=message,
                     done=False,
-                    logprobs=whole.logprobs or None,
+                    logprobs=kept.logprobs or None,
                 )
             )
         if self.tools:
