@@ -5,7 +5,8 @@ whose errors Ollama words in its own way (`keep_alive`, `think`, `format`,
 `options`) are decoded loosely here and checked in `ollama_gateway.validation`.
 Outbound Structs use `omit_defaults=True`; fields every client expects on every
 line (`done`, `message.content`, `response`) have no default, so they are always
-written.
+written. The Structs built for every answer line are `gc=False`: they hold data,
+never a cycle, so the cycle collector need not track them.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class CopyRequest(msgspec.Struct):
     destination: str = ""
 
 
-class TopLogprob(msgspec.Struct, omit_defaults=True):
+class TopLogprob(msgspec.Struct, omit_defaults=True, gc=False):
     """One alternative token and its log-probability."""
 
     token: str
@@ -164,7 +165,7 @@ class TopLogprob(msgspec.Struct, omit_defaults=True):
     bytes: list[int] | None = None
 
 
-class Logprob(msgspec.Struct, omit_defaults=True):
+class Logprob(msgspec.Struct, omit_defaults=True, gc=False):
     """A generated token, its log-probability and the top alternatives."""
 
     token: str
@@ -173,7 +174,7 @@ class Logprob(msgspec.Struct, omit_defaults=True):
     top_logprobs: list[TopLogprob] | None = None
 
 
-class ResponseMessage(msgspec.Struct, omit_defaults=True):
+class ResponseMessage(msgspec.Struct, omit_defaults=True, gc=False):
     """The assistant message of a chat answer; `content` is always written."""
 
     role: str
@@ -182,7 +183,7 @@ class ResponseMessage(msgspec.Struct, omit_defaults=True):
     tool_calls: list[ToolCall] | None = None
 
 
-class ChatResponse(msgspec.Struct, omit_defaults=True):
+class ChatResponse(msgspec.Struct, omit_defaults=True, gc=False):
     """One NDJSON line of `/api/chat` (and the non-stream answer).
 
     Translators see every answer in this shape, generate included; the generate
@@ -204,7 +205,7 @@ class ChatResponse(msgspec.Struct, omit_defaults=True):
     logprobs: list[Logprob] | None = None
 
 
-class GenerateResponse(msgspec.Struct, omit_defaults=True):
+class GenerateResponse(msgspec.Struct, omit_defaults=True, gc=False):
     """One NDJSON line of `/api/generate`; `response` is always written."""
 
     model: str
