@@ -1,0 +1,78 @@
+"""Discrepancies found by an audit against the spec, one test per finding.
+
+Each test names the spec section it holds the gateway to.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakebackend import Script, sse
+from tests.ndjson import CHAT, GENERATE, NO_RETRY, chat, post
+
+# Upstream error mapping (spec 3.15)
+
+
+async def test_model_not_found_code_on_a_400_is_a_404(gateway, backend):
+    # LiteLLM-style proxies answer an unknown model with 400 and the code only.
+    backend.queue(
+        Script(
+            status=400,
+            error_body={
+                "error": {
+                    "message": "The model `gpt-4o` does not exist",
+                    "type": "invalid_request_error",
+                    "code": "model_not_found",
+                }
+            },
+        )
+    )
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", chat(model="GPT-4o"))
+    assert resp.status == 404
+    assert await resp.json() == {"error": "model 'GPT-4o' not found"}
+
+
+@pytest.mark.parametrize("code", [401, 403])
+async def test_auth_error_event_before_output_is_a_502_never_401(
+    gateway, backend, code
+):
+    data = sse({"error": {"message": "Incorrect API key", "code": code}}, done=False)
+    backend.queue(Script(pieces=[data]))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 502
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert await resp.json() == {
+        "error": "upstream authentication failed: Incorrect API key"
+    }
+
+
+async def test_auth_error_in_a_json_answer_is_a_502_never_401(gateway, backend):
+    # A backend that answers 200 with one JSON error object instead of SSE.
+    body = b'{"error":{"message":"Incorrect API key","code":401}}'
+    backend.queue(Script(pieces=[body], content_type="application/json"))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/generate", {**GENERATE, "stream": False})
+    assert resp.status == 502
+    assert await resp.json() == {
+        "error": "upstream authentication failed: Incorrect API key"
+    }
+
+
+async def test_error_events_map_like_error_statuses(gateway, backend):
+    client = await gateway(backend, NO_RETRY)
+    cases = [
+        ({"message": "bad field", "code": 422}, 400, "bad field"),
+        ({"message": "no such model", "code": 404}, 404, "model 'gpt-4o' not found"),
+        (
+            {"message": "no such model", "code": "model_not_found"},
+            404,
+            "model 'gpt-4o' not found",
+        ),
+    ]
+    for error, status, message in cases:
+        backend.queue(Script(pieces=[sse({"error": error}, done=False)]))
+        resp = await post(client, "/api/chat", CHAT)
+        assert resp.status == status, error
+        assert await resp.json() == {"error": message}
