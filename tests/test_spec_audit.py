@@ -76,3 +76,35 @@ async def test_error_events_map_like_error_statuses(gateway, backend):
         resp = await post(client, "/api/chat", CHAT)
         assert resp.status == status, error
         assert await resp.json() == {"error": message}
+
+
+# Trailing slash (spec 1.1: gin redirects to the slash-less path)
+
+
+async def test_trailing_slash_on_get_redirects_with_301(gateway, backend):
+    client = await gateway(backend)
+    resp = await client.get("/api/tags/?x=1", allow_redirects=False)
+    assert resp.status == 301
+    assert resp.headers["Location"] == "/api/tags?x=1"
+    resp = await client.get("/api/tags/")
+    assert resp.status == 200
+    assert "models" in await resp.json()
+
+
+async def test_trailing_slash_on_post_redirects_with_307(gateway, backend):
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat/", {**CHAT, "stream": False})
+    assert resp.status == 200
+    assert resp.history[0].status == 307
+    assert resp.history[0].headers["Location"] == "/api/chat"
+    assert (await resp.json())["done"] is True
+
+
+async def test_trailing_slash_on_an_unknown_path_is_still_404(gateway, backend):
+    client = await gateway(backend)
+    resp = await client.get("/api/nope/", allow_redirects=False)
+    assert resp.status == 404
+    assert await resp.text() == "404 page not found"
+    # Only a route the method can use is redirected to (as gin does).
+    resp = await client.get("/api/chat/", allow_redirects=False)
+    assert resp.status == 404
