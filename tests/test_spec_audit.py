@@ -108,3 +108,29 @@ async def test_trailing_slash_on_an_unknown_path_is_still_404(gateway, backend):
     # Only a route the method can use is redirected to (as gin does).
     resp = await client.get("/api/chat/", allow_redirects=False)
     assert resp.status == 404
+
+
+# Invalid model names (spec 2.4, 2.10, 2.14)
+
+
+async def test_show_of_an_invalid_name_is_400(gateway, backend):
+    client = await gateway(backend)
+    resp = await post(client, "/api/show", {"model": "bad name!"})
+    assert resp.status == 400
+    assert await resp.json() == {"error": "invalid model name"}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_pull_of_an_invalid_name_is_400(gateway, backend, stream):
+    client = await gateway(backend)
+    resp = await post(client, "/api/pull", {"model": "bad name!", "stream": stream})
+    assert resp.status == 400
+    assert resp.content_type == "application/json"
+    assert await resp.json() == {"error": "invalid model name"}
+
+
+async def test_delete_of_an_invalid_name_is_400(gateway, backend):
+    client = await gateway(backend)
+    resp = await client.delete("/api/delete", data='{"name": "bad name!"}')
+    assert resp.status == 400
+    assert await resp.json() == {"error": 'name "bad name!" is invalid'}

@@ -44,6 +44,8 @@ async def handle_pull(request: web.Request) -> web.StreamResponse:
     if not name:
         raise InvalidRequestError("invalid model name")
     entry = await request.app[catalogue_key].resolve(name)
+    if entry is None and not is_usable_name(name):
+        raise InvalidRequestError("invalid model name")
     stream = req.stream is not False
     if not stream:
         if entry is None:
@@ -88,6 +90,8 @@ async def handle_delete(request: web.Request) -> web.Response:
     if catalogue.remove_alias(name):
         return web.Response(status=200)
     if await catalogue.resolve(name) is None:
+        if not is_usable_name(name):
+            raise InvalidRequestError(f'name "{name}" is invalid')
         raise ModelNotFoundError(f"model '{name}' not found")
     raise UnsupportedError(
         f"model '{name}' is served by a backend and cannot be deleted through this "
