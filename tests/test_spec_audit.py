@@ -134,3 +134,11 @@ async def test_delete_of_an_invalid_name_is_400(gateway, backend):
     resp = await client.delete("/api/delete", data='{"name": "bad name!"}')
     assert resp.status == 400
     assert await resp.json() == {"error": 'name "bad name!" is invalid'}
+
+
+async def test_copy_from_an_invalid_source_name_is_400(gateway, backend):
+    client = await gateway(backend)
+    body = {"source": "bad name!", "destination": "x"}
+    resp = await post(client, "/api/copy", body)
+    assert resp.status == 400
+    assert await resp.json() == {"error": 'source "bad name!" is invalid'}

@@ -75,6 +75,8 @@ async def handle_copy(request: web.Request) -> web.Response:
     catalogue = request.app[catalogue_key]
     source = await catalogue.resolve(req.source)
     if source is None:
+        if not is_usable_name(req.source.strip()):
+            raise InvalidRequestError(f'source "{req.source}" is invalid')
         raise ModelNotFoundError(f'model "{req.source}" not found')
     catalogue.add_alias(req.destination.strip(), source)
     return web.Response(status=200)
