@@ -142,3 +142,26 @@ async def test_copy_from_an_invalid_source_name_is_400(gateway, backend):
     resp = await post(client, "/api/copy", body)
     assert resp.status == 400
     assert await resp.json() == {"error": 'source "bad name!" is invalid'}
+
+
+# A model list that cannot be read is an upstream failure, not an unknown
+# model (spec 2.3, 3.15): as chat, generate, embed and tags already answer.
+
+
+async def test_show_is_502_when_no_backend_can_list(gateway, backend):
+    backend.models_status = 503
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/show", {"model": "gpt-4o"})
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert error.startswith("model 'gpt-4o' not found; the model list of backend")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_pull_is_502_when_no_backend_can_list(gateway, backend, stream):
+    backend.models_status = 503
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/pull", {"model": "gpt-4o", "stream": stream})
+    assert resp.status == 502
+    assert resp.content_type == "application/json"
+    assert "unavailable" in (await resp.json())["error"]

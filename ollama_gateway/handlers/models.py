@@ -6,10 +6,10 @@ from aiohttp import web
 
 from ollama_gateway.errors import (
     InvalidRequestError,
-    ModelNotFoundError,
     UpstreamConnectError,
 )
 from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import missing_model
 from ollama_gateway.keys import catalogue_key, running_key, settings_key
 from ollama_gateway.modelinfo import ModelEntry, details_of, is_usable_name
 from ollama_gateway.schemas import ollama
@@ -63,7 +63,7 @@ async def handle_show(request: web.Request) -> web.Response:
     if entry is None:
         if not is_usable_name(name):
             raise InvalidRequestError("invalid model name")
-        raise ModelNotFoundError(f"model '{name}' not found")
+        raise missing_model(request, f"model '{name}' not found")
     return json_response(ollama.encode(show_of(entry)))
 
 
