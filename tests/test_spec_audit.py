@@ -5,8 +5,10 @@ Each test names the spec section it holds the gateway to.
 
 from __future__ import annotations
 
+import ollama
 import pytest
 
+from tests.conftest import base_url
 from tests.fakebackend import Script, sse
 from tests.ndjson import CHAT, GENERATE, NO_RETRY, chat, post
 
@@ -165,3 +167,22 @@ async def test_pull_is_502_when_no_backend_can_list(gateway, backend, stream):
     assert resp.status == 502
     assert resp.content_type == "application/json"
     assert "unavailable" in (await resp.json())["error"]
+
+
+# /api/ps stays readable whatever keep_alive a client sent (spec 1.6, 2.5)
+
+
+@pytest.mark.parametrize("keep_alive", [1e12, 1e300, "2562048h"])
+async def test_a_huge_keep_alive_does_not_break_ps(gateway, backend, keep_alive):
+    client = await gateway(backend)
+    resp = await post(
+        client, "/api/generate", {"model": "gpt-4o", "keep_alive": keep_alive}
+    )
+    assert (await resp.json())["done_reason"] == "load"
+    resp = await client.get("/api/ps")
+    assert resp.status == 200
+    (entry,) = (await resp.json())["models"]
+    assert entry["expires_at"] > "2300"
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        (model,) = (await api.ps()).models
+        assert model.expires_at is not None and model.expires_at.year > 2300
