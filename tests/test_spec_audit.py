@@ -186,3 +186,39 @@ async def test_a_huge_keep_alive_does_not_break_ps(gateway, backend, keep_alive)
     async with ollama.AsyncClient(host=base_url(client)) as api:
         (model,) = (await api.ps()).models
         assert model.expires_at is not None and model.expires_at.year > 2300
+
+
+# One odd `created` in a backend's model list (spec 3.14: unix seconds; missing
+# or 0 -> the gateway's start time) must not take the catalogue down.
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        (1715367049000, None),  # milliseconds: year 56326
+        (10**15, None),
+        ("2024-05-10", None),
+        (1715367049.5, "2024-05-10T18:50:49.500000Z"),
+    ],
+)
+async def test_an_odd_created_falls_back_to_the_start_time(
+    gateway, backend, created, expected
+):
+    backend.models = [
+        {"id": "odd", "object": "model", "created": created},
+        {"id": "gpt-4o", "object": "model", "created": 1715367049},
+    ]
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    models = {m["name"]: m for m in (await resp.json())["models"]}
+    assert models["gpt-4o:latest"]["modified_at"] == "2024-05-10T18:50:49.000000Z"
+    odd = models["odd:latest"]["modified_at"]
+    if expected is None:
+        assert "2025" < odd < "3000"  # the gateway's start time
+    else:
+        assert odd == expected
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        assert len((await api.list()).models) == 2
+    resp = await post(client, "/api/chat", {**CHAT, "stream": False})
+    assert resp.status == 200
