@@ -307,16 +307,18 @@ class ChatStreamSession:
     ) -> list[ollama.Logprob] | None:
         try:
             if legacy:
-                return _from_legacy(_decode_legacy_logprobs(raw))
-            decoded: _ChatLogprobs | None = _decode_chat_logprobs(raw)
+                items = _from_legacy(_decode_legacy_logprobs(raw))
+            else:
+                decoded: _ChatLogprobs | None = _decode_chat_logprobs(raw)
+                items = decoded.content if decoded is not None else None
         except msgspec.DecodeError:
             return None  # best effort: a backend's odd logprobs shape is not fatal
-        if decoded is None or not decoded.content:
+        if not items:
             return None
         if not self.top_logprobs:
-            for item in decoded.content:
+            for item in items:
                 item.top_logprobs = None
-        return decoded.content
+        return items
 
 
 def map_done_reason(finish_reason: str | None) -> str:
