@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ollama_gateway.aliases import AliasStore
@@ -294,7 +295,7 @@ class Catalogue:
             parameter_size=config.parameter_size if config else "",
             quantization_level=config.quantization_level if config else "",
             size=config.size if config else 0,
-            modified_at=format_unix(created) if created else self._started,
+            modified_at=_modified_at(created, self._started),
             digest=digest_of(upstream_id),
             remote_host="demo" if backend.demo else _public_url(backend.base_url),
             hidden=config.hidden if config else False,
@@ -309,6 +310,19 @@ def _config_for(
         if not model.target and lookup_key(name) == key:
             return model
     return None
+
+
+def _modified_at(created: Any, default: str) -> str:
+    """`created` (Unix seconds) as RFC 3339; `default` when it is missing, 0, or
+    not a time that can be written (a string; milliseconds past year 9999)."""
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        return default
+    if created <= 0:
+        return default
+    try:
+        return format_unix(created)
+    except (OverflowError, OSError, ValueError):
+        return default
 
 
 def _public_url(url: str) -> str:

@@ -47,6 +47,7 @@ __all__ = [
     "UpstreamTimeoutError",
     "error_body",
     "error_kind",
+    "upstream_error_code",
     "upstream_error_message",
 ]
 
@@ -188,6 +189,20 @@ def upstream_error_message(body: bytes) -> str:
         text = body.decode("utf-8", "replace").strip()
         return text[:1000] or "upstream error"
     return _message_from(data) or body.decode("utf-8", "replace")[:1000]
+
+
+def upstream_error_code(body: bytes) -> str | None:
+    """The string `error.code` (or top-level `code`) of a backend's error body,
+    e.g. `model_not_found`; None when there is none."""
+    try:
+        data: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    code = error.get("code") if isinstance(error, dict) else data.get("code")
+    return code if isinstance(code, str) else None
 
 
 def _message_from(data: Any) -> str | None:

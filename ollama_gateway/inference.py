@@ -33,25 +33,37 @@ from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import upstream_deadline
 
-__all__ = ["Outgoing", "find_model", "load_answer", "map_with", "serve_completion"]
+__all__ = [
+    "Outgoing",
+    "find_model",
+    "load_answer",
+    "map_with",
+    "missing_model",
+    "serve_completion",
+]
 
 T = TypeVar("T")
 
 
 async def find_model(request: web.Request, name: str, not_found: str) -> ModelEntry:
     """The catalogue entry for `name`, or the 404 (or 502 when a backend is down)."""
-    catalogue = request.app[catalogue_key]
-    entry = await catalogue.resolve(name)
+    entry = await request.app[catalogue_key].resolve(name)
     if entry is not None:
         return entry
-    errors = catalogue.backend_errors()
+    raise missing_model(request, not_found)
+
+
+def missing_model(request: web.Request, not_found: str) -> GatewayError:
+    """The error for a name that did not resolve: a 404, or a 502 while a
+    backend's model list cannot be read (the model may well be there)."""
+    errors = request.app[catalogue_key].backend_errors()
     if errors:
         backend, reason = next(iter(errors.items()))
-        raise UpstreamConnectError(
+        return UpstreamConnectError(
             f"{not_found}; the model list of backend {backend!r} is "
             f"unavailable: {reason}"
         )
-    raise ModelNotFoundError(not_found)
+    return ModelNotFoundError(not_found)
 
 
 def load_answer(request: web.Request, ctx: RequestContext, reason: str) -> web.Response:

@@ -79,8 +79,11 @@ def setup_middlewares(app: web.Application) -> None:
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
             return error
         except web.HTTPException as exc:
-            status = exc.status
-            return _http_exception(exc)
+            answer = _http_exception(exc)
+            if exc.status == 404:
+                answer = await _slashless_redirect(request) or answer
+            status = answer.status
+            return answer
         except asyncio.CancelledError as exc:
             if not is_shutdown(exc):
                 status, ctx.outcome = 499, "client_disconnect"
@@ -192,6 +195,23 @@ def _error_response(status: int, message: str) -> web.Response:
         content_type="application/json",
         charset="utf-8",
     )
+
+
+async def _slashless_redirect(request: web.Request) -> web.StreamResponse | None:
+    """Gin's RedirectTrailingSlash (spec 1.1): `/api/tags/` redirects to
+    `/api/tags`, 301 for GET and 307 (method and body kept) otherwise, when
+    the slash-less path serves the request's method."""
+    path = request.path
+    if len(path) < 2 or not path.endswith("/"):
+        return None
+    target = request.rel_url.with_path(path.rstrip("/") or "/").with_query(
+        request.rel_url.query
+    )
+    match = await request.app.router.resolve(request.clone(rel_url=target))
+    if match.http_exception is not None:
+        return None
+    status = 301 if request.method == "GET" else 307
+    return web.Response(status=status, headers={"Location": str(target)})
 
 
 def _http_exception(exc: web.HTTPException) -> web.StreamResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 from ollama_gateway.clock import format_unix
@@ -27,7 +26,9 @@ class RunningModels:
         if seconds == 0:
             self._expires.pop(entry.name, None)
             return
-        expires = _FAR_FUTURE if math.isinf(seconds) else time.time() + seconds
+        # Capped, forever included: a year past 9999 cannot be written as
+        # RFC 3339, and one such entry would make every /api/ps fail.
+        expires = min(time.time() + seconds, _FAR_FUTURE)
         self._expires[entry.name] = (entry, expires)
 
     def listing(self) -> ollama.ProcessResponse:

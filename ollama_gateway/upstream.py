@@ -19,6 +19,7 @@ from ollama_gateway.errors import (
     UpstreamConnectError,
     UpstreamStatusError,
     UpstreamTimeoutError,
+    upstream_error_code,
     upstream_error_message,
 )
 from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamResponse
@@ -93,7 +94,11 @@ def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
             status=502,
             upstream_status=status,
         )
-    if status == 404 or "model_not_found" in message:
+    if (
+        status == 404
+        or "model_not_found" in message
+        or upstream_error_code(body) == "model_not_found"
+    ):
         return ModelNotFoundError(not_found)
     if status in (400, 413, 422):
         return UpstreamStatusError(message, status=400, upstream_status=status)

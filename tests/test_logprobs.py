@@ -99,3 +99,32 @@ async def test_legacy_completion_logprobs_become_ollama_elements(backend, gatewa
     assert first["bytes"] == [102, 110]
     assert {t["token"] for t in first["top_logprobs"]} == {"fn", "x"}
     assert [item["token"] for item in answer["logprobs"]] == ["fn", "()"]
+
+
+async def test_legacy_top_logprobs_are_dropped_when_not_asked(backend, gateway):
+    # Spec 3.11: top_logprobs is left out when the request's top_logprobs is 0;
+    # a legacy backend sends the chosen token's entry even for `logprobs: 0`.
+    choice = {
+        "index": 0,
+        "text": "fn",
+        "finish_reason": "stop",
+        "logprobs": {
+            "tokens": ["fn"],
+            "token_logprobs": [-0.2],
+            "top_logprobs": [{"fn": -0.2}],
+        },
+    }
+    backend.queue(
+        Script(pieces=[sse({"object": "text_completion", "choices": [choice]})])
+    )
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "prompt": "def ", "raw": True, "logprobs": True}
+    lines = [
+        json.loads(line)
+        for line in (
+            await (await client.post("/api/generate", json=body)).text()
+        ).splitlines()
+    ]
+    assert backend.completions()[-1].body["logprobs"] == 0
+    (item,) = lines[0]["logprobs"]
+    assert item == {"token": "fn", "logprob": -0.2, "bytes": [102, 110]}

@@ -150,6 +150,21 @@ async def test_case_54_chat_template_kwargs_dialect(thinker, gateway, think, exp
     assert fields == expected
 
 
+async def test_case_54_max_is_high_for_gpt_oss_on_chat_template_kwargs(
+    backend, gateway
+):
+    # Spec 1.8 / 3.5: harmony (gpt-oss) models know no "max" level.
+    backend.models = [{"id": "openai/gpt-oss-120b", "object": "model"}]
+    client = await gateway(toml=backend_toml(backend, "chat_template_kwargs"))
+    body = chat(model="openai/gpt-oss-120b", stream=False, think="max")
+    resp = await post(client, "/api/chat", body)
+    assert resp.status == 200, await resp.text()
+    assert backend.completions()[-1].body["chat_template_kwargs"] == {
+        "enable_thinking": True,
+        "reasoning_effort": "high",
+    }
+
+
 @pytest.mark.parametrize("think", [None, True, False, "low", "high", "max"])
 async def test_none_dialect_sends_nothing(thinker, gateway, think):
     assert await sent_think_fields(gateway, thinker, "none", think) == {}

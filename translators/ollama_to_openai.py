@@ -284,7 +284,9 @@ def _apply_think(
     if backend.dialect == "chat_template_kwargs":
         kwargs: dict[str, Any] = {"enable_thinking": think is not False}
         if isinstance(think, str):
-            kwargs["reasoning_effort"] = think
+            # Harmony (gpt-oss) templates know low, medium and high only.
+            harmony = think == "max" and "gpt-oss" in body.model.lower()
+            kwargs["reasoning_effort"] = "high" if harmony else think
         body.chat_template_kwargs = kwargs
         return
     if think is False:

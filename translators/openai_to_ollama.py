@@ -24,9 +24,10 @@ import msgspec
 
 from ollama_gateway.clock import now_rfc3339
 from ollama_gateway.context import RequestContext
-from ollama_gateway.errors import GatewayError, UpstreamStatusError
+from ollama_gateway.errors import GatewayError
 from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage
 from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.upstream import map_status
 
 __all__ = ["ChatResponseMapper", "ChatStreamSession", "map_done_reason"]
 
@@ -136,7 +137,7 @@ class ChatStreamSession:
 
     def feed(self, chunk: openai.ChatCompletionChunk) -> Sequence[ollama.ChatResponse]:
         if chunk.error is not None:
-            raise _stream_error(chunk.error)
+            raise _stream_error(chunk.error, self.ctx.model)
         if chunk.usage is not None:
             self.usage = chunk.usage
         choices = chunk.choices
@@ -306,16 +307,18 @@ class ChatStreamSession:
     ) -> list[ollama.Logprob] | None:
         try:
             if legacy:
-                return _from_legacy(_decode_legacy_logprobs(raw))
-            decoded: _ChatLogprobs | None = _decode_chat_logprobs(raw)
+                items = _from_legacy(_decode_legacy_logprobs(raw))
+            else:
+                decoded: _ChatLogprobs | None = _decode_chat_logprobs(raw)
+                items = decoded.content if decoded is not None else None
         except msgspec.DecodeError:
             return None  # best effort: a backend's odd logprobs shape is not fatal
-        if decoded is None or not decoded.content:
+        if not items:
             return None
         if not self.top_logprobs:
-            for item in decoded.content:
+            for item in items:
                 item.top_logprobs = None
-        return decoded.content
+        return items
 
 
 def map_done_reason(finish_reason: str | None) -> str:
@@ -364,13 +367,13 @@ def _from_legacy(legacy: _LegacyLogprobs | None) -> list[ollama.Logprob] | None:
     return out or None
 
 
-def _stream_error(error: Any) -> GatewayError:
-    if isinstance(error, dict):
-        message = error.get("message") or msgspec.json.encode(error).decode()
-        code = error.get("code")
-        status = code if isinstance(code, int) and 400 <= code < 600 else 500
-        return UpstreamStatusError(str(message), status=status, upstream_status=status)
-    return UpstreamStatusError(str(error), status=500, upstream_status=500)
+def _stream_error(error: Any, model: str) -> GatewayError:
+    """An error event is mapped as an error status would be (spec 3.15): its
+    `code` when it is an HTTP status, else 500; so never a 401."""
+    code = error.get("code") if isinstance(error, dict) else None
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    body = msgspec.json.encode({"error": error})
+    return map_status(status, body, f"model '{model}' not found")
 
 
 def _vector(embedding: list[float] | str) -> list[float]:

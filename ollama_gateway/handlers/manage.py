@@ -14,6 +14,7 @@ from ollama_gateway.errors import (
 )
 from ollama_gateway.handlers.models import json_response
 from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import missing_model
 from ollama_gateway.keys import catalogue_key
 from ollama_gateway.modelinfo import is_usable_name
 from ollama_gateway.schemas import ollama
@@ -44,6 +45,12 @@ async def handle_pull(request: web.Request) -> web.StreamResponse:
     if not name:
         raise InvalidRequestError("invalid model name")
     entry = await request.app[catalogue_key].resolve(name)
+    if entry is None:
+        if not is_usable_name(name):
+            raise InvalidRequestError("invalid model name")
+        missing = missing_model(request, f"model '{name}' not found")
+        if not isinstance(missing, ModelNotFoundError):
+            raise missing  # the model list is unreadable: not "file does not exist"
     stream = req.stream is not False
     if not stream:
         if entry is None:
@@ -73,6 +80,8 @@ async def handle_copy(request: web.Request) -> web.Response:
     catalogue = request.app[catalogue_key]
     source = await catalogue.resolve(req.source)
     if source is None:
+        if not is_usable_name(req.source.strip()):
+            raise InvalidRequestError(f'source "{req.source}" is invalid')
         raise ModelNotFoundError(f'model "{req.source}" not found')
     catalogue.add_alias(req.destination.strip(), source)
     return web.Response(status=200)
@@ -88,6 +97,8 @@ async def handle_delete(request: web.Request) -> web.Response:
     if catalogue.remove_alias(name):
         return web.Response(status=200)
     if await catalogue.resolve(name) is None:
+        if not is_usable_name(name):
+            raise InvalidRequestError(f'name "{name}" is invalid')
         raise ModelNotFoundError(f"model '{name}' not found")
     raise UnsupportedError(
         f"model '{name}' is served by a backend and cannot be deleted through this "

@@ -6,12 +6,12 @@ from aiohttp import web
 
 from ollama_gateway.errors import (
     InvalidRequestError,
-    ModelNotFoundError,
     UpstreamConnectError,
 )
 from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import missing_model
 from ollama_gateway.keys import catalogue_key, running_key, settings_key
-from ollama_gateway.modelinfo import ModelEntry, details_of
+from ollama_gateway.modelinfo import ModelEntry, details_of, is_usable_name
 from ollama_gateway.schemas import ollama
 
 __all__ = ["handle_ps", "handle_show", "handle_tags", "json_response"]
@@ -61,7 +61,9 @@ async def handle_show(request: web.Request) -> web.Response:
         raise InvalidRequestError("model is required")
     entry = await request.app[catalogue_key].resolve(name)
     if entry is None:
-        raise ModelNotFoundError(f"model '{name}' not found")
+        if not is_usable_name(name):
+            raise InvalidRequestError("invalid model name")
+        raise missing_model(request, f"model '{name}' not found")
     return json_response(ollama.encode(show_of(entry)))
 
 

@@ -233,7 +233,9 @@ class ModelObject(msgspec.Struct):
     """An entry of `GET /v1/models`, with the metadata some backends add."""
 
     id: str
-    created: int | None = None
+    # Any: a backend's odd value (a float, milliseconds, a date string) must
+    # not reject its whole list; the catalogue uses it only if it is a time.
+    created: Any = None
     owned_by: str | None = None
     max_model_len: int | None = None
     context_length: int | None = None
