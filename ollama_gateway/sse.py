@@ -14,6 +14,8 @@ from ollama_gateway.errors import UpstreamProtocolError
 
 __all__ = ["SSEParser"]
 
+_BOM = b"\xef\xbb\xbf"
+
 
 class SSEParser:
     """Split a byte stream into event payloads.
@@ -123,6 +125,11 @@ class SSEParser:
 
 
 def _payload(block: bytes) -> bytes | None:
+    if block[:3] == _BOM:
+        # A stream may open with a byte-order mark, which the SSE standard's
+        # parser drops. Only this slow path sees it: the shortcuts above want
+        # a block that starts with `data: `.
+        block = block[3:]
     data: list[bytes] = []
     for line in block.split(b"\n"):
         if line[:5] == b"data:":

@@ -46,6 +46,18 @@ def test_every_single_split_point(eol):
 
 
 @pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_a_byte_order_mark_at_the_start_is_dropped(eol):
+    data, expected = _realistic(eol)
+    bom = "\ufeff".encode()
+    # The first event right after the mark, and the mark before a comment.
+    first = data[data.index(b"data: ") :]
+    for stream, want in ((bom + first, expected), (bom + data, expected)):
+        for cut in range(len(stream) + 1):
+            assert _parse([stream[:cut], stream[cut:]]) == want, cut
+    assert _parse([bom + b"data: x"]) == [b"x"]  # ended by EOF, no blank line
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 13, 64])
 def test_fixed_size_pieces(eol, size):
     data, expected = _realistic(eol)
