@@ -193,6 +193,9 @@ def upstream_error_message(body: bytes) -> str:
 def _message_from(data: Any) -> str | None:
     if isinstance(data, str):
         return data
+    if isinstance(data, list) and data:
+        # Gemini's OpenAI-compatible endpoint: `[{"error": {...}}]`.
+        return _message_from(data[0])
     if not isinstance(data, dict):
         return None
     error = data.get("error")
@@ -206,4 +209,17 @@ def _message_from(data: Any) -> str | None:
         value = data.get(key)
         if isinstance(value, str):
             return value
-    return None
+    return _validation_message(data.get("detail"))
+
+
+def _validation_message(detail: Any) -> str | None:
+    """FastAPI's 422 `detail`: a list of `{"loc": [...], "msg": ...}`."""
+    if not isinstance(detail, list):
+        return None
+    messages = []
+    for item in detail:
+        if isinstance(item, dict) and isinstance(item.get("msg"), str):
+            loc = item.get("loc")
+            where = ".".join(str(x) for x in loc) if isinstance(loc, list) else ""
+            messages.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(messages) or None

@@ -39,3 +39,40 @@ async def test_llamacpp_error_field_before_output_keeps_its_status(backend, gate
     assert (await resp.json()) == {
         "error": "the request exceeds the available context size"
     }
+
+
+async def test_gemini_error_list_body_gives_its_message(backend, gateway):
+    # Gemini's OpenAI-compatible endpoint answers errors as a JSON *list*
+    # (seen in bytedance/deer-flow#1515, Simpleyyt/ai-manus#101).
+    body = [
+        {
+            "error": {
+                "code": 400,
+                "message": 'Invalid JSON payload received. Unknown name "top_k"',
+                "status": "INVALID_ARGUMENT",
+            }
+        }
+    ]
+    backend.queue(Script(status=400, error_body=body))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": 'Invalid JSON payload received. Unknown name "top_k"'
+    }
+
+
+async def test_fastapi_validation_detail_list_gives_its_messages(backend, gateway):
+    body = {
+        "detail": [
+            {"loc": ["body", "messages"], "msg": "Field required", "type": "missing"},
+            {"loc": ["body", "top_k"], "msg": "Input should be an integer"},
+        ]
+    }
+    backend.queue(Script(status=422, error_body=body))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "body.messages: Field required; body.top_k: Input should be an integer"
+    }
