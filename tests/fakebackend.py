@@ -81,7 +81,8 @@ class Script:
 
     `pieces` are written one `write()` each, `delay` seconds apart (after
     `first_delay`). `abort_after` closes the connection after that many pieces.
-    A `status` >= 300 answers `error_body` as JSON instead of streaming.
+    A `status` >= 300 answers `error_body` as JSON instead of streaming (bytes
+    go as they are).
     """
 
     pieces: list[bytes] = field(default_factory=list)
@@ -186,6 +187,10 @@ class FakeBackend:
         if script.first_delay:
             await asyncio.sleep(script.first_delay)
         if script.status >= 300:
+            if isinstance(script.error_body, bytes):  # sent as it is (HTML, text)
+                return web.Response(
+                    body=script.error_body, status=script.status, headers=script.headers
+                )
             return web.json_response(
                 script.error_body, status=script.status, headers=script.headers
             )

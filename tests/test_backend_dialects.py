@@ -6,7 +6,7 @@ Each test names the backend and the public source of the shape it replays.
 from __future__ import annotations
 
 from tests.fakebackend import Script, chat_chunk, sse
-from tests.ndjson import CHAT, chat, ndjson, post
+from tests.ndjson import CHAT, NO_RETRY, chat, ndjson, post
 
 
 async def test_llamacpp_error_field_mid_stream_is_an_error_line(backend, gateway):
@@ -76,3 +76,42 @@ async def test_fastapi_validation_detail_list_gives_its_messages(backend, gatewa
     assert await resp.json() == {
         "error": "body.messages: Field required; body.top_k: Input should be an integer"
     }
+
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+async def test_html_error_page_gives_its_title(backend, gateway):
+    # A reverse proxy in front of vLLM or llama.cpp answers its own HTML page.
+    headers = {"Content-Type": "text/html"}
+    backend.queue(Script(status=502, error_body=NGINX_502, headers=headers))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 502
+    assert await resp.json() == {"error": "502 Bad Gateway"}
+
+
+async def test_html_error_page_without_title_gives_its_text(backend, gateway):
+    page = (
+        b"<!DOCTYPE html><html><head><style>p{color:red}</style></head>"
+        b"<body><h1>Service &amp; model unavailable</h1><p>Try later.</p></body></html>"
+    )
+    backend.queue(Script(status=500, error_body=page))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 500
+    assert await resp.json() == {"error": "Service & model unavailable Try later."}
+
+
+async def test_plain_text_error_body_is_the_message(backend, gateway):
+    body = b"Internal Server Error\n"
+    headers = {"Content-Type": "text/plain"}
+    backend.queue(Script(status=500, error_body=body, headers=headers))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 500
+    assert await resp.json() == {"error": "Internal Server Error"}
