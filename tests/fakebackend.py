@@ -133,6 +133,8 @@ class FakeBackend:
             {"id": "text-embedding-3-small", "object": "model", "created": 0},
         ]
         self.models_status = 200
+        # When set, `GET /v1/models` answers this body as it is.
+        self.models_body: Any = None
         self.embedding: list[float] = [3.0, 4.0]
         self.disconnected = asyncio.Event()
         self.url = ""
@@ -164,6 +166,8 @@ class FakeBackend:
         await self._record(request)
         if self.models_status != 200:
             return web.json_response({"error": "down"}, status=self.models_status)
+        if self.models_body is not None:
+            return web.json_response(self.models_body)
         return web.json_response({"object": "list", "data": self.models})
 
     async def _embeddings(self, request: web.Request) -> web.Response:

@@ -115,3 +115,61 @@ async def test_plain_text_error_body_is_the_message(backend, gateway):
     resp = await post(client, "/api/chat", CHAT)
     assert resp.status == 500
     assert await resp.json() == {"error": "Internal Server Error"}
+
+
+async def test_together_bare_model_list(backend, gateway):
+    # Together AI's /v1/models is a bare array (helixml/helix#386).
+    backend.models_body = [
+        {
+            "id": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "object": "model",
+            "created": 1733443200,
+            "type": "chat",
+            "display_name": "Meta Llama 3.3 70B Instruct Turbo",
+            "organization": "Meta",
+            "context_length": 131072,
+            "pricing": {"input": 0.88, "output": 0.88},
+        }
+    ]
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    [entry] = (await resp.json())["models"]
+    assert entry["name"] == "meta-llama/Llama-3.3-70B-Instruct-Turbo:latest"
+    assert entry["modified_at"].startswith("2024-12-06T00:00:00")
+    resp = await post(client, "/api/show", {"model": entry["name"]})
+    assert resp.status == 200
+    assert (await resp.json())["model_info"]["llama.context_length"] == 131072
+
+
+async def test_model_entries_with_only_an_id_and_no_list_object(backend, gateway):
+    # Minimal servers: no top-level `object`, entries with just `id`.
+    backend.models_body = {"data": [{"id": "local-model"}, {"id": "nomic-embed"}]}
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    models = {m["name"]: m for m in (await resp.json())["models"]}
+    assert set(models) == {"local-model:latest", "nomic-embed:latest"}
+    assert models["nomic-embed:latest"]["capabilities"] == ["embedding"]
+
+
+async def test_llamacpp_model_list_with_models_and_meta(backend, gateway):
+    # llama.cpp's server answers both an Ollama-like `models` and OpenAI `data`.
+    backend.models_body = {
+        "models": [{"name": "qwen2.5-7b-instruct-q4_k_m.gguf", "model": "x"}],
+        "object": "list",
+        "data": [
+            {
+                "id": "qwen2.5-7b-instruct-q4_k_m.gguf",
+                "object": "model",
+                "created": 1747400000,
+                "owned_by": "llamacpp",
+                "meta": {"vocab_type": 2, "n_ctx_train": 32768, "n_params": 7615616512},
+            }
+        ],
+    }
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    [entry] = (await resp.json())["models"]
+    assert entry["name"] == "qwen2.5-7b-instruct-q4_k_m.gguf:latest"

@@ -271,4 +271,11 @@ encode = msgspec.json.Encoder().encode
 decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 decode_embedding_response = msgspec.json.Decoder(EmbeddingResponse).decode
 decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
-decode_model_list = msgspec.json.Decoder(ModelList).decode
+_decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
+
+
+def decode_model_list(data: bytes) -> ModelList:
+    """`GET /v1/models`: `{"data": [...]}`, or the bare list that Together AI
+    answers."""
+    listed = _decode_model_list(data)
+    return ModelList(listed) if isinstance(listed, list) else listed
