@@ -165,7 +165,11 @@ class ChatStreamSession:
         if self.want_logprobs and choice.logprobs:
             logprobs = self._logprobs(choice.logprobs, legacy=choice.text is not None)
         if not content and not thinking and not logprobs:
-            return ()
+            # Checked only here, so content chunks do not pay for it: OpenAI's
+            # Structured Outputs refusal comes in `refusal`, with no content.
+            if delta is None or not delta.refusal:
+                return ()
+            content = delta.refusal
         now = time.perf_counter_ns()
         if not self.first_ns:
             self.first_ns = now
