@@ -173,3 +173,34 @@ async def test_llamacpp_model_list_with_models_and_meta(backend, gateway):
     assert resp.status == 200
     [entry] = (await resp.json())["models"]
     assert entry["name"] == "qwen2.5-7b-instruct-q4_k_m.gguf:latest"
+
+
+async def test_openrouter_mid_stream_error_chunk_is_an_error_line(backend, gateway):
+    # openrouter.ai/docs/api-reference/streaming: an error after output started
+    # is a chunk with a top-level `error` and finish_reason "error".
+    failing = chat_chunk(
+        {"content": ""},
+        finish="error",
+        error={"code": "server_error", "message": "Provider disconnected"},
+    )
+    body = b": OPENROUTER PROCESSING\n\n" + sse(
+        chat_chunk({"content": "Par"}), failing, done=False
+    )
+    backend.queue(Script(pieces=[body]))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    objs = ndjson(await resp.read())
+    assert objs[0]["message"]["content"] == "Par"
+    assert objs[-1] == {"error": "Provider disconnected"}
+    assert not any(o.get("done") for o in objs)
+
+
+async def test_openrouter_error_in_a_200_json_body(backend, gateway):
+    # openrouter.ai/docs/errors: once the model started, errors come in the
+    # body of a 200 answer.
+    body = b'{"error":{"code":502,"message":"Upstream model error"}}'
+    backend.queue(Script(pieces=[body], content_type="application/json"))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 502
+    assert await resp.json() == {"error": "Upstream model error"}
