@@ -257,6 +257,8 @@ class ChunkReader:
         choices = chunk.choices
         if choices and choices[0].finish_reason:
             self._saw_finish = True
+            if chunk.usage is None and b'"x_groq"' in payload:
+                chunk.usage = _groq_usage(payload)
         absorb = self._absorb
         if absorb is not None:
             absorb(chunk)
@@ -350,6 +352,17 @@ class ChunkReader:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _groq_usage(payload: bytes) -> openai.Usage | None:
+    """Groq's usage in the finish chunk (`x_groq.usage`), when the stream has
+    no usage of its own (no `stream_options` sent): only finish chunks that
+    mention `x_groq` are decoded for it, a second time."""
+    try:
+        extras = openai.decode_groq_chunk(payload).x_groq
+    except msgspec.DecodeError:
+        return None
+    return extras.usage if extras is not None else None
 
 
 def _on_timer(ref: weakref.ref[ChunkReader]) -> None:

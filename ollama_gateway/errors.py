@@ -23,6 +23,8 @@ GatewayError                   base: .status and .message, sent as {"error": mes
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 import msgspec
@@ -181,12 +183,22 @@ def error_kind(exc: GatewayError) -> str:
     return "rejected" if exc.status < 500 else "error"
 
 
+_HTML_START = re.compile(r"<(!doctype html|html|head|body)\b", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_SKIPPED = re.compile(
+    r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL
+)
+_HTML_TAG = re.compile(r"<[^>]*>")
+
+
 def upstream_error_message(body: bytes) -> str:
     """Extract a human message from a backend's error body (spec 3.15 order)."""
     try:
         data: Any = msgspec.json.decode(body)
     except msgspec.DecodeError:
         text = body.decode("utf-8", "replace").strip()
+        if text[:1] == "<":
+            text = _html_text(text)
         return text[:1000] or "upstream error"
     return _message_from(data) or body.decode("utf-8", "replace")[:1000]
 
@@ -205,9 +217,24 @@ def upstream_error_code(body: bytes) -> str | None:
     return code if isinstance(code, str) else None
 
 
+def _html_text(text: str) -> str:
+    """An HTML error page (a proxy's 502, a CDN's 52x): its title, else its
+    text without tags, rather than the markup."""
+    title = _HTML_TITLE.search(text)
+    if title is not None and title.group(1).strip():
+        return " ".join(html.unescape(title.group(1)).split())
+    if _HTML_START.match(text) is None:
+        return text  # some other text that starts with "<"
+    body = _HTML_SKIPPED.sub(" ", text)
+    return " ".join(html.unescape(_HTML_TAG.sub(" ", body)).split())
+
+
 def _message_from(data: Any) -> str | None:
     if isinstance(data, str):
         return data
+    if isinstance(data, list) and data:
+        # Gemini's OpenAI-compatible endpoint: `[{"error": {...}}]`.
+        return _message_from(data[0])
     if not isinstance(data, dict):
         return None
     error = data.get("error")
@@ -221,4 +248,17 @@ def _message_from(data: Any) -> str | None:
         value = data.get(key)
         if isinstance(value, str):
             return value
-    return None
+    return _validation_message(data.get("detail"))
+
+
+def _validation_message(detail: Any) -> str | None:
+    """FastAPI's 422 `detail`: a list of `{"loc": [...], "msg": ...}`."""
+    if not isinstance(detail, list):
+        return None
+    messages = []
+    for item in detail:
+        if isinstance(item, dict) and isinstance(item.get("msg"), str):
+            loc = item.get("loc")
+            where = ".".join(str(x) for x in loc) if isinstance(loc, list) else ""
+            messages.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(messages) or None

@@ -6,9 +6,18 @@ There is no line-length limit of its own, only `max_event_bytes`, which bounds
 the memory one unfinished event may take. Comments (`:`) and `event:`, `id:`,
 `retry:` lines are skipped. Payloads stay bytes: UTF-8 is decoded only by the
 JSON decoder, once the whole event is in.
+
+One non-standard field is read: llama.cpp's server (builds up to its fix of
+September 2025, ggml-org/llama.cpp#16109) reported a failure mid-stream as an
+`error: {...}` line, then `data: [DONE]`. An event with such a line and no
+`data` becomes the payload `{"error": ...}`, so it fails the stream like any
+in-band error instead of passing for a normal end. Only events that are not a
+lone `data: ` line take the slow path where this is looked at.
 """
 
 from __future__ import annotations
+
+import msgspec
 
 from ollama_gateway.errors import UpstreamProtocolError
 
@@ -131,8 +140,28 @@ def _payload(block: bytes) -> bytes | None:
         # a block that starts with `data: `.
         block = block[3:]
     data: list[bytes] = []
+    error: list[bytes] = []
     for line in block.split(b"\n"):
         if line[:5] == b"data:":
             value = line[5:]
             data.append(value[1:] if value[:1] == b" " else value)
-    return b"\n".join(data) if data else None
+        elif line[:6] == b"error:":
+            value = line[6:]
+            error.append(value[1:] if value[:1] == b" " else value)
+    if data:
+        return b"\n".join(data)
+    if error:
+        return _error_payload(b"\n".join(error))
+    return None
+
+
+def _error_payload(value: bytes) -> bytes:
+    """The in-band error event for the value of an `error:` field: JSON is
+    kept as it is, anything else becomes a JSON string."""
+    try:
+        decoded = msgspec.json.decode(value)
+    except msgspec.DecodeError:
+        decoded = None
+    if decoded is None:  # not JSON, or a JSON null that would read as no error
+        return msgspec.json.encode({"error": value.decode("utf-8", "replace")})
+    return b'{"error":' + value + b"}"

@@ -81,7 +81,8 @@ class Script:
 
     `pieces` are written one `write()` each, `delay` seconds apart (after
     `first_delay`). `abort_after` closes the connection after that many pieces.
-    A `status` >= 300 answers `error_body` as JSON instead of streaming.
+    A `status` >= 300 answers `error_body` as JSON instead of streaming (bytes
+    go as they are).
     """
 
     pieces: list[bytes] = field(default_factory=list)
@@ -132,6 +133,8 @@ class FakeBackend:
             {"id": "text-embedding-3-small", "object": "model", "created": 0},
         ]
         self.models_status = 200
+        # When set, `GET /v1/models` answers this body as it is.
+        self.models_body: Any = None
         self.embedding: list[float] = [3.0, 4.0]
         self.disconnected = asyncio.Event()
         self.url = ""
@@ -163,6 +166,8 @@ class FakeBackend:
         await self._record(request)
         if self.models_status != 200:
             return web.json_response({"error": "down"}, status=self.models_status)
+        if self.models_body is not None:
+            return web.json_response(self.models_body)
         return web.json_response({"object": "list", "data": self.models})
 
     async def _embeddings(self, request: web.Request) -> web.Response:
@@ -186,6 +191,10 @@ class FakeBackend:
         if script.first_delay:
             await asyncio.sleep(script.first_delay)
         if script.status >= 300:
+            if isinstance(script.error_body, bytes):  # sent as it is (HTML, text)
+                return web.Response(
+                    body=script.error_body, status=script.status, headers=script.headers
+                )
             return web.json_response(
                 script.error_body, status=script.status, headers=script.headers
             )

@@ -207,3 +207,29 @@ def test_a_burst_of_events_in_one_read_is_split_as_piece_by_piece(burst):
     # Whole in one read (the shortcut, when it applies) and in 3-byte pieces
     # (never the shortcut) give the same payloads.
     assert SSEParser().feed(burst) == _parse(split_every(burst, 3))
+
+
+def test_llamacpp_error_field_becomes_an_error_payload():
+    # llama.cpp's server before ggml-org/llama.cpp#16109: `error:` instead of `data:`.
+    error = b'{"code":400,"message":"too long","type":"invalid_request_error"}'
+    stream = b'data: {"a":1}\n\nerror: ' + error + b"\n\ndata: [DONE]\n\n"
+    for size in (1, 5, len(stream)):
+        out = _parse(split_every(stream, size))
+        assert out == [b'{"a":1}', b'{"error":' + error + b"}", b"[DONE]"]
+        assert json.loads(out[1])["error"]["message"] == "too long"
+
+
+@pytest.mark.parametrize("value", [b"server overloaded", b"null", b""])
+def test_error_field_that_is_not_a_json_value_becomes_a_string(value):
+    [payload] = _parse([b"error: " + value + b"\n\n"])
+    assert json.loads(payload) == {"error": value.decode()}
+
+
+def test_data_wins_over_an_error_field_in_the_same_event():
+    assert _parse([b'error: x\ndata: {"b":2}\n\n']) == [b'{"b":2}']
+
+
+def test_error_field_at_eof_without_its_blank_line():
+    assert json.loads(_parse([b'error: {"message":"m"}'])[0]) == {
+        "error": {"message": "m"}
+    }

@@ -213,6 +213,46 @@ async def test_first_non_empty_id_wins(backend, gateway):
     assert call["id"] == "call_real"
 
 
+async def test_a_new_id_and_name_under_a_used_index_is_a_new_call(backend, gateway):
+    # Gemini relays number each parallel call 0, one whole call per chunk
+    # (su-kaka/gcli2api#406, QuantumNous/new-api#2701).
+    backend.queue(
+        tool_script(
+            call_delta(0, id="call_a", name="get_weather", arguments='{"city":'),
+            call_delta(0, arguments='"Oslo"}'),
+            call_delta(0, id="call_b", name="get_weather", arguments='{"city":'),
+            call_delta(0, arguments='"Rome"}'),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    calls = (await resp.json())["message"]["tool_calls"]
+    assert [
+        (c["id"], c["function"]["index"], c["function"]["arguments"]) for c in calls
+    ] == [
+        ("call_a", 0, {"city": "Oslo"}),
+        ("call_b", 1, {"city": "Rome"}),
+    ]
+
+
+async def test_a_new_id_with_the_name_repeated_mid_call_is_the_same_call(
+    backend, gateway
+):
+    # The call so far is not whole JSON: a repeated name with another id
+    # continues it (the first id wins), it does not start a call.
+    backend.queue(
+        tool_script(
+            call_delta(0, id="call_a", name="get_weather", arguments='{"city":'),
+            call_delta(0, id="call_x", name="get_weather", arguments='"Oslo"}'),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    [call] = (await resp.json())["message"]["tool_calls"]
+    assert call["id"] == "call_a"
+    assert call["function"]["arguments"] == {"city": "Oslo"}
+
+
 @pytest.mark.parametrize("arguments", ["", "   ", None])
 async def test_case_46_empty_arguments_become_an_empty_object(
     backend, gateway, arguments

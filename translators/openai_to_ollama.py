@@ -115,6 +115,7 @@ class ChatStreamSession:
         "finish_reason",
         "first_ns",
         "last_ns",
+        "moved",
         "tools",
         "top_logprobs",
         "usage",
@@ -125,6 +126,9 @@ class ChatStreamSession:
     def __init__(self, ctx: RequestContext) -> None:
         self.ctx = ctx
         self.tools: dict[int, _ToolCallParts] = {}
+        # Upstream tool-call index -> our slot, for a relay that reuses an index
+        # for a new call (see `_add_tool_calls`); None until that happens.
+        self.moved: dict[int, int] | None = None
         self.finish_reason: str | None = None
         self.usage: openai.Usage | None = None
         self.deltas = 0
@@ -162,7 +166,11 @@ class ChatStreamSession:
         if self.want_logprobs and choice.logprobs:
             logprobs = self._logprobs(choice.logprobs, legacy=choice.text is not None)
         if not content and not thinking and not logprobs:
-            return ()
+            # Checked only here, so content chunks do not pay for it: OpenAI's
+            # Structured Outputs refusal comes in `refusal`, with no content.
+            if delta is None or not delta.refusal:
+                return ()
+            content = delta.refusal
         now = time.perf_counter_ns()
         if not self.first_ns:
             self.first_ns = now
@@ -264,6 +272,12 @@ class ChatStreamSession:
             parts = self.tools.get(index)
             if parts is None:
                 parts = self.tools[index] = _ToolCallParts()
+            elif (
+                delta.id and parts.id and delta.id != parts.id and _starts(delta, parts)
+            ):
+                # Some relays (Gemini converters) number every parallel call 0,
+                # one whole call per chunk: a new id and name there is a new call.
+                parts = self._move(index, delta.id)
             if delta.id and not parts.id:
                 parts.id = delta.id
             function = delta.function
@@ -273,9 +287,23 @@ class ChatStreamSession:
                 if function.arguments:
                     parts.arguments.append(function.arguments)
 
+    def _move(self, index: int, call_id: str) -> _ToolCallParts:
+        """The call with id `call_id`, or a new one, that fragments under
+        upstream `index` continue from now on."""
+        tools = self.tools
+        slot = next((i for i, p in tools.items() if p.id == call_id), None)
+        if slot is None:
+            slot = max(tools) + 1
+            tools[slot] = _ToolCallParts()
+        if self.moved is None:
+            self.moved = {}
+        self.moved[index] = slot
+        return tools[slot]
+
     def _index_of(self, delta: openai.ToolCallDelta) -> int:
         if delta.index is not None:
-            return delta.index
+            moved = self.moved
+            return delta.index if moved is None else moved.get(delta.index, delta.index)
         # No index: a fragment continues the last call unless it brings a new
         # id, or a name when the last call already has one.
         if not self.tools:
@@ -319,6 +347,20 @@ class ChatStreamSession:
             for item in items:
                 item.top_logprobs = None
         return items
+
+
+def _starts(delta: openai.ToolCallDelta, parts: _ToolCallParts) -> bool:
+    """Whether `delta`, which has another id than the call `parts` under the
+    same index, starts a call of its own: it names a function, and the call so
+    far is whole (its arguments are complete JSON). Else the first id wins."""
+    function = delta.function
+    if function is None or not function.name or not parts.name:
+        return False
+    try:
+        _decode_arguments("".join(parts.arguments) or "{}")
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def map_done_reason(finish_reason: str | None) -> str:

@@ -28,6 +28,8 @@ __all__ = [
     "EmbeddingResponse",
     "FunctionCall",
     "FunctionDelta",
+    "GroqChunk",
+    "GroqExtras",
     "ImagePart",
     "ImageURL",
     "ModelList",
@@ -40,6 +42,7 @@ __all__ = [
     "Usage",
     "decode_chunk",
     "decode_embedding_response",
+    "decode_groq_chunk",
     "decode_model_list",
     "encode",
 ]
@@ -215,6 +218,21 @@ class ChatCompletionChunk(msgspec.Struct, gc=False):
     error: Any = None
 
 
+class GroqExtras(msgspec.Struct, gc=False):
+    """`x_groq` of a Groq chunk."""
+
+    usage: Usage | None = None
+
+
+class GroqChunk(msgspec.Struct, gc=False):
+    """Only the `x_groq` of a chunk: Groq's finish chunk carries the usage
+    there, the only usage of a stream sent without `stream_options`. Decoded
+    apart (see completion.ChunkReader), so the common chunk does not pay for
+    a field it never has."""
+
+    x_groq: GroqExtras | None = None
+
+
 class EmbeddingData(msgspec.Struct):
     """One vector; a string is base64 little-endian float32."""
 
@@ -254,4 +272,12 @@ encode = msgspec.json.Encoder().encode
 
 decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 decode_embedding_response = msgspec.json.Decoder(EmbeddingResponse).decode
-decode_model_list = msgspec.json.Decoder(ModelList).decode
+decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
+_decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
+
+
+def decode_model_list(data: bytes) -> ModelList:
+    """`GET /v1/models`: `{"data": [...]}`, or the bare list that Together AI
+    answers."""
+    listed = _decode_model_list(data)
+    return ModelList(listed) if isinstance(listed, list) else listed

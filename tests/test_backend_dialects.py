@@ -1,0 +1,206 @@
+"""What particular backends really send, through the gateway and the fake backend.
+
+Each test names the backend and the public source of the shape it replays.
+"""
+
+from __future__ import annotations
+
+from tests.fakebackend import Script, chat_chunk, sse
+from tests.ndjson import CHAT, NO_RETRY, chat, ndjson, post
+
+
+async def test_llamacpp_error_field_mid_stream_is_an_error_line(backend, gateway):
+    # llama.cpp server before ggml-org/llama.cpp#16109 (merged 2025-09): a failure
+    # after the headers came as an `error:` SSE field, then `data: [DONE]`.
+    head = sse(chat_chunk({"content": "Hi"}), done=False)
+    tail = (
+        b'error: {"code":500,"message":"slot unavailable","type":"server_error"}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    backend.queue(Script(pieces=[head, tail]))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 200
+    objs = ndjson(await resp.read())
+    assert objs[0]["message"]["content"] == "Hi"
+    assert objs[-1] == {"error": "slot unavailable"}
+    assert not any(o.get("done") for o in objs)
+
+
+async def test_llamacpp_error_field_before_output_keeps_its_status(backend, gateway):
+    body = (
+        b'error: {"code":400,"message":"the request exceeds the available context'
+        b' size","type":"invalid_request_error"}\n\ndata: [DONE]\n\n'
+    )
+    backend.queue(Script(pieces=[body]))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 400
+    assert (await resp.json()) == {
+        "error": "the request exceeds the available context size"
+    }
+
+
+async def test_gemini_error_list_body_gives_its_message(backend, gateway):
+    # Gemini's OpenAI-compatible endpoint answers errors as a JSON *list*
+    # (seen in bytedance/deer-flow#1515, Simpleyyt/ai-manus#101).
+    body = [
+        {
+            "error": {
+                "code": 400,
+                "message": 'Invalid JSON payload received. Unknown name "top_k"',
+                "status": "INVALID_ARGUMENT",
+            }
+        }
+    ]
+    backend.queue(Script(status=400, error_body=body))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": 'Invalid JSON payload received. Unknown name "top_k"'
+    }
+
+
+async def test_fastapi_validation_detail_list_gives_its_messages(backend, gateway):
+    body = {
+        "detail": [
+            {"loc": ["body", "messages"], "msg": "Field required", "type": "missing"},
+            {"loc": ["body", "top_k"], "msg": "Input should be an integer"},
+        ]
+    }
+    backend.queue(Script(status=422, error_body=body))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "body.messages: Field required; body.top_k: Input should be an integer"
+    }
+
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+async def test_html_error_page_gives_its_title(backend, gateway):
+    # A reverse proxy in front of vLLM or llama.cpp answers its own HTML page.
+    headers = {"Content-Type": "text/html"}
+    backend.queue(Script(status=502, error_body=NGINX_502, headers=headers))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 502
+    assert await resp.json() == {"error": "502 Bad Gateway"}
+
+
+async def test_html_error_page_without_title_gives_its_text(backend, gateway):
+    page = (
+        b"<!DOCTYPE html><html><head><style>p{color:red}</style></head>"
+        b"<body><h1>Service &amp; model unavailable</h1><p>Try later.</p></body></html>"
+    )
+    backend.queue(Script(status=500, error_body=page))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 500
+    assert await resp.json() == {"error": "Service & model unavailable Try later."}
+
+
+async def test_plain_text_error_body_is_the_message(backend, gateway):
+    body = b"Internal Server Error\n"
+    headers = {"Content-Type": "text/plain"}
+    backend.queue(Script(status=500, error_body=body, headers=headers))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", CHAT)
+    assert resp.status == 500
+    assert await resp.json() == {"error": "Internal Server Error"}
+
+
+async def test_together_bare_model_list(backend, gateway):
+    # Together AI's /v1/models is a bare array (helixml/helix#386).
+    backend.models_body = [
+        {
+            "id": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "object": "model",
+            "created": 1733443200,
+            "type": "chat",
+            "display_name": "Meta Llama 3.3 70B Instruct Turbo",
+            "organization": "Meta",
+            "context_length": 131072,
+            "pricing": {"input": 0.88, "output": 0.88},
+        }
+    ]
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    [entry] = (await resp.json())["models"]
+    assert entry["name"] == "meta-llama/Llama-3.3-70B-Instruct-Turbo:latest"
+    assert entry["modified_at"].startswith("2024-12-06T00:00:00")
+    resp = await post(client, "/api/show", {"model": entry["name"]})
+    assert resp.status == 200
+    assert (await resp.json())["model_info"]["llama.context_length"] == 131072
+
+
+async def test_model_entries_with_only_an_id_and_no_list_object(backend, gateway):
+    # Minimal servers: no top-level `object`, entries with just `id`.
+    backend.models_body = {"data": [{"id": "local-model"}, {"id": "nomic-embed"}]}
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    models = {m["name"]: m for m in (await resp.json())["models"]}
+    assert set(models) == {"local-model:latest", "nomic-embed:latest"}
+    assert models["nomic-embed:latest"]["capabilities"] == ["embedding"]
+
+
+async def test_llamacpp_model_list_with_models_and_meta(backend, gateway):
+    # llama.cpp's server answers both an Ollama-like `models` and OpenAI `data`.
+    backend.models_body = {
+        "models": [{"name": "qwen2.5-7b-instruct-q4_k_m.gguf", "model": "x"}],
+        "object": "list",
+        "data": [
+            {
+                "id": "qwen2.5-7b-instruct-q4_k_m.gguf",
+                "object": "model",
+                "created": 1747400000,
+                "owned_by": "llamacpp",
+                "meta": {"vocab_type": 2, "n_ctx_train": 32768, "n_params": 7615616512},
+            }
+        ],
+    }
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    [entry] = (await resp.json())["models"]
+    assert entry["name"] == "qwen2.5-7b-instruct-q4_k_m.gguf:latest"
+
+
+async def test_openrouter_mid_stream_error_chunk_is_an_error_line(backend, gateway):
+    # openrouter.ai/docs/api-reference/streaming: an error after output started
+    # is a chunk with a top-level `error` and finish_reason "error".
+    failing = chat_chunk(
+        {"content": ""},
+        finish="error",
+        error={"code": "server_error", "message": "Provider disconnected"},
+    )
+    body = b": OPENROUTER PROCESSING\n\n" + sse(
+        chat_chunk({"content": "Par"}), failing, done=False
+    )
+    backend.queue(Script(pieces=[body]))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    objs = ndjson(await resp.read())
+    assert objs[0]["message"]["content"] == "Par"
+    assert objs[-1] == {"error": "Provider disconnected"}
+    assert not any(o.get("done") for o in objs)
+
+
+async def test_openrouter_error_in_a_200_json_body(backend, gateway):
+    # openrouter.ai/docs/errors: once the model started, errors come in the
+    # body of a 200 answer.
+    body = b'{"error":{"code":502,"message":"Upstream model error"}}'
+    backend.queue(Script(pieces=[body], content_type="application/json"))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 502
+    assert await resp.json() == {"error": "Upstream model error"}
