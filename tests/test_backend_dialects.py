@@ -5,6 +5,8 @@ Each test names the backend and the public source of the shape it replays.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fakebackend import Script, chat_chunk, sse
 from tests.ndjson import CHAT, NO_RETRY, chat, ndjson, post
 
@@ -85,36 +87,31 @@ NGINX_502 = (
 )
 
 
-async def test_html_error_page_gives_its_title(backend, gateway):
-    # A reverse proxy in front of vLLM or llama.cpp answers its own HTML page.
-    headers = {"Content-Type": "text/html"}
-    backend.queue(Script(status=502, error_body=NGINX_502, headers=headers))
+_HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><style>p{color:red}</style></head>"
+    b"<body><h1>Service &amp; model unavailable</h1><p>Try later.</p></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "message"),
+    [
+        # A reverse proxy in front of vLLM or llama.cpp answers its own page.
+        (502, NGINX_502, "text/html", "502 Bad Gateway"),
+        (500, _HTML_PAGE, None, "Service & model unavailable Try later."),
+        (500, b"Internal Server Error\n", "text/plain", "Internal Server Error"),
+    ],
+    ids=["html-title", "html-text", "plain-text"],
+)
+async def test_a_non_json_error_body_gives_its_text(
+    backend, gateway, status, body, content_type, message
+):
+    headers = {"Content-Type": content_type} if content_type else {}
+    backend.queue(Script(status=status, error_body=body, headers=headers))
     client = await gateway(backend, NO_RETRY)
     resp = await post(client, "/api/chat", CHAT)
-    assert resp.status == 502
-    assert await resp.json() == {"error": "502 Bad Gateway"}
-
-
-async def test_html_error_page_without_title_gives_its_text(backend, gateway):
-    page = (
-        b"<!DOCTYPE html><html><head><style>p{color:red}</style></head>"
-        b"<body><h1>Service &amp; model unavailable</h1><p>Try later.</p></body></html>"
-    )
-    backend.queue(Script(status=500, error_body=page))
-    client = await gateway(backend, NO_RETRY)
-    resp = await post(client, "/api/chat", CHAT)
-    assert resp.status == 500
-    assert await resp.json() == {"error": "Service & model unavailable Try later."}
-
-
-async def test_plain_text_error_body_is_the_message(backend, gateway):
-    body = b"Internal Server Error\n"
-    headers = {"Content-Type": "text/plain"}
-    backend.queue(Script(status=500, error_body=body, headers=headers))
-    client = await gateway(backend, NO_RETRY)
-    resp = await post(client, "/api/chat", CHAT)
-    assert resp.status == 500
-    assert await resp.json() == {"error": "Internal Server Error"}
+    assert resp.status == status
+    assert await resp.json() == {"error": message}
 
 
 async def test_together_bare_model_list(backend, gateway):
