@@ -16,6 +16,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from types import AsyncGeneratorType, TracebackType
+from typing import Protocol, cast
 
 import msgspec
 from aiohttp import web
@@ -43,6 +44,23 @@ log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 EncodeInto = Callable[[ollama.ChatResponse, bytearray], None]
+# Writes a batch straight to the client's socket; False: stop writing directly.
+DirectWrite = Callable[[Sequence[ollama.ChatResponse]], bool]
+
+
+class DirectSource(Protocol):
+    """An upstream body that can hand its reads to a callback as they arrive
+    (our HTTP/1.1 transport's response; see `ChunkReader.read`)."""
+
+    def ready(self) -> bool: ...
+
+    def attach(self, sink: Callable[[bytes], None]) -> None: ...
+
+    def detach(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
 NameTranslator = Callable[[TracebackType | None], str | None]
 
 _decode_chunk = openai.decode_chunk
@@ -57,6 +75,7 @@ class ChunkReader:
     __slots__ = (
         "_absorb",
         "_backlog",
+        "_direct",
         "_ctx",
         "_deadline",
         "_error",
@@ -78,6 +97,7 @@ class ChunkReader:
         "_cancelling",
         "_whole",
         "_whole_size",
+        "_writer",
         "__weakref__",
     )
 
@@ -108,6 +128,17 @@ class ChunkReader:
         # Our transport says when a read cannot wait (the body came with the
         # headers): such a read needs no deadline timer.
         self._ready: Callable[[], bool] | None = getattr(self._it, "ready", None)
+        # A streamed answer from a transport that can hand its reads over from
+        # the connection's callback (ours), to a session that may be fed
+        # there, can be written from that callback (see `read(direct)`).
+        self._direct: DirectSource | None = (
+            cast(DirectSource, self._it)
+            if ctx.stream
+            and getattr(session, "feeds_in_callbacks", False)
+            and hasattr(self._it, "attach")
+            else None
+        )
+        self._writer: DirectWrite | None = None
         self._limit = settings.limits.max_event_bytes
         self._parser = SSEParser(self._limit)
         content_type = upstream.headers.get("Content-Type", "")
@@ -126,30 +157,58 @@ class ChunkReader:
         self._error: Exception | None = None
         # The deadline timer (see `_arm`) and the read it guards.
         self._timer: asyncio.TimerHandle | None = None
-        self._watch: tuple[float, asyncio.Task[object]] | None = None
+        self._watch: asyncio.Task[object] | None = None
         self._expired = False
         self._cancelling = 0
         # The pieces of a JSON answer (`_json`), joined at its end.
         self._whole: list[bytes] = []
         self._whole_size = 0
 
-    async def read(self) -> Sequence[ollama.ChatResponse] | None:
-        """The next batch to write (possibly empty), or None after the last."""
+    async def read(
+        self, direct: DirectWrite | None = None
+    ) -> Sequence[ollama.ChatResponse] | None:
+        """The next batch to write (possibly empty), or None after the last.
+
+        With `direct`, the batches of the reads that come while this waits may
+        be written by `direct` itself, from the upstream connection's callback,
+        without waking the task per read; the call then returns an empty batch
+        (or None at the end) when `direct` stops taking them.
+        """
         # A deferred error comes first: `close()` at [DONE] may have failed
         # after the stream was already marked finished.
         if self._finished and self._error is None:
             return None
+        batch: Sequence[ollama.ChatResponse] | None
         try:
-            if self._error is not None:
-                error, self._error = self._error, None
-                self._finished = True
-                raise error
+            self._raise_deferred()
             # The read loop is here, not in a method of its own: every
             # coroutine frame below `relay` is kept by each open stream.
             while True:
                 payloads = self._backlog
                 if payloads:
                     self._backlog = []
+                elif direct is not None and self._direct is not None:
+                    source = self._direct
+                    if self._json or source.ready():
+                        direct = None  # what is there is read the usual way
+                        continue
+                    # Inline, not a method: every coroutine frame below `relay`
+                    # is kept by each open stream.
+                    task = self._arm()
+                    self._writer = direct
+                    source.attach(self._sink)
+                    try:
+                        await source.wait()
+                    except asyncio.CancelledError:
+                        self._check_expired(task)
+                        raise
+                    finally:
+                        source.detach()
+                        self._writer = None
+                        self._watch = None
+                    self._raise_deferred()
+                    batch = None if self._finished else ()
+                    break
                 else:
                     task = self._arm()
                     try:
@@ -197,6 +256,34 @@ class ChunkReader:
         if self._finished:
             self._stop_timer()
         return batch
+
+    def _raise_deferred(self) -> None:
+        """Raise the failure kept for after the chunks before it (`_defer`)."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._finished = True
+            raise error
+
+    def _sink(self, piece: bytes) -> None:
+        """One read, in the upstream connection's callback: its lines are
+        written at once. Stops (detaches) at the end, at a failure, when a read
+        leaves a backlog, or when the client's socket is full; never raises."""
+        self._rearm()
+        source = self._direct
+        assert source is not None
+        try:
+            self._ctx.created_at = now_rfc3339()
+            batch = self._convert(self._parser.feed(piece))
+            del piece
+            writer = self._writer
+            if batch and writer is not None and not writer(batch):
+                source.detach()
+        except Exception as exc:
+            self._error = exc
+            source.detach()
+            return
+        if self._finished or self._backlog or self._error is not None:
+            source.detach()
 
     def _convert(self, payloads: list[bytes]) -> Sequence[ollama.ChatResponse] | None:
         """The chunks of one read's events; None when they make none."""
@@ -309,10 +396,7 @@ class ChunkReader:
         of a streamed chunk. Returns the task that a timeout would cancel
         (None: no deadline, or a read that cannot wait, which needs no timer).
         """
-        deadline = self._deadline
-        total = self._total_deadline
-        if total is not None and (deadline is None or total < deadline):
-            deadline = total
+        deadline = self._current_deadline()
         if deadline is None:
             return None
         loop = self._loop
@@ -331,8 +415,15 @@ class ChunkReader:
             if timer is not None:
                 timer.cancel()
             self._timer = loop.call_at(deadline, _on_timer, weakref.ref(self))
-        self._watch = (deadline, task)
+        self._watch = task
         return task
+
+    def _current_deadline(self) -> float | None:
+        deadline = self._deadline
+        total = self._total_deadline
+        if total is not None and (deadline is None or total < deadline):
+            deadline = total
+        return deadline
 
     def _check_expired(self, task: asyncio.Task[object] | None) -> None:
         """A cancelled read: UpstreamTimeoutError if our timer did it."""
@@ -371,10 +462,10 @@ def _on_timer(ref: weakref.ref[ChunkReader]) -> None:
     if reader is None:
         return
     reader._timer = None
-    watch = reader._watch
-    if watch is None:
+    task = reader._watch
+    deadline = reader._current_deadline()
+    if task is None or deadline is None:
         return  # not reading now: the next read checks its deadline itself
-    deadline, task = watch
     loop = reader._loop
     if deadline > loop.time():
         # Reads moved the deadline on since the timer was set (or the loop's
@@ -393,20 +484,27 @@ async def relay(
 ) -> web.StreamResponse:
     """Write the answer as NDJSON; one `write()` per upstream read."""
     response: web.StreamResponse | None = None
+    direct: _DirectWriter | None = None
     try:
         try:
-            while (batch := await reader.read()) is not None:
-                if not batch:
-                    continue
-                buffer = bytearray()
-                for chunk in batch:
-                    encode_into(chunk, buffer)
-                del batch, chunk  # not kept while the next read is awaited
-                if response is None:
-                    response = web.StreamResponse(headers={"Content-Type": NDJSON})
-                    await response.prepare(request)
-                await response.write(buffer)
-                del buffer
+            while (batch := await reader.read(direct)) is not None:
+                if batch:
+                    buffer = bytearray()
+                    for chunk in batch:
+                        encode_into(chunk, buffer)
+                    del batch, chunk  # not kept while the next read is awaited
+                    if response is None:
+                        response = web.StreamResponse(headers={"Content-Type": NDJSON})
+                        await response.prepare(request)
+                        await response.write(buffer)
+                        direct = _DirectWriter.of(request, response, encode_into)
+                    else:
+                        await response.write(buffer)
+                    del buffer
+                if direct is not None and direct.congested():
+                    # Written to directly, the socket's buffer may be over its
+                    # limit: wait until the client has taken some.
+                    await request.writer.drain()
         except GatewayError as exc:
             if response is None:
                 raise
@@ -428,6 +526,48 @@ async def relay(
         ctx.outcome = "client_disconnect"
         return response or web.Response(status=499)
     return response
+
+
+class _DirectWriter:
+    """Writes a stream's lines to the client's socket from the upstream
+    connection's callback (see `ChunkReader.read`): one chunked-encoding frame
+    per batch, after aiohttp has sent the head and the first frame; aiohttp's
+    `write_eof` then ends the body as usual."""
+
+    __slots__ = ("_encode_into", "_high", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, encode_into: EncodeInto) -> None:
+        self._transport = transport
+        self._encode_into = encode_into
+        self._high = transport.get_write_buffer_limits()[1]
+
+    @classmethod
+    def of(
+        cls,
+        request: web.Request,
+        response: web.StreamResponse,
+        encode_into: EncodeInto,
+    ) -> _DirectWriter | None:
+        transport = request.transport
+        if transport is None or response.headers.get("Transfer-Encoding") != "chunked":
+            return None  # an HTTP/1.0 client: aiohttp frames its body
+        return cls(transport, encode_into)
+
+    def __call__(self, batch: Sequence[ollama.ChatResponse]) -> bool:
+        transport = self._transport
+        if transport.is_closing():
+            return False  # the task's next write finds the client gone
+        buffer = bytearray()
+        encode_into = self._encode_into
+        for chunk in batch:
+            encode_into(chunk, buffer)
+        buffer[:0] = b"%x\r\n" % len(buffer)  # the chunk's frame
+        buffer += b"\r\n"
+        transport.write(buffer)
+        return transport.get_write_buffer_size() <= self._high
+
+    def congested(self) -> bool:
+        return self._transport.get_write_buffer_size() > self._high
 
 
 async def collect(reader: ChunkReader) -> ollama.ChatResponse:

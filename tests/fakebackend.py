@@ -80,7 +80,8 @@ class Script:
     """What the backend does for one request.
 
     `pieces` are written one `write()` each, `delay` seconds apart (after
-    `first_delay`). `abort_after` closes the connection after that many pieces.
+    `first_delay`). `abort_after` closes the connection after that many pieces;
+    `stall_after` waits `stall` seconds after that many.
     A `status` >= 300 answers `error_body` as JSON instead of streaming (bytes
     go as they are).
     """
@@ -92,6 +93,8 @@ class Script:
     delay: float = 0.0
     first_delay: float = 0.0
     abort_after: int | None = None
+    stall_after: int | None = None
+    stall: float = 0.0
     content_type: str = "text/event-stream"
 
     @classmethod
@@ -211,6 +214,8 @@ class FakeBackend:
                 await response.write(piece)
                 if script.delay:
                     await asyncio.sleep(script.delay)
+                if count + 1 == script.stall_after:
+                    await asyncio.sleep(script.stall)
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnected.set()
             raise

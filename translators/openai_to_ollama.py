@@ -109,6 +109,11 @@ class _Kept:
 class ChatStreamSession:
     """Per-request state of one answer; see the module docstring."""
 
+    # `feed` and `close` use nothing of the request's task (no current task,
+    # no context variables), so the gateway may call them from the upstream
+    # connection's callback (see completion.ChunkReader.read).
+    feeds_in_callbacks: ClassVar[bool] = True
+
     __slots__ = (
         "ctx",
         "deltas",

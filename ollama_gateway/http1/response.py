@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
 
 from ollama_gateway.errors import UpstreamProtocolError
@@ -109,6 +109,7 @@ class Http1Response:
         "_left",
         "_no_body",
         "_pieces",
+        "_sink",
         "_waiter",
         "headers",
         "reason",
@@ -136,6 +137,9 @@ class Http1Response:
         self._pieces: list[bytes] = []
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
+        # While set (see `attach`), each read's body bytes go to it at once,
+        # from the connection's callback, instead of waiting for `__anext__`.
+        self._sink: Callable[[bytes], None] | None = None
         self._done = False
         self._error: Exception | None = None
         # The consumer has what it wanted (`expect_end`); while the rest of the
@@ -153,15 +157,8 @@ class Http1Response:
 
     async def __anext__(self) -> bytes:
         while True:
-            pieces = self._pieces
-            if pieces:
-                # Everything that arrived since the last step, as one piece.
-                piece = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                pieces.clear()
-                if self._buffered >= HIGH_WATER:
-                    self._conn.resume()
-                self._buffered = 0
-                return piece
+            if self._pieces:
+                return self._take()
             if self._error is not None:
                 raise self._error
             if self._done:
@@ -171,6 +168,35 @@ class Http1Response:
                 await waiter
             finally:
                 self._waiter = None
+
+    def attach(self, sink: Callable[[bytes], None]) -> None:
+        """Hand each read's body bytes to `sink` as they arrive, in the
+        connection's callback, until `detach`. `sink` must not raise."""
+        self._sink = sink
+
+    def detach(self) -> None:
+        self._sink = None
+
+    async def wait(self) -> None:
+        """Wait until `__anext__` would not wait: bytes the sink did not take,
+        the end of the body, an error, or the sink detached."""
+        if self._pieces or self._done or self._error is not None:
+            return
+        waiter = self._waiter = self._conn.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _take(self) -> bytes:
+        """Everything that arrived since the last take, as one piece."""
+        pieces = self._pieces
+        piece = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
+        if self._buffered >= HIGH_WATER:
+            self._conn.resume()
+        self._buffered = 0
+        return piece
 
     async def aread(self) -> bytes:
         return b"".join([piece async for piece in self])
@@ -286,6 +312,11 @@ class Http1Response:
             else:
                 self._push(bytes(buf))
                 buf.clear()
+        sink = self._sink
+        if sink is not None and self._pieces and self._error is None:
+            sink(self._take())
+            if self._sink is not None and not self._done and not self._pieces:
+                return  # the sink took it all and goes on: nobody to wake
         self._wake()
 
     def _parse_head(self, buf: bytearray) -> bool:
