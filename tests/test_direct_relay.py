@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from ollama_gateway import completion, ollama
+from ollama_gateway.keys import in_flight_key
+from ollama_gateway.shutdown import SHUTDOWN
 from tests.fakebackend import Script, chat_chunk, sse
 from tests.ndjson import CHAT, NO_RETRY, content_of, ndjson, post, read_ndjson
 
@@ -226,3 +228,20 @@ async def test_a_client_that_leaves_while_written_directly(
     backend.queue(Script.text("after"))
     resp = await post(client, "/api/chat", CHAT)
     assert content_of(await read_ndjson(resp)) == "after"
+
+
+async def test_shutdown_while_written_directly_ends_with_an_error_line(
+    gateway, backend, direct_writes
+):
+    backend.queue(_paced(40, delay=0.05))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", CHAT)
+    for _ in range(4):
+        json.loads(await resp.content.readline())
+    assert direct_writes.calls >= 2
+    client.app[in_flight_key].end_all()  # what the grace timer does
+    rest = await asyncio.wait_for(read_ndjson(resp), 5.0)
+    assert rest[-1] == {"error": SHUTDOWN}
+    assert not any(o.get("done") for o in rest)
+    await asyncio.wait_for(backend.disconnected.wait(), 1.0)
+    assert len(backend.completions()) == 1
