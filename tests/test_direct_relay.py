@@ -212,15 +212,21 @@ async def test_upstream_that_breaks_after_direct_writes(
     assert len(backend.completions()) == 1
 
 
-async def test_a_client_that_leaves_while_written_directly(
-    gateway, backend, direct_writes
-):
+async def _midway(gateway, backend, direct_writes) -> tuple[Any, Any]:
+    """A slow stream, read until some of its lines were written directly."""
     backend.queue(_paced(40, delay=0.05))
     client = await gateway(backend)
     resp = await post(client, "/api/chat", CHAT)
     for _ in range(4):
         json.loads(await resp.content.readline())
     assert direct_writes.calls >= 2
+    return client, resp
+
+
+async def test_a_client_that_leaves_while_written_directly(
+    gateway, backend, direct_writes
+):
+    client, resp = await _midway(gateway, backend, direct_writes)
     resp.close()
     await asyncio.wait_for(backend.disconnected.wait(), 1.0)
     assert len(backend.completions()) == 1
@@ -233,12 +239,7 @@ async def test_a_client_that_leaves_while_written_directly(
 async def test_shutdown_while_written_directly_ends_with_an_error_line(
     gateway, backend, direct_writes
 ):
-    backend.queue(_paced(40, delay=0.05))
-    client = await gateway(backend)
-    resp = await post(client, "/api/chat", CHAT)
-    for _ in range(4):
-        json.loads(await resp.content.readline())
-    assert direct_writes.calls >= 2
+    client, resp = await _midway(gateway, backend, direct_writes)
     client.app[in_flight_key].end_all()  # what the grace timer does
     rest = await asyncio.wait_for(read_ndjson(resp), 5.0)
     assert rest[-1] == {"error": SHUTDOWN}
