@@ -37,7 +37,15 @@ class OriginPolicy:
             "|".join(re.escape(p).replace(r"\*", ".*") for p in patterns if p != "*")
         )
 
-    def allows(self, origin: str) -> bool:
+    def allows(self, origin: str, host: str = "") -> bool:
+        """Whether `origin` may call; `host` is the request's Host header.
+
+        An origin equal to `http(s)://<Host>` is the page's own server (fetch
+        sends `Origin` on POSTs even then): Ollama's CORS layer lets it through
+        as no CORS request at all, whatever the allowed list says.
+        """
+        if host and origin in (f"http://{host}", f"https://{host}"):
+            return True
         return self._any or self._regex.fullmatch(origin) is not None
 
     def headers_for(self, origin: str) -> dict[str, str]:

@@ -119,7 +119,7 @@ def setup_middlewares(app: web.Application) -> None:
             return web.Response(status=403, text="403 Forbidden: host not allowed")
         origin = request.headers.get("Origin")
         if origin is not None:
-            if not origins.allows(origin):
+            if not origins.allows(origin, request.host):
                 return web.Response(
                     status=403, text="403 Forbidden: origin not allowed"
                 )
@@ -146,7 +146,7 @@ def setup_middlewares(app: web.Application) -> None:
                 streaming.add(id(request))
                 metrics.record_stream_start()
         origin = request.headers.get("Origin")
-        if origin is not None and origins.allows(origin):
+        if origin is not None and origins.allows(origin, request.host):
             response.headers.update(origins.headers_for(origin))
 
     app.on_response_prepare.append(add_headers)

@@ -187,3 +187,29 @@ async def test_host_check_is_off_when_bound_to_all_interfaces(backend, gateway):
     client = await gateway(backend, OLLAMA_HOST="0.0.0.0:11434")
     resp = await client.get("/api/version", headers={"Host": "gateway.example.com"})
     assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        ("192.168.1.5:11434", "http://192.168.1.5:11434"),
+        ("ollama.internal", "https://ollama.internal"),
+    ],
+)
+async def test_same_origin_requests_are_not_refused(backend, gateway, host, origin):
+    """A page served from the gateway's own address (a web UI behind the same
+    reverse proxy) sends `Origin` equal to the Host on fetch POSTs; Ollama's CORS
+    layer treats that as no CORS request at all and lets it through."""
+    client = await gateway(backend)
+    headers = {"Host": host, "Origin": origin}
+    tags = await client.get("/api/tags", headers=headers)
+    assert tags.status == 200
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    post = await client.post("/api/chat", data=json.dumps(body), headers=headers)
+    assert post.status == 200
+    await post.read()
+    # Only the exact scheme://host counts: another port is another origin.
+    other = await client.get(
+        "/api/tags", headers={"Host": host, "Origin": origin + "0"}
+    )
+    assert other.status == 403

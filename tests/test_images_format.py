@@ -307,3 +307,46 @@ async def test_python_client_format_schema(backend, gateway):
         )
     assert json.loads(reply.message.content or "") == {"city": "Tokyo", "temp": 11}
     assert sent(backend)["response_format"]["json_schema"]["schema"] == SCHEMA
+
+
+async def test_images_of_a_tool_result_reach_the_model(backend, gateway):
+    """VS Code's Ollama provider puts a tool's screenshots on the `role:"tool"`
+    message. OpenAI tool messages take text only, so the images follow the tool
+    results as a user message instead of being dropped."""
+    client = await gateway(backend)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        await api.chat(
+            model="gpt-4o",
+            messages=[
+                {"role": "user", "content": "look at the page"},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {"function": {"name": "screenshot", "arguments": {}}},
+                        {"function": {"name": "title", "arguments": {}}},
+                    ],
+                },
+                {
+                    "role": "tool",
+                    "content": "done",
+                    "tool_name": "screenshot",
+                    "images": [PNG],
+                },
+                {"role": "tool", "content": "Home", "tool_name": "title"},
+            ],
+        )
+    messages = sent(backend)["messages"]
+    assert [m["role"] for m in messages] == [
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "user",
+    ]
+    assert messages[2]["content"] == "done"
+    assert messages[3]["content"] == "Home"
+    parts = messages[4]["content"]
+    assert parts[0]["type"] == "text"
+    assert "screenshot" in parts[0]["text"]
+    assert parts[1]["image_url"]["url"] == f"data:image/png;base64,{b64(PNG)}"

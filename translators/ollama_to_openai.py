@@ -125,8 +125,14 @@ def map_messages(
     backend = backend or _DEFAULT_BACKEND
     out: list[openai.ChatMessage] = []
     unanswered: deque[tuple[str, str]] = deque()  # (call id, function name)
+    # Images of tool results: OpenAI tool messages take text only, so they
+    # follow the run of tool messages as one user message.
+    tool_images: list[ollama.Message] = []
     for position, message in enumerate(messages):
         role = message.role.lower()
+        if role != "tool" and tool_images:
+            out.append(_tool_images_message(tool_images))
+            tool_images = []
         if role == "assistant" and message.tool_calls:
             calls = [
                 _tool_call(position, i, c) for i, c in enumerate(message.tool_calls)
@@ -137,6 +143,8 @@ def map_messages(
             )
         elif role == "tool":
             converted = _tool_result(message, unanswered, backend.tool_result_name)
+            if message.images:
+                tool_images.append(message)
         else:
             if role == "system":
                 role = backend.system_role
@@ -147,7 +155,19 @@ def map_messages(
             elif backend.history_thinking == "reasoning":
                 converted.reasoning = message.thinking
         out.append(converted)
+    if tool_images:
+        out.append(_tool_images_message(tool_images))
     return out
+
+
+def _tool_images_message(results: list[ollama.Message]) -> openai.ChatMessage:
+    names = ", ".join(m.tool_name or "tool" for m in results)
+    parts: list[openai.TextPart | openai.ImagePart] = [
+        openai.TextPart(f"[images returned by {names}]")
+    ]
+    for message in results:
+        parts.extend(_image_parts(message.images or []))
+    return openai.ChatMessage(role="user", content=parts)
 
 
 def _tool_call(position: int, index: int, call: ollama.ToolCall) -> openai.ToolCall:
@@ -203,7 +223,13 @@ def _content(message: ollama.Message) -> str | list[openai.TextPart | openai.Ima
     parts: list[openai.TextPart | openai.ImagePart] = []
     if text:
         parts.append(openai.TextPart(text))
-    for image in message.images:
+    parts.extend(_image_parts(message.images))
+    return parts
+
+
+def _image_parts(images: list[str]) -> list[openai.ImagePart]:
+    parts = []
+    for image in images:
         data = image.replace("\n", "").replace("\r", "")
         url = f"data:{sniff_image_mime(data)};base64,{data}"
         parts.append(openai.ImagePart(openai.ImageURL(url)))
