@@ -2,13 +2,16 @@
 
 The body is JSON whatever the Content-Type says (`curl -d` sends a form type).
 Empty is `missing request body`, `null` is an empty request, and anything that
-does not decode is a 400 with the decoder's message.
+does not decode is a 400 with the decoder's message. A `null` where a string is
+required reads as the field's zero value, as Go's decoder does for Ollama
+(`"model": null` is `"model is required"`, not a type error).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -19,6 +22,10 @@ from ollama_gateway.keys import settings_key
 __all__ = ["read_body"]
 
 T = TypeVar("T")
+
+_MAX_NULLS = 8
+_NULL_AT = re.compile(r"Expected `[^`]*`, got `null` - at `\$((?:\.\w+|\[\d+\])+)`")
+_STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
 async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
@@ -32,9 +39,21 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
     try:
         return decode(stripped)
     except msgspec.ValidationError as exc:
-        raise InvalidRequestError(_describe(str(exc))) from None
+        first = exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(str(exc)) from None
+    # Only a rejected body gets here: retry it without the nulls that Go
+    # would have read as zero values (bounded: a few such fields at most).
+    error: msgspec.ValidationError = first
+    data: Any = msgspec.json.decode(stripped)
+    for _ in range(_MAX_NULLS):
+        if not _drop_null(data, str(error)):
+            break
+        try:
+            return decode(msgspec.json.encode(data))
+        except msgspec.ValidationError as exc:
+            error = exc
+    raise InvalidRequestError(_describe(str(first))) from None
 
 
 async def _read(request: web.Request) -> bytes:
@@ -66,3 +85,23 @@ def _describe(message: str) -> str:
     field = path.strip("`").removeprefix("$.").removeprefix("$")
     text = text.replace("`", "")
     return f"invalid value for {field}: {text[:1].lower()}{text[1:]}"
+
+
+def _drop_null(data: Any, message: str) -> bool:
+    """Remove the `null` the decoder refused (at the path its message names)
+    from `data`; False when the message is about something else."""
+    found = _NULL_AT.fullmatch(message)
+    if found is None:
+        return False
+    steps = [(key, index) for key, index in _STEP.findall(found.group(1))]
+    parent: Any = data
+    for key, index in steps[:-1]:
+        try:
+            parent = parent[key] if key else parent[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return False
+    key, _ = steps[-1]
+    if not key or not isinstance(parent, dict) or parent.get(key, 0) is not None:
+        return False
+    del parent[key]
+    return True

@@ -222,3 +222,41 @@ async def test_an_odd_created_falls_back_to_the_start_time(
         assert len((await api.list()).models) == 2
     resp = await post(client, "/api/chat", {**CHAT, "stream": False})
     assert resp.status == 200
+
+
+# A null where a string is required is the zero value, as Go decodes (spec 1.1)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/api/chat", {**CHAT, "model": None}, 400, "model is required"),
+        ("/api/generate", {**GENERATE, "model": None}, 404, "model '' not found"),
+        ("/api/embeddings", {"model": None, "prompt": "x"}, 400, "model is required"),
+        ("/api/show", {"model": None}, 400, "model is required"),
+    ],
+)
+async def test_a_null_model_is_an_empty_model(
+    gateway, backend, path, body, status, error
+):
+    client = await gateway(backend)
+    resp = await post(client, path, body)
+    assert resp.status == status
+    assert await resp.json() == {"error": error}
+    assert not backend.completions()
+
+
+async def test_nulls_elsewhere_pass_and_other_type_errors_keep_their_message(
+    gateway, backend
+):
+    client = await gateway(backend)
+    messages = [{"role": "user", "content": "hi", "images": None}]
+    body = {**CHAT, "messages": messages, "options": None, "format": None}
+    resp = await post(client, "/api/chat", body)
+    assert resp.status == 200
+    # A wrong type that is not a null keeps the decoder's message.
+    resp = await post(client, "/api/chat", {**CHAT, "model": 5})
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "invalid value for model: expected str, got int"
+    }
