@@ -91,7 +91,9 @@ def _plugins(settings: Settings, *, show_all: bool) -> int:
 
 def _check(settings: Settings) -> int:
     from ollama_gateway.app import create_app
+    from ollama_gateway.serve import check_event_loop
 
     create_app(settings)
+    check_event_loop(settings)
     print("configuration ok")
     return 0
