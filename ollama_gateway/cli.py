@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="TOML settings file (env OLLAMA_GATEWAY_CONFIG)"
     )
     common.add_argument(
-        "--log-level", help="DEBUG, INFO, WARNING or ERROR (env LOG_LEVEL)"
+        "--log-level",
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (env LOG_LEVEL)",
     )
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", parents=[common], help="run the gateway (default)")
@@ -90,7 +91,9 @@ def _plugins(settings: Settings, *, show_all: bool) -> int:
 
 def _check(settings: Settings) -> int:
     from ollama_gateway.app import create_app
+    from ollama_gateway.serve import check_event_loop
 
     create_app(settings)
+    check_event_loop(settings)
     print("configuration ok")
     return 0

@@ -75,6 +75,7 @@ def build_pipeline(settings: Settings, specs: Mapping[str, TranslatorSpec]) -> P
         transports[backend.name] = _compose("transport", chain, settings, specs)
         names[f"transport:{backend.name}"] = tuple(chain)
     used = {name for chain in names.values() for name in chain}
+    _check_unused_tables(settings, specs, used)
     modules = {specs[name].cls.__module__: name for name in used}
     return Pipeline(request, response, transports, names, modules)
 
@@ -116,6 +117,23 @@ def _compose(
                 f"{stage} protocol ({_PROTOCOLS[stage].__name__})"
             )
     return inner
+
+
+def _check_unused_tables(
+    settings: Settings, specs: Mapping[str, TranslatorSpec], used: set[str]
+) -> None:
+    """A `[translators.<name>]` table must name a translator and fit its Config,
+    in use or not, so a typo in a name or a key cannot silently do nothing."""
+    for name, raw in settings.translators.items():
+        if name in used:
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(specs))
+            raise PluginConfigError(
+                f"translators.{name}: no translator named {name!r} (known: {known})"
+            )
+        _config(spec, raw)
 
 
 def _config(spec: TranslatorSpec, raw: dict[str, Any]) -> msgspec.Struct:

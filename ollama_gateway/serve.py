@@ -29,7 +29,7 @@ from ollama_gateway.log import batch_log_lines, setup_logging
 from ollama_gateway.metrics import MULTIPROCESS_DIR
 from ollama_gateway.settings import Settings, SettingsError
 
-__all__ = ["ListenError", "serve"]
+__all__ = ["ListenError", "check_event_loop", "serve"]
 
 log = logging.getLogger("ollama_gateway")
 
@@ -93,6 +93,12 @@ def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
     finally:
         stop_batching()
     return 0
+
+
+def check_event_loop(settings: Settings) -> None:
+    """Make and close the configured loop, so `check-config` reports a missing
+    uvloop as `serve` would."""
+    _new_loop(settings).close()
 
 
 def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:

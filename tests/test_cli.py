@@ -201,13 +201,16 @@ def test_uvloop_asked_for_but_missing_is_one_line(tmp_path: Path):
     hide.mkdir()
     (hide / "uvloop.py").write_text('raise ImportError("not installed")\n')
     (tmp_path / "uv.toml").write_text('[server]\nevent_loop = "uvloop"\n')
-    result = _run(
-        "serve", "--config", "uv.toml", "--port", "0", cwd=tmp_path,
-        PYTHONPATH=f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    )  # fmt: skip
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert lines == [
-        "ollama-gateway: error: server.event_loop: uvloop is not installed "
-        "(pip install 'ollama-gateway[uvloop]')"
-    ]
+    pythonpath = f"{hide}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    for args in (
+        ("serve", "--config", "uv.toml", "--port", "0"),
+        ("check-config", "--config", "uv.toml"),
+    ):
+        result = _run(*args, cwd=tmp_path, PYTHONPATH=pythonpath)
+        assert result.returncode == 2, args
+        assert result.stdout == ""
+        lines = result.stderr.splitlines()
+        assert lines == [
+            "ollama-gateway: error: server.event_loop: uvloop is not installed "
+            "(pip install 'ollama-gateway[uvloop]')"
+        ]

@@ -20,7 +20,7 @@ from ollama_gateway.log import (
     JsonFormatter,
 )
 from tests.conftest import FAST_DEMO
-from tests.fakebackend import FakeBackend, Script
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ndjson import CHAT, chat, post
 from tests.ops import Gateway, start_gateway
 
@@ -117,6 +117,25 @@ async def test_one_request_line_per_request(gateway, backend, caplog):
     assert (missing["status"], missing["outcome"]) == (404, "rejected")
     assert missing["model"] == "nope"
     assert (tags["endpoint"], tags["model"]) == ("/api/tags", None)
+
+
+async def test_a_stream_cut_after_tokens_logs_its_time_to_first_token(
+    gateway, backend, caplog
+):
+    caplog.set_level(logging.INFO)
+    head = sse(
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"content": "one "}),
+        done=False,
+    )
+    backend.queue(Script(pieces=[head, b"never sent"], abort_after=1))
+    client = await gateway(backend, "[translators.retry]\nattempts = 0\n")
+    async with asyncio.timeout(BOUND):
+        raw = await (await post(client, "/api/chat", CHAT)).read()
+    assert b'"one "' in raw and b'"error"' in raw
+    (line,) = [_format(r) for r in _access(caplog)]
+    assert line["outcome"] == "upstream_protocol"
+    assert line["ttft_ms"] is not None and line["duration_ms"] >= line["ttft_ms"] >= 0
 
 
 async def test_request_id_from_the_client_goes_everywhere(gateway, backend, caplog):

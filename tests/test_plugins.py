@@ -113,6 +113,20 @@ def test_unknown_config_key_is_refused(settings_for):
         create_app(settings_for(toml=toml), entry_points=[])
 
 
+def test_config_table_of_an_unused_translator_is_checked(settings_for):
+    toml = '[translators.think-tags]\nclose_tgs = "x"\n'
+    with pytest.raises(PluginConfigError, match="translators.think-tags.*close_tgs"):
+        create_app(settings_for(toml=toml), entry_points=[])
+
+
+def test_config_table_for_no_translator_is_refused(settings_for):
+    toml = "[translators.retyr]\nattempts = 0\n"
+    with pytest.raises(
+        PluginConfigError, match="translators.retyr: no translator named 'retyr'"
+    ):
+        create_app(settings_for(toml=toml), entry_points=[])
+
+
 def test_object_that_does_not_implement_its_protocol_is_refused(settings_for):
     settings = settings_for(
         toml='[pipeline]\nresponse = ["hollow", "openai-to-ollama"]'

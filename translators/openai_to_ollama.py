@@ -178,7 +178,9 @@ class ChatStreamSession:
             content = delta.refusal
         now = time.perf_counter_ns()
         if not self.first_ns:
-            self.first_ns = now
+            # Recorded at once: a stream that never reaches `close` (an error
+            # line, a shutdown, a client gone) still logs its time to first token.
+            self.first_ns = self.ctx.first_token_ns = now
         self.last_ns = now
         self.deltas += 1
         kept = self.kept
@@ -270,7 +272,9 @@ class ChatStreamSession:
     ) -> None:
         now = time.perf_counter_ns()
         if not self.first_ns:
-            self.first_ns = now
+            # Recorded at once: a stream that never reaches `close` (an error
+            # line, a shutdown, a client gone) still logs its time to first token.
+            self.first_ns = self.ctx.first_token_ns = now
         self.last_ns = now
         for position, delta in enumerate(deltas):
             index = position if positional else self._index_of(delta)
