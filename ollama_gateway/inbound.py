@@ -16,9 +16,12 @@ from aiohttp import web
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.keys import settings_key
 
-__all__ = ["read_body"]
+__all__ = ["TOO_DEEP", "read_body"]
 
 T = TypeVar("T")
+
+# Go's decoder stops at 10000 levels with this; msgspec at Python's recursion limit.
+TOO_DEEP = "exceeded max depth"
 
 
 async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
@@ -35,6 +38,8 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
         raise InvalidRequestError(_describe(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(str(exc)) from None
+    except RecursionError:
+        raise InvalidRequestError(TOO_DEEP) from None
 
 
 async def _read(request: web.Request) -> bytes:

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from ollama_gateway.errors import GatewayError, error_kind
+from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
@@ -89,6 +90,8 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
         body: Any = msgspec.json.decode(await request.read())
     except msgspec.DecodeError as exc:
         return _error(400, f"invalid JSON body: {exc}")
+    except RecursionError:
+        return _error(400, f"invalid JSON body: {TOO_DEEP}")
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return _error(400, "the body must be a JSON object with a string 'model'")
     ctx = request[ctx_key]
