@@ -358,3 +358,27 @@ async def test_deeply_nested_json_is_a_400_not_a_500(
     assert b"exceeded max depth" in raw
     assert backend.completions() == []
     assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/embed", "/v1/chat/completions"])
+async def test_a_body_that_does_not_decode_is_a_400_not_a_500(
+    gateway, backend, caplog, path
+):
+    """`Content-Encoding: gzip` on a body that is not gzip: the client's
+    mistake, answered as one, with nothing logged as an unhandled error."""
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await client.post(
+            path,
+            data=json.dumps(chat()).encode(),
+            headers={"Content-Encoding": "gzip"},
+        )
+        raw = await resp.read()
+        # The gateway serves on afterwards.
+        again = await post(client, "/api/chat", chat(stream=False))
+        assert again.status == 200
+    assert resp.status == 400, raw
+    assert b"content-encoding" in raw.lower()
+    assert "error" in json.loads(raw)
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
