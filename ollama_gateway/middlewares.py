@@ -84,8 +84,8 @@ def setup_middlewares(app: web.Application) -> None:
             # and the connection is not kept.
             status = 400
             request.content.feed_eof()
-            cause = exc.args[0] if exc.args else exc
-            reason = str(getattr(cause, "message", "") or cause).strip()
+            # aiohttp's parser error, whose `message` is the reason alone.
+            reason = str(getattr(exc.__cause__, "message", "") or exc).strip()
             refused = _error_response(400, f"invalid request body: {reason}")
             refused.force_close()
             return refused
