@@ -1368,6 +1368,26 @@ async def test_cancelling_a_waiting_request_closes_the_connection(
         assert [r.body for r in server.requests] == [b"wait"]
 
 
+async def test_answer_arriving_as_the_waiting_request_is_cancelled(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """The head comes in the same loop turn as the cancel (a client that left
+    just then), before the cancelled request has closed the connection: it is
+    dropped quietly, not a fatal error of the transport."""
+    async with asyncio.timeout(LIMIT):
+        server = await serve()  # never answers on its own
+        task = asyncio.create_task(post(pool, server, b"wait"))
+        await wait_until(lambda: len(server.requests) == 1)
+        (conn,) = pool._open
+        task.cancel()  # cancels the wait for the head at once
+        conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await client_closed(server)
+        await wait_until(lambda: not pool._open)
+        assert [r.body for r in server.requests] == [b"wait"]
+
+
 async def test_cancelling_a_body_read_then_aclose_closes_the_connection(
     pool: Http1Pool, serve: Servers
 ) -> None:

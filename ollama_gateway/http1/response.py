@@ -360,8 +360,10 @@ class Http1Response:
         self.headers = Headers(rest)
         self._frame(version, status, fields)
         self._headed = True
-        if self._head is not None:
-            self._head.set_result(None)
+        head = self._head
+        # Done already if the sender was cancelled in this same loop turn.
+        if head is not None and not head.done():
+            head.set_result(None)
         return True
 
     def _frame(self, version: str, status: int, fields: dict[str, str]) -> None:
