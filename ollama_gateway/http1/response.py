@@ -360,10 +360,10 @@ class Http1Response:
         self.headers = Headers(rest)
         self._frame(version, status, fields)
         self._headed = True
-        head = self._head
+        sender = self._head
         # Done already if the sender was cancelled in this same loop turn.
-        if head is not None and not head.done():
-            head.set_result(None)
+        if sender is not None and not sender.done():
+            sender.set_result(None)
         return True
 
     def _frame(self, version: str, status: int, fields: dict[str, str]) -> None:
