@@ -19,10 +19,12 @@ from aiohttp import web
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.keys import settings_key
 
-__all__ = ["read_body"]
+__all__ = ["TOO_DEEP", "read_body"]
 
 T = TypeVar("T")
 
+# Go's decoder stops at 10000 levels with this; msgspec at Python's recursion limit.
+TOO_DEEP = "exceeded max depth"
 _MAX_NULLS = 8
 _NULL_AT = re.compile(r"Expected `[^`]*`, got `null` - at `\$((?:\.\w+|\[\d+\])+)`")
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
@@ -42,17 +44,22 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
         first = exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(str(exc)) from None
+    except RecursionError:
+        raise InvalidRequestError(TOO_DEEP) from None
     # Only a rejected body gets here: retry it without the nulls that Go
     # would have read as zero values (bounded: a few such fields at most).
     error: msgspec.ValidationError = first
-    data: Any = msgspec.json.decode(stripped)
-    for _ in range(_MAX_NULLS):
-        if not _drop_null(data, str(error)):
-            break
-        try:
-            return decode(msgspec.json.encode(data))
-        except msgspec.ValidationError as exc:
-            error = exc
+    try:
+        data: Any = msgspec.json.decode(stripped)
+        for _ in range(_MAX_NULLS):
+            if not _drop_null(data, str(error)):
+                break
+            try:
+                return decode(msgspec.json.encode(data))
+            except msgspec.ValidationError as exc:
+                error = exc
+    except RecursionError:
+        raise InvalidRequestError(TOO_DEEP) from None
     raise InvalidRequestError(_describe(str(first))) from None
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TextIO
 
 import msgspec
+from aiohttp.http_exceptions import HttpProcessingError
 from pythonjsonlogger import json as jsonlogger
 
 from ollama_gateway.context import RequestContext
@@ -281,6 +282,26 @@ def batch_log_lines(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     return detach
 
 
+class ClientHttpErrors(logging.Filter):
+    """aiohttp's server logs a client's malformed HTTP (a bad Content-Length,
+    a broken chunked body, too many headers) as an ERROR with a traceback,
+    though it is the client's fault and answered with a 400: one INFO line
+    with the reason instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        remote = (
+            record.args[0] if isinstance(record.args, tuple) and record.args else ""
+        )
+        record.msg = "bad HTTP request from %s: %s"
+        record.args = (remote, str(exc.message).strip().split("\n", 1)[0].rstrip(":"))
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info = record.exc_text = None
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
 def setup_logging(level: str) -> None:
     """JSON lines on stderr at `level` for the gateway and aiohttp."""
     # Our lines carry none of the caller, thread or process fields: skip
@@ -295,6 +316,7 @@ def setup_logging(level: str) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"json": {"()": JsonFormatter}},
+            "filters": {"client_http": {"()": ClientHttpErrors}},
             "handlers": {
                 "stderr": {
                     "class": "ollama_gateway.log.BatchingStreamHandler",
@@ -304,7 +326,10 @@ def setup_logging(level: str) -> None:
             },
             "root": {"handlers": ["stderr"], "level": level},
             # aiohttp's own access log is replaced by our request line.
-            "loggers": {"aiohttp.access": {"level": "WARNING"}},
+            "loggers": {
+                "aiohttp.access": {"level": "WARNING"},
+                "aiohttp.server": {"filters": ["client_http"]},
+            },
         }
     )
 

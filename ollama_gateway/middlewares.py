@@ -78,6 +78,17 @@ def setup_middlewares(app: web.Application) -> None:
             if isinstance(exc, AuthError):
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
             return error
+        except web.RequestPayloadError as exc:
+            # A body that does not decode (a bad Content-Encoding, a broken
+            # chunked body): the client's mistake. Nothing more of it is read,
+            # and the connection is not kept.
+            status = 400
+            request.content.feed_eof()
+            # aiohttp's parser error, whose `message` is the reason alone.
+            reason = str(getattr(exc.__cause__, "message", "") or exc).strip()
+            refused = _error_response(400, f"invalid request body: {reason}")
+            refused.force_close()
+            return refused
         except web.HTTPException as exc:
             answer = _http_exception(exc)
             if exc.status == 404:

@@ -331,3 +331,58 @@ models = ["m1"]
     # The backend got the completion once; it may be generating it already.
     assert hangup.requests == 1
     assert_clean_log(caplog)
+
+
+DEEP = 100_000  # far past any recursion limit
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/chat", b'{"model":"m1","format":' + b"[" * DEEP + b"]" * DEEP + b"}"),
+        ("/api/generate", b'{"model":"m1","options":' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"}"),
+        ("/api/embed", b'{"model":"m1","input":' + b"[" * DEEP + b"]" * DEEP + b"}"),
+        ("/api/show", b'{"model":"m1","x":' + b"[" * DEEP + b"]" * DEEP + b"}"),
+        # A null model first: the retry that reads it as "" meets the depth.
+        ("/api/chat", b'{"model":null,"format":' + b"[" * DEEP + b"]" * DEEP + b"}"),
+        ("/v1/chat/completions", b'{"model":"m1","x":' + b"[" * DEEP + b"]" * DEEP + b"}"),
+    ],
+)  # fmt: skip
+async def test_deeply_nested_json_is_a_400_not_a_500(
+    gateway, backend, caplog, path, body
+):
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, path, body)
+        raw = await resp.read()
+    assert resp.status == 400, raw
+    assert "error" in json.loads(raw)  # Ollama's string, or OpenAI's object on /v1
+    assert b"exceeded max depth" in raw
+    assert backend.completions() == []
+    assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/embed", "/v1/chat/completions"])
+async def test_a_body_that_does_not_decode_is_a_400_not_a_500(
+    gateway, backend, caplog, path
+):
+    """`Content-Encoding: gzip` on a body that is not gzip: the client's
+    mistake, answered as one, with nothing logged as an unhandled error."""
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await client.post(
+            path,
+            data=json.dumps(chat()).encode(),
+            headers={"Content-Encoding": "gzip"},
+        )
+        raw = await resp.read()
+        # The gateway serves on afterwards.
+        again = await post(client, "/api/chat", chat(stream=False))
+        assert again.status == 200
+    assert resp.status == 400, raw
+    assert b"content-encoding" in raw.lower()
+    error = json.loads(raw)["error"]
+    if path.startswith("/api"):
+        assert error == "invalid request body: Can not decode content-encoding: gzip"
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)

@@ -1007,6 +1007,34 @@ async def test_connection_closed_by_server_while_idle_is_not_reused(
         ]
 
 
+async def test_idle_connection_closed_by_server_but_not_yet_read_is_not_reused(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """The server's FIN is in the socket but the loop has not read it yet (the
+    server closed an idle connection just as the gateway reuses it): the pool
+    sees it before sending, and the request goes on a new connection instead
+    of failing unsent."""
+    async with asyncio.timeout(LIMIT):
+        drop = asyncio.Event()
+        server = await serve(Reply([ok(b"one")], close_when=drop), Reply([ok(b"two")]))
+        resp = await post(pool, server, b"first")
+        conn = resp._conn
+        assert await read_body(resp) == b"one"
+        assert conn.transport is not None
+        conn.transport.pause_reading()  # the loop does not see the EOF
+        drop.set()
+        await server.server_closed[0].wait()
+        await asyncio.sleep(0.05)  # the FIN reaches the client's socket
+        assert not conn.closed
+        conn.transport.resume_reading()  # read only once this task yields
+        assert await read_body(await post(pool, server, b"second")) == b"two"
+        assert server.connections == 2
+        assert [(r.conn, r.body) for r in server.requests] == [
+            (0, b"first"),
+            (1, b"second"),
+        ]
+
+
 async def test_request_on_a_connection_dropped_without_answer_is_not_retried(
     pool: Http1Pool, serve: Servers
 ) -> None:
@@ -1333,6 +1361,26 @@ async def test_cancelling_a_waiting_request_closes_the_connection(
         await wait_until(lambda: len(server.requests) == 1)
         assert not task.done()
         task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await client_closed(server)
+        await wait_until(lambda: not pool._open)
+        assert [r.body for r in server.requests] == [b"wait"]
+
+
+async def test_answer_arriving_as_the_waiting_request_is_cancelled(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """The head comes in the same loop turn as the cancel (a client that left
+    just then), before the cancelled request has closed the connection: it is
+    dropped quietly, not a fatal error of the transport."""
+    async with asyncio.timeout(LIMIT):
+        server = await serve()  # never answers on its own
+        task = asyncio.create_task(post(pool, server, b"wait"))
+        await wait_until(lambda: len(server.requests) == 1)
+        (conn,) = pool._open
+        task.cancel()  # cancels the wait for the head at once
+        conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         with pytest.raises(asyncio.CancelledError):
             await task
         await client_closed(server)

@@ -490,3 +490,39 @@ def test_access_line_goes_through_logging_when_anything_else_would_see_it(
     AccessLog(quiet)("POST /api/ps 200", dict(FIELDS))
     messages = [json.loads(x)["msg"] for x in stream.getvalue().splitlines()]
     assert messages == ["POST /api/chat 200"]
+
+
+MALFORMED = [
+    b"Content-Length: 99999999999999999999999\r\n\r\n{}",
+    b"Content-Length: -5\r\n\r\n{}",
+    b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}",
+    b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"Content-Length: 2\r\n\r\n{}",
+]
+
+
+async def test_malformed_http_from_a_client_logs_no_traceback(tmp_path):
+    """A client's broken HTTP gets aiohttp's 400, and the log says so in one
+    line without a traceback or an ERROR (the client's fault, not ours)."""
+    gateway = await start_gateway(tmp_path, FAST_DEMO, LOG_LEVEL="DEBUG")
+    port = int(gateway.url.rsplit(":", 1)[1])
+    try:
+        async with asyncio.timeout(BOUND):
+            for tail in MALFORMED:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"POST /api/chat HTTP/1.1\r\nHost: x\r\n" + tail)
+                answer = await reader.read()
+                writer.close()
+                assert answer.startswith(b"HTTP/1.") and b" 400 " in answer[:20]
+    finally:
+        code = await gateway.stop(BOUND)
+    assert code == 0
+    lines = gateway.lines()
+    bad = [
+        line
+        for line in lines
+        if line["level"] in ("ERROR", "CRITICAL") or "exc" in line
+    ]
+    assert not bad, bad
+    noted = [line for line in lines if "bad HTTP request" in line["msg"]]
+    assert len(noted) == len(MALFORMED), lines

@@ -304,3 +304,48 @@ async def test_upstream_errors_on_the_openai_front_are_counted(backend, gateway)
     assert (await response.json())["error"]["message"] == "overloaded"
     metrics = await read_metrics(client)
     assert metrics.get("ollama_gateway_upstream_errors_total", kind="status") == 1
+
+
+async def test_a_stream_broken_between_events_ends_with_an_error_event(
+    backend, gateway
+):
+    """A backend lost after some events: the client's stream does not end as
+    if complete; it gets an OpenAI `error` event (clients raise on it)."""
+    from tests.ndjson import NO_RETRY
+
+    backend.queue(Script(pieces=openai_stream("Hello", " world"), abort_after=2))
+    client = await gateway(backend, NO_RETRY)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    async with asyncio.timeout(20):
+        response = await client.post(
+            "/v1/chat/completions", json={**body, "stream": True}
+        )
+        raw = await response.read()
+    assert response.status == 200
+    events = [e for e in raw.decode().split("\n\n") if e]
+    assert len(events) == 3, raw
+    assert b"[DONE]" not in raw
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["message"].endswith("unexpected EOF")
+    assert len(backend.completions()) == 1
+
+
+async def test_a_stream_broken_mid_event_is_not_ended_cleanly(backend, gateway):
+    """Cut inside an event, nothing can follow: the client's connection is
+    dropped, so it sees a broken body instead of a complete-looking one."""
+    import aiohttp
+
+    from tests.ndjson import NO_RETRY
+
+    pieces = openai_stream("Hello", " world")
+    cut = [pieces[0], pieces[1][:20], pieces[1][20:], *pieces[2:]]
+    backend.queue(Script(pieces=cut, abort_after=2))
+    client = await gateway(backend, NO_RETRY)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    async with asyncio.timeout(20):
+        response = await client.post(
+            "/v1/chat/completions", json={**body, "stream": True}
+        )
+        assert response.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from ollama_gateway.errors import GatewayError, error_kind
+from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
@@ -89,6 +90,8 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
         body: Any = msgspec.json.decode(await request.read())
     except msgspec.DecodeError as exc:
         return _error(400, f"invalid JSON body: {exc}")
+    except RecursionError:
+        return _error(400, f"invalid JSON body: {TOO_DEEP}")
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return _error(400, "the body must be a JSON object with a string 'model'")
     ctx = request[ctx_key]
@@ -133,8 +136,21 @@ async def _relay(request: web.Request, response: Any) -> web.StreamResponse:
         async for piece in response.aiter_bytes():
             await out.write(piece)
             between_events = piece.endswith(b"\n\n")
-    except GatewayError:
-        return out  # the status is sent; an OpenAI stream has no error line of its own
+    except GatewayError as exc:
+        # The status is sent. Between events, an `error` event ends the stream
+        # (OpenAI's clients raise on it); inside one, or in a JSON body, the
+        # connection is dropped, so the client does not take a cut answer for
+        # a whole one.
+        request[ctx_key].outcome = error_kind(exc)
+        if not between_events:
+            if request.transport is not None:
+                request.transport.close()
+            return out
+        error = _ErrorEnvelope(_OpenAIError(exc.message, "api_error", None))
+        try:
+            await out.write(b"data: " + msgspec.json.encode(error) + b"\n\n")
+        except ConnectionResetError:
+            return out
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import select
 import socket
 import ssl
 from collections import deque
@@ -171,6 +172,7 @@ class Http1Pool:
                 or transport is None
                 or transport.is_closing()
                 or conn.expires < now
+                or _readable(transport)
             ):
                 conn.close()
                 self._open.discard(conn)
@@ -256,6 +258,20 @@ class Http1Pool:
     async def _lookup(self, host: str, port: int) -> list[str]:
         infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _readable(transport: asyncio.Transport) -> bool:
+    """Whether an idle connection has something to read: the server's close
+    (or bytes nobody asked for) that the loop has not read yet. Such a
+    connection is not used: a request written to it would fail unanswered
+    though the server never saw it. One poll per reuse, as urllib3 does."""
+    sock = transport.get_extra_info("socket")
+    fd = sock.fileno() if sock is not None else -1
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _retrieve(task: asyncio.Task[list[str]]) -> None:

@@ -360,8 +360,10 @@ class Http1Response:
         self.headers = Headers(rest)
         self._frame(version, status, fields)
         self._headed = True
-        if self._head is not None:
-            self._head.set_result(None)
+        sender = self._head
+        # Done already if the sender was cancelled in this same loop turn.
+        if sender is not None and not sender.done():
+            sender.set_result(None)
         return True
 
     def _frame(self, version: str, status: int, fields: dict[str, str]) -> None:
