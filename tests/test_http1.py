@@ -985,50 +985,34 @@ async def test_idle_connection_older_than_keepalive_is_not_reused(
         assert [r.conn for r in server.requests] == [0, 0, 1]
 
 
+@pytest.mark.parametrize("read_by_loop", [True, False], ids=["eof-read", "fin-unread"])
 async def test_connection_closed_by_server_while_idle_is_not_reused(
-    pool: Http1Pool, serve: Servers
+    pool: Http1Pool, serve: Servers, read_by_loop: bool
 ) -> None:
+    """The server closes an idle connection. Either the loop has read its EOF,
+    or (the server closed just as the gateway reuses it) the FIN is in the
+    socket but not read yet: the pool sees it before sending, either way, and
+    the request goes on a new connection instead of failing unsent."""
     async with asyncio.timeout(LIMIT):
         drop = asyncio.Event()
         server = await serve(Reply([ok(b"one")], close_when=drop), Reply([ok(b"two")]))
         resp = await post(pool, server, b"first")
         conn = resp._conn
         assert await read_body(resp) == b"one"
-        assert not conn.closed  # idle in the pool
+        assert conn.transport is not None and not conn.closed  # idle in the pool
+        if not read_by_loop:
+            conn.transport.pause_reading()  # the loop does not see the EOF
         drop.set()
         await server.server_closed[0].wait()
-        await wait_until(lambda: conn.closed)  # the client saw the EOF
+        if read_by_loop:
+            await wait_until(lambda: conn.closed)  # the client saw the EOF
+        else:
+            await asyncio.sleep(0.05)  # the FIN reaches the client's socket
+            assert not conn.closed
+            conn.transport.resume_reading()  # read only once this task yields
         assert await read_body(await post(pool, server, b"second")) == b"two"
         assert server.connections == 2
         # Exactly one copy of each request, never a duplicate.
-        assert [(r.conn, r.body) for r in server.requests] == [
-            (0, b"first"),
-            (1, b"second"),
-        ]
-
-
-async def test_idle_connection_closed_by_server_but_not_yet_read_is_not_reused(
-    pool: Http1Pool, serve: Servers
-) -> None:
-    """The server's FIN is in the socket but the loop has not read it yet (the
-    server closed an idle connection just as the gateway reuses it): the pool
-    sees it before sending, and the request goes on a new connection instead
-    of failing unsent."""
-    async with asyncio.timeout(LIMIT):
-        drop = asyncio.Event()
-        server = await serve(Reply([ok(b"one")], close_when=drop), Reply([ok(b"two")]))
-        resp = await post(pool, server, b"first")
-        conn = resp._conn
-        assert await read_body(resp) == b"one"
-        assert conn.transport is not None
-        conn.transport.pause_reading()  # the loop does not see the EOF
-        drop.set()
-        await server.server_closed[0].wait()
-        await asyncio.sleep(0.05)  # the FIN reaches the client's socket
-        assert not conn.closed
-        conn.transport.resume_reading()  # read only once this task yields
-        assert await read_body(await post(pool, server, b"second")) == b"two"
-        assert server.connections == 2
         assert [(r.conn, r.body) for r in server.requests] == [
             (0, b"first"),
             (1, b"second"),
