@@ -43,41 +43,50 @@ async def test_llamacpp_error_field_before_output_keeps_its_status(backend, gate
     }
 
 
-async def test_gemini_error_list_body_gives_its_message(backend, gateway):
-    # Gemini's OpenAI-compatible endpoint answers errors as a JSON *list*
-    # (seen in bytedance/deer-flow#1515, Simpleyyt/ai-manus#101).
-    body = [
-        {
-            "error": {
-                "code": 400,
-                "message": 'Invalid JSON payload received. Unknown name "top_k"',
-                "status": "INVALID_ARGUMENT",
-            }
-        }
-    ]
-    backend.queue(Script(status=400, error_body=body))
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        # Gemini's OpenAI-compatible endpoint answers errors as a JSON *list*
+        # (seen in bytedance/deer-flow#1515, Simpleyyt/ai-manus#101).
+        (
+            400,
+            [
+                {
+                    "error": {
+                        "code": 400,
+                        "message": 'Invalid JSON payload received. Unknown name "top_k"',
+                        "status": "INVALID_ARGUMENT",
+                    }
+                }
+            ],
+            'Invalid JSON payload received. Unknown name "top_k"',
+        ),
+        # FastAPI's validation error: a `detail` list of located messages.
+        (
+            422,
+            {
+                "detail": [
+                    {
+                        "loc": ["body", "messages"],
+                        "msg": "Field required",
+                        "type": "missing",
+                    },
+                    {"loc": ["body", "top_k"], "msg": "Input should be an integer"},
+                ]
+            },
+            "body.messages: Field required; body.top_k: Input should be an integer",
+        ),
+    ],
+    ids=["gemini-list", "fastapi-detail"],
+)
+async def test_a_json_error_body_of_another_shape_gives_its_message(
+    backend, gateway, status, body, message
+):
+    backend.queue(Script(status=status, error_body=body))
     client = await gateway(backend)
     resp = await post(client, "/api/chat", CHAT)
     assert resp.status == 400
-    assert await resp.json() == {
-        "error": 'Invalid JSON payload received. Unknown name "top_k"'
-    }
-
-
-async def test_fastapi_validation_detail_list_gives_its_messages(backend, gateway):
-    body = {
-        "detail": [
-            {"loc": ["body", "messages"], "msg": "Field required", "type": "missing"},
-            {"loc": ["body", "top_k"], "msg": "Input should be an integer"},
-        ]
-    }
-    backend.queue(Script(status=422, error_body=body))
-    client = await gateway(backend)
-    resp = await post(client, "/api/chat", CHAT)
-    assert resp.status == 400
-    assert await resp.json() == {
-        "error": "body.messages: Field required; body.top_k: Input should be an integer"
-    }
+    assert await resp.json() == {"error": message}
 
 
 NGINX_502 = (
