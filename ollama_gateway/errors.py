@@ -49,7 +49,7 @@ __all__ = [
     "UpstreamTimeoutError",
     "error_body",
     "error_kind",
-    "upstream_error_code",
+    "upstream_error_fields",
     "upstream_error_message",
 ]
 
@@ -193,28 +193,26 @@ _HTML_TAG = re.compile(r"<[^>]*>")
 
 def upstream_error_message(body: bytes) -> str:
     """Extract a human message from a backend's error body (spec 3.15 order)."""
+    return upstream_error_fields(body)[0]
+
+
+def upstream_error_fields(body: bytes) -> tuple[str, str | None]:
+    """The message of a backend's error body (see `upstream_error_message`)
+    and its string `error.code` (or top-level `code`), e.g. `model_not_found`,
+    from one decode."""
     try:
         data: Any = msgspec.json.decode(body)
     except msgspec.DecodeError:
         text = body.decode("utf-8", "replace").strip()
         if text[:1] == "<":
             text = _html_text(text)
-        return text[:1000] or "upstream error"
-    return _message_from(data) or body.decode("utf-8", "replace")[:1000]
-
-
-def upstream_error_code(body: bytes) -> str | None:
-    """The string `error.code` (or top-level `code`) of a backend's error body,
-    e.g. `model_not_found`; None when there is none."""
-    try:
-        data: Any = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    error = data.get("error")
-    code = error.get("code") if isinstance(error, dict) else data.get("code")
-    return code if isinstance(code, str) else None
+        return text[:1000] or "upstream error", None
+    message = _message_from(data) or body.decode("utf-8", "replace")[:1000]
+    code = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        code = error.get("code") if isinstance(error, dict) else data.get("code")
+    return message, code if isinstance(code, str) else None
 
 
 def _html_text(text: str) -> str:

@@ -19,8 +19,7 @@ from ollama_gateway.errors import (
     UpstreamConnectError,
     UpstreamStatusError,
     UpstreamTimeoutError,
-    upstream_error_code,
-    upstream_error_message,
+    upstream_error_fields,
 )
 from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamResponse
 from ollama_gateway.schemas import openai
@@ -86,7 +85,7 @@ class upstream_deadline:
 
 def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
     """The Ollama error for a backend's non-2xx answer."""
-    message = upstream_error_message(body)
+    message, code = upstream_error_fields(body)
     if status in (401, 403):
         # Never 401: Ollama clients take it as "sign in" and start a login flow.
         return UpstreamStatusError(
@@ -94,11 +93,7 @@ def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
             status=502,
             upstream_status=status,
         )
-    if (
-        status == 404
-        or "model_not_found" in message
-        or upstream_error_code(body) == "model_not_found"
-    ):
+    if status == 404 or "model_not_found" in message or code == "model_not_found":
         return ModelNotFoundError(not_found)
     if status in (400, 413, 422):
         return UpstreamStatusError(message, status=400, upstream_status=status)
