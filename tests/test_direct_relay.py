@@ -182,32 +182,33 @@ async def test_idle_timeout_while_written_directly(gateway, backend, direct_writ
     assert len(backend.completions()) == 2
 
 
-async def test_error_event_after_direct_writes_is_the_last_line(
-    gateway, backend, direct_writes
-):
+def _with_error_event() -> Script:
     pieces = [sse(chat_chunk({"content": f"{i} "}), done=False) for i in range(5)]
     pieces.append(sse({"error": {"message": "boom"}}, done=False))
-    backend.queue(Script(pieces=pieces, delay=0.02))
-    client = await gateway(backend, NO_RETRY)
-    resp = await post(client, "/api/chat", CHAT)
-    objs = await read_ndjson(resp)
-    assert content_of(objs) == "0 1 2 3 4 "
-    assert objs[-1] == {"error": "boom"}
-    assert direct_writes.calls >= 2
-    assert len(backend.completions()) == 1
+    return Script(pieces=pieces, delay=0.02)
 
 
-async def test_upstream_that_breaks_after_direct_writes(
-    gateway, backend, direct_writes
+@pytest.mark.parametrize(
+    ("script", "content", "error"),
+    [
+        (_with_error_event(), "0 1 2 3 4 ", "boom"),
+        (
+            _paced(10, delay=0.02, abort_after=6),
+            "0 1 2 3 4 5 ",
+            "an error was encountered while running the model: unexpected EOF",
+        ),
+    ],
+    ids=["error-event", "upstream-breaks"],
+)
+async def test_a_failure_after_direct_writes_is_the_last_line(
+    gateway, backend, direct_writes, script, content, error
 ):
-    backend.queue(_paced(10, delay=0.02, abort_after=6))
+    backend.queue(script)
     client = await gateway(backend, NO_RETRY)
     resp = await post(client, "/api/chat", CHAT)
     objs = await read_ndjson(resp)
-    assert content_of(objs) == "0 1 2 3 4 5 "
-    assert objs[-1] == {
-        "error": "an error was encountered while running the model: unexpected EOF"
-    }
+    assert content_of(objs) == content
+    assert objs[-1] == {"error": error}
     assert direct_writes.calls >= 2
     assert len(backend.completions()) == 1
 
