@@ -49,6 +49,8 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
     # Only a rejected body gets here: retry it without the nulls that Go
     # would have read as zero values (bounded: a few such fields at most).
     error: msgspec.ValidationError = first
+    if _NULL_AT.fullmatch(str(first)) is None:
+        raise InvalidRequestError(_describe(str(first))) from None
     try:
         data: Any = msgspec.json.decode(stripped)
         for _ in range(_MAX_NULLS):
@@ -58,6 +60,9 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
                 return decode(msgspec.json.encode(data))
             except msgspec.ValidationError as exc:
                 error = exc
+    except msgspec.DecodeError as exc:
+        # The typed decoder stopped at the null before it met the bad JSON.
+        raise InvalidRequestError(str(exc)) from None
     except RecursionError:
         raise InvalidRequestError(TOO_DEEP) from None
     raise InvalidRequestError(_describe(str(first))) from None

@@ -260,3 +260,19 @@ async def test_nulls_elsewhere_pass_and_other_type_errors_keep_their_message(
     assert await resp.json() == {
         "error": "invalid value for model: expected str, got int"
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"0\x00", "request body must be a JSON object"),  # found by the fuzz test
+        (b'{"model": null} x', "JSON is malformed: trailing characters"),
+    ],
+)
+async def test_a_rejected_body_that_is_also_malformed_is_a_400(
+    gateway, backend, body, error
+):
+    client = await gateway(backend)
+    resp = await client.post("/api/chat", data=body)
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith(error)
