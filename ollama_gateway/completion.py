@@ -64,6 +64,7 @@ class DirectSource(Protocol):
 NameTranslator = Callable[[TracebackType | None], str | None]
 
 _decode_chunk = openai.decode_chunk
+_decode_chunks = openai.decode_chunks
 # Events turned into lines per `read()` at most: a read of a thousand events
 # goes out in parts (each one `write()`), so its first line is not held back.
 MAX_BATCH = 64
@@ -294,6 +295,10 @@ class ChunkReader:
             payloads = payloads[:MAX_BATCH]
         out: list[ollama.ChatResponse] = []
         try:
+            if self._absorb is not None and len(payloads) > 1:
+                folded = self._fold(payloads)
+                if folded is not None:
+                    return folded or None
             for payload in payloads:
                 if payload == b"[DONE]":
                     self._finished = True
@@ -305,6 +310,39 @@ class ChunkReader:
             self._backlog = []  # the rest of a failed read is dropped
             return self._defer(out, exc)
         return out or None
+
+    def _fold(self, payloads: list[bytes]) -> Sequence[ollama.ChatResponse] | None:
+        """The events of one read, for a session that folds the answer
+        (`absorb`): decoded in one call, as one JSON array, not one by one.
+        None, with nothing consumed, when an event is not exactly one chunk
+        (or is a keep-alive): the event-by-event path then takes the read,
+        and names the event that is wrong. At [DONE], what `close()` gives
+        (and `_finished` is set); else ()."""
+        done = payloads[-1] == b"[DONE]"
+        events = payloads[:-1] if done else payloads
+        joined = b",".join(events)
+        if b'"x_groq"' in joined:
+            return None  # Groq's usage is read event by event (see `_feed`)
+        try:
+            chunks = _decode_chunks(b"[" + joined + b"]")
+        except msgspec.DecodeError:
+            return None
+        if len(chunks) != len(events):
+            # An event of two values (`{},{}`). Events that are each not one
+            # value, yet join into valid JSON with the same count, can only
+            # be contrived: no backend cuts a chunk's JSON across events.
+            return None
+        absorb = self._absorb
+        assert absorb is not None
+        for chunk in chunks:
+            choices = chunk.choices
+            if choices and choices[0].finish_reason:
+                self._saw_finish = True
+            absorb(chunk)
+        if not done:
+            return ()
+        self._finished = True
+        return self._session.close()
 
     async def aclose(self) -> None:
         """Close the body iterator if it is an async generator (a plugin's

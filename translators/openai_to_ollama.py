@@ -207,8 +207,33 @@ class ChatStreamSession:
         """`feed` for an answer the client gets whole (`stream: false`): from
         the first call on, what `feed` would return is kept, and `close`
         returns it as one chunk, so the fold makes no Ollama chunk per event."""
-        if self.kept is None:
-            self.kept = _Kept()
+        kept = self.kept
+        if kept is None:
+            kept = self.kept = _Kept()
+        # The usual chunk, a piece of content and nothing else to read, is
+        # kept here; any other goes through `feed`, as a streamed one does.
+        choices = chunk.choices
+        if choices and chunk.error is None and not self.want_logprobs:
+            choice = choices[0]
+            delta = choice.delta
+            if (
+                delta is not None
+                and delta.content
+                and not delta.tool_calls
+                and not delta.reasoning_content
+                and not delta.reasoning
+            ):
+                if chunk.usage is not None:
+                    self.usage = chunk.usage
+                if choice.finish_reason:
+                    self.finish_reason = choice.finish_reason
+                now = time.perf_counter_ns()
+                if not self.first_ns:
+                    self.first_ns = self.ctx.first_token_ns = now
+                self.last_ns = now
+                self.deltas += 1
+                kept.content.append(delta.content)
+                return
         self.feed(chunk)
 
     def close(self) -> Sequence[ollama.ChatResponse]:

@@ -41,6 +41,7 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "decode_chunk",
+    "decode_chunks",
     "decode_embedding_response",
     "decode_groq_chunk",
     "decode_model_list",
@@ -271,6 +272,8 @@ class ModelList(msgspec.Struct):
 encode = msgspec.json.Encoder().encode
 
 decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
+# The events of one read as one JSON array (see completion.ChunkReader).
+decode_chunks = msgspec.json.Decoder(list[ChatCompletionChunk]).decode
 decode_embedding_response = msgspec.json.Decoder(EmbeddingResponse).decode
 decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
 _decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
