@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install fmt lint typecheck test pytest check cov bench run clean js-deps
+.PHONY: install fmt lint typecheck test pytest check cov bench bench-instructions run clean js-deps
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ cov: install js-deps
 
 bench: install
 	$(BIN)/python -m pip install --quiet 'uvloop>=0.21' && $(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# Instructions per request under valgrind's callgrind: a count that does not
+# move with the host's load, to rank changes to the Python path (needs valgrind).
+bench-instructions: install
+	$(BIN)/python -m tests.bench.instructions $(BENCH_ARGS)
 
 run: install
 	$(BIN)/ollama-gateway serve

@@ -270,8 +270,14 @@ def start_backend(env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line.split()[1])
 
 
-def wait_ready(port: int, kind: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll with a real non-stream request until it answers 200 (20 s at most)."""
+def wait_ready(
+    port: int,
+    kind: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    within: float = 20.0,
+) -> None:
+    """Poll with a real non-stream request until it answers 200."""
     path = "/api/chat" if kind == "ollama" else "/v1/chat/completions"
     body = msgspec.json.encode(
         {
@@ -280,7 +286,7 @@ def wait_ready(port: int, kind: str, proc: subprocess.Popen[bytes], log: Path) -
             "stream": False,
         }
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + within
     last = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -698,7 +704,13 @@ def table(
 
 @contextmanager
 def launch(
-    target: Target, *, env: dict[str, str], tmp: Path, hide: Path, backend_url: str
+    target: Target,
+    *,
+    env: dict[str, str],
+    tmp: Path,
+    hide: Path,
+    backend_url: str,
+    ready_within: float = 20.0,
 ) -> Iterator[tuple[int, Callable[[], list[int]]]]:
     """Run a target as its own process; yields its port and its process ids."""
     port = free_port()
@@ -717,7 +729,7 @@ def launch(
         target_env["OLLAMA_GATEWAY_CONFIG"] = str(config)
     log = tmp / f"{target.name}-{port}.log"
     with process(argv, target_env, log) as proc:
-        wait_ready(port, target.kind, proc, log)
+        wait_ready(port, target.kind, proc, log, ready_within)
         yield port, partial(descendants, proc.pid)
 
 

@@ -1,0 +1,225 @@
+"""`make bench-instructions`: user-space instructions per request, under callgrind.
+
+    python -m tests.bench.instructions [--targets gateway,asclient,naive]
+                                       [--seconds 10]
+
+Timing on a shared 2-core machine moves by more than a change of a few
+microseconds a request (a round of the concurrency-1 figure spreads about
+±20 %). An instruction count does not: the same code serving the same requests
+counts the same to within 0.1 %. Each target runs under valgrind's callgrind
+with instrumentation off; after a warm-up the count is switched on for a
+timed run of the benchmark's own client, then off again, and divided by what
+that run served:
+
+- non-stream `/api/chat` at concurrency 1: instructions per request;
+- one 1000-chunk stream, several rounds: instructions per NDJSON line.
+
+What the count leaves out: the kernel (system calls, the loopback TCP stack)
+and what a cold cache or a wake-up costs, which are most of a request's
+time here. So it ranks changes to the Python path; it is no stand-in for
+`make bench`. Needs valgrind (Debian: `apt-get install valgrind`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tests.bench.__main__ import (
+    ROOT,
+    Target,
+    launch,
+    run_client,
+    start_backend,
+    stop,
+    targets,
+)
+
+# valgrind starts a Python process in seconds, not milliseconds.
+READY_WITHIN = 120.0
+STREAM_TOKENS = 1000
+STREAM_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Count:
+    """What one target executed in one measured run."""
+
+    instructions: int
+    units: int  # requests or lines served while counting
+
+    @property
+    def per_unit(self) -> float:
+        return self.instructions / self.units if self.units else 0.0
+
+
+def callgrind_totals(dump: str) -> int:
+    """The instruction total of a callgrind dump (its `totals:` line)."""
+    for line in dump.splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise ValueError("no totals line in the callgrind dump")
+
+
+def _control(option: str, pid: int) -> None:
+    subprocess.run(
+        ["callgrind_control", option, str(pid)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _dump_after(directory: Path, pid: int, before: set[Path]) -> Path:
+    """The dump file `callgrind_control -d` made (written as it returns, but
+    wait a little for the file system)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        made = set(directory.glob(f"callgrind.{pid}.*")) - before
+        if made:
+            return max(made)
+        time.sleep(0.1)
+    raise RuntimeError(f"callgrind wrote no dump for process {pid}")
+
+
+def measure(
+    target: Target, port: int, pid: int, out: Path, seconds: float
+) -> dict[str, Count]:
+    """Counts of the non-stream and the stream scenario, one after the other."""
+    found: dict[str, Count] = {}
+    scenarios: dict[str, tuple[str, dict[str, float]]] = {
+        "ns": ("nonstream", {"duration": seconds, "warmup": 0}),
+        "stream": (
+            "streams",
+            {"streams": 1, "rounds": STREAM_ROUNDS, "tokens": STREAM_TOKENS},
+        ),
+    }
+    for name, (mode, options) in scenarios.items():
+        if target.scenarios is not None and name not in target.scenarios:
+            continue
+        # Warm up uncounted: imports, caches, the first connections.
+        run_client(mode, port, target.kind, 600, None, **{**options, "duration": 3})
+        before = set(out.glob(f"callgrind.{pid}.*"))
+        _control("--instr=on", pid)
+        result = run_client(mode, port, target.kind, 600, None, **options)
+        _control("--instr=off", pid)
+        _control("--dump", pid)
+        if result.get("errors"):
+            raise SystemExit(f"{target.name} {name}: {result['first_error']}")
+        total = callgrind_totals(_dump_after(out, pid, before).read_text())
+        if name == "ns":
+            units = int(result["requests"])
+        else:
+            # The client's unmeasured first round was counted too.
+            units = (STREAM_ROUNDS + 1) * int(result["lines_per_stream"])
+        found[name] = Count(total, units)
+    return found
+
+
+def table(counts: dict[str, dict[str, Count]]) -> str:
+    """A Markdown table of the counts, with the ratio to the naive reference."""
+    naive = counts.get("naive", {})
+    lines = [
+        "| target | scenario | served | instructions per unit | x naive |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {"ns": "non-stream c=1 (per request)", "stream": "one stream (per line)"}
+    for name, found in counts.items():
+        for scenario, count in found.items():
+            base = naive.get(scenario)
+            ratio = f"{count.per_unit / base.per_unit:.2f}x" if base else "–"
+            lines.append(
+                f"| {name} | {labels[scenario]} | {count.units:,} | "
+                f"{count.per_unit:,.0f} | {ratio} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--targets",
+        default="gateway,asclient,naive",
+        help="comma-separated subset of: gateway, asclient, naive",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="length of the counted run"
+    )
+    args = parser.parse_args()
+    missing = [t for t in ("valgrind", "callgrind_control") if not shutil.which(t)]
+    if missing:
+        print(
+            f"{', '.join(missing)} not found: install valgrind "
+            "(Debian: apt-get install valgrind)",
+            file=sys.stderr,
+        )
+        return 2
+    wanted = args.targets.split(",")
+    # One worker, asyncio's loop: the processes callgrind can follow.
+    known = {
+        t.name: t
+        for t in targets(uvloop=False)
+        if t.name in ("gateway", "asclient", "naive")
+    }
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(unknown)}")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "OPENAI_"))
+    }
+    env.pop("LOG_LEVEL", None)
+    env["PYTHONPATH"] = str(ROOT)
+    print(
+        f"# ollama-gateway instruction counts, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+    )
+    print(f"python {platform.python_version()}, valgrind callgrind, user space only")
+    counts: dict[str, dict[str, Count]] = {}
+    with tempfile.TemporaryDirectory(prefix="ollama-gateway-callgrind-") as tmp:
+        out = Path(tmp)
+        hide = out / "no-uvloop"
+        hide.mkdir()
+        (hide / "uvloop.py").write_text('raise ImportError("hidden")\n')
+        backend, backend_port = start_backend(env)
+        try:
+            for name in wanted:
+                t0 = time.monotonic()
+                target = known[name]
+                wrapped = replace(
+                    target,
+                    argv=(
+                        "valgrind",
+                        "--tool=callgrind",
+                        "--instr-atstart=no",
+                        f"--callgrind-out-file={out}/callgrind.%p",
+                        *target.argv,
+                    ),
+                )
+                with launch(
+                    wrapped,
+                    env=env,
+                    tmp=out,
+                    hide=hide,
+                    backend_url=f"http://127.0.0.1:{backend_port}/v1",
+                    ready_within=READY_WITHIN,
+                ) as (port, pids):
+                    counts[name] = measure(target, port, pids()[0], out, args.seconds)
+                print(f"  {target.label}: {time.monotonic() - t0:.0f} s", flush=True)
+        finally:
+            stop(backend)
+    print()
+    print(table(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
