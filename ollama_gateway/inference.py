@@ -139,9 +139,7 @@ async def serve_completion(
     settings = app[settings_key]
     upstream = app[upstream_key]
     pipeline = app[pipeline_key]
-    # The total budget bounds the wait for the answer's headers as well.
-    budgets = [t for t in (settings.timeouts.first_token, settings.timeouts.total) if t]
-    first_token = min(budgets) if budgets else None
+    first_token = settings.timeouts.first_wait
     # One function, not two nested ones: each frame here is kept by every
     # open stream.
     try:

@@ -75,6 +75,13 @@ class TimeoutSettings(_Section, frozen=True):
     idle: float = 300.0
     total: float = 0.0
 
+    @property
+    def first_wait(self) -> float | None:
+        """The bound on the wait for an answer to start: `first_token`, and
+        `total` too when it is set (it bounds the whole answer); None if off."""
+        budgets = [t for t in (self.first_token, self.total) if t]
+        return min(budgets) if budgets else None
+
 
 class LimitSettings(_Section, frozen=True):
     """Request and stream size limits, and the cap on concurrent upstream calls."""

@@ -330,7 +330,17 @@ async def test_a_stream_broken_between_events_ends_with_an_error_event(
     assert len(backend.completions()) == 1
 
 
-async def test_a_stream_broken_mid_event_is_not_ended_cleanly(backend, gateway):
+@pytest.mark.parametrize(
+    ("settings", "script"),
+    [
+        ("", {"abort_after": 2}),  # the backend is lost
+        ("[timeouts]\nidle = 0.3", {"stall_after": 2, "stall": 30}),  # it stalls
+    ],
+    ids=["lost", "stalled"],
+)
+async def test_a_stream_broken_mid_event_is_not_ended_cleanly(
+    backend, gateway, settings, script
+):
     """Cut inside an event, nothing can follow: the client's connection is
     dropped, so it sees a broken body instead of a complete-looking one."""
     import aiohttp
@@ -339,8 +349,8 @@ async def test_a_stream_broken_mid_event_is_not_ended_cleanly(backend, gateway):
 
     pieces = openai_stream("Hello", " world")
     cut = [pieces[0], pieces[1][:20], pieces[1][20:], *pieces[2:]]
-    backend.queue(Script(pieces=cut, abort_after=2))
-    client = await gateway(backend, NO_RETRY)
+    backend.queue(Script(pieces=cut, **script))
+    client = await gateway(backend, f"{NO_RETRY}\n{settings}\n")
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
     async with asyncio.timeout(20):
         response = await client.post(
@@ -349,3 +359,41 @@ async def test_a_stream_broken_mid_event_is_not_ended_cleanly(backend, gateway):
         assert response.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
+
+
+@pytest.mark.parametrize(
+    ("settings", "script"),
+    [
+        # A gap longer than `idle` after two events.
+        ("idle = 0.3", {"stall_after": 2, "stall": 30}),
+        # A stream that keeps coming, but for longer than `total`.
+        ("idle = 10\ntotal = 0.5", {"delay": 0.2}),
+    ],
+    ids=["idle", "total"],
+)
+async def test_a_stalled_stream_ends_with_a_timeout_event(
+    backend, gateway, settings, script
+):
+    """A `/v1` stream is bounded as the Ollama streams are: a gap over
+    `timeouts.idle`, or an exchange over `timeouts.total`, ends it with an
+    OpenAI `error` event (not a hang, not a clean end), and the backend's
+    connection is closed."""
+    from tests.ndjson import NO_RETRY
+
+    words = [f" w{i}" for i in range(8)]
+    backend.queue(Script(pieces=openai_stream(*words), **script))
+    client = await gateway(backend, f"{NO_RETRY}\n[timeouts]\n{settings}\n")
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    async with asyncio.timeout(20):
+        response = await client.post(
+            "/v1/chat/completions", json={**body, "stream": True}
+        )
+        raw = await response.read()
+        await backend.disconnected.wait()
+    assert response.status == 200
+    events = [e for e in raw.decode().split("\n\n") if e]
+    assert b"[DONE]" not in raw
+    assert 2 <= len(events) < 10, raw
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["message"] == "upstream timeout"
+    assert len(backend.completions()) == 1

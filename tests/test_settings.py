@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from ollama_gateway.settings import Settings, SettingsError, parse_ollama_host
+from ollama_gateway.settings import (
+    Settings,
+    SettingsError,
+    TimeoutSettings,
+    parse_ollama_host,
+)
 
 
 @pytest.mark.parametrize(
@@ -195,3 +200,14 @@ def test_credentials_in_the_url_and_an_api_key_are_refused():
         Settings.load(env)
     alone = Settings.load({"OPENAI_BASE_URL": "https://user:pw@example.com/v1"})
     assert alone.backends[0].base_url == "https://user:pw@example.com/v1"
+
+
+@pytest.mark.parametrize(
+    ("first_token", "total", "expected"),
+    [(600, 0, 600), (600, 5, 5), (5, 600, 5), (0, 7, 7), (0, 0, None)],
+)
+def test_the_wait_for_an_answer_to_start_is_bounded_by_total_too(
+    first_token, total, expected
+):
+    timeouts = TimeoutSettings(first_token=first_token, total=total)
+    assert timeouts.first_wait == expected

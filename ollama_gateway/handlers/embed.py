@@ -103,7 +103,7 @@ async def _embed(
     upstream = app[upstream_key]
     ctx.backend_settings = upstream.backend(ctx.backend)
     body = map_with(request, lambda: pipeline.request.map_embed(req, ctx))
-    timeout = app[settings_key].timeouts.first_token or None
+    timeout = app[settings_key].timeouts.first_wait
     async with upstream.slot(), upstream_deadline(timeout, request.task):
         response = await upstream.send(
             ctx, "/embeddings", openai.encode(body), stream=False, not_found=not_found

@@ -106,7 +106,9 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
     body["model"] = entry.upstream_id
     stream = body.get("stream") is True
     upstream = request.app[upstream_key]
-    timeout = request.app[settings_key].timeouts.first_token or None
+    timeouts = request.app[settings_key].timeouts
+    timeout = timeouts.first_wait
+    started = request.task.get_loop().time()
     try:
         async with upstream.slot():
             async with upstream_deadline(timeout, request.task):
@@ -115,7 +117,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                     not_found=f"The model '{ctx.model}' does not exist",
                 )  # fmt: skip
             try:
-                return await _relay(request, response)
+                return await _relay(request, response, started)
             finally:
                 await response.aclose()
     except GatewayError as exc:
@@ -123,7 +125,17 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
         return _error(exc.status, exc.message)
 
 
-async def _relay(request: web.Request, response: Any) -> web.StreamResponse:
+async def _relay(
+    request: web.Request, response: Any, started: float
+) -> web.StreamResponse:
+    """Relay the answer as it comes. A gap longer than `timeouts.idle`, or a
+    whole exchange longer than `timeouts.total`, ends it as a failure does."""
+    timeouts = request.app[settings_key].timeouts
+    task = request.task
+    loop = task.get_loop()
+    idle = timeouts.idle or None
+    end = started + timeouts.total if timeouts.total else None
+    pieces = aiter(response.aiter_bytes())
     content_type = response.headers.get("Content-Type", "application/json")
     out = web.StreamResponse(
         status=response.status, headers={"Content-Type": content_type}
@@ -133,7 +145,15 @@ async def _relay(request: web.Request, response: Any) -> web.StreamResponse:
     # can an event of our own follow.
     between_events = content_type.startswith("text/event-stream")
     try:
-        async for piece in response.aiter_bytes():
+        while True:
+            wait = idle
+            if end is not None:
+                left = end - loop.time()
+                wait = left if wait is None else min(wait, left)
+            async with upstream_deadline(wait, task):
+                piece = await anext(pieces, None)
+            if piece is None:
+                break
             await out.write(piece)
             between_events = piece.endswith(b"\n\n")
     except GatewayError as exc:
@@ -159,9 +179,7 @@ async def _relay(request: web.Request, response: Any) -> web.StreamResponse:
             raise
         # The grace period is over: end the stream with an error event, as
         # OpenAI does (its clients raise on an `error` event), then close it.
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        task.uncancel()
         request[ctx_key].outcome = "shutdown"
         error = _ErrorEnvelope(_OpenAIError(SHUTDOWN, "api_error", "shutting_down"))
         try:
