@@ -985,6 +985,26 @@ async def test_idle_connection_older_than_keepalive_is_not_reused(
         assert [r.conn for r in server.requests] == [0, 0, 1]
 
 
+async def test_idle_connections_are_closed_when_they_expire_with_no_new_request(
+    make_pool: Pools, serve: Servers
+) -> None:
+    """A burst's connections go idle and no request follows (the load
+    stopped): each is still closed once its keep-alive time is up, not kept
+    open (a socket here, one at the backend) until some next request."""
+    async with asyncio.timeout(LIMIT):
+        pool = make_pool(keepalive=0.1)
+        server = await serve(*(Reply([ok(b"%d" % i)]) for i in range(3)))
+        responses = await asyncio.gather(*(post(pool, server) for _ in range(3)))
+        assert sorted([await read_body(resp) for resp in responses]) == [
+            b"0",
+            b"1",
+            b"2",
+        ]
+        assert server.connections == 3
+        async with asyncio.timeout(1):
+            await asyncio.gather(*(eof.wait() for eof in server.eof))
+
+
 @pytest.mark.parametrize("read_by_loop", [True, False], ids=["eof-read", "fin-unread"])
 async def test_connection_closed_by_server_while_idle_is_not_reused(
     pool: Http1Pool, serve: Servers, read_by_loop: bool

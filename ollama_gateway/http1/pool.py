@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import math
 import select
 import socket
 import ssl
@@ -90,6 +91,9 @@ class Http1Pool:
         self._idle: dict[tuple[str, int, bool], deque[Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._open: set[Connection] = set()
+        # Closes idle connections whose time is up when no request comes to
+        # retire them (see `_release`); armed while any connection is idle.
+        self._sweep: asyncio.TimerHandle | None = None
         self._ssl: ssl.SSLContext | None = None
         # (host, port) -> (expiry, lookup): a name is resolved once per DNS_TTL
         # for all new connections (concurrent ones share the lookup), as
@@ -149,6 +153,9 @@ class Http1Pool:
         return response
 
     async def aclose(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for conn in list(self._open):
             conn.close()
         self._idle.clear()
@@ -174,8 +181,7 @@ class Http1Pool:
                 or conn.expires < now
                 or _readable(transport)
             ):
-                conn.close()
-                self._open.discard(conn)
+                self._retire(conn)
                 continue
             return conn
         return None
@@ -189,9 +195,32 @@ class Http1Pool:
         # connections open forever.
         now = self.loop.time()
         while idle and (idle[0].closed or idle[0].expires < now):
-            stale = idle.popleft()
-            stale.close()
-            self._open.discard(stale)
+            self._retire(idle.popleft())
+        if self._sweep is None:
+            self._sweep = self.loop.call_at(conn.expires, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        """The idle connections' timer: close those that expired, though no
+        request came to retire them, so a pool that went quiet does not keep
+        its busiest moment's connections open; then wait for the next expiry."""
+        self._sweep = None
+        now = self.loop.time()
+        soonest = math.inf
+        for key, idle in self._idle.items():
+            kept: deque[Connection] = deque()
+            for conn in idle:
+                if conn.closed or conn.expires <= now:
+                    self._retire(conn)
+                else:
+                    kept.append(conn)
+                    soonest = min(soonest, conn.expires)
+            self._idle[key] = kept
+        if soonest < math.inf:
+            self._sweep = self.loop.call_at(soonest, self._sweep_idle)
+
+    def _retire(self, conn: Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
 
     async def _connect(
         self, target: _Target, connect_timeout: float | None
