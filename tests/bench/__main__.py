@@ -702,6 +702,25 @@ def table(
 # -- main -----------------------------------------------------------------------
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without the gateway's own settings: every target
+    runs on its defaults and the config the benchmark gives it."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "OPENAI_"))
+    }
+    env.pop("LOG_LEVEL", None)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def uvloop_hider(tmp: Path) -> Path:
+    """A directory that, put first on PYTHONPATH, hides an installed uvloop."""
+    hide = tmp / "no-uvloop"
+    hide.mkdir()
+    (hide / "uvloop.py").write_text(_NO_UVLOOP)
+    return hide
+
+
 @contextmanager
 def launch(
     target: Target,
@@ -766,11 +785,7 @@ def main() -> int:
     if args.targets:
         wanted = set(args.targets.split(","))
         chosen = [t for t in chosen if t.name in wanted]
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "OPENAI_"))
-    }
-    env.pop("LOG_LEVEL", None)
-    env["PYTHONPATH"] = str(ROOT)
+    env = clean_env()
     print(f"# ollama-gateway benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(
         f"python {platform.python_version()}, uvloop {uvloop or 'not installed'}, "
@@ -780,9 +795,7 @@ def main() -> int:
     results: dict[str, Figures] = {}
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ollama-gateway-bench-") as tmp:
-        hide = Path(tmp) / "no-uvloop"
-        hide.mkdir()
-        (hide / "uvloop.py").write_text(_NO_UVLOOP)
+        hide = uvloop_hider(Path(tmp))
         backend, backend_port = start_backend(env)
         backend_url = f"http://127.0.0.1:{backend_port}/v1"
         start = partial(

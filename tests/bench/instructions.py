@@ -23,7 +23,6 @@ time here. So it ranks changes to the Python path; it is no stand-in for
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shutil
 import subprocess
@@ -34,13 +33,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tests.bench.__main__ import (
-    ROOT,
     Target,
+    clean_env,
     launch,
     run_client,
     start_backend,
     stop,
     targets,
+    uvloop_hider,
 )
 
 # valgrind starts a Python process in seconds, not milliseconds.
@@ -174,11 +174,7 @@ def main() -> int:
     unknown = [w for w in wanted if w not in known]
     if unknown:
         parser.error(f"unknown targets: {', '.join(unknown)}")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA_", "OPENAI_"))
-    }
-    env.pop("LOG_LEVEL", None)
-    env["PYTHONPATH"] = str(ROOT)
+    env = clean_env()
     print(
         f"# ollama-gateway instruction counts, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
     )
@@ -186,9 +182,7 @@ def main() -> int:
     counts: dict[str, dict[str, Count]] = {}
     with tempfile.TemporaryDirectory(prefix="ollama-gateway-callgrind-") as tmp:
         out = Path(tmp)
-        hide = out / "no-uvloop"
-        hide.mkdir()
-        (hide / "uvloop.py").write_text('raise ImportError("hidden")\n')
+        hide = uvloop_hider(out)
         backend, backend_port = start_backend(env)
         try:
             for name in wanted:
