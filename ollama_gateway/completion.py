@@ -122,7 +122,7 @@ class ChunkReader:
         self._session = session
         # An answer the client gets whole is folded by the session itself when
         # it can (see protocols.WholeAnswerSession): no Ollama chunk per event.
-        self._absorb: Callable[[openai.ChatCompletionChunk], None] | None = (
+        self._absorb: Callable[[Sequence[openai.ChatCompletionChunk]], None] | None = (
             None if ctx.stream else getattr(session, "absorb", None)
         )
         self._it = aiter(upstream.aiter_bytes())
@@ -334,12 +334,12 @@ class ChunkReader:
             return None
         absorb = self._absorb
         assert absorb is not None
-        for chunk in chunks:
-            choices = chunk.choices
-            if choices and choices[0].finish_reason:
-                self._saw_finish = True
-            absorb(chunk)
+        absorb(chunks)
         if not done:
+            if not self._saw_finish:
+                self._saw_finish = any(
+                    c.choices and c.choices[0].finish_reason for c in chunks
+                )
             return ()
         self._finished = True
         return self._session.close()
@@ -386,7 +386,7 @@ class ChunkReader:
                 chunk.usage = _groq_usage(payload)
         absorb = self._absorb
         if absorb is not None:
-            absorb(chunk)
+            absorb((chunk,))
             return ()
         return self._session.feed(chunk)
 

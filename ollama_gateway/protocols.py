@@ -141,14 +141,15 @@ class WholeAnswerSession(StreamSession, Protocol):
 
     Optional. When the client asked `stream: false` and the session that
     `open_stream` returned has `absorb`, the gateway calls `absorb` instead of
-    `feed` for each chunk, and `close` must then return what the `feed` calls
-    would have returned, in their order (it may join it into one chunk): the
-    gateway joins the contents, thinking, tool calls and logprobs of all
-    chunks either way. A wrapper session without `absorb` keeps getting every
-    chunk through `feed`.
+    `feed`, with the chunks of each upstream read in order (often the whole
+    answer at once), and `close` must then return what the `feed` calls would
+    have returned, in their order (it may join it into one chunk): the gateway
+    joins the contents, thinking, tool calls and logprobs of all chunks either
+    way. A wrapper session without `absorb` keeps getting every chunk through
+    `feed`.
     """
 
-    def absorb(self, chunk: openai.ChatCompletionChunk) -> None: ...
+    def absorb(self, chunks: Sequence[openai.ChatCompletionChunk]) -> None: ...
 
 
 @runtime_checkable

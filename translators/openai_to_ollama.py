@@ -5,8 +5,8 @@ content and reasoning are emitted as they come, tool-call fragments are joined
 by index and emitted whole at the end, and usage is read from any chunk, even
 one after `finish_reason`. The same session reads legacy completion chunks
 (`text`) and a whole non-stream answer (`message`). For a client that asked
-`stream: false` the gateway calls `absorb` instead of `feed`: the content is
-kept and `close` returns it as one chunk.
+`stream: false` the gateway calls `absorb` with each read's chunks instead
+of `feed`: the content is kept and `close` returns it as one chunk.
 """
 
 from __future__ import annotations
@@ -203,38 +203,54 @@ class ChatStreamSession:
             ),
         )
 
-    def absorb(self, chunk: openai.ChatCompletionChunk) -> None:
-        """`feed` for an answer the client gets whole (`stream: false`): from
-        the first call on, what `feed` would return is kept, and `close`
-        returns it as one chunk, so the fold makes no Ollama chunk per event."""
+    def absorb(self, chunks: Sequence[openai.ChatCompletionChunk]) -> None:
+        """`feed` for an answer the client gets whole (`stream: false`), given
+        the chunks of one read: from the first call on, what `feed` would
+        return is kept, and `close` returns it as one chunk, so the fold makes
+        no Ollama chunk per event."""
         kept = self.kept
         if kept is None:
             kept = self.kept = _Kept()
+        content = kept.content
+        plain = not self.want_logprobs
+        counted = 0
         # The usual chunk, a piece of content and nothing else to read, is
-        # kept here; any other goes through `feed`, as a streamed one does.
-        choices = chunk.choices
-        if choices and chunk.error is None and not self.want_logprobs:
-            choice = choices[0]
-            delta = choice.delta
-            if (
-                delta is not None
-                and delta.content
-                and not delta.tool_calls
-                and not delta.reasoning_content
-                and not delta.reasoning
-            ):
-                if chunk.usage is not None:
-                    self.usage = chunk.usage
-                if choice.finish_reason:
-                    self.finish_reason = choice.finish_reason
-                now = time.perf_counter_ns()
-                if not self.first_ns:
-                    self.first_ns = self.ctx.first_token_ns = now
-                self.last_ns = now
-                self.deltas += 1
-                kept.content.append(delta.content)
-                return
-        self.feed(chunk)
+        # kept in this loop; any other goes through `feed`, as a streamed one
+        # does. This loop is most of what a non-stream answer costs the session.
+        for chunk in chunks:
+            choices = chunk.choices
+            if plain and choices and chunk.error is None:
+                choice = choices[0]
+                delta = choice.delta
+                if (
+                    delta is not None
+                    and (text := delta.content)
+                    and not delta.tool_calls
+                    and not delta.reasoning_content
+                    and not delta.reasoning
+                ):
+                    if chunk.usage is not None:
+                        self.usage = chunk.usage
+                    if choice.finish_reason:
+                        self.finish_reason = choice.finish_reason
+                    content.append(text)
+                    counted += 1
+                    continue
+            if counted:
+                self._count(counted)  # before `feed` takes its own time
+                counted = 0
+            self.feed(chunk)
+        if counted:
+            self._count(counted)
+
+    def _count(self, deltas: int) -> None:
+        """Deltas received now: the chunks of one read arrived together, so
+        they share one timestamp."""
+        now = time.perf_counter_ns()
+        if not self.first_ns:
+            self.first_ns = self.ctx.first_token_ns = now
+        self.last_ns = now
+        self.deltas += deltas
 
     def close(self) -> Sequence[ollama.ChatResponse]:
         out = []
