@@ -3,7 +3,11 @@
 `Http1Transport` (the default, `openai-http`) sends through our lean HTTP/1.1
 pool (`http1/`). `AiohttpTransport` (`openai-aiohttp`) sends through one
 pooled aiohttp ClientSession; `map_client_errors` is where aiohttp's
-exceptions become the gateway's. Both fail with the same errors and texts."""
+exceptions become the gateway's. Both fail with the same errors and texts.
+
+Both honour the proxy the environment sets for a backend (`proxy.py`); the
+default transport hands a proxied backend's requests to aiohttp's client,
+which speaks to proxies (CONNECT tunnels included) where our pool does not."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from ollama_gateway.errors import (
 )
 from ollama_gateway.http1 import UNEXPECTED_EOF, Http1Pool, Http1Response
 from ollama_gateway.protocols import UpstreamRequest
+from ollama_gateway.proxy import Proxy, proxy_for
 
 __all__ = [
     "AiohttpResponse",
@@ -41,6 +46,11 @@ def map_client_errors(*, started: bool = False) -> Iterator[None]:
         yield
     except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as exc:
         raise UpstreamConnectError(f"upstream unavailable: {_reason(exc)}") from exc
+    except aiohttp.ClientHttpProxyError as exc:
+        # The proxy said no to the tunnel: the backend never saw the request.
+        raise UpstreamConnectError(
+            f"upstream unavailable: the proxy refused: {exc.status} {exc.message}"
+        ) from exc
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeoutError("upstream timeout") from exc
     except aiohttp.ClientError as exc:
@@ -132,12 +142,14 @@ class AiohttpTransport:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
+        self._routes = _Routes()
 
     async def send(
         self, request: UpstreamRequest, ctx: RequestContext
     ) -> AiohttpResponse:
         session = self._session or await self._open()
         backend = request.backend
+        proxy = self._routes.proxy(backend.base_url)
         headers = {
             "Content-Type": "application/json",
             **backend.headers,
@@ -147,12 +159,21 @@ class AiohttpTransport:
             headers["Authorization"] = f"Bearer {backend.api_key}"
         url = backend.base_url.rstrip("/") + request.path
         connect = request.connect_timeout or None
+        tunnel: dict[str, str] | None = None
+        if proxy is not None and (proxy.login or proxy.password):
+            credentials = aiohttp.encode_basic_auth(proxy.login, proxy.password)
+            if url.startswith("https:"):
+                tunnel = {"Proxy-Authorization": credentials}  # on the CONNECT
+            else:
+                headers["Proxy-Authorization"] = credentials  # the proxy reads it
         with map_client_errors():
             resp = await session.request(
                 request.method,
                 url,
                 data=request.body or None,
                 headers=headers,
+                proxy=proxy.url if proxy else None,
+                proxy_headers=tunnel,
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     sock_connect=connect,
@@ -180,18 +201,25 @@ class AiohttpTransport:
 
 class Http1Transport:
     """Sends requests over our HTTP/1.1 keep-alive pool, created on first use
-    (it belongs to the running loop). No connection cap, as above."""
+    (it belongs to the running loop). No connection cap, as above. A backend
+    the environment puts behind a proxy is sent to through `AiohttpTransport`."""
 
     def __init__(self) -> None:
         self._pool: Http1Pool | None = None
+        self._routes = _Routes()
+        self._proxied: AiohttpTransport | None = None
 
     async def send(
         self, request: UpstreamRequest, ctx: RequestContext
-    ) -> Http1Response:
+    ) -> Http1Response | AiohttpResponse:
+        backend = request.backend
+        if self._routes.proxy(backend.base_url) is not None:
+            if self._proxied is None:
+                self._proxied = AiohttpTransport()
+            return await self._proxied.send(request, ctx)
         pool = self._pool
         if pool is None:
             pool = self._pool = Http1Pool()
-        backend = request.backend
         headers = {
             "Content-Type": "application/json",
             **backend.headers,
@@ -209,6 +237,29 @@ class Http1Transport:
         )
 
     async def aclose(self) -> None:
+        if self._proxied is not None:
+            await self._proxied.aclose()
+            self._proxied = None
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+
+
+_UNKNOWN = Proxy("")
+
+
+class _Routes:
+    """Each backend URL's proxy (None: direct), worked out at its first
+    request: the environment is the process's, set before it starts."""
+
+    __slots__ = ("_found",)
+
+    def __init__(self) -> None:
+        self._found: dict[str, Proxy | None] = {}
+
+    def proxy(self, base_url: str) -> Proxy | None:
+        found = self._found.get(base_url, _UNKNOWN)
+        if found is _UNKNOWN:
+            # Raises for a proxy we cannot use; not kept, so each request says so.
+            found = self._found[base_url] = proxy_for(base_url)
+        return found

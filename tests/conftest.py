@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,15 @@ from tests.fakebackend import FakeBackend
 
 MakeSettings = Callable[..., Settings]
 MakeGateway = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests are hermetic: a proxy the host's environment sets (HTTPS_PROXY,
+    NO_PROXY, ...) is not theirs; tests/test_proxy.py sets its own."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
