@@ -210,3 +210,60 @@ async def test_openrouter_error_in_a_200_json_body(backend, gateway):
     resp = await post(client, "/api/chat", chat(stream=False))
     assert resp.status == 502
     assert await resp.json() == {"error": "Upstream model error"}
+
+
+# The LiteLLM proxy (1.108.7, seen here behind a backend that failed after its
+# role chunk): the headers and a role-only chunk are already sent, so the error
+# comes in band, with the HTTP status as a *string* `code` (ProxyException).
+_LITELLM_ROLE = (
+    b'data: {"id":"chatcmpl-up","object":"chat.completion.chunk","created":'
+    b'1795985896,"model":"up-role-then-429","choices":[{"index":0,"delta":'
+    b'{"role":"assistant","content":""}}]}\n\n'
+)
+
+
+def _litellm_error(code: str, message: str) -> bytes:
+    return (
+        b'data: {"error": {"message": "' + message.encode() + b'", "type": '
+        b'"throttling_error", "param": null, "code": "' + code.encode() + b'"}}\n\n'
+    )
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        (
+            "429",
+            429,
+            "litellm.RateLimitError: RateLimitError: OpenAIException - "
+            "Rate limit reached for requests",
+        ),
+        ("400", 400, "litellm.ContextWindowExceededError: too long"),
+        ("401", 502, "upstream authentication failed: litellm.AuthenticationError"),
+        ("503", 503, "litellm.ServiceUnavailableError: overloaded"),
+    ],
+)
+async def test_litellm_error_event_with_a_string_status_code_keeps_it(
+    backend, gateway, stream, code, status, message
+):
+    raw = message.removeprefix("upstream authentication failed: ")
+    data = _LITELLM_ROLE + _litellm_error(code, raw)
+    # Cut inside the role chunk and inside the error's `code` value.
+    cut = data.index(b'"code": "') + 11
+    backend.queue(Script(pieces=[data[:57], data[57:cut], data[cut:]], delay=0.01))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == status
+    assert await resp.json() == {"error": message}
+    assert len(backend.completions()) == 1
+
+
+async def test_an_error_code_that_is_a_word_is_a_500(backend, gateway):
+    # OpenAI-style codes ("server_error", "rate_limit_exceeded") are no status.
+    data = _LITELLM_ROLE + _litellm_error("server_error", "boom")
+    backend.queue(Script(pieces=[data]))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 500
+    assert await resp.json() == {"error": "boom"}
