@@ -5,6 +5,9 @@ Each test names the backend and the public source of the shape it replays.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 
 from tests.fakebackend import Script, chat_chunk, sse
@@ -267,3 +270,31 @@ async def test_an_error_code_that_is_a_word_is_a_500(backend, gateway):
     resp = await post(client, "/api/chat", chat(stream=False))
     assert resp.status == 500
     assert await resp.json() == {"error": "boom"}
+
+
+_MISTRAL_ID = re.compile(r"[a-zA-Z0-9]{9}")
+
+
+async def test_history_calls_without_ids_get_ids_mistral_accepts(backend, gateway):
+    # Mistral's API (and the Mistral chat templates vLLM and mlx serve) refuses
+    # any other tool-call id: 400 "Tool call id was call_1_0 but must be a-z,
+    # A-Z, 0-9, with a length of 9." (mistral-common's tool-calling docs;
+    # reported in anomalyco/opencode#1680, nearai/ironclaw#1241). The official
+    # Python client drops the ids it was given, so the gateway makes them up.
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather?"}]
+    for turn in range(12):
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [call, call]},
+            {"role": "tool", "tool_name": "get_weather", "content": f"{turn}C"},
+            {"role": "tool", "tool_name": "get_weather", "content": f"{turn}F"},
+        ]
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(messages=messages, stream=False))
+    assert resp.status == 200
+    upstream = backend.completions()[-1].body["messages"]
+    ids = [c["id"] for m in upstream for c in m.get("tool_calls", ())]
+    assert len(ids) == 24 and len(set(ids)) == 24
+    assert all(_MISTRAL_ID.fullmatch(i) for i in ids), ids
+    answered = [m["tool_call_id"] for m in upstream if m["role"] == "tool"]
+    assert answered == ids
