@@ -298,3 +298,65 @@ async def test_history_calls_without_ids_get_ids_mistral_accepts(backend, gatewa
     assert all(_MISTRAL_ID.fullmatch(i) for i in ids), ids
     answered = [m["tool_call_id"] for m in upstream if m["role"] == "tool"]
     assert answered == ids
+
+
+# llama-server gives a tool call's `arguments` as a JSON *object* when started
+# with `--tool-args-object`, and did so by default for a while in March 2026
+# (ggml-org/llama.cpp#20198, reverted to strings by #20202).
+_LLAMACPP_OBJECT_ARGS_JSON = (
+    b'{"choices":[{"finish_reason":"tool_calls","index":0,"message":{"role":'
+    b'"assistant","content":null,"tool_calls":[{"type":"function","function":'
+    b'{"name":"get_weather","arguments":{"city":"Paris","days":2}},"id":'
+    b'"e6Yx1CZRqU3ZfGnvsOaWmBJZ3cyBeeAM"}]}}],"created":1773000000,"model":'
+    b'"qwen3","system_fingerprint":"b8200-1a2b3c4d","object":"chat.completion",'
+    b'"usage":{"completion_tokens":21,"prompt_tokens":180,"total_tokens":201},'
+    b'"id":"chatcmpl-Xo1","timings":{"prompt_n":180,"prompt_ms":95.1,'
+    b'"predicted_n":21,"predicted_ms":310.4}}'
+)
+_OBJECT_CALL = {
+    "id": "e6Yx1CZRqU3ZfGnvsOaWmBJZ3cyBeeAM",
+    "function": {
+        "index": 0,
+        "name": "get_weather",
+        "arguments": {"city": "Paris", "days": 2},
+    },
+}
+
+
+@pytest.mark.parametrize("extra", ["", 'stream_upstream = "as-client"\n'])
+async def test_llamacpp_object_arguments_in_a_json_answer(backend, gateway, extra):
+    data = _LLAMACPP_OBJECT_ARGS_JSON
+    pieces = [data[:101], data[101:150], data[150:]]  # cut inside the object
+    backend.queue(Script(pieces=pieces, content_type="application/json"))
+    client = await gateway(
+        toml=f'[[backends]]\nname = "l"\nbase_url = "{backend.url}"\n{extra}'
+    )
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["message"]["tool_calls"] == [_OBJECT_CALL]
+    assert body["prompt_eval_count"] == 180 and body["eval_count"] == 21
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_llamacpp_object_arguments_in_a_stream(backend, gateway, stream):
+    call = {
+        "index": 0,
+        "id": "e6Yx1CZRqU3ZfGnvsOaWmBJZ3cyBeeAM",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}},
+    }
+    data = sse(
+        chat_chunk({"role": "assistant", "content": None}),
+        chat_chunk({"tool_calls": [call]}),
+        chat_chunk({}, finish="tool_calls"),
+    )
+    cut = data.index(b'"days"')
+    backend.queue(Script(pieces=[data[:cut], data[cut:]], delay=0.01))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 200
+    objs = ndjson(await resp.read()) if stream else [await resp.json()]
+    calls = [c for o in objs for c in o.get("message", {}).get("tool_calls", ())]
+    assert calls == [_OBJECT_CALL]
+    assert objs[-1]["done"] is True

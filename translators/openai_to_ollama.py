@@ -47,6 +47,7 @@ class _LegacyLogprobs(msgspec.Struct):
 _decode_chat_logprobs = msgspec.json.Decoder(_ChatLogprobs | None).decode
 _decode_legacy_logprobs = msgspec.json.Decoder(_LegacyLogprobs | None).decode
 _decode_arguments = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 class ChatResponseMapper:
@@ -334,8 +335,11 @@ class ChatStreamSession:
             if function is not None:
                 if function.name and not parts.name:
                     parts.name = function.name
-                if function.arguments:
-                    parts.arguments.append(function.arguments)
+                arguments = function.arguments
+                if arguments:
+                    if not isinstance(arguments, str):
+                        arguments = _encode(arguments).decode()  # an object
+                    parts.arguments.append(arguments)
 
     def _move(self, index: int, call_id: str) -> _ToolCallParts:
         """The call with id `call_id`, or a new one, that fragments under

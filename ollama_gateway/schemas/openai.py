@@ -160,10 +160,14 @@ class EmbeddingRequest(msgspec.Struct):
 
 
 class FunctionDelta(msgspec.Struct, gc=False):
-    """A fragment of a streamed tool call's function."""
+    """A fragment of a streamed tool call's function.
+
+    `arguments` is a JSON string fragment, or the whole arguments object from
+    llama-server started with `--tool-args-object` (ggml-org/llama.cpp#20202).
+    """
 
     name: str | None = None
-    arguments: str | None = None
+    arguments: str | dict[str, Any] | None = None
 
 
 class ToolCallDelta(msgspec.Struct, gc=False):
