@@ -5,6 +5,7 @@ Each test names the backend and the public source of the shape it replays.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -360,3 +361,91 @@ async def test_llamacpp_object_arguments_in_a_stream(backend, gateway, stream):
     calls = [c for o in objs for c in o.get("message", {}).get("tool_calls", ())]
     assert calls == [_OBJECT_CALL]
     assert objs[-1]["done"] is True
+
+
+# Mistral's reasoning models (magistral-*-2507 and later, mistral-small and
+# mistral-medium-3-5 with reasoning_effort) give `content` as a list of typed
+# chunks: the thinking as `{"type": "thinking", "thinking": [text chunks]}`,
+# the answer as `{"type": "text"}` chunks, or as plain strings once a stream's
+# thinking is over (docs.mistral.ai/capabilities/reasoning; the ThinkChunk and
+# TextChunk of mistralai/client-python).
+def _mistral_chunk(content: object, finish: str | None = None, **extra: object) -> str:
+    chunk = {
+        "id": "8c1f2a3b4c5d4e6f8a9b0c1d2e3f4a5b",
+        "object": "chat.completion.chunk",
+        "created": 1777985814,
+        "model": "magistral-medium-2509",
+        "choices": [
+            {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+        ],
+        **extra,
+    }
+    return json.dumps(chunk, separators=(",", ":"))
+
+
+def _thinking(text: str) -> list[dict[str, object]]:
+    return [{"type": "thinking", "thinking": [{"type": "text", "text": text}]}]
+
+
+_MISTRAL_USAGE = {"prompt_tokens": 10, "total_tokens": 50, "completion_tokens": 40}
+_MISTRAL_STREAM = sse(
+    _mistral_chunk(""),
+    _mistral_chunk(_thinking("Okay, ")),
+    _mistral_chunk(_thinking("2+2 is 4.")),
+    _mistral_chunk([{"type": "text", "text": "The answer"}]),
+    _mistral_chunk(" is 4.", "stop", usage=_MISTRAL_USAGE),
+)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_mistral_thinking_chunks_in_a_stream(backend, gateway, stream):
+    data = _MISTRAL_STREAM
+    cut = data.index(b"2+2")
+    backend.queue(Script(pieces=[data[:cut], data[cut:]], delay=0.01))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 200, await resp.text()
+    objs = ndjson(await resp.read()) if stream else [await resp.json()]
+    thinking = "".join(o["message"].get("thinking", "") for o in objs)
+    content = "".join(o["message"]["content"] for o in objs)
+    assert (thinking, content) == ("Okay, 2+2 is 4.", "The answer is 4.")
+    assert objs[-1]["done_reason"] == "stop" and objs[-1]["eval_count"] == 40
+
+
+async def test_mistral_thinking_chunks_in_a_json_answer(backend, gateway):
+    answer = {
+        "id": "d3564afe820340acba2a282db61ed58c",
+        "object": "chat.completion",
+        "model": "magistral-medium-latest",
+        "usage": _MISTRAL_USAGE,
+        "created": 1777985814,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": [
+                        {**_thinking("Dolphins are mammals.")[0], "closed": True},
+                        {"type": "text", "text": "Dolphins are smart."},
+                    ],
+                    "tool_calls": None,
+                    "prefix": False,
+                },
+            }
+        ],
+    }
+    body = json.dumps(answer).encode()
+    backend.queue(Script(pieces=[body], content_type="application/json"))
+    client = await gateway(
+        toml=f'[[backends]]\nname = "m"\nbase_url = "{backend.url}"\n'
+        'stream_upstream = "as-client"\n'
+    )
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 200, await resp.text()
+    message = (await resp.json())["message"]
+    assert message == {
+        "role": "assistant",
+        "content": "Dolphins are smart.",
+        "thinking": "Dolphins are mammals.",
+    }
