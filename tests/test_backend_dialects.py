@@ -449,3 +449,40 @@ async def test_mistral_thinking_chunks_in_a_json_answer(backend, gateway):
         "content": "Dolphins are smart.",
         "thinking": "Dolphins are mammals.",
     }
+
+
+async def test_llama_cpp_python_logprobs_without_bytes_get_them(backend, gateway):
+    # llama-cpp-python's server (0.3.36) sends `"bytes": null` in chat
+    # logprobs; Ollama's elements carry the token's UTF-8 bytes (spec 3.11).
+    data = (
+        b'data: {"id": "chatcmpl-cac6", "model": "tiny-llama", "created": '
+        b'1795986353, "object": "chat.completion.chunk", "choices": [{"index": 0,'
+        b' "delta": {"role": "assistant"}, "logprobs": null, "finish_reason": null'
+        b'}]}\n\ndata: {"id": "chatcmpl-cac6", "model": "tiny-llama", "created": '
+        b'1795986353, "object": "chat.completion.chunk", "choices": [{"index": 0,'
+        b' "delta": {"content": " gr\\u00f6w"}, "logprobs": {"content": [{"token":'
+        b' " gr\\u00f6w", "bytes": null, "logprob": -0.03, "top_logprobs": [{'
+        b'"token": " gr\\u00f6w", "logprob": -0.03, "bytes": null}, {"token": "", '
+        b'"logprob": -5.0, "bytes": null}]}], "refusal": null}, "finish_reason": '
+        b'null}]}\n\ndata: {"id": "chatcmpl-cac6", "model": "tiny-llama", '
+        b'"created": 1795986353, "object": "chat.completion.chunk", "choices": '
+        b'[{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "length"}'
+        b"]}\n\ndata: [DONE]\n\n"
+    )
+    backend.queue(Script(pieces=[data[:300], data[300:]]))
+    client = await gateway(backend)
+    body = chat(stream=False, logprobs=True, top_logprobs=2)
+    resp = await post(client, "/api/chat", body)
+    assert resp.status == 200
+    grow = list(" gröw".encode())
+    assert (await resp.json())["logprobs"] == [
+        {
+            "token": " gröw",
+            "logprob": -0.03,
+            "bytes": grow,
+            "top_logprobs": [
+                {"token": " gröw", "logprob": -0.03, "bytes": grow},
+                {"token": "", "logprob": -5.0},
+            ],
+        }
+    ]

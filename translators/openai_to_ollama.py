@@ -397,9 +397,16 @@ class ChatStreamSession:
             return None  # best effort: a backend's odd logprobs shape is not fatal
         if not items:
             return None
-        if not self.top_logprobs:
-            for item in items:
+        tops = self.top_logprobs
+        for item in items:
+            if not tops:
                 item.top_logprobs = None
+            # llama-cpp-python sends `"bytes": null`; Ollama gives the token's.
+            if item.bytes is None and item.token:
+                item.bytes = list(item.token.encode())
+            for top in item.top_logprobs or ():
+                if top.bytes is None and top.token:
+                    top.bytes = list(top.token.encode())
         return items
 
 
