@@ -376,9 +376,13 @@ class ChunkReader:
         try:
             chunk = _decode_chunk(payload)
         except msgspec.DecodeError as exc:
-            raise UpstreamProtocolError(
-                f"upstream sent an invalid event: {exc}"
-            ) from None
+            # Typed content parts (Mistral's reasoning models), else invalid.
+            parts = openai.decode_content_parts(payload)
+            if parts is None:
+                raise UpstreamProtocolError(
+                    f"upstream sent an invalid event: {exc}"
+                ) from None
+            chunk = parts
         choices = chunk.choices
         if choices and choices[0].finish_reason:
             self._saw_finish = True

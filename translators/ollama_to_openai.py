@@ -22,6 +22,7 @@ __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 
 _DEFAULT_BACKEND = BackendSettings(name="default")
 _encode_arguments = msgspec.json.Encoder().encode
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class ChatRequestMapper:
@@ -178,10 +179,26 @@ def _tool_call(position: int, index: int, call: ollama.ToolCall) -> openai.ToolC
         text = arguments
     else:
         text = _encode_arguments(arguments).decode()
-    call_id = call.id or f"call_{position}_{index}"
+    call_id = call.id or _history_call_id(position, index)
     return openai.ToolCall(
         id=call_id, function=openai.FunctionCall(call.function.name, text)
     )
+
+
+def _history_call_id(position: int, index: int) -> str:
+    """A deterministic id for a call of the history that came without one
+    (the Python client drops them): nine letters and digits, the only form
+    Mistral's API and the Mistral chat templates accept ("Tool call id was
+    call_1_0 but must be a-z, A-Z, 0-9, with a length of 9")."""
+    return "call" + _base36(position, 3) + _base36(index, 2)
+
+
+def _base36(number: int, width: int) -> str:
+    digits = ""
+    while number:
+        number, digit = divmod(number, 36)
+        digits = _BASE36[digit] + digits
+    return digits.rjust(width, "0")
 
 
 def _tool_result(

@@ -47,6 +47,7 @@ class _LegacyLogprobs(msgspec.Struct):
 _decode_chat_logprobs = msgspec.json.Decoder(_ChatLogprobs | None).decode
 _decode_legacy_logprobs = msgspec.json.Decoder(_LegacyLogprobs | None).decode
 _decode_arguments = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 class ChatResponseMapper:
@@ -334,8 +335,11 @@ class ChatStreamSession:
             if function is not None:
                 if function.name and not parts.name:
                     parts.name = function.name
-                if function.arguments:
-                    parts.arguments.append(function.arguments)
+                arguments = function.arguments
+                if arguments:
+                    if not isinstance(arguments, str):
+                        arguments = _encode(arguments).decode()  # an object
+                    parts.arguments.append(arguments)
 
     def _move(self, index: int, call_id: str) -> _ToolCallParts:
         """The call with id `call_id`, or a new one, that fragments under
@@ -393,9 +397,16 @@ class ChatStreamSession:
             return None  # best effort: a backend's odd logprobs shape is not fatal
         if not items:
             return None
-        if not self.top_logprobs:
-            for item in items:
+        tops = self.top_logprobs
+        for item in items:
+            if not tops:
                 item.top_logprobs = None
+            # llama-cpp-python sends `"bytes": null`; Ollama gives the token's.
+            if item.bytes is None and item.token:
+                item.bytes = list(item.token.encode())
+            for top in item.top_logprobs or ():
+                if top.bytes is None and top.token:
+                    top.bytes = list(top.token.encode())
         return items
 
 
@@ -461,8 +472,11 @@ def _from_legacy(legacy: _LegacyLogprobs | None) -> list[ollama.Logprob] | None:
 
 def _stream_error(error: Any, model: str) -> GatewayError:
     """An error event is mapped as an error status would be (spec 3.15): its
-    `code` when it is an HTTP status, else 500; so never a 401."""
+    `code` when it is an HTTP status, else 500; so never a 401. The LiteLLM
+    proxy writes the status as a string (`"code": "429"`)."""
     code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
     status = code if isinstance(code, int) and 400 <= code < 600 else 500
     body = msgspec.json.encode({"error": error})
     return map_status(status, body, f"model '{model}' not found")

@@ -42,6 +42,7 @@ __all__ = [
     "Usage",
     "decode_chunk",
     "decode_chunks",
+    "decode_content_parts",
     "decode_embedding_response",
     "decode_groq_chunk",
     "decode_model_list",
@@ -160,10 +161,14 @@ class EmbeddingRequest(msgspec.Struct):
 
 
 class FunctionDelta(msgspec.Struct, gc=False):
-    """A fragment of a streamed tool call's function."""
+    """A fragment of a streamed tool call's function.
+
+    `arguments` is a JSON string fragment, or the whole arguments object from
+    llama-server started with `--tool-args-object` (ggml-org/llama.cpp#20202).
+    """
 
     name: str | None = None
-    arguments: str | None = None
+    arguments: str | dict[str, Any] | None = None
 
 
 class ToolCallDelta(msgspec.Struct, gc=False):
@@ -277,6 +282,55 @@ decode_chunks = msgspec.json.Decoder(list[ChatCompletionChunk]).decode
 decode_embedding_response = msgspec.json.Decoder(EmbeddingResponse).decode
 decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
 _decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
+
+
+def decode_content_parts(data: bytes) -> ChatCompletionChunk | None:
+    """A chunk whose `content` is a list of typed parts, read as the usual one;
+    None when it is not such a chunk (the caller's decode error stands).
+
+    Mistral's reasoning models answer so: `{"type": "thinking", "thinking":
+    [text parts]}` is the reasoning, `{"type": "text", "text": ...}` parts are
+    the answer, anything else (references) is dropped. Only an event that the
+    usual decoder refused comes here, so plain chunks never pay for it.
+    """
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    choices = raw.get("choices") if isinstance(raw, dict) else None
+    found = False
+    for choice in choices if isinstance(choices, list) else ():
+        for key in ("delta", "message"):
+            delta = choice.get(key) if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and isinstance(delta.get("content"), list):
+                text, thinking = _split_parts(delta["content"])
+                delta["content"] = text
+                if thinking and not delta.get("reasoning_content"):
+                    delta["reasoning_content"] = thinking
+                found = True
+    if not found:
+        return None
+    try:
+        return decode_chunk(encode(raw))
+    except msgspec.DecodeError:
+        return None
+
+
+def _split_parts(parts: list[Any]) -> tuple[str, str]:
+    text: list[str] = []
+    thinking: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            text.append(part["text"])
+        elif part.get("type") == "thinking":
+            inner = part.get("thinking")
+            if isinstance(inner, str):
+                thinking.append(inner)
+            elif isinstance(inner, list):
+                thinking.append(_split_parts(inner)[0])
+    return "".join(text), "".join(thinking)
 
 
 def decode_model_list(data: bytes) -> ModelList:
