@@ -26,18 +26,18 @@ Think = bool | Literal["low", "medium", "high", "max"] | None
 
 THINK_LEVELS = ("high", "medium", "low", "max")
 
+# Only the options Ollama's server knows are type-checked. The client-only keys
+# (mirostat, tfs_z, numa, use_mlock, ...) are unknown to it and ignored there
+# whatever their type (spec 1.7), so they are not checked here either.
 _INT_OPTIONS = frozenset(
     "num_keep seed num_predict top_k repeat_last_n num_ctx num_batch num_gpu "
-    "main_gpu num_thread draft_num_predict mirostat".split()
+    "main_gpu num_thread draft_num_predict".split()
 )
 _FLOAT_OPTIONS = frozenset(
     "temperature top_p min_p typical_p repeat_penalty presence_penalty "
-    "frequency_penalty tfs_z mirostat_tau mirostat_eta".split()
+    "frequency_penalty".split()
 )
-_BOOL_OPTIONS = frozenset(
-    "use_mmap numa low_vram f16_kv logits_all vocab_only use_mlock embedding_only "
-    "penalize_newline".split()
-)
+_BOOL_OPTIONS = frozenset(["use_mmap"])
 _ALPHABET = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 )
