@@ -95,9 +95,10 @@ def check_options(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
+        # Worded as the typed decoder words every other wrong field type.
+        got = "array" if isinstance(value, list) else type(value).__name__
         raise InvalidRequestError(
-            "json: cannot unmarshal into Go struct field "
-            "of type map[string]interface {}"
+            f"invalid value for options: expected object | null, got {got}"
         )
     options: dict[str, Any] = {}
     for key, item in value.items():

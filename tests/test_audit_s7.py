@@ -28,3 +28,27 @@ async def test_client_only_options_of_any_type_are_ignored(gateway, backend, opt
     assert resp.status == 200, await resp.text()
     sent = backend.completions()[-1].body
     assert not set(options) & set(sent)
+
+
+# Wrong field types (spec 1.1): `options` that is no object is worded like every
+# other wrong type, naming the field and what came, not a Go message with both
+# left out.
+
+
+@pytest.mark.parametrize(
+    ("options", "got"), [("x", "str"), (5, "int"), ([1], "array"), (True, "bool")]
+)
+async def test_options_that_are_no_object_name_the_field_and_type(
+    gateway, backend, options, got
+):
+    client = await gateway(backend)
+    for path, body in [
+        ("/api/chat", chat(options=options)),
+        ("/api/generate", {"model": "gpt-4o", "prompt": "hi", "options": options}),
+    ]:
+        resp = await post(client, path, body)
+        assert resp.status == 400
+        assert await resp.json() == {
+            "error": f"invalid value for options: expected object | null, got {got}"
+        }
+    assert not backend.completions()
