@@ -52,3 +52,43 @@ async def test_options_that_are_no_object_name_the_field_and_type(
             "error": f"invalid value for options: expected object | null, got {got}"
         }
     assert not backend.completions()
+
+
+# Embeddings (spec 2.8, 2.9, 1.7): Ollama checks `input` as it reads the body,
+# before it looks the model up, and the scheduler checks `options` (500) before
+# an empty input is answered.
+
+
+async def test_embed_input_of_the_wrong_type_is_400_before_the_model_lookup(
+    gateway, backend
+):
+    client = await gateway(backend)
+    resp = await post(client, "/api/embed", {"model": "nope", "input": [1, 2]})
+    assert resp.status == 400
+    assert await resp.json() == {"error": "invalid input type"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/embed", {"input": "hi"}),
+        ("/api/embed", {"input": []}),
+        ("/api/embeddings", {"prompt": "hi"}),
+        ("/api/embeddings", {"prompt": ""}),
+    ],
+)
+async def test_embedding_options_of_the_wrong_type_are_500(
+    gateway, backend, path, body
+):
+    client = await gateway(backend)
+    body = {"model": "text-embedding-3-small", **body}
+    resp = await post(client, path, {**body, "options": {"temperature": "hot"}})
+    assert resp.status == 500
+    assert await resp.json() == {
+        "error": 'option "temperature" must be of type float32'
+    }
+    resp = await post(client, path, {**body, "options": "x"})
+    assert resp.status == 400
+    assert not [r for r in backend.requests if r.path.endswith("/embeddings")]
+    resp = await post(client, path, {**body, "options": {"num_ctx": 512}})
+    assert resp.status == 200
