@@ -20,6 +20,7 @@ __all__ = [
     "check_options",
     "check_think",
     "check_top_logprobs",
+    "options_object",
 ]
 
 Think = bool | Literal["low", "medium", "high", "max"] | None
@@ -92,6 +93,13 @@ def check_options(value: Any) -> dict[str, Any]:
     Integers accept any number and truncate it. A bare string `stop` is wrapped
     in a list (a documented leniency: Ollama answers 500).
     """
+    return {
+        key: _check_option(key, item) for key, item in options_object(value).items()
+    }
+
+
+def options_object(value: Any) -> dict[str, Any]:
+    """`options` as sent, without its nulls; a 400 when it is no object."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -100,12 +108,7 @@ def check_options(value: Any) -> dict[str, Any]:
         raise InvalidRequestError(
             f"invalid value for options: expected object | null, got {got}"
         )
-    options: dict[str, Any] = {}
-    for key, item in value.items():
-        if item is None:
-            continue
-        options[key] = _check_option(key, item)
-    return options
+    return {key: item for key, item in value.items() if item is not None}
 
 
 def _check_option(key: str, item: Any) -> Any:

@@ -92,3 +92,35 @@ async def test_embedding_options_of_the_wrong_type_are_500(
     assert not [r for r in backend.requests if r.path.endswith("/embeddings")]
     resp = await post(client, path, {**body, "options": {"num_ctx": 512}})
     assert resp.status == 200
+
+
+# /api/show (spec 2.4): the request's `system` replaces the system prompt shown,
+# and its `options` are merged into the shown `parameters` (the Ollama CLI's
+# `/set parameter` then `/show parameters` relies on it; the JS client sends both).
+
+
+async def test_show_reports_the_requested_system_and_options(gateway, backend):
+    toml = '[models."gpt-4o"]\ncontext_length = 8192\n'
+    client = await gateway(backend, toml)
+    options = {"temperature": 0.5, "num_ctx": 4096, "stop": ["a", 'b"'], "x": None}
+    body = {"model": "gpt-4o", "system": "Be brief.", "options": options}
+    resp = await post(client, "/api/show", body)
+    assert resp.status == 200
+    shown = await resp.json()
+    assert shown["system"] == "Be brief."
+    assert shown["parameters"].split("\n") == [
+        f"{'num_ctx':<30} 4096",
+        f"{'temperature':<30} 0.5",
+        f"{'stop':<30} " + '"a"',
+        f"{'stop':<30} " + '"b\\""',
+    ]
+    resp = await post(client, "/api/show", {"model": "gpt-4o"})
+    plain = await resp.json()
+    assert "system" not in plain
+    assert plain["parameters"] == f"{'num_ctx':<30} 8192"
+
+
+async def test_show_options_that_are_no_object_are_400(gateway, backend):
+    client = await gateway(backend)
+    resp = await post(client, "/api/show", {"model": "gpt-4o", "options": "x"})
+    assert resp.status == 400

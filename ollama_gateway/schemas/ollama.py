@@ -137,13 +137,18 @@ class EmbeddingsRequest(msgspec.Struct):
 
 
 class ModelNameRequest(msgspec.Struct):
-    """Show, pull, push, delete and create: `model`, or the deprecated `name`."""
+    """Show, pull, push, delete and create: `model`, or the deprecated `name`.
+
+    `system` and `options` are show's: what it reports instead of the model's own.
+    """
 
     model: str | None = None
     name: str | None = None
     stream: bool | None = None
     verbose: bool | None = None
     insecure: bool | None = None
+    system: str | None = None
+    options: Any = None
 
     @property
     def model_name(self) -> str:
