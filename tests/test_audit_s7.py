@@ -124,3 +124,40 @@ async def test_show_options_that_are_no_object_are_400(gateway, backend):
     client = await gateway(backend)
     resp = await post(client, "/api/show", {"model": "gpt-4o", "options": "x"})
     assert resp.status == 400
+
+
+# Create and blobs (spec 1.1, 2.12, 2.15): the body and the digest are checked as
+# Ollama checks them before the gateway says it does not offer the operation.
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("", "missing request body"),
+        ("{", "Input data was truncated"),
+        ({"from": "gpt-4o"}, "invalid model name"),
+        ({"model": "bad name!", "from": "gpt-4o"}, "invalid model name"),
+    ],
+)
+async def test_create_checks_its_body_before_answering_501(
+    gateway, backend, body, message
+):
+    client = await gateway(backend)
+    resp = await post(client, "/api/create", body)
+    assert resp.status == 400
+    assert await resp.json() == {"error": message}
+    resp = await post(client, "/api/create", {"name": "mine", "from": "gpt-4o"})
+    assert resp.status == 501
+
+
+@pytest.mark.parametrize("digest", ["nope", "sha256:abc", "md5:" + "0" * 64])
+async def test_a_malformed_blob_digest_is_400(gateway, backend, digest):
+    client = await gateway(backend)
+    head = await client.head(f"/api/blobs/{digest}")
+    assert head.status == 400
+    upload = await client.post(f"/api/blobs/{digest}", data=b"weights")
+    assert upload.status == 400
+    assert await upload.json() == {"error": "invalid digest format"}
+    # Ollama takes a dash for the colon too.
+    head = await client.head("/api/blobs/sha256-" + "A" * 64)
+    assert head.status == 404
