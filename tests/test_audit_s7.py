@@ -3,6 +3,8 @@ one test per finding; each names the spec section or client it holds us to."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.ndjson import chat, post
@@ -161,3 +163,35 @@ async def test_a_malformed_blob_digest_is_400(gateway, backend, digest):
     # Ollama takes a dash for the colon too.
     head = await client.head("/api/blobs/sha256-" + "A" * 64)
     assert head.status == 404
+
+
+# `_debug_render_only` (spec 1.2, 2.6): Ollama answers with what it would run,
+# one JSON object even when streaming, and runs nothing; a backend is not asked
+# for a (paid) completion.
+
+
+async def test_debug_render_only_answers_without_a_completion(gateway, backend):
+    client = await gateway(backend)
+    png = "iVBORw0KGgoAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
+    messages = [{"role": "user", "content": "hi", "images": [png, png]}]
+    resp = await post(
+        client, "/api/chat", chat(messages=messages, _debug_render_only=True)
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    answer = await resp.json()
+    assert answer["model"] == "gpt-4o"
+    assert answer["message"] == {"role": "", "content": ""}
+    assert answer["done"] is False
+    info = answer["_debug_info"]
+    assert info["image_count"] == 2
+    assert json.loads(info["rendered_template"])["messages"][0]["role"] == "user"
+    body = {"model": "gpt-4o", "prompt": "hi", "_debug_render_only": True}
+    resp = await post(client, "/api/generate", body)
+    answer = await resp.json()
+    assert answer["response"] == "" and answer["done"] is False
+    assert "image_count" not in answer["_debug_info"]
+    assert "hi" in answer["_debug_info"]["rendered_template"]
+    assert not backend.completions()
+    resp = await post(client, "/api/chat", chat(_debug_render_only=False, stream=False))
+    assert (await resp.json())["done"] is True

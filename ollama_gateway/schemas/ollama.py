@@ -94,6 +94,9 @@ class ChatRequest(msgspec.Struct):
     think: Any = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    debug_render_only: bool | None = msgspec.field(
+        default=None, name="_debug_render_only"
+    )
 
 
 class GenerateRequest(msgspec.Struct):
@@ -114,6 +117,9 @@ class GenerateRequest(msgspec.Struct):
     think: Any = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    debug_render_only: bool | None = msgspec.field(
+        default=None, name="_debug_render_only"
+    )
 
 
 class EmbedRequest(msgspec.Struct):
