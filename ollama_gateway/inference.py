@@ -35,6 +35,7 @@ from ollama_gateway.upstream import upstream_deadline
 
 __all__ = [
     "Outgoing",
+    "debug_answer",
     "find_model",
     "load_answer",
     "map_with",
@@ -81,6 +82,24 @@ def load_answer(request: web.Request, ctx: RequestContext, reason: str) -> web.R
         else ollama.encode(to_generate(chunk))
     )
     return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+def debug_answer(ctx: RequestContext, outgoing: Outgoing, images: int) -> web.Response:
+    """The answer to `_debug_render_only`: Ollama returns the prompt it would run
+    and runs nothing. What the gateway would run is the body it would send
+    upstream, so that is the "rendered template"; no completion is asked for."""
+    info: dict[str, object] = {"rendered_template": outgoing.take().decode()}
+    if images:
+        info["image_count"] = images
+    answer: dict[str, object] = {"model": ctx.model, "created_at": now_rfc3339()}
+    if ctx.endpoint == "chat":
+        answer["message"] = {"role": "", "content": ""}
+    else:
+        answer["response"] = ""
+    answer.update(done=False, _debug_info=info)
+    return web.Response(
+        body=ollama.encode(answer), content_type="application/json", charset="utf-8"
+    )
 
 
 def map_with(request: web.Request, mapper: Callable[[], T]) -> T:

@@ -20,24 +20,25 @@ __all__ = [
     "check_options",
     "check_think",
     "check_top_logprobs",
+    "options_object",
 ]
 
 Think = bool | Literal["low", "medium", "high", "max"] | None
 
 THINK_LEVELS = ("high", "medium", "low", "max")
 
+# Only the options Ollama's server knows are type-checked. The client-only keys
+# (mirostat, tfs_z, numa, use_mlock, ...) are unknown to it and ignored there
+# whatever their type (spec 1.7), so they are not checked here either.
 _INT_OPTIONS = frozenset(
     "num_keep seed num_predict top_k repeat_last_n num_ctx num_batch num_gpu "
-    "main_gpu num_thread draft_num_predict mirostat".split()
+    "main_gpu num_thread draft_num_predict".split()
 )
 _FLOAT_OPTIONS = frozenset(
     "temperature top_p min_p typical_p repeat_penalty presence_penalty "
-    "frequency_penalty tfs_z mirostat_tau mirostat_eta".split()
+    "frequency_penalty".split()
 )
-_BOOL_OPTIONS = frozenset(
-    "use_mmap numa low_vram f16_kv logits_all vocab_only use_mlock embedding_only "
-    "penalize_newline".split()
-)
+_BOOL_OPTIONS = frozenset(["use_mmap"])
 _ALPHABET = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 )
@@ -92,19 +93,22 @@ def check_options(value: Any) -> dict[str, Any]:
     Integers accept any number and truncate it. A bare string `stop` is wrapped
     in a list (a documented leniency: Ollama answers 500).
     """
+    return {
+        key: _check_option(key, item) for key, item in options_object(value).items()
+    }
+
+
+def options_object(value: Any) -> dict[str, Any]:
+    """`options` as sent, without its nulls; a 400 when it is no object."""
     if value is None:
         return {}
     if not isinstance(value, dict):
+        # Worded as the typed decoder words every other wrong field type.
+        got = "array" if isinstance(value, list) else type(value).__name__
         raise InvalidRequestError(
-            "json: cannot unmarshal into Go struct field "
-            "of type map[string]interface {}"
+            f"invalid value for options: expected object | null, got {got}"
         )
-    options: dict[str, Any] = {}
-    for key, item in value.items():
-        if item is None:
-            continue
-        options[key] = _check_option(key, item)
-    return options
+    return {key: item for key, item in value.items() if item is not None}
 
 
 def _check_option(key: str, item: Any) -> Any:

@@ -12,6 +12,7 @@ from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
     Outgoing,
+    debug_answer,
     find_model,
     load_answer,
     map_with,
@@ -75,6 +76,9 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
     pipeline = request.app[pipeline_key]
     mapper = pipeline.request.map_chat
     outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    if req.debug_render_only:
+        images = sum(len(m.images or ()) for m in req.messages)
+        return debug_answer(ctx, outgoing, images)
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
         request, ctx, outgoing, encode_into=_encode_line, render=ollama.encode

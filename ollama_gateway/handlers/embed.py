@@ -18,6 +18,7 @@ from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.upstream import upstream_deadline
+from ollama_gateway.validation import check_options
 
 __all__ = ["TOO_LONG", "handle_embed", "handle_embeddings"]
 
@@ -37,6 +38,8 @@ def _inputs(value: object) -> list[str]:
 async def handle_embed(request: web.Request) -> web.Response:
     req = await read_body(request, ollama.decode_embed)
     keep_alive = parse_keep_alive(req.keep_alive)
+    # Ollama checks the input as it reads the body, before the model lookup.
+    inputs = _inputs(req.input)
     ctx = request[ctx_key]
     ctx.endpoint = "embed"
     ctx.model = req.model
@@ -49,7 +52,8 @@ async def handle_embed(request: web.Request) -> web.Response:
     )
     entry = await find_model(request, name, not_found)
     ctx.use(entry)
-    inputs = _inputs(req.input)
+    # Ollama's scheduler checks the options even when nothing is to be embedded.
+    check_options(req.options)
     touch_running(request, entry, keep_alive)
     if not inputs:
         return json_response(
@@ -86,6 +90,7 @@ async def handle_embeddings(request: web.Request) -> web.Response:
     not_found = f'model "{req.model}" not found, try pulling it first'
     entry = await find_model(request, name, not_found)
     ctx.use(entry)
+    check_options(req.options)
     touch_running(request, entry, keep_alive)
     if not req.prompt:
         return json_response(ollama.encode(ollama.EmbeddingsResponse(embedding=[])))

@@ -17,6 +17,7 @@ from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
     Outgoing,
+    debug_answer,
     find_model,
     load_answer,
     map_with,
@@ -91,6 +92,8 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     pipeline = request.app[pipeline_key]
     mapper = pipeline.request.map_generate
     outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    if req.debug_render_only:
+        return debug_answer(ctx, outgoing, len(req.images or ()))
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
         request, ctx, outgoing, encode_into=_encode_line, render=_render

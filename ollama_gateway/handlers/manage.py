@@ -3,6 +3,8 @@ and blobs are not offered (spec 2.10-2.15, documented deviations)."""
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from ollama_gateway.errors import (
@@ -30,6 +32,8 @@ __all__ = [
 ]
 
 PULL_MISSING = "pull model manifest: file does not exist"
+# Ollama's `GetBlobsPath` pattern: a dash may stand for the colon.
+_DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")
 _PULL_STEPS = (
     "pulling manifest",
     "verifying sha256 digest",
@@ -114,13 +118,25 @@ async def handle_push(request: web.Request) -> web.Response:
 
 
 async def handle_create(request: web.Request) -> web.Response:
+    """Not offered; the body and the name are still checked as Ollama does first."""
+    req = await read_body(request, ollama.decode_model_name)
+    if not is_usable_name(req.model_name):
+        raise InvalidRequestError("invalid model name")
     raise UnsupportedError(
         "create is not supported by this gateway; use /api/copy to make an alias"
     )
 
 
-async def handle_blob_head(request: web.Request) -> web.Response:
+def _blob_digest(request: web.Request) -> str:
+    """The path's digest; Ollama answers one of another form with 400."""
     digest = request.match_info["digest"]
+    if _DIGEST.fullmatch(digest) is None:
+        raise InvalidRequestError("invalid digest format")
+    return digest
+
+
+async def handle_blob_head(request: web.Request) -> web.Response:
+    digest = _blob_digest(request)
     return web.Response(
         body=error_body(f'blob "{digest}" not found'),
         status=404,
@@ -130,4 +146,5 @@ async def handle_blob_head(request: web.Request) -> web.Response:
 
 
 async def handle_blob_post(request: web.Request) -> web.Response:
+    _blob_digest(request)
     raise UnsupportedError("blobs are not supported by this gateway")

@@ -94,6 +94,9 @@ class ChatRequest(msgspec.Struct):
     think: Any = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    debug_render_only: bool | None = msgspec.field(
+        default=None, name="_debug_render_only"
+    )
 
 
 class GenerateRequest(msgspec.Struct):
@@ -114,6 +117,9 @@ class GenerateRequest(msgspec.Struct):
     think: Any = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    debug_render_only: bool | None = msgspec.field(
+        default=None, name="_debug_render_only"
+    )
 
 
 class EmbedRequest(msgspec.Struct):
@@ -137,13 +143,18 @@ class EmbeddingsRequest(msgspec.Struct):
 
 
 class ModelNameRequest(msgspec.Struct):
-    """Show, pull, push, delete and create: `model`, or the deprecated `name`."""
+    """Show, pull, push, delete and create: `model`, or the deprecated `name`.
+
+    `system` and `options` are show's: what it reports instead of the model's own.
+    """
 
     model: str | None = None
     name: str | None = None
     stream: bool | None = None
     verbose: bool | None = None
     insecure: bool | None = None
+    system: str | None = None
+    options: Any = None
 
     @property
     def model_name(self) -> str:
