@@ -15,16 +15,19 @@ __all__ = ["FOREVER", "parse_go_duration", "parse_keep_alive"]
 
 FOREVER = math.inf
 
+# Nanoseconds per unit: Go adds up a duration in integer nanoseconds, and one
+# past what an int64 holds (about 2,562,047 hours) is an invalid duration.
 _UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # U+00B5 micro sign
-    "μs": 1e-6,  # U+03BC Greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # U+00B5 micro sign
+    "μs": 1_000,  # U+03BC Greek mu
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
 }
+_LIMIT = 1 << 63
 
 
 def parse_keep_alive(value: Any) -> float | None:
@@ -46,7 +49,8 @@ def parse_keep_alive(value: Any) -> float | None:
 
 
 def parse_go_duration(text: str) -> float:
-    """Parse `[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+` into seconds, as Go does."""
+    """Parse `[-+]?([0-9]*(\\.[0-9]*)?[a-z]+)+` into seconds, as Go does,
+    overflow included."""
     original = text
     negative = False
     if text[:1] in ("-", "+"):
@@ -56,11 +60,11 @@ def parse_go_duration(text: str) -> float:
         return 0.0
     if not text:
         raise _invalid(original)
-    total = 0.0
+    total = 0
     while text:
         if not (text[0] == "." or text[0].isascii() and text[0].isdigit()):
             raise _invalid(original)
-        number, text = _leading_number(text, original)
+        whole, fraction, text = _leading_number(text, original)
         end = 0
         while end < len(text) and text[end] != "." and not _is_digit(text[end]):
             end += 1
@@ -73,11 +77,31 @@ def parse_go_duration(text: str) -> float:
             raise InvalidRequestError(
                 f"time: unknown unit {_quote(unit)} in duration {_quote(original)}"
             )
-        total += number * _UNITS[unit]
-    return -total if negative else total
+        scale = _UNITS[unit]
+        # Go's checks, in its order: the whole part, then with the fraction,
+        # then the running total may reach 2**63 (only a negative one keeps it).
+        whole = whole.lstrip("0")
+        # Over 19 digits is past 2**63 (and `int()` refuses thousands of them).
+        whole_value = int(whole or "0") if len(whole) <= 19 else _LIMIT + 1
+        if whole_value > _LIMIT // scale:
+            raise _invalid(original)
+        value = whole_value * scale
+        if fraction:
+            digits, divisor = _fraction(fraction)
+            value += int(digits * (scale / divisor))
+            if value > _LIMIT:
+                raise _invalid(original)
+        total += value
+        if total > _LIMIT:
+            raise _invalid(original)
+    if not negative and total > _LIMIT - 1:
+        raise _invalid(original)
+    seconds = total / 1e9
+    return -seconds if negative else seconds
 
 
-def _leading_number(text: str, original: str) -> tuple[float, str]:
+def _leading_number(text: str, original: str) -> tuple[str, str, str]:
+    """The digits before and after the point, and the rest."""
     end = 0
     while end < len(text) and _is_digit(text[end]):
         end += 1
@@ -91,7 +115,19 @@ def _leading_number(text: str, original: str) -> tuple[float, str]:
         fraction = text[start:end]
     if not whole and not fraction:
         raise _invalid(original)
-    return float(f"{whole or '0'}.{fraction or '0'}"), text[end:]
+    return whole, fraction, text[end:]
+
+
+def _fraction(digits: str) -> tuple[int, float]:
+    """Go's `leadingFraction`: the digits while they fit in an int64, and the
+    power of ten they are over; later digits only lose precision."""
+    value, divisor = 0, 1.0
+    for char in digits:
+        if value > (_LIMIT - 1) // 10:
+            break
+        value = value * 10 + ord(char) - 48
+        divisor *= 10
+    return value, divisor
 
 
 def _is_digit(char: str) -> bool:

@@ -172,7 +172,7 @@ async def test_pull_is_502_when_no_backend_can_list(gateway, backend, stream):
 # /api/ps stays readable whatever keep_alive a client sent (spec 1.6, 2.5)
 
 
-@pytest.mark.parametrize("keep_alive", [1e12, 1e300, "2562048h"])
+@pytest.mark.parametrize("keep_alive", [1e12, 1e300, "2562047h"])
 async def test_a_huge_keep_alive_does_not_break_ps(gateway, backend, keep_alive):
     client = await gateway(backend)
     resp = await post(

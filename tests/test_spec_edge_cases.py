@@ -163,7 +163,13 @@ async def test_case_25_load_of_an_unknown_model_is_404(backend, gateway, path, b
 
 
 @pytest.mark.parametrize(
-    "keep_alive", ["5m", 300, 42.5, -1, "-1m", "0", "1h30m", "300ms"]
+    "keep_alive",
+    [
+        *("5m", 300, 42.5, -1, "-1m", "0", "1h30m", "300ms"),
+        # Go's limits: what an int64 of nanoseconds holds, a negative one more.
+        *("2562047h", "9223372036854775807ns", "-9223372036854775808ns"),
+        "2562047h47m16.854775807s",
+    ],
 )
 async def test_case_26_keep_alive_values_accepted(backend, gateway, keep_alive):
     client = await gateway(backend)
@@ -179,6 +185,15 @@ async def test_case_26_keep_alive_values_accepted(backend, gateway, keep_alive):
         ("abc", 'time: invalid duration "abc"'),
         ("1d", 'time: unknown unit "d" in duration "1d"'),
         ("", 'time: invalid duration ""'),
+        # Past an int64 of nanoseconds, as Go's time.ParseDuration says.
+        ("2562048h", 'time: invalid duration "2562048h"'),
+        ("9223372036854775808ns", 'time: invalid duration "9223372036854775808ns"'),
+        ("-9223372036854775809ns", 'time: invalid duration "-9223372036854775809ns"'),
+        (
+            "2562047h47m16.854775808s",
+            'time: invalid duration "2562047h47m16.854775808s"',
+        ),
+        ("9" * 5000 + "s", f'time: invalid duration "{"9" * 5000}s"'),
         (True, "Unsupported type: 'bool'"),
         ({}, "Unsupported type: 'map[string]interface {}'"),
         ([], "Unsupported type: '[]interface {}'"),
