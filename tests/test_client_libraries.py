@@ -1,0 +1,73 @@
+"""What third-party Ollama client libraries send and need, replayed without them.
+
+Each test sends the request bytes a library sends (LiteLLM, LangChain, LlamaIndex,
+the Vercel AI SDK providers, ...) and checks the fields that library reads, so the
+suite needs none of those packages installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.ndjson import post
+
+
+async def show(client: Any, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await post(client, "/api/show", body)
+    assert resp.status == 200, await resp.text()
+    answer: dict[str, Any] = await resp.json()
+    return answer
+
+
+# LiteLLM (`litellm.supports_function_calling`, `litellm.get_model_info`) ----------
+#
+# LiteLLM posts `{"name": <model>}` to /api/show and decides whether an Ollama
+# model calls tools by looking for "tools" in its `template`, the same test Ollama
+# itself uses to give a model the `tools` capability (its template uses .Tools).
+# Agents built on LiteLLM (OpenHands, smolagents, ...) fall back to prompting
+# for tool calls in text when it says no.
+
+
+def litellm_supports_function_calling(answer: dict[str, Any]) -> bool:
+    return "tools" in str(answer.get("template", "") or "").lower()
+
+
+def litellm_max_tokens(answer: dict[str, Any]) -> Any:
+    for key, value in (answer.get("model_info") or {}).items():
+        if "context_length" in key:
+            return value
+    return None
+
+
+async def test_litellm_sees_tools_in_the_template_of_a_tools_model(gateway, backend):
+    client = await gateway(backend)
+    answer = await show(client, {"name": "gpt-4o"})
+    assert "tools" in answer["capabilities"]
+    assert litellm_supports_function_calling(answer)
+
+
+async def test_litellm_sees_no_tools_in_the_template_of_other_models(gateway, backend):
+    toml = """
+[models."plain"]
+target = "gpt-4o"
+capabilities = ["completion"]
+context_length = 4096
+"""
+    client = await gateway(backend, toml)
+    answer = await show(client, {"name": "plain"})
+    assert answer["capabilities"] == ["completion"]
+    assert not litellm_supports_function_calling(answer)
+    assert litellm_max_tokens(answer) == 4096
+
+
+async def test_the_template_uses_tools_and_suffix_as_the_capabilities_say(
+    gateway, backend
+):
+    toml = """
+[models."coder"]
+target = "gpt-4o"
+capabilities = ["completion", "tools", "insert"]
+"""
+    client = await gateway(backend, toml)
+    template = (await show(client, {"model": "coder"}))["template"]
+    assert ".Tools" in template and ".Suffix" in template and ".Prompt" in template
