@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.ndjson import post
 
 
@@ -71,3 +73,36 @@ capabilities = ["completion", "tools", "insert"]
     client = await gateway(backend, toml)
     template = (await show(client, {"model": "coder"}))["template"]
     assert ".Tools" in template and ".Suffix" in template and ".Prompt" in template
+
+
+# The Vercel AI SDK's Ollama providers (`ollama-ai-provider-v2` and the older
+# `ollama-ai-provider`) ------------------------------------------------------------
+#
+# Both check `/api/embed` answers with zod: v2 requires `total_duration`,
+# `load_duration` and `prompt_eval_count` as numbers, v1 requires the
+# `prompt_eval_count` key. Ollama always counts the input, but some backends
+# send no usage with their embeddings (OVH's AI endpoints) or only
+# `total_tokens` (Jina's), so the gateway must count without them.
+
+AI_SDK_EMBED = {"model": "text-embedding-3-small", "input": ["hello world, again", "b"]}
+
+
+@pytest.mark.parametrize(
+    ("usage", "count"),
+    [
+        (None, 4),  # the fake backend's own: two tokens an input
+        ({"total_tokens": 9}, 9),
+        # None at all: about four characters a token, "hello world, again" 5, "b" 1.
+        ({}, 6),
+    ],
+)
+async def test_ai_sdk_embed_has_every_count(gateway, backend, usage, count):
+    backend.embedding_usage = usage
+    client = await gateway(backend)
+    resp = await post(client, "/api/embed", AI_SDK_EMBED)
+    answer = await resp.json()
+    assert len(answer["embeddings"]) == 2
+    for key in ("total_duration", "load_duration", "prompt_eval_count"):
+        value = answer.get(key)
+        assert isinstance(value, int) and value > 0, (key, answer)
+    assert answer["prompt_eval_count"] == count

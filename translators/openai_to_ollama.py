@@ -83,7 +83,10 @@ class ChatResponseMapper:
             embeddings=vectors,
             total_duration=end - ctx.started_ns,
             load_duration=max(ctx.upstream_sent_ns - ctx.started_ns, 0),
-            prompt_eval_count=(usage.prompt_tokens or 0) if usage else 0,
+            # Jina's backend counts only `total_tokens`: the same number here.
+            prompt_eval_count=(usage.prompt_tokens or usage.total_tokens or 0)
+            if usage
+            else 0,
         )
 
 
