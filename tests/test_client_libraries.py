@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.ndjson import post
+from tests.fakebackend import Script, chat_chunk, sse
+from tests.ndjson import chat, ndjson, post
 
 
 async def show(client: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -106,3 +107,44 @@ async def test_ai_sdk_embed_has_every_count(gateway, backend, usage, count):
         value = answer.get(key)
         assert isinstance(value, int) and value > 0, (key, answer)
     assert answer["prompt_eval_count"] == count
+
+
+# `ollama-ai-provider` (for AI SDK 4) checks the last chat object with zod:
+# `eval_count`, `eval_duration` and `total_duration` are required numbers, in
+# the `done: true` stream object and in a `stream: false` answer. Ollama counts
+# the tokens of a tool call as of any answer; a backend that sends no usage
+# (many do not honour `stream_options`) must not leave a tool call uncounted.
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def tool_call_without_usage() -> Script:
+    first = {"index": 0, "id": "call_1", "type": "function"}
+    first["function"] = {"name": "weather", "arguments": ""}
+    events = [chat_chunk({"role": "assistant", "tool_calls": [first]})]
+    events += [
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+        for part in ('{"city": ', '"Paris"}')
+    ]
+    events.append(chat_chunk({}, finish="tool_calls"))
+    return Script(pieces=[sse(*events)])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_ai_sdk_v1_counts_a_tool_call_without_usage(gateway, backend, stream):
+    backend.queue(tool_call_without_usage())
+    client = await gateway(backend)
+    body = chat(tools=[TOOL], stream=stream)
+    resp = await post(client, "/api/chat", body)
+    final = ndjson(await resp.read())[-1] if stream else await resp.json()
+    assert final["done"] is True
+    assert stream or final["message"]["tool_calls"]
+    for key in ("eval_count", "eval_duration", "total_duration"):
+        value = final.get(key)
+        assert isinstance(value, int) and value > 0, (key, final)

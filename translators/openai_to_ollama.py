@@ -321,6 +321,9 @@ class ChatStreamSession:
             # line, a shutdown, a client gone) still logs its time to first token.
             self.first_ns = self.ctx.first_token_ns = now
         self.last_ns = now
+        # Counted as content is: with no usage from the backend, a tool call
+        # still has an eval_count, as Ollama always gives one.
+        self.deltas += 1
         for position, delta in enumerate(deltas):
             index = position if positional else self._index_of(delta)
             parts = self.tools.get(index)
