@@ -148,3 +148,40 @@ async def test_ai_sdk_v1_counts_a_tool_call_without_usage(gateway, backend, stre
     for key in ("eval_count", "eval_duration", "total_duration"):
         value = final.get(key)
         assert isinstance(value, int) and value > 0, (key, final)
+
+
+# `llm-ollama` (the Ollama plugin of Simon Willison's `llm`) groups the names of
+# /api/tags by `digest`: names sharing one are one model, registered under one
+# primary name with the others as aliases, and its capabilities (from
+# /api/show) are cached on disk by digest. In Ollama two names share a digest
+# only when they are the same model (`ollama cp`); a configured model with its
+# own capabilities or context length is another model, like `ollama create`.
+
+PLAIN = """
+[models."plain"]
+target = "gpt-4o"
+capabilities = ["completion"]
+context_length = 4096
+"""
+
+
+async def tags_by_name(client: Any) -> dict[str, dict[str, Any]]:
+    resp = await client.get("/api/tags")
+    return {m["model"]: m for m in (await resp.json())["models"]}
+
+
+async def test_llm_ollama_tells_a_configured_model_from_its_target(gateway, backend):
+    client = await gateway(backend, PLAIN)
+    tags = await tags_by_name(client)
+    assert tags["plain:latest"]["digest"] != tags["gpt-4o:latest"]["digest"]
+    # and an unchanged configuration keeps its digest (llm-ollama's cache key)
+    again = await tags_by_name(await gateway(backend, PLAIN))
+    assert again["plain:latest"]["digest"] == tags["plain:latest"]["digest"]
+
+
+async def test_llm_ollama_sees_a_copy_as_the_same_model(gateway, backend):
+    client = await gateway(backend)
+    resp = await post(client, "/api/copy", {"source": "gpt-4o", "destination": "x"})
+    assert resp.status == 200
+    tags = await tags_by_name(client)
+    assert tags["x:latest"]["digest"] == tags["gpt-4o:latest"]["digest"]
