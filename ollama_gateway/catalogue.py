@@ -18,6 +18,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import msgspec
+
 from ollama_gateway.aliases import AliasStore
 from ollama_gateway.clock import format_unix
 from ollama_gateway.modelinfo import (
@@ -296,10 +298,20 @@ class Catalogue:
             quantization_level=config.quantization_level if config else "",
             size=config.size if config else 0,
             modified_at=_modified_at(created, self._started),
-            digest=digest_of(upstream_id),
+            digest=_digest(upstream_id, config),
             remote_host="demo" if backend.demo else _public_url(backend.base_url),
             hidden=config.hidden if config else False,
         )
+
+
+def _digest(upstream_id: str, config: ModelSettings | None) -> str:
+    """Two names share a digest only when they are one model, as in Ollama
+    (`ollama cp`): clients such as llm-ollama merge them and cache what
+    /api/show said by digest. A configured model, with its own capabilities
+    or context length, is another model, and a changed one a new one."""
+    if config is None:
+        return digest_of(upstream_id)
+    return digest_of(f"{upstream_id}\n{msgspec.json.encode(config).decode()}")
 
 
 def _config_for(

@@ -139,6 +139,9 @@ class FakeBackend:
         # When set, `GET /v1/models` answers this body as it is.
         self.models_body: Any = None
         self.embedding: list[float] = [3.0, 4.0]
+        # When set, the `usage` of every embeddings answer as it is; `{}` drops
+        # the key (backends such as OVH's send none, Jina's only total_tokens).
+        self.embedding_usage: dict[str, int] | None = None
         self.disconnected = asyncio.Event()
         self.url = ""
         self.app = web.Application()
@@ -186,7 +189,12 @@ class FakeBackend:
         ]
         data.reverse()  # out of index order on purpose: the gateway must sort
         usage = {"prompt_tokens": len(inputs) * 2, "total_tokens": len(inputs) * 2}
-        return web.json_response({"object": "list", "data": data, "usage": usage})
+        if self.embedding_usage is not None:
+            usage = self.embedding_usage
+        answer: dict[str, Any] = {"object": "list", "data": data}
+        if usage:
+            answer["usage"] = usage
+        return web.json_response(answer)
 
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)

@@ -83,7 +83,10 @@ class ChatResponseMapper:
             embeddings=vectors,
             total_duration=end - ctx.started_ns,
             load_duration=max(ctx.upstream_sent_ns - ctx.started_ns, 0),
-            prompt_eval_count=(usage.prompt_tokens or 0) if usage else 0,
+            # Jina's backend counts only `total_tokens`: the same number here.
+            prompt_eval_count=(usage.prompt_tokens or usage.total_tokens or 0)
+            if usage
+            else 0,
         )
 
 
@@ -318,6 +321,9 @@ class ChatStreamSession:
             # line, a shutdown, a client gone) still logs its time to first token.
             self.first_ns = self.ctx.first_token_ns = now
         self.last_ns = now
+        # Counted as content is: with no usage from the backend, a tool call
+        # still has an eval_count, as Ollama always gives one.
+        self.deltas += 1
         for position, delta in enumerate(deltas):
             index = position if positional else self._index_of(delta)
             parts = self.tools.get(index)

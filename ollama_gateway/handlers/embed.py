@@ -123,4 +123,16 @@ async def _embed(
         raise UpstreamProtocolError(
             f"upstream sent an invalid embeddings answer: {exc}"
         ) from None
-    return map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
+    answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
+    if not answer.prompt_eval_count:
+        # Ollama always counts the input, and strict clients (the AI SDK's
+        # Ollama providers) require the count: estimate it when the backend
+        # sent none.
+        answer.prompt_eval_count = _estimate_tokens(req.input)
+    return answer
+
+
+def _estimate_tokens(inputs: str | list[str]) -> int:
+    """About four characters a token, at least one a text."""
+    texts = [inputs] if isinstance(inputs, str) else inputs
+    return sum(max(1, -(-len(text) // 4)) for text in texts)
