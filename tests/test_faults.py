@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -278,11 +279,15 @@ async def test_client_disconnect_closes_upstream_and_is_counted(
     assert_clean_log(caplog)
 
 
-class HangUp:
-    """A backend that reads each request, then closes without a byte of answer."""
+class RawBackend:
+    """A backend on a raw loopback socket that reads each request (head and
+    body), counts it, and hands the writer to `answer`, which misbehaves.
+    `closed` is set when the gateway closes the connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
         self.requests = 0
+        self.closed = asyncio.Event()
         self.server: asyncio.Server | None = None
 
     async def start(self) -> str:
@@ -301,7 +306,12 @@ class HangUp:
         )
         await reader.readexactly(length)
         self.requests += 1
-        writer.close()
+        try:
+            await self.answer(reader, writer)
+        except ConnectionError:
+            self.closed.set()
+        finally:
+            writer.close()
 
     async def aclose(self) -> None:
         assert self.server is not None
@@ -309,8 +319,12 @@ class HangUp:
         await self.server.wait_closed()
 
 
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close without a byte of answer."""
+
+
 async def test_hang_up_after_the_request_arrived_is_not_retried(gateway, caplog):
-    hangup = HangUp()
+    hangup = RawBackend(_hang_up)
     url = await hangup.start()
     toml = f"""
 [[backends]]
@@ -385,4 +399,56 @@ async def test_a_body_that_does_not_decode_is_a_400_not_a_500(
     if path.startswith("/api"):
         assert error == "invalid request body: Can not decode content-encoding: gzip"
     assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+def _raw_toml(url: str, extra: str = "") -> str:
+    return f"""
+[[backends]]
+name = "raw"
+base_url = "{url}"
+models = ["m1"]
+{FAST_RETRY}
+{extra}
+"""
+
+
+async def _endless_json(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """A 200 JSON answer whose body never ends (spaces, as fast as read)."""
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b"%x\r\n" % 65536 + b" " * 65536 + b"\r\n"
+    for _ in range(100_000):  # 6.5 GB at most: far past any limit
+        writer.write(piece)
+        await writer.drain()
+    raise AssertionError("the gateway read 6.5 GB of one answer")
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/api/embeddings"])
+async def test_an_endless_embeddings_answer_is_bounded(gateway, caplog, path):
+    """An embeddings answer is read whole, so it is bounded (as one SSE event
+    is): past `limits.max_answer_bytes` it is a 502 at once, the backend's
+    connection is closed, and the gateway did not buffer it until the
+    first-token timeout (gigabytes, at loopback speed)."""
+    raw = RawBackend(_endless_json)
+    url = await raw.start()
+    toml = _raw_toml(
+        url, "[limits]\nmax_answer_bytes = 1048576\n[timeouts]\nfirst_token = 60"
+    )
+    try:
+        client = await gateway(toml=toml)
+        body = {"model": "m1", "input": "x", "prompt": "x"}
+        async with asyncio.timeout(10):
+            resp = await post(client, path, body)
+            raw_body = await resp.read()
+            await raw.closed.wait()
+    finally:
+        await raw.aclose()
+    assert resp.status == 502, raw_body
+    assert "larger than 1048576 bytes" in _error_of(raw_body)
+    assert raw.requests == 1
     assert_clean_log(caplog)
