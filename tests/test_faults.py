@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from typing import Any
 
 import pytest
@@ -451,4 +452,40 @@ async def test_an_endless_embeddings_answer_is_bounded(gateway, caplog, path):
     assert resp.status == 502, raw_body
     assert "larger than 1048576 bytes" in _error_of(raw_body)
     assert raw.requests == 1
+    assert_clean_log(caplog)
+
+
+async def test_a_client_that_pauses_reading_does_not_time_out_the_backend(
+    gateway, backend, caplog
+):
+    """While the client does not read, the gateway stops reading the backend
+    (backpressure); that pause is the client's, not an idle backend's: the
+    stream resumes whole when the client reads again, however long it paused,
+    instead of ending with "upstream timeout" and the backend's answer lost."""
+    word = "w" * 1000
+    event = sse(chat_chunk({"content": word}), done=False)
+    pieces = [event * 64] * 200  # 12,800 lines of 1 KB: more than socket buffers
+    backend.queue(Script(pieces=[*pieces, sse(chat_chunk({}, finish="stop"))]))
+    client = await gateway(backend, "[timeouts]\nidle = 0.5")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", client.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    body = json.dumps(chat()).encode()
+    writer.write(
+        b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    try:
+        async with asyncio.timeout(BOUND):
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(2.0)  # four idle timeouts without reading
+            raw = await reader.read()
+    finally:
+        writer.close()
+    lines = [line for line in raw.split(b"\r\n") if line.startswith(b"{")]
+    last = json.loads(lines[-1].split(b"\n")[-2])
+    assert last.get("done") is True, last
+    assert len(backend.completions()) == 1
     assert_clean_log(caplog)
