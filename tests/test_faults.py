@@ -489,3 +489,87 @@ async def test_a_client_that_pauses_reading_does_not_time_out_the_backend(
     assert last.get("done") is True, last
     assert len(backend.completions()) == 1
     assert_clean_log(caplog)
+
+
+_V1_EVENTS = [
+    sse(chat_chunk({"content": "one "}), done=False),
+    sse(chat_chunk({"content": "two "}), done=False),
+    sse(chat_chunk({}, finish="stop"), done=False),
+    b"data: [DONE]\n\n",
+]
+
+
+def _v1_answer(head: bytes, body: bytes, then: str) -> Any:
+    async def answer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" + head)
+        writer.write(body)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        if then == "reset":
+            writer.transport.abort()
+        elif then == "close":
+            writer.close()
+
+    return answer
+
+
+def _chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in pieces)
+
+
+async def _v1_stream_from(gateway: Any, raw: RawBackend) -> bytes:
+    """A `/v1` stream through the gateway from `raw`: its 200 body (the
+    read's error if it fails); the backend got the request once."""
+    url = await raw.start()
+    try:
+        client = await gateway(toml=_raw_toml(url))
+        body = {"model": "m1", "messages": [{"role": "user", "content": "x"}]}
+        async with asyncio.timeout(BOUND):
+            resp = await post(client, "/v1/chat/completions", {**body, "stream": True})
+            assert resp.status == 200
+            try:
+                return bytes(await resp.read())
+            finally:
+                assert raw.requests == 1
+    finally:
+        await raw.aclose()
+
+
+CUT = _V1_EVENTS[0] + _V1_EVENTS[1][:20]  # ends inside the second event
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Content-Length says the body ends there (a proxy that cut it, say).
+        _v1_answer(b"Content-Length: %d\r\n\r\n" % len(CUT), CUT, "keep"),
+        # No framing: the body ends with the connection.
+        _v1_answer(b"\r\n", CUT, "close"),
+    ],
+    ids=["content-length", "until-close"],
+)
+async def test_a_v1_stream_whose_body_ends_inside_an_event_is_not_ended_cleanly(
+    gateway, caplog, answer
+):
+    """An SSE body that ends (by its framing) in the middle of an event is a
+    cut answer: the client's connection is dropped, as for a lost backend,
+    rather than a clean end after half an event."""
+    import aiohttp
+
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await _v1_stream_from(gateway, RawBackend(answer))
+    assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize("then", ["reset", "close"])
+async def test_a_v1_stream_lost_after_done_ends_cleanly(gateway, caplog, then):
+    """A backend lost after `data: [DONE]` but before the end of its chunked
+    body gave the whole answer: the client's stream ends with `[DONE]`, with
+    no error event after it (the Ollama endpoints end normally too)."""
+    head = b"Transfer-Encoding: chunked\r\n\r\n"
+    raw = RawBackend(_v1_answer(head, _chunked(*_V1_EVENTS), then))
+    data = await _v1_stream_from(gateway, raw)
+    assert data == b"".join(_V1_EVENTS), data[-200:]
+    assert_clean_log(caplog)
