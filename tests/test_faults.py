@@ -573,3 +573,27 @@ async def test_a_v1_stream_lost_after_done_ends_cleanly(gateway, caplog, then):
     data = await _v1_stream_from(gateway, raw)
     assert data == b"".join(_V1_EVENTS), data[-200:]
     assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize("end", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+async def test_a_v1_stream_in_one_byte_pieces_ends_cleanly(gateway, caplog, end):
+    """Where events end is seen across pieces, whatever the line endings: a
+    whole stream whose backend writes a byte at a time is relayed whole."""
+    stream = b"".join(_V1_EVENTS).replace(b"\n", end)
+
+    async def answer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for byte in stream:
+            writer.write(_chunked(bytes([byte])))
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    assert await _v1_stream_from(gateway, RawBackend(answer)) == stream
+    assert_clean_log(caplog)

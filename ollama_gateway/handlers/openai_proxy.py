@@ -26,6 +26,7 @@ __all__ = ["handle_completions", "handle_embeddings", "handle_model", "handle_mo
 
 # How an SSE event ends, whatever the backend's line endings (LF, CRLF or CR).
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_TAIL = 16  # bytes enough to see an event's end or `[DONE]` and its end
 
 
 class _OpenAIError(msgspec.Struct):
@@ -149,7 +150,8 @@ async def _relay(
     # can an event of our own follow.
     sse = content_type.startswith("text/event-stream")
     between_events = sse
-    last = b""  # the last piece relayed
+    # The end of what was relayed (a piece may be one byte of a line end).
+    tail = b""
     try:
         while True:
             wait = idle
@@ -161,13 +163,13 @@ async def _relay(
             if piece is None:
                 break
             await out.write(piece)
-            between_events = piece.endswith(_EVENT_ENDS)
-            last = piece
-        if sse and not between_events and not _ends_done(last):
+            tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
+            between_events = tail.endswith(_EVENT_ENDS)
+        if sse and not between_events and not _ends_done(tail):
             # The body ended (by its framing) inside an event: a cut answer.
             raise UpstreamProtocolError(UNEXPECTED_EOF)
     except GatewayError as exc:
-        if not _ends_done(last):
+        if not _ends_done(tail):
             return await _end_with_error(request, out, exc, between_events)
         # Lost after `[DONE]`: the answer was whole, and ends as usual.
     except ConnectionResetError:
@@ -192,10 +194,10 @@ async def _relay(
     return out
 
 
-def _ends_done(piece: bytes) -> bool:
-    """Whether a relayed piece ends with the `[DONE]` event (its blank line
+def _ends_done(tail: bytes) -> bool:
+    """Whether what was relayed ends with the `[DONE]` event (its blank line
     may be missing): the answer is whole, whatever happens after it."""
-    return piece.rstrip().endswith(b"[DONE]")
+    return tail.rstrip().endswith(b"[DONE]")
 
 
 async def _end_with_error(
