@@ -474,6 +474,12 @@ class ChunkReader:
             if task.uncancel() <= self._cancelling:
                 raise UpstreamTimeoutError("upstream timeout") from None
 
+    def resume_idle(self) -> None:
+        """After waiting for the client (backpressure, during which the
+        backend was not read): the idle deadline runs from now, so a client
+        that pauses reading does not count as an idle backend."""
+        self._rearm()
+
     def _rearm(self) -> None:
         """After a read: the idle deadline runs from now."""
         if self._idle is not None:
@@ -543,10 +549,14 @@ async def relay(
                     else:
                         await response.write(buffer)
                     del buffer
+                    # A write waits while the client is behind, and the backend
+                    # is not read meanwhile: that wait is no idle backend's.
+                    reader.resume_idle()
                 if direct is not None and direct.congested():
                     # Written to directly, the socket's buffer may be over its
                     # limit: wait until the client has taken some.
                     await request.writer.drain()
+                    reader.resume_idle()
         except GatewayError as exc:
             if response is None:
                 raise

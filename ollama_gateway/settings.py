@@ -88,6 +88,9 @@ class LimitSettings(_Section, frozen=True):
 
     max_body_bytes: int = 128 * 1024 * 1024
     max_event_bytes: int = 16 * 1024 * 1024
+    # A whole answer read at once (embeddings, model lists): the largest
+    # legitimate one, 2048 inputs of 3072 dimensions, is about 130 MB of JSON.
+    max_answer_bytes: int = 256 * 1024 * 1024
     max_concurrent_upstream: int = 0
 
 

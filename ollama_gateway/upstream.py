@@ -17,6 +17,7 @@ from ollama_gateway.errors import (
     GatewayError,
     ModelNotFoundError,
     UpstreamConnectError,
+    UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeoutError,
     upstream_error_fields,
@@ -25,7 +26,7 @@ from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamRespons
 from ollama_gateway.schemas import openai
 from ollama_gateway.settings import BackendSettings, Settings
 
-__all__ = ["Upstream", "map_status", "upstream_deadline"]
+__all__ = ["Upstream", "map_status", "read_whole", "upstream_deadline"]
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -111,6 +112,7 @@ class Upstream:
         self._transports = transports
         self._connect_timeout = settings.timeouts.connect
         self._limit = settings.limits.max_concurrent_upstream
+        self._max_answer = settings.limits.max_answer_bytes
         self.in_flight = 0
         # Backend name -> (monotonic time, "" if it answered, else why not).
         self._contacts: dict[str, tuple[float, str]] = {}
@@ -186,7 +188,7 @@ class Upstream:
         async with asyncio.timeout(self._connect_timeout + _LIST_TIMEOUT):
             response = await self._send_to(backend.name, request, ctx)
             try:
-                data = await response.aread()
+                data = await read_whole(response, self._max_answer)
             finally:
                 await response.aclose()
         if response.status >= 300:
@@ -243,6 +245,22 @@ class _Slot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._upstream.in_flight -= 1
+
+
+async def read_whole(response: UpstreamResponse, limit: int) -> bytes:
+    """The whole body of an answer read at once, at most `limit` bytes: past
+    that it is an upstream protocol error, so a backend that never ends its
+    body cannot make the gateway buffer it until a timeout."""
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in response.aiter_bytes():
+        size += len(piece)
+        if size > limit:
+            raise UpstreamProtocolError(
+                f"upstream sent an answer larger than {limit} bytes"
+            )
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 async def _read_at_most(response: UpstreamResponse, limit: int) -> bytes:

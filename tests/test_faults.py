@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+from typing import Any
 
 import pytest
 
@@ -278,11 +280,15 @@ async def test_client_disconnect_closes_upstream_and_is_counted(
     assert_clean_log(caplog)
 
 
-class HangUp:
-    """A backend that reads each request, then closes without a byte of answer."""
+class RawBackend:
+    """A backend on a raw loopback socket that reads each request (head and
+    body), counts it, and hands the writer to `answer`, which misbehaves.
+    `closed` is set when the gateway closes the connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
         self.requests = 0
+        self.closed = asyncio.Event()
         self.server: asyncio.Server | None = None
 
     async def start(self) -> str:
@@ -301,7 +307,12 @@ class HangUp:
         )
         await reader.readexactly(length)
         self.requests += 1
-        writer.close()
+        try:
+            await self.answer(reader, writer)
+        except ConnectionError:
+            self.closed.set()
+        finally:
+            writer.close()
 
     async def aclose(self) -> None:
         assert self.server is not None
@@ -309,8 +320,12 @@ class HangUp:
         await self.server.wait_closed()
 
 
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close without a byte of answer."""
+
+
 async def test_hang_up_after_the_request_arrived_is_not_retried(gateway, caplog):
-    hangup = HangUp()
+    hangup = RawBackend(_hang_up)
     url = await hangup.start()
     toml = f"""
 [[backends]]
@@ -385,4 +400,200 @@ async def test_a_body_that_does_not_decode_is_a_400_not_a_500(
     if path.startswith("/api"):
         assert error == "invalid request body: Can not decode content-encoding: gzip"
     assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+def _raw_toml(url: str, extra: str = "") -> str:
+    return f"""
+[[backends]]
+name = "raw"
+base_url = "{url}"
+models = ["m1"]
+{FAST_RETRY}
+{extra}
+"""
+
+
+async def _endless_json(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """A 200 JSON answer whose body never ends (spaces, as fast as read)."""
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b"%x\r\n" % 65536 + b" " * 65536 + b"\r\n"
+    for _ in range(100_000):  # 6.5 GB at most: far past any limit
+        writer.write(piece)
+        await writer.drain()
+    raise AssertionError("the gateway read 6.5 GB of one answer")
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/api/embeddings"])
+async def test_an_endless_embeddings_answer_is_bounded(gateway, caplog, path):
+    """An embeddings answer is read whole, so it is bounded (as one SSE event
+    is): past `limits.max_answer_bytes` it is a 502 at once, the backend's
+    connection is closed, and the gateway did not buffer it until the
+    first-token timeout (gigabytes, at loopback speed)."""
+    raw = RawBackend(_endless_json)
+    url = await raw.start()
+    toml = _raw_toml(
+        url, "[limits]\nmax_answer_bytes = 1048576\n[timeouts]\nfirst_token = 60"
+    )
+    try:
+        client = await gateway(toml=toml)
+        body = {"model": "m1", "input": "x", "prompt": "x"}
+        async with asyncio.timeout(10):
+            resp = await post(client, path, body)
+            raw_body = await resp.read()
+            await raw.closed.wait()
+    finally:
+        await raw.aclose()
+    assert resp.status == 502, raw_body
+    assert "larger than 1048576 bytes" in _error_of(raw_body)
+    assert raw.requests == 1
+    assert_clean_log(caplog)
+
+
+async def test_a_client_that_pauses_reading_does_not_time_out_the_backend(
+    gateway, backend, caplog
+):
+    """While the client does not read, the gateway stops reading the backend
+    (backpressure); that pause is the client's, not an idle backend's: the
+    stream resumes whole when the client reads again, however long it paused,
+    instead of ending with "upstream timeout" and the backend's answer lost."""
+    word = "w" * 1000
+    event = sse(chat_chunk({"content": word}), done=False)
+    pieces = [event * 64] * 200  # 12,800 lines of 1 KB: more than socket buffers
+    backend.queue(Script(pieces=[*pieces, sse(chat_chunk({}, finish="stop"))]))
+    client = await gateway(backend, "[timeouts]\nidle = 0.5")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", client.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    body = json.dumps(chat()).encode()
+    writer.write(
+        b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    try:
+        async with asyncio.timeout(BOUND):
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(2.0)  # four idle timeouts without reading
+            raw = await reader.read()
+    finally:
+        writer.close()
+    lines = [line for line in raw.split(b"\r\n") if line.startswith(b"{")]
+    last = json.loads(lines[-1].split(b"\n")[-2])
+    assert last.get("done") is True, last
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+_V1_EVENTS = [
+    sse(chat_chunk({"content": "one "}), done=False),
+    sse(chat_chunk({"content": "two "}), done=False),
+    sse(chat_chunk({}, finish="stop"), done=False),
+    b"data: [DONE]\n\n",
+]
+
+
+def _v1_answer(head: bytes, body: bytes, then: str) -> Any:
+    async def answer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" + head)
+        writer.write(body)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        if then == "reset":
+            writer.transport.abort()
+        elif then == "close":
+            writer.close()
+
+    return answer
+
+
+def _chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in pieces)
+
+
+async def _v1_stream_from(gateway: Any, raw: RawBackend) -> bytes:
+    """A `/v1` stream through the gateway from `raw`: its 200 body (the
+    read's error if it fails); the backend got the request once."""
+    url = await raw.start()
+    try:
+        client = await gateway(toml=_raw_toml(url))
+        body = {"model": "m1", "messages": [{"role": "user", "content": "x"}]}
+        async with asyncio.timeout(BOUND):
+            resp = await post(client, "/v1/chat/completions", {**body, "stream": True})
+            assert resp.status == 200
+            try:
+                return bytes(await resp.read())
+            finally:
+                assert raw.requests == 1
+    finally:
+        await raw.aclose()
+
+
+CUT = _V1_EVENTS[0] + _V1_EVENTS[1][:20]  # ends inside the second event
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Content-Length says the body ends there (a proxy that cut it, say).
+        _v1_answer(b"Content-Length: %d\r\n\r\n" % len(CUT), CUT, "keep"),
+        # No framing: the body ends with the connection.
+        _v1_answer(b"\r\n", CUT, "close"),
+    ],
+    ids=["content-length", "until-close"],
+)
+async def test_a_v1_stream_whose_body_ends_inside_an_event_is_not_ended_cleanly(
+    gateway, caplog, answer
+):
+    """An SSE body that ends (by its framing) in the middle of an event is a
+    cut answer: the client's connection is dropped, as for a lost backend,
+    rather than a clean end after half an event."""
+    import aiohttp
+
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await _v1_stream_from(gateway, RawBackend(answer))
+    assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize("then", ["reset", "close"])
+async def test_a_v1_stream_lost_after_done_ends_cleanly(gateway, caplog, then):
+    """A backend lost after `data: [DONE]` but before the end of its chunked
+    body gave the whole answer: the client's stream ends with `[DONE]`, with
+    no error event after it (the Ollama endpoints end normally too)."""
+    head = b"Transfer-Encoding: chunked\r\n\r\n"
+    raw = RawBackend(_v1_answer(head, _chunked(*_V1_EVENTS), then))
+    data = await _v1_stream_from(gateway, raw)
+    assert data == b"".join(_V1_EVENTS), data[-200:]
+    assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize("end", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+async def test_a_v1_stream_in_one_byte_pieces_ends_cleanly(gateway, caplog, end):
+    """Where events end is seen across pieces, whatever the line endings: a
+    whole stream whose backend writes a byte at a time is relayed whole."""
+    stream = b"".join(_V1_EVENTS).replace(b"\n", end)
+
+    async def answer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for byte in stream:
+            writer.write(_chunked(bytes([byte])))
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    assert await _v1_stream_from(gateway, RawBackend(answer)) == stream
     assert_clean_log(caplog)

@@ -17,7 +17,7 @@ from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.upstream import upstream_deadline
+from ollama_gateway.upstream import read_whole, upstream_deadline
 from ollama_gateway.validation import check_options
 
 __all__ = ["TOO_LONG", "handle_embed", "handle_embeddings"]
@@ -114,7 +114,7 @@ async def _embed(
             ctx, "/embeddings", openai.encode(body), stream=False, not_found=not_found
         )
         try:
-            data = await response.aread()
+            data = await read_whole(response, app[settings_key].limits.max_answer_bytes)
         finally:
             await response.aclose()
     try:

@@ -14,7 +14,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ollama_gateway.errors import GatewayError, error_kind
+from ollama_gateway.errors import GatewayError, UpstreamProtocolError, error_kind
+from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
@@ -22,6 +23,10 @@ from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import upstream_deadline
 
 __all__ = ["handle_completions", "handle_embeddings", "handle_model", "handle_models"]
+
+# How an SSE event ends, whatever the backend's line endings (LF, CRLF or CR).
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_TAIL = 16  # bytes enough to see an event's end or `[DONE]` and its end
 
 
 class _OpenAIError(msgspec.Struct):
@@ -143,7 +148,10 @@ async def _relay(
     await out.prepare(request)
     # Whether what was relayed so far ends between two SSE events: only then
     # can an event of our own follow.
-    between_events = content_type.startswith("text/event-stream")
+    sse = content_type.startswith("text/event-stream")
+    between_events = sse
+    # The end of what was relayed (a piece may be one byte of a line end).
+    tail = b""
     try:
         while True:
             wait = idle
@@ -155,22 +163,15 @@ async def _relay(
             if piece is None:
                 break
             await out.write(piece)
-            between_events = piece.endswith(b"\n\n")
+            tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
+            between_events = tail.endswith(_EVENT_ENDS)
+        if sse and not between_events and not _ends_done(tail):
+            # The body ended (by its framing) inside an event: a cut answer.
+            raise UpstreamProtocolError(UNEXPECTED_EOF)
     except GatewayError as exc:
-        # The status is sent. Between events, an `error` event ends the stream
-        # (OpenAI's clients raise on it); inside one, or in a JSON body, the
-        # connection is dropped, so the client does not take a cut answer for
-        # a whole one.
-        request[ctx_key].outcome = error_kind(exc)
-        if not between_events:
-            if request.transport is not None:
-                request.transport.close()
-            return out
-        error = _ErrorEnvelope(_OpenAIError(exc.message, "api_error", None))
-        try:
-            await out.write(b"data: " + msgspec.json.encode(error) + b"\n\n")
-        except ConnectionResetError:
-            return out
+        if not _ends_done(tail):
+            return await _end_with_error(request, out, exc, between_events)
+        # Lost after `[DONE]`: the answer was whole, and ends as usual.
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
         return out
@@ -186,7 +187,40 @@ async def _relay(
             await out.write(b"data: " + msgspec.json.encode(error) + b"\n\n")
         except ConnectionResetError:
             return out
-    await out.write_eof()
+    try:
+        await out.write_eof()
+    except ConnectionResetError:
+        request[ctx_key].outcome = "client_disconnect"
+    return out
+
+
+def _ends_done(tail: bytes) -> bool:
+    """Whether what was relayed ends with the `[DONE]` event (its blank line
+    may be missing): the answer is whole, whatever happens after it."""
+    return tail.rstrip().endswith(b"[DONE]")
+
+
+async def _end_with_error(
+    request: web.Request,
+    out: web.StreamResponse,
+    exc: GatewayError,
+    between_events: bool,
+) -> web.StreamResponse:
+    """The upstream failed after the status was sent. Between events, an
+    `error` event ends the stream (OpenAI's clients raise on it); inside one,
+    or in a JSON body, the connection is dropped, so the client does not take
+    a cut answer for a whole one."""
+    request[ctx_key].outcome = error_kind(exc)
+    if not between_events:
+        if request.transport is not None:
+            request.transport.close()
+        return out
+    error = _ErrorEnvelope(_OpenAIError(exc.message, "api_error", None))
+    try:
+        await out.write(b"data: " + msgspec.json.encode(error) + b"\n\n")
+        await out.write_eof()
+    except ConnectionResetError:
+        pass
     return out
 
 
