@@ -42,6 +42,7 @@ def setup_middlewares(app: web.Application) -> None:
     hosts = HostCheck(settings.server.host)
     digests = [_digest(k) for k in settings.auth.api_keys]
     pass_key = settings.auth.pass_client_key
+    body_limit = settings.limits.max_body_bytes
     metrics = app[metrics_key]
     in_flight = app[in_flight_key]
     # ids of the requests whose streaming response is open (for the gauge).
@@ -65,6 +66,13 @@ def setup_middlewares(app: web.Application) -> None:
             if refusal is not None:
                 status = refusal.status
                 return refusal
+            length = request.content_length
+            if body_limit and length is not None and length > body_limit:
+                # Refused on what it announces, not after waiting for it: a
+                # client may never send the body (reading has no time limit).
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=body_limit, actual_size=length
+                )
             response = await handler(request)
             origin = request.headers.get("Origin")
             if origin is not None and not response.prepared:

@@ -69,6 +69,30 @@ async def test_chunked_body_over_the_limit_is_a_413(gateway, backend):
     assert json.loads(raw) == {"error": "request body too large"}
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/api/embed", "/v1/chat/completions"])
+async def test_a_body_announced_over_the_limit_is_refused_before_it_comes(
+    gateway, backend, path
+):
+    """A client that announces more than the limit and sends nothing more is
+    answered at once, not held while the gateway waits for the body."""
+    client = await gateway(backend, "[limits]\nmax_body_bytes = 1024\n")
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1025\r\n\r\n{".encode()
+        )
+        async with asyncio.timeout(BOUND):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            raw = await reader.readexactly(length)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(raw) == {"error": "request body too large"}
+    assert backend.completions() == []
+
+
 async def test_body_at_the_limit_is_served(gateway, backend):
     body = json.dumps(CHAT).encode()
     client = await gateway(backend, f"[limits]\nmax_body_bytes = {len(body)}\n")
