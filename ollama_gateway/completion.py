@@ -38,7 +38,12 @@ from ollama_gateway.settings import Settings
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.sse import SSEParser
 
-__all__ = ["ChunkReader", "EncodeInto", "collect", "relay"]
+__all__ = ["HTML_ANSWER", "ChunkReader", "EncodeInto", "collect", "relay"]
+
+HTML_ANSWER = (
+    "upstream answered with a web page (text/html), not a completion: "
+    "check the backend's base_url (it usually ends in /v1)"
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +148,10 @@ class ChunkReader:
         self._limit = settings.limits.max_event_bytes
         self._parser = SSEParser(self._limit)
         content_type = upstream.headers.get("Content-Type", "")
+        if content_type.startswith("text/html"):
+            # A web page, not a backend's answer: most often a base URL that
+            # reaches a web UI's catch-all page. Said before any byte is sent.
+            raise UpstreamProtocolError(HTML_ANSWER)
         # Some backends ignore `stream: true` and answer with one JSON object.
         self._json = content_type.startswith("application/json")
         self._idle = timeouts.idle or None

@@ -33,3 +33,23 @@ async def test_a_huge_error_body_is_read_only_in_part(backend, gateway):
     assert response.status == 400
     error = (await response.json())["error"]
     assert 0 < len(error) <= 64 * 1024
+
+
+async def test_a_web_page_instead_of_an_answer_names_the_likely_cause(backend, gateway):
+    """A 200 HTML page (a base URL that reaches a web UI's catch-all page) is a
+    502 that says so, before any byte, streamed or not; not 'unexpected EOF'."""
+    page = b"<!doctype html>\n<html><body>\n\nWelcome</body></html>\n"
+    client = await gateway(backend)
+    for stream in (True, False):
+        backend.queue(Script(pieces=[page], content_type="text/html; charset=utf-8"))
+        request = {
+            "model": "gpt-4o",
+            "messages": [{"role": "user", "content": "x"}],
+            "stream": stream,
+        }
+        response = await client.post("/api/chat", json=request)
+        assert response.status == 502
+        assert await response.json() == {
+            "error": "upstream answered with a web page (text/html), not a "
+            "completion: check the backend's base_url (it usually ends in /v1)"
+        }
