@@ -96,6 +96,27 @@ async def test_error_variants_resolve_case_insensitively(gateway):
     assert untagged.capabilities == ["completion", "tools"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "key"),
+    [
+        ("/v1/chat/completions", {"messages": 1}, "messages"),
+        ("/v1/chat/completions", {"messages": USER, "tools": "x"}, "tools"),
+        ("/v1/completions", {"prompt": 7}, "prompt"),
+    ],
+)
+async def test_a_field_of_the_wrong_type_is_refused_as_openai_refuses_it(
+    gateway, path, body, key
+):
+    """The `/v1` relay hands bodies to the demo backend as sent: a wrong type
+    is the 400 a real backend gives, not an internal error."""
+    client = await gateway(toml=FAST_DEMO)
+    resp = await client.post(path, json={"model": "demo", **body})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["message"].startswith(f"Invalid type for '{key}': expected an array")
+    assert error["type"] == "invalid_request_error"
+
+
 async def test_capabilities_are_enforced_like_ollama(gateway):
     client = await gateway(toml=FAST_DEMO)
     async with ollama.AsyncClient(host=base_url(client)) as api:

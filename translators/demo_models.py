@@ -71,10 +71,11 @@ def reply(body: dict[str, Any], *, legacy: bool) -> Reply:
 
 
 def _parse(body: dict[str, Any], model: str, legacy: bool) -> _Request:
-    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    messages = [m for m in _array(body, "messages") if isinstance(m, dict)]
     if legacy:
         prompt = body.get("prompt")
-        prompt = prompt if isinstance(prompt, str) else " ".join(map(str, prompt or []))
+        if not isinstance(prompt, str):
+            prompt = " ".join(map(str, _array(body, "prompt")))
         messages = [{"role": "user", "content": prompt}]
     users = [m for m in messages if m.get("role") == "user"]
     seed = body.get("seed")
@@ -82,7 +83,7 @@ def _parse(body: dict[str, Any], model: str, legacy: bool) -> _Request:
     kwargs = kwargs if isinstance(kwargs, dict) else {}
     effort = body.get("reasoning_effort") or kwargs.get("reasoning_effort")
     thinking = effort != "none" and kwargs.get("enable_thinking") is not False
-    tools = [t["function"] for t in body.get("tools") or []
+    tools = [t["function"] for t in _array(body, "tools")
              if isinstance(t, dict) and isinstance(t.get("function"), dict)]  # fmt: skip
     fmt = body.get("response_format")
     images = [read_data_url(str(part.get("image_url", {}).get("url", "")))
@@ -101,6 +102,22 @@ def _parse(body: dict[str, Any], model: str, legacy: bool) -> _Request:
         images=images,
         suffix=str(body.get("suffix") or "") if legacy else "",
     )
+
+
+def _array(body: dict[str, Any], key: str) -> list[Any]:
+    """A field that must be an array (or absent), refused as OpenAI refuses it:
+    the `/v1` relay hands bodies to the demo backend as clients sent them."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DemoError(
+            400,
+            f"Invalid type for '{key}': expected an array, "
+            f"but got {type(value).__name__} instead.",
+            code="invalid_type",
+        )
+    return value
 
 
 def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
