@@ -597,3 +597,39 @@ async def test_a_v1_stream_in_one_byte_pieces_ends_cleanly(gateway, caplog, end)
 
     assert await _v1_stream_from(gateway, RawBackend(answer)) == stream
     assert_clean_log(caplog)
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [(True, "text/event-stream"), (False, "application/json")],
+)
+async def test_a_v1_answer_without_a_type_is_labelled_as_what_was_asked(
+    gateway, caplog, stream, expected
+):
+    """A backend that sends no Content-Type: the client gets the type of what
+    it asked for, since OpenAI's clients choose their parser by it."""
+    body = b"".join(_V1_EVENTS) if stream else b'{"id": "x", "choices": []}'
+
+    async def answer(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        writer.write(body)
+        await writer.drain()
+
+    raw = RawBackend(answer)
+    url = await raw.start()
+    try:
+        client = await gateway(toml=_raw_toml(url))
+        request = {"model": "m1", "messages": [{"role": "user", "content": "x"}]}
+        async with asyncio.timeout(BOUND):
+            resp = await post(
+                client, "/v1/chat/completions", {**request, "stream": stream}
+            )
+            data = await resp.read()
+    finally:
+        await raw.aclose()
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith(expected)
+    assert data == body
+    assert_clean_log(caplog)

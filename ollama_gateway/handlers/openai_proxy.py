@@ -122,7 +122,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                     not_found=f"The model '{ctx.model}' does not exist",
                 )  # fmt: skip
             try:
-                return await _relay(request, response, started)
+                return await _relay(request, response, started, stream)
             finally:
                 await response.aclose()
     except GatewayError as exc:
@@ -131,7 +131,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
 
 
 async def _relay(
-    request: web.Request, response: Any, started: float
+    request: web.Request, response: Any, started: float, stream: bool
 ) -> web.StreamResponse:
     """Relay the answer as it comes. A gap longer than `timeouts.idle`, or a
     whole exchange longer than `timeouts.total`, ends it as a failure does."""
@@ -141,7 +141,10 @@ async def _relay(
     idle = timeouts.idle or None
     end = started + timeouts.total if timeouts.total else None
     pieces = aiter(response.aiter_bytes())
-    content_type = response.headers.get("Content-Type", "application/json")
+    # A backend that names no type answered what was asked for (OpenAI's
+    # clients pick their parser by the type).
+    asked = "text/event-stream" if stream else "application/json"
+    content_type = response.headers.get("Content-Type") or asked
     out = web.StreamResponse(
         status=response.status, headers={"Content-Type": content_type}
     )
