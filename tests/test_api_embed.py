@@ -212,6 +212,33 @@ async def test_embed_upstream_error_keeps_a_real_status(embedder, gateway):
     assert await resp.json() == {"error": "input is too long for this model"}
 
 
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        ({"message": "input is too long", "code": 400}, 400, "input is too long"),
+        ({"message": "slow down", "code": "429"}, 429, "slow down"),
+        ({"message": "overloaded", "type": "server_error"}, 500, "overloaded"),
+        ("bad gateway upstream", 500, "bad gateway upstream"),
+    ],
+)
+async def test_embed_error_object_with_a_200_keeps_its_message(
+    embedder, gateway, error, status, message
+):
+    """Some proxies answer an error as a 200 whose body is `{"error": ...}`:
+    the client gets that error, mapped by its code, not 'invalid answer'."""
+    embedder.queue(Script(status=200, error_body={"error": error}))
+    client = await gateway(embedder)
+    for path, body in (
+        ("/api/embed", {"input": "x"}),
+        ("/api/embeddings", {"prompt": "x"}),
+    ):
+        if path == "/api/embeddings":
+            embedder.queue(Script(status=200, error_body={"error": error}))
+        resp = await post(client, path, {"model": MODEL, **body})
+        assert resp.status == status
+        assert await resp.json() == {"error": message}
+
+
 async def test_embed_nan_from_the_backend_is_an_error(embedder, gateway):
     embedder.base64 = True  # JSON has no NaN; float32 bytes do
     embedder.vector_for = lambda text: [1.0, math.nan]

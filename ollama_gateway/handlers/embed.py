@@ -8,6 +8,7 @@ from aiohttp import web
 from ollama_gateway.context import RequestContext
 from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import (
+    GatewayError,
     InvalidRequestError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -17,7 +18,7 @@ from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.upstream import read_whole, upstream_deadline
+from ollama_gateway.upstream import map_status, read_whole, upstream_deadline
 from ollama_gateway.validation import check_options
 
 __all__ = ["TOO_LONG", "handle_embed", "handle_embeddings"]
@@ -120,6 +121,9 @@ async def _embed(
     try:
         decoded = openai.decode_embedding_response(data)
     except msgspec.DecodeError as exc:
+        refusal = _error_answer(data, not_found)
+        if refusal is not None:
+            raise refusal from None
         raise UpstreamProtocolError(
             f"upstream sent an invalid embeddings answer: {exc}"
         ) from None
@@ -130,6 +134,24 @@ async def _embed(
         # sent none.
         answer.prompt_eval_count = _estimate_tokens(req.input)
     return answer
+
+
+def _error_answer(data: bytes, not_found: str) -> GatewayError | None:
+    """A 200 whose body is an error object (`{"error": ...}`, as some proxies
+    answer): mapped as that error's status would be, with its message; its
+    `code` is the status when it is one (a number or a numeric string)."""
+    try:
+        found = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    error = found.get("error") if isinstance(found, dict) else None
+    if not error:
+        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    return map_status(status, data, not_found)
 
 
 def _estimate_tokens(inputs: str | list[str]) -> int:
