@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+import msgspec
+
 from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import (
     BusyError,
@@ -26,7 +28,13 @@ from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamRespons
 from ollama_gateway.schemas import openai
 from ollama_gateway.settings import BackendSettings, Settings
 
-__all__ = ["Upstream", "map_status", "read_whole", "upstream_deadline"]
+__all__ = [
+    "Upstream",
+    "map_error_object",
+    "map_status",
+    "read_whole",
+    "upstream_deadline",
+]
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -82,6 +90,18 @@ class upstream_deadline:
         # As asyncio.timeout: our cancel is taken back whatever ended the block.
         if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
             raise UpstreamTimeoutError("upstream timeout") from None
+
+
+def map_error_object(error: Any, not_found: str) -> GatewayError:
+    """The Ollama error for an error object a backend sent with a 200 (an
+    in-band error event, or a whole answer that is `{"error": ...}`): mapped
+    as its `code` would be as a status (spec 3.15), else as a 500, so never a
+    401. The LiteLLM proxy writes the code as a string (`"429"`)."""
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    return map_status(status, msgspec.json.encode({"error": error}), not_found)
 
 
 def map_status(status: int, body: bytes, not_found: str) -> GatewayError:

@@ -27,7 +27,7 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import GatewayError
 from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.upstream import map_status
+from ollama_gateway.upstream import map_error_object
 
 __all__ = ["ChatResponseMapper", "ChatStreamSession", "map_done_reason"]
 
@@ -477,15 +477,8 @@ def _from_legacy(legacy: _LegacyLogprobs | None) -> list[ollama.Logprob] | None:
 
 
 def _stream_error(error: Any, model: str) -> GatewayError:
-    """An error event is mapped as an error status would be (spec 3.15): its
-    `code` when it is an HTTP status, else 500; so never a 401. The LiteLLM
-    proxy writes the status as a string (`"code": "429"`)."""
-    code = error.get("code") if isinstance(error, dict) else None
-    if isinstance(code, str) and code.isascii() and code.isdigit():
-        code = int(code)
-    status = code if isinstance(code, int) and 400 <= code < 600 else 500
-    body = msgspec.json.encode({"error": error})
-    return map_status(status, body, f"model '{model}' not found")
+    """An error event is mapped as an error status would be (spec 3.15)."""
+    return map_error_object(error, f"model '{model}' not found")
 
 
 def _vector(embedding: list[float] | str) -> list[float]:

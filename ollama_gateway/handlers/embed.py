@@ -18,7 +18,7 @@ from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.upstream import map_status, read_whole, upstream_deadline
+from ollama_gateway.upstream import map_error_object, read_whole, upstream_deadline
 from ollama_gateway.validation import check_options
 
 __all__ = ["TOO_LONG", "handle_embed", "handle_embeddings"]
@@ -138,20 +138,13 @@ async def _embed(
 
 def _error_answer(data: bytes, not_found: str) -> GatewayError | None:
     """A 200 whose body is an error object (`{"error": ...}`, as some proxies
-    answer): mapped as that error's status would be, with its message; its
-    `code` is the status when it is one (a number or a numeric string)."""
+    answer), as that error; None when the body is not one."""
     try:
         found = msgspec.json.decode(data)
     except msgspec.DecodeError:
         return None
     error = found.get("error") if isinstance(found, dict) else None
-    if not error:
-        return None
-    code = error.get("code") if isinstance(error, dict) else None
-    if isinstance(code, str) and code.isascii() and code.isdigit():
-        code = int(code)
-    status = code if isinstance(code, int) and 400 <= code < 600 else 500
-    return map_status(status, data, not_found)
+    return map_error_object(error, not_found) if error else None
 
 
 def _estimate_tokens(inputs: str | list[str]) -> int:
