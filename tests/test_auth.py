@@ -165,3 +165,27 @@ async def test_pass_client_key_without_inbound_keys(gateway, backend):
     first, second = backend.completions()
     assert first.headers["Authorization"] == "Bearer users-own"
     assert second.headers["Authorization"] == "Bearer sk-test"
+
+
+async def test_a_passed_key_that_is_not_text_is_refused_not_a_crash(
+    gateway, backend, caplog
+):
+    # With pass_client_key, a key of bytes that are not UTF-8 (aiohttp keeps
+    # them as lone surrogates) reached the HTTP client, which could not encode
+    # the request: a 500 and an ERROR traceback per request, for anyone.
+    client = await gateway(backend, "[auth]\npass_client_key = true\n")
+    body = json.dumps(CHAT).encode()
+    async with asyncio.timeout(BOUND):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        answer = await reader.read()
+        writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    assert status == 401
+    assert b"WWW-Authenticate" in answer
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert backend.completions() == []
