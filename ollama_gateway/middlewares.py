@@ -151,6 +151,10 @@ def setup_middlewares(app: web.Application) -> None:
             if not _accepted(presented, digests):
                 raise AuthError("unauthorized: a valid API key is required")
         if pass_key and presented:
+            if not presented.isprintable():
+                # Bytes that are not UTF-8 (kept as lone surrogates) cannot be
+                # sent on: no key the backend could accept.
+                raise AuthError("unauthorized: a valid API key is required")
             request[ctx_key].client_key = f"Bearer {presented}"
         return None
 

@@ -70,11 +70,21 @@ class ModelEntry:
         return capability in self.capabilities
 
 
+# Ollama's longest name: host (350), namespace, model and tag (80 each) and
+# their separators. A copy's destination is kept in memory and in the aliases
+# file, rewritten whole on every change: unbounded, 20 copies of 5 MB names
+# made a 100 MB file.
+MAX_NAME_LENGTH = 350 + 1 + 80 + 1 + 80 + 1 + 80
+
+
 def is_usable_name(name: str) -> bool:
-    """Whether a name can be typed back in a request: non-empty, no whitespace
-    or control characters. (Ollama's own grammar is stricter; names such as
-    upstream ids with several `/` must keep working here.)"""
-    return bool(name) and not any(c.isspace() or not c.isprintable() for c in name)
+    """Whether a name can be typed back in a request: non-empty, no longer
+    than Ollama allows, no whitespace or control characters. (Ollama's own
+    grammar is stricter; names such as upstream ids with several `/` must
+    keep working here.)"""
+    return 0 < len(name) <= MAX_NAME_LENGTH and not any(
+        c.isspace() or not c.isprintable() for c in name
+    )
 
 
 def tagged(name: str) -> str:

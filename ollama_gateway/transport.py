@@ -220,11 +220,7 @@ class Http1Transport:
         pool = self._pool
         if pool is None:
             pool = self._pool = Http1Pool()
-        headers = {
-            "Content-Type": "application/json",
-            **backend.headers,
-            **request.headers,
-        }
+        headers = _outbound_headers(backend.headers, request.headers)
         if backend.api_key and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = f"Bearer {backend.api_key}"
         return await pool.request(
@@ -243,6 +239,23 @@ class Http1Transport:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+
+
+def _outbound_headers(
+    configured: Mapping[str, str], own: Mapping[str, str]
+) -> dict[str, str]:
+    """The JSON type, the backend's configured headers, then the request's
+    own (its id, the client's key), each name sent once in whatever case it
+    is spelled: the later wins. (Merged as plain dicts, `authorization` from
+    a backend's table and the client's `Authorization` both went out.)"""
+    headers = {"Content-Type": "application/json"}
+    for extra in (configured, own):
+        for name, value in extra.items():
+            lowered = name.lower()
+            for known in [k for k in headers if k.lower() == lowered]:
+                del headers[known]
+            headers[name] = value
+    return headers
 
 
 _UNKNOWN = Proxy("")

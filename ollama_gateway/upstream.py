@@ -244,7 +244,13 @@ class Upstream:
     ) -> UpstreamResponse:
         try:
             response = await self._transports[name].send(request, ctx)
-        except (UpstreamConnectError, UpstreamTimeoutError) as exc:
+        except (
+            UpstreamConnectError,
+            UpstreamTimeoutError,
+            UpstreamProtocolError,
+        ) as exc:
+            # Not an answer either: a backend that speaks no HTTP (before this
+            # was noted, /ready failed with a KeyError for one never heard from).
             self._contacts[name] = (time.monotonic(), exc.message)
             raise
         self._contacts[name] = (time.monotonic(), "")

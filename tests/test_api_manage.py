@@ -244,3 +244,26 @@ async def test_case_86_blobs(backend, gateway, tmp_path):
         with pytest.raises(ollama.ResponseError) as raised:
             await api.create_blob(blob)
     assert raised.value.status_code == 501
+
+
+async def test_copy_refuses_a_destination_longer_than_ollama_allows(
+    backend, gateway, tmp_path
+):
+    # Each copy rewrites the whole aliases file: with no bound on a name, 20
+    # copies of 5 MB names made a 100 MB file and a 560 MB process. Ollama's
+    # longest name is 593 characters (host 350, namespace, model and tag 80).
+    path = tmp_path / "aliases.json"
+    client = await gateway(backend, f'[catalogue]\naliases_file = "{path}"\n')
+    longest = "h" * 350 + "/" + "n" * 80 + "/" + "m" * 80 + ":" + "t" * 80
+    resp = await post(client, "/api/copy", {"source": "gpt-4o", "destination": longest})
+    assert resp.status == 200
+    too_long = longest + "t"
+    resp = await post(
+        client, "/api/copy", {"source": "gpt-4o", "destination": too_long}
+    )
+    assert resp.status == 400
+    assert await resp.json() == {"error": f'destination "{too_long}" is invalid'}
+    huge = "a" * (256 << 10)
+    resp = await post(client, "/api/copy", {"source": "gpt-4o", "destination": huge})
+    assert resp.status == 400
+    assert path.stat().st_size < 1024

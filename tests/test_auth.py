@@ -165,3 +165,97 @@ async def test_pass_client_key_without_inbound_keys(gateway, backend):
     first, second = backend.completions()
     assert first.headers["Authorization"] == "Bearer users-own"
     assert second.headers["Authorization"] == "Bearer sk-test"
+
+
+async def test_a_passed_key_that_is_not_text_is_refused_not_a_crash(
+    gateway, backend, caplog
+):
+    # With pass_client_key, a key of bytes that are not UTF-8 (aiohttp keeps
+    # them as lone surrogates) reached the HTTP client, which could not encode
+    # the request: a 500 and an ERROR traceback per request, for anyone.
+    client = await gateway(backend, "[auth]\npass_client_key = true\n")
+    body = json.dumps(CHAT).encode()
+    async with asyncio.timeout(BOUND):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        answer = await reader.read()
+        writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    assert status == 401
+    assert b"WWW-Authenticate" in answer
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert backend.completions() == []
+
+
+@pytest.mark.parametrize("transport", ["openai-http", "openai-aiohttp"])
+async def test_a_backend_header_in_lower_case_is_replaced_not_doubled(
+    gateway, transport
+):
+    # `headers = { authorization = … }` in a backend's table and the client's
+    # key (pass_client_key) went upstream as two Authorization headers, and
+    # two X-Request-IDs likewise: which one a backend reads is its choice.
+    heads: list[bytes] = []
+    writers: list[asyncio.StreamWriter] = []
+    answer = json.dumps(
+        {"object": "list", "data": [{"id": "m", "object": "model", "created": 0}]}
+    ).encode()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                heads.append(head)
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(answer) + answer
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    toml = f"""
+[auth]
+pass_client_key = true
+[[backends]]
+name = "raw"
+base_url = "http://127.0.0.1:{port}/v1"
+transport = ["{transport}"]
+headers = {{ authorization = "Bearer from-config", x-request-id = "from-config" }}
+"""
+    try:
+        client = await gateway(toml=toml)
+        async with asyncio.timeout(BOUND):
+            resp = await client.post(
+                "/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                headers={"Authorization": "Bearer users-own", "X-Request-ID": "r-1"},
+            )
+            assert resp.status == 200
+            await client.close()
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+        await server.wait_closed()
+    (head,) = [h for h in heads if h.startswith(b"POST ")]
+    lines = [line.lower() for line in head.split(b"\r\n")]
+    assert [x for x in lines if x.startswith(b"authorization:")] == [
+        b"authorization: bearer users-own"
+    ]
+    assert [x for x in lines if x.startswith(b"x-request-id:")] == [
+        b"x-request-id: r-1"
+    ]

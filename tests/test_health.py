@@ -192,3 +192,28 @@ async def test_health_and_ready_need_no_key(gateway, backend):
         assert (await client.get("/health")).status == 200
         assert (await client.get("/ready")).status == 200
         assert (await client.get("/api/tags")).status == 401
+
+
+async def test_ready_is_503_when_the_backend_does_not_speak_http(gateway):
+    # A backend that answers something other than HTTP failed /ready with a
+    # 500 and an ERROR traceback in the log per call (a KeyError), for anyone:
+    # /ready needs no key.
+    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await gateway(toml=_pinned(f"http://127.0.0.1:{port}/v1"))
+        async with asyncio.timeout(BOUND):
+            resp = await client.get("/ready")
+            body = await resp.json()
+        assert resp.status == 503
+        assert body["status"] == "unavailable"
+        assert body["backends"]["pinned"].startswith("upstream failed before answering")
+    finally:
+        server.close()
+        await server.wait_closed()
