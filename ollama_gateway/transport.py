@@ -245,15 +245,19 @@ def _outbound_headers(
     configured: Mapping[str, str], own: Mapping[str, str]
 ) -> dict[str, str]:
     """The JSON type, the backend's configured headers, then the request's
-    own (its id, the client's key), each name sent once in whatever case it
-    is spelled: the later wins. (Merged as plain dicts, `authorization` from
-    a backend's table and the client's `Authorization` both went out.)"""
+    own (its id, the client's key, a plugin's), each name sent once in
+    whatever case it is spelled: the later wins. (Merged as plain dicts,
+    `authorization` from a backend's table and the client's `Authorization`
+    both went out.)"""
     headers = {"Content-Type": "application/json"}
+    spelled = {"content-type": "Content-Type"}  # lower case -> the name kept
     for extra in (configured, own):
         for name, value in extra.items():
             lowered = name.lower()
-            for known in [k for k in headers if k.lower() == lowered]:
-                del headers[known]
+            previous = spelled.get(lowered)
+            if previous is not None and previous != name:
+                del headers[previous]
+            spelled[lowered] = name
             headers[name] = value
     return headers
 
