@@ -139,10 +139,10 @@ class AiohttpTransport:
     and a cap would queue streams behind each other.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, routes: _Routes | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
-        self._routes = _Routes()
+        self._routes = routes or _Routes()
 
     async def send(
         self, request: UpstreamRequest, ctx: RequestContext
@@ -215,7 +215,8 @@ class Http1Transport:
         backend = request.backend
         if self._routes.proxy(backend.base_url) is not None:
             if self._proxied is None:
-                self._proxied = AiohttpTransport()
+                # The same routes: the proxy is worked out once per backend.
+                self._proxied = AiohttpTransport(self._routes)
             return await self._proxied.send(request, ctx)
         pool = self._pool
         if pool is None:

@@ -185,7 +185,7 @@ class Upstream:
             if response.status < 300:
                 return response
             try:
-                error_bytes = await _read_at_most(response, _ERROR_BODY_LIMIT)
+                error_bytes = await read_whole(response, _ERROR_BODY_LIMIT, cut=True)
             finally:
                 await response.aclose()
             failure = map_status(response.status, error_bytes, not_found)
@@ -273,28 +273,22 @@ class _Slot:
         self._upstream.in_flight -= 1
 
 
-async def read_whole(response: UpstreamResponse, limit: int) -> bytes:
-    """The whole body of an answer read at once, at most `limit` bytes: past
+async def read_whole(
+    response: UpstreamResponse, limit: int, *, cut: bool = False
+) -> bytes:
+    """The whole body of an answer read at once, at most `limit` bytes. Past
     that it is an upstream protocol error, so a backend that never ends its
-    body cannot make the gateway buffer it until a timeout."""
+    body cannot make the gateway buffer it until a timeout; with `cut` (an
+    error body, read for its message) the first `limit` bytes are kept."""
     pieces: list[bytes] = []
     size = 0
     async for piece in response.aiter_bytes():
+        pieces.append(piece)
         size += len(piece)
+        if cut and size >= limit:
+            return b"".join(pieces)[:limit]
         if size > limit:
             raise UpstreamProtocolError(
                 f"upstream sent an answer larger than {limit} bytes"
             )
-        pieces.append(piece)
     return b"".join(pieces)
-
-
-async def _read_at_most(response: UpstreamResponse, limit: int) -> bytes:
-    pieces: list[bytes] = []
-    size = 0
-    async for piece in response.aiter_bytes():
-        pieces.append(piece)
-        size += len(piece)
-        if size >= limit:
-            break
-    return b"".join(pieces)[:limit]
