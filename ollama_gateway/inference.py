@@ -7,7 +7,7 @@ shared here, so both endpoints stream, time out and fail the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import upstream_deadline
 
 __all__ = [
+    "Answer",
     "Outgoing",
     "debug_answer",
     "find_model",
@@ -44,6 +45,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# How a front other than Ollama's own (`/v1/messages`, `/v1/responses`) answers
+# from the chunks of a chat: it is handed the reader once the backend has
+# answered, and writes its own response (stream or not) from it.
+Answer = Callable[[ChunkReader], Awaitable[web.StreamResponse]]
 
 
 async def find_model(request: web.Request, name: str, not_found: str) -> ModelEntry:
@@ -152,8 +158,13 @@ async def serve_completion(
     *,
     encode_into: EncodeInto,
     render: Callable[[ollama.ChatResponse], bytes],
+    answer: Answer | None = None,
 ) -> web.StreamResponse:
-    """Send the request upstream and answer the client, streaming or not."""
+    """Send the request upstream and answer the client, streaming or not.
+
+    With `answer`, that callable writes the response from the reader instead
+    of the NDJSON stream or JSON body of Ollama's own API.
+    """
     app = request.app
     settings = app[settings_key]
     upstream = app[upstream_key]
@@ -182,10 +193,12 @@ async def serve_completion(
                     pipeline.translator_for,
                     request.task.get_loop(),
                 )
+                if answer is not None:
+                    return await answer(reader)
                 if ctx.stream:
                     return await relay(request, ctx, reader, encode_into)
                 final = await collect(reader)
-                answer = web.Response(
+                whole = web.Response(
                     body=render(final), content_type="application/json", charset="utf-8"
                 )
                 # Sent here, not by aiohttp after the handler returns: the
@@ -193,11 +206,11 @@ async def serve_completion(
                 # given back, the middleware's accounting) is then no part of
                 # the client's wait.
                 try:
-                    await answer.prepare(request)
-                    await answer.write_eof()
+                    await whole.prepare(request)
+                    await whole.write_eof()
                 except ConnectionResetError:
                     ctx.outcome = "client_disconnect"
-                return answer
+                return whole
             finally:
                 try:
                     if reader is not None:

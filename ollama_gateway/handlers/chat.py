@@ -11,6 +11,7 @@ from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
+    Answer,
     Outgoing,
     debug_answer,
     find_model,
@@ -29,7 +30,7 @@ from ollama_gateway.validation import (
     check_top_logprobs,
 )
 
-__all__ = ["handle_chat"]
+__all__ = ["handle_chat", "serve_chat"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -40,7 +41,15 @@ def _encode_line(chunk: ollama.ChatResponse, buffer: bytearray) -> None:
 
 
 async def handle_chat(request: web.Request) -> web.StreamResponse:
-    req = await read_body(request, ollama.decode_chat)
+    return await serve_chat(request, await read_body(request, ollama.decode_chat))
+
+
+async def serve_chat(
+    request: web.Request, req: ollama.ChatRequest, answer: Answer | None = None
+) -> web.StreamResponse:
+    """Check a chat request in Ollama's order, then run it; the other fronts
+    (`/v1/messages`, `/v1/responses`) build a `ChatRequest` and come here with
+    their own `answer`, so they share every check, translator and metric."""
     keep_alive = parse_keep_alive(req.keep_alive)
     think = check_think(req.think)
     for message in req.messages or ():
@@ -81,5 +90,10 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
         return debug_answer(ctx, outgoing, images)
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
-        request, ctx, outgoing, encode_into=_encode_line, render=ollama.encode
+        request,
+        ctx,
+        outgoing,
+        encode_into=_encode_line,
+        render=ollama.encode,
+        answer=answer,
     )
