@@ -22,6 +22,7 @@ __all__ = [
     "guess_capabilities",
     "guess_family",
     "is_usable_name",
+    "registry_name",
     "tagged",
 ]
 
@@ -90,6 +91,24 @@ def is_usable_name(name: str) -> bool:
 def tagged(name: str) -> str:
     """The name with `:latest` when it has no tag after its last `/`."""
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def registry_name(name: str) -> str:
+    """The full name Ollama's capability errors spell out (its `ParseName`
+    then `String`): `test` is `registry.ollama.ai/library/test:latest`,
+    `user/m:q4` is `registry.ollama.ai/user/m:q4`; a name that already names
+    a host (three parts or more) keeps it."""
+    if "@" in name:
+        return name  # a digest reference: Ollama prints it as it came
+    path, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:
+        path, tag = name, "latest"
+    parts = path.partition("://")[2].split("/") if "://" in path else path.split("/")
+    if len(parts) == 1:
+        parts = ["registry.ollama.ai", "library", *parts]
+    elif len(parts) == 2:
+        parts = ["registry.ollama.ai", *parts]
+    return "/".join(parts) + ":" + tag
 
 
 def digest_of(upstream_id: str) -> str:

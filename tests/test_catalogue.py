@@ -11,7 +11,7 @@ import pytest
 
 from ollama_gateway import catalogue as catalogue_module
 from ollama_gateway.catalogue import Catalogue, lookup_key
-from ollama_gateway.modelinfo import tagged
+from ollama_gateway.modelinfo import registry_name, tagged
 from ollama_gateway.schemas import openai
 from ollama_gateway.settings import BackendSettings, Settings
 
@@ -466,3 +466,25 @@ async def test_first_listing_waits_while_nothing_is_listed(settings_for, monkeyp
     assert not listing.done()  # b1 failed, b2 is slow: nothing to serve yet
     lister.gates["b2"].set()
     assert await asyncio.wait_for(listing, timeout=1) == ["llama3:latest"]
+
+
+@pytest.mark.parametrize(
+    ("name", "full"),
+    [
+        ("test", "registry.ollama.ai/library/test:latest"),
+        ("GPT-4o", "registry.ollama.ai/library/GPT-4o:latest"),
+        ("llama3:8b", "registry.ollama.ai/library/llama3:8b"),
+        ("user/m:q4", "registry.ollama.ai/user/m:q4"),
+        (
+            "meta-llama/Llama-3.1-8B",
+            "registry.ollama.ai/meta-llama/Llama-3.1-8B:latest",
+        ),
+        ("hf.co/u/m:Q4_K_M", "hf.co/u/m:Q4_K_M"),
+        ("https://h/ns/m", "h/ns/m:latest"),
+    ],
+)
+def test_registry_name_is_the_full_name_ollama_errors_print(
+    name: str, full: str
+) -> None:
+    # Capability errors (`… does not support tools|insert`) spell the name so.
+    assert registry_name(name) == full

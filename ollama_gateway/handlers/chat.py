@@ -21,6 +21,7 @@ from ollama_gateway.inference import (
     touch_running,
 )
 from ollama_gateway.keys import ctx_key, pipeline_key, upstream_key
+from ollama_gateway.modelinfo import registry_name
 from ollama_gateway.schemas import ollama
 from ollama_gateway.validation import (
     check_format,
@@ -68,7 +69,7 @@ async def serve_chat(
         touch_running(request, entry, 0)
         return load_answer(request, ctx, "unload")
     if req.tools and not entry.supports("tools"):
-        raise InvalidRequestError(f"{req.model} does not support tools")
+        raise InvalidRequestError(f"{registry_name(model)} does not support tools")
     if think and not entry.supports("thinking"):
         raise InvalidRequestError(f'"{req.model}" does not support thinking')
     if not entry.supports("completion"):

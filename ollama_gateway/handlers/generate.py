@@ -26,6 +26,7 @@ from ollama_gateway.inference import (
     touch_running,
 )
 from ollama_gateway.keys import ctx_key, pipeline_key, upstream_key
+from ollama_gateway.modelinfo import registry_name
 from ollama_gateway.schemas import ollama
 from ollama_gateway.validation import (
     check_format,
@@ -76,7 +77,7 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     if not entry.supports("completion"):
         raise InvalidRequestError(f'"{req.model}" does not support generate')
     if req.suffix and not entry.supports("insert"):
-        raise InvalidRequestError(f"{req.model} does not support insert")
+        raise InvalidRequestError(f"{registry_name(model)} does not support insert")
     req.options = check_options(req.options)
     touch_running(request, entry, keep_alive)
     if not req.prompt:
