@@ -268,6 +268,11 @@ async def test_sigterm_ends_a_long_v1_stream_with_an_error_event(launch):
     assert await gateway.wait_exit(MARGIN) == 0
     assert len(events) > 3 and all("choices" in e for e in events[:-1])
     assert events[-1] == {
-        "error": {"message": SHUTDOWN, "type": "api_error", "code": "shutting_down"}
+        "error": {
+            "message": SHUTDOWN,
+            "type": "api_error",
+            "code": "shutting_down",
+            "param": None,
+        }
     }
     _assert_clean_log(gateway)
