@@ -498,3 +498,23 @@ async def test_backend_failing_mid_stream_ends_with_failed(api, backend):
     with pytest.raises(RuntimeError, match="response.completed"):
         async with api.responses.stream(model="gpt-4o", input="hi") as helper:
             await helper.get_final_response()
+
+
+async def test_errors_before_the_handler_are_in_openai_shape(gateway, backend):
+    client = await gateway(
+        backend, "[limits]\nmax_body_bytes = 64\n", OLLAMA_GATEWAY_API_KEYS="k1"
+    )
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="wrong", max_retries=0
+    ) as sdk:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await sdk.responses.create(model="gpt-4o", input="hi")
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["message"].startswith("unauthorized")
+    headers = {"Authorization": "Bearer k1"}
+    resp = await client.post(
+        "/v1/responses", data=b"{" + b" " * 100 + b"}", headers=headers
+    )
+    assert resp.status == 413
+    assert (await resp.json())["error"]["message"] == "request body too large"
+    assert backend.completions() == []
