@@ -13,6 +13,7 @@ from ollama_gateway.handlers import (
     meta,
     models,
     openai_proxy,
+    responses,
 )
 
 __all__ = ["setup_routes"]
@@ -43,5 +44,6 @@ def setup_routes(app: web.Application, *, metrics_handler: Handler) -> None:
         add("POST", f"{prefix}/chat/completions", openai_proxy.handle_completions)
         add("POST", f"{prefix}/completions", openai_proxy.handle_completions)
         add("POST", f"{prefix}/embeddings", openai_proxy.handle_embeddings)
+    add("POST", "/v1/responses", responses.handle_responses)
     add("GET", "/v1/models", openai_proxy.handle_models)
     add("GET", "/v1/models/{model:.+}", openai_proxy.handle_model)

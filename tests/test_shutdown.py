@@ -268,6 +268,40 @@ async def test_sigterm_ends_a_long_v1_stream_with_an_error_event(launch):
     assert await gateway.wait_exit(MARGIN) == 0
     assert len(events) > 3 and all("choices" in e for e in events[:-1])
     assert events[-1] == {
-        "error": {"message": SHUTDOWN, "type": "api_error", "code": "shutting_down"}
+        "error": {
+            "message": SHUTDOWN,
+            "type": "api_error",
+            "code": "shutting_down",
+            "param": None,
+        }
+    }
+    _assert_clean_log(gateway)
+
+
+async def test_sigterm_ends_a_long_responses_stream_with_failed(launch):
+    grace = 1.0
+    gateway = await launch(_demo(grace=grace))
+    words = " ".join(f"word{i}" for i in range(40))  # about 10 s at 5 words/s
+    body = {"model": "demo", "input": words, "stream": True}
+    events: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.post(gateway.url + "/v1/responses", json=body) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/event-stream"
+            async with asyncio.timeout(grace + MARGIN):
+                async for raw in resp.content:
+                    line = raw.decode().strip()
+                    if line.startswith("data: "):
+                        events.append(json.loads(line.removeprefix("data: ")))
+                        if len(events) == 6:
+                            gateway.proc.send_signal(signal.SIGTERM)
+    assert await gateway.wait_exit(MARGIN) == 0
+    kinds = [e["type"] for e in events]
+    assert "response.output_text.delta" in kinds
+    assert kinds[-2:] == ["error", "response.failed"]
+    assert events[-2]["code"] == "shutting_down"
+    assert events[-1]["response"]["error"] == {
+        "code": "shutting_down",
+        "message": SHUTDOWN,
     }
     _assert_clean_log(gateway)

@@ -22,7 +22,13 @@ from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import upstream_deadline
 
-__all__ = ["handle_completions", "handle_embeddings", "handle_model", "handle_models"]
+__all__ = [
+    "handle_completions",
+    "handle_embeddings",
+    "handle_model",
+    "handle_models",
+    "openai_error",
+]
 
 # How an SSE event ends, whatever the backend's line endings (LF, CRLF or CR).
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
@@ -33,15 +39,20 @@ class _OpenAIError(msgspec.Struct):
     message: str
     type: str
     code: str | None = None
+    param: str | None = None
 
 
 class _ErrorEnvelope(msgspec.Struct):
     error: _OpenAIError
 
 
-def _error(status: int, message: str, code: str | None = None) -> web.Response:
+def openai_error(
+    status: int, message: str, code: str | None = None, param: str | None = None
+) -> web.Response:
+    """OpenAI's error envelope, `{"error": {"message", "type", "code", "param"}}`
+    (the `/v1/responses` front answers its errors with it too)."""
     kind = "invalid_request_error" if status < 500 else "api_error"
-    body = msgspec.json.encode(_ErrorEnvelope(_OpenAIError(message, kind, code)))
+    body = msgspec.json.encode(_ErrorEnvelope(_OpenAIError(message, kind, code, param)))
     return web.Response(body=body, status=status, content_type="application/json")
 
 
@@ -72,7 +83,7 @@ async def handle_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     entry = await request.app[catalogue_key].resolve(name)
     if entry is None:
-        return _error(404, f"model '{name}' not found", "model_not_found")
+        return openai_error(404, f"model '{name}' not found", "model_not_found")
     return web.json_response(_model_object(entry), dumps=_dumps)
 
 
@@ -94,17 +105,17 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
     try:
         body: Any = msgspec.json.decode(await request.read())
     except msgspec.DecodeError as exc:
-        return _error(400, f"invalid JSON body: {exc}")
+        return openai_error(400, f"invalid JSON body: {exc}")
     except RecursionError:
-        return _error(400, f"invalid JSON body: {TOO_DEEP}")
+        return openai_error(400, f"invalid JSON body: {TOO_DEEP}")
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        return _error(400, "the body must be a JSON object with a string 'model'")
+        return openai_error(400, "the body must be a JSON object with a string 'model'")
     ctx = request[ctx_key]
     ctx.endpoint = "openai"
     ctx.model = body["model"]
     entry = await request.app[catalogue_key].resolve(body["model"])
     if entry is None:
-        return _error(
+        return openai_error(
             404, f"The model '{body['model']}' does not exist", "model_not_found"
         )
     ctx.use(entry)
@@ -127,7 +138,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                 await response.aclose()
     except GatewayError as exc:
         ctx.outcome = error_kind(exc)
-        return _error(exc.status, exc.message)
+        return openai_error(exc.status, exc.message)
 
 
 async def _relay(

@@ -1,0 +1,385 @@
+"""`POST /v1/responses`: the OpenAI Responses API, served as Ollama serves it,
+by converting the request to a chat and the chat's chunks to a response.
+
+The chat runs through `serve_chat`, so the model lookup, capability checks,
+translators, timeouts and metrics are those of `/api/chat`. No state is kept
+between requests: `previous_response_id` is refused, clients send the whole
+conversation (Codex and Copilot CLI do, with `store: false`). Only function
+tools reach the model; built-in tool types (web search, file search, ...) are
+left out, since nothing here could run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import partial
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ollama_gateway.completion import ChunkReader, collect
+from ollama_gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
+from ollama_gateway.handlers.chat import serve_chat
+from ollama_gateway.handlers.openai_proxy import openai_error
+from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import send_whole
+from ollama_gateway.keys import ctx_key
+from ollama_gateway.log import note_failure
+from ollama_gateway.response_events import ResponseBuilder, new_id
+from ollama_gateway.schemas import ollama, responses
+from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
+
+__all__ = ["handle_responses", "map_request"]
+
+SSE = "text/event-stream"
+_ROLES = frozenset({"user", "assistant", "system", "developer"})
+# Ollama's levels, plus OpenAI's that it lacks mapped to the nearest one.
+_EFFORTS: dict[str, bool | str] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "max",
+}
+_EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+_decode_arguments = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class ParamError(InvalidRequestError):
+    """A 400 that names the request field at fault (OpenAI's `param`)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+async def handle_responses(request: web.Request) -> web.StreamResponse:
+    ctx = request[ctx_key]
+    try:
+        body = await read_body(request, responses.decode_request)
+        answer = partial(_answer, request, _echo(body))
+        # Handed over, not kept here: serve_chat drops the request before the
+        # answer streams, so a long conversation is not held to its end.
+        pending = [map_request(body)]
+        del body
+        return await serve_chat(request, pending.pop(), answer)
+    except GatewayError as exc:
+        note_failure(ctx, exc)
+        code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
+        param = exc.param if isinstance(exc, ParamError) else None
+        return openai_error(exc.status, exc.message, code, param)
+
+
+def map_request(body: responses.ResponsesRequest) -> ollama.ChatRequest:
+    """The chat request for a Responses request (raises a 400 for what
+    cannot be served)."""
+    if body.previous_response_id is not None:
+        raise ParamError(
+            "previous_response_id is not supported: this gateway keeps no "
+            "responses; send the whole conversation in input",
+            "previous_response_id",
+        )
+    if body.background:
+        raise ParamError("background responses are not supported", "background")
+    if body.conversation is not None:
+        raise ParamError(
+            "conversation is not supported: send the whole conversation in input",
+            "conversation",
+        )
+    messages: list[ollama.Message] = []
+    if body.instructions:
+        messages.append(ollama.Message(role="system", content=body.instructions))
+    if isinstance(body.input, str):
+        if body.input:
+            messages.append(ollama.Message(role="user", content=body.input))
+    elif body.input is not None:
+        messages.extend(_map_items(body.input))
+    if not messages:
+        raise ParamError("input is required", "input")
+    options: dict[str, Any] = {}
+    if body.max_output_tokens is not None:
+        options["num_predict"] = body.max_output_tokens
+    if body.temperature is not None:
+        options["temperature"] = body.temperature
+    if body.top_p is not None:
+        options["top_p"] = body.top_p
+    tools = None if body.tool_choice == "none" else _map_tools(body.tools or [])
+    return ollama.ChatRequest(
+        model=body.model,
+        messages=messages,
+        tools=tools or None,
+        stream=body.stream is True,
+        format=_map_format(body.text),
+        options=options or None,
+        think=_map_effort(body.reasoning),
+    )
+
+
+def _map_items(items: list[responses.InputItem]) -> list[ollama.Message]:
+    messages: list[ollama.Message] = []
+    # A reasoning item's text goes with the assistant turn that follows it.
+    thinking: str | None = None
+    for position, item in enumerate(items):
+        where = f"input[{position}]"
+        kind = item.type or ("message" if item.role else "")
+        if kind == "message":
+            role = item.role or ""
+            if role not in _ROLES:
+                raise ParamError(
+                    f"{where}.role must be user, assistant, system or developer",
+                    f"{where}.role",
+                )
+            text, images = _map_content(item.content, f"{where}.content")
+            message = ollama.Message(
+                role="system" if role == "developer" else role,
+                content=text,
+                images=images or None,
+            )
+            if role == "assistant" and thinking:
+                message.thinking, thinking = thinking, None
+            messages.append(message)
+        elif kind == "function_call":
+            if not item.name:
+                raise ParamError(f"{where}.name is required", f"{where}.name")
+            call = ollama.ToolCall(
+                ollama.ToolCallFunction(item.name, _map_arguments(item.arguments)),
+                id=item.call_id or None,
+            )
+            last = messages[-1] if messages else None
+            if last is None or last.role != "assistant":
+                last = ollama.Message(role="assistant", content="")
+                messages.append(last)
+            # Calls made in one turn are one assistant message, as chat has it.
+            last.tool_calls = [*(last.tool_calls or ()), call]
+            if thinking:
+                last.thinking, thinking = thinking, None
+        elif kind == "function_call_output":
+            text, images = _map_content(item.output, f"{where}.output")
+            messages.append(
+                ollama.Message(
+                    role="tool",
+                    content=text,
+                    images=images or None,
+                    tool_call_id=item.call_id or None,
+                )
+            )
+        elif kind == "reasoning":
+            parts = item.summary or (
+                item.content if isinstance(item.content, list) else []
+            )
+            thinking = "".join(p.text or "" for p in parts) or None
+        elif kind == "item_reference":
+            raise ParamError(
+                f"{where}: item references are not supported: this gateway keeps "
+                "no responses; send the items themselves",
+                f"{where}.type",
+            )
+        else:
+            raise ParamError(
+                f"{where}: unsupported input item type {kind!r}", f"{where}.type"
+            )
+    return messages
+
+
+def _map_content(
+    content: str | list[responses.ContentPart] | None, where: str
+) -> tuple[str, list[str]]:
+    """The text and base64 images of a message's content or a tool's output."""
+    if content is None or isinstance(content, str):
+        return content or "", []
+    texts: list[str] = []
+    images: list[str] = []
+    for position, part in enumerate(content):
+        kind = part.type
+        if kind in ("input_text", "output_text", "text"):
+            texts.append(part.text or "")
+        elif kind == "refusal":
+            texts.append(part.refusal or "")
+        elif kind == "input_image":
+            images.append(_image_data(part, f"{where}[{position}]"))
+        elif kind == "input_file":
+            raise ParamError(
+                "file inputs are not supported", f"{where}[{position}].type"
+            )
+        else:
+            raise ParamError(
+                f"{where}[{position}]: unsupported content type {kind!r}",
+                f"{where}[{position}].type",
+            )
+    return "".join(texts), images
+
+
+def _image_data(part: responses.ContentPart, where: str) -> str:
+    url = part.image_url
+    if not url:
+        # A file_id names an upload to OpenAI's Files API, unknown here.
+        raise ParamError(
+            "input_image needs an image_url with a base64 data URL "
+            "(file_id is not supported)",
+            f"{where}.image_url",
+        )
+    head, comma, data = url.partition(",")
+    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
+        raise ParamError(
+            "image URLs are not supported: send the image as a base64 data URL "
+            "(data:image/png;base64,...)",
+            f"{where}.image_url",
+        )
+    return data
+
+
+def _map_arguments(arguments: str | None) -> Any:
+    """A call's JSON arguments as the object Ollama's messages hold; text that
+    is not a JSON object is passed on as it is."""
+    if not arguments:
+        return {}
+    try:
+        value = _decode_arguments(arguments)
+    except msgspec.DecodeError:
+        return arguments
+    return value if isinstance(value, dict) else arguments
+
+
+def _map_tools(tools: list[responses.Tool]) -> list[msgspec.Raw]:
+    mapped: list[msgspec.Raw] = []
+    for position, tool in enumerate(tools):
+        if tool.type != "function":
+            continue  # a built-in tool (web_search, ...): nothing here runs it
+        if not tool.name:
+            raise ParamError(
+                f"tools[{position}].name is required", f"tools[{position}].name"
+            )
+        function: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            function["description"] = tool.description
+        function["parameters"] = (
+            tool.parameters if tool.parameters is not None else _EMPTY_PARAMETERS
+        )
+        mapped.append(msgspec.Raw(_encode({"type": "function", "function": function})))
+    return mapped
+
+
+def _map_format(text: responses.TextConfig | None) -> Any:
+    fmt = text.format if text is not None else None
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return "json"
+    if fmt.type == "json_schema":
+        if not isinstance(fmt.schema, dict):
+            raise ParamError(
+                "text.format.schema must be a JSON Schema object",
+                "text.format.schema",
+            )
+        return fmt.schema
+    raise ParamError(
+        f"unsupported text.format type {fmt.type!r} (text, json_object or json_schema)",
+        "text.format.type",
+    )
+
+
+def _map_effort(reasoning: responses.Reasoning | None) -> bool | str | None:
+    effort = reasoning.effort if reasoning is not None else None
+    if effort is None:
+        return None
+    think = _EFFORTS.get(effort)
+    if think is None:
+        raise ParamError(
+            f'invalid reasoning value: "{effort}" (must be "high", "medium", '
+            '"low", "max", or "none")',
+            "reasoning.effort",
+        )
+    return think
+
+
+def _echo(body: responses.ResponsesRequest) -> responses.Response:
+    """The response object before any output: the request's settings echoed,
+    as the API does (the SDKs read them)."""
+    response = responses.Response(
+        id=new_id("resp"),
+        created_at=int(time.time()),
+        model=body.model,
+        instructions=body.instructions,
+        tools=body.tools or [],
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_output_tokens=body.max_output_tokens,
+        reasoning=body.reasoning,
+    )
+    if body.tool_choice is not None:
+        response.tool_choice = body.tool_choice
+    if body.text is not None and body.text.format is not None:
+        response.text = body.text
+    return response
+
+
+async def _answer(
+    request: web.Request, response: responses.Response, reader: ChunkReader
+) -> web.StreamResponse:
+    ctx = request[ctx_key]
+    builder = ResponseBuilder(response)
+    if ctx.stream:
+        return await _stream(request, reader, builder)
+    builder.feed(await collect(reader), None)
+    return await send_whole(request, ctx, responses.encode(builder.response))
+
+
+async def _stream(
+    request: web.Request, reader: ChunkReader, builder: ResponseBuilder
+) -> web.StreamResponse:
+    """Write the events as the chunks come, one `write()` per batch. The
+    status is sent with the first batch, so a failure before it keeps its own
+    status and error body; a failure after it ends the stream with `error`
+    and `response.failed` events."""
+    ctx = request[ctx_key]
+    out: web.StreamResponse | None = None
+    try:
+        try:
+            while (batch := await reader.read()) is not None:
+                if not batch:
+                    continue
+                buffer = bytearray()
+                if out is None:
+                    builder.start(buffer)
+                for chunk in batch:
+                    builder.feed(chunk, buffer)
+                del batch, chunk  # not kept while the next read is awaited
+                if out is None:
+                    out = web.StreamResponse(
+                        headers={"Content-Type": SSE, "Cache-Control": "no-cache"}
+                    )
+                    await out.prepare(request)
+                await out.write(buffer)
+                del buffer
+                # A write waits while the client is behind; not an idle backend.
+                reader.resume_idle()
+        except GatewayError as exc:
+            if out is None:
+                raise
+            note_failure(ctx, exc)
+            await out.write(_failed(builder, "server_error", exc.message))
+        except asyncio.CancelledError as exc:
+            if out is None or not is_shutdown(exc):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            ctx.outcome = "shutdown"
+            await out.write(_failed(builder, "shutting_down", SHUTDOWN))
+        assert out is not None  # the last chunk always comes in a batch
+        await out.write_eof()
+    except ConnectionResetError:
+        ctx.outcome = "client_disconnect"
+        return out or web.Response(status=499)
+    return out
+
+
+def _failed(builder: ResponseBuilder, code: str, message: str) -> bytearray:
+    buffer = bytearray()
+    builder.fail(code, message, buffer)
+    return buffer

@@ -1,0 +1,307 @@
+"""Building a Responses API answer from Ollama chat chunks: its output items,
+usage and status, and, for a stream, its SSE events in the API's order.
+
+One `ResponseBuilder` per request. Thinking, text and tool calls each become an
+output item, opened when the first piece of that kind arrives and closed when
+another kind begins or the answer ends, so the items keep the model's order.
+`feed` with a buffer writes the events for a chunk into it (the caller sends a
+batch's buffer in one write); with None it only builds the items (non-stream).
+"""
+
+from __future__ import annotations
+
+import time
+from random import getrandbits
+
+import msgspec
+
+from ollama_gateway.schemas import ollama, responses
+
+__all__ = ["ResponseBuilder", "new_id"]
+
+_encode_arguments = msgspec.json.Encoder().encode
+_encode_into = responses.encode_into
+
+Event = (
+    responses.LifecycleEvent
+    | responses.ItemEvent
+    | responses.ContentPartEvent
+    | responses.TextDeltaEvent
+    | responses.TextDoneEvent
+    | responses.SummaryPartEvent
+    | responses.SummaryDeltaEvent
+    | responses.SummaryDoneEvent
+    | responses.ArgumentsDeltaEvent
+    | responses.ArgumentsDoneEvent
+    | responses.ErrorEvent
+)
+
+
+def new_id(prefix: str) -> str:
+    """An id such as `resp_<24 hex>`: unique, not secret."""
+    return f"{prefix}_{getrandbits(96):024x}"
+
+
+class ResponseBuilder:
+    """Folds chunks into `response` (a `responses.Response` made by the handler
+    with the request's echo fields) and writes the stream's events."""
+
+    __slots__ = ("_open", "_parts", "_sequence", "response")
+
+    def __init__(self, response: responses.Response) -> None:
+        self.response = response
+        self._sequence = 0
+        # The item being written (a message or reasoning) and its text so far.
+        self._open: responses.MessageItem | responses.ReasoningItem | None = None
+        self._parts: list[str] = []
+
+    def start(self, out: bytearray) -> None:
+        """`response.created` and `response.in_progress`."""
+        self._lifecycle("response.created", out)
+        self._lifecycle("response.in_progress", out)
+
+    def feed(self, chunk: ollama.ChatResponse, out: bytearray | None) -> None:
+        message = chunk.message
+        if message.thinking:
+            self._add_text(responses.ReasoningItem, message.thinking, out)
+        if message.content:
+            self._add_text(responses.MessageItem, message.content, out)
+        for call in message.tool_calls or ():
+            self._add_call(call, out)
+        if chunk.done:
+            self._finish(chunk, out)
+
+    def fail(self, code: str, message: str, out: bytearray) -> None:
+        """After the stream started: an `error` event, then `response.failed`
+        with what was written so far."""
+        self._emit(out, responses.ErrorEvent("error", self._next(), code, message))
+        response = self.response
+        response.status = "failed"
+        response.error = responses.ResponseError(code, message)
+        self._lifecycle("response.failed", out)
+
+    # Items ---------------------------------------------------------------------
+
+    def _add_text(
+        self,
+        kind: type[responses.MessageItem] | type[responses.ReasoningItem],
+        text: str,
+        out: bytearray | None,
+    ) -> None:
+        item = self._open
+        if not isinstance(item, kind):
+            self._close(out)
+            item = self._open_item(kind, out)
+        self._parts.append(text)
+        if out is None:
+            return
+        index = len(self.response.output) - 1
+        if isinstance(item, responses.MessageItem):
+            self._emit(
+                out,
+                responses.TextDeltaEvent(
+                    "response.output_text.delta", self._next(), item.id, index, 0, text
+                ),
+            )
+        else:
+            self._emit(
+                out,
+                responses.SummaryDeltaEvent(
+                    "response.reasoning_summary_text.delta",
+                    self._next(),
+                    item.id,
+                    index,
+                    0,
+                    text,
+                ),
+            )
+
+    def _open_item(
+        self,
+        kind: type[responses.MessageItem] | type[responses.ReasoningItem],
+        out: bytearray | None,
+    ) -> responses.MessageItem | responses.ReasoningItem:
+        item: responses.MessageItem | responses.ReasoningItem
+        if kind is responses.MessageItem:
+            item = responses.MessageItem(new_id("msg"), "in_progress", [])
+        else:
+            item = responses.ReasoningItem(new_id("rs"), [], "in_progress")
+        output = self.response.output
+        output.append(item)
+        self._open = item
+        if out is None:
+            return item
+        index = len(output) - 1
+        self._emit(
+            out,
+            responses.ItemEvent(
+                "response.output_item.added", self._next(), index, item
+            ),
+        )
+        if isinstance(item, responses.MessageItem):
+            self._emit(
+                out,
+                responses.ContentPartEvent(
+                    "response.content_part.added",
+                    self._next(),
+                    item.id,
+                    index,
+                    0,
+                    responses.OutputText(""),
+                ),
+            )
+        else:
+            self._emit(
+                out,
+                responses.SummaryPartEvent(
+                    "response.reasoning_summary_part.added",
+                    self._next(),
+                    item.id,
+                    index,
+                    0,
+                    responses.SummaryText(""),
+                ),
+            )
+        return item
+
+    def _close(self, out: bytearray | None, status: str = "completed") -> None:
+        """Finish the open item: its whole text, and the `.done` events."""
+        item = self._open
+        if item is None:
+            return
+        self._open = None
+        text = "".join(self._parts)
+        self._parts = []
+        item.status = status
+        index = len(self.response.output) - 1
+        events: tuple[Event, ...]
+        if isinstance(item, responses.MessageItem):
+            part = responses.OutputText(text)
+            item.content = [part]
+            events = (
+                responses.TextDoneEvent(
+                    "response.output_text.done", 0, item.id, index, 0, text
+                ),
+                responses.ContentPartEvent(
+                    "response.content_part.done", 0, item.id, index, 0, part
+                ),
+            )
+        else:
+            summary = responses.SummaryText(text)
+            item.summary = [summary]
+            events = (
+                responses.SummaryDoneEvent(
+                    "response.reasoning_summary_text.done", 0, item.id, index, 0, text
+                ),
+                responses.SummaryPartEvent(
+                    "response.reasoning_summary_part.done",
+                    0,
+                    item.id,
+                    index,
+                    0,
+                    summary,
+                ),
+            )
+        if out is not None:
+            for event in events:
+                event.sequence_number = self._next()
+                self._emit(out, event)
+            self._emit(
+                out,
+                responses.ItemEvent(
+                    "response.output_item.done", self._next(), index, item
+                ),
+            )
+
+    def _add_call(self, call: ollama.ToolCall, out: bytearray | None) -> None:
+        self._close(out)
+        function = call.function
+        arguments = function.arguments
+        if arguments is None:
+            text = "{}"
+        elif isinstance(arguments, str):
+            text = arguments
+        else:
+            text = _encode_arguments(arguments).decode()
+        item = responses.FunctionCallItem(
+            new_id("fc"), call.id or new_id("call"), function.name, "", "in_progress"
+        )
+        output = self.response.output
+        output.append(item)
+        if out is None:
+            item.arguments = text
+            item.status = "completed"
+            return
+        index = len(output) - 1
+        # `added` carries empty arguments: clients add the deltas to them.
+        self._emit(
+            out,
+            responses.ItemEvent(
+                "response.output_item.added", self._next(), index, item
+            ),
+        )
+        item.arguments = text
+        item.status = "completed"
+        self._emit(
+            out,
+            responses.ArgumentsDeltaEvent(
+                "response.function_call_arguments.delta",
+                self._next(),
+                item.id,
+                index,
+                text,
+            ),
+        )
+        self._emit(
+            out,
+            responses.ArgumentsDoneEvent(
+                "response.function_call_arguments.done",
+                self._next(),
+                item.id,
+                index,
+                item.name,
+                text,
+            ),
+        )
+        self._emit(
+            out,
+            responses.ItemEvent("response.output_item.done", self._next(), index, item),
+        )
+
+    def _finish(self, chunk: ollama.ChatResponse, out: bytearray | None) -> None:
+        response = self.response
+        cut = chunk.done_reason == "length"
+        if not response.output:
+            # Nothing came: still one (empty) message, so `output_text` is "".
+            self._open_item(responses.MessageItem, out)
+        self._close(out, "incomplete" if cut else "completed")
+        prompt, generated = chunk.prompt_eval_count, chunk.eval_count
+        response.usage = responses.Usage(prompt, generated, prompt + generated)
+        response.completed_at = int(time.time())
+        if cut:
+            response.status = "incomplete"
+            response.incomplete_details = responses.IncompleteDetails(
+                "max_output_tokens"
+            )
+        else:
+            response.status = "completed"
+        if out is not None:
+            self._lifecycle(f"response.{response.status}", out)
+
+    # Events --------------------------------------------------------------------
+
+    def _lifecycle(self, kind: str, out: bytearray) -> None:
+        self._emit(out, responses.LifecycleEvent(kind, self._next(), self.response))
+
+    def _next(self) -> int:
+        number = self._sequence
+        self._sequence = number + 1
+        return number
+
+    @staticmethod
+    def _emit(out: bytearray, event: Event) -> None:
+        out += b"event: "
+        out += event.type.encode()
+        out += b"\ndata: "
+        _encode_into(event, out, -1)
+        out += b"\n\n"
