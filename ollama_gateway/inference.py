@@ -41,6 +41,7 @@ __all__ = [
     "load_answer",
     "map_with",
     "missing_model",
+    "send_whole",
     "serve_completion",
 ]
 
@@ -197,20 +198,7 @@ async def serve_completion(
                     return await answer(reader)
                 if ctx.stream:
                     return await relay(request, ctx, reader, encode_into)
-                final = await collect(reader)
-                whole = web.Response(
-                    body=render(final), content_type="application/json", charset="utf-8"
-                )
-                # Sent here, not by aiohttp after the handler returns: the
-                # tidying up below (the body closed, the connection and the slot
-                # given back, the middleware's accounting) is then no part of
-                # the client's wait.
-                try:
-                    await whole.prepare(request)
-                    await whole.write_eof()
-                except ConnectionResetError:
-                    ctx.outcome = "client_disconnect"
-                return whole
+                return await send_whole(request, ctx, render(await collect(reader)))
             finally:
                 try:
                     if reader is not None:
@@ -222,6 +210,24 @@ async def serve_completion(
             raise
         _uncancel()
         raise GatewayError(SHUTDOWN, status=503) from None
+
+
+async def send_whole(
+    request: web.Request, ctx: RequestContext, body: bytes
+) -> web.Response:
+    """Send a whole JSON answer from inside `serve_completion`.
+
+    Sent here, not by aiohttp after the handler returns: the tidying up
+    after it (the body closed, the connection and the slot given back, the
+    middleware's accounting) is then no part of the client's wait.
+    """
+    whole = web.Response(body=body, content_type="application/json", charset="utf-8")
+    try:
+        await whole.prepare(request)
+        await whole.write_eof()
+    except ConnectionResetError:
+        ctx.outcome = "client_disconnect"
+    return whole
 
 
 def _uncancel() -> None:
