@@ -24,6 +24,7 @@ from ollama_gateway.errors import (
 )
 from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
 from ollama_gateway.log import AccessLog, note_failure
+from ollama_gateway.schemas import anthropic
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
 __all__ = ["setup_middlewares"]
@@ -82,7 +83,7 @@ def setup_middlewares(app: web.Application) -> None:
         except GatewayError as exc:
             status = exc.status
             note_failure(ctx, exc)
-            error = _error_response(exc.status, exc.message)
+            error = _error_response(exc.status, exc.message, request.path)
             if isinstance(exc, AuthError):
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
             return error
@@ -94,11 +95,13 @@ def setup_middlewares(app: web.Application) -> None:
             request.content.feed_eof()
             # aiohttp's parser error, whose `message` is the reason alone.
             reason = str(getattr(exc.__cause__, "message", "") or exc).strip()
-            refused = _error_response(400, f"invalid request body: {reason}")
+            refused = _error_response(
+                400, f"invalid request body: {reason}", request.path
+            )
             refused.force_close()
             return refused
         except web.HTTPException as exc:
-            answer = _http_exception(exc)
+            answer = _http_exception(exc, request.path)
             if exc.status == 404:
                 answer = await _slashless_redirect(request) or answer
             status = answer.status
@@ -113,11 +116,11 @@ def setup_middlewares(app: web.Application) -> None:
                 raise  # its status is sent; the connection ends here
             _uncancel()
             status = 503
-            return _error_response(503, SHUTDOWN)
+            return _error_response(503, SHUTDOWN, request.path)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             ctx.outcome = "internal_error"
-            return _error_response(500, "internal server error")
+            return _error_response(500, "internal server error", request.path)
         finally:
             in_flight.discard(task)
             if status >= 400 and ctx.outcome == "ok":
@@ -211,9 +214,17 @@ def _accepted(presented: str, digests: list[bytes]) -> bool:
     return found and bool(presented)
 
 
-def _error_response(status: int, message: str) -> web.Response:
+def _error_response(status: int, message: str, path: str = "") -> web.Response:
+    # One front speaks another error shape: Claude Code and Anthropic's SDKs
+    # read `{"type": "error", "error": {...}}`, and an Ollama body there is
+    # an error without a message. Keyed on the path, so a refusal made before
+    # the handler runs (the key check, the body limit) is worded the same way.
+    if path.startswith(anthropic.PATH_PREFIX):
+        body = anthropic.encode_error(status, message)
+    else:
+        body = error_body(message)
     return web.Response(
-        body=error_body(message),
+        body=body,
         status=status,
         content_type="application/json",
         charset="utf-8",
@@ -237,16 +248,16 @@ async def _slashless_redirect(request: web.Request) -> web.StreamResponse | None
     return web.Response(status=status, headers={"Location": str(target)})
 
 
-def _http_exception(exc: web.HTTPException) -> web.StreamResponse:
+def _http_exception(exc: web.HTTPException, path: str) -> web.StreamResponse:
     if exc.status == 404:
         return web.Response(status=404, text="404 page not found")
     if exc.status == 405:
         return web.Response(status=405, text="405 method not allowed")
     if exc.status == 413:
-        return _error_response(413, "request body too large")
+        return _error_response(413, "request body too large", path)
     if 300 <= exc.status < 400:
         return exc
-    return _error_response(exc.status, exc.reason)
+    return _error_response(exc.status, exc.reason, path)
 
 
 def _record(
