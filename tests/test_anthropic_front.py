@@ -145,7 +145,11 @@ async def test_stream_event_sequence(gateway, backend):
     backend.queue(Script.text("one two"))
     client = await gateway(backend)
     body = {"model": "gpt-4o", "max_tokens": 5, "messages": USER, "stream": True}
-    resp = await client.post("/v1/messages", data=json.dumps(body))
+    # Claude Code asks `/v1/messages?beta=true`, with its beta headers.
+    headers = {"anthropic-version": "2023-06-01", "anthropic-beta": "x-2025-01-01"}
+    resp = await client.post(
+        "/v1/messages?beta=true", data=json.dumps(body), headers=headers
+    )
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     raw = (await resp.read()).decode()
