@@ -2,10 +2,10 @@
 
 `ChunkReader` turns an upstream answer into batches of Ollama chunks, one batch
 per upstream read (at most MAX_BATCH events), under the first-token, idle and
-total timeouts. `relay` writes the batches as NDJSON, each batch in one
-`write()`; `collect` folds them into one non-stream answer. The response is
-prepared only when the first batch is ready, so a failure before any output
-keeps its real status (spec 1.3).
+total timeouts. `relay` writes the batches as NDJSON (or a front's own
+events), each batch in one `write()`; `collect` folds them into one non-stream
+answer. The response is prepared only when the first batch is ready, so a
+failure before any output keeps its real status (spec 1.3).
 """
 
 from __future__ import annotations
@@ -533,13 +533,22 @@ def _on_timer(ref: weakref.ref[ChunkReader]) -> None:
     task.cancel()
 
 
+def _error_line(status: int, message: str) -> bytes:
+    return error_body(message) + b"\n"
+
+
 async def relay(
     request: web.Request,
     ctx: RequestContext,
     reader: ChunkReader,
     encode_into: EncodeInto,
+    *,
+    content_type: str = NDJSON,
+    error_line: Callable[[int, str], bytes] = _error_line,
 ) -> web.StreamResponse:
-    """Write the answer as NDJSON; one `write()` per upstream read."""
+    """Write the answer as NDJSON (or what `encode_into` makes, as
+    `content_type`); one `write()` per upstream read. A failure after output
+    started ends it with `error_line(status, message)`."""
     response: web.StreamResponse | None = None
     direct: _DirectWriter | None = None
     try:
@@ -551,7 +560,9 @@ async def relay(
                         encode_into(chunk, buffer)
                     del batch, chunk  # not kept while the next read is awaited
                     if response is None:
-                        response = web.StreamResponse(headers={"Content-Type": NDJSON})
+                        response = web.StreamResponse(
+                            headers={"Content-Type": content_type}
+                        )
                         await response.prepare(request)
                         await response.write(buffer)
                         direct = _DirectWriter.of(request, response, encode_into)
@@ -571,7 +582,7 @@ async def relay(
                 raise
             note_failure(ctx, exc)
             # After output started the status is sent: end with one error line.
-            await response.write(error_body(exc.message) + b"\n")
+            await response.write(error_line(exc.status, exc.message))
         except asyncio.CancelledError as exc:
             if response is None or not is_shutdown(exc):
                 raise
@@ -579,7 +590,7 @@ async def relay(
             if task is not None:
                 task.uncancel()
             ctx.outcome = "shutdown"
-            await response.write(error_body(SHUTDOWN) + b"\n")
+            await response.write(error_line(503, SHUTDOWN))
         assert response is not None  # close() always yields the final chunk
         await response.write_eof()
     except ConnectionResetError:

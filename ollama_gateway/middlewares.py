@@ -25,6 +25,7 @@ from ollama_gateway.errors import (
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
 from ollama_gateway.log import AccessLog, note_failure
+from ollama_gateway.schemas import anthropic
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
 __all__ = ["setup_middlewares"]
@@ -218,10 +219,19 @@ def _accepted(presented: str, digests: list[bytes]) -> bool:
 
 
 def _error_response(status: int, message: str, path: str = "") -> web.Response:
-    if path in _OPENAI_ERROR_PATHS:
+    # Two fronts speak other error shapes, keyed on the path so that a refusal
+    # made before the handler runs (the key check, the body limit) is worded
+    # the same way: Claude Code and Anthropic's SDKs read `{"type": "error",
+    # "error": {...}}`, OpenAI's clients `{"error": {"message": ...}}`; an
+    # Ollama body there is an error without a message.
+    if path.startswith(anthropic.PATH_PREFIX):
+        body = anthropic.encode_error(status, message)
+    elif path in _OPENAI_ERROR_PATHS:
         return openai_error(status, message)
+    else:
+        body = error_body(message)
     return web.Response(
-        body=error_body(message),
+        body=body,
         status=status,
         content_type="application/json",
         charset="utf-8",

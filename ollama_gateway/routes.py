@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ollama_gateway.handlers import (
+    anthropic,
     chat,
     embed,
     generate,
@@ -45,5 +46,7 @@ def setup_routes(app: web.Application, *, metrics_handler: Handler) -> None:
         add("POST", f"{prefix}/completions", openai_proxy.handle_completions)
         add("POST", f"{prefix}/embeddings", openai_proxy.handle_embeddings)
     add("POST", "/v1/responses", responses.handle_responses)
+    add("POST", "/v1/messages", anthropic.handle_messages)
+    add("POST", "/v1/messages/count_tokens", anthropic.handle_count_tokens)
     add("GET", "/v1/models", openai_proxy.handle_models)
     add("GET", "/v1/models/{model:.+}", openai_proxy.handle_model)

@@ -305,3 +305,39 @@ async def test_sigterm_ends_a_long_responses_stream_with_failed(launch):
         "message": SHUTDOWN,
     }
     _assert_clean_log(gateway)
+
+
+async def test_sigterm_ends_a_long_messages_stream_with_an_error_event(launch):
+    grace = 1.0
+    gateway = await launch(_demo(grace=grace))
+    words = " ".join(f"word{i}" for i in range(40))  # about 10 s at 5 words/s
+    body = {
+        "model": "demo",
+        "max_tokens": 500,
+        "messages": [{"role": "user", "content": words}],
+        "stream": True,
+    }
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.post(gateway.url + "/v1/messages", json=body) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/event-stream"
+            name = ""
+            async with asyncio.timeout(grace + MARGIN):
+                async for raw in resp.content:
+                    line = raw.decode().strip()
+                    if line.startswith("event: "):
+                        name = line.removeprefix("event: ")
+                    elif line.startswith("data: "):
+                        events.append((name, json.loads(line.removeprefix("data: "))))
+                        if len(events) == 5:
+                            gateway.proc.send_signal(signal.SIGTERM)
+    assert await gateway.wait_exit(MARGIN) == 0
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and "message_stop" not in names
+    assert len(events) > 5
+    assert events[-1] == (
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": SHUTDOWN}},
+    )
+    _assert_clean_log(gateway)

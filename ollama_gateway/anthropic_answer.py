@@ -1,0 +1,186 @@
+"""Ollama chat chunks as an Anthropic Messages answer: a whole message, or SSE events.
+
+`MessageEvents` is the stream's state machine: it is fed each chunk and writes
+the events it makes into a buffer, so a batch of chunks goes out in one write.
+Blocks open in the order the model produces them (thinking, then text), each
+closed before the next opens; a tool call is a whole `tool_use` block (the
+gateway assembles a call before it hands it on), its input sent as one
+`input_json_delta`.
+"""
+
+from __future__ import annotations
+
+from secrets import token_hex
+
+import msgspec
+
+from ollama_gateway.schemas import anthropic, ollama
+
+__all__ = [
+    "MessageEvents",
+    "error_event",
+    "message_id",
+    "stop_reason",
+    "whole_message",
+]
+
+_encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
+_NO_SIGNATURE = anthropic.SignatureDelta("")
+
+
+def message_id() -> str:
+    return "msg_" + token_hex(12)
+
+
+def stop_reason(done_reason: str | None, tool_use: bool) -> str:
+    """Anthropic's `stop_reason` for Ollama's `done_reason`. A stop sequence
+    cannot be told from a natural end (OpenAI backends say `stop` for both),
+    so it reads as `end_turn`."""
+    if tool_use:
+        return "tool_use"
+    if done_reason == "length":
+        return "max_tokens"
+    return "end_turn"
+
+
+def whole_message(
+    ident: str, model: str, final: ollama.ChatResponse, input_estimate: int
+) -> anthropic.Response:
+    """The non-stream answer from the folded chunk (see `completion.collect`)."""
+    message = final.message
+    content: list[anthropic.OutputBlock] = []
+    if message.thinking:
+        content.append(anthropic.ThinkingBlock(message.thinking))
+    if message.content:
+        content.append(anthropic.TextBlock(message.content))
+    calls = message.tool_calls or ()
+    content.extend(_tool_use(call) for call in calls)
+    return anthropic.Response(
+        id=ident,
+        model=model,
+        content=content,
+        stop_reason=stop_reason(final.done_reason, bool(calls)),
+        usage=anthropic.Usage(
+            input_tokens=final.prompt_eval_count or input_estimate,
+            output_tokens=final.eval_count,
+        ),
+    )
+
+
+def _tool_use(call: ollama.ToolCall) -> anthropic.ToolUseBlock:
+    arguments = call.function.arguments
+    return anthropic.ToolUseBlock(
+        id=call.id or "toolu_" + token_hex(12),
+        name=call.function.name,
+        input=arguments if arguments is not None else {},
+    )
+
+
+class MessageEvents:
+    """Writes one answer's SSE events, chunk by chunk."""
+
+    __slots__ = ("_id", "_index", "_input", "_model", "_open", "_started", "_tools")
+
+    def __init__(self, ident: str, model: str, input_estimate: int) -> None:
+        self._id = ident
+        self._model = model
+        self._input = input_estimate
+        self._started = False
+        # The index of the block that is open, and its kind (None: none is).
+        self._index = -1
+        self._open: str | None = None
+        self._tools = False
+
+    def feed(self, chunk: ollama.ChatResponse, out: bytearray) -> None:
+        if not self._started:
+            self._started = True
+            start = anthropic.Response(
+                id=self._id,
+                model=self._model,
+                content=[],
+                stop_reason=None,
+                usage=anthropic.Usage(input_tokens=self._input, output_tokens=0),
+            )
+            _event(b"message_start", anthropic.MessageStart(start), out)
+        message = chunk.message
+        if message.thinking:
+            self._delta("thinking", anthropic.ThinkingDelta(message.thinking), out)
+        if message.content:
+            self._delta("text", anthropic.TextDelta(message.content), out)
+        for call in message.tool_calls or ():
+            self._close(out)
+            self._tools = True
+            block = _tool_use(call)
+            arguments = _encode(block.input).decode()
+            block.input = {}
+            self._index += 1
+            index = self._index
+            _event(
+                b"content_block_start", anthropic.ContentBlockStart(index, block), out
+            )
+            delta = anthropic.InputJsonDelta(arguments)
+            _event(
+                b"content_block_delta", anthropic.ContentBlockDelta(index, delta), out
+            )
+            _event(b"content_block_stop", anthropic.ContentBlockStop(index), out)
+        if chunk.done:
+            self._close(out)
+            reason = stop_reason(chunk.done_reason, self._tools)
+            usage = anthropic.MessageDeltaUsage(
+                output_tokens=chunk.eval_count,
+                input_tokens=chunk.prompt_eval_count or self._input,
+            )
+            delta_event = anthropic.MessageDelta(anthropic.StopInfo(reason), usage)
+            _event(b"message_delta", delta_event, out)
+            _event(b"message_stop", anthropic.MessageStop(), out)
+
+    def _delta(
+        self,
+        kind: str,
+        delta: anthropic.TextDelta | anthropic.ThinkingDelta,
+        out: bytearray,
+    ) -> None:
+        if self._open != kind:
+            self._close(out)
+            self._index += 1
+            self._open = kind
+            block: anthropic.OutputBlock = (
+                anthropic.TextBlock("")
+                if kind == "text"
+                else anthropic.ThinkingBlock("")
+            )
+            start = anthropic.ContentBlockStart(self._index, block)
+            _event(b"content_block_start", start, out)
+        _event(
+            b"content_block_delta", anthropic.ContentBlockDelta(self._index, delta), out
+        )
+
+    def _close(self, out: bytearray) -> None:
+        if self._open is None:
+            return
+        if self._open == "thinking":
+            # Anthropic ends a thinking block with its signature; the SDKs
+            # expect the event. The gateway signs nothing: it is empty.
+            signature = anthropic.ContentBlockDelta(self._index, _NO_SIGNATURE)
+            _event(b"content_block_delta", signature, out)
+        _event(b"content_block_stop", anthropic.ContentBlockStop(self._index), out)
+        self._open = None
+
+
+def error_event(status: int, message: str) -> bytes:
+    """An `error` event: how a stream whose status is sent ends in failure."""
+    out = bytearray()
+    error = anthropic.Error(
+        anthropic.ErrorDetail(anthropic.error_type(status), message)
+    )
+    _event(b"error", error, out)
+    return bytes(out)
+
+
+def _event(name: bytes, data: msgspec.Struct, out: bytearray) -> None:
+    out += b"event: "
+    out += name
+    out += b"\ndata: "
+    _encoder.encode_into(data, out, -1)
+    out += b"\n\n"

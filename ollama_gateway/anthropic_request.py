@@ -1,0 +1,270 @@
+"""An Anthropic Messages request as an Ollama chat request, and its token estimate.
+
+The conversion follows what Ollama does for `/v1/messages`: the system prompt
+becomes a leading system message, tool results become `tool` messages placed
+before the rest of their user turn (they answer the previous assistant turn's
+calls), `max_tokens` becomes `num_predict`, and `thinking` becomes `think`.
+Where Ollama silently drops what it cannot serve (a block type it does not
+know), the gateway says so with a 400 instead of answering a different
+question than the one asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.schemas import anthropic, ollama
+
+__all__ = ["estimate_input_tokens", "map_messages_request"]
+
+# Adjacent text blocks are separate paragraphs to Anthropic's models; joined
+# with nothing (as Ollama does), Claude Code's `<system-reminder>` blocks run
+# into the user's words.
+_JOIN = "\n\n"
+_ANY_OBJECT = msgspec.Raw(b'{"type":"object","properties":{}}')
+_encode = msgspec.json.Encoder().encode
+_to_blocks = list[anthropic.ContentBlock]
+
+
+class _FunctionSpec(msgspec.Struct, omit_defaults=True):
+    name: str
+    parameters: msgspec.Raw
+    description: str | None = None
+
+
+class _FunctionTool(msgspec.Struct):
+    function: _FunctionSpec
+    type: str = "function"
+
+
+def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
+    """The Ollama chat request for a Messages request (raises a 400 for what
+    cannot be sent on)."""
+    messages: list[ollama.Message] = []
+    system = _system_text(body.system)
+    if system:
+        messages.append(ollama.Message(role="system", content=system))
+    for position, message in enumerate(body.messages):
+        messages.extend(_map_message(message, position))
+    if not messages:
+        raise InvalidRequestError("messages: at least one message is required")
+    options: dict[str, Any] = {"num_predict": body.max_tokens}
+    if body.temperature is not None:
+        options["temperature"] = body.temperature
+    if body.top_p is not None:
+        options["top_p"] = body.top_p
+    if body.top_k is not None:
+        options["top_k"] = body.top_k
+    if body.stop_sequences:
+        options["stop"] = body.stop_sequences
+    tools = [_map_tool(tool, i) for i, tool in enumerate(body.tools or ())]
+    return ollama.ChatRequest(
+        model=body.model,
+        messages=messages,
+        tools=tools or None,
+        stream=body.stream,
+        format=_map_format(body.output_config),
+        options=options,
+        think=_map_thinking(body.thinking),
+    )
+
+
+def _map_format(config: anthropic.OutputConfig | None) -> Any:
+    """`output_config.format` (`{"type": "json_schema", "schema": ...}`) as
+    Ollama's `format`: the schema itself."""
+    found = config.format if config is not None else None
+    if found is None:
+        return None
+    if not isinstance(found, dict) or found.get("type") != "json_schema":
+        raise InvalidRequestError(
+            'output_config.format: only {"type": "json_schema", "schema": {...}} '
+            "is supported"
+        )
+    schema = found.get("schema")
+    if not isinstance(schema, dict):
+        raise InvalidRequestError("output_config.format.schema must be an object")
+    return schema
+
+
+def _system_text(
+    system: str | list[anthropic.ContentBlock] | None, where: str = "system"
+) -> str:
+    if system is None or isinstance(system, str):
+        return system or ""
+    texts = []
+    for i, block in enumerate(system):
+        if block.type != "text":
+            raise InvalidRequestError(
+                f"{where}[{i}]: a system prompt takes text blocks only, "
+                f"not {block.type!r}"
+            )
+        texts.append(block.text or "")
+    return _JOIN.join(t for t in texts if t)
+
+
+def _map_message(message: anthropic.Message, position: int) -> list[ollama.Message]:
+    role = message.role
+    if isinstance(message.content, str):
+        return [ollama.Message(role=role, content=message.content)]
+    if role == "system":
+        text = _system_text(message.content, f"messages[{position}].content")
+        return [ollama.Message(role=role, content=text)] if text else []
+    texts: list[str] = []
+    images: list[str] = []
+    calls: list[ollama.ToolCall] = []
+    thinking: list[str] = []
+    results: list[ollama.Message] = []
+    for i, block in enumerate(message.content):
+        where = f"messages[{position}].content[{i}]"
+        kind = block.type
+        if kind == "text":
+            if block.text:
+                texts.append(block.text)
+        elif kind == "image":
+            images.append(_image_data(block, where))
+        elif kind == "tool_use" and role == "assistant":
+            calls.append(_tool_call(block, where))
+        elif kind == "tool_result" and role == "user":
+            results.append(_tool_result(block, where))
+        elif kind == "thinking" and role == "assistant":
+            if block.thinking:
+                thinking.append(block.thinking)
+        elif kind == "redacted_thinking" and role == "assistant":
+            continue  # encrypted by Anthropic: nothing a backend could read
+        else:
+            raise InvalidRequestError(
+                f"{where}: content blocks of type {kind!r} are not supported "
+                f"in {role} messages by this gateway"
+            )
+    out = results
+    if texts or images or calls or thinking:
+        out.append(
+            ollama.Message(
+                role=role,
+                content=_JOIN.join(texts),
+                thinking="".join(thinking) or None,
+                images=images or None,
+                tool_calls=calls or None,
+            )
+        )
+    return out
+
+
+def _image_data(block: anthropic.ContentBlock, where: str) -> str:
+    source = block.source
+    if source is None or source.type != "base64" or not source.data:
+        kind = source.type if source is not None else "none"
+        # As Ollama: the gateway fetches nothing on a client's behalf.
+        raise InvalidRequestError(
+            f"{where}: image source type {kind!r} is not supported; "
+            "send the image as base64 data"
+        )
+    return source.data
+
+
+def _tool_call(block: anthropic.ContentBlock, where: str) -> ollama.ToolCall:
+    if not block.id or not block.name:
+        raise InvalidRequestError(f"{where}: a tool_use block needs an id and a name")
+    arguments = block.input if block.input is not None else {}
+    if not isinstance(arguments, dict):
+        raise InvalidRequestError(f"{where}: tool_use input must be an object")
+    return ollama.ToolCall(
+        function=ollama.ToolCallFunction(name=block.name, arguments=arguments),
+        id=block.id,
+    )
+
+
+def _tool_result(block: anthropic.ContentBlock, where: str) -> ollama.Message:
+    if not block.tool_use_id:
+        raise InvalidRequestError(f"{where}: a tool_result block needs a tool_use_id")
+    content = block.content
+    texts: list[str] = []
+    images: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif content is not None:
+        try:
+            blocks = msgspec.convert(content, _to_blocks)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequestError(f"{where}.content: {exc}") from None
+        for i, part in enumerate(blocks):
+            if part.type == "text":
+                texts.append(part.text or "")
+            elif part.type == "image":
+                images.append(_image_data(part, f"{where}.content[{i}]"))
+            else:
+                raise InvalidRequestError(
+                    f"{where}.content[{i}]: a tool result takes text and image "
+                    f"blocks, not {part.type!r}"
+                )
+    return ollama.Message(
+        role="tool",
+        content=_JOIN.join(texts),
+        images=images or None,
+        tool_call_id=block.tool_use_id,
+    )
+
+
+def _map_tool(tool: anthropic.Tool, position: int) -> msgspec.Raw:
+    if tool.type not in (None, "custom"):
+        # Server tools (web search, code execution) run on Anthropic's side,
+        # and the versioned built-ins (bash, text editor) have schemas only
+        # Anthropic's models know: the gateway can do neither.
+        raise InvalidRequestError(
+            f"tools[{position}]: tool type {tool.type!r} is not supported by "
+            "this gateway; only client tools with an input_schema are"
+        )
+    if not tool.name:
+        raise InvalidRequestError(f"tools[{position}]: a tool needs a name")
+    spec = _FunctionSpec(
+        name=tool.name,
+        parameters=tool.input_schema or _ANY_OBJECT,
+        description=tool.description,
+    )
+    return msgspec.Raw(_encode(_FunctionTool(spec)))
+
+
+def _map_thinking(thinking: anthropic.ThinkingConfig | None) -> bool | None:
+    if thinking is None:
+        return None
+    if thinking.type == "enabled":
+        return True
+    if thinking.type == "disabled":
+        return False
+    # `adaptive` and the modes newer than this gateway leave it to the model:
+    # its own default, as when `thinking` is left out.
+    return None
+
+
+def estimate_input_tokens(
+    body: anthropic.MessagesRequest | anthropic.CountTokensRequest,
+) -> int:
+    """About four characters a token over the text of the request (system,
+    messages, tool calls and results, tool definitions), at least one: the
+    same estimate Ollama gives, as a backend has no way to count a prompt
+    without running it. Images are not counted."""
+    size = _text_size(body.system)
+    for message in body.messages:
+        size += len(message.role) + _text_size(message.content)
+    for tool in body.tools or ():
+        size += len(tool.name) + len(tool.description or "")
+        size += len(tool.input_schema or b"")
+    return max(1, -(-size // 4))
+
+
+def _text_size(content: str | list[anthropic.ContentBlock] | None) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return len(content)
+    size = 0
+    for block in content:
+        size += len(block.text or "") + len(block.thinking or "")
+        if block.type == "tool_use":
+            size += len(block.name or "") + len(_encode(block.input))
+        elif block.type == "tool_result":
+            size += len(_encode(block.content))
+    return size

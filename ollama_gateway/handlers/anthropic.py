@@ -1,0 +1,75 @@
+"""The Anthropic front: `POST /v1/messages` and `/v1/messages/count_tokens`.
+
+Claude Code and Anthropic's SDKs speak the Messages API. As Ollama does, the
+gateway converts a Messages request to a chat request and runs it through
+`serve_chat` (the same model lookup, capability checks, translators and
+metrics as `/api/chat`), then answers in Anthropic's shape. Errors raised
+before the answer starts are rendered in Anthropic's envelope by the error
+middleware (it keys on the path); after a stream has started, an `error`
+event ends it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ollama_gateway.anthropic_answer import (
+    MessageEvents,
+    error_event,
+    message_id,
+    whole_message,
+)
+from ollama_gateway.anthropic_request import (
+    estimate_input_tokens,
+    map_messages_request,
+)
+from ollama_gateway.completion import ChunkReader, collect, relay
+from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.handlers.chat import serve_chat
+from ollama_gateway.inbound import read_body
+from ollama_gateway.inference import find_model, send_whole
+from ollama_gateway.keys import ctx_key
+from ollama_gateway.schemas import anthropic
+
+__all__ = ["handle_count_tokens", "handle_messages"]
+
+
+async def handle_messages(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, anthropic.decode_messages)
+    estimate = estimate_input_tokens(body)
+    chat = map_messages_request(body)
+    model = body.model
+    stream = body.stream
+    del body  # not kept while the answer streams
+
+    async def answer(reader: ChunkReader) -> web.StreamResponse:
+        ctx = request[ctx_key]
+        if stream:
+            events = MessageEvents(message_id(), model, estimate)
+            return await relay(
+                request,
+                ctx,
+                reader,
+                events.feed,
+                content_type="text/event-stream",
+                error_line=error_event,
+            )
+        final = await collect(reader)
+        message = whole_message(message_id(), model, final, estimate)
+        return await send_whole(request, ctx, anthropic.encode(message))
+
+    return await serve_chat(request, chat, answer)
+
+
+async def handle_count_tokens(request: web.Request) -> web.StreamResponse:
+    """An estimate (see `estimate_input_tokens`), as Ollama answers: an
+    OpenAI-compatible backend cannot count a prompt without running it."""
+    body = await read_body(request, anthropic.decode_count_tokens)
+    model = body.model.strip()
+    if not model:
+        raise InvalidRequestError("model is required")
+    ctx = request[ctx_key]
+    ctx.model = body.model
+    ctx.use(await find_model(request, model, f"model '{body.model}' not found"))
+    count = anthropic.CountTokensResponse(estimate_input_tokens(body))
+    return web.Response(body=anthropic.encode(count), content_type="application/json")

@@ -1,0 +1,596 @@
+"""The Anthropic front (`/v1/messages`) driven by the official `anthropic` SDK,
+against a real gateway and the fake OpenAI backend on loopback.
+
+The SDK builds typed objects from every event and answer, so a missing field
+or a wrong event order raises here; what the backend received is checked too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import anthropic
+import pytest
+from anthropic.types import Message
+
+from tests.conftest import base_url
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from tests.ndjson import NO_RETRY
+
+# Plain dicts, as a client sends them (typed `Any`: the SDK wants its TypedDicts).
+USER: Any = [{"role": "user", "content": "hi"}]
+THINKER = "qwen3-32b"
+WEATHER: Any = {
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+WEATHER_TOOLS: Any = [WEATHER]
+# A 1x1 PNG: the gateway sniffs its type from the magic bytes.
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5f5b3"
+        "0d0000000049454e44ae426082"
+    )
+).decode()
+
+
+def sdk(client: Any, **kwargs: Any) -> anthropic.AsyncAnthropic:
+    # No retries: a test counts what reached the backend.
+    return anthropic.AsyncAnthropic(
+        base_url=base_url(client), api_key="unused", max_retries=0, **kwargs
+    )
+
+
+async def ask(api: anthropic.AsyncAnthropic, stream: bool, **kwargs: Any) -> Message:
+    """One request, streamed (`messages.stream`, the final message) or not."""
+    if not stream:
+        message: Message = await api.messages.create(**kwargs)
+        return message
+    async with api.messages.stream(**kwargs) as events:
+        return await events.get_final_message()
+
+
+def reasoning_script() -> Script:
+    events = [
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"reasoning_content": "Let me "}),
+        chat_chunk({"reasoning_content": "think."}),
+        chat_chunk({"content": "Because"}),
+        chat_chunk({"content": " physics."}),
+        chat_chunk({}, finish="stop"),
+        chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 4}),
+    ]
+    return Script(pieces=[sse(*events)])
+
+
+def tool_call_script() -> Script:
+    """A tool call whose arguments arrive in awkward pieces, cut mid-event."""
+    first = {"index": 0, "id": "call_abc", "type": "function"}
+    first["function"] = {"name": "get_weather", "arguments": ""}
+    events = [chat_chunk({"role": "assistant", "content": "Checking."})]
+    events.append(chat_chunk({"tool_calls": [first]}))
+    events += [
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": f}}]})
+        for f in ['{"ci', 'ty": ', '"Tok', 'yo"', "}"]
+    ]
+    events.append(chat_chunk({}, finish="tool_calls"))
+    data = sse(*events)
+    return Script(pieces=[data[i : i + 37] for i in range(0, len(data), 37)])
+
+
+@pytest.fixture
+def thinker(backend: FakeBackend) -> FakeBackend:
+    backend.models = [{"id": THINKER, "object": "model"}, *backend.models]
+    return backend
+
+
+async def test_text_answer(gateway, backend):
+    backend.queue(Script.text("Hello from fake", split=11))
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        message = await api.messages.create(
+            model="GPT-4o:latest",
+            max_tokens=100,
+            messages=USER,
+            stop_sequences=["END"],
+            metadata={"user_id": "u1"},
+            # Dropped from this SDK's signature; older clients still send them.
+            extra_body={"temperature": 0.25, "top_p": 0.5, "top_k": 40},
+        )
+    assert message.id.startswith("msg_")
+    assert message.model == "GPT-4o:latest"  # as asked
+    assert message.role == "assistant"
+    assert [b.type for b in message.content] == ["text"]
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "Hello from fake"
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens == 7
+    assert message.usage.output_tokens == 3
+    [sent] = backend.completions()
+    assert sent.body["model"] == "gpt-4o"
+    assert sent.body["messages"] == USER
+    assert sent.body["max_tokens"] == 100
+    assert sent.body["temperature"] == 0.25
+    assert sent.body["top_p"] == 0.5
+    assert sent.body["stop"] == ["END"]
+
+
+async def test_stream_text(gateway, backend):
+    backend.queue(Script.text("a b c d", split=23))
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        async with api.messages.stream(
+            model="gpt-4o", max_tokens=50, messages=USER
+        ) as stream:
+            texts = [text async for text in stream.text_stream]
+            final = await stream.get_final_message()
+    assert "".join(texts) == "a b c d"
+    assert [b.type for b in final.content] == ["text"]
+    assert final.content[0].type == "text" and final.content[0].text == "a b c d"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 4
+    assert final.usage.input_tokens == 7  # the backend's count, at the end
+    assert backend.completions()[0].body["stream"] is True
+
+
+async def test_stream_event_sequence(gateway, backend):
+    backend.queue(Script.text("one two"))
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "max_tokens": 5, "messages": USER, "stream": True}
+    # Claude Code asks `/v1/messages?beta=true`, with its beta headers.
+    headers = {"anthropic-version": "2023-06-01", "anthropic-beta": "x-2025-01-01"}
+    resp = await client.post(
+        "/v1/messages?beta=true", data=json.dumps(body), headers=headers
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    raw = (await resp.read()).decode()
+    events = [e for e in raw.split("\n\n") if e]
+    names = []
+    for event in events:
+        name_line, data_line = event.split("\n")
+        name = name_line.removeprefix("event: ")
+        data = json.loads(data_line.removeprefix("data: "))
+        assert data["type"] == name
+        names.append(name)
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thinking(gateway, thinker, stream):
+    thinker.queue(reasoning_script())
+    client = await gateway(thinker)
+    kwargs: dict[str, Any] = {
+        "model": THINKER,
+        "max_tokens": 2000,
+        "messages": USER,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+    }
+    async with sdk(client) as api:
+        if stream:
+            async with api.messages.stream(**kwargs) as events:
+                thinking = [e.thinking async for e in events if e.type == "thinking"]
+                message = await events.get_final_message()
+            assert "".join(thinking) == "Let me think."
+        else:
+            message = await api.messages.create(**kwargs)
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    block = message.content[0]
+    assert block.type == "thinking"
+    assert block.thinking == "Let me think."
+    assert block.signature == ""
+    assert message.content[1].type == "text"
+    assert message.content[1].text == "Because physics."
+    assert message.usage.input_tokens == 3
+    # `enabled` is think=true: the default dialect asks for no lower effort.
+    assert "reasoning_effort" not in thinker.completions()[0].body
+
+
+async def test_thinking_disabled_reaches_the_backend(gateway, thinker):
+    client = await gateway(thinker)
+    async with sdk(client) as api:
+        await api.messages.create(
+            model=THINKER,
+            max_tokens=10,
+            messages=USER,
+            thinking={"type": "disabled"},
+        )
+    assert thinker.completions()[0].body["reasoning_effort"] == "none"
+
+
+async def test_thinking_on_a_model_without_it_is_refused(gateway, backend):
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await api.messages.create(
+                model="gpt-4o",
+                max_tokens=10,
+                messages=USER,
+                thinking={"type": "enabled", "budget_tokens": 1024},
+            )
+    assert caught.value.body == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": '"gpt-4o" does not support thinking',
+        },
+    }
+    assert backend.completions() == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tool_use_round_trip(gateway, backend, stream):
+    backend.queue(tool_call_script(), Script.text("It is sunny"))
+    client = await gateway(backend)
+    kwargs: dict[str, Any] = {
+        "model": "gpt-4o",
+        "max_tokens": 200,
+        "tools": [WEATHER],
+        "tool_choice": {"type": "auto"},
+    }
+    question: Any = {"role": "user", "content": "Weather in Tokyo?"}
+    async with sdk(client) as api:
+        message = await ask(api, stream, messages=[question], **kwargs)
+        assert [b.type for b in message.content] == ["text", "tool_use"]
+        call = message.content[1]
+        assert call.type == "tool_use"
+        assert call.id == "call_abc"
+        assert call.name == "get_weather"
+        assert call.input == {"city": "Tokyo"}
+        assert message.stop_reason == "tool_use"
+        history: Any = [
+            question,
+            {"role": "assistant", "content": message.to_param()["content"]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": call.id,
+                        "content": [{"type": "text", "text": "Sunny, 25C"}],
+                    },
+                    {"type": "text", "text": "Thanks!"},
+                ],
+            },
+        ]
+        answer = await api.messages.create(messages=history, **kwargs)
+    assert answer.content[0].type == "text"
+    assert answer.content[0].text == "It is sunny"
+    first, second = (r.body for r in backend.completions())
+    assert first["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": WEATHER["input_schema"],
+                "description": "Weather in a city",
+            },
+        }
+    ]
+    assert second["messages"] == [
+        {"role": "user", "content": "Weather in Tokyo?"},
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {
+                    "id": "call_abc",
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": '{"city":"Tokyo"}',
+                    },
+                }
+            ],
+        },
+        {"role": "tool", "content": "Sunny, 25C", "tool_call_id": "call_abc"},
+        {"role": "user", "content": "Thanks!"},
+    ]
+
+
+async def test_system_prompt_and_image_reach_the_backend(gateway, backend):
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        await api.messages.create(
+            model="gpt-4o",
+            max_tokens=10,
+            system=[
+                {"type": "text", "text": "Be terse."},
+                {"type": "text", "text": "Answer in French."},
+            ],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {
+                                "type": "base64",
+                                "media_type": "image/png",
+                                "data": PNG,
+                            },
+                        },
+                        {"type": "text", "text": "What is this?"},
+                    ],
+                }
+            ],
+        )
+    messages = backend.completions()[0].body["messages"]
+    assert messages == [
+        {"role": "system", "content": "Be terse.\n\nAnswer in French."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": f"data:image/png;base64,{PNG}"},
+                },
+            ],
+        },
+    ]
+
+
+async def test_system_turns_and_output_format_reach_the_backend(gateway, backend):
+    schema: Any = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    turns: Any = [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "Later."}]},
+        {"role": "user", "content": "count"},
+    ]
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        await api.messages.create(
+            model="gpt-4o",
+            max_tokens=10,
+            system="First.",
+            messages=turns,
+            output_config={"format": {"type": "json_schema", "schema": schema}},
+        )
+    sent = backend.completions()[0].body
+    assert sent["messages"] == [
+        {"role": "system", "content": "First."},
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": "Later."},
+        {"role": "user", "content": "count"},
+    ]
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "schema", "schema": schema},
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_length_is_max_tokens(gateway, backend, stream):
+    events = [
+        chat_chunk({"role": "assistant", "content": "cut sho"}),
+        chat_chunk({}, finish="length"),
+    ]
+    backend.queue(Script(pieces=[sse(*events)]))
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        message = await ask(api, stream, model="gpt-4o", max_tokens=2, messages=USER)
+    assert message.stop_reason == "max_tokens"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "cut sho"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_unknown_model_is_not_found(gateway, backend, stream):
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            await ask(api, stream, model="nope", max_tokens=5, messages=USER)
+    assert caught.value.status_code == 404
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "model 'nope' not found"},
+    }
+    assert backend.completions() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "wanted"),
+    [
+        (b"{not json", "malformed"),
+        (b"[1, 2]", "request body must be a JSON object"),
+        (b'{"max_tokens": 5, "messages": []}', "missing required field model"),
+        (b'{"model": "gpt-4o", "messages": []}', "max_tokens"),
+        (b'{"model": "gpt-4o", "max_tokens": 5}', "messages"),
+        (
+            b'{"model": "gpt-4o", "max_tokens": "5", "messages": []}',
+            "invalid value for max_tokens",
+        ),
+        (b'{"model": "gpt-4o", "max_tokens": 0, "messages": []}', ">= 1"),
+        (b'{"model": "gpt-4o", "max_tokens": 5, "messages": []}', "at least one"),
+        (
+            b'{"model": "gpt-4o", "max_tokens": 5, '
+            b'"messages": [{"role": "tool", "content": "x"}]}',
+            "messages[0].role",
+        ),
+        (
+            b'{"model": "", "max_tokens": 5, "messages": [{"role": "user", '
+            b'"content": "x"}]}',
+            "model is required",
+        ),
+    ],
+)
+async def test_bad_bodies_are_invalid_requests(gateway, backend, body, wanted):
+    client = await gateway(backend)
+    resp = await client.post("/v1/messages", data=body)
+    assert resp.status == 400
+    answer = await resp.json()
+    assert answer["type"] == "error"
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert wanted in answer["error"]["message"], answer
+    assert backend.completions() == []
+
+
+@pytest.mark.parametrize(
+    ("blocks", "tools", "wanted"),
+    [
+        (
+            [{"type": "image", "source": {"type": "url", "url": "http://x/y.png"}}],
+            None,
+            "image source type 'url' is not supported",
+        ),
+        (
+            [{"type": "document", "source": {"type": "text", "data": "doc"}}],
+            None,
+            "'document' are not supported",
+        ),
+        (
+            [{"type": "text", "text": "hi"}],
+            [{"type": "web_search_20250305", "name": "web_search"}],
+            "tool type 'web_search_20250305' is not supported",
+        ),
+    ],
+)
+async def test_what_the_gateway_cannot_serve_is_refused(
+    gateway, backend, blocks, tools, wanted
+):
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await api.messages.create(
+                model="gpt-4o",
+                max_tokens=5,
+                messages=[{"role": "user", "content": blocks}],
+                **({"tools": tools} if tools else {}),
+            )
+    assert wanted in caught.value.message
+    assert backend.completions() == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_backend_429_is_a_rate_limit_error(gateway, backend, stream):
+    backend.queue(Script.error(429, "slow down"))
+    client = await gateway(backend, NO_RETRY)
+    async with sdk(client) as api:
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            await ask(api, stream, model="gpt-4o", max_tokens=5, messages=USER)
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "slow down"},
+    }
+
+
+async def test_backend_failing_mid_stream_ends_with_an_error_event(gateway, backend):
+    events = [
+        chat_chunk({"role": "assistant", "content": "Hel"}),
+        chat_chunk({"content": "lo"}),
+    ]
+    # The connection is dropped after the first pieces: no finish, no [DONE].
+    backend.queue(Script(pieces=[sse(*events, done=False), b"data: {"], abort_after=1))
+    client = await gateway(backend, NO_RETRY)
+    seen: list[str] = []
+    async with sdk(client) as api:
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            async with api.messages.stream(
+                model="gpt-4o", max_tokens=5, messages=USER
+            ) as stream:
+                async for text in stream.text_stream:
+                    seen.append(text)
+    assert "".join(seen) == "Hello"
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "api_error"
+    assert body["error"]["message"]
+
+
+async def test_count_tokens(gateway, backend):
+    client = await gateway(backend)
+    system = "You are terse."
+    text = "Count these words, please."
+    async with sdk(client) as api:
+        counted = await api.messages.count_tokens(
+            model="gpt-4o",
+            system=system,
+            messages=[{"role": "user", "content": text}],
+            tools=WEATHER_TOOLS,
+        )
+        with pytest.raises(anthropic.NotFoundError):
+            await api.messages.count_tokens(model="nope", messages=USER)
+    schema = json.dumps(WEATHER["input_schema"], separators=(",", ":"))
+    size = len(system) + len("user") + len(text)
+    size += len("get_weather") + len("Weather in a city") + len(schema)
+    assert counted.input_tokens == -(-size // 4)
+    assert backend.completions() == []  # nothing is run to count
+
+
+async def test_estimate_stands_in_for_a_missing_usage(gateway, backend):
+    events = [chat_chunk({"role": "assistant", "content": "ok"})]
+    events.append(chat_chunk({}, finish="stop"))
+    backend.queue(Script(pieces=[sse(*events)]))
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        message = await api.messages.create(
+            model="gpt-4o",
+            max_tokens=5,
+            messages=[{"role": "user", "content": "x" * 40}],
+        )
+    assert message.usage.input_tokens == (len("user") + 40 + 3) // 4
+    assert message.usage.output_tokens == 1
+
+
+async def test_auth_errors_use_the_anthropic_envelope(gateway, backend):
+    client = await gateway(backend, OLLAMA_GATEWAY_API_KEYS="sk-right")
+    async with sdk(client) as api:
+        with pytest.raises(anthropic.AuthenticationError) as caught:
+            await api.messages.create(model="gpt-4o", max_tokens=5, messages=USER)
+    assert caught.value.body == {
+        "type": "error",
+        "error": {
+            "type": "authentication_error",
+            "message": "unauthorized: a valid API key is required",
+        },
+    }
+    # Claude Code sends the key as `x-api-key` (ANTHROPIC_API_KEY) or as a
+    # Bearer token (ANTHROPIC_AUTH_TOKEN), with beta headers.
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url(client),
+        api_key="sk-right",
+        max_retries=0,
+        default_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+    ) as api:
+        message = await api.messages.create(model="gpt-4o", max_tokens=5, messages=USER)
+    assert message.content[0].type == "text"
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url(client), auth_token="sk-right", max_retries=0
+    ) as api:
+        message = await api.messages.create(model="gpt-4o", max_tokens=5, messages=USER)
+    assert message.content[0].type == "text"
+    assert len(backend.completions()) == 2
+
+
+async def test_body_limit_uses_the_anthropic_envelope(gateway, backend):
+    client = await gateway(backend, "[limits]\nmax_body_bytes = 64\n")
+    body: Any = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user"}]}
+    body["messages"][0]["content"] = "x" * 200
+    resp = await client.post("/v1/messages", data=json.dumps(body))
+    assert resp.status == 413
+    assert await resp.json() == {
+        "type": "error",
+        "error": {"type": "request_too_large", "message": "request body too large"},
+    }
+    # The Ollama API keeps its own shape.
+    resp = await client.post("/api/chat", data=json.dumps(body))
+    assert resp.status == 413
+    assert await resp.json() == {"error": "request body too large"}
