@@ -38,7 +38,19 @@ _OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
 _MAX_LOGGED_MODEL = 200
 # Fronts whose clients read OpenAI's error envelope, not Ollama's, for the
 # errors met before their handler answers (auth, body size, shutdown).
-_OPENAI_ERROR_PATHS = frozenset({"/v1/responses"})
+# The OpenAI routes (see routes.py; /v1/models/{id} is matched by prefix).
+_OPENAI_ERROR_PATHS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/models",
+        "/chat/completions",
+        "/completions",
+        "/embeddings",
+    }
+)
 
 
 def setup_middlewares(app: web.Application) -> None:
@@ -226,7 +238,7 @@ def _error_response(status: int, message: str, path: str = "") -> web.Response:
     # Ollama body there is an error without a message.
     if path.startswith(anthropic.PATH_PREFIX):
         body = anthropic.encode_error(status, message)
-    elif path in _OPENAI_ERROR_PATHS:
+    elif path in _OPENAI_ERROR_PATHS or path.startswith("/v1/models/"):
         return openai_error(status, message)
     else:
         body = error_body(message)

@@ -99,10 +99,20 @@ async def test_every_api_route_is_guarded(gateway):
             ("POST", "/api/show"),
             ("DELETE", "/api/delete"),
             ("GET", "/v1/models"),
+            ("GET", "/v1/models/demo"),
             ("POST", "/v1/chat/completions"),
+            ("POST", "/v1/embeddings"),
+            ("POST", "/v1/responses"),
+            ("POST", "/v1/messages"),
         ]:
             resp = await client.request(method, path, data="{}")
             assert resp.status == 401, path
+            # Each front's clients find the message where they look for it.
+            error = (await resp.json())["error"]
+            if path.startswith("/api/"):
+                assert isinstance(error, str), path
+            else:
+                assert error["message"], path
         for path in ("/", "/health", "/ready", "/metrics"):
             resp = await client.get(path)
             assert resp.status == 200, path
