@@ -822,4 +822,7 @@ async def test_demo_code_fills_in_the_middle(gateway):
     assert reply.done and reply.done_reason == "stop"
     assert raw.response == "# demo-code: between 'x =' and ''"
     assert info.value.status_code == 400
-    assert info.value.error == "registry.ollama.ai/library/demo:latest does not support insert"
+    assert (
+        info.value.error
+        == "registry.ollama.ai/library/demo:latest does not support insert"
+    )

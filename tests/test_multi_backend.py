@@ -257,7 +257,9 @@ async def test_capabilities_and_context_length_from_config(b1, b2, gateway):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
     resp = await post(client, "/api/chat", chat("llama3.1-8b", tools=tools))
     assert resp.status == 400
-    assert await resp.json() == {"error": "registry.ollama.ai/library/llama3.1-8b:latest does not support tools"}
+    assert await resp.json() == {
+        "error": "registry.ollama.ai/library/llama3.1-8b:latest does not support tools"
+    }
 
 
 @pytest.mark.parametrize(

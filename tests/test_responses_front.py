@@ -300,6 +300,15 @@ async def test_tool_choice_none_sends_no_tools_and_builtin_tools_are_left_out(
 # Reasoning, limits, formats -------------------------------------------------------
 
 
+async def test_reasoning_on_a_model_without_it_runs_without_thinking(api, backend):
+    # Codex sends a reasoning effort whatever the model: a hint here.
+    response = await api.responses.create(
+        model="gpt-4o", input="why?", reasoning={"effort": "high"}
+    )
+    assert response.status == "completed" and response.output_text
+    assert "reasoning_effort" not in sent(backend)
+
+
 async def test_reasoning_becomes_a_reasoning_item(api, backend):
     backend.queue(reasoning_script())
     response = await api.responses.create(

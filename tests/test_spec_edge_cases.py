@@ -464,7 +464,9 @@ async def test_case_41_suffix_needs_the_insert_capability(backend, gateway):
     body = {"model": "gpt-4o", "prompt": "a", "suffix": "b"}
     resp = await post(client, "/api/generate", body)
     assert resp.status == 400
-    assert await resp.json() == {"error": "registry.ollama.ai/library/gpt-4o:latest does not support insert"}
+    assert await resp.json() == {
+        "error": "registry.ollama.ai/library/gpt-4o:latest does not support insert"
+    }
 
 
 async def test_case_42_context_is_ignored_with_a_warning(backend, gateway, caplog):

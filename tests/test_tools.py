@@ -112,7 +112,9 @@ async def test_tools_on_a_model_without_the_capability_is_400(backend, gateway):
     client = await gateway(backend, toml)
     resp = await post(client, "/api/chat", chat(model="GPT-4o"))
     assert resp.status == 400
-    assert await resp.json() == {"error": "registry.ollama.ai/library/GPT-4o:latest does not support tools"}
+    assert await resp.json() == {
+        "error": "registry.ollama.ai/library/GPT-4o:latest does not support tools"
+    }
     assert backend.completions() == []
 
 

@@ -58,7 +58,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         message = whole_message(message_id(), model, final, estimate)
         return await send_whole(request, ctx, anthropic.encode(message))
 
-    return await serve_chat(request, chat, answer)
+    return await serve_chat(request, chat, answer, think_is_a_hint=True)
 
 
 async def handle_count_tokens(request: web.Request) -> web.StreamResponse:

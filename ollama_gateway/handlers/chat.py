@@ -46,11 +46,20 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
 
 
 async def serve_chat(
-    request: web.Request, req: ollama.ChatRequest, answer: Answer | None = None
+    request: web.Request,
+    req: ollama.ChatRequest,
+    answer: Answer | None = None,
+    *,
+    think_is_a_hint: bool = False,
 ) -> web.StreamResponse:
     """Check a chat request in Ollama's order, then run it; the other fronts
     (`/v1/messages`, `/v1/responses`) build a `ChatRequest` and come here with
-    their own `answer`, so they share every check, translator and metric."""
+    their own `answer`, so they share every check, translator and metric.
+
+    With `think_is_a_hint`, thinking asked of a model without the capability
+    is dropped instead of refused: agent CLIs (Claude Code, Codex) ask for it
+    on every request whatever the model, and a 400 would stop them dead.
+    """
     keep_alive = parse_keep_alive(req.keep_alive)
     think = check_think(req.think)
     for message in req.messages or ():
@@ -71,7 +80,9 @@ async def serve_chat(
     if req.tools and not entry.supports("tools"):
         raise InvalidRequestError(f"{registry_name(model)} does not support tools")
     if think and not entry.supports("thinking"):
-        raise InvalidRequestError(f'"{req.model}" does not support thinking')
+        if not think_is_a_hint:
+            raise InvalidRequestError(f'"{req.model}" does not support thinking')
+        think = None
     if not entry.supports("completion"):
         raise InvalidRequestError(f'"{req.model}" does not support chat')
     req.options = check_options(req.options)

@@ -67,7 +67,7 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         # answer streams, so a long conversation is not held to its end.
         pending = [map_request(body)]
         del body
-        return await serve_chat(request, pending.pop(), answer)
+        return await serve_chat(request, pending.pop(), answer, think_is_a_hint=True)
     except GatewayError as exc:
         note_failure(ctx, exc)
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
