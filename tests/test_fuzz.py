@@ -86,6 +86,64 @@ bad_message = st.fixed_dictionaries(
         "tool_name": texts | any_json,
     },
 )
+# Anthropic's Messages API (/v1/messages): text or typed blocks.
+blocks = st.lists(
+    st.fixed_dictionaries({"type": st.just("text"), "text": texts})
+    | st.fixed_dictionaries(
+        {"type": st.just("image"), "source": st.fixed_dictionaries({
+            "type": st.just("base64"),
+            "media_type": st.just("image/png"),
+            "data": st.sampled_from(["iVBORw0KGgo=", "aGVsbG8="]),
+        })}
+    ),
+    min_size=1,
+    max_size=2,
+)  # fmt: skip
+good_turn = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant"]), "content": texts | blocks}
+)
+bad_turn = st.fixed_dictionaries(
+    {"role": st.sampled_from(["tool", "x", ""]) | any_json},
+    optional={
+        "content": any_json
+        | st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["tool_use", "tool_result", "image", "x"])},
+                optional={"id": any_json, "input": any_json, "source": any_json},
+            ),
+            min_size=1,
+            max_size=2,
+        )
+    },
+)
+# OpenAI's Responses API (/v1/responses): input items.
+good_item = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "developer"])},
+    optional={
+        "type": st.just("message"),
+        "content": texts
+        | st.lists(
+            st.fixed_dictionaries({"type": st.just("input_text"), "text": texts}),
+            max_size=2,
+        ),
+    },
+)
+bad_item = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            ["function_call", "function_call_output", "reasoning", "x"]
+        )
+        | any_json
+    },
+    optional={
+        "call_id": any_json,
+        "name": any_json,
+        "arguments": any_json,
+        "output": any_json,
+        "role": any_json,
+        "content": any_json,
+    },
+)
 good_options = st.fixed_dictionaries(
     {},
     optional={
@@ -206,18 +264,62 @@ ENDPOINTS: dict[str, tuple[str, Any, dict[str, tuple[Any, Any]]]] = {
         "max_tokens": field(st.integers(1, 50), st.integers(-5, 0)),
         "temperature": field(st.floats(0, 2)),
     }),
+    "/v1/messages": ("model", chat_models, {
+        "messages": field(
+            st.lists(good_turn, min_size=1, max_size=3),
+            st.lists(good_turn | bad_turn, min_size=1, max_size=3),
+        ),
+        "max_tokens": field(st.integers(1, 50), pick(0, -1, "10", None, 1.5)),
+        "system": field(texts | blocks, any_json),
+        "stream": field(st.booleans(), any_json),
+        "temperature": field(st.floats(0, 1), pick("hot", [1])),
+        "stop_sequences": field(st.lists(texts, max_size=2), pick("x", [1])),
+        "thinking": field(
+            pick({"type": "enabled", "budget_tokens": 1024}, {"type": "disabled"}),
+            pick({"type": 5}, "on", {"budget_tokens": "x"}),
+        ),
+        "tools": field(
+            pick([], [{"name": "t", "input_schema": {"type": "object"}}]),
+            pick([{"name": 5}], [{"type": "web_search_20250305"}], "x"),
+        ),
+    }),
+    "/v1/responses": ("model", chat_models, {
+        "input": field(
+            texts.filter(str.strip) | st.lists(good_item, min_size=1, max_size=3),
+            st.lists(good_item | bad_item, min_size=1, max_size=3) | any_json,
+        ),
+        "instructions": field(texts, any_json),
+        "stream": field(st.booleans(), any_json),
+        "max_output_tokens": field(st.integers(1, 50), pick(-1, "10", 1.5)),
+        "temperature": field(st.floats(0, 2), pick("hot", [1])),
+        "reasoning": field(
+            pick({"effort": "low"}, {"effort": "high"}, None),
+            pick({"effort": "extreme"}, "high", {"effort": 3}),
+        ),
+        "tools": field(
+            pick([], [{"type": "function", "name": "f", "parameters": {}}]),
+            pick([{"type": "function"}], [{"name": 5}], "x"),
+        ),
+        "text": field(
+            pick({"format": {"type": "json_object"}}, {"format": {"type": "text"}}),
+            pick({"format": {"type": "yaml"}}, {"format": 5}),
+        ),
+    }),
 }  # fmt: skip
+# Fields a valid body always has (the API refuses a body without them).
+REQUIRED = {"/v1/messages": ("messages", "max_tokens"), "/v1/responses": ("input",)}
 
 
 def bodies(path: str) -> st.SearchStrategy[bytes]:
     """Valid bodies, bodies with one wrong field, hostile shapes and raw bytes."""
     model, models, fields = ENDPOINTS[path]
     required = {model: models}
-    if "messages" in fields:
-        required["messages"] = fields["messages"][0]
+    for key in REQUIRED.get(path, ("messages",)):
+        if key in fields:
+            required[key] = fields[key][0]
     valid = st.fixed_dictionaries(
         required,
-        optional={k: good for k, (good, _) in fields.items() if k != "messages"},
+        optional={k: good for k, (good, _) in fields.items() if k not in required},
     )
     wrong_values = {model: names | any_json} | {
         k: bad for k, (_, bad) in fields.items()
@@ -235,6 +337,17 @@ def bodies(path: str) -> st.SearchStrategy[bytes]:
     )
     raw = st.binary(max_size=64) | pick(b"", b"  ", b"null", b"{", b"[]", b'{"model":')
     return st.one_of(encoded, encoded, encoded, raw)
+
+
+STREAM_ENDS = {
+    "/v1/chat/completions": (b"data: [DONE]",),
+    "/v1/messages": (b"event: message_stop\n", b"event: error\n"),
+    "/v1/responses": (
+        b"event: response.completed\n",
+        b"event: response.incomplete\n",
+        b"event: response.failed\n",
+    ),
+}
 
 
 def _error_body(raw: bytes, *, openai: bool) -> str:
@@ -262,7 +375,10 @@ def _check_success(resp: ClientResponse, raw: bytes, path: str) -> None:
         return
     if content_type.startswith("text/event-stream"):
         assert path.startswith("/v1/"), path
-        assert raw.rstrip().endswith(b"data: [DONE]")
+        # Each API's own last event: OpenAI chat's [DONE], Anthropic's
+        # message_stop (or error), the Responses API's end of the response.
+        last = raw.rstrip().rsplit(b"\n\n", 1)[-1]
+        assert last.startswith(STREAM_ENDS[path]), last[:200]
         return
     assert content_type.startswith("application/json"), content_type
     assert isinstance(json.loads(raw), dict)
@@ -322,3 +438,5 @@ test_fuzz_create = _fuzz("/api/create")
 test_fuzz_copy = _fuzz("/api/copy")
 test_fuzz_delete = _fuzz("/api/delete")
 test_fuzz_openai_chat = _fuzz("/v1/chat/completions")
+test_fuzz_anthropic_messages = _fuzz("/v1/messages")
+test_fuzz_openai_responses = _fuzz("/v1/responses")
