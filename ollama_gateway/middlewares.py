@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ollama_gateway.context import RequestContext
-from ollama_gateway.cors import HostCheck, OriginPolicy
+from ollama_gateway.cors import MALFORMED_HOST, HostCheck, HostVerdict, OriginPolicy
 from ollama_gateway.errors import (
     AuthError,
     GatewayError,
@@ -134,7 +134,13 @@ def setup_middlewares(app: web.Application) -> None:
 
     def guard(request: web.Request) -> web.StreamResponse | None:
         """Host, Origin and key checks: a refusal, or None to go on."""
-        if not hosts.allows(request.host):
+        verdict = hosts.verdict(request.host)
+        if verdict is not HostVerdict.ALLOWED:
+            if verdict is HostVerdict.MALFORMED:
+                # Go's server answers this before any handler, and hangs up.
+                refused = web.Response(status=400, text=MALFORMED_HOST)
+                refused.force_close()
+                return refused
             return web.Response(status=403, text="403 Forbidden: host not allowed")
         origin = request.headers.get("Origin")
         if origin is not None:
