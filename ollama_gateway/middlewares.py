@@ -15,11 +15,13 @@ from random import getrandbits
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ollama_gateway.bodywatch import BodyWatch
 from ollama_gateway.context import RequestContext
 from ollama_gateway.cors import MALFORMED_HOST, HostCheck, HostVerdict, OriginPolicy
 from ollama_gateway.errors import (
     AuthError,
     GatewayError,
+    RequestTimeoutError,
     error_body,
 )
 from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
@@ -43,6 +45,7 @@ def setup_middlewares(app: web.Application) -> None:
     digests = [_digest(k) for k in settings.auth.api_keys]
     pass_key = settings.auth.pass_client_key
     body_limit = settings.limits.max_body_bytes
+    body_idle = settings.timeouts.request_body
     metrics = app[metrics_key]
     in_flight = app[in_flight_key]
     # ids of the requests whose streaming response is open (for the gauge).
@@ -61,6 +64,7 @@ def setup_middlewares(app: web.Application) -> None:
         # Tracked, so the grace timer can end it (see shutdown.py).
         task = request.task
         in_flight.add(task)
+        watch = None
         try:
             refusal = guard(request)
             if refusal is not None:
@@ -73,6 +77,8 @@ def setup_middlewares(app: web.Application) -> None:
                 raise web.HTTPRequestEntityTooLarge(
                     max_size=body_limit, actual_size=length
                 )
+            if body_idle and not request.content.is_eof():
+                watch = BodyWatch(request, body_idle)
             response = await handler(request)
             origin = request.headers.get("Origin")
             if origin is not None and not response.prepared:
@@ -85,6 +91,8 @@ def setup_middlewares(app: web.Application) -> None:
             error = _error_response(exc.status, exc.message)
             if isinstance(exc, AuthError):
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
+            elif isinstance(exc, RequestTimeoutError):
+                error.force_close()  # the rest of the body is not read
             return error
         except web.RequestPayloadError as exc:
             # A body that does not decode (a bad Content-Encoding, a broken
@@ -119,6 +127,8 @@ def setup_middlewares(app: web.Application) -> None:
             ctx.outcome = "internal_error"
             return _error_response(500, "internal server error")
         finally:
+            if watch is not None:
+                watch.cancel()
             in_flight.discard(task)
             if status >= 400 and ctx.outcome == "ok":
                 ctx.outcome = "rejected" if status < 500 else "error"
