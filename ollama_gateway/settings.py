@@ -157,6 +157,8 @@ class CatalogueSettings(_Section, frozen=True):
 
     ttl: float = 60.0
     aliases_file: str = ""
+    # Each copy rewrites the whole file and lookups walk every alias: bounded.
+    max_aliases: int = 1000
 
 
 class PipelineSettings(_Section, frozen=True):
@@ -338,6 +340,8 @@ def _finish(settings: Settings) -> Settings:
         raise SettingsError(f"server.port: {server.port} is not a TCP port")
     if server.workers < 1:
         raise SettingsError("server.workers: must be at least 1")
+    if settings.catalogue.max_aliases < 1:
+        raise SettingsError("catalogue.max_aliases: must be at least 1")
     for name in ("request_head", "request_body"):
         if getattr(settings.timeouts, name) < 0:
             raise SettingsError(f"timeouts.{name}: must be 0 (off) or more")
