@@ -101,6 +101,11 @@ class LimitSettings(_Section, frozen=True):
     # legitimate one, 2048 inputs of 3072 dimensions, is about 130 MB of JSON.
     max_answer_bytes: int = 256 * 1024 * 1024
     max_concurrent_upstream: int = 0
+    # Each message costs about ten times its JSON in objects and is mapped in
+    # one step of the event loop: 3 million small ones (119 MB, in the body
+    # limit) held the loop 5 s and 1.3 GB. 100,000 take about 0.1 s; no model's
+    # context holds that many anyway.
+    max_messages: int = 100_000
 
 
 class AuthSettings(_Section, frozen=True):

@@ -38,6 +38,7 @@ def test_defaults():
     assert limits.max_body_bytes == 128 * 1024 * 1024
     assert limits.max_event_bytes == 16 * 1024 * 1024
     assert limits.max_concurrent_upstream == 0  # no cap
+    assert limits.max_messages == 100_000
 
 
 @pytest.mark.parametrize("path", ["/api/chat", "/api/embed", "/v1/chat/completions"])
@@ -176,3 +177,20 @@ async def test_no_cap_by_default(gateway):
         bodies = [ndjson(await a.read()) for a in answers]
     assert {a.status for a in answers} == {200}
     assert all(b[-1]["done"] is True for b in bodies)
+
+
+async def test_more_messages_than_the_cap_is_a_400_before_any_is_mapped(
+    gateway, backend
+):
+    client = await gateway(backend, "[limits]\nmax_messages = 3\n")
+    message = {"role": "user", "content": "x"}
+    resp = await post(client, "/api/chat", chat(messages=[message] * 4))
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "too many messages: 4, the most is 3 (limits.max_messages)"
+    }
+    assert backend.completions() == []
+    resp = await post(client, "/api/chat", chat(messages=[message] * 3, stream=False))
+    assert resp.status == 200
+    (sent,) = backend.completions()
+    assert len(sent.body["messages"]) == 3

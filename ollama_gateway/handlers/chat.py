@@ -20,11 +20,12 @@ from ollama_gateway.inference import (
     serve_completion,
     touch_running,
 )
-from ollama_gateway.keys import ctx_key, pipeline_key, upstream_key
+from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama
 from ollama_gateway.validation import (
     check_format,
     check_images,
+    check_message_count,
     check_options,
     check_think,
     check_top_logprobs,
@@ -50,6 +51,7 @@ async def serve_chat(
     """Check a chat request in Ollama's order, then run it; the other fronts
     (`/v1/messages`, `/v1/responses`) build a `ChatRequest` and come here with
     their own `answer`, so they share every check, translator and metric."""
+    check_message_count(req.messages, request.app[settings_key].limits.max_messages)
     keep_alive = parse_keep_alive(req.keep_alive)
     think = check_think(req.think)
     for message in req.messages or ():
