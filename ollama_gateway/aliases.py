@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 
 import msgspec
 
+from ollama_gateway.errors import AliasLimitError
+from ollama_gateway.modelinfo import MAX_NAME_LENGTH, is_usable_name
+from ollama_gateway.settings import SettingsError
+
 __all__ = ["AliasStore"]
 
-log = logging.getLogger(__name__)
+# The most one alias can take in the file: two names of Ollama's longest, each
+# character at worst a six-byte JSON escape, plus quotes, colon and indent.
+_MOST_BYTES_PER_ALIAS = 2 * MAX_NAME_LENGTH * 6 + 16
 
 
 class AliasStore:
     """`destination -> source` names; written atomically on every change.
 
-    With no path the aliases live in memory only.
+    With no path the aliases live in memory only. At most `limit` of them:
+    each change rewrites the whole file, and lookups walk them all.
+    A file that cannot be read back whole (not JSON, wrong shape, more
+    aliases than the limit, bigger than that many can be) stops the start
+    with a `SettingsError`: skipping it would overwrite it at the next copy.
     """
 
-    def __init__(self, path: str = "") -> None:
+    def __init__(self, path: str = "", limit: int = 1000) -> None:
         self.path = path
+        self.limit = limit
         self._aliases: dict[str, str] = self._read() if path else {}
 
     def items(self) -> list[tuple[str, str]]:
@@ -30,6 +40,11 @@ class AliasStore:
         existing = self._find(destination)
         if existing is not None:
             del self._aliases[existing]
+        elif len(self._aliases) >= self.limit:
+            raise AliasLimitError(
+                f'cannot copy to "{destination}": the gateway holds {self.limit} '
+                "aliases, its limit (catalogue.max_aliases); delete one first"
+            )
         self._aliases[destination] = source
         self._write()
 
@@ -47,14 +62,38 @@ class AliasStore:
         return next((k for k in self._aliases if _key(k) == wanted), None)
 
     def _read(self) -> dict[str, str]:
+        where = f"catalogue.aliases_file: {self.path}"
+        most = self.limit * _MOST_BYTES_PER_ALIAS
         try:
             with open(self.path, "rb") as file:
-                return msgspec.json.decode(file.read(), type=dict[str, str])
+                raw = file.read(most + 1)
         except FileNotFoundError:
             return {}
-        except (OSError, msgspec.DecodeError) as exc:
-            log.warning("ignoring unreadable aliases file %s: %s", self.path, exc)
-            return {}
+        except OSError as exc:
+            raise SettingsError(f"{where}: {exc.strerror}") from None
+        if len(raw) > most:
+            raise SettingsError(
+                f"{where}: larger than {self.limit} aliases can be "
+                f"(catalogue.max_aliases); not read"
+            )
+        try:
+            aliases = msgspec.json.decode(raw, type=dict[str, str])
+        except msgspec.DecodeError as exc:
+            raise SettingsError(
+                f"{where}: not a JSON object of alias names ({exc}); repair or "
+                "remove it"
+            ) from None
+        if len(aliases) > self.limit:
+            raise SettingsError(
+                f"{where}: holds {len(aliases)} aliases, more than "
+                f"catalogue.max_aliases ({self.limit})"
+            )
+        for destination, source in aliases.items():
+            if not (is_usable_name(destination) and source):
+                raise SettingsError(
+                    f"{where}: {destination[:80]!r} is not a usable alias name"
+                )
+        return aliases
 
     def _write(self) -> None:
         if not self.path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from importlib.metadata import EntryPoint
 
@@ -60,7 +61,11 @@ def create_app(
             pipeline.names,
             pipeline.modules,
         )
-    app = web.Application(client_max_size=settings.limits.max_body_bytes)
+    app = web.Application(
+        client_max_size=settings.limits.max_body_bytes,
+        # Here, not in run_app, so every runner (tests' too) serves with it.
+        handler_args={"keepalive_timeout": _head_timeout(settings)},
+    )
     app[settings_key] = settings
     app[specs_key] = specs
     app[pipeline_key] = pipeline
@@ -91,3 +96,11 @@ def _default_keep_alive(settings: Settings) -> float:
     except GatewayError as exc:
         raise SettingsError(f"OLLAMA_KEEP_ALIVE: {exc.message}") from None
     return 300.0 if seconds is None else seconds
+
+
+def _head_timeout(settings: Settings) -> float:
+    """aiohttp's keep-alive timeout: it closes a connection that has no whole
+    request head that long after it opened or after its last answer (0 there
+    would close idle connections at once, so `off` is no timer at all)."""
+    seconds = settings.timeouts.request_head
+    return seconds if seconds else math.inf

@@ -80,7 +80,8 @@ class Catalogue:
                 state = self._state[backend.name]
                 state.models = [openai.ModelObject(id=m) for m in backend.models]
                 state.fetched_at = now
-        self._aliases = AliasStore(settings.catalogue.aliases_file)
+        catalogue = settings.catalogue
+        self._aliases = AliasStore(catalogue.aliases_file, catalogue.max_aliases)
         self._started = format_unix(time.time())
         self._entries: dict[str, ModelEntry] = {}
         self._built_at = -1.0

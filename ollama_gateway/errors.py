@@ -4,6 +4,8 @@
 GatewayError                   base: .status and .message, sent as {"error": message}
 ├── ClientRequestError         400: the caller's request cannot be served as sent
 │   ├── InvalidRequestError    400: a body that does not decode or has a wrong type
+│   ├── RequestTimeoutError    408: the client stopped sending its request body
+│   ├── AliasLimitError        409: /api/copy past `catalogue.max_aliases`
 │   └── UnsupportedError       501: an Ollama feature this gateway does not offer
 ├── ModelNotFoundError         404: no backend serves the model
 ├── OptionsError               500: an option of the wrong type (as Ollama answers)
@@ -30,6 +32,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "AliasLimitError",
     "AuthError",
     "BusyError",
     "ClientRequestError",
@@ -40,6 +43,7 @@ __all__ = [
     "PluginConfigError",
     "PluginError",
     "PluginLoadError",
+    "RequestTimeoutError",
     "TranslationError",
     "UnsupportedError",
     "UpstreamConnectError",
@@ -74,6 +78,18 @@ class ClientRequestError(GatewayError):
 
 class InvalidRequestError(ClientRequestError):
     """The body is not JSON, not an object, or a field has the wrong type."""
+
+
+class RequestTimeoutError(ClientRequestError):
+    """The client stopped sending its request body; its connection is closed."""
+
+    status = 408
+
+
+class AliasLimitError(ClientRequestError):
+    """`/api/copy` would make more aliases than `catalogue.max_aliases`."""
+
+    status = 409
 
 
 class UnsupportedError(ClientRequestError):

@@ -15,11 +15,13 @@ from random import getrandbits
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ollama_gateway.bodywatch import BodyWatch
 from ollama_gateway.context import RequestContext
-from ollama_gateway.cors import HostCheck, OriginPolicy
+from ollama_gateway.cors import MALFORMED_HOST, HostCheck, HostVerdict, OriginPolicy
 from ollama_gateway.errors import (
     AuthError,
     GatewayError,
+    RequestTimeoutError,
     error_body,
 )
 from ollama_gateway.handlers.openai_proxy import openai_error
@@ -57,9 +59,12 @@ def setup_middlewares(app: web.Application) -> None:
     settings = app[settings_key]
     origins = OriginPolicy(settings.server.cors_origins)
     hosts = HostCheck(settings.server.host)
+    # Bound once: an Enum member is a slow attribute lookup on Python 3.11.
+    allowed = HostVerdict.ALLOWED
     digests = [_digest(k) for k in settings.auth.api_keys]
     pass_key = settings.auth.pass_client_key
     body_limit = settings.limits.max_body_bytes
+    body_idle = settings.timeouts.request_body
     metrics = app[metrics_key]
     in_flight = app[in_flight_key]
     # ids of the requests whose streaming response is open (for the gauge).
@@ -78,6 +83,7 @@ def setup_middlewares(app: web.Application) -> None:
         # Tracked, so the grace timer can end it (see shutdown.py).
         task = request.task
         in_flight.add(task)
+        watch = None
         try:
             refusal = guard(request)
             if refusal is not None:
@@ -90,6 +96,8 @@ def setup_middlewares(app: web.Application) -> None:
                 raise web.HTTPRequestEntityTooLarge(
                     max_size=body_limit, actual_size=length
                 )
+            if body_idle and not request.content.is_eof():
+                watch = BodyWatch(request, body_idle)
             response = await handler(request)
             origin = request.headers.get("Origin")
             if origin is not None and not response.prepared:
@@ -102,6 +110,8 @@ def setup_middlewares(app: web.Application) -> None:
             error = _error_response(exc.status, exc.message, request.path)
             if isinstance(exc, AuthError):
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
+            elif isinstance(exc, RequestTimeoutError):
+                error.force_close()  # the rest of the body is not read
             return error
         except web.RequestPayloadError as exc:
             # A body that does not decode (a bad Content-Encoding, a broken
@@ -138,6 +148,8 @@ def setup_middlewares(app: web.Application) -> None:
             ctx.outcome = "internal_error"
             return _error_response(500, "internal server error", request.path)
         finally:
+            if watch is not None:
+                watch.cancel()
             in_flight.discard(task)
             if status >= 400 and ctx.outcome == "ok":
                 ctx.outcome = "rejected" if status < 500 else "error"
@@ -153,7 +165,13 @@ def setup_middlewares(app: web.Application) -> None:
 
     def guard(request: web.Request) -> web.StreamResponse | None:
         """Host, Origin and key checks: a refusal, or None to go on."""
-        if not hosts.allows(request.host):
+        verdict = hosts.verdict(request.host)
+        if verdict is not allowed:
+            if verdict is HostVerdict.MALFORMED:
+                # Go's server answers this before any handler, and hangs up.
+                refused = web.Response(status=400, text=MALFORMED_HOST)
+                refused.force_close()
+                return refused
             return web.Response(status=403, text="403 Forbidden: host not allowed")
         origin = request.headers.get("Origin")
         if origin is not None:

@@ -24,6 +24,7 @@ from aiohttp import web
 from yarl import URL
 
 from ollama_gateway.app import create_app
+from ollama_gateway.errors import PluginError
 from ollama_gateway.keys import pipeline_key
 from ollama_gateway.log import batch_log_lines, setup_logging
 from ollama_gateway.metrics import MULTIPROCESS_DIR
@@ -120,7 +121,9 @@ def _worker_main(settings: Settings, number: int) -> None:
     stop_cleanly_until_serving()
     try:
         sys.exit(_run(settings, reuse_port=True, worker=number))
-    except ListenError as exc:
+    except (ListenError, SettingsError, PluginError) as exc:
+        # What the single-process path reports in one line (a bad aliases
+        # file, say), not a worker's traceback.
         print(f"ollama-gateway: error: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -67,13 +67,22 @@ class ServerSettings(_Section, frozen=True):
 
 
 class TimeoutSettings(_Section, frozen=True):
-    """Upstream timeouts in seconds; 0 disables one. No short total by default:
+    """Timeouts in seconds, 0 disables one: the upstream ones, and how long a
+    client may take to send its request. No short upstream total by default:
     slow reasoning models can think for many minutes."""
 
     connect: float = 10.0
     first_token: float = 600.0
     idle: float = 300.0
     total: float = 0.0
+    # aiohttp's keep-alive timeout: it runs from a connection's opening and
+    # from each answer, so it bounds a request head still arriving as well as
+    # an idle connection. 75 s is what aiohttp's run_app always used here.
+    request_head: float = 75.0
+    # The longest silence inside a request body (nginx's client_body_timeout
+    # idea), not a bound on the whole body: a large image on a slow link must
+    # still get through, and `limits.max_body_bytes` bounds how much comes.
+    request_body: float = 30.0
 
     @property
     def first_wait(self) -> float | None:
@@ -92,6 +101,11 @@ class LimitSettings(_Section, frozen=True):
     # legitimate one, 2048 inputs of 3072 dimensions, is about 130 MB of JSON.
     max_answer_bytes: int = 256 * 1024 * 1024
     max_concurrent_upstream: int = 0
+    # Each message costs about ten times its JSON in objects and is mapped in
+    # one step of the event loop: 3 million small ones (119 MB, in the body
+    # limit) held the loop 5 s and 1.3 GB. 100,000 take about 0.1 s; no model's
+    # context holds that many anyway.
+    max_messages: int = 100_000
 
 
 class AuthSettings(_Section, frozen=True):
@@ -148,6 +162,8 @@ class CatalogueSettings(_Section, frozen=True):
 
     ttl: float = 60.0
     aliases_file: str = ""
+    # Each copy rewrites the whole file and lookups walk every alias: bounded.
+    max_aliases: int = 1000
 
 
 class PipelineSettings(_Section, frozen=True):
@@ -329,6 +345,11 @@ def _finish(settings: Settings) -> Settings:
         raise SettingsError(f"server.port: {server.port} is not a TCP port")
     if server.workers < 1:
         raise SettingsError("server.workers: must be at least 1")
+    if settings.catalogue.max_aliases < 1:
+        raise SettingsError("catalogue.max_aliases: must be at least 1")
+    for name in ("request_head", "request_body"):
+        if getattr(settings.timeouts, name) < 0:
+            raise SettingsError(f"timeouts.{name}: must be 0 (off) or more")
     _check_version(server.ollama_version)
     backends = list(settings.backends)
     _check_backends(backends)

@@ -17,6 +17,7 @@ __all__ = [
     "Think",
     "check_format",
     "check_images",
+    "check_message_count",
     "check_options",
     "check_think",
     "check_top_logprobs",
@@ -77,6 +78,15 @@ def check_format(value: Any) -> Literal["json"] | dict[str, Any] | None:
     raise OptionsError(
         f'invalid format: {quoted}; expected "json" or a valid JSON Schema object'
     )
+
+
+def check_message_count(messages: list[Any] | None, limit: int) -> None:
+    """At most `limits.max_messages` (0: no cap); checked before any is mapped."""
+    if limit and messages is not None and len(messages) > limit:
+        raise InvalidRequestError(
+            f"too many messages: {len(messages)}, the most is {limit} "
+            "(limits.max_messages)"
+        )
 
 
 def check_top_logprobs(value: int | None) -> int:

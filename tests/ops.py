@@ -76,6 +76,17 @@ async def read_metrics(client: Client, accept: str | None = None) -> Samples:
     return Samples(await resp.text())
 
 
+def error_message(path: str, raw: bytes) -> str:
+    """The message of an error body: OpenAI's clients read it from OpenAI's
+    envelope on the /v1 routes, Ollama's from `{"error": "..."}`."""
+    body = json.loads(raw)
+    if path.startswith("/v1/"):
+        assert set(body["error"]) >= {"message", "type"}
+        return str(body["error"]["message"])
+    assert set(body) == {"error"}
+    return str(body["error"])
+
+
 def assert_clean_log(caplog: pytest.LogCaptureFixture) -> None:
     """No ERROR records, no unhandled exceptions, no lost task exceptions."""
     bad: list[Any] = [

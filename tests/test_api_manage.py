@@ -267,3 +267,36 @@ async def test_copy_refuses_a_destination_longer_than_ollama_allows(
     resp = await post(client, "/api/copy", {"source": "gpt-4o", "destination": huge})
     assert resp.status == 400
     assert path.stat().st_size < 1024
+
+
+async def test_copy_past_the_alias_cap_is_a_409_and_changes_nothing(
+    backend, gateway, tmp_path
+):
+    path = tmp_path / "aliases.json"
+    toml = f'[catalogue]\naliases_file = "{path}"\nmax_aliases = 2\n'
+    client = await gateway(backend, toml)
+    for name in ("one", "two"):
+        resp = await post(
+            client, "/api/copy", {"source": "gpt-4o", "destination": name}
+        )
+        assert resp.status == 200
+    before = path.read_text()
+    third = await post(
+        client, "/api/copy", {"source": "gpt-4o", "destination": "three"}
+    )
+    assert third.status == 409
+    assert await third.json() == {
+        "error": 'cannot copy to "three": the gateway holds 2 aliases, its limit '
+        "(catalogue.max_aliases); delete one first"
+    }
+    assert path.read_text() == before
+    assert "three:latest" not in await tag_names(client)
+    # Copying over an existing alias makes none more; a delete makes room.
+    again = await post(client, "/api/copy", {"source": "gpt-4o", "destination": "TWO"})
+    assert again.status == 200
+    await client.delete("/api/delete", data=json.dumps({"name": "one"}))
+    third = await post(
+        client, "/api/copy", {"source": "gpt-4o", "destination": "three"}
+    )
+    assert third.status == 200
+    assert set(json.loads(path.read_text())) == {"TWO", "three"}

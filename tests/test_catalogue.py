@@ -13,7 +13,7 @@ from ollama_gateway import catalogue as catalogue_module
 from ollama_gateway.catalogue import Catalogue, lookup_key
 from ollama_gateway.modelinfo import registry_name, tagged
 from ollama_gateway.schemas import openai
-from ollama_gateway.settings import BackendSettings, Settings
+from ollama_gateway.settings import BackendSettings, Settings, SettingsError
 
 TWO_BACKENDS = """
 [[backends]]
@@ -345,12 +345,38 @@ async def test_aliases_persist_in_the_aliases_file(settings_for, tmp_path):
     assert await again.resolve("drop") is None
 
 
-async def test_unreadable_aliases_file_is_ignored(settings_for, tmp_path):
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not a JSON object of alias names"),
+        ('["a", "b"]', "not a JSON object of alias names"),
+        ('{"a": 1}', "not a JSON object of alias names"),
+        ('{"a": "gpt-4o", "b": "gpt-4o", "c": "gpt-4o"}', "holds 3 aliases"),
+        ('{"two words": "gpt-4o"}', "is not a usable alias name"),
+        ('{"a": ""}', "is not a usable alias name"),
+    ],
+)
+async def test_an_aliases_file_that_cannot_be_read_back_stops_the_start(
+    settings_for, tmp_path, content, reason
+):
+    """Skipping it would overwrite it, aliases and all, at the next copy."""
     path = tmp_path / "aliases.json"
-    path.write_text("{not json")
-    toml = f'[catalogue]\naliases_file = "{path}"\n'
-    cat = Catalogue(settings(settings_for, toml), Lister(b1=["gpt-4o"], b2=[]))
-    assert await names(cat) == ["gpt-4o:latest"]
+    path.write_text(content)
+    toml = f'[catalogue]\naliases_file = "{path}"\nmax_aliases = 2\n'
+    with pytest.raises(SettingsError, match=f"catalogue.aliases_file: {path}: "):
+        Catalogue(settings(settings_for, toml), Lister(b1=["gpt-4o"], b2=[]))
+    with pytest.raises(SettingsError, match=re.escape(reason)):
+        Catalogue(settings(settings_for, toml), Lister(b1=["gpt-4o"], b2=[]))
+    assert path.read_text() == content
+
+
+def test_a_huge_aliases_file_is_refused_without_reading_it(settings_for, tmp_path):
+    path = tmp_path / "aliases.json"
+    with open(path, "wb") as file:
+        file.truncate(1 << 30)  # sparse: 1 GiB that reading would have to go through
+    toml = f'[catalogue]\naliases_file = "{path}"\nmax_aliases = 10\n'
+    with pytest.raises(SettingsError, match="larger than 10 aliases can be"):
+        Catalogue(settings(settings_for, toml), Lister(b1=["gpt-4o"], b2=[]))
 
 
 async def test_alias_of_a_model_that_disappeared_is_not_listed(settings_for):

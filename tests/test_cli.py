@@ -214,3 +214,22 @@ def test_uvloop_asked_for_but_missing_is_one_line(tmp_path: Path):
             "ollama-gateway: error: server.event_loop: uvloop is not installed "
             "(pip install 'ollama-gateway[uvloop]')"
         ]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_corrupt_aliases_file_is_one_line_without_traceback(tmp_path: Path, workers):
+    (tmp_path / "aliases.json").write_text("{oops")
+    (tmp_path / "a.toml").write_text('[catalogue]\naliases_file = "aliases.json"\n')
+    result = _run(
+        "serve", "--config", "a.toml", "--port", "0", "--workers", workers,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("ollama-gateway: error: catalogue.aliases_file: ")
+    ]
+    assert len(errors) == int(workers), result.stderr
+    assert (tmp_path / "aliases.json").read_text() == "{oops"

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from ollama_gateway.cors import HostCheck, HostVerdict
+
 PREFLIGHT = {"Access-Control-Request-Method": "POST"}
 
 DEFAULT_ALLOWED = [
@@ -213,3 +215,87 @@ async def test_same_origin_requests_are_not_refused(backend, gateway, host, orig
         "/api/tags", headers={"Host": host, "Origin": origin + "0"}
     )
     assert other.status == 403
+
+
+# Go's server refuses these bytes in a Host before Ollama's check runs (400);
+# each once slipped past a split on the last colon as 127.0.0.1 or localhost.
+HOSTS_MALFORMED = [
+    "127.0.0.1:80@evil.com",
+    "user:pass@localhost:11434",
+    "localhost@evil.com",
+    "localhost:11434/evil",
+    "localhost#.evil.com",
+    "localhost?.evil.com",
+    "local host",
+    "localhost\\evil.com",
+    '"localhost"',
+    "lócalhost",
+]
+# Forms Go's split refuses are judged whole, so they are no address; and the
+# ranges Python calls private but Go does not.
+HOSTS_FORBIDDEN = [
+    "127.0.0.1:80:90",
+    "localhost:11434:11434",
+    "[::1]x",
+    "[::1]:80]",
+    "127.0.0.1.evil.com",
+    "localhost.",
+    "[::ffff:8.8.8.8]:11434",
+    "169.254.169.254",
+    "[fe80::1]:11434",
+    "192.0.2.1",
+    "198.18.0.1",
+    "240.0.0.1",
+    "[2001:db8::1]:11434",
+    "100.64.0.1",
+]
+HOSTS_LOCAL = [
+    "",
+    "LOCALHOST:11434",
+    "localhost:",
+    "[::1]",
+    "[::ffff:127.0.0.1]:11434",
+    "[::ffff:10.0.0.1]",
+    "[fd00::1]:11434",
+    "[::]:11434",
+    "172.31.255.255",
+]
+
+
+@pytest.mark.parametrize("host", HOSTS_MALFORMED)
+def test_host_check_calls_odd_bytes_malformed_whatever_the_bind(host):
+    assert HostCheck("127.0.0.1").verdict(host) is HostVerdict.MALFORMED
+    assert HostCheck("0.0.0.0").verdict(host) is HostVerdict.MALFORMED
+
+
+@pytest.mark.parametrize("host", HOSTS_FORBIDDEN)
+def test_host_check_forbids_what_ollama_forbids(host):
+    assert HostCheck("127.0.0.1").verdict(host) is HostVerdict.FORBIDDEN
+    assert HostCheck("0.0.0.0").verdict(host) is HostVerdict.ALLOWED
+
+
+@pytest.mark.parametrize("host", HOSTS_LOCAL)
+def test_host_check_allows_local_forms(host):
+    assert HostCheck("::1").verdict(host) is HostVerdict.ALLOWED
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:80@evil.com", "localhost:11434/x"])
+async def test_a_malformed_host_is_go_s_400_and_reaches_no_backend(
+    backend, gateway, host
+):
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    resp = await client.post("/api/chat", data=json.dumps(body), headers={"Host": host})
+    assert resp.status == 400
+    assert await resp.text() == "400 Bad Request: malformed Host header"
+    assert resp.headers["Connection"] == "close"
+    assert backend.completions() == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:80:90", "[::ffff:8.8.8.8]:11434"])
+async def test_an_odd_host_is_forbidden_and_reaches_no_backend(backend, gateway, host):
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    resp = await client.post("/api/chat", data=json.dumps(body), headers={"Host": host})
+    assert resp.status == 403
+    assert backend.completions() == []

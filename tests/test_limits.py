@@ -15,7 +15,7 @@ from ollama_gateway.sse import SSEParser
 from tests.conftest import FAST_DEMO
 from tests.fakebackend import Script, chat_chunk, sse
 from tests.ndjson import CHAT, chat, ndjson, post
-from tests.ops import read_metrics
+from tests.ops import error_message, read_metrics
 
 BOUND = 20.0
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -33,22 +33,12 @@ def _slow_stream() -> Script:
     return Script(pieces=[*events, sse(chat_chunk({}, finish="stop"))], delay=0.3)
 
 
-def _error_message(path: str, raw: bytes) -> str:
-    """The message of an error body: OpenAI's clients read it from OpenAI's
-    envelope on the /v1 routes, Ollama's from `{"error": "..."}`."""
-    body = json.loads(raw)
-    if path.startswith("/v1/"):
-        assert set(body["error"]) >= {"message", "type"}
-        return str(body["error"]["message"])
-    assert set(body) == {"error"}
-    return str(body["error"])
-
-
 def test_defaults():
     limits = Settings.load({}).limits
     assert limits.max_body_bytes == 128 * 1024 * 1024
     assert limits.max_event_bytes == 16 * 1024 * 1024
     assert limits.max_concurrent_upstream == 0  # no cap
+    assert limits.max_messages == 100_000
 
 
 @pytest.mark.parametrize("path", ["/api/chat", "/api/embed", "/v1/chat/completions"])
@@ -60,7 +50,7 @@ async def test_body_over_the_limit_is_a_413(gateway, backend, path):
         raw = await resp.read()
     assert resp.status == 413
     assert resp.headers["Content-Type"].startswith("application/json")
-    assert _error_message(path, raw) == "request body too large"
+    assert error_message(path, raw) == "request body too large"
     assert backend.completions() == []
 
 
@@ -100,7 +90,7 @@ async def test_a_body_announced_over_the_limit_is_refused_before_it_comes(
     finally:
         writer.close()
     assert head.startswith(b"HTTP/1.1 413 ")
-    assert _error_message(path, raw) == "request body too large"
+    assert error_message(path, raw) == "request body too large"
     assert backend.completions() == []
 
 
@@ -187,3 +177,20 @@ async def test_no_cap_by_default(gateway):
         bodies = [ndjson(await a.read()) for a in answers]
     assert {a.status for a in answers} == {200}
     assert all(b[-1]["done"] is True for b in bodies)
+
+
+async def test_more_messages_than_the_cap_is_a_400_before_any_is_mapped(
+    gateway, backend
+):
+    client = await gateway(backend, "[limits]\nmax_messages = 3\n")
+    message = {"role": "user", "content": "x"}
+    resp = await post(client, "/api/chat", chat(messages=[message] * 4))
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "too many messages: 4, the most is 3 (limits.max_messages)"
+    }
+    assert backend.completions() == []
+    resp = await post(client, "/api/chat", chat(messages=[message] * 3, stream=False))
+    assert resp.status == 200
+    (sent,) = backend.completions()
+    assert len(sent.body["messages"]) == 3

@@ -20,12 +20,13 @@ from ollama_gateway.inference import (
     serve_completion,
     touch_running,
 )
-from ollama_gateway.keys import ctx_key, pipeline_key, upstream_key
+from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import registry_name
 from ollama_gateway.schemas import ollama
 from ollama_gateway.validation import (
     check_format,
     check_images,
+    check_message_count,
     check_options,
     check_think,
     check_top_logprobs,
@@ -60,6 +61,7 @@ async def serve_chat(
     is dropped instead of refused: agent CLIs (Claude Code, Codex) ask for it
     on every request whatever the model, and a 400 would stop them dead.
     """
+    check_message_count(req.messages, request.app[settings_key].limits.max_messages)
     keep_alive = parse_keep_alive(req.keep_alive)
     think = check_think(req.think)
     for message in req.messages or ():
