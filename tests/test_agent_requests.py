@@ -219,4 +219,71 @@ async def test_responses_turn_after_a_tool_call(gateway, backend, fixture):
     assert output["role"] == "tool" and output["tool_call_id"] == "call_fake1"
     assert "gateway-tool-ok" in output["content"]
     functions = [t["name"] for t in request["body"]["tools"] if t["type"] == "function"]
-    assert [t["function"]["name"] for t in sent.body["tools"]] == functions
+    # The function tools first, as sent (Codex's namespaced ones follow).
+    names = [t["function"]["name"] for t in sent.body["tools"]]
+    assert names[: len(functions)] == functions
+
+
+def call_script(name: str, arguments: str) -> Script:
+    call = {"index": 0, "id": "call_ns", "type": "function"}
+    call["function"] = {"name": name, "arguments": arguments}
+    return Script(
+        pieces=[
+            sse(
+                chat_chunk({"role": "assistant", "content": None}),
+                chat_chunk({"tool_calls": [call]}),
+                chat_chunk({}, finish="tool_calls"),
+            )
+        ]
+    )
+
+
+async def test_codex_namespaced_tools_reach_the_model_and_come_back_named(
+    gateway, backend
+):
+    """Codex sends its sub-agent tools as a `namespace` group, and runs a call
+    of one only when the call names the namespace ("unsupported call:
+    close_agent" without)."""
+    request = captured("codex_tool_result.json")
+    request["body"]["input"] = request["body"]["input"][:4]
+    backend.queue(call_script("close_agent", '{"target":"agent-1"}'))
+    response = await replay(gateway, backend, request)
+    answer = events(await response.text())
+    [sent] = backend.completions()
+    assert [t["function"]["name"] for t in sent.body["tools"]] == [
+        "exec_command",
+        "view_image",
+        "close_agent",
+        "resume_agent",
+    ]
+    items = [
+        data["item"]
+        for name, data in answer
+        if name in ("response.output_item.added", "response.output_item.done")
+    ]
+    [final] = answer[-1][1]["response"]["output"]
+    for item in [*items, final]:
+        assert item["type"] == "function_call"
+        assert item["name"] == "close_agent"
+        assert item["namespace"] == "multi_agent_v1"
+    assert final["arguments"] == '{"target":"agent-1"}'
+
+
+async def test_codex_top_level_call_has_no_namespace_and_namespaced_history_is_read(
+    gateway, backend
+):
+    request = captured("codex_tool_result.json")
+    history = request["body"]["input"]
+    # What Codex sends back after a namespaced call: the item keeps its namespace.
+    history[-2] = {**history[-2], "name": "close_agent", "namespace": "multi_agent_v1"}
+    backend.queue(call_script("exec_command", '{"cmd":"ls"}'))
+    response = await replay(gateway, backend, request)
+    assert response.status == 200
+    final = events(await response.text())[-1][1]["response"]
+    [call] = final["output"]
+    assert call["name"] == "exec_command"
+    assert "namespace" not in call
+    [sent] = backend.completions()
+    assert sent.body["messages"][-2]["tool_calls"][0]["function"]["name"] == (
+        "close_agent"
+    )
