@@ -24,6 +24,12 @@ __all__ = ["estimate_input_tokens", "map_messages_request"]
 # with nothing (as Ollama does), Claude Code's `<system-reminder>` blocks run
 # into the user's words.
 _JOIN = "\n\n"
+# Claude Code (2.1.36 on) opens its system prompt with a block such as
+# `x-anthropic-billing-header: cc_version=2.1.197.563; cc_entrypoint=cli; cch=...;`,
+# meant for Anthropic's billing. It tells the model nothing, and it changes from
+# request to request: at the head of the prompt it defeats a backend's prefix
+# cache (vLLM, llama.cpp, SGLang), so every turn re-reads the whole conversation.
+_BILLING_HEADER = "x-anthropic-billing-header:"
 _ANY_OBJECT = msgspec.Raw(b'{"type":"object","properties":{}}')
 _encode = msgspec.json.Encoder().encode
 _to_blocks = list[anthropic.ContentBlock]
@@ -44,7 +50,7 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
     """The Ollama chat request for a Messages request (raises a 400 for what
     cannot be sent on)."""
     messages: list[ollama.Message] = []
-    system = _system_text(body.system)
+    system = _system_text(_without_billing_header(body.system))
     if system:
         messages.append(ollama.Message(role="system", content=system))
     for position, message in enumerate(body.messages):
@@ -87,6 +93,24 @@ def _map_format(config: anthropic.OutputConfig | None) -> Any:
     if not isinstance(schema, dict):
         raise InvalidRequestError("output_config.format.schema must be an object")
     return schema
+
+
+def _without_billing_header(
+    system: str | list[anthropic.ContentBlock] | None,
+) -> str | list[anthropic.ContentBlock] | None:
+    """The system prompt less Claude Code's billing header (see `_BILLING_HEADER`):
+    a block of its own, or the first line of a string."""
+    if isinstance(system, str):
+        if system.startswith(_BILLING_HEADER):
+            return system.partition("\n")[2].lstrip("\n")
+        return system
+    if system is None:
+        return None
+    return [
+        block
+        for block in system
+        if not (block.type == "text" and (block.text or "").startswith(_BILLING_HEADER))
+    ]
 
 
 def _system_text(

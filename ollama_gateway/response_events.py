@@ -46,10 +46,14 @@ class ResponseBuilder:
     """Folds chunks into `response` (a `responses.Response` made by the handler
     with the request's echo fields) and writes the stream's events."""
 
-    __slots__ = ("_open", "_parts", "_sequence", "response")
+    __slots__ = ("_namespaces", "_open", "_parts", "_sequence", "response")
 
-    def __init__(self, response: responses.Response) -> None:
+    def __init__(
+        self, response: responses.Response, namespaces: dict[str, str] | None = None
+    ) -> None:
         self.response = response
+        # The namespace of each namespaced function, by name (see `handlers.responses`).
+        self._namespaces = namespaces or {}
         self._sequence = 0
         # The item being written (a message or reasoning) and its text so far.
         self._open: responses.MessageItem | responses.ReasoningItem | None = None
@@ -224,7 +228,12 @@ class ResponseBuilder:
         else:
             text = _encode_arguments(arguments).decode()
         item = responses.FunctionCallItem(
-            new_id("fc"), call.id or new_id("call"), function.name, "", "in_progress"
+            new_id("fc"),
+            call.id or new_id("call"),
+            function.name,
+            "",
+            "in_progress",
+            self._namespaces.get(function.name),
         )
         output = self.response.output
         output.append(item)

@@ -5,14 +5,16 @@ The chat runs through `serve_chat`, so the model lookup, capability checks,
 translators, timeouts and metrics are those of `/api/chat`. No state is kept
 between requests: `previous_response_id` is refused, clients send the whole
 conversation (Codex and Copilot CLI do, with `store: false`). Only function
-tools reach the model; built-in tool types (web search, file search, ...) are
-left out, since nothing here could run them.
+tools reach the model, those of `namespace` groups included (their calls go
+back with the namespace); built-in tool types (web search, file search, ...)
+are left out, since nothing here could run them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -62,7 +64,7 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
     ctx = request[ctx_key]
     try:
         body = await read_body(request, responses.decode_request)
-        answer = partial(_answer, request, _echo(body))
+        answer = partial(_answer, request, _echo(body), namespaces(body.tools))
         # Handed over, not kept here: serve_chat drops the request before the
         # answer streams, so a long conversation is not held to its end.
         pending = [map_request(body)]
@@ -247,13 +249,9 @@ def _map_arguments(arguments: str | None) -> Any:
 
 def _map_tools(tools: list[responses.Tool]) -> list[msgspec.Raw]:
     mapped: list[msgspec.Raw] = []
-    for position, tool in enumerate(tools):
-        if tool.type != "function":
-            continue  # a built-in tool (web_search, ...): nothing here runs it
+    for where, tool, _ in _functions(tools):
         if not tool.name:
-            raise ParamError(
-                f"tools[{position}].name is required", f"tools[{position}].name"
-            )
+            raise ParamError(f"{where}.name is required", f"{where}.name")
         function: dict[str, Any] = {"name": tool.name}
         if tool.description:
             function["description"] = tool.description
@@ -262,6 +260,39 @@ def _map_tools(tools: list[responses.Tool]) -> list[msgspec.Raw]:
         )
         mapped.append(msgspec.Raw(_encode({"type": "function", "function": function})))
     return mapped
+
+
+def _functions(
+    tools: list[responses.Tool],
+) -> Iterator[tuple[str, responses.Tool, str | None]]:
+    """The function tools the model is offered, with where each stands and
+    its namespace: those at the top, then those of each `namespace` group
+    under their plain names (a chat tool has none; the answer puts it back,
+    see `namespaces`). Other types are built-in tools (web_search, ...):
+    nothing here runs them."""
+    top = set()
+    for position, tool in enumerate(tools):
+        if tool.type == "function":
+            top.add(tool.name)
+            yield f"tools[{position}]", tool, None
+    for position, tool in enumerate(tools):
+        if tool.type != "namespace":
+            continue
+        for inner, member in enumerate(tool.tools or ()):
+            # A name a top-level function has would make two tools of one.
+            if member.type == "function" and member.name not in top:
+                yield f"tools[{position}].tools[{inner}]", member, tool.name
+
+
+def namespaces(tools: list[responses.Tool] | None) -> dict[str, str]:
+    """The namespace of each namespaced function the model is offered, by
+    name: a call of one goes back to the client with it (Codex runs it only
+    so)."""
+    found: dict[str, str] = {}
+    for _, tool, namespace in _functions(tools or []):
+        if namespace and tool.name:
+            found.setdefault(tool.name, namespace)
+    return found
 
 
 def _map_format(text: responses.TextConfig | None) -> Any:
@@ -319,10 +350,13 @@ def _echo(body: responses.ResponsesRequest) -> responses.Response:
 
 
 async def _answer(
-    request: web.Request, response: responses.Response, reader: ChunkReader
+    request: web.Request,
+    response: responses.Response,
+    namespaced: dict[str, str],
+    reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
-    builder = ResponseBuilder(response)
+    builder = ResponseBuilder(response, namespaced)
     if ctx.stream:
         return await _stream(request, reader, builder)
     builder.feed(await collect(reader), None)

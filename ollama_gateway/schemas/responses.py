@@ -82,14 +82,17 @@ class InputItem(msgspec.Struct):
 
 
 class Tool(msgspec.Struct, omit_defaults=True):
-    """A tool the model may call; only `type: "function"` reaches the model.
-    Echoed in the answer as the client sent it (known fields)."""
+    """A tool the model may call; only `type: "function"` reaches the model,
+    alone or among the `tools` of a `type: "namespace"` group (Codex sends
+    its sub-agent tools so). Echoed in the answer as the client sent it
+    (known fields)."""
 
     type: str
     name: str | None = None
     description: str | None = None
     parameters: Any = None
     strict: bool | None = None
+    tools: list[Tool] | None = None
 
 
 class Reasoning(msgspec.Struct, omit_defaults=True):
@@ -171,14 +174,23 @@ class ReasoningItem(msgspec.Struct, tag_field="type", tag="reasoning", gc=False)
     status: str = "completed"
 
 
-class FunctionCallItem(msgspec.Struct, tag_field="type", tag="function_call", gc=False):
-    """A call of one of the client's functions; `arguments` is a JSON string."""
+class FunctionCallItem(
+    msgspec.Struct,
+    tag_field="type",
+    tag="function_call",
+    omit_defaults=True,
+    gc=False,
+):
+    """A call of one of the client's functions; `arguments` is a JSON string.
+    `namespace` names the group of a namespaced tool: Codex runs such a call
+    only with it ("unsupported call" without), and it is left out otherwise."""
 
     id: str
     call_id: str
     name: str
     arguments: str
-    status: str = "completed"
+    status: str
+    namespace: str | None = None
 
 
 OutputItem = MessageItem | ReasoningItem | FunctionCallItem
