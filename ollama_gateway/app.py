@@ -18,6 +18,7 @@ from ollama_gateway.keys import (
     in_flight_key,
     metrics_key,
     pipeline_key,
+    response_store_key,
     running_key,
     settings_key,
     specs_key,
@@ -28,6 +29,7 @@ from ollama_gateway.middlewares import setup_middlewares
 from ollama_gateway.pipeline import Pipeline, build_pipeline
 from ollama_gateway.plugins import load_translators
 from ollama_gateway.protocols import Transport
+from ollama_gateway.response_store import ResponseStore
 from ollama_gateway.routes import setup_routes
 from ollama_gateway.running import RunningModels
 from ollama_gateway.settings import Settings, SettingsError
@@ -73,6 +75,9 @@ def create_app(
     app[upstream_key] = upstream
     app[catalogue_key] = Catalogue(settings, upstream.list_models)
     app[running_key] = RunningModels(_default_keep_alive(settings))
+    app[response_store_key] = ResponseStore(
+        max_bytes=settings.limits.response_store_bytes, ttl=RESPONSE_TTL
+    )
     metrics = Metrics()
     app[metrics_key] = metrics
     in_flight = InFlight()
@@ -88,6 +93,10 @@ async def _close_on_cleanup(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[catalogue_key].aclose()
     await app[pipeline_key].aclose()
+
+
+# How long a `/v1/responses` conversation is kept (Ollama's 30 minutes).
+RESPONSE_TTL = 30 * 60.0
 
 
 def _default_keep_alive(settings: Settings) -> float:

@@ -9,6 +9,7 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.metrics import Metrics
 from ollama_gateway.pipeline import Pipeline
 from ollama_gateway.plugins import TranslatorSpec
+from ollama_gateway.response_store import ResponseStore
 from ollama_gateway.running import RunningModels
 from ollama_gateway.settings import Settings
 from ollama_gateway.shutdown import InFlight
@@ -20,6 +21,7 @@ __all__ = [
     "in_flight_key",
     "metrics_key",
     "pipeline_key",
+    "response_store_key",
     "running_key",
     "settings_key",
     "specs_key",
@@ -32,6 +34,7 @@ pipeline_key = web.AppKey("pipeline_key", Pipeline)
 catalogue_key = web.AppKey("catalogue_key", Catalogue)
 upstream_key = web.AppKey("upstream_key", Upstream)
 running_key = web.AppKey("running_key", RunningModels)
+response_store_key = web.AppKey("response_store_key", ResponseStore)
 metrics_key = web.AppKey("metrics_key", Metrics)
 in_flight_key = web.AppKey("in_flight_key", InFlight)
 

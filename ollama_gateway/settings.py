@@ -106,6 +106,9 @@ class LimitSettings(_Section, frozen=True):
     # limit) held the loop 5 s and 1.3 GB. 100,000 take about 0.1 s; no model's
     # context holds that many anyway.
     max_messages: int = 100_000
+    # The conversations `/v1/responses` keeps for `previous_response_id`, in
+    # bytes of JSON, each for 30 minutes as Ollama keeps them; 0 keeps none.
+    response_store_bytes: int = 64 * 1024 * 1024
 
 
 class AuthSettings(_Section, frozen=True):

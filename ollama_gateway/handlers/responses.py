@@ -2,9 +2,11 @@
 by converting the request to a chat and the chat's chunks to a response.
 
 The chat runs through `serve_chat`, so the model lookup, capability checks,
-translators, timeouts and metrics are those of `/api/chat`. No state is kept
-between requests: `previous_response_id` is refused, clients send the whole
-conversation (Codex and Copilot CLI do, with `store: false`). Only function
+translators, timeouts and metrics are those of `/api/chat`. A response asked
+without `store: false` keeps its conversation for 30 minutes (see
+response_store.py), so a follow-up may send only its new items with
+`previous_response_id`; Codex and Copilot CLI send the whole conversation
+with `store: false` instead, and nothing is kept for them. Only function
 tools reach the model, those of `namespace` groups included (their calls go
 back with the namespace); built-in tool types (web search, file search, ...)
 are left out, since nothing here could run them.
@@ -27,9 +29,10 @@ from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import send_whole
-from ollama_gateway.keys import ctx_key
+from ollama_gateway.keys import ctx_key, response_store_key
 from ollama_gateway.log import note_failure
 from ollama_gateway.response_events import ResponseBuilder, new_id
+from ollama_gateway.response_store import ResponseStore
 from ollama_gateway.schemas import ollama, responses
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
@@ -53,39 +56,107 @@ _encode = msgspec.json.Encoder().encode
 
 
 class ParamError(InvalidRequestError):
-    """A 400 that names the request field at fault (OpenAI's `param`)."""
+    """A 400 (or `status`) that names the request field at fault (OpenAI's
+    `param`), with OpenAI's `code` where it has one."""
 
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, param: str, *, status: int = 400, code: str | None = None
+    ) -> None:
+        super().__init__(message, status=status)
         self.param = param
+        self.code = code
+
+
+class _Keeper:
+    """Keeps a response's conversation once it is answered: its items so far
+    (encoded when the request came, so the request itself is not held while
+    the answer streams) and then its output items."""
+
+    __slots__ = ("_items", "_owner", "_store")
+
+    def __init__(self, store: ResponseStore, owner: str, items: bytes) -> None:
+        self._store = store
+        self._owner = owner
+        self._items = items
+
+    def keep(self, response: responses.Response) -> None:
+        if response.status not in ("completed", "incomplete"):
+            return  # a failed answer is no turn to follow up on
+        output = responses.encode(response.output)
+        if self._items == b"[]":
+            items = output
+        elif output == b"[]":
+            items = self._items
+        else:
+            items = self._items[:-1] + b"," + output[1:]
+        self._store.put(response.id, self._owner, items)
 
 
 async def handle_responses(request: web.Request) -> web.StreamResponse:
     ctx = request[ctx_key]
     try:
         body = await read_body(request, responses.decode_request)
-        answer = partial(_answer, request, _echo(body), namespaces(body.tools))
+        store = request.app[response_store_key]
+        owner = _owner(request)
+        items = _conversation(body, store, owner)
+        keeper = None
+        if body.store is not False and store.max_bytes > 0:
+            keeper = _Keeper(store, owner, responses.encode(items))
+        echo = _echo(body, stored=keeper is not None)
+        answer = partial(_answer, request, echo, namespaces(body.tools), keeper)
         # Handed over, not kept here: serve_chat drops the request before the
         # answer streams, so a long conversation is not held to its end.
-        pending = [map_request(body)]
-        del body
+        pending = [map_request(body, items)]
+        del body, items
         return await serve_chat(request, pending.pop(), answer, think_is_a_hint=True)
     except GatewayError as exc:
         note_failure(ctx, exc)
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
-        param = exc.param if isinstance(exc, ParamError) else None
+        param = None
+        if isinstance(exc, ParamError):
+            param, code = exc.param, exc.code
         return openai_error(exc.status, exc.message, code, param)
 
 
-def map_request(body: responses.ResponsesRequest) -> ollama.ChatRequest:
-    """The chat request for a Responses request (raises a 400 for what
-    cannot be served)."""
-    if body.previous_response_id is not None:
-        raise ParamError(
-            "previous_response_id is not supported: this gateway keeps no "
-            "responses; send the whole conversation in input",
-            "previous_response_id",
-        )
+def _owner(request: web.Request) -> str:
+    """Whose conversations these are: the key the client presented (none
+    when the gateway asks for none), so one client cannot follow up on
+    another's response."""
+    headers = request.headers
+    return headers.get("Authorization") or headers.get("X-API-Key") or ""
+
+
+def _conversation(
+    body: responses.ResponsesRequest, store: ResponseStore, owner: str
+) -> list[responses.InputItem]:
+    """The items of the whole conversation: those kept for
+    `previous_response_id`, then the request's own."""
+    items: list[responses.InputItem] = []
+    previous = body.previous_response_id
+    if previous is not None:
+        kept = store.get(previous, owner)
+        if kept is None:
+            # OpenAI's answer for an unknown (or another client's) response.
+            raise ParamError(
+                f"Previous response with id '{previous}' not found.",
+                "previous_response_id",
+                status=404,
+                code="previous_response_not_found",
+            )
+        items = responses.decode_items(kept)
+    if isinstance(body.input, str):
+        if body.input:
+            items.append(responses.InputItem(role="user", content=body.input))
+    elif body.input is not None:
+        items.extend(body.input)
+    return items
+
+
+def map_request(
+    body: responses.ResponsesRequest, items: list[responses.InputItem]
+) -> ollama.ChatRequest:
+    """The chat request for a Responses request whose conversation is `items`
+    (raises a 400 for what cannot be served)."""
     if body.background:
         raise ParamError("background responses are not supported", "background")
     if body.conversation is not None:
@@ -96,11 +167,7 @@ def map_request(body: responses.ResponsesRequest) -> ollama.ChatRequest:
     messages: list[ollama.Message] = []
     if body.instructions:
         messages.append(ollama.Message(role="system", content=body.instructions))
-    if isinstance(body.input, str):
-        if body.input:
-            messages.append(ollama.Message(role="user", content=body.input))
-    elif body.input is not None:
-        messages.extend(_map_items(body.input))
+    messages.extend(_map_items(items))
     if not messages:
         raise ParamError("input is required", "input")
     options: dict[str, Any] = {}
@@ -328,10 +395,12 @@ def _map_effort(reasoning: responses.Reasoning | None) -> bool | str | None:
     return think
 
 
-def _echo(body: responses.ResponsesRequest) -> responses.Response:
+def _echo(body: responses.ResponsesRequest, *, stored: bool) -> responses.Response:
     """The response object before any output: the request's settings echoed,
     as the API does (the SDKs read them)."""
     response = responses.Response(
+        store=stored,
+        previous_response_id=body.previous_response_id,
         id=new_id("resp"),
         created_at=int(time.time()),
         model=body.model,
@@ -353,14 +422,19 @@ async def _answer(
     request: web.Request,
     response: responses.Response,
     namespaced: dict[str, str],
+    keeper: _Keeper | None,
     reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
     builder = ResponseBuilder(response, namespaced)
     if ctx.stream:
-        return await _stream(request, reader, builder)
-    builder.feed(await collect(reader), None)
-    return await send_whole(request, ctx, responses.encode(builder.response))
+        answer = await _stream(request, reader, builder)
+    else:
+        builder.feed(await collect(reader), None)
+        answer = await send_whole(request, ctx, responses.encode(builder.response))
+    if keeper is not None:
+        keeper.keep(builder.response)
+    return answer
 
 
 async def _stream(

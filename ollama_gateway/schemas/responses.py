@@ -46,6 +46,7 @@ __all__ = [
     "TextFormat",
     "Tool",
     "Usage",
+    "decode_items",
     "decode_request",
     "encode",
     "encode_into",
@@ -120,9 +121,10 @@ class TextConfig(msgspec.Struct, omit_defaults=True):
 
 
 class ResponsesRequest(msgspec.Struct):
-    """`POST /v1/responses`. `stream` is false when omitted. `store`,
-    `metadata`, `parallel_tool_calls`, `truncation`, `user` and `include` are
-    accepted and ignored (not declared, so not decoded)."""
+    """`POST /v1/responses`. `stream` is false when omitted, `store` true (the
+    conversation is kept for `previous_response_id`). `metadata`,
+    `parallel_tool_calls`, `truncation`, `user` and `include` are accepted
+    and ignored (not declared, so not decoded)."""
 
     model: str = ""
     input: str | list[InputItem] | None = None
@@ -136,6 +138,7 @@ class ResponsesRequest(msgspec.Struct):
     text: TextConfig | None = None
     stream: bool | None = None
     previous_response_id: str | None = None
+    store: bool | None = None
     background: bool | None = None
     conversation: Any = None
 
@@ -392,3 +395,6 @@ encode = _encoder.encode
 encode_into = _encoder.encode_into
 
 decode_request = msgspec.json.Decoder(ResponsesRequest).decode
+# A kept conversation (see response_store.py): input items, output items read
+# as the input items they become in a follow-up.
+decode_items = msgspec.json.Decoder(list[InputItem]).decode

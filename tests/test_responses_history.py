@@ -1,0 +1,187 @@
+"""`previous_response_id` on `/v1/responses`: a response asked without
+`store: false` keeps its conversation, and a follow-up that names it sends
+only its new items. Driven by the official `openai` SDK against a real
+gateway and the fake backend on loopback; what the backend received is the
+proof that the conversation was put back together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import base_url
+from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
+
+MODELS = [{"id": "gpt-4o", "object": "model"}]
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+SDK = Callable[[str], openai.AsyncOpenAI]
+
+
+@pytest.fixture
+async def sdk(gateway: Any, backend: FakeBackend) -> AsyncIterator[SDK]:
+    """An SDK client per API key, all on one gateway (the key is the owner)."""
+    backend.models = MODELS
+    client = await gateway(backend)
+    opened: list[openai.AsyncOpenAI] = []
+
+    def make(key: str = "key-a") -> openai.AsyncOpenAI:
+        api = openai.AsyncOpenAI(
+            base_url=base_url(client) + "/v1", api_key=key, max_retries=0
+        )
+        opened.append(api)
+        return api
+
+    yield make
+    for api in opened:
+        await api.close()
+
+
+def messages(backend: FakeBackend, index: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = backend.completions()[index].body["messages"]
+    return found
+
+
+def weather_call() -> Script:
+    call = {"index": 0, "id": "call_w1", "type": "function"}
+    call["function"] = {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    events = [chat_chunk({"role": "assistant", "tool_calls": [call]})]
+    events.append(chat_chunk({}, finish="tool_calls"))
+    return Script(pieces=split_every(sse(*events), 9))
+
+
+async def test_a_follow_up_gets_the_conversation_it_names(sdk, backend):
+    backend.queue(Script.text("Hello Ada."), Script.text("Your name is Ada."))
+    api = sdk()
+    first = await api.responses.create(
+        model="gpt-4o", instructions="Be brief.", input="My name is Ada."
+    )
+    assert first.to_dict()["store"] is True
+    second = await api.responses.create(
+        model="gpt-4o",
+        instructions="Answer in one line.",
+        input="What is my name?",
+        previous_response_id=first.id,
+    )
+    assert second.output_text == "Your name is Ada."
+    assert second.previous_response_id == first.id
+    # The new instructions, not the old: OpenAI does not carry them over.
+    assert messages(backend, 1) == [
+        {"role": "system", "content": "Answer in one line."},
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+
+async def test_a_streamed_tool_call_is_followed_up_with_its_output(sdk, backend):
+    backend.queue(weather_call(), Script.text("It is sunny in Oslo."))
+    api = sdk()
+    async with api.responses.stream(
+        model="gpt-4o", input="Weather in Oslo?", tools=[WEATHER_TOOL]
+    ) as stream:
+        first = await stream.get_final_response()
+    [call] = first.output
+    assert call.type == "function_call"
+    answer = await api.responses.create(
+        model="gpt-4o",
+        previous_response_id=first.id,
+        tools=[WEATHER_TOOL],
+        input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sun"}
+        ],
+    )
+    assert answer.output_text == "It is sunny in Oslo."
+    user, assistant, tool = messages(backend, 1)
+    assert user == {"role": "user", "content": "Weather in Oslo?"}
+    assert [c["function"]["name"] for c in assistant["tool_calls"]] == ["get_weather"]
+    assert tool["role"] == "tool" and tool["content"] == "sun"
+    assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
+
+
+async def test_a_chain_of_follow_ups_keeps_every_turn(sdk, backend):
+    backend.queue(Script.text("one"), Script.text("two"), Script.text("three"))
+    api = sdk()
+    previous = None
+    for word in ("a", "b", "c"):
+        reply = await api.responses.create(
+            model="gpt-4o", input=word, previous_response_id=previous or openai.omit
+        )
+        previous = reply.id
+    assert [m["content"] for m in messages(backend, 2)] == [
+        "a",
+        "one",
+        "b",
+        "two",
+        "c",
+    ]
+
+
+async def test_an_unknown_id_is_openais_404(sdk, backend):
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk().responses.create(
+            model="gpt-4o", input="hi", previous_response_id="resp_nope"
+        )
+    assert caught.value.body == {
+        "message": "Previous response with id 'resp_nope' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    }
+    assert backend.completions() == []
+
+
+async def test_another_clients_response_is_not_found(sdk, backend):
+    backend.queue(Script.text("secret"))
+    first = await sdk("key-a").responses.create(model="gpt-4o", input="hi")
+    with pytest.raises(openai.NotFoundError):
+        await sdk("key-b").responses.create(
+            model="gpt-4o", input="and?", previous_response_id=first.id
+        )
+    assert len(backend.completions()) == 1
+
+
+async def test_store_false_keeps_nothing(sdk, backend):
+    backend.queue(Script.text("not kept"))
+    api = sdk()
+    first = await api.responses.create(model="gpt-4o", input="hi", store=False)
+    assert first.to_dict()["store"] is False
+    with pytest.raises(openai.NotFoundError):
+        await api.responses.create(
+            model="gpt-4o", input="and?", previous_response_id=first.id
+        )
+
+
+async def test_a_failed_response_is_not_kept(sdk, backend):
+    events = sse(chat_chunk({"role": "assistant", "content": "half"}), done=False)
+    backend.queue(Script(pieces=[events, b"data: {broken"], abort_after=1))
+    api = sdk()
+    stream = await api.responses.create(model="gpt-4o", input="hi", stream=True)
+    seen = [event async for event in stream]
+    assert seen[-1].type == "response.failed"
+    with pytest.raises(openai.NotFoundError):
+        await api.responses.create(
+            model="gpt-4o", input="and?", previous_response_id=seen[-1].response.id
+        )
+    assert len(backend.completions()) == 1
+
+
+async def test_a_store_of_zero_bytes_keeps_nothing(gateway, backend):
+    backend.models = MODELS
+    client = await gateway(backend, "[limits]\nresponse_store_bytes = 0\n")
+    backend.queue(Script.text("x"))
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="k", max_retries=0
+    ) as api:
+        first = await api.responses.create(model="gpt-4o", input="hi")
+        assert first.to_dict()["store"] is False
+        with pytest.raises(openai.NotFoundError):
+            await api.responses.create(
+                model="gpt-4o", input="and?", previous_response_id=first.id
+            )
