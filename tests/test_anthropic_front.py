@@ -590,3 +590,24 @@ async def test_body_limit_uses_the_anthropic_envelope(gateway, backend):
     resp = await client.post("/api/chat", data=json.dumps(body))
     assert resp.status == 413
     assert await resp.json() == {"error": "request body too large"}
+
+
+async def test_models_are_listed_in_anthropics_shape_for_its_sdk(gateway, backend):
+    # `client.models.list()` / `.retrieve()`: the same route OpenAI's SDK
+    # reads, told apart by the `anthropic-version` header every call carries.
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        listed = [model async for model in api.models.list()]
+        one = await api.models.retrieve("gpt-4o")
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            await api.models.retrieve("nope")
+    assert "gpt-4o:latest" in [m.id for m in listed]
+    assert all(m.created_at for m in listed)
+    assert one.id == "gpt-4o:latest" and one.display_name == "gpt-4o:latest"
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "model 'nope' not found"},
+    }
+    # OpenAI's clients still get OpenAI's list.
+    resp = await client.get("/v1/models")
+    assert (await resp.json())["object"] == "list"

@@ -29,9 +29,20 @@ from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, send_whole
 from ollama_gateway.keys import ctx_key
+from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.schemas import anthropic
 
-__all__ = ["handle_count_tokens", "handle_messages"]
+__all__ = [
+    "VERSION_HEADER",
+    "handle_count_tokens",
+    "handle_messages",
+    "model_answer",
+    "models_answer",
+]
+
+# Every request of Anthropic's SDKs carries it; OpenAI's never do. The model
+# list, the one route both APIs share, answers in the shape of the asker's.
+VERSION_HEADER = "anthropic-version"
 
 
 async def handle_messages(request: web.Request) -> web.StreamResponse:
@@ -73,3 +84,31 @@ async def handle_count_tokens(request: web.Request) -> web.StreamResponse:
     ctx.use(await find_model(request, model, f"model '{body.model}' not found"))
     count = anthropic.CountTokensResponse(estimate_input_tokens(body))
     return web.Response(body=anthropic.encode(count), content_type="application/json")
+
+
+def models_answer(entries: list[ModelEntry]) -> web.Response:
+    """`GET /v1/models` for Anthropic's SDKs (`client.models.list()`)."""
+    data = [_model_info(e) for e in entries if not e.hidden]
+    page = anthropic.ModelPage(
+        data,
+        has_more=False,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+    )
+    return _json(anthropic.encode(page))
+
+
+def model_answer(entry: ModelEntry | None, name: str) -> web.Response:
+    """`GET /v1/models/{id}` for Anthropic's SDKs."""
+    if entry is None:
+        body = anthropic.encode_error(404, f"model '{name}' not found")
+        return _json(body, status=404)
+    return _json(anthropic.encode(_model_info(entry)))
+
+
+def _model_info(entry: ModelEntry) -> anthropic.ModelInfo:
+    return anthropic.ModelInfo(entry.name, entry.name, entry.modified_at)
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")

@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from ollama_gateway.errors import GatewayError, UpstreamProtocolError, error_kind
+from ollama_gateway.handlers import anthropic
 from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
@@ -75,6 +76,8 @@ def _unix(rfc3339: str) -> int:
 
 async def handle_models(request: web.Request) -> web.Response:
     entries = await request.app[catalogue_key].entries()
+    if anthropic.VERSION_HEADER in request.headers:
+        return anthropic.models_answer(entries)
     data = [_model_object(e) for e in entries if not e.hidden]
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
@@ -82,6 +85,8 @@ async def handle_models(request: web.Request) -> web.Response:
 async def handle_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     entry = await request.app[catalogue_key].resolve(name)
+    if anthropic.VERSION_HEADER in request.headers:
+        return anthropic.model_answer(entry, name)
     if entry is None:
         return openai_error(404, f"model '{name}' not found", "model_not_found")
     return web.json_response(_model_object(entry), dumps=_dumps)

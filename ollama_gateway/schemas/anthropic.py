@@ -34,6 +34,8 @@ __all__ = [
     "MessagesRequest",
     "OutputConfig",
     "OutputBlock",
+    "ModelInfo",
+    "ModelPage",
     "PATH_PREFIX",
     "Response",
     "SignatureDelta",
@@ -263,6 +265,23 @@ class Error(msgspec.Struct, tag_field="type", tag="error"):
     """The error body, and the data of a stream's `error` event."""
 
     error: ErrorDetail
+
+
+class ModelInfo(msgspec.Struct, tag_field="type", tag="model"):
+    """A model of `GET /v1/models`, as Anthropic's API lists them."""
+
+    id: str
+    display_name: str
+    created_at: str
+
+
+class ModelPage(msgspec.Struct):
+    """`GET /v1/models`: one page, all of them (`has_more` is false)."""
+
+    data: list[ModelInfo]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
 
 
 # Anthropic's error types by HTTP status; other 4xx are invalid requests and
