@@ -360,11 +360,12 @@ async def test_system_turns_and_output_format_reach_the_backend(gateway, backend
             output_config={"format": {"type": "json_schema", "schema": schema}},
         )
     sent = backend.completions()[0].body
+    # A system turn joins the system prompt, and the two user turns it stood
+    # between are one (as Anthropic combines them): templates that take a
+    # system message only first, or want the roles to alternate, accept it.
     assert sent["messages"] == [
-        {"role": "system", "content": "First."},
-        {"role": "user", "content": "hi"},
-        {"role": "system", "content": "Later."},
-        {"role": "user", "content": "count"},
+        {"role": "system", "content": "First.\n\nLater."},
+        {"role": "user", "content": "hi\n\ncount"},
     ]
     assert sent["response_format"] == {
         "type": "json_schema",
@@ -611,3 +612,24 @@ async def test_models_are_listed_in_anthropics_shape_for_its_sdk(gateway, backen
     # OpenAI's clients still get OpenAI's list.
     resp = await client.get("/v1/models")
     assert (await resp.json())["object"] == "list"
+
+
+async def test_consecutive_turns_of_one_role_are_one(gateway, backend):
+    # As Anthropic's API combines them; Mistral-style templates refuse two
+    # assistant (or user) messages in a row.
+    call: Any = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"x": 1}}
+    result: Any = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+    turns: Any = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [result]},
+    ]
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        await api.messages.create(model="gpt-4o", max_tokens=10, messages=turns)
+    user, assistant, tool = backend.completions()[0].body["messages"]
+    assert user == {"role": "user", "content": "a"}
+    assert assistant["content"] == "b"
+    assert [c["id"] for c in assistant["tool_calls"]] == ["toolu_1"]
+    assert tool == {"role": "tool", "content": "ok", "tool_call_id": "toolu_1"}
