@@ -17,6 +17,7 @@ import msgspec
 
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.schemas import anthropic, ollama
+from ollama_gateway.turns import tidy_turns
 
 __all__ = ["estimate_input_tokens", "map_messages_request"]
 
@@ -49,21 +50,15 @@ class _FunctionTool(msgspec.Struct):
 def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
     """The Ollama chat request for a Messages request (raises a 400 for what
     cannot be sent on)."""
-    system = [_system_text(_without_billing_header(body.system))]
-    turns: list[ollama.Message] = []
+    messages: list[ollama.Message] = []
+    system = _system_text(_without_billing_header(body.system))
+    if system:
+        messages.append(ollama.Message(role="system", content=system))
     for position, message in enumerate(body.messages):
-        for mapped in _map_message(message, position):
-            if mapped.role == "system":
-                # Claude Code sends `role: "system"` turns among the others.
-                # Chat templates that take a system message only first
-                # (Mistral's, as vLLM and llama.cpp run them) refuse the whole
-                # request, so they join the system prompt.
-                system.append(mapped.content or "")
-            else:
-                _add_turn(turns, mapped)
-    prompt = _JOIN.join(text for text in system if text)
-    messages = [ollama.Message(role="system", content=prompt)] if prompt else []
-    messages += turns
+        messages.extend(_map_message(message, position))
+    # Claude Code's `system` turns among the others, and runs of one role,
+    # made into what strict chat templates take (see turns.py).
+    messages = tidy_turns(messages)
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     options: dict[str, Any] = {"num_predict": body.max_tokens}
@@ -85,23 +80,6 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         options=options,
         think=_map_thinking(body.thinking),
     )
-
-
-def _add_turn(turns: list[ollama.Message], message: ollama.Message) -> None:
-    """Append `message`, joined to the turn before it when both are the user's
-    or both the assistant's: Anthropic's API combines such consecutive turns,
-    and templates that want the roles to alternate refuse them."""
-    last = turns[-1] if turns else None
-    if last is None or last.role != message.role or message.role == "tool":
-        turns.append(message)
-        return
-    last.content = _JOIN.join(t for t in (last.content, message.content) if t)
-    if message.thinking:
-        last.thinking = (last.thinking or "") + message.thinking
-    if message.images:
-        last.images = [*(last.images or ()), *message.images]
-    if message.tool_calls:
-        last.tool_calls = [*(last.tool_calls or ()), *message.tool_calls]
 
 
 def _map_format(config: anthropic.OutputConfig | None) -> Any:

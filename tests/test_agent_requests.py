@@ -284,3 +284,16 @@ async def test_codex_top_level_call_has_no_namespace_and_namespaced_history_is_r
     assert sent.body["messages"][-2]["tool_calls"][0]["function"]["name"] == (
         "close_agent"
     )
+
+
+async def test_codex_turns_reach_the_backend_as_strict_templates_want(gateway, backend):
+    # Codex sends two developer messages, then two user messages in a row;
+    # Mistral's templates take one system message, first, then alternating
+    # roles, and refuse anything else.
+    request = captured("codex_tool_result.json")
+    response = await replay(gateway, backend, request)
+    assert response.status == 200
+    await response.read()
+    [sent] = backend.completions()
+    roles = [m["role"] for m in sent.body["messages"]]
+    assert roles == ["system", "user", "assistant", "tool"]

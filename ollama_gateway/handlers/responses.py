@@ -35,6 +35,7 @@ from ollama_gateway.response_events import ResponseBuilder, new_id
 from ollama_gateway.response_store import ResponseStore
 from ollama_gateway.schemas import ollama, responses
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
+from ollama_gateway.turns import tidy_turns
 
 __all__ = ["handle_responses", "map_request"]
 
@@ -168,6 +169,9 @@ def map_request(
     if body.instructions:
         messages.append(ollama.Message(role="system", content=body.instructions))
     messages.extend(_map_items(items))
+    # Codex's two developer messages, its user messages in a row: made into
+    # what strict chat templates take (see turns.py).
+    messages = tidy_turns(messages)
     if not messages:
         raise ParamError("input is required", "input")
     options: dict[str, Any] = {}
