@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from functools import partial
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from ollama_gateway.completion import ChunkReader, collect
-from ollama_gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
+from ollama_gateway.errors import GatewayError, ModelNotFoundError
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.inbound import read_body
@@ -33,39 +30,13 @@ from ollama_gateway.keys import ctx_key, response_store_key
 from ollama_gateway.log import note_failure
 from ollama_gateway.response_events import ResponseBuilder, new_id
 from ollama_gateway.response_store import ResponseStore
-from ollama_gateway.schemas import ollama, responses
+from ollama_gateway.responses_request import ParamError, map_request, namespaces
+from ollama_gateway.schemas import responses
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.turns import tidy_turns
 
-__all__ = ["handle_responses", "map_request"]
+__all__ = ["handle_responses"]
 
 SSE = "text/event-stream"
-_ROLES = frozenset({"user", "assistant", "system", "developer"})
-# Ollama's levels, plus OpenAI's that it lacks mapped to the nearest one.
-_EFFORTS: dict[str, bool | str] = {
-    "none": False,
-    "minimal": "low",
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-    "xhigh": "high",
-    "max": "max",
-}
-_EMPTY_PARAMETERS = {"type": "object", "properties": {}}
-_decode_arguments = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
-
-
-class ParamError(InvalidRequestError):
-    """A 400 (or `status`) that names the request field at fault (OpenAI's
-    `param`), with OpenAI's `code` where it has one."""
-
-    def __init__(
-        self, message: str, param: str, *, status: int = 400, code: str | None = None
-    ) -> None:
-        super().__init__(message, status=status)
-        self.param = param
-        self.code = code
 
 
 class _Keeper:
@@ -151,252 +122,6 @@ def _conversation(
     elif body.input is not None:
         items.extend(body.input)
     return items
-
-
-def map_request(
-    body: responses.ResponsesRequest, items: list[responses.InputItem]
-) -> ollama.ChatRequest:
-    """The chat request for a Responses request whose conversation is `items`
-    (raises a 400 for what cannot be served)."""
-    if body.background:
-        raise ParamError("background responses are not supported", "background")
-    if body.conversation is not None:
-        raise ParamError(
-            "conversation is not supported: send the whole conversation in input",
-            "conversation",
-        )
-    messages: list[ollama.Message] = []
-    if body.instructions:
-        messages.append(ollama.Message(role="system", content=body.instructions))
-    messages.extend(_map_items(items))
-    # Codex's two developer messages, its user messages in a row: made into
-    # what strict chat templates take (see turns.py).
-    messages = tidy_turns(messages)
-    if not messages:
-        raise ParamError("input is required", "input")
-    options: dict[str, Any] = {}
-    if body.max_output_tokens is not None:
-        options["num_predict"] = body.max_output_tokens
-    if body.temperature is not None:
-        options["temperature"] = body.temperature
-    if body.top_p is not None:
-        options["top_p"] = body.top_p
-    tools = None if body.tool_choice == "none" else _map_tools(body.tools or [])
-    return ollama.ChatRequest(
-        model=body.model,
-        messages=messages,
-        tools=tools or None,
-        stream=body.stream is True,
-        format=_map_format(body.text),
-        options=options or None,
-        think=_map_effort(body.reasoning),
-    )
-
-
-def _map_items(items: list[responses.InputItem]) -> list[ollama.Message]:
-    messages: list[ollama.Message] = []
-    # A reasoning item's text goes with the assistant turn that follows it.
-    thinking: str | None = None
-    for position, item in enumerate(items):
-        where = f"input[{position}]"
-        kind = item.type or ("message" if item.role else "")
-        if kind == "message":
-            role = item.role or ""
-            if role not in _ROLES:
-                raise ParamError(
-                    f"{where}.role must be user, assistant, system or developer",
-                    f"{where}.role",
-                )
-            text, images = _map_content(item.content, f"{where}.content")
-            message = ollama.Message(
-                role="system" if role == "developer" else role,
-                content=text,
-                images=images or None,
-            )
-            if role == "assistant" and thinking:
-                message.thinking, thinking = thinking, None
-            messages.append(message)
-        elif kind == "function_call":
-            if not item.name:
-                raise ParamError(f"{where}.name is required", f"{where}.name")
-            call = ollama.ToolCall(
-                ollama.ToolCallFunction(item.name, _map_arguments(item.arguments)),
-                id=item.call_id or None,
-            )
-            last = messages[-1] if messages else None
-            if last is None or last.role != "assistant":
-                last = ollama.Message(role="assistant", content="")
-                messages.append(last)
-            # Calls made in one turn are one assistant message, as chat has it.
-            last.tool_calls = [*(last.tool_calls or ()), call]
-            if thinking:
-                last.thinking, thinking = thinking, None
-        elif kind == "function_call_output":
-            text, images = _map_content(item.output, f"{where}.output")
-            messages.append(
-                ollama.Message(
-                    role="tool",
-                    content=text,
-                    images=images or None,
-                    tool_call_id=item.call_id or None,
-                )
-            )
-        elif kind == "reasoning":
-            parts = item.summary or (
-                item.content if isinstance(item.content, list) else []
-            )
-            thinking = "".join(p.text or "" for p in parts) or None
-        elif kind == "item_reference":
-            raise ParamError(
-                f"{where}: item references are not supported: this gateway keeps "
-                "no responses; send the items themselves",
-                f"{where}.type",
-            )
-        else:
-            raise ParamError(
-                f"{where}: unsupported input item type {kind!r}", f"{where}.type"
-            )
-    return messages
-
-
-def _map_content(
-    content: str | list[responses.ContentPart] | None, where: str
-) -> tuple[str, list[str]]:
-    """The text and base64 images of a message's content or a tool's output."""
-    if content is None or isinstance(content, str):
-        return content or "", []
-    texts: list[str] = []
-    images: list[str] = []
-    for position, part in enumerate(content):
-        kind = part.type
-        if kind in ("input_text", "output_text", "text"):
-            texts.append(part.text or "")
-        elif kind == "refusal":
-            texts.append(part.refusal or "")
-        elif kind == "input_image":
-            images.append(_image_data(part, f"{where}[{position}]"))
-        elif kind == "input_file":
-            raise ParamError(
-                "file inputs are not supported", f"{where}[{position}].type"
-            )
-        else:
-            raise ParamError(
-                f"{where}[{position}]: unsupported content type {kind!r}",
-                f"{where}[{position}].type",
-            )
-    return "".join(texts), images
-
-
-def _image_data(part: responses.ContentPart, where: str) -> str:
-    url = part.image_url
-    if not url:
-        # A file_id names an upload to OpenAI's Files API, unknown here.
-        raise ParamError(
-            "input_image needs an image_url with a base64 data URL "
-            "(file_id is not supported)",
-            f"{where}.image_url",
-        )
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or not head.endswith(";base64"):
-        raise ParamError(
-            "image URLs are not supported: send the image as a base64 data URL "
-            "(data:image/png;base64,...)",
-            f"{where}.image_url",
-        )
-    return data
-
-
-def _map_arguments(arguments: str | None) -> Any:
-    """A call's JSON arguments as the object Ollama's messages hold; text that
-    is not a JSON object is passed on as it is."""
-    if not arguments:
-        return {}
-    try:
-        value = _decode_arguments(arguments)
-    except msgspec.DecodeError:
-        return arguments
-    return value if isinstance(value, dict) else arguments
-
-
-def _map_tools(tools: list[responses.Tool]) -> list[msgspec.Raw]:
-    mapped: list[msgspec.Raw] = []
-    for where, tool, _ in _functions(tools):
-        if not tool.name:
-            raise ParamError(f"{where}.name is required", f"{where}.name")
-        function: dict[str, Any] = {"name": tool.name}
-        if tool.description:
-            function["description"] = tool.description
-        function["parameters"] = (
-            tool.parameters if tool.parameters is not None else _EMPTY_PARAMETERS
-        )
-        mapped.append(msgspec.Raw(_encode({"type": "function", "function": function})))
-    return mapped
-
-
-def _functions(
-    tools: list[responses.Tool],
-) -> Iterator[tuple[str, responses.Tool, str | None]]:
-    """The function tools the model is offered, with where each stands and
-    its namespace: those at the top, then those of each `namespace` group
-    under their plain names (a chat tool has none; the answer puts it back,
-    see `namespaces`). Other types are built-in tools (web_search, ...):
-    nothing here runs them."""
-    top = set()
-    for position, tool in enumerate(tools):
-        if tool.type == "function":
-            top.add(tool.name)
-            yield f"tools[{position}]", tool, None
-    for position, tool in enumerate(tools):
-        if tool.type != "namespace":
-            continue
-        for inner, member in enumerate(tool.tools or ()):
-            # A name a top-level function has would make two tools of one.
-            if member.type == "function" and member.name not in top:
-                yield f"tools[{position}].tools[{inner}]", member, tool.name
-
-
-def namespaces(tools: list[responses.Tool] | None) -> dict[str, str]:
-    """The namespace of each namespaced function the model is offered, by
-    name: a call of one goes back to the client with it (Codex runs it only
-    so)."""
-    found: dict[str, str] = {}
-    for _, tool, namespace in _functions(tools or []):
-        if namespace and tool.name:
-            found.setdefault(tool.name, namespace)
-    return found
-
-
-def _map_format(text: responses.TextConfig | None) -> Any:
-    fmt = text.format if text is not None else None
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_object":
-        return "json"
-    if fmt.type == "json_schema":
-        if not isinstance(fmt.schema, dict):
-            raise ParamError(
-                "text.format.schema must be a JSON Schema object",
-                "text.format.schema",
-            )
-        return fmt.schema
-    raise ParamError(
-        f"unsupported text.format type {fmt.type!r} (text, json_object or json_schema)",
-        "text.format.type",
-    )
-
-
-def _map_effort(reasoning: responses.Reasoning | None) -> bool | str | None:
-    effort = reasoning.effort if reasoning is not None else None
-    if effort is None:
-        return None
-    think = _EFFORTS.get(effort)
-    if think is None:
-        raise ParamError(
-            f'invalid reasoning value: "{effort}" (must be "high", "medium", '
-            '"low", "max", or "none")',
-            "reasoning.effort",
-        )
-    return think
 
 
 def _echo(body: responses.ResponsesRequest, *, stored: bool) -> responses.Response:
