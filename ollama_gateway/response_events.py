@@ -11,7 +11,7 @@ batch's buffer in one write); with None it only builds the items (non-stream).
 from __future__ import annotations
 
 import time
-from random import getrandbits
+from secrets import token_hex
 
 import msgspec
 
@@ -38,8 +38,10 @@ Event = (
 
 
 def new_id(prefix: str) -> str:
-    """An id such as `resp_<24 hex>`: unique, not secret."""
-    return f"{prefix}_{getrandbits(96):024x}"
+    """An id such as `resp_<24 hex>`, from the system's random source: a
+    response id opens its kept conversation to a follow-up (see
+    response_store.py), so it must not be guessable from others seen."""
+    return f"{prefix}_{token_hex(12)}"
 
 
 class ResponseBuilder:
