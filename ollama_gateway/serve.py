@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping
 from types import FrameType
 
 from aiohttp import web
@@ -164,7 +165,11 @@ def _run_workers(settings: Settings) -> int:
     for process in workers:
         process.start()
 
+    stopping = False
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         for process in workers:
             if process.pid is None or not process.is_alive():
                 continue
@@ -177,11 +182,21 @@ def _run_workers(settings: Settings) -> int:
     signal.signal(signal.SIGINT, forward)
     for process in workers:
         process.join()
-    failed = [p.name for p in workers if p.exitcode != 0]
+    failed = failed_workers({p.name: p.exitcode for p in workers}, stopping)
     if failed:
         log.error("workers exited with an error: %s", ", ".join(failed))
         return 1
     return 0
+
+
+def failed_workers(exit_codes: Mapping[str, int | None], stopping: bool) -> list[str]:
+    """The workers that ended in error. Once the supervisor has passed a stop
+    on, a worker that the signal ended is not one: still starting (importing,
+    before its handlers are set), it dies of the signal's default action."""
+    stopped = (-signal.SIGTERM, -signal.SIGINT) if stopping else ()
+    return [
+        name for name, code in exit_codes.items() if code != 0 and code not in stopped
+    ]
 
 
 def _interrupt(process: multiprocessing.process.BaseProcess) -> None:

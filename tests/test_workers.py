@@ -4,12 +4,14 @@ counts every worker's requests (one metrics directory for all of them)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 import aiohttp
 
+from ollama_gateway.serve import failed_workers
 from tests.ops import Gateway, Samples, start_gateway
 
 BOUND = 30.0
@@ -106,3 +108,16 @@ async def test_a_worker_stopped_while_starting_exits_cleanly() -> None:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
     async with asyncio.timeout(BOUND):
         assert await proc.wait() == 0
+
+
+def test_a_worker_the_stop_ended_before_its_handlers_is_no_failure() -> None:
+    # Still importing when the supervisor passes SIGTERM on (a loaded host),
+    # a worker dies of the signal's default action: that is the stop asked
+    # for. The same death without a stop, or any other code, is a failure.
+    codes = {"worker-1": 0, "worker-2": -signal.SIGTERM, "worker-3": -signal.SIGINT}
+    assert failed_workers(codes, stopping=True) == []
+    assert failed_workers(codes, stopping=False) == ["worker-2", "worker-3"]
+    assert failed_workers({"worker-1": 1, "worker-2": -9}, stopping=True) == [
+        "worker-1",
+        "worker-2",
+    ]
