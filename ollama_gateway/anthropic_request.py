@@ -71,6 +71,10 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
     if body.stop_sequences:
         options["stop"] = body.stop_sequences
     tools = [_map_tool(tool, i) for i, tool in enumerate(body.tools or ())]
+    if isinstance(body.tool_choice, dict) and body.tool_choice.get("type") == "none":
+        # The model may call none of them: offered none, it cannot. (`any` and
+        # `tool` cannot be carried: an Ollama chat has no tool choice.)
+        tools = []
     return ollama.ChatRequest(
         model=body.model,
         messages=messages,

@@ -633,3 +633,22 @@ async def test_consecutive_turns_of_one_role_are_one(gateway, backend):
     assert assistant["content"] == "b"
     assert [c["id"] for c in assistant["tool_calls"]] == ["toolu_1"]
     assert tool == {"role": "tool", "content": "ok", "tool_call_id": "toolu_1"}
+
+
+async def test_tool_choice_none_offers_no_tools(gateway, backend):
+    tool: Any = {"name": "f", "input_schema": {"type": "object"}}
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        await api.messages.create(
+            model="gpt-4o",
+            max_tokens=10,
+            messages=USER,
+            tools=[tool],
+            tool_choice={"type": "none"},
+        )
+        await api.messages.create(
+            model="gpt-4o", max_tokens=10, messages=USER, tools=[tool]
+        )
+    without, with_tools = (r.body for r in backend.completions())
+    assert "tools" not in without
+    assert [t["function"]["name"] for t in with_tools["tools"]] == ["f"]
