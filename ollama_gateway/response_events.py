@@ -16,6 +16,7 @@ from secrets import token_hex
 import msgspec
 
 from ollama_gateway.schemas import ollama, responses
+from ollama_gateway.shutdown import SHUTDOWN
 
 __all__ = ["ResponseBuilder", "new_id"]
 
@@ -48,7 +49,7 @@ class ResponseBuilder:
     """Folds chunks into `response` (a `responses.Response` made by the handler
     with the request's echo fields) and writes the stream's events."""
 
-    __slots__ = ("_namespaces", "_open", "_parts", "_sequence", "response")
+    __slots__ = ("_namespaces", "_open", "_parts", "_sequence", "_started", "response")
 
     def __init__(
         self, response: responses.Response, namespaces: dict[str, str] | None = None
@@ -60,11 +61,25 @@ class ResponseBuilder:
         # The item being written (a message or reasoning) and its text so far.
         self._open: responses.MessageItem | responses.ReasoningItem | None = None
         self._parts: list[str] = []
+        self._started = False
 
-    def start(self, out: bytearray) -> None:
-        """`response.created` and `response.in_progress`."""
-        self._lifecycle("response.created", out)
-        self._lifecycle("response.in_progress", out)
+    def write(self, chunk: ollama.ChatResponse, out: bytearray) -> None:
+        """A stream's events for `chunk` (`relay`'s encoder): the first opens
+        the stream with `response.created` and `response.in_progress`."""
+        if not self._started:
+            self._started = True
+            self._lifecycle("response.created", out)
+            self._lifecycle("response.in_progress", out)
+        self.feed(chunk, out)
+
+    def error_events(self, status: int, message: str) -> bytes:
+        """How a stream whose status is sent ends in failure (`relay`'s
+        `error_line`): see `fail`."""
+        out = bytearray()
+        self.fail(
+            "shutting_down" if message == SHUTDOWN else "server_error", message, out
+        )
+        return bytes(out)
 
     def feed(self, chunk: ollama.ChatResponse, out: bytearray | None) -> None:
         message = chunk.message

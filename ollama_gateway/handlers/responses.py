@@ -14,13 +14,12 @@ are left out, since nothing here could run them.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import partial
 
 from aiohttp import web
 
-from ollama_gateway.completion import ChunkReader, collect
+from ollama_gateway.completion import ChunkReader, collect, relay
 from ollama_gateway.errors import GatewayError, ModelNotFoundError
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.handlers.openai_proxy import openai_error
@@ -32,7 +31,6 @@ from ollama_gateway.response_events import ResponseBuilder, new_id
 from ollama_gateway.response_store import ResponseStore
 from ollama_gateway.responses_request import ParamError, map_request, namespaces
 from ollama_gateway.schemas import responses
-from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
 __all__ = ["handle_responses"]
 
@@ -157,66 +155,17 @@ async def _answer(
     ctx = request[ctx_key]
     builder = ResponseBuilder(response, namespaced)
     if ctx.stream:
-        answer = await _stream(request, reader, builder)
+        answer = await relay(
+            request,
+            ctx,
+            reader,
+            builder.write,
+            content_type=SSE,
+            error_line=builder.error_events,
+        )
     else:
         builder.feed(await collect(reader), None)
         answer = await send_whole(request, ctx, responses.encode(builder.response))
     if keeper is not None:
         keeper.keep(builder.response)
     return answer
-
-
-async def _stream(
-    request: web.Request, reader: ChunkReader, builder: ResponseBuilder
-) -> web.StreamResponse:
-    """Write the events as the chunks come, one `write()` per batch. The
-    status is sent with the first batch, so a failure before it keeps its own
-    status and error body; a failure after it ends the stream with `error`
-    and `response.failed` events."""
-    ctx = request[ctx_key]
-    out: web.StreamResponse | None = None
-    try:
-        try:
-            while (batch := await reader.read()) is not None:
-                if not batch:
-                    continue
-                buffer = bytearray()
-                if out is None:
-                    builder.start(buffer)
-                for chunk in batch:
-                    builder.feed(chunk, buffer)
-                del batch, chunk  # not kept while the next read is awaited
-                if out is None:
-                    out = web.StreamResponse(
-                        headers={"Content-Type": SSE, "Cache-Control": "no-cache"}
-                    )
-                    await out.prepare(request)
-                await out.write(buffer)
-                del buffer
-                # A write waits while the client is behind; not an idle backend.
-                reader.resume_idle()
-        except GatewayError as exc:
-            if out is None:
-                raise
-            note_failure(ctx, exc)
-            await out.write(_failed(builder, "server_error", exc.message))
-        except asyncio.CancelledError as exc:
-            if out is None or not is_shutdown(exc):
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            ctx.outcome = "shutdown"
-            await out.write(_failed(builder, "shutting_down", SHUTDOWN))
-        assert out is not None  # the last chunk always comes in a batch
-        await out.write_eof()
-    except ConnectionResetError:
-        ctx.outcome = "client_disconnect"
-        return out or web.Response(status=499)
-    return out
-
-
-def _failed(builder: ResponseBuilder, code: str, message: str) -> bytearray:
-    buffer = bytearray()
-    builder.fail(code, message, buffer)
-    return buffer
