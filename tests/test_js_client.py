@@ -20,18 +20,22 @@ PULL_MISSING = "pull model manifest: file does not exist"
 
 
 async def run_js_client(url: str, model: str) -> dict[str, Any]:
+    return await run_node("client.mjs", url, model)
+
+
+async def run_node(script: str, *args: str) -> dict[str, Any]:
+    """Run a script of tests/js with the machine's Node.js; its JSON output."""
     node = shutil.which("node")
     if node is None:
         pytest.fail(
             "Node.js (`node`) is not on PATH: the JS client test needs Node.js 18+"
         )
-    if not (JS_DIR / "node_modules" / "ollama" / "package.json").exists():
+    if not (JS_DIR / "node_modules" / ".package-lock.json").exists():
         pytest.fail("tests/js/node_modules is missing: run `make js-deps` first")
     process = await asyncio.create_subprocess_exec(
         node,
-        "client.mjs",
-        url,
-        model,
+        script,
+        *args,
         cwd=JS_DIR,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -41,7 +45,7 @@ async def run_js_client(url: str, model: str) -> dict[str, Any]:
     except TimeoutError:
         process.kill()
         await process.wait()
-        pytest.fail("the JS client did not finish within 60 s")
+        pytest.fail(f"{script} did not finish within 60 s")
     assert process.returncode == 0, stderr.decode()
     result: dict[str, Any] = json.loads(stdout)
     return result
