@@ -71,6 +71,8 @@ class AliasStore:
             return {}
         except OSError as exc:
             raise SettingsError(f"{where}: {exc.strerror}") from None
+        if not raw.strip():
+            return {}  # made empty ahead of time (`touch`, a volume): no aliases yet
         if len(raw) > most:
             raise SettingsError(
                 f"{where}: larger than {self.limit} aliases can be "

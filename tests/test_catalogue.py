@@ -370,6 +370,19 @@ async def test_an_aliases_file_that_cannot_be_read_back_stops_the_start(
     assert path.read_text() == content
 
 
+@pytest.mark.parametrize("content", ["", "\n"])
+async def test_an_empty_aliases_file_is_no_aliases_yet(settings_for, tmp_path, content):
+    # As `touch` or a prepared volume leaves it: the first copy fills it.
+    path = tmp_path / "aliases.json"
+    path.write_text(content)
+    toml = f'[catalogue]\naliases_file = "{path}"\n'
+    cat = Catalogue(settings(settings_for, toml), Lister(b1=["gpt-4o"], b2=[]))
+    source = await cat.resolve("gpt-4o")
+    assert source is not None
+    cat.add_alias("keep", source)
+    assert set(json.loads(path.read_text())) == {"keep"}
+
+
 def test_a_huge_aliases_file_is_refused_without_reading_it(settings_for, tmp_path):
     path = tmp_path / "aliases.json"
     with open(path, "wb") as file:
