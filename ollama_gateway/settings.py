@@ -137,6 +137,10 @@ class BackendSettings(_Section, frozen=True):
     stream_usage: bool = True
     stream_upstream: Literal["always", "as-client"] = "always"
     system_role: Literal["system", "developer"] = "system"
+    # The backend's chat template takes one system message, first, then user
+    # and assistant turns strictly alternating (Mistral's, as vLLM and
+    # llama.cpp's server run them): the history is made so (see turns.py).
+    alternating_roles: bool = False
     tool_result_name: bool = False
     history_thinking: Literal["drop", "reasoning_content", "reasoning"] = "drop"
     think_off_effort: str = "none"

@@ -64,3 +64,34 @@ async def test_earlier_thinking_can_be_sent_back(gateway, backend, field):
     assert messages[2][field] == "I should call the tool."
     assert messages[4][field] == "Easy."
     assert all(field not in m for m in messages if m["role"] != "assistant")
+
+
+async def test_alternating_roles_joins_system_and_runs_of_one_role(gateway, backend):
+    # What Mistral's templates take: one system message, first, then user and
+    # assistant alternating ("Conversation roles must alternate" otherwise).
+    history: list[dict[str, Any]] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": "in French"},
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Soleil."},
+        {"role": "assistant", "content": "Beau temps."},
+        {"role": "user", "content": "merci"},
+    ]
+    toml = f'[[backends]]\nname = "o"\nbase_url = "{backend.url}"\n'
+    client = await gateway(toml=toml + "alternating_roles = true\n")
+    resp = await post(client, "/api/chat", chat(messages=history, stream=False))
+    assert resp.status == 200, await resp.text()
+    assert backend.completions()[0].body["messages"] == [
+        {"role": "system", "content": "be brief\n\nin French"},
+        {"role": "user", "content": "hi\n\nweather?"},
+        {"role": "assistant", "content": "Soleil.\n\nBeau temps."},
+        {"role": "user", "content": "merci"},
+    ]
+
+
+async def test_alternating_roles_keeps_tool_results_apart(gateway, backend):
+    messages = await _sent(gateway, backend, "alternating_roles = true\n")
+    assert [m["role"] for m in messages] == [
+        "system", "user", "assistant", "tool", "assistant", "user"
+    ]  # fmt: skip

@@ -17,6 +17,7 @@ from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import BackendSettings
+from ollama_gateway.turns import tidy_turns
 
 __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 
@@ -39,9 +40,11 @@ class ChatRequestMapper:
         self, request: ollama.ChatRequest, ctx: RequestContext
     ) -> openai.ChatCompletionRequest:
         backend = ctx.backend_settings or _DEFAULT_BACKEND
+        messages = request.messages or []
+        if backend.alternating_roles:
+            messages = tidy_turns(messages)
         body = openai.ChatCompletionRequest(
-            model=ctx.upstream_model,
-            messages=map_messages(request.messages or [], backend),
+            model=ctx.upstream_model, messages=map_messages(messages, backend)
         )
         if request.tools:
             body.tools = request.tools
