@@ -13,14 +13,11 @@ from __future__ import annotations
 import time
 from secrets import token_hex
 
-import msgspec
-
 from ollama_gateway.schemas import ollama, responses
 from ollama_gateway.shutdown import SHUTDOWN
 
 __all__ = ["ResponseBuilder", "new_id"]
 
-_encode_arguments = msgspec.json.Encoder().encode
 _encode_into = responses.encode_into
 
 Event = (
@@ -237,13 +234,7 @@ class ResponseBuilder:
     def _add_call(self, call: ollama.ToolCall, out: bytearray | None) -> None:
         self._close(out)
         function = call.function
-        arguments = function.arguments
-        if arguments is None:
-            text = "{}"
-        elif isinstance(arguments, str):
-            text = arguments
-        else:
-            text = _encode_arguments(arguments).decode()
+        text = function.arguments_json()
         item = responses.FunctionCallItem(
             new_id("fc"),
             call.id or new_id("call"),

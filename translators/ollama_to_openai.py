@@ -22,7 +22,6 @@ from ollama_gateway.turns import tidy_turns
 __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 
 _DEFAULT_BACKEND = BackendSettings(name="default")
-_encode_arguments = msgspec.json.Encoder().encode
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -175,16 +174,11 @@ def _tool_images_message(results: list[ollama.Message]) -> openai.ChatMessage:
 
 
 def _tool_call(position: int, index: int, call: ollama.ToolCall) -> openai.ToolCall:
-    arguments = call.function.arguments
-    if arguments is None:
-        text = "{}"
-    elif isinstance(arguments, str):
-        text = arguments
-    else:
-        text = _encode_arguments(arguments).decode()
     call_id = call.id or _history_call_id(position, index)
+    function = call.function
     return openai.ToolCall(
-        id=call_id, function=openai.FunctionCall(call.function.name, text)
+        id=call_id,
+        function=openai.FunctionCall(function.name, function.arguments_json()),
     )
 
 

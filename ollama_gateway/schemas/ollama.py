@@ -50,6 +50,10 @@ __all__ = [
 ]
 
 
+# Tool-call arguments as JSON text (see `ToolCallFunction.arguments_json`).
+_encode_arguments = msgspec.json.Encoder().encode
+
+
 class ToolCallFunction(msgspec.Struct, omit_defaults=True):
     """`function` of a tool call; `arguments` is a JSON object on the Ollama side.
 
@@ -60,6 +64,16 @@ class ToolCallFunction(msgspec.Struct, omit_defaults=True):
     name: str
     arguments: Any = None
     index: int | None = None
+
+    def arguments_json(self) -> str:
+        """The arguments as OpenAI's APIs carry them, a JSON text: a string
+        is taken as that text already, and no arguments are `{}`."""
+        arguments = self.arguments
+        if arguments is None:
+            return "{}"
+        if isinstance(arguments, str):
+            return arguments
+        return _encode_arguments(arguments).decode()
 
 
 class ToolCall(msgspec.Struct, omit_defaults=True):
