@@ -75,6 +75,20 @@ def reply_sse(text: str, *, prompt_tokens: int = 7) -> bytes:
     return sse(*events)
 
 
+def reasoning_sse() -> bytes:
+    """A reasoning model's answer: "Let me think." as `reasoning_content`,
+    then "Because physics." with usage (3 prompt, 4 completion tokens)."""
+    return sse(
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"reasoning_content": "Let me "}),
+        chat_chunk({"reasoning_content": "think."}),
+        chat_chunk({"content": "Because"}),
+        chat_chunk({"content": " physics."}),
+        chat_chunk({}, finish="stop"),
+        chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 4}),
+    )
+
+
 @dataclass
 class Script:
     """What the backend does for one request.

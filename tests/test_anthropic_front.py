@@ -16,7 +16,7 @@ import pytest
 from anthropic.types import Message
 
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from tests.fakebackend import FakeBackend, Script, chat_chunk, reasoning_sse, sse
 from tests.ndjson import NO_RETRY
 
 # Plain dicts, as a client sends them (typed `Any`: the SDK wants its TypedDicts).
@@ -59,16 +59,7 @@ async def ask(api: anthropic.AsyncAnthropic, stream: bool, **kwargs: Any) -> Mes
 
 
 def reasoning_script() -> Script:
-    events = [
-        chat_chunk({"role": "assistant", "content": ""}),
-        chat_chunk({"reasoning_content": "Let me "}),
-        chat_chunk({"reasoning_content": "think."}),
-        chat_chunk({"content": "Because"}),
-        chat_chunk({"content": " physics."}),
-        chat_chunk({}, finish="stop"),
-        chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 4}),
-    ]
-    return Script(pieces=[sse(*events)])
+    return Script(pieces=[reasoning_sse()])
 
 
 def tool_call_script() -> Script:

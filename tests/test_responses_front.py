@@ -18,7 +18,14 @@ import openai
 import pytest
 
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
+from tests.fakebackend import (
+    FakeBackend,
+    Script,
+    chat_chunk,
+    reasoning_sse,
+    split_every,
+    sse,
+)
 
 THINKER = "qwen3-32b"
 MODELS = [{"id": "gpt-4o", "object": "model"}, {"id": THINKER, "object": "model"}]
@@ -80,16 +87,7 @@ def tool_call_script() -> Script:
 
 
 def reasoning_script() -> Script:
-    events = [
-        chat_chunk({"role": "assistant", "content": ""}),
-        chat_chunk({"reasoning_content": "Let me "}),
-        chat_chunk({"reasoning_content": "think."}),
-        chat_chunk({"content": "Because"}),
-        chat_chunk({"content": " physics."}),
-        chat_chunk({}, finish="stop"),
-        chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 4}),
-    ]
-    return Script(pieces=split_every(sse(*events), 11))
+    return Script(pieces=split_every(reasoning_sse(), 11))
 
 
 # Text ---------------------------------------------------------------------------
