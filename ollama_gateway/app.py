@@ -75,11 +75,13 @@ def create_app(
     app[upstream_key] = upstream
     app[catalogue_key] = Catalogue(settings, upstream.list_models)
     app[running_key] = RunningModels(_default_keep_alive(settings))
-    app[response_store_key] = ResponseStore(
-        max_bytes=settings.limits.response_store_bytes, ttl=RESPONSE_TTL
-    )
     metrics = Metrics()
     app[metrics_key] = metrics
+    app[response_store_key] = ResponseStore(
+        max_bytes=settings.limits.response_store_bytes,
+        ttl=RESPONSE_TTL,
+        on_size=metrics.kept_conversations.set,
+    )
     in_flight = InFlight()
     app[in_flight_key] = in_flight
     setup_shutdown(app, in_flight, settings.server.shutdown_grace)

@@ -113,6 +113,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.kept_conversations = Gauge(
+            "ollama_gateway_kept_conversation_bytes",
+            "JSON of the conversations /v1/responses keeps for previous_response_id.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.upstream_errors = Counter(
             "ollama_gateway_upstream_errors_total",
             "Failed upstream requests, by kind.",

@@ -41,7 +41,7 @@ class ResponseStore:
         store.get("resp_1", owner="")  # the items, or None when unknown
     """
 
-    __slots__ = ("_bytes", "_clock", "_entries", "_max_bytes", "_ttl")
+    __slots__ = ("_bytes", "_clock", "_entries", "_max_bytes", "_on_size", "_ttl")
 
     def __init__(
         self,
@@ -49,10 +49,13 @@ class ResponseStore:
         max_bytes: int,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        on_size: Callable[[int], None] | None = None,
     ) -> None:
         self._max_bytes = max_bytes
         self._ttl = ttl
         self._clock = clock
+        # Told the bytes held after each change (the metrics' gauge).
+        self._on_size = on_size
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
 
@@ -79,6 +82,7 @@ class ResponseStore:
         self._entries[response_id] = _Entry(owner, now + self._ttl, items)
         self._bytes += len(items)
         self._evict(now)
+        self._report()
 
     def get(self, response_id: str, owner: str) -> bytes | None:
         """The conversation that `response_id` ended, if it is still held and
@@ -88,8 +92,13 @@ class ResponseStore:
             return None
         if entry.expires <= self._clock():
             self._drop(response_id)
+            self._report()
             return None
         return entry.items
+
+    def _report(self) -> None:
+        if self._on_size is not None:
+            self._on_size(self._bytes)
 
     def _drop(self, response_id: str) -> None:
         entry = self._entries.pop(response_id, None)

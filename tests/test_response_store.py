@@ -68,3 +68,14 @@ def test_storing_an_id_again_replaces_it() -> None:
     store.put("resp_1", "", b"[1, 2]")
     assert store.get("resp_1", "") == b"[1, 2]"
     assert len(store) == 1 and store.size == 6
+
+
+def test_each_change_reports_the_bytes_held() -> None:
+    clock = Clock()
+    sizes: list[int] = []
+    store = ResponseStore(max_bytes=10, ttl=60, clock=clock, on_size=sizes.append)
+    store.put("resp_1", "", b"[1111]")  # 6
+    store.put("resp_2", "", b"[2222]")  # 12 > 10: resp_1 goes
+    clock.now += 61
+    assert store.get("resp_2", "") is None  # expired, let go
+    assert sizes == [6, 6, 0]

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import base_url
 from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
+from tests.ops import read_metrics
 
 MODELS = [{"id": "gpt-4o", "object": "model"}]
 WEATHER_TOOL: Any = {
@@ -185,3 +186,20 @@ async def test_a_store_of_zero_bytes_keeps_nothing(gateway, backend):
             await api.responses.create(
                 model="gpt-4o", input="and?", previous_response_id=first.id
             )
+
+
+async def test_the_kept_bytes_are_a_metric(gateway, backend):
+    backend.models = MODELS
+    client = await gateway(backend)
+    backend.queue(Script.text("kept"), Script.text("not kept"))
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="k", max_retries=0
+    ) as api:
+        await api.responses.create(model="gpt-4o", input="hi")
+        after_one = (await read_metrics(client)).get(
+            "ollama_gateway_kept_conversation_bytes"
+        )
+        await api.responses.create(model="gpt-4o", input="hi", store=False)
+    samples = await read_metrics(client)
+    assert after_one > 0
+    assert samples.get("ollama_gateway_kept_conversation_bytes") == after_one
