@@ -17,9 +17,10 @@ import msgspec
 
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.schemas import anthropic, ollama
+from ollama_gateway.tool_choice import AUTO, NONE, ToolChoice
 from ollama_gateway.turns import tidy_turns
 
-__all__ = ["estimate_input_tokens", "map_messages_request"]
+__all__ = ["estimate_input_tokens", "map_messages_request", "tool_choice"]
 
 # Adjacent text blocks are separate paragraphs to Anthropic's models; joined
 # with nothing (as Ollama does), Claude Code's `<system-reminder>` blocks run
@@ -70,11 +71,16 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         options["top_k"] = body.top_k
     if body.stop_sequences:
         options["stop"] = body.stop_sequences
-    tools = [_map_tool(tool, i) for i, tool in enumerate(body.tools or ())]
-    if isinstance(body.tool_choice, dict) and body.tool_choice.get("type") == "none":
-        # The model may call none of them: offered none, it cannot. (`any` and
-        # `tool` cannot be carried: an Ollama chat has no tool choice.)
-        tools = []
+    choice = tool_choice(body)
+    tools = [
+        _map_tool(tool, i)
+        for i, tool in enumerate(body.tools or ())
+        if choice.allows(tool.name)
+    ]
+    if choice.names and not tools:
+        raise InvalidRequestError(
+            f"tool_choice: no tool named {next(iter(choice.names))!r} in tools"
+        )
     return ollama.ChatRequest(
         model=body.model,
         messages=messages,
@@ -84,6 +90,26 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         options=options,
         think=_map_thinking(body.thinking),
     )
+
+
+def tool_choice(body: anthropic.MessagesRequest) -> ToolChoice:
+    """What `tool_choice` asks: `auto` (the default) leaves the model free,
+    `none` offers it no tools, `any` requires a call, `tool` requires a call
+    of the one it names."""
+    choice = body.tool_choice
+    if not isinstance(choice, dict):
+        return AUTO
+    kind = choice.get("type")
+    if kind == "none":
+        return NONE
+    if kind == "any":
+        return ToolChoice(required=True)
+    if kind == "tool":
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequestError("tool_choice.name: a tool name is required")
+        return ToolChoice(frozenset({name}), required=True)
+    return AUTO
 
 
 def _map_format(config: anthropic.OutputConfig | None) -> Any:

@@ -37,6 +37,7 @@ class RequestContext:
         "extra",
         "logprobs",
         "model",
+        "must_call_tool",
         "request_id",
         "started_ns",
         "stream",
@@ -72,6 +73,9 @@ class RequestContext:
         self.think: bool | str | None = None
         self.logprobs = False
         self.top_logprobs = 0
+        # The client requires a tool call (the agent fronts' `tool_choice`,
+        # see tool_choice.py); an Ollama chat has no tool choice.
+        self.must_call_tool = False
         self.extra: dict[str, object] = {}
         # Filled as the request runs; read once at the end for logs and metrics.
         self.first_token_ns = 0

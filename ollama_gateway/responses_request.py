@@ -17,9 +17,10 @@ import msgspec
 
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.schemas import ollama, responses
+from ollama_gateway.tool_choice import AUTO, NONE, ToolChoice
 from ollama_gateway.turns import tidy_turns
 
-__all__ = ["ParamError", "map_request", "namespaces"]
+__all__ = ["ParamError", "map_request", "namespaces", "tool_choice"]
 
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 # Ollama's levels, plus OpenAI's that it lacks mapped to the nearest one.
@@ -77,7 +78,13 @@ def map_request(
         options["temperature"] = body.temperature
     if body.top_p is not None:
         options["top_p"] = body.top_p
-    tools = None if body.tool_choice == "none" else _map_tools(body.tools or [])
+    choice = tool_choice(body)
+    tools = _map_tools(body.tools or [], choice)
+    if choice.required and choice.names and not tools:
+        raise ParamError(
+            f"tool_choice: no function named {next(iter(choice.names))!r} in tools",
+            "tool_choice",
+        )
     return ollama.ChatRequest(
         model=body.model,
         messages=messages,
@@ -214,9 +221,43 @@ def _map_arguments(arguments: str | None) -> Any:
     return value if isinstance(value, dict) else arguments
 
 
-def _map_tools(tools: list[responses.Tool]) -> list[msgspec.Raw]:
+def tool_choice(body: responses.ResponsesRequest) -> ToolChoice:
+    """What `tool_choice` asks: `auto` (the default) leaves the model free,
+    `none` offers it no tools, `required` requires a call, a named function a
+    call of that one, `allowed_tools` narrows the choice to those it lists.
+    A built-in tool's type (`web_search`, ...) names nothing offered here:
+    the model is left free."""
+    choice = body.tool_choice
+    if choice == "none":
+        return NONE
+    if choice == "required":
+        return ToolChoice(required=True)
+    if not isinstance(choice, dict):
+        return AUTO
+    kind = choice.get("type")
+    if kind == "function":
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise ParamError("tool_choice.name is required", "tool_choice.name")
+        return ToolChoice(frozenset({name}), required=True)
+    if kind == "allowed_tools":
+        listed = choice.get("tools")
+        names = frozenset(
+            t["name"]
+            for t in (listed if isinstance(listed, list) else ())
+            if isinstance(t, dict)
+            and t.get("type") == "function"
+            and isinstance(t.get("name"), str)
+        )
+        return ToolChoice(names, required=choice.get("mode") == "required")
+    return AUTO
+
+
+def _map_tools(tools: list[responses.Tool], choice: ToolChoice) -> list[msgspec.Raw]:
     mapped: list[msgspec.Raw] = []
     for where, tool, _ in _functions(tools):
+        if not choice.allows(tool.name):
+            continue
         if not tool.name:
             raise ParamError(f"{where}.name is required", f"{where}.name")
         function: dict[str, Any] = {"name": tool.name}

@@ -643,3 +643,53 @@ async def test_tool_choice_none_offers_no_tools(gateway, backend):
     without, with_tools = (r.body for r in backend.completions())
     assert "tools" not in without
     assert [t["function"]["name"] for t in with_tools["tools"]] == ["f"]
+
+
+async def test_tool_choice_any_and_tool_require_a_call_upstream(gateway, backend):
+    # LangChain's and the AI SDK's structured output through Anthropic's API
+    # is a forced tool call: left free, a model may answer in prose instead.
+    other: Any = {"name": "g", "input_schema": {"type": "object"}}
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        for choice in ({"type": "any"}, {"type": "tool", "name": "g"}, None):
+            extra: Any = {"tool_choice": choice} if choice else {}
+            await api.messages.create(
+                model="gpt-4o",
+                max_tokens=10,
+                messages=USER,
+                tools=[WEATHER, other],
+                **extra,
+            )
+    any_tool, named, free = (r.body for r in backend.completions())
+    assert any_tool["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in any_tool["tools"]] == ["get_weather", "g"]
+    # The named tool alone, required: what every backend that takes
+    # "required" honours, where not all take OpenAI's named form.
+    assert named["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in named["tools"]] == ["g"]
+    assert "tool_choice" not in free
+
+
+async def test_tool_choice_naming_no_offered_tool_is_a_400(gateway, backend):
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await api.messages.create(
+                model="gpt-4o",
+                max_tokens=10,
+                messages=USER,
+                tools=WEATHER_TOOLS,
+                tool_choice={"type": "tool", "name": "nope"},
+            )
+    assert "no tool named 'nope'" in caught.value.message
+    assert not backend.completions()
+
+
+async def test_tool_choice_any_without_tools_sends_no_tool_choice(gateway, backend):
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        await api.messages.create(
+            model="gpt-4o", max_tokens=10, messages=USER, tool_choice={"type": "any"}
+        )
+    [sent_body] = (r.body for r in backend.completions())
+    assert "tool_choice" not in sent_body and "tools" not in sent_body

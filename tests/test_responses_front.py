@@ -296,6 +296,44 @@ async def test_tool_choice_none_sends_no_tools_and_builtin_tools_are_left_out(
     assert [t["function"]["name"] for t in second["tools"]] == ["get_weather"]
 
 
+async def test_tool_choice_required_named_and_allowed_tools(api, backend):
+    other: Any = {"type": "function", "name": "g", "parameters": {"type": "object"}}
+    tools: Any = [WEATHER_TOOL, other]
+    allowed: Any = {
+        "type": "allowed_tools",
+        "mode": "auto",
+        "tools": [{"type": "function", "name": "g"}],
+    }
+    choices: Any = ["required", {"type": "function", "name": "g"}, allowed, "auto"]
+    backend.queue(*(Script.text("x") for _ in choices))
+    for choice in choices:
+        await api.responses.create(
+            model="gpt-4o", input="hi", tools=tools, tool_choice=choice
+        )
+    required, named, narrowed, free = (r.body for r in backend.completions())
+    assert required["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in required["tools"]] == ["get_weather", "g"]
+    # The named function alone, required (see tool_choice.py).
+    assert named["tool_choice"] == "required"
+    assert [t["function"]["name"] for t in named["tools"]] == ["g"]
+    assert "tool_choice" not in narrowed
+    assert [t["function"]["name"] for t in narrowed["tools"]] == ["g"]
+    assert "tool_choice" not in free and len(free["tools"]) == 2
+
+
+async def test_tool_choice_naming_no_offered_function_is_a_400(api, backend):
+    with pytest.raises(openai.BadRequestError) as caught:
+        await api.responses.create(
+            model="gpt-4o",
+            input="hi",
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "function", "name": "nope"},
+        )
+    assert caught.value.body["param"] == "tool_choice"
+    assert "no function named 'nope'" in caught.value.message
+    assert not backend.completions()
+
+
 # Reasoning, limits, formats -------------------------------------------------------
 
 

@@ -47,6 +47,8 @@ class ChatRequestMapper:
         )
         if request.tools:
             body.tools = request.tools
+            if ctx.must_call_tool:
+                body.tool_choice = "required"
         self._common(body, request, ctx, backend)
         return body
 

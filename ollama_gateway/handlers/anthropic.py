@@ -22,6 +22,7 @@ from ollama_gateway.anthropic_answer import (
 from ollama_gateway.anthropic_request import (
     estimate_input_tokens,
     map_messages_request,
+    tool_choice,
 )
 from ollama_gateway.completion import ChunkReader, collect, relay
 from ollama_gateway.errors import InvalidRequestError
@@ -49,6 +50,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, anthropic.decode_messages)
     estimate = estimate_input_tokens(body)
     chat = map_messages_request(body)
+    must_call_tool = tool_choice(body).required
     model = body.model
     stream = body.stream
     del body  # not kept while the answer streams
@@ -69,7 +71,9 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         message = whole_message(message_id(), model, final, estimate)
         return await send_whole(request, ctx, anthropic.encode(message))
 
-    return await serve_chat(request, chat, answer, think_is_a_hint=True)
+    return await serve_chat(
+        request, chat, answer, think_is_a_hint=True, must_call_tool=must_call_tool
+    )
 
 
 async def handle_count_tokens(request: web.Request) -> web.StreamResponse:

@@ -52,6 +52,7 @@ async def serve_chat(
     answer: Answer | None = None,
     *,
     think_is_a_hint: bool = False,
+    must_call_tool: bool = False,
 ) -> web.StreamResponse:
     """Check a chat request in Ollama's order, then run it; the other fronts
     (`/v1/messages`, `/v1/responses`) build a `ChatRequest` and come here with
@@ -60,6 +61,8 @@ async def serve_chat(
     With `think_is_a_hint`, thinking asked of a model without the capability
     is dropped instead of refused: agent CLIs (Claude Code, Codex) ask for it
     on every request whatever the model, and a 400 would stop them dead.
+    With `must_call_tool`, the model must call one of the tools it is offered
+    (the fronts' `tool_choice`).
     """
     check_message_count(req.messages, request.app[settings_key].limits.max_messages)
     keep_alive = parse_keep_alive(req.keep_alive)
@@ -74,6 +77,7 @@ async def serve_chat(
     ctx.endpoint = "chat"
     ctx.model = req.model
     ctx.stream = req.stream is not False
+    ctx.must_call_tool = must_call_tool
     entry = await find_model(request, model, f"model '{req.model}' not found")
     ctx.use(entry)
     if not req.messages and keep_alive == 0:

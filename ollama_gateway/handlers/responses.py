@@ -29,7 +29,12 @@ from ollama_gateway.keys import ctx_key, response_store_key
 from ollama_gateway.log import note_failure
 from ollama_gateway.response_events import ResponseBuilder, new_id
 from ollama_gateway.response_store import ResponseStore
-from ollama_gateway.responses_request import ParamError, map_request, namespaces
+from ollama_gateway.responses_request import (
+    ParamError,
+    map_request,
+    namespaces,
+    tool_choice,
+)
 from ollama_gateway.schemas import responses
 
 __all__ = ["handle_responses"]
@@ -77,8 +82,15 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         # Handed over, not kept here: serve_chat drops the request before the
         # answer streams, so a long conversation is not held to its end.
         pending = [map_request(body, items)]
+        must_call_tool = tool_choice(body).required
         del body, items
-        return await serve_chat(request, pending.pop(), answer, think_is_a_hint=True)
+        return await serve_chat(
+            request,
+            pending.pop(),
+            answer,
+            think_is_a_hint=True,
+            must_call_tool=must_call_tool,
+        )
     except GatewayError as exc:
         note_failure(ctx, exc)
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None

@@ -131,6 +131,7 @@ class ChatCompletionRequest(SamplingParams, kw_only=True):
     model: str
     messages: list[ChatMessage]
     tools: list[msgspec.Raw] | UnsetType = UNSET
+    tool_choice: str | UnsetType = UNSET
     reasoning_effort: str | UnsetType = UNSET
     chat_template_kwargs: dict[str, Any] | UnsetType = UNSET
     logprobs: bool | UnsetType = UNSET
