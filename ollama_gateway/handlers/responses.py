@@ -54,17 +54,30 @@ class _Keeper:
         self._owner = owner
         self._items = items
 
+    @property
+    def shared(self) -> bool:
+        return self._store.shared
+
     def keep(self, response: responses.Response) -> None:
+        items = self._conversation(response)
+        if items is not None:
+            self._store.put(response.id, self._owner, items)
+
+    async def share(self, response: responses.Response) -> None:
+        """`keep`, in the directory the workers share too."""
+        items = self._conversation(response)
+        if items is not None:
+            await self._store.save(response.id, self._owner, items)
+
+    def _conversation(self, response: responses.Response) -> bytes | None:
         if response.status not in ("completed", "incomplete"):
-            return  # a failed answer is no turn to follow up on
+            return None  # a failed answer is no turn to follow up on
         output = responses.encode(response.output)
         if self._items == b"[]":
-            items = output
-        elif output == b"[]":
-            items = self._items
-        else:
-            items = self._items[:-1] + b"," + output[1:]
-        self._store.put(response.id, self._owner, items)
+            return output
+        if output == b"[]":
+            return self._items
+        return self._items[:-1] + b"," + output[1:]
 
 
 async def handle_responses(request: web.Request) -> web.StreamResponse:
@@ -73,7 +86,12 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         body = await read_body(request, responses.decode_request)
         store = request.app[response_store_key]
         owner = _owner(request)
-        items = _conversation(body, store, owner)
+        kept = None
+        if body.previous_response_id is not None:
+            kept = store.get(body.previous_response_id, owner)
+            if kept is None and store.shared:
+                kept = await store.read(body.previous_response_id, owner)
+        items = _conversation(body, kept)
         keeper = None
         if body.store is not False and store.max_bytes > 0:
             keeper = _Keeper(store, owner, responses.encode(items))
@@ -109,14 +127,13 @@ def _owner(request: web.Request) -> str:
 
 
 def _conversation(
-    body: responses.ResponsesRequest, store: ResponseStore, owner: str
+    body: responses.ResponsesRequest, kept: bytes | None
 ) -> list[responses.InputItem]:
-    """The items of the whole conversation: those kept for
+    """The items of the whole conversation: those `kept` for
     `previous_response_id`, then the request's own."""
     items: list[responses.InputItem] = []
     previous = body.previous_response_id
     if previous is not None:
-        kept = store.get(previous, owner)
         if kept is None:
             # OpenAI's answer for an unknown (or another client's) response.
             raise ParamError(
@@ -165,7 +182,11 @@ async def _answer(
     reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
-    builder = ResponseBuilder(response, namespaced)
+    # Workers that share kept conversations: one is in the shared directory
+    # before its response's end is sent, since the follow-up may come at once
+    # to another worker (the end of a stream waits, held back by the builder).
+    sharer = keeper if keeper is not None and keeper.shared else None
+    builder = ResponseBuilder(response, namespaced, hold_end=sharer is not None)
     if ctx.stream:
         answer = await relay(
             request,
@@ -174,10 +195,19 @@ async def _answer(
             builder.write,
             content_type=SSE,
             error_line=builder.error_events,
+            ending=None if sharer is None else partial(_share, sharer, builder),
         )
     else:
         builder.feed(await collect(reader), None)
+        if sharer is not None:
+            await sharer.share(builder.response)
         answer = await send_whole(request, ctx, responses.encode(builder.response))
-    if keeper is not None:
+    if keeper is not None and sharer is None:
         keeper.keep(builder.response)
     return answer
+
+
+async def _share(keeper: _Keeper, builder: ResponseBuilder) -> bytes:
+    """A shared stream's ending: its conversation kept, then its last event."""
+    await keeper.share(builder.response)
+    return builder.end_events()
