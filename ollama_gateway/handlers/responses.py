@@ -54,17 +54,9 @@ class _Keeper:
         self._owner = owner
         self._items = items
 
-    @property
-    def shared(self) -> bool:
-        return self._store.shared
-
-    def keep(self, response: responses.Response) -> None:
-        items = self._conversation(response)
-        if items is not None:
-            self._store.put(response.id, self._owner, items)
-
-    async def share(self, response: responses.Response) -> None:
-        """`keep`, in the directory the workers share too."""
+    async def keep(self, response: responses.Response) -> None:
+        """Keep the conversation `response` ends, in the directory the
+        workers share too when they do."""
         items = self._conversation(response)
         if items is not None:
             await self._store.save(response.id, self._owner, items)
@@ -182,32 +174,27 @@ async def _answer(
     reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
-    # Workers that share kept conversations: one is in the shared directory
-    # before its response's end is sent, since the follow-up may come at once
-    # to another worker (the end of a stream waits, held back by the builder).
-    sharer = keeper if keeper is not None and keeper.shared else None
-    builder = ResponseBuilder(response, namespaced, hold_end=sharer is not None)
+    # A conversation is kept before its response's end is sent: the client
+    # may follow up at once, and with workers, to another one (a stream's
+    # last event is held back by the builder and sent by relay's `ending`).
+    builder = ResponseBuilder(response, namespaced, hold_end=keeper is not None)
     if ctx.stream:
-        answer = await relay(
+        return await relay(
             request,
             ctx,
             reader,
             builder.write,
             content_type=SSE,
             error_line=builder.error_events,
-            ending=None if sharer is None else partial(_share, sharer, builder),
+            ending=None if keeper is None else partial(_keep, keeper, builder),
         )
-    else:
-        builder.feed(await collect(reader), None)
-        if sharer is not None:
-            await sharer.share(builder.response)
-        answer = await send_whole(request, ctx, responses.encode(builder.response))
-    if keeper is not None and sharer is None:
-        keeper.keep(builder.response)
-    return answer
+    builder.feed(await collect(reader), None)
+    if keeper is not None:
+        await keeper.keep(builder.response)
+    return await send_whole(request, ctx, responses.encode(builder.response))
 
 
-async def _share(keeper: _Keeper, builder: ResponseBuilder) -> bytes:
-    """A shared stream's ending: its conversation kept, then its last event."""
-    await keeper.share(builder.response)
+async def _keep(keeper: _Keeper, builder: ResponseBuilder) -> bytes:
+    """A kept stream's ending: its conversation kept, then its last event."""
+    await keeper.keep(builder.response)
     return builder.end_events()
