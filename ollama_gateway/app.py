@@ -46,11 +46,14 @@ def create_app(
     *,
     entry_points: Iterable[EntryPoint] | None = None,
     transports: Mapping[str, Transport] | None = None,
+    response_dir: str | None = None,
 ) -> web.Application:
     """Build the gateway. Translators are discovered here, never at import time.
 
     `entry_points` replaces discovery and `transports` replaces the transport of
-    named backends; tests use both to inject their own parts.
+    named backends; tests use both to inject their own parts. `response_dir` is
+    the directory through which workers share kept `/v1/responses`
+    conversations (see response_store.py); without it they stay in memory.
     """
     specs = load_translators(entry_points, allow=settings.plugins)
     pipeline = build_pipeline(settings, specs)
@@ -81,6 +84,7 @@ def create_app(
         max_bytes=settings.limits.response_store_bytes,
         ttl=RESPONSE_TTL,
         on_size=metrics.kept_conversations.set,
+        directory=response_dir,
     )
     in_flight = InFlight()
     app[in_flight_key] = in_flight
@@ -95,6 +99,7 @@ async def _close_on_cleanup(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[catalogue_key].aclose()
     await app[pipeline_key].aclose()
+    app[response_store_key].close()
 
 
 # How long a `/v1/responses` conversation is kept (Ollama's 30 minutes).

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import AsyncGeneratorType, TracebackType
 from typing import Protocol, cast
 
@@ -545,10 +545,12 @@ async def relay(
     *,
     content_type: str = NDJSON,
     error_line: Callable[[int, str], bytes] = _error_line,
+    ending: Callable[[], Awaitable[bytes]] | None = None,
 ) -> web.StreamResponse:
     """Write the answer as NDJSON (or what `encode_into` makes, as
     `content_type`); one `write()` per upstream read. A failure after output
-    started ends it with `error_line(status, message)`."""
+    started ends it with `error_line(status, message)`; a whole answer with
+    what `ending` gives, if set, awaited after the last read."""
     response: web.StreamResponse | None = None
     direct: _DirectWriter | None = None
     try:
@@ -577,6 +579,8 @@ async def relay(
                     # limit: wait until the client has taken some.
                     await request.writer.drain()
                     reader.resume_idle()
+            if ending is not None and response is not None:
+                await response.write(await ending())
         except GatewayError as exc:
             if response is None:
                 raise

@@ -46,12 +46,26 @@ class ResponseBuilder:
     """Folds chunks into `response` (a `responses.Response` made by the handler
     with the request's echo fields) and writes the stream's events."""
 
-    __slots__ = ("_namespaces", "_open", "_parts", "_sequence", "_started", "response")
+    __slots__ = (
+        "_hold_end",
+        "_namespaces",
+        "_open",
+        "_parts",
+        "_sequence",
+        "_started",
+        "response",
+    )
 
     def __init__(
-        self, response: responses.Response, namespaces: dict[str, str] | None = None
+        self,
+        response: responses.Response,
+        namespaces: dict[str, str] | None = None,
+        *,
+        hold_end: bool = False,
     ) -> None:
         self.response = response
+        # The last event (`response.completed`) is then left to `end_events`.
+        self._hold_end = hold_end
         # The namespace of each namespaced function, by name (see `handlers.responses`).
         self._namespaces = namespaces or {}
         self._sequence = 0
@@ -76,6 +90,12 @@ class ResponseBuilder:
         self.fail(
             "shutting_down" if message == SHUTDOWN else "server_error", message, out
         )
+        return bytes(out)
+
+    def end_events(self) -> bytes:
+        """The event that ends a whole answer, when `hold_end` kept it back."""
+        out = bytearray()
+        self._lifecycle(f"response.{self.response.status}", out)
         return bytes(out)
 
     def feed(self, chunk: ollama.ChatResponse, out: bytearray | None) -> None:
@@ -302,7 +322,7 @@ class ResponseBuilder:
             )
         else:
             response.status = "completed"
-        if out is not None:
+        if out is not None and not self._hold_end:
             self._lifecycle(f"response.{response.status}", out)
 
     # Events --------------------------------------------------------------------

@@ -11,23 +11,59 @@ no other.
 The store is one process's memory, bounded in bytes and in age (least
 recently stored first out), and scoped to the client's key, so a response id
 seen by one client is no use to another. A response asked with `store: false`
-is not kept. With `server.workers > 1` each worker has its own store.
+is not kept.
+
+With `server.workers > 1` the workers share a directory that the supervisor
+makes. A worker writes each conversation it keeps there too, as a file
+(response_files.py), before the client can see that response end, and looks
+for the file of one it does not hold. Each worker bounds its own
+conversations by `max_bytes` (its memory and its files hold the same ones)
+and removes a file when it lets the conversation go; every `SWEEP_EVERY`
+seconds a saving worker also removes the expired files of all, so that a
+worker that died leaves nothing for longer than the ttl. Expiry is then on
+the wall clock, which every process reads alike. Files are written and read
+in threads: a conversation can be megabytes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import NamedTuple
 
-__all__ = ["ResponseStore"]
+from ollama_gateway.response_files import ResponseFiles, owner_digest, safe_id
+
+__all__ = ["SWEEP_EVERY", "ResponseStore"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY = 60.0
 
 
 class _Entry(NamedTuple):
     owner: str
     expires: float
     items: bytes
+
+
+class _Sharing:
+    """What a store shared through a directory has besides its memory."""
+
+    __slots__ = ("files", "gone", "sweep_at", "writer")
+
+    def __init__(self, directory: str) -> None:
+        self.files = ResponseFiles(directory)
+        # Ids let go whose files the next save removes.
+        self.gone: list[str] = []
+        self.sweep_at = 0.0
+        # One thread, so that the file changes happen in the order they are
+        # asked: a file is never written after its removal.
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="response-files")
 
 
 class ResponseStore:
@@ -39,21 +75,36 @@ class ResponseStore:
         store = ResponseStore(max_bytes=64 << 20, ttl=1800)
         store.put("resp_1", owner="", items=b'[{"role":"user","content":"hi"}]')
         store.get("resp_1", owner="")  # the items, or None when unknown
+
+    With a `directory` shared by the workers (see above), `save` and `read`
+    also write and read its files; the store must then be `close`d.
     """
 
-    __slots__ = ("_bytes", "_clock", "_entries", "_max_bytes", "_on_size", "_ttl")
+    __slots__ = (
+        "_bytes",
+        "_clock",
+        "_entries",
+        "_max_bytes",
+        "_on_size",
+        "_shared",
+        "_ttl",
+    )
 
     def __init__(
         self,
         *,
         max_bytes: int,
         ttl: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         on_size: Callable[[int], None] | None = None,
+        directory: str | None = None,
     ) -> None:
         self._max_bytes = max_bytes
         self._ttl = ttl
+        if clock is None:
+            clock = time.monotonic if directory is None else time.time
         self._clock = clock
+        self._shared = None if directory is None else _Sharing(directory)
         # Told the bytes held after each change (the metrics' gauge).
         self._on_size = on_size
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -72,17 +123,73 @@ class ResponseStore:
         """The bytes of conversation held now."""
         return self._bytes
 
-    def put(self, response_id: str, owner: str, items: bytes) -> None:
-        """Keep `items` under `response_id`; one larger than the whole store
-        is not kept (its follow-up will not be found)."""
+    @property
+    def shared(self) -> bool:
+        """Whether the workers share the store through a directory."""
+        return self._shared is not None
+
+    def put(self, response_id: str, owner: str, items: bytes) -> bool:
+        """Keep `items` under `response_id`, in memory only; one larger than
+        the whole store is not kept (its follow-up will not be found)."""
         if len(items) > self._max_bytes:
-            return
+            return False
         self._drop(response_id)
         now = self._clock()
         self._entries[response_id] = _Entry(owner, now + self._ttl, items)
         self._bytes += len(items)
         self._evict(now)
         self._report()
+        return True
+
+    async def save(self, response_id: str, owner: str, items: bytes) -> None:
+        """`put`, and when shared, its file written (and those of the
+        conversations let go removed) by the time this returns. A failure
+        there is logged: the conversation is then kept by this worker only."""
+        shared = self._shared
+        if not self.put(response_id, owner, items) or shared is None:
+            return
+        entry = self._entries.get(response_id)
+        if entry is None or not safe_id(response_id):
+            return
+        gone, shared.gone = shared.gone, []
+        now = self._clock()
+        sweep = now >= shared.sweep_at
+        if sweep:
+            shared.sweep_at = now + SWEEP_EVERY
+        files = shared.files
+        digest = owner_digest(owner)
+
+        def write() -> None:
+            files.remove(gone)
+            files.write(response_id, digest, items, entry.expires)
+            if sweep:
+                files.sweep(now, self._ttl)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(shared.writer, write)
+        except OSError as exc:
+            log.warning("kept conversation not shared with the other workers: %s", exc)
+
+    async def read(self, response_id: str, owner: str) -> bytes | None:
+        """When shared, the conversation that `response_id` ended from its
+        file, whichever worker wrote it, on the terms of `get`; else None."""
+        shared = self._shared
+        if shared is None or not safe_id(response_id):
+            return None
+        job = partial(
+            shared.files.read,
+            response_id,
+            owner_digest(owner),
+            self._clock(),
+            self._max_bytes,
+        )
+        return await asyncio.get_running_loop().run_in_executor(None, job)
+
+    def close(self) -> None:
+        """Wait for the file changes asked so far (none is pending once
+        every request has been answered)."""
+        if self._shared is not None:
+            self._shared.writer.shutdown()
 
     def get(self, response_id: str, owner: str) -> bytes | None:
         """The conversation that `response_id` ended, if it is still held and
@@ -109,9 +216,12 @@ class ResponseStore:
         # Oldest first: by insertion order, which is also expiry order (one
         # ttl for all), so the expired are all at the front.
         entries = self._entries
+        shared = self._shared
         while entries:
             oldest_id, oldest = next(iter(entries.items()))
             if self._bytes <= self._max_bytes and oldest.expires > now:
                 break
             del entries[oldest_id]
             self._bytes -= len(oldest.items)
+            if shared is not None:
+                shared.gone.append(oldest_id)

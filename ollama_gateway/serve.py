@@ -3,7 +3,9 @@
 With `--workers N` (N > 1) this process supervises N workers that each run the
 full gateway on the same port (SO_REUSEPORT; the kernel spreads connections),
 each with its own upstream session. SIGTERM and SIGINT are passed on, and the
-supervisor exits 0 when every worker drained and exited 0.
+supervisor exits 0 when every worker drained and exited 0. The supervisor
+makes the directories the workers share (metrics, kept `/v1/responses`
+conversations) and removes them when it exits.
 """
 
 from __future__ import annotations
@@ -50,10 +52,16 @@ def serve(settings: Settings) -> int:
     return _run(settings, reuse_port=False)
 
 
-def _run(settings: Settings, *, reuse_port: bool, worker: int = 0) -> int:
+def _run(
+    settings: Settings,
+    *,
+    reuse_port: bool,
+    worker: int = 0,
+    response_dir: str | None = None,
+) -> int:
     if worker:
         setup_logging(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, response_dir=response_dir)
     server = settings.server
     loop = _new_loop(settings)
     # Startup objects (modules, settings, the app) live as long as the process:
@@ -118,10 +126,12 @@ def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _worker_main(settings: Settings, number: int) -> None:
+def _worker_main(settings: Settings, number: int, response_dir: str) -> None:
     stop_cleanly_until_serving()
     try:
-        sys.exit(_run(settings, reuse_port=True, worker=number))
+        sys.exit(
+            _run(settings, reuse_port=True, worker=number, response_dir=response_dir)
+        )
     except (ListenError, SettingsError, PluginError) as exc:
         # What the single-process path reports in one line (a bad aliases
         # file, say), not a worker's traceback.
@@ -149,17 +159,24 @@ def _supervise(settings: Settings) -> int:
         own_dir = tempfile.mkdtemp(prefix="ollama-gateway-metrics-")
         os.environ[MULTIPROCESS_DIR] = own_dir
     try:
-        return _run_workers(settings)
+        # Private (mode 0700) and removed at exit, even after a failed start:
+        # it holds clients' conversations.
+        with tempfile.TemporaryDirectory(
+            prefix="ollama-gateway-responses-", ignore_cleanup_errors=True
+        ) as response_dir:
+            return _run_workers(settings, response_dir)
     finally:
         if own_dir is not None:
             del os.environ[MULTIPROCESS_DIR]
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _run_workers(settings: Settings) -> int:
+def _run_workers(settings: Settings, response_dir: str) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_worker_main, args=(settings, n), name=f"worker-{n}")
+        context.Process(
+            target=_worker_main, args=(settings, n, response_dir), name=f"worker-{n}"
+        )
         for n in range(1, settings.server.workers + 1)
     ]
     for process in workers:

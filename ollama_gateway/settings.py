@@ -108,6 +108,7 @@ class LimitSettings(_Section, frozen=True):
     max_messages: int = 100_000
     # The conversations `/v1/responses` keeps for `previous_response_id`, in
     # bytes of JSON, each for 30 minutes as Ollama keeps them; 0 keeps none.
+    # Per worker (with `server.workers > 1`, in memory and in files alike).
     response_store_bytes: int = 64 * 1024 * 1024
 
 

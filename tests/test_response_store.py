@@ -1,9 +1,19 @@
 """The store behind `previous_response_id`: bounded in bytes and age, scoped
-to the client that made the response."""
+to the client that made the response, and shared by the workers through a
+directory of files when there are several."""
 
 from __future__ import annotations
 
-from ollama_gateway.response_store import ResponseStore
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ollama_gateway.response_events import new_id
+from ollama_gateway.response_files import ResponseFiles, owner_digest, safe_id
+from ollama_gateway.response_store import SWEEP_EVERY, ResponseStore
 
 
 class Clock:
@@ -79,3 +89,208 @@ def test_each_change_reports_the_bytes_held() -> None:
     clock.now += 61
     assert store.get("resp_2", "") is None  # expired, let go
     assert sizes == [6, 6, 0]
+
+
+# Shared through a directory: two stores on one directory stand for two
+# workers of one gateway.
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def workers(tmp_path: Path, clock: Clock) -> Iterator[tuple[ResponseStore, ...]]:
+    """Two stores of 10 bytes each, 60 s ttl, sharing `tmp_path`."""
+    stores = tuple(
+        ResponseStore(max_bytes=10, ttl=60, clock=clock, directory=str(tmp_path))
+        for _ in range(2)
+    )
+    yield stores
+    for store in stores:
+        store.close()
+
+
+async def test_a_conversation_one_worker_saves_the_other_reads(workers, tmp_path):
+    one, other = workers
+    await one.save("resp_1", "key-a", b"[1]")
+    assert one.get("resp_1", "key-a") == b"[1]"
+    assert other.get("resp_1", "key-a") is None  # not in its memory...
+    assert await other.read("resp_1", "key-a") == b"[1]"  # ... but in the file
+    assert other.size == 0 and one.size == 3  # each worker counts its own
+    [path] = tmp_path.iterdir()
+    assert path.name == "resp_1"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert b"key-a" not in path.read_bytes()  # a digest, never the key
+
+
+async def test_a_saved_file_is_for_its_owner_only(workers):
+    one, other = workers
+    await one.save("resp_1", "key-a", b"[1]")
+    assert await other.read("resp_1", "key-b") is None
+    assert await other.read("resp_1", "") is None
+    assert await other.read("resp_2", "key-a") is None
+
+
+async def test_a_saved_file_expires_with_the_ttl(workers, clock):
+    one, other = workers
+    await one.save("resp_1", "", b"[1]")
+    clock.now += 59.9
+    assert await other.read("resp_1", "") == b"[1]"
+    clock.now += 0.2
+    assert await other.read("resp_1", "") is None
+
+
+async def test_saving_again_replaces_the_file(workers):
+    one, other = workers
+    await one.save("resp_1", "", b"[1]")
+    await one.save("resp_1", "", b"[1, 2]")
+    assert await other.read("resp_1", "") == b"[1, 2]"
+
+
+async def test_a_worker_removes_the_files_of_what_it_lets_go(workers, tmp_path):
+    one, other = workers
+    await one.save("resp_1", "", b"[1111]")  # 6 bytes
+    await one.save("resp_2", "", b"[22]")  # 10 in all
+    await one.save("resp_3", "", b"[3]")  # 13: resp_1 goes, its file too
+    assert names(tmp_path) == ["resp_2", "resp_3"]
+    assert await other.read("resp_1", "") is None
+    assert await other.read("resp_2", "") == b"[22]"
+
+
+async def test_too_large_a_conversation_leaves_no_file(workers, tmp_path):
+    one, _ = workers
+    await one.save("resp_1", "", b"[1234567890]")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_expired_files_of_any_worker_are_swept(workers, tmp_path, clock):
+    one, other = workers
+    await one.save("resp_1", "", b"[1]")  # at 1000, expires at 1060; a sweep
+    clock.now += 30
+    await one.save("resp_2", "", b"[2]")  # expires at 1090; no sweep
+    # A worker that died while writing left a temporary file a ttl ago.
+    stale = tmp_path / ".stale"
+    stale.write_bytes(b"half")
+    os.utime(stale, (clock.now - 60, clock.now - 60))
+    clock.now += 31
+    await other.save("resp_3", "", b"[3]")  # its first save sweeps
+    assert names(tmp_path) == ["resp_2", "resp_3"]
+    # Not again until SWEEP_EVERY has passed: an expired file stays till then
+    # (and is a miss meanwhile).
+    clock.now += 30
+    await other.save("resp_4", "", b"[4]")
+    assert names(tmp_path) == ["resp_2", "resp_3", "resp_4"]
+    assert await other.read("resp_2", "") is None
+    clock.now = 1061 + SWEEP_EVERY
+    await other.save("resp_5", "", b"[5]")
+    assert names(tmp_path) == ["resp_4", "resp_5"]
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+async def test_a_sweep_spares_a_file_being_written(workers, tmp_path, clock):
+    one, _ = workers
+    # Written at the sweep's `now`: what another worker is writing right then.
+    writing = tmp_path / ".writing"
+    writing.write_bytes(b"half")
+    os.utime(writing, (clock.now, clock.now))
+    await one.save("resp_1", "", b"[1]")
+    assert writing.exists()
+
+
+@pytest.mark.parametrize(
+    "response_id",
+    ["../resp_1", "x/../resp_1", "/etc/passwd", "..", ".", "", ".stale", "resp_1\n"]
+    + ["resp 1", "r" * 65, "résp_1", "resp_1\x00"],
+)
+async def test_an_id_that_is_no_file_name_never_reaches_the_files(
+    workers, tmp_path, monkeypatch, response_id
+):
+    one, other = workers
+    await one.save("resp_1", "", b"[1]")
+    looked: list[str] = []
+    monkeypatch.setattr(ResponseFiles, "read", lambda _, rid, *a: looked.append(rid))
+    assert await other.read(response_id, "") is None
+    assert looked == []
+    assert not safe_id(response_id)
+    # And the files' own reader refuses it as well.
+    files = ResponseFiles(str(tmp_path / "sub"))
+    (tmp_path / "sub").mkdir()
+    monkeypatch.undo()
+    assert files.read(response_id, owner_digest(""), 0.0, 100) is None
+
+
+def test_the_ids_the_gateway_makes_are_file_names() -> None:
+    assert safe_id(new_id("resp"))
+
+
+def _cut(data: bytes) -> bytes:
+    return data[:-1]
+
+
+def _flip_last(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+def _flip_first(data: bytes) -> bytes:
+    return bytes([data[0] ^ 1]) + data[1:]
+
+
+def _grown(data: bytes) -> bytes:
+    return data + b" "
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_cut, _flip_last, _flip_first, _grown, lambda d: b"", lambda d: d[:10]],
+)
+async def test_a_damaged_file_is_a_miss(workers, tmp_path, damage):
+    one, other = workers
+    await one.save("resp_1", "", b"[1, 2]")
+    path = tmp_path / "resp_1"
+    expires = path.stat().st_mtime
+    path.write_bytes(damage(path.read_bytes()))
+    os.utime(path, (expires, expires))
+    assert await other.read("resp_1", "") is None
+
+
+async def test_a_directory_in_place_of_a_file_is_a_miss(workers, tmp_path):
+    _, other = workers
+    (tmp_path / "resp_1").mkdir()
+    assert await other.read("resp_1", "") is None
+
+
+async def test_a_file_larger_than_a_store_is_a_miss(tmp_path, clock):
+    big = ResponseStore(max_bytes=100, ttl=60, clock=clock, directory=str(tmp_path))
+    small = ResponseStore(max_bytes=5, ttl=60, clock=clock, directory=str(tmp_path))
+    try:
+        await big.save("resp_1", "", b"[1, 2, 3]")
+        assert await small.read("resp_1", "") is None
+    finally:
+        big.close()
+        small.close()
+
+
+async def test_a_failed_write_keeps_the_conversation_in_memory(tmp_path, clock, caplog):
+    gone = tmp_path / "gone"  # no directory there: no file can be made
+    store = ResponseStore(max_bytes=10, ttl=60, clock=clock, directory=str(gone))
+    try:
+        await store.save("resp_1", "", b"[1]")
+        assert store.get("resp_1", "") == b"[1]"
+        assert await store.read("resp_1", "") is None
+    finally:
+        store.close()
+    assert "not shared with the other workers" in caplog.text
+
+
+async def test_a_store_without_a_directory_reads_no_file(tmp_path):
+    store = ResponseStore(max_bytes=100, ttl=60)
+    await store.save("resp_1", "", b"[1]")
+    assert not store.shared
+    assert store.get("resp_1", "") == b"[1]"
+    assert await store.read("resp_1", "") is None
+    store.close()

@@ -329,7 +329,8 @@ async def test_tool_choice_naming_no_offered_function_is_a_400(api, backend):
             tools=[WEATHER_TOOL],
             tool_choice={"type": "function", "name": "nope"},
         )
-    assert caught.value.body["param"] == "tool_choice"
+    body = caught.value.body
+    assert isinstance(body, dict) and body["param"] == "tool_choice"
     assert "no function named 'nope'" in caught.value.message
     assert not backend.completions()
 

@@ -2,16 +2,19 @@
 `store: false` keeps its conversation, and a follow-up that names it sends
 only its new items. Driven by the official `openai` SDK against a real
 gateway and the fake backend on loopback; what the backend received is the
-proof that the conversation was put back together."""
+proof that the conversation was put back together. With several workers the
+follow-up may reach another worker than the response it names."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from ollama_gateway.app import create_app
 from tests.conftest import base_url
 from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
 from tests.ops import read_metrics
@@ -57,6 +60,18 @@ def weather_call() -> Script:
     return Script(pieces=split_every(sse(*events), 9))
 
 
+async def sunny(
+    api: openai.AsyncOpenAI, previous: str, call_id: str
+) -> openai.types.responses.Response:
+    """The follow-up that answers the weather call `call_id` with "sun"."""
+    return await api.responses.create(
+        model="gpt-4o",
+        previous_response_id=previous,
+        tools=[WEATHER_TOOL],
+        input=[{"type": "function_call_output", "call_id": call_id, "output": "sun"}],
+    )
+
+
 async def test_a_follow_up_gets_the_conversation_it_names(sdk, backend):
     backend.queue(Script.text("Hello Ada."), Script.text("Your name is Ada."))
     api = sdk()
@@ -90,14 +105,7 @@ async def test_a_streamed_tool_call_is_followed_up_with_its_output(sdk, backend)
         first = await stream.get_final_response()
     [call] = first.output
     assert call.type == "function_call"
-    answer = await api.responses.create(
-        model="gpt-4o",
-        previous_response_id=first.id,
-        tools=[WEATHER_TOOL],
-        input=[
-            {"type": "function_call_output", "call_id": call.call_id, "output": "sun"}
-        ],
-    )
+    answer = await sunny(api, first.id, call.call_id)
     assert answer.output_text == "It is sunny in Oslo."
     user, assistant, tool = messages(backend, 1)
     assert user == {"role": "user", "content": "Weather in Oslo?"}
@@ -203,3 +211,113 @@ async def test_the_kept_bytes_are_a_metric(gateway, backend):
     samples = await read_metrics(client)
     assert after_one > 0
     assert samples.get("ollama_gateway_kept_conversation_bytes") == after_one
+
+
+# `--workers N`: workers share kept conversations through a directory. Two
+# apps in this process on one directory stand for two workers.
+
+
+@pytest.fixture
+async def workers(
+    aiohttp_client: Any, settings_for: Any, backend: FakeBackend, tmp_path: Path
+) -> AsyncIterator[Workers]:
+    backend.models = MODELS
+    settings = settings_for(backend)
+    workers = Workers(tmp_path / "kept")
+    workers.shared.mkdir()
+    for _ in range(2):
+        app = create_app(settings, response_dir=str(workers.shared))
+        workers.clients.append(await aiohttp_client(app))
+    yield workers
+    for api in workers.opened:
+        await api.close()
+
+
+class Workers:
+    def __init__(self, shared: Path) -> None:
+        self.shared = shared
+        self.clients: list[Any] = []
+        self.opened: list[openai.AsyncOpenAI] = []
+
+    def sdk(self, worker: int, key: str = "key-a") -> openai.AsyncOpenAI:
+        api = openai.AsyncOpenAI(
+            base_url=base_url(self.clients[worker]) + "/v1",
+            api_key=key,
+            max_retries=0,
+        )
+        self.opened.append(api)
+        return api
+
+    def files(self) -> list[str]:
+        return sorted(p.name for p in self.shared.iterdir())
+
+
+async def test_a_follow_up_to_another_worker_gets_the_conversation(workers, backend):
+    backend.queue(Script.text("Hello Ada."), weather_call(), Script.text("Sunny."))
+    first = await workers.sdk(0).responses.create(
+        model="gpt-4o", input="My name is Ada."
+    )
+    assert workers.files() == [first.id]
+    # Streamed on the other worker: its end comes once its file is written.
+    async with workers.sdk(1).responses.stream(
+        model="gpt-4o",
+        input="Weather in Oslo?",
+        tools=[WEATHER_TOOL],
+        previous_response_id=first.id,
+    ) as stream:
+        events = [event async for event in stream]
+    second = events[-1].response
+    assert events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    [call] = second.output
+    third = await sunny(workers.sdk(0), second.id, call.call_id)
+    assert third.output_text == "Sunny."
+    user, assistant, user2, calls, tool = messages(backend, 2)
+    assert [user["content"], assistant["content"], user2["content"]] == [
+        "My name is Ada.",
+        "Hello Ada.",
+        "Weather in Oslo?",
+    ]
+    assert calls["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert tool["content"] == "sun"
+    assert workers.files() == sorted([first.id, second.id, third.id])
+    # Each worker's gauge counts what it keeps itself.
+    kept = [
+        (await read_metrics(c)).get("ollama_gateway_kept_conversation_bytes")
+        for c in workers.clients
+    ]
+    assert kept[0] > kept[1] > 0
+
+
+async def test_another_clients_response_is_found_on_no_worker(workers, backend):
+    backend.queue(Script.text("secret"))
+    first = await workers.sdk(0, "key-a").responses.create(model="gpt-4o", input="hi")
+    with pytest.raises(openai.NotFoundError):
+        await workers.sdk(1, "key-b").responses.create(
+            model="gpt-4o", input="and?", previous_response_id=first.id
+        )
+    assert len(backend.completions()) == 1
+
+
+async def test_store_false_keeps_nothing_on_any_worker(workers, backend):
+    backend.queue(Script.text("not kept"))
+    first = await workers.sdk(0).responses.create(
+        model="gpt-4o", input="hi", store=False
+    )
+    assert workers.files() == []
+    for worker in (0, 1):
+        with pytest.raises(openai.NotFoundError):
+            await workers.sdk(worker).responses.create(
+                model="gpt-4o", input="and?", previous_response_id=first.id
+            )
+
+
+async def test_a_failed_stream_leaves_no_file(workers, backend):
+    events = sse(chat_chunk({"role": "assistant", "content": "half"}), done=False)
+    backend.queue(Script(pieces=[events, b"data: {broken"], abort_after=1))
+    stream = await workers.sdk(0).responses.create(
+        model="gpt-4o", input="hi", stream=True
+    )
+    seen = [event async for event in stream]
+    assert seen[-1].type == "response.failed"
+    assert workers.files() == []

@@ -1,17 +1,26 @@
 """`--workers N`: N processes on one port. A scrape reaches one worker, yet
-counts every worker's requests (one metrics directory for all of them)."""
+counts every worker's requests (one metrics directory for all of them), and a
+`/v1/responses` follow-up finds its conversation whichever worker kept it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import socket
+import stat
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.multiprocess import MultiProcessCollector
 
+from ollama_gateway.metrics import MULTIPROCESS_DIR
 from ollama_gateway.serve import failed_workers
+from tests.fakebackend import FakeBackend
 from tests.ops import Gateway, Samples, start_gateway
 
 BOUND = 30.0
@@ -121,3 +130,107 @@ def test_a_worker_the_stop_ended_before_its_handlers_is_no_failure() -> None:
         "worker-1",
         "worker-2",
     ]
+
+
+# Each turn is on a new connection, which the kernel gives either worker: a
+# chain of this many stays on one worker once in 2**(TURNS - 1) runs.
+TURNS = 16
+
+
+async def _turn(
+    session: aiohttp.ClientSession, gateway: Gateway, turn: int, previous: str | None
+) -> str:
+    """One `/v1/responses` request of the chain (streamed every other turn);
+    the id of its response."""
+    body: dict[str, object] = {"model": "gpt-4o", "input": f"turn {turn}"}
+    if previous is not None:
+        body["previous_response_id"] = previous
+    body["stream"] = turn % 2 == 1
+    async with session.post(gateway.url + "/v1/responses", json=body) as resp:
+        text = await resp.text()
+        assert resp.status == 200, text
+    if not body["stream"]:
+        return str(json.loads(text)["id"])
+    *_, last = (line for line in text.splitlines() if line.startswith("data: "))
+    event = json.loads(last.removeprefix("data: "))
+    assert event["type"] == "response.completed", event
+    return str(event["response"]["id"])
+
+
+def _responders(shared: Path) -> set[str]:
+    """The processes that counted a `/v1/responses` request."""
+    found = set()
+    for path in shared.glob("counter_*.db"):
+        merged = MultiProcessCollector.merge([str(path)])  # type: ignore[no-untyped-call]
+        for family in merged:
+            for sample in family.samples:
+                if sample.labels.get("endpoint") == "/v1/responses" and sample.value:
+                    found.add(path.stem.rsplit("_", 1)[1])
+    return found
+
+
+async def test_a_follow_up_finds_its_conversation_on_any_worker(
+    tmp_path: Path, backend: FakeBackend
+):
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    temporary = tmp_path / "tmp"  # where the supervisor makes its directories
+    temporary.mkdir()
+    gateway = await start_gateway(
+        tmp_path,
+        WORKERS,
+        OPENAI_BASE_URL=backend.url,
+        OPENAI_API_KEY="sk-test",
+        PROMETHEUS_MULTIPROC_DIR=str(shared),
+        TMPDIR=str(temporary),
+    )
+    try:
+        await _both_workers_up(gateway)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            previous = None
+            for turn in range(TURNS):
+                previous = await _turn(session, gateway, turn, previous)
+        [kept] = temporary.glob("ollama-gateway-responses-*")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o700
+        files = list(kept.iterdir())
+        assert len(files) == TURNS
+        assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+    finally:
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
+    assert not kept.exists()
+    # The chain went from one worker to the other (counted by both; read once
+    # they have exited, as a count is recorded after its answer).
+    assert len(_responders(shared)) == 2
+    # Every turn reached the backend with the whole conversation before it.
+    sent = [r.body["messages"] for r in backend.completions()]
+    assert len(sent) == TURNS
+    for turn, messages in enumerate(sent):
+        expected = []
+        for earlier in range(turn):
+            expected += [f"turn {earlier}", "Hello from fake"]
+        assert [m["content"] for m in messages] == [*expected, f"turn {turn}"]
+
+
+def test_a_failed_start_leaves_no_directory_behind(tmp_path: Path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    (tmp_path / "w.toml").write_text(WORKERS)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    environ.pop(MULTIPROCESS_DIR, None)
+    environ["TMPDIR"] = str(temporary)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "ollama_gateway", "serve", "--port", port],
+            env={**environ, "OLLAMA_GATEWAY_CONFIG": str(tmp_path / "w.toml")},
+            capture_output=True,
+            text=True,
+            timeout=BOUND,
+        )
+    # Both workers failed to listen, and the supervisor removed what it made.
+    assert result.returncode == 1
+    assert result.stderr.count("cannot listen") == 2, result.stderr
+    assert list(temporary.iterdir()) == []

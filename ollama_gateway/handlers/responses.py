@@ -54,17 +54,22 @@ class _Keeper:
         self._owner = owner
         self._items = items
 
-    def keep(self, response: responses.Response) -> None:
+    async def keep(self, response: responses.Response) -> None:
+        """Keep the conversation `response` ends, in the directory the
+        workers share too when they do."""
+        items = self._conversation(response)
+        if items is not None:
+            await self._store.save(response.id, self._owner, items)
+
+    def _conversation(self, response: responses.Response) -> bytes | None:
         if response.status not in ("completed", "incomplete"):
-            return  # a failed answer is no turn to follow up on
+            return None  # a failed answer is no turn to follow up on
         output = responses.encode(response.output)
         if self._items == b"[]":
-            items = output
-        elif output == b"[]":
-            items = self._items
-        else:
-            items = self._items[:-1] + b"," + output[1:]
-        self._store.put(response.id, self._owner, items)
+            return output
+        if output == b"[]":
+            return self._items
+        return self._items[:-1] + b"," + output[1:]
 
 
 async def handle_responses(request: web.Request) -> web.StreamResponse:
@@ -73,7 +78,12 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         body = await read_body(request, responses.decode_request)
         store = request.app[response_store_key]
         owner = _owner(request)
-        items = _conversation(body, store, owner)
+        kept = None
+        if body.previous_response_id is not None:
+            kept = store.get(body.previous_response_id, owner)
+            if kept is None and store.shared:
+                kept = await store.read(body.previous_response_id, owner)
+        items = _conversation(body, kept)
         keeper = None
         if body.store is not False and store.max_bytes > 0:
             keeper = _Keeper(store, owner, responses.encode(items))
@@ -109,14 +119,13 @@ def _owner(request: web.Request) -> str:
 
 
 def _conversation(
-    body: responses.ResponsesRequest, store: ResponseStore, owner: str
+    body: responses.ResponsesRequest, kept: bytes | None
 ) -> list[responses.InputItem]:
-    """The items of the whole conversation: those kept for
+    """The items of the whole conversation: those `kept` for
     `previous_response_id`, then the request's own."""
     items: list[responses.InputItem] = []
     previous = body.previous_response_id
     if previous is not None:
-        kept = store.get(previous, owner)
         if kept is None:
             # OpenAI's answer for an unknown (or another client's) response.
             raise ParamError(
@@ -165,19 +174,27 @@ async def _answer(
     reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
-    builder = ResponseBuilder(response, namespaced)
+    # A conversation is kept before its response's end is sent: the client
+    # may follow up at once, and with workers, to another one (a stream's
+    # last event is held back by the builder and sent by relay's `ending`).
+    builder = ResponseBuilder(response, namespaced, hold_end=keeper is not None)
     if ctx.stream:
-        answer = await relay(
+        return await relay(
             request,
             ctx,
             reader,
             builder.write,
             content_type=SSE,
             error_line=builder.error_events,
+            ending=None if keeper is None else partial(_keep, keeper, builder),
         )
-    else:
-        builder.feed(await collect(reader), None)
-        answer = await send_whole(request, ctx, responses.encode(builder.response))
+    builder.feed(await collect(reader), None)
     if keeper is not None:
-        keeper.keep(builder.response)
-    return answer
+        await keeper.keep(builder.response)
+    return await send_whole(request, ctx, responses.encode(builder.response))
+
+
+async def _keep(keeper: _Keeper, builder: ResponseBuilder) -> bytes:
+    """A kept stream's ending: its conversation kept, then its last event."""
+    await keeper.keep(builder.response)
+    return builder.end_events()
