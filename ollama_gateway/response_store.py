@@ -31,18 +31,25 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import NamedTuple
 
 from ollama_gateway.response_files import ResponseFiles, owner_digest, safe_id
 
-__all__ = ["SWEEP_EVERY", "ResponseStore"]
+__all__ = ["SWEEP_EVERY", "ResponseStore", "owner_of"]
 
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 60.0
+
+
+def owner_of(headers: Mapping[str, str]) -> str:
+    """Whose conversations a request's are: the key the client presented
+    (none when the gateway asks for none), so that one client cannot follow
+    up on another's."""
+    return headers.get("Authorization") or headers.get("X-API-Key") or ""
 
 
 class _Entry(NamedTuple):

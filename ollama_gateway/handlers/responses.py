@@ -28,7 +28,7 @@ from ollama_gateway.inference import send_whole
 from ollama_gateway.keys import ctx_key, response_store_key
 from ollama_gateway.log import note_failure
 from ollama_gateway.response_events import ResponseBuilder, new_id
-from ollama_gateway.response_store import ResponseStore
+from ollama_gateway.response_store import ResponseStore, owner_of
 from ollama_gateway.responses_request import (
     ParamError,
     map_request,
@@ -77,7 +77,7 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
     try:
         body = await read_body(request, responses.decode_request)
         store = request.app[response_store_key]
-        owner = _owner(request)
+        owner = owner_of(request.headers)
         kept = None
         if body.previous_response_id is not None:
             kept = store.get(body.previous_response_id, owner)
@@ -108,14 +108,6 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         if isinstance(exc, ParamError):
             param, code = exc.param, exc.code
         return openai_error(exc.status, exc.message, code, param)
-
-
-def _owner(request: web.Request) -> str:
-    """Whose conversations these are: the key the client presented (none
-    when the gateway asks for none), so one client cannot follow up on
-    another's response."""
-    headers = request.headers
-    return headers.get("Authorization") or headers.get("X-API-Key") or ""
 
 
 def _conversation(
