@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from ollama_gateway.modelinfo import ModelEntry
+    from ollama_gateway.schemas.ollama import Message
     from ollama_gateway.settings import BackendSettings
 
 __all__ = ["Endpoint", "RequestContext"]
@@ -35,6 +37,7 @@ class RequestContext:
         "endpoint",
         "entry",
         "extra",
+        "history",
         "logprobs",
         "model",
         "must_call_tool",
@@ -76,6 +79,9 @@ class RequestContext:
         # The client requires a tool call (the agent fronts' `tool_choice`,
         # see tool_choice.py); an Ollama chat has no tool choice.
         self.must_call_tool = False
+        # Earlier turns of a generate conversation, when its `context` is
+        # emulated: they go between the system prompt and the prompt.
+        self.history: Sequence[Message] = ()
         self.extra: dict[str, object] = {}
         # Filled as the request runs; read once at the end for logs and metrics.
         self.first_token_ns = 0

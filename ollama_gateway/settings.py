@@ -61,6 +61,9 @@ class ServerSettings(_Section, frozen=True):
     cors_origins: list[str] = msgspec.field(default_factory=list)
     shutdown_grace: float = 30.0
     default_keep_alive: str = "5m"
+    # Generate's `context` emulated with kept turns (see generate_context.py);
+    # off, it is ignored and answers carry none, as the spec's default.
+    generate_context: bool = False
     # uvloop is opt-in: measured here, it accepts a burst of connections far more
     # slowly than asyncio's loop and saves nothing per chunk (docs/benchmarks.md).
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"

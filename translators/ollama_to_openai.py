@@ -78,6 +78,7 @@ class ChatRequestMapper:
         messages = []
         if request.system:
             messages.append(ollama.Message(role="system", content=request.system))
+        messages.extend(ctx.history)
         messages.append(
             ollama.Message(role="user", content=request.prompt, images=request.images)
         )

@@ -12,8 +12,10 @@ from functools import partial
 import msgspec
 from aiohttp import web
 
+from ollama_gateway.completion import EncodeInto
 from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.generate_context import Transcript, earlier_turns
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
     Outgoing,
@@ -25,8 +27,15 @@ from ollama_gateway.inference import (
     to_generate,
     touch_running,
 )
-from ollama_gateway.keys import ctx_key, pipeline_key, upstream_key
+from ollama_gateway.keys import (
+    ctx_key,
+    pipeline_key,
+    response_store_key,
+    settings_key,
+    upstream_key,
+)
 from ollama_gateway.modelinfo import registry_name
+from ollama_gateway.response_store import owner_of
 from ollama_gateway.schemas import ollama
 from ollama_gateway.validation import (
     check_format,
@@ -83,9 +92,16 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     if not req.prompt:
         return load_answer(request, ctx, "load")
     req.format = check_format(req.format)
-    if req.template or req.context:
-        log.warning("ignoring generate %s: the gateway cannot apply it",
-                    "template" if req.template else "context")  # fmt: skip
+    encode_into: EncodeInto = _encode_line
+    render = _render
+    settings = request.app[settings_key]
+    if settings.server.generate_context and not req.suffix and not req.raw:
+        transcript = _transcript(request, req)
+        encode_into, render = transcript.encode_line, transcript.render
+    elif req.context:
+        log.warning("ignoring generate context: the gateway has no tokens")
+    if req.template:
+        log.warning("ignoring generate template: the gateway cannot apply it")
     req.think = ctx.think = think
     ctx.logprobs = bool(req.logprobs)
     ctx.top_logprobs = top_logprobs
@@ -97,5 +113,29 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
         return debug_answer(ctx, outgoing, len(req.images or ()))
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
-        request, ctx, outgoing, encode_into=_encode_line, render=_render
+        request, ctx, outgoing, encode_into=encode_into, render=render
     )
+
+
+def _transcript(request: web.Request, req: ollama.GenerateRequest) -> Transcript:
+    """The emulated `context` (see generate_context.py): the earlier turns it
+    names go to the request mapper (`ctx.history`), and the answer's lines
+    are rendered by a transcript that keeps the conversation as it ends."""
+    store = request.app[response_store_key]
+    owner = owner_of(request.headers)
+    earlier: list[ollama.Message] = []
+    if req.context:
+        found = earlier_turns(store, owner, req.context)
+        if found is None:
+            log.warning("ignoring generate context: not one this gateway holds")
+        else:
+            earlier = found
+    if req.system:
+        earlier = [turn for turn in earlier if turn.role != "system"]
+    request[ctx_key].history = earlier
+    turns = []
+    if req.system:
+        turns.append(ollama.Message(role="system", content=req.system))
+    turns += earlier
+    turns.append(ollama.Message(role="user", content=req.prompt, images=req.images))
+    return Transcript(store, owner, turns)

@@ -246,6 +246,8 @@ class GenerateResponse(msgspec.Struct, omit_defaults=True, gc=False):
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
+    # Only with `server.generate_context` (see generate_context.py).
+    context: list[int] | None = None
     logprobs: list[Logprob] | None = None
 
 

@@ -1,0 +1,128 @@
+"""Generate's `context`, emulated with `server.generate_context` (spec 3.12's
+option; off, spec case 42 holds: tests/test_spec_edge_cases.py).
+
+The official Python client sends the `context` of one answer with the next
+prompt, as programs written before `/api/chat` did to hold a conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ollama
+import pytest
+
+from tests.conftest import base_url
+from tests.fakebackend import Script
+from tests.ndjson import post, read_ndjson
+
+ON = """
+[server]
+generate_context = true
+"""
+
+
+def sent_messages(backend: Any) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = backend.completions()[-1].body["messages"]
+    return messages
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_conversation_goes_on_through_context(gateway, backend, stream):
+    backend.queue(Script.text("Hello Ann."), Script.text("Ann."), Script.text("Bye."))
+    client = await gateway(backend, ON)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+
+        async def ask(prompt: str, **kwargs: Any) -> ollama.GenerateResponse:
+            if not stream:
+                whole: ollama.GenerateResponse = await api.generate(
+                    "gpt-4o", prompt, **kwargs
+                )
+                return whole
+            parts: list[ollama.GenerateResponse] = [
+                p
+                async for p in await api.generate(
+                    "gpt-4o", prompt, stream=True, **kwargs
+                )
+            ]
+            assert all(p.context is None for p in parts[:-1])
+            return parts[-1]
+
+        first = await ask("I am Ann.", system="Be brief.")
+        assert first.context and len(first.context) == 1
+        second = await ask("Who am I?", context=first.context)
+        assert sent_messages(backend) == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "I am Ann."},
+            {"role": "assistant", "content": "Hello Ann."},
+            {"role": "user", "content": "Who am I?"},
+        ]
+        assert second.context and second.context != first.context
+        await ask("Goodbye.", context=second.context)
+    assert [m["content"] for m in sent_messages(backend)] == [
+        "Be brief.",
+        "I am Ann.",
+        "Hello Ann.",
+        "Who am I?",
+        "Ann.",
+        "Goodbye.",
+    ]
+
+
+async def test_a_new_system_prompt_takes_the_kept_ones_place(gateway, backend):
+    backend.queue(Script.text("a"), Script.text("b"))
+    client = await gateway(backend, ON)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        first = await api.generate("gpt-4o", "one", system="old")
+        await api.generate("gpt-4o", "two", system="new", context=first.context)
+    assert sent_messages(backend) == [
+        {"role": "system", "content": "new"},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "a"},
+        {"role": "user", "content": "two"},
+    ]
+
+
+async def test_another_clients_or_an_unknown_context_is_ignored(
+    gateway, backend, caplog
+):
+    backend.queue(*(Script.text("x") for _ in range(3)))
+    client = await gateway(backend, ON)
+    url = base_url(client)
+    async with ollama.AsyncClient(host=url, headers={"X-API-Key": "a"}) as ann:
+        first = await ann.generate("gpt-4o", "secret")
+    assert first.context
+    caplog.set_level(logging.WARNING, logger="ollama_gateway")
+    async with ollama.AsyncClient(host=url, headers={"X-API-Key": "b"}) as bob:
+        answer = await bob.generate("gpt-4o", "tell me", context=first.context)
+        assert sent_messages(backend) == [{"role": "user", "content": "tell me"}]
+        assert answer.context and answer.context != first.context
+        await bob.generate("gpt-4o", "again", context=[1, 2, 3])
+        assert sent_messages(backend) == [{"role": "user", "content": "again"}]
+    warnings = [r.getMessage() for r in caplog.records if "context" in r.getMessage()]
+    assert len(warnings) == 2
+
+
+async def test_ids_are_numbers_javascript_reads_exactly(gateway, backend):
+    backend.queue(*(Script.text("x") for _ in range(20)))
+    client = await gateway(backend, ON)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        ids = [(await api.generate("gpt-4o", "hi")).context for _ in range(20)]
+    numbers = [i[0] for i in ids if i]
+    assert len(set(numbers)) == 20
+    assert all(0 < n < 2**53 for n in numbers)
+
+
+async def test_raw_answers_and_a_store_of_nothing_carry_no_context(gateway, backend):
+    backend.queue(Script.text("x"), Script.text("y"))
+    client = await gateway(backend, ON)
+    resp = await post(
+        client, "/api/generate", {"model": "gpt-4o", "prompt": "p", "raw": True}
+    )
+    assert all("context" not in line for line in await read_ndjson(resp))
+    client = await gateway(backend, ON + "[limits]\nresponse_store_bytes = 0\n")
+    resp = await post(
+        client, "/api/generate", {"model": "gpt-4o", "prompt": "p", "stream": False}
+    )
+    assert resp.status == 200 and "context" not in await resp.json()
