@@ -7,6 +7,8 @@ answered, as captured with curl; CI cannot run LiteLLM itself.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +46,9 @@ _UNKNOWN_COMPLETIONS = (
     b'","type":"None","param":"None","code":"400"}}'
 )
 _JSON = {"Content-Type": "application/json"}
+# `GET /v1/models`: an entry carries LiteLLM's `mode` (and its token limits)
+# when the config or LiteLLM's own model table knows them.
+_MODELS = Path(__file__).parent / "fixtures" / "litellm_models.json"
 
 
 @pytest.mark.parametrize(
@@ -89,3 +94,39 @@ async def test_an_unknown_model_400_is_a_model_not_found_on_v1(backend, gateway)
     error: dict[str, Any] = (await resp.json())["error"]
     assert error["message"] == "The model 'nope' does not exist"
     assert error["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("name", "capabilities"),
+    [
+        # `mode: embedding` set in LiteLLM's config, on a name with no "embed".
+        ("vectors", ["embedding"]),
+        ("up-embed", ["embedding"]),
+        # `mode: audio_transcription`: no chat, generate or embed to offer.
+        ("transcriber", []),
+        # `mode: chat` from LiteLLM's table, and no mode at all: as guessed.
+        ("gpt-4o", ["completion", "tools", "vision"]),
+        ("up-text", ["completion", "tools"]),
+    ],
+)
+async def test_the_mode_of_a_listed_model_decides_its_capabilities(
+    backend, gateway, name, capabilities
+):
+    backend.models_body = json.loads(_MODELS.read_bytes())
+    client = await gateway(backend)
+    resp = await post(client, "/api/show", {"model": name})
+    assert resp.status == 200
+    assert (await resp.json())["capabilities"] == capabilities
+    tags = (await (await client.get("/api/tags")).json())["models"]
+    [entry] = [m for m in tags if m["name"] == f"{name}:latest"]
+    assert entry["capabilities"] == capabilities
+
+
+async def test_a_model_of_another_mode_refuses_a_chat(backend, gateway):
+    backend.models_body = json.loads(_MODELS.read_bytes())
+    client = await gateway(backend)
+    for name in ("vectors", "transcriber"):
+        resp = await post(client, "/api/chat", chat(model=name))
+        assert resp.status == 400
+        assert await resp.json() == {"error": f'"{name}" does not support chat'}
+    assert backend.completions() == []
