@@ -8,6 +8,7 @@ answered, as captured with curl; CI cannot run LiteLLM itself.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,42 @@ async def test_a_model_of_another_mode_refuses_a_chat(backend, gateway):
         assert resp.status == 400
         assert await resp.json() == {"error": f'"{name}" does not support chat'}
     assert backend.completions() == []
+
+
+# `/v1/embeddings` for ["hello", "world!"], in front of a backend, then from a
+# model mocked in LiteLLM's config (`mock_response: [0.1, 0.2, 0.3]`), which
+# answers one vector whatever the number of inputs.
+_EMBEDDINGS = (
+    b'{"model":"up-embed","data":[{"embedding":[0.6,0.8,5.0],"index":0,"object":"e'
+    b'mbedding"},{"embedding":[0.6,0.8,6.0],"index":1,"object":"embedding"}],"obje'
+    b'ct":"list","usage":{"completion_tokens":0,"prompt_tokens":4,"total_tokens":4'
+    b',"completion_tokens_details":null,"prompt_tokens_details":null}}'
+)
+_MOCK_EMBEDDINGS = (
+    b'{"model":"mock-embed","data":[{"embedding":[0.1,0.2,0.3],"index":0,"object":'
+    b'"embedding"}],"object":"list","usage":{"completion_tokens":0,"prompt_tokens"'
+    b':10,"total_tokens":0,"completion_tokens_details":null,"prompt_tokens_detail'
+    b's":null}}'
+)
+_EMBED = {"model": "text-embedding-3-small", "input": ["hello", "world!"]}
+
+
+async def test_embeddings_with_litellms_usage_details(backend, gateway):
+    backend.queue(Script(pieces=[_EMBEDDINGS], content_type="application/json"))
+    client = await gateway(backend)
+    resp = await post(client, "/api/embed", _EMBED)
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["prompt_eval_count"] == 4
+    # In input order, each of unit length (Ollama's /api/embed contract).
+    for vector, last in zip(answer["embeddings"], (5.0, 6.0), strict=True):
+        size = math.sqrt(0.6**2 + 0.8**2 + last**2)
+        assert vector == pytest.approx([0.6 / size, 0.8 / size, last / size])
+
+
+async def test_fewer_embeddings_than_inputs_is_an_upstream_error(backend, gateway):
+    backend.queue(Script(pieces=[_MOCK_EMBEDDINGS], content_type="application/json"))
+    client = await gateway(backend)
+    resp = await post(client, "/api/embed", _EMBED)
+    assert resp.status == 502
+    assert await resp.json() == {"error": "upstream sent 1 embeddings for 2 inputs"}
