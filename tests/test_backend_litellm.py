@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ollama_gateway_translators.retry import retry_after_seconds
 from tests.fakebackend import Script
 from tests.ndjson import NO_RETRY, chat, post
 
@@ -170,3 +171,40 @@ async def test_fewer_embeddings_than_inputs_is_an_upstream_error(backend, gatewa
     resp = await post(client, "/api/embed", _EMBED)
     assert resp.status == 502
     assert await resp.json() == {"error": "upstream sent 1 embeddings for 2 inputs"}
+
+
+# A provider's 429 with `Retry-After: 1`, as LiteLLM answers it: the header
+# comes only under LiteLLM's `llm_provider-` prefix (its own 429s, such as
+# "all deployments in cooldown", carry a plain `retry-after`).
+_RATE_LIMITED = (
+    b'{"error":{"message":"litellm.RateLimitError: RateLimitError: OpenAIException -'
+    b" Rate limit reached for requests\\n\\nLiteLLM: model group 'up-429' failed wit"
+    b'h the error above. No fallback was attempted.","type":"throttling_error","par'
+    b'am":null,"code":"429"}}'
+)
+_RATE_LIMITED_HEADERS = {
+    "content-type": "application/json",
+    "llm_provider-retry-after": "1",
+    "x-litellm-version": "1.108.7",
+}
+
+
+def test_the_providers_retry_after_is_read():
+    assert retry_after_seconds(_RATE_LIMITED_HEADERS) == 1.0
+    assert retry_after_seconds({**_RATE_LIMITED_HEADERS, "Retry-After": "5"}) == 5.0
+
+
+async def test_a_provider_retry_after_beyond_the_cap_passes_the_429_on(
+    backend, gateway
+):
+    backend.queue(
+        Script(status=429, error_body=_RATE_LIMITED, headers=_RATE_LIMITED_HEADERS),
+        Script.text("must not be asked"),
+    )
+    # The provider asks for 1 s, more than this gateway may wait: no retry.
+    client = await gateway(backend, "[translators.retry]\nmax_delay = 0.5\n")
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 429
+    message = (await resp.json())["error"]
+    assert message.startswith("litellm.RateLimitError: RateLimitError: OpenAIExce")
+    assert len(backend.completions()) == 1
