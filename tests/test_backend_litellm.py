@@ -194,17 +194,38 @@ def test_the_providers_retry_after_is_read():
     assert retry_after_seconds({**_RATE_LIMITED_HEADERS, "Retry-After": "5"}) == 5.0
 
 
-async def test_a_provider_retry_after_beyond_the_cap_passes_the_429_on(
-    backend, gateway
+# LiteLLM's own limit (`rpm: 1` on a deployment), the second request in a
+# minute: it too names its wait under the prefix, 60 s.
+_RPM_LIMITED = (
+    b'{"error":{"message":"litellm.RateLimitError: No deployments available for sele'
+    b"cted model. Passed model=up-rpm. Deployments={'0b708fee071b52f48c29982114b87ae6"
+    b"2ae25b288459731c6cadb27776b1c23c': {'current_tpm': 16, 'tpm_limit': inf, 'curr"
+    b"ent_rpm': 1, 'rpm_limit': 1}}\\n\\nLiteLLM: model group 'up-rpm' failed with "
+    b'the error above. No fallback was attempted.","type":"throttling_error","param"'
+    b':null,"code":"429"}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "wait", "toml", "start"),
+    [
+        # The provider asks for 1 s, more than this gateway may wait.
+        (_RATE_LIMITED, "1", "[translators.retry]\nmax_delay = 0.5\n", "litellm.RateLimitError: RateLimitError: OpenAIException - Rate limit"),
+        # LiteLLM asks for a minute, more than the default cap of 10 s.
+        (_RPM_LIMITED, "60", "", "litellm.RateLimitError: No deployments available"),
+    ],
+    ids=["provider", "litellm-rpm"],
+)  # fmt: skip
+async def test_a_retry_after_beyond_the_cap_passes_the_429_on_at_once(
+    backend, gateway, body, wait, toml, start
 ):
+    headers = {**_RATE_LIMITED_HEADERS, "llm_provider-retry-after": wait}
     backend.queue(
-        Script(status=429, error_body=_RATE_LIMITED, headers=_RATE_LIMITED_HEADERS),
+        Script(status=429, error_body=body, headers=headers),
         Script.text("must not be asked"),
     )
-    # The provider asks for 1 s, more than this gateway may wait: no retry.
-    client = await gateway(backend, "[translators.retry]\nmax_delay = 0.5\n")
+    client = await gateway(backend, toml)
     resp = await post(client, "/api/chat", chat(stream=False))
     assert resp.status == 429
-    message = (await resp.json())["error"]
-    assert message.startswith("litellm.RateLimitError: RateLimitError: OpenAIExce")
+    assert (await resp.json())["error"].startswith(start)
     assert len(backend.completions()) == 1
