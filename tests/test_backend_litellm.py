@@ -47,6 +47,14 @@ _UNKNOWN_COMPLETIONS = (
     b"ed in model=nope. Call `/v1/models` to view available models for your key.'}"
     b'","type":"None","param":"None","code":"400"}}'
 )
+# Behind a wildcard route (`model_name: "anthropic/*"`) any name reaches
+# LiteLLM's router, which words it otherwise, on every path alike.
+_UNKNOWN_WILDCARD = (
+    b'{"error":{"message":"litellm.BadRequestError: You passed in model=nope. There'
+    b" are no healthy deployments for this model\\n\\nLiteLLM: model group 'nope' f"
+    b'ailed with the error above. No fallback was attempted.","type":"invalid_reques'
+    b't_error","param":null,"code":"400"}}'
+)
 _JSON = {"Content-Type": "application/json"}
 # `GET /v1/models`: an entry carries LiteLLM's `mode` (and its token limits)
 # when the config or LiteLLM's own model table knows them.
@@ -75,8 +83,22 @@ _MODELS = Path(__file__).parent / "fixtures" / "litellm_models.json"
             _UNKNOWN_EMBED,
             'model "nope" not found, try pulling it first',
         ),
+        ("/api/chat", chat(model="nope"), _UNKNOWN_WILDCARD, "model 'nope' not found"),
+        (
+            "/api/embed",
+            {"model": "nope", "input": "a"},
+            _UNKNOWN_WILDCARD,
+            'model "nope" not found, try pulling it first',
+        ),
     ],
-    ids=["chat", "chat-stream", "generate-raw", "embed"],
+    ids=[
+        "chat",
+        "chat-stream",
+        "generate-raw",
+        "embed",
+        "wildcard-chat",
+        "wildcard-embed",
+    ],
 )
 async def test_an_unknown_model_400_is_ollamas_404(
     backend, gateway, path, body, answer, message
