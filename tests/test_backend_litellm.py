@@ -1,8 +1,9 @@
 """The LiteLLM proxy's real answers, replayed through the fake backend.
 
-Every body here is the bytes LiteLLM 1.108.7 (`litellm[proxy]`, run on
-loopback with mocked models and in front of a small OpenAI-style server)
-answered, as captured with curl; CI cannot run LiteLLM itself.
+Every body here and under `fixtures/litellm/` is the bytes LiteLLM 1.108.7
+(`litellm[proxy]`, run on loopback with mocked models and in front of a small
+OpenAI-style server) answered, as captured with curl; CI cannot run LiteLLM
+itself.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import pytest
 
 from ollama_gateway_translators.retry import retry_after_seconds
-from tests.fakebackend import Script
-from tests.ndjson import NO_RETRY, chat, post
+from tests.fakebackend import Script, split_every
+from tests.ndjson import NO_RETRY, assert_final, chat, ndjson, post, read_ndjson
 
 # A model the gateway was told of (pinned) that LiteLLM does not serve: taken
 # out of LiteLLM's config, or not allowed for the gateway's key.
@@ -56,9 +57,10 @@ _UNKNOWN_WILDCARD = (
     b't_error","param":null,"code":"400"}}'
 )
 _JSON = {"Content-Type": "application/json"}
+_FIXTURES = Path(__file__).parent / "fixtures" / "litellm"
 # `GET /v1/models`: an entry carries LiteLLM's `mode` (and its token limits)
 # when the config or LiteLLM's own model table knows them.
-_MODELS = Path(__file__).parent / "fixtures" / "litellm_models.json"
+_MODELS = _FIXTURES / "models.json"
 
 
 @pytest.mark.parametrize(
@@ -251,3 +253,56 @@ async def test_a_retry_after_beyond_the_cap_passes_the_429_on_at_once(
     assert resp.status == 429
     assert (await resp.json())["error"].startswith(start)
     assert len(backend.completions()) == 1
+
+
+async def test_a_raw_generate_stream_of_chunks_without_text(backend, gateway):
+    # `/v1/completions` streamed: LiteLLM's finish chunk and its usage chunk
+    # have a choice with no `text` at all.
+    data = (_FIXTURES / "completions_stream.sse").read_bytes()
+    backend.queue(Script(pieces=split_every(data, 9)))
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "prompt": "def add(a, b):", "raw": True}
+    objs = await read_ndjson(await post(client, "/api/generate", body))
+    final = assert_final(objs)
+    assert "".join(o["response"] for o in objs) == "def add(a, b):\n    return a + b"
+    assert final["done_reason"] == "stop"
+    assert (final["prompt_eval_count"], final["eval_count"]) == (11, 5)
+    assert backend.completions()[0].path == "/v1/completions"
+
+
+async def test_a_backend_lost_mid_stream_is_an_error_line(backend, gateway):
+    # LiteLLM's backend closed the connection after two words: LiteLLM sends an
+    # error event with the status as a string, and no `[DONE]`.
+    data = (_FIXTURES / "cut_stream.sse").read_bytes()
+    backend.queue(Script(pieces=split_every(data, 13)))
+    client = await gateway(backend)
+    objs = ndjson(await (await post(client, "/api/chat", chat())).read())
+    assert [o["message"]["content"] for o in objs[:-1]] == ["Hello ", "there, "]
+    assert objs[-1] == {
+        "error": "litellm.APIConnectionError: APIConnectionError: "
+        "OpenAIException - Connection error."
+    }
+    backend.queue(Script(pieces=[data]))
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 500
+    assert (await resp.json())["error"].startswith("litellm.APIConnectionError")
+
+
+async def test_a_json_answer_with_provider_specific_fields(backend, gateway):
+    # With `stream_upstream = "as-client"` a non-streamed chat is one JSON
+    # answer: LiteLLM adds `provider_specific_fields` to the choice and the
+    # message, and carries the backend's `reasoning` there as well.
+    data = (_FIXTURES / "reasoning_answer.json").read_bytes()
+    backend.queue(Script(pieces=[data], content_type="application/json"))
+    toml = '[[backends]]\nname = "openai"\nstream_upstream = "as-client"\n'
+    client = await gateway(backend, toml)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["message"] == {
+        "role": "assistant",
+        "content": "The answer is 42.",
+        "thinking": "Let me think about it.",
+    }
+    assert (answer["prompt_eval_count"], answer["eval_count"]) == (11, 5)
+    assert backend.completions()[0].body["stream"] is False
