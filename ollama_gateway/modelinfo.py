@@ -2,8 +2,8 @@
 
 Configured values always win. Otherwise backend metadata is used where a backend
 offers it (vLLM `max_model_len`, OpenRouter `context_length`, LiteLLM
-`max_input_tokens`, OpenRouter `architecture` and `supported_parameters`), and
-the id is read for well-known names last.
+`max_input_tokens` and `mode`, OpenRouter `architecture` and
+`supported_parameters`), and the id is read for well-known names last.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ _VISION = re.compile(
     r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)",
     re.I,
 )
+# LiteLLM's `mode`s of the models that answer chat completions.
+_CHAT_MODES = frozenset({"chat", "completion", "responses"})
 _FAMILIES = (
     "llama", "qwen3", "qwen2", "qwen", "gemma3", "gemma2", "gemma", "mistral",
     "mixtral", "phi3", "phi", "deepseek", "granite", "command-r", "gpt-oss", "gpt",
@@ -132,8 +134,13 @@ def guess_capabilities(
 ) -> tuple[str, ...]:
     if settings is not None and settings.capabilities is not None:
         return tuple(settings.capabilities)
-    if _EMBED.search(model_id):
+    mode = meta.mode if meta is not None and isinstance(meta.mode, str) else None
+    if mode == "embedding" or (mode is None and _EMBED.search(model_id)):
         return ("embedding",)
+    if mode is not None and mode not in _CHAT_MODES:
+        # LiteLLM also lists image, speech, transcription and rerank models:
+        # none answers a chat, a generate or an embed.
+        return ()
     caps = ["completion", "tools"]
     params = _supported_parameters(meta)
     if params is not None and "tools" not in params:

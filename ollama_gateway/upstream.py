@@ -43,6 +43,14 @@ _LIST_TIMEOUT = 10.0
 # the gateway buffer more than this.
 _ERROR_BODY_LIMIT = 64 * 1024
 PROBE_TIMEOUT = 5.0
+# The LiteLLM proxy's words for a model it does not serve, which it answers
+# with a 400 (`code: "400"`), not a 404 or `model_not_found`: the first from
+# its model check, the second from its router when a wildcard route let the
+# name through.
+_LITELLM_UNKNOWN_MODEL = (
+    "Invalid model name passed in model=",
+    "There are no healthy deployments for this model",
+)
 
 
 # Lower-case: it reads as a function, `async with upstream_deadline(s, task)`.
@@ -114,7 +122,12 @@ def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
             status=502,
             upstream_status=status,
         )
-    if status == 404 or "model_not_found" in message or code == "model_not_found":
+    if (
+        status == 404
+        or "model_not_found" in message
+        or code == "model_not_found"
+        or any(words in message for words in _LITELLM_UNKNOWN_MODEL)
+    ):
         return ModelNotFoundError(not_found)
     if status in (400, 413, 422):
         return UpstreamStatusError(message, status=400, upstream_status=status)

@@ -190,11 +190,10 @@ class FakeBackend:
             return web.json_response(self.models_body)
         return web.json_response({"object": "list", "data": self.models})
 
-    async def _embeddings(self, request: web.Request) -> web.Response:
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
         if self.scripts:
-            script = self.scripts.pop(0)
-            return web.json_response(script.error_body, status=script.status)
+            return await self._play(request, self.scripts.pop(0))
         inputs = recorded.body["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
         data = [
@@ -213,6 +212,10 @@ class FakeBackend:
     async def _completion(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
         script = self.scripts.pop(0) if self.scripts else Script.text("Hello from fake")
+        return await self._play(request, script)
+
+    async def _play(self, request: web.Request, script: Script) -> web.StreamResponse:
+        """Answer as `script` says: its error status, or its pieces."""
         if script.first_delay:
             await asyncio.sleep(script.first_delay)
         if script.status >= 300:

@@ -4,6 +4,11 @@ Ollama NDJSON (`fixtures/*.ndjson`) out, with the SSE cut in awkward places.
 `created_at` and the durations change every run: they are checked for shape and
 type, then left out of the comparison. A tool-call id written `<generated>` in a
 golden file is one the gateway makes up (`call_` + 8 of `[a-z0-9]`).
+
+`litellm_*.sse` are not recorded-style but recorded: the bytes a LiteLLM proxy
+(1.108.7) streamed on loopback, in front of an OpenAI-style server. LiteLLM
+repeats `type` in every tool-call delta and sends usage in a last chunk whose
+one choice has an empty delta and no finish reason.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from tests.ndjson import CHAT, GENERATE, NO_RETRY, chat, post
 
 
 async def test_model_not_found_code_on_a_400_is_a_404(gateway, backend):
-    # LiteLLM-style proxies answer an unknown model with 400 and the code only.
+    # A proxy that answers an unknown model with 400 and the code only (the
+    # LiteLLM proxy words it otherwise: see test_backend_litellm.py).
     backend.queue(
         Script(
             status=400,

@@ -1,10 +1,11 @@
 """`retry`: a transport wrapper that sends a request again, but only when no
 answer can have been generated: a connection that could not be made, or a
 429/502/503/504 status before any body byte. `Retry-After` (seconds or an HTTP
-date) is honoured: the retry waits at least that long, plus jitter; when the
-backend asks for more than `max_delay`, its answer is passed on instead of
-retried early. Without it, delays back off exponentially with jitter. A 2xx
-answer is never retried, so a completion is never generated twice.
+date; a LiteLLM proxy's `llm_provider-retry-after` too) is honoured: the retry
+waits at least that long, plus jitter; when the backend asks for more than
+`max_delay`, its answer is passed on instead of retried early. Without it,
+delays back off exponentially with jitter. A 2xx answer is never retried, so a
+completion is never generated twice.
 """
 
 from __future__ import annotations
@@ -114,8 +115,14 @@ def backoff_delay(
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """`Retry-After` as seconds: a number, or an HTTP date; None if absent or bad."""
-    value = headers.get("Retry-After", "").strip()
+    """`Retry-After` as seconds: a number, or an HTTP date; None if absent or bad.
+
+    The LiteLLM proxy passes its provider's `Retry-After` on only as
+    `llm_provider-retry-after`, so that one counts when there is no other.
+    """
+    value = (
+        headers.get("Retry-After") or headers.get("llm_provider-retry-after") or ""
+    ).strip()
     if not value:
         return None
     try:

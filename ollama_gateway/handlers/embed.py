@@ -128,6 +128,13 @@ async def _embed(
             f"upstream sent an invalid embeddings answer: {exc}"
         ) from None
     answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
+    wanted = 1 if isinstance(req.input, str) else len(req.input)
+    if len(answer.embeddings) != wanted:
+        # One vector per input, in order, is what a client pairs them by; the
+        # LiteLLM proxy's mocked embeddings send one whatever was asked.
+        raise UpstreamProtocolError(
+            f"upstream sent {len(answer.embeddings)} embeddings for {wanted} inputs"
+        )
     if not answer.prompt_eval_count:
         # Ollama always counts the input, and strict clients (the AI SDK's
         # Ollama providers) require the count: estimate it when the backend

@@ -14,7 +14,12 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ollama_gateway.errors import GatewayError, UpstreamProtocolError, error_kind
+from ollama_gateway.errors import (
+    GatewayError,
+    ModelNotFoundError,
+    UpstreamProtocolError,
+    error_kind,
+)
 from ollama_gateway.handlers import anthropic
 from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.inbound import TOO_DEEP
@@ -143,7 +148,8 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                 await response.aclose()
     except GatewayError as exc:
         ctx.outcome = error_kind(exc)
-        return openai_error(exc.status, exc.message)
+        code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
+        return openai_error(exc.status, exc.message, code)
 
 
 async def _relay(

@@ -267,6 +267,8 @@ class ModelObject(msgspec.Struct):
     max_input_tokens: int | None = None
     architecture: Any = None
     supported_parameters: Any = None
+    # The LiteLLM proxy's kind of model: "chat", "embedding", "rerank", ...
+    mode: Any = None
 
 
 class ModelList(msgspec.Struct):
