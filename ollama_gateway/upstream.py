@@ -46,7 +46,8 @@ PROBE_TIMEOUT = 5.0
 # The LiteLLM proxy's words for a model it does not serve, which it answers
 # with a 400 (`code: "400"`), not a 404 or `model_not_found`: the first from
 # its model check, the second from its router when a wildcard route let the
-# name through.
+# name through. Only in a 400: the same words with a 429 or a 5xx would be
+# deployments that are failing, which are no unknown model.
 _LITELLM_UNKNOWN_MODEL = (
     "Invalid model name passed in model=",
     "There are no healthy deployments for this model",
@@ -126,7 +127,7 @@ def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
         status == 404
         or "model_not_found" in message
         or code == "model_not_found"
-        or any(words in message for words in _LITELLM_UNKNOWN_MODEL)
+        or (status == 400 and any(w in message for w in _LITELLM_UNKNOWN_MODEL))
     ):
         return ModelNotFoundError(not_found)
     if status in (400, 413, 422):

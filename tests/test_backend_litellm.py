@@ -112,6 +112,14 @@ async def test_an_unknown_model_400_is_ollamas_404(
     assert await resp.json() == {"error": message}
 
 
+async def test_its_words_with_another_status_are_no_unknown_model(backend, gateway):
+    backend.queue(Script(status=503, error_body=_UNKNOWN_WILDCARD, headers=_JSON))
+    client = await gateway(backend, _PINNED + NO_RETRY)
+    resp = await post(client, "/api/chat", chat(model="nope", stream=False))
+    assert resp.status == 503
+    assert "no healthy deployments" in (await resp.json())["error"]
+
+
 async def test_an_unknown_model_400_is_a_model_not_found_on_v1(backend, gateway):
     backend.queue(Script(status=400, error_body=_UNKNOWN_CHAT, headers=_JSON))
     client = await gateway(backend, _PINNED + NO_RETRY)
