@@ -134,8 +134,10 @@ def _worker_main(settings: Settings, number: int, response_dir: str) -> None:
         )
     except (ListenError, SettingsError, PluginError) as exc:
         # What the single-process path reports in one line (a bad aliases
-        # file, say), not a worker's traceback.
-        print(f"ollama-gateway: error: {exc}", file=sys.stderr)
+        # file, say), not a worker's traceback. One write of the whole line:
+        # the workers fail together, and print's two writes (the text, then
+        # the newline) let their lines run into one another.
+        os.write(2, f"ollama-gateway: error: {exc}\n".encode())
         sys.exit(1)
 
 
