@@ -150,7 +150,8 @@ class FakeBackend:
             {"id": "text-embedding-3-small", "object": "model", "created": 0},
         ]
         self.models_status = 200
-        # When set, `GET /v1/models` answers this body as it is.
+        # When set, `GET /v1/models` answers this body as it is (bytes are
+        # sent unchanged, anything else as JSON).
         self.models_body: Any = None
         self.embedding: list[float] = [3.0, 4.0]
         # When set, the `usage` of every embeddings answer as it is; `{}` drops
@@ -186,6 +187,8 @@ class FakeBackend:
         await self._record(request)
         if self.models_status != 200:
             return web.json_response({"error": "down"}, status=self.models_status)
+        if isinstance(self.models_body, bytes):  # a captured answer, as it came
+            return web.Response(body=self.models_body, content_type="application/json")
         if self.models_body is not None:
             return web.json_response(self.models_body)
         return web.json_response({"object": "list", "data": self.models})

@@ -33,6 +33,7 @@ __all__ = [
     "ImagePart",
     "ImageURL",
     "ModelList",
+    "ModelMeta",
     "ModelObject",
     "SamplingParams",
     "StreamOptions",
@@ -266,6 +267,21 @@ class ModelObject(msgspec.Struct):
     max_input_tokens: int | None = None
     architecture: Any = None
     supported_parameters: Any = None
+    # llama.cpp's server: see `ModelMeta`. Any, so that another backend's
+    # `meta` of some other shape (or llama.cpp's `null` while it loads the
+    # model) leaves the list readable.
+    meta: Any = None
+
+
+class ModelMeta(msgspec.Struct):
+    """llama.cpp's server's `meta` of a model in `GET /v1/models`: what the
+    GGUF file says (`n_ctx_train`, the context length it was trained for, is
+    the number Ollama's `model_info` reports too)."""
+
+    n_ctx_train: int = 0
+    n_embd: int = 0
+    n_params: int = 0
+    size: int = 0
 
 
 class ModelList(msgspec.Struct):

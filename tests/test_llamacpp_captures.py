@@ -1,0 +1,69 @@
+"""What a real llama.cpp server sent, replayed through the gateway.
+
+The bytes were captured from `llama-server` built from the llama.cpp that
+llama-cpp-python 0.3.16 vendors (build `b1-4227c9b`), serving a tiny random
+Qwen-vocabulary model with `--jinja` and the Qwen3 or QwQ chat template. Only the
+fields the tests need were shortened (long vectors, repeated tokens).
+"""
+
+from __future__ import annotations
+
+from tests.fakebackend import FakeBackend
+from tests.ndjson import post
+
+# `GET /v1/models` of `llama-server -m /tmp/s9/llama/models/tiny-qwen3.gguf`: the
+# id is the model file's path (no `--alias`), `created` is the time of the
+# request, and `meta` has what the GGUF file says.
+MODELS = (
+    b'{"models":[{"name":"/tmp/s9/llama/models/tiny-qwen3.gguf","model":"/tmp/s9/'
+    b'llama/models/tiny-qwen3.gguf","modified_at":"","size":"","digest":"","type":'
+    b'"model","description":"","tags":[""],"capabilities":["completion"],"paramete'
+    b'rs":"","details":{"parent_model":"","format":"gguf","family":"","families":['
+    b'""],"parameter_size":"","quantization_level":""}}],"object":"list","data":[{'
+    b'"id":"/tmp/s9/llama/models/tiny-qwen3.gguf","object":"model","created":1796'
+    b'001188,"owned_by":"llamacpp","meta":{"vocab_type":2,"n_vocab":151936,"n_ctx_'
+    b'train":4096,"n_embd":64,"n_params":19521856,"size":78087424}}]}'
+)
+MODEL = "/tmp/s9/llama/models/tiny-qwen3.gguf:latest"
+
+# The same while the server still loads the model (its /health answers 503):
+# `meta` is null.
+MODELS_LOADING = (
+    b'{"models":[{"name":"tiny-endless","model":"tiny-endless","modified_at":"",'
+    b'"size":"","digest":"","type":"model","description":"","tags":[""],"capabil'
+    b'ities":["completion"],"parameters":"","details":{"parent_model":"","format"'
+    b':"gguf","family":"","families":[""],"parameter_size":"","quantization_level'
+    b'":""}}],"object":"list","data":[{"id":"tiny-endless","object":"model","crea'
+    b'ted":1796001353,"owned_by":"llamacpp","meta":null}]}'
+)
+
+
+async def test_model_meta_gives_context_embedding_and_parameter_sizes(
+    backend: FakeBackend, gateway
+):
+    backend.models_body = MODELS
+    client = await gateway(backend)
+    [entry] = (await (await client.get("/api/tags")).json())["models"]
+    assert entry["name"] == MODEL
+    assert entry["size"] == 78087424
+    assert entry["details"]["parameter_size"] == "19.52M"
+    show = await (await post(client, "/api/show", {"model": MODEL})).json()
+    info = show["model_info"]
+    arch = info["general.architecture"]
+    # Clients size their prompts by it: VS Code Copilot reads
+    # `<arch>.context_length`, Continue the `num_ctx` parameter.
+    assert info[f"{arch}.context_length"] == 4096
+    assert info[f"{arch}.embedding_length"] == 64
+    assert "num_ctx                        4096" in show["parameters"]
+
+
+async def test_model_meta_null_while_loading_is_no_metadata(
+    backend: FakeBackend, gateway
+):
+    backend.models_body = MODELS_LOADING
+    client = await gateway(backend)
+    [entry] = (await (await client.get("/api/tags")).json())["models"]
+    assert entry["name"] == "tiny-endless:latest"
+    assert entry["size"] == 0 and entry["details"]["parameter_size"] == ""
+    show = await (await post(client, "/api/show", {"model": "tiny-endless"})).json()
+    assert set(show["model_info"]) == {"general.architecture", "general.basename"}
