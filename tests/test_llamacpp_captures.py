@@ -4,12 +4,24 @@ The bytes were captured from `llama-server` built from the llama.cpp that
 llama-cpp-python 0.3.16 vendors (build `b1-4227c9b`), serving a tiny random
 Qwen-vocabulary model with `--jinja` and the Qwen3 or QwQ chat template. Only the
 fields the tests need were shortened (long vectors, repeated tokens).
+Streams are kept whole in `fixtures/llamacpp/` (the SSE body as it came).
 """
 
 from __future__ import annotations
 
-from tests.fakebackend import FakeBackend
-from tests.ndjson import post
+from pathlib import Path
+
+import pytest
+
+from tests.fakebackend import FakeBackend, Script, split_every
+from tests.ndjson import ndjson, post
+
+CAPTURES = Path(__file__).parent / "fixtures" / "llamacpp"
+
+
+def capture(name: str) -> bytes:
+    return (CAPTURES / name).read_bytes()
+
 
 # `GET /v1/models` of `llama-server -m /tmp/s9/llama/models/tiny-qwen3.gguf`: the
 # id is the model file's path (no `--alias`), `created` is the time of the
@@ -67,3 +79,33 @@ async def test_model_meta_null_while_loading_is_no_metadata(
     assert entry["size"] == 0 and entry["details"]["parameter_size"] == ""
     show = await (await post(client, "/api/show", {"model": "tiny-endless"})).json()
     assert set(show["model_info"]) == {"general.architecture", "general.basename"}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_raw_generate_logprobs_in_the_chat_shape(
+    backend: FakeBackend, gateway, stream
+):
+    # llama.cpp answers `/v1/completions` with `logprobs: N` in the chat shape
+    # (`logprobs.content[]` with `top_logprobs`), not OpenAI's parallel arrays.
+    data = capture("completions_logprobs.sse")
+    backend.queue(Script(pieces=split_every(data, 97)))
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "prompt": "hi", "raw": True, "stream": stream,
+            "logprobs": True, "top_logprobs": 2}  # fmt: skip
+    resp = await post(client, "/api/generate", body)
+    assert resp.status == 200
+    assert backend.completions()[-1].body["logprobs"] == 2
+    objs = ndjson(await resp.read()) if stream else [await resp.json()]
+    logprobs = [item for obj in objs for item in obj.get("logprobs") or ()]
+    assert [item["token"] for item in logprobs] == [" encoding", " dam"]
+    first = logprobs[0]
+    assert first["logprob"] == -6.528229236602783
+    assert first["bytes"] == list(b" encoding")
+    assert first["top_logprobs"] == [
+        {"token": " syn", "logprob": -5.408588409423828, "bytes": list(b" syn")},
+        {
+            "token": "</think>",
+            "logprob": -5.552343845367432,
+            "bytes": list(b"</think>"),
+        },
+    ]

@@ -42,6 +42,8 @@ class _LegacyLogprobs(msgspec.Struct):
     tokens: list[str] = msgspec.field(default_factory=list)
     token_logprobs: list[float | None] = msgspec.field(default_factory=list)
     top_logprobs: list[dict[str, float] | None] | None = None
+    # llama.cpp's server answers legacy completions in the chat shape.
+    content: list[ollama.Logprob] | None = None
 
 
 _decode_chat_logprobs = msgspec.json.Decoder(_ChatLogprobs | None).decode
@@ -455,6 +457,8 @@ def _call_id() -> str:
 def _from_legacy(legacy: _LegacyLogprobs | None) -> list[ollama.Logprob] | None:
     if legacy is None:
         return None
+    if legacy.content is not None:
+        return legacy.content
     out = []
     tops = legacy.top_logprobs or []
     for i, token in enumerate(legacy.tokens):
