@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakebackend import FakeBackend, Script, split_every
-from tests.ndjson import ndjson, post
+from tests.ndjson import chat, ndjson, post
 
 CAPTURES = Path(__file__).parent / "fixtures" / "llamacpp"
 
@@ -109,3 +109,67 @@ async def test_raw_generate_logprobs_in_the_chat_shape(
             "bytes": list(b"</think>"),
         },
     ]
+
+
+# What llama-server answered to a tool without `description` (and the same for
+# one without `type` or `parameters`), which Ollama and OpenAI both accept.
+TOOL_REFUSED = (
+    b'{"error":{"code":500,"message":"Failed to parse tools: [json.exception.out_of'
+    b"_range.403] key 'description' not found; tools = [\\n  {\\n    \\\"type\\\":"
+    b' \\"function\\",\\n    \\"function\\": {\\n      \\"name\\": \\"f\\",\\n'
+    b'      \\"parameters\\": {\\n        \\"type\\": \\"object\\",\\n        '
+    b'\\"properties\\": {}\\n      }\\n    }\\n  }\\n]","type":"server_error"}}'
+)
+
+
+class ToolCheckingBackend(FakeBackend):
+    """Refuses, as llama-server does, a tool short of a key it reads."""
+
+    async def _completion(self, request):
+        body = await request.json()
+        for tool in body.get("tools", ()):
+            function = tool.get("function", {})
+            if "type" not in tool or not {"description", "parameters"} <= set(function):
+                self.queue(Script(status=500, error_body=TOOL_REFUSED))
+        return await super()._completion(request)
+
+
+EMPTY = {"type": "object", "properties": {}}
+
+
+@pytest.mark.parametrize(
+    ("function", "description", "parameters"),
+    [
+        ({"name": "f", "parameters": {"type": "object"}}, "", {"type": "object"}),
+        ({"name": "f", "description": "d"}, "d", EMPTY),
+        ({"name": "f", "description": None, "parameters": None}, "", EMPTY),
+    ],
+    ids=["no-description", "no-parameters", "nulls"],
+)
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "no-type"])
+async def test_tools_get_the_keys_llamacpp_requires(
+    aiohttp_server, gateway, function, description, parameters, typed
+):
+    backend = ToolCheckingBackend()
+    backend.url = str((await aiohttp_server(backend.app)).make_url("/v1"))
+    client = await gateway(backend)
+    tool = (
+        {"type": "function", "function": function} if typed else {"function": function}
+    )
+    resp = await post(client, "/api/chat", chat(stream=False, tools=[tool]))
+    assert resp.status == 200, await resp.text()
+    [sent] = backend.completions()[-1].body["tools"]
+    assert sent == {
+        "type": "function",
+        "function": {"name": "f", "description": description, "parameters": parameters},
+    }
+
+
+async def test_a_whole_tool_is_sent_as_the_client_wrote_it(backend, gateway):
+    tool = {"function": {"parameters": {"properties": {}, "type": "object"},
+            "description": "Weather", "name": "w"}, "type": "function"}  # fmt: skip
+    client = await gateway(backend)
+    await post(client, "/api/chat", chat(stream=False, tools=[tool]))
+    [sent] = backend.completions()[-1].body["tools"]
+    assert list(sent) == ["function", "type"]  # the key order kept
+    assert sent == tool
