@@ -9,6 +9,7 @@ Streams are kept whole in `fixtures/llamacpp/` (the SSE body as it came).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,41 @@ async def test_a_whole_tool_is_sent_as_the_client_wrote_it(backend, gateway):
     [sent] = backend.completions()[-1].body["tools"]
     assert list(sent) == ["function", "type"]  # the key order kept
     assert sent == tool
+
+
+EXTENSIONS = """
+[[backends]]
+name = "llamacpp"
+base_url = "{url}"
+extensions = true
+"""
+OK_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "sent"), [(OK_SCHEMA, OK_SCHEMA), ("json", {"type": "object"})]
+)
+async def test_raw_generate_format_is_sent_as_llamacpps_json_schema(
+    backend: FakeBackend, gateway, fmt, sent
+):
+    # llama-server ignores `response_format` on /v1/completions: with it alone
+    # the captured answer was " encoding dam incred whatever ...", with its own
+    # `json_schema` the stream replayed here.
+    backend.queue(Script(pieces=[capture("completions_json_schema.sse")]))
+    client = await gateway(toml=EXTENSIONS.format(url=backend.url))
+    body = {"model": "gpt-4o", "prompt": "hi", "raw": True, "stream": False}
+    resp = await post(client, "/api/generate", {**body, "format": fmt})
+    assert resp.status == 200
+    assert backend.completions()[-1].body["json_schema"] == sent
+    assert json.loads((await resp.json())["response"]) == {"ok": True}
+
+
+async def test_raw_generate_format_stays_openais_without_extensions(
+    backend: FakeBackend, gateway
+):
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "prompt": "hi", "raw": True, "format": OK_SCHEMA}
+    await post(client, "/api/generate", body)
+    sent = backend.completions()[-1].body
+    assert "json_schema" not in sent
+    assert sent["response_format"]["json_schema"]["schema"] == OK_SCHEMA

@@ -23,6 +23,7 @@ __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 
 _DEFAULT_BACKEND = BackendSettings(name="default")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ANY_OBJECT = {"type": "object"}
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -72,6 +73,10 @@ class ChatRequestMapper:
             _apply_stream(completion, backend, ctx)
             _apply_options(completion, request.options, backend)
             _apply_format(completion, request.format)
+            if backend.extensions and request.format:
+                # Ollama's JSON mode is an object, as its own grammar for it.
+                schema = request.format
+                completion.json_schema = schema if schema != "json" else _ANY_OBJECT
             if request.logprobs:
                 completion.logprobs = request.top_logprobs or 0
             return completion

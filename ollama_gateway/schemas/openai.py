@@ -145,6 +145,9 @@ class CompletionRequest(SamplingParams, kw_only=True):
     prompt: str
     suffix: str | UnsetType = UNSET
     logprobs: int | UnsetType = UNSET
+    # llama.cpp's server constrains completions by its own `json_schema` and
+    # ignores `response_format` here.
+    json_schema: Any = UNSET
 
 
 class EmbeddingRequest(msgspec.Struct):
