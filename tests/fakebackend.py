@@ -196,8 +196,7 @@ class FakeBackend:
     async def _embeddings(self, request: web.Request) -> web.Response:
         recorded = await self._record(request)
         if self.scripts:
-            script = self.scripts.pop(0)
-            return web.json_response(script.error_body, status=script.status)
+            return _error_answer(self.scripts.pop(0))
         inputs = recorded.body["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
         data = [
@@ -219,13 +218,7 @@ class FakeBackend:
         if script.first_delay:
             await asyncio.sleep(script.first_delay)
         if script.status >= 300:
-            if isinstance(script.error_body, bytes):  # sent as it is (HTML, text)
-                return web.Response(
-                    body=script.error_body, status=script.status, headers=script.headers
-                )
-            return web.json_response(
-                script.error_body, status=script.status, headers=script.headers
-            )
+            return _error_answer(script)
         response = web.StreamResponse(
             headers={"Content-Type": script.content_type, **script.headers}
         )
@@ -259,3 +252,15 @@ class FakeBackend:
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnected.set()
             raise
+
+
+def _error_answer(script: Script) -> web.Response:
+    """A script's error status with its body: bytes as they are (HTML, text,
+    a captured answer), anything else as JSON."""
+    if isinstance(script.error_body, bytes):
+        return web.Response(
+            body=script.error_body, status=script.status, headers=script.headers
+        )
+    return web.json_response(
+        script.error_body, status=script.status, headers=script.headers
+    )

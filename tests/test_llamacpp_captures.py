@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ollama_gateway.handlers.embed import TOO_LONG
 from tests.fakebackend import FakeBackend, Script, split_every
-from tests.ndjson import chat, ndjson, post
+from tests.ndjson import NO_RETRY, chat, ndjson, post
 
 CAPTURES = Path(__file__).parent / "fixtures" / "llamacpp"
 
@@ -212,3 +213,53 @@ async def test_raw_generate_format_stays_openais_without_extensions(
     sent = backend.completions()[-1].body
     assert "json_schema" not in sent
     assert sent["response_format"]["json_schema"]["schema"] == OK_SCHEMA
+
+
+# llama-server --embeddings, asked for an input longer than its batch.
+EMBED_TOO_LONG = (
+    b'{"error":{"code":500,"message":"input is too large to process. increase the'
+    b' physical batch size","type":"server_error"}}'
+)
+LLAMACPP_JSON = {"Content-Type": "application/json; charset=utf-8"}
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "message"),
+    [
+        ("/api/embed", {"truncate": False}, TOO_LONG),
+        ("/api/embed", {}, "input is too large to process. increase the physical"
+         " batch size"),
+        ("/api/embeddings", {}, "input is too large to process. increase the"
+         " physical batch size"),
+    ],
+    ids=["truncate-false", "truncate-default", "legacy"],
+)  # fmt: skip
+async def test_an_embedding_input_too_long_is_a_400(
+    backend: FakeBackend, gateway, path, extra, message
+):
+    # Not a server fault to retry: the same input fails again (Home Assistant
+    # and others retry a 5xx).
+    backend.queue(Script(status=500, error_body=EMBED_TOO_LONG, headers=LLAMACPP_JSON))
+    client = await gateway(backend, NO_RETRY)
+    key = "input" if path == "/api/embed" else "prompt"
+    body = {"model": "text-embedding-3-small", key: "hello world " * 400, **extra}
+    resp = await post(client, path, body)
+    assert resp.status == 400
+    assert await resp.json() == {"error": message}
+    assert len(backend.requests) == 2  # the model list, then one try
+
+
+async def test_other_embedding_failures_keep_their_status(
+    backend: FakeBackend, gateway
+):
+    # llama-server without --embeddings
+    refused = (
+        b'{"error":{"code":501,"message":"This server does not support embeddings.'
+        b' Start it with `--embeddings`","type":"not_supported_error"}}'
+    )
+    backend.queue(Script(status=501, error_body=refused, headers=LLAMACPP_JSON))
+    client = await gateway(backend)
+    body = {"model": "text-embedding-3-small", "input": "hi", "truncate": False}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 501
+    assert (await resp.json())["error"].startswith("This server does not support")
