@@ -275,8 +275,8 @@ class ChatStreamSession:
                     logprobs=kept.logprobs or None,
                 )
             )
-        if self.tools:
-            calls = self._tool_calls()
+        calls = self._tool_calls() if self.tools else None
+        if calls:
             out.append(
                 ollama.ChatResponse(
                     model=self.ctx.model,
@@ -385,7 +385,13 @@ class ChatStreamSession:
 
     def _tool_calls(self) -> list[ollama.ToolCall]:
         calls = []
-        for index in sorted(self.tools):
+        indices = sorted(self.tools)
+        if self.finish_reason == "length" and not _whole(self.tools[indices[-1]]):
+            # The answer reached max_tokens inside its last call (llama.cpp
+            # streams a call's name before its arguments): the client asked
+            # for a short answer, and half a call is none to make.
+            indices.pop()
+        for index in indices:
             parts = self.tools[index]
             arguments = _parse_arguments(parts.name, "".join(parts.arguments))
             function = ollama.ToolCallFunction(parts.name, arguments, index)
@@ -425,8 +431,13 @@ def _starts(delta: openai.ToolCallDelta, parts: _ToolCallParts) -> bool:
     function = delta.function
     if function is None or not function.name or not parts.name:
         return False
+    return not parts.arguments or _whole(parts)
+
+
+def _whole(parts: _ToolCallParts) -> bool:
+    """Whether a call's arguments so far are a whole JSON value."""
     try:
-        _decode_arguments("".join(parts.arguments) or "{}")
+        _decode_arguments("".join(parts.arguments))
     except msgspec.DecodeError:
         return False
     return True
