@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ollama_gateway.handlers.embed import TOO_LONG
-from tests.fakebackend import FakeBackend, Script, split_every
+from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
 from tests.ndjson import NO_RETRY, chat, ndjson, post
 
 CAPTURES = Path(__file__).parent / "fixtures" / "llamacpp"
@@ -263,3 +263,45 @@ async def test_other_embedding_failures_keep_their_status(
     resp = await post(client, "/api/embed", body)
     assert resp.status == 501
     assert (await resp.json())["error"].startswith("This server does not support")
+
+
+AS_CLIENT = EXTENSIONS + 'stream_upstream = "as-client"\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "toml", "prompt_ms", "predicted_ms"),
+    [("chat.sse", EXTENSIONS, 2.996, 19.0), ("chat.json", AS_CLIENT, 2.463, 22.041)],
+    ids=["streamed", "whole"],
+)
+async def test_durations_are_the_servers_timings(
+    backend: FakeBackend, gateway, name, toml, prompt_ms, predicted_ms
+):
+    # A whole answer arrives at once: measured, its eval_duration would be 1 ns
+    # and clients would show billions of tokens per second.
+    kind = "application/json" if name.endswith(".json") else "text/event-stream"
+    backend.queue(Script(pieces=[capture(name)], content_type=kind))
+    client = await gateway(toml=toml.format(url=backend.url))
+    resp = await post(client, "/api/chat", chat(stream=False))
+    answer = await resp.json()
+    assert answer["message"]["content"] == (
+        " var smoke friend last<tool_call> cent tell where former truck going exciting"
+    )
+    assert (answer["prompt_eval_count"], answer["eval_count"]) == (9, 12)
+    assert answer["prompt_eval_duration"] == round(prompt_ms * 1e6)
+    assert answer["eval_duration"] == round(predicted_ms * 1e6)
+    assert answer["total_duration"] >= answer["load_duration"]
+
+
+async def test_a_timings_field_of_another_shape_is_ignored(
+    backend: FakeBackend, gateway
+):
+    usage = {"prompt_tokens": 3, "completion_tokens": 2}
+    data = sse(
+        chat_chunk({"content": "Hi"}),
+        chat_chunk({}, finish="stop", usage=usage, timings="fast"),
+    )
+    backend.queue(Script(pieces=[data]))
+    client = await gateway(backend)
+    answer = await (await post(client, "/api/chat", chat(stream=False))).json()
+    assert answer["message"]["content"] == "Hi" and answer["eval_count"] == 2
+    assert answer["eval_duration"] >= 1

@@ -127,6 +127,7 @@ class ChatStreamSession:
         "first_ns",
         "last_ns",
         "moved",
+        "timings",
         "tools",
         "top_logprobs",
         "usage",
@@ -142,6 +143,7 @@ class ChatStreamSession:
         self.moved: dict[int, int] | None = None
         self.finish_reason: str | None = None
         self.usage: openai.Usage | None = None
+        self.timings: Any = None
         self.deltas = 0
         self.first_ns = 0
         self.last_ns = 0
@@ -155,6 +157,7 @@ class ChatStreamSession:
             raise _stream_error(chunk.error, self.ctx.model)
         if chunk.usage is not None:
             self.usage = chunk.usage
+            self.timings = chunk.timings  # llama.cpp sends both in one chunk
         choices = chunk.choices
         if not choices:
             return ()
@@ -237,6 +240,7 @@ class ChatStreamSession:
                 ):
                     if chunk.usage is not None:
                         self.usage = chunk.usage
+                        self.timings = chunk.timings
                     if choice.finish_reason:
                         self.finish_reason = choice.finish_reason
                     content.append(text)
@@ -300,6 +304,14 @@ class ChatStreamSession:
         ctx.first_token_ns = self.first_ns
         ctx.prompt_tokens = prompt_tokens
         ctx.completion_tokens = eval_count
+        prompt_ns = max(first - sent, 0)
+        eval_ns = self.last_ns - self.first_ns
+        timed = _server_timings(self.timings)
+        if timed is not None:
+            # The server's own times, as Ollama reports its runner's: not the
+            # network's, and real when the answer came whole (`as-client`).
+            prompt_ns = round(timed.prompt_ms * 1e6)
+            eval_ns = round(timed.predicted_ms * 1e6)
         return ollama.ChatResponse(
             model=ctx.model,
             created_at=created_at,
@@ -309,9 +321,9 @@ class ChatStreamSession:
             total_duration=max(end - ctx.started_ns, 1),
             load_duration=max(sent - ctx.started_ns, 0),
             prompt_eval_count=prompt_tokens,
-            prompt_eval_duration=max(first - sent, 0),
+            prompt_eval_duration=prompt_ns,
             eval_count=eval_count,
-            eval_duration=max(self.last_ns - self.first_ns, 1) if eval_count else 0,
+            eval_duration=max(eval_ns, 1) if eval_count else 0,
         )
 
     def _add_tool_calls(
@@ -432,6 +444,15 @@ def _starts(delta: openai.ToolCallDelta, parts: _ToolCallParts) -> bool:
     if function is None or not function.name or not parts.name:
         return False
     return not parts.arguments or _whole(parts)
+
+
+def _server_timings(timings: Any) -> openai.Timings | None:
+    if not isinstance(timings, dict):
+        return None
+    try:
+        return msgspec.convert(timings, openai.Timings)
+    except msgspec.ValidationError:
+        return None  # another backend's field of that name
 
 
 def _whole(parts: _ToolCallParts) -> bool:

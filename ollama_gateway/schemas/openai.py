@@ -38,6 +38,7 @@ __all__ = [
     "SamplingParams",
     "StreamOptions",
     "TextPart",
+    "Timings",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
@@ -226,6 +227,18 @@ class ChatCompletionChunk(msgspec.Struct, gc=False):
     choices: list[ChunkChoice] | None = None
     usage: Usage | None = None
     error: Any = None
+    # llama.cpp's server: its own `prompt_ms` and `predicted_ms`, with the usage
+    # (see `Timings`). Any, so that another backend's field of that name cannot
+    # make the event unreadable.
+    timings: Any = None
+
+
+class Timings(msgspec.Struct):
+    """llama.cpp's server's `timings` of an answer: milliseconds it spent on
+    the prompt and on generating, as Ollama's own runner reports them."""
+
+    prompt_ms: float = 0.0
+    predicted_ms: float = 0.0
 
 
 class GroqExtras(msgspec.Struct, gc=False):
