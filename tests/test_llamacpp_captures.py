@@ -2,9 +2,10 @@
 
 The bytes were captured from `llama-server` built from the llama.cpp that
 llama-cpp-python 0.3.16 vendors (build `b1-4227c9b`), serving a tiny random
-Qwen-vocabulary model with `--jinja` and the Qwen3 or QwQ chat template. Only the
-fields the tests need were shortened (long vectors, repeated tokens).
-Streams are kept whole in `fixtures/llamacpp/` (the SSE body as it came).
+Qwen-vocabulary model with `--jinja` and the Qwen3 or QwQ chat template. The
+bodies are verbatim: short ones here, streams and whole answers in
+`fixtures/llamacpp/` (the body as it came, headers left out); the golden files
+`fixtures/llamacpp_run_*.sse` are from the same run.
 """
 
 from __future__ import annotations
