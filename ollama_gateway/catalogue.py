@@ -28,6 +28,8 @@ from ollama_gateway.modelinfo import (
     digest_of,
     guess_capabilities,
     guess_family,
+    model_meta,
+    parameter_size_of,
     tagged,
 )
 from ollama_gateway.schemas import openai
@@ -287,6 +289,7 @@ class Catalogue:
         config: ModelSettings | None,
     ) -> ModelEntry:
         created = meta.created if meta is not None else None
+        served = model_meta(meta)
         return ModelEntry(
             name=name,
             upstream_id=upstream_id,
@@ -294,10 +297,11 @@ class Catalogue:
             capabilities=guess_capabilities(upstream_id, config, meta),
             family=guess_family(upstream_id, config.family if config else ""),
             context_length=context_length_of(config, meta),
-            embedding_length=config.embedding_length if config else 0,
-            parameter_size=config.parameter_size if config else "",
+            embedding_length=(config and config.embedding_length) or served.n_embd,
+            parameter_size=(config and config.parameter_size)
+            or parameter_size_of(served.n_params),
             quantization_level=config.quantization_level if config else "",
-            size=config.size if config else 0,
+            size=(config and config.size) or served.size,
             modified_at=_modified_at(created, self._started),
             digest=_digest(upstream_id, config),
             remote_host="demo" if backend.demo else _public_url(backend.base_url),

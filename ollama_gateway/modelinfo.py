@@ -3,7 +3,8 @@
 Configured values always win. Otherwise backend metadata is used where a backend
 offers it (vLLM `max_model_len`, OpenRouter `context_length`, LiteLLM
 `max_input_tokens` and `mode`, OpenRouter `architecture` and
-`supported_parameters`), and the id is read for well-known names last.
+`supported_parameters`, llama.cpp's `meta`), and the id is read for well-known
+names last.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+
+import msgspec
 
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import ModelSettings
@@ -22,6 +25,8 @@ __all__ = [
     "guess_capabilities",
     "guess_family",
     "is_usable_name",
+    "model_meta",
+    "parameter_size_of",
     "registry_name",
     "tagged",
 ]
@@ -168,7 +173,37 @@ def context_length_of(
     for value in (meta.max_model_len, meta.context_length, meta.max_input_tokens):
         if value:
             return value
-    return 0
+    return model_meta(meta).n_ctx_train
+
+
+_NO_META = openai.ModelMeta()
+
+
+def model_meta(meta: openai.ModelObject | None) -> openai.ModelMeta:
+    """llama.cpp's `meta` of a model; zeros when there is none or it is of
+    another shape."""
+    raw = meta.meta if meta is not None else None
+    if not isinstance(raw, dict):
+        return _NO_META
+    try:
+        return msgspec.convert(raw, openai.ModelMeta)
+    except msgspec.ValidationError:
+        return _NO_META
+
+
+def parameter_size_of(count: int) -> str:
+    """A parameter count as Ollama writes it in `details.parameter_size`:
+    `8.0B`, `494.03M`, `137M`, `22K` (empty for none)."""
+    if count <= 0:
+        return ""
+    for unit, scale, decimals in (("B", 10**9, 1), ("M", 10**6, 2)):
+        if count >= scale:
+            if count % scale == 0:
+                return f"{count // scale}{unit}"
+            return f"{count / scale:.{decimals}f}{unit}"
+    if count >= 1000:
+        return f"{count / 1000:.0f}K"
+    return str(count)
 
 
 def _supported_parameters(meta: openai.ModelObject | None) -> list[str] | None:

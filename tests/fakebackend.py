@@ -150,7 +150,8 @@ class FakeBackend:
             {"id": "text-embedding-3-small", "object": "model", "created": 0},
         ]
         self.models_status = 200
-        # When set, `GET /v1/models` answers this body as it is.
+        # When set, `GET /v1/models` answers this body as it is (bytes are
+        # sent unchanged, anything else as JSON).
         self.models_body: Any = None
         self.embedding: list[float] = [3.0, 4.0]
         # When set, the `usage` of every embeddings answer as it is; `{}` drops
@@ -186,6 +187,8 @@ class FakeBackend:
         await self._record(request)
         if self.models_status != 200:
             return web.json_response({"error": "down"}, status=self.models_status)
+        if isinstance(self.models_body, bytes):  # a captured answer, as it came
+            return web.Response(body=self.models_body, content_type="application/json")
         if self.models_body is not None:
             return web.json_response(self.models_body)
         return web.json_response({"object": "list", "data": self.models})
@@ -219,13 +222,7 @@ class FakeBackend:
         if script.first_delay:
             await asyncio.sleep(script.first_delay)
         if script.status >= 300:
-            if isinstance(script.error_body, bytes):  # sent as it is (HTML, text)
-                return web.Response(
-                    body=script.error_body, status=script.status, headers=script.headers
-                )
-            return web.json_response(
-                script.error_body, status=script.status, headers=script.headers
-            )
+            return _error_answer(script)
         response = web.StreamResponse(
             headers={"Content-Type": script.content_type, **script.headers}
         )
@@ -259,3 +256,15 @@ class FakeBackend:
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnected.set()
             raise
+
+
+def _error_answer(script: Script) -> web.Response:
+    """A script's error status with its body: bytes as they are (HTML, text,
+    a captured answer), anything else as JSON."""
+    if isinstance(script.error_body, bytes):
+        return web.Response(
+            body=script.error_body, status=script.status, headers=script.headers
+        )
+    return web.json_response(
+        script.error_body, status=script.status, headers=script.headers
+    )

@@ -11,7 +11,7 @@ import pytest
 
 from ollama_gateway import catalogue as catalogue_module
 from ollama_gateway.catalogue import Catalogue, lookup_key
-from ollama_gateway.modelinfo import registry_name, tagged
+from ollama_gateway.modelinfo import parameter_size_of, registry_name, tagged
 from ollama_gateway.schemas import openai
 from ollama_gateway.settings import BackendSettings, Settings, SettingsError
 
@@ -261,6 +261,44 @@ async def test_capabilities_and_context_from_backend_metadata(settings_for):
     embed = await cat.resolve("nomic-embed-text")
     assert embed is not None and embed.capabilities == ("embedding",)
     assert embed.context_length == 2048
+
+
+async def test_llamacpp_meta_is_read_leniently_and_config_wins(settings_for):
+    meta = {"n_ctx_train": 32768, "n_embd": 896, "n_params": 494032768, "size": 9}
+    models = [
+        openai.ModelObject("qwen.gguf", meta=meta),
+        # Another backend's `meta` of another shape is no metadata, not an error.
+        openai.ModelObject("odd", meta={"n_ctx_train": "big"}),
+        openai.ModelObject("text", meta="v1"),
+    ]
+    toml = '[models."qwen.gguf"]\ncontext_length = 8192\nparameter_size = "0.5B"\n'
+    cat = Catalogue(settings(settings_for, toml), Lister(b1=models, b2=[]))
+    qwen = await cat.resolve("qwen.gguf")
+    assert qwen is not None
+    assert (qwen.context_length, qwen.parameter_size) == (8192, "0.5B")
+    assert (qwen.embedding_length, qwen.size) == (896, 9)
+    for name in ("odd", "text"):
+        entry = await cat.resolve(name)
+        assert entry is not None
+        assert (entry.context_length, entry.embedding_length, entry.size) == (0, 0, 0)
+        assert entry.parameter_size == ""
+
+
+@pytest.mark.parametrize(
+    ("count", "size"),
+    [
+        (8030261248, "8.0B"),
+        (7000000000, "7B"),
+        (494032768, "494.03M"),
+        (137000000, "137M"),
+        (22713216, "22.71M"),
+        (22000, "22K"),
+        (999, "999"),
+        (0, ""),
+    ],
+)
+def test_parameter_size_is_written_as_ollama_writes_it(count, size):
+    assert parameter_size_of(count) == size
 
 
 async def test_listing_fields(settings_for):

@@ -698,3 +698,62 @@ async def test_calls_without_index_are_told_apart_by_id_or_name(backend, gateway
         {"city": "Oslo"},
     ]
     assert [c["id"] for c in calls][:2] == ["call_x", "call_y"]
+
+
+def cut_script(*deltas: dict[str, Any]) -> Script:
+    """Tool-call deltas, then the answer stops at max_tokens (llama.cpp's
+    server streams a call's name first and its arguments as they come)."""
+    events = [chat_chunk(d) for d in deltas]
+    usage = {"prompt_tokens": 9, "completion_tokens": 30}
+    events.append(chat_chunk({}, finish="length", usage=usage))
+    return Script(pieces=[sse(*events)])
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_last_call_cut_by_max_tokens_is_dropped(backend, gateway, stream):
+    backend.queue(
+        cut_script(
+            call_delta(0, id="a", name="get_weather", arguments='{"city": "Paris"}'),
+            call_delta(1, id="b", name="get_weather", arguments=""),
+            call_delta(1, arguments='{"city":'),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 200
+    objs = lines(await resp.read()) if stream else [await resp.json()]
+    calls = [c for o in objs for c in o["message"].get("tool_calls", ())]
+    assert [(c["id"], c["function"]["arguments"]) for c in calls] == [
+        ("a", {"city": "Paris"})
+    ]
+    assert objs[-1]["done_reason"] == "length" and objs[-1]["eval_count"] == 30
+
+
+async def test_a_call_cut_before_its_arguments_is_dropped(backend, gateway):
+    backend.queue(cut_script(call_delta(0, id="a", name="get_weather", arguments="")))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 200
+    assert "tool_calls" not in (await resp.json())["message"]
+
+
+async def test_a_whole_call_stays_when_max_tokens_cut_the_answer(backend, gateway):
+    backend.queue(cut_script(call_delta(0, id="a", name="f", arguments='{"x": 1}')))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    [call] = (await resp.json())["message"]["tool_calls"]
+    assert call["function"]["arguments"] == {"x": 1}
+
+
+async def test_a_broken_call_before_the_cut_is_still_an_error(backend, gateway):
+    # Only the last call can have been cut by max_tokens.
+    backend.queue(
+        cut_script(
+            call_delta(0, id="a", name="f", arguments="{oops}"),
+            call_delta(1, id="b", name="g", arguments="{"),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 500
+    assert 'invalid tool call arguments for "f"' in (await resp.json())["error"]

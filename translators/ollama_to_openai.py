@@ -23,6 +23,9 @@ __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 
 _DEFAULT_BACKEND = BackendSettings(name="default")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ANY_OBJECT = {"type": "object"}
+_decode_json = msgspec.json.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
 
 
 class ChatRequestMapper:
@@ -46,7 +49,7 @@ class ChatRequestMapper:
             model=ctx.upstream_model, messages=map_messages(messages, backend)
         )
         if request.tools:
-            body.tools = request.tools
+            body.tools = [_complete_tool(tool) for tool in request.tools]
             if ctx.must_call_tool:
                 body.tool_choice = "required"
         self._common(body, request, ctx, backend)
@@ -72,6 +75,10 @@ class ChatRequestMapper:
             _apply_stream(completion, backend, ctx)
             _apply_options(completion, request.options, backend)
             _apply_format(completion, request.format)
+            if backend.extensions and request.format:
+                # Ollama's JSON mode is an object, as its own grammar for it.
+                schema = request.format
+                completion.json_schema = schema if schema != "json" else _ANY_OBJECT
             if request.logprobs:
                 completion.logprobs = request.top_logprobs or 0
             return completion
@@ -164,6 +171,26 @@ def map_messages(
     if tool_images:
         out.append(_tool_images_message(tool_images))
     return out
+
+
+def _complete_tool(raw: msgspec.Raw) -> msgspec.Raw:
+    """A tool with the keys OpenAI's schema names but Ollama and OpenAI let a
+    client leave out: `type`, and the function's `description` and
+    `parameters`. llama.cpp's server refuses a tool without any of them (500
+    "Failed to parse tools"). A whole tool passes as it came."""
+    tool = _decode_json(raw)
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(function, dict) or (
+        "type" in tool
+        and function.get("description") is not None
+        and function.get("parameters") is not None
+    ):
+        return raw
+    if function.get("description") is None:
+        function["description"] = ""
+    if function.get("parameters") is None:
+        function["parameters"] = {"type": "object", "properties": {}}
+    return msgspec.Raw(_encode_json({"type": "function", **tool}))
 
 
 def _tool_images_message(results: list[ollama.Message]) -> openai.ChatMessage:

@@ -42,6 +42,8 @@ class _LegacyLogprobs(msgspec.Struct):
     tokens: list[str] = msgspec.field(default_factory=list)
     token_logprobs: list[float | None] = msgspec.field(default_factory=list)
     top_logprobs: list[dict[str, float] | None] | None = None
+    # llama.cpp's server answers legacy completions in the chat shape.
+    content: list[ollama.Logprob] | None = None
 
 
 _decode_chat_logprobs = msgspec.json.Decoder(_ChatLogprobs | None).decode
@@ -125,6 +127,7 @@ class ChatStreamSession:
         "first_ns",
         "last_ns",
         "moved",
+        "timings",
         "tools",
         "top_logprobs",
         "usage",
@@ -140,6 +143,7 @@ class ChatStreamSession:
         self.moved: dict[int, int] | None = None
         self.finish_reason: str | None = None
         self.usage: openai.Usage | None = None
+        self.timings: Any = None
         self.deltas = 0
         self.first_ns = 0
         self.last_ns = 0
@@ -153,6 +157,7 @@ class ChatStreamSession:
             raise _stream_error(chunk.error, self.ctx.model)
         if chunk.usage is not None:
             self.usage = chunk.usage
+            self.timings = chunk.timings  # llama.cpp sends both in one chunk
         choices = chunk.choices
         if not choices:
             return ()
@@ -235,6 +240,7 @@ class ChatStreamSession:
                 ):
                     if chunk.usage is not None:
                         self.usage = chunk.usage
+                        self.timings = chunk.timings
                     if choice.finish_reason:
                         self.finish_reason = choice.finish_reason
                     content.append(text)
@@ -273,8 +279,8 @@ class ChatStreamSession:
                     logprobs=kept.logprobs or None,
                 )
             )
-        if self.tools:
-            calls = self._tool_calls()
+        calls = self._tool_calls() if self.tools else None
+        if calls:
             out.append(
                 ollama.ChatResponse(
                     model=self.ctx.model,
@@ -298,6 +304,14 @@ class ChatStreamSession:
         ctx.first_token_ns = self.first_ns
         ctx.prompt_tokens = prompt_tokens
         ctx.completion_tokens = eval_count
+        prompt_ns = max(first - sent, 0)
+        eval_ns = self.last_ns - self.first_ns
+        timed = _server_timings(self.timings)
+        if timed is not None:
+            # The server's own times, as Ollama reports its runner's: not the
+            # network's, and real when the answer came whole (`as-client`).
+            prompt_ns = round(timed.prompt_ms * 1e6)
+            eval_ns = round(timed.predicted_ms * 1e6)
         return ollama.ChatResponse(
             model=ctx.model,
             created_at=created_at,
@@ -307,9 +321,9 @@ class ChatStreamSession:
             total_duration=max(end - ctx.started_ns, 1),
             load_duration=max(sent - ctx.started_ns, 0),
             prompt_eval_count=prompt_tokens,
-            prompt_eval_duration=max(first - sent, 0),
+            prompt_eval_duration=prompt_ns,
             eval_count=eval_count,
-            eval_duration=max(self.last_ns - self.first_ns, 1) if eval_count else 0,
+            eval_duration=max(eval_ns, 1) if eval_count else 0,
         )
 
     def _add_tool_calls(
@@ -383,7 +397,13 @@ class ChatStreamSession:
 
     def _tool_calls(self) -> list[ollama.ToolCall]:
         calls = []
-        for index in sorted(self.tools):
+        indices = sorted(self.tools)
+        if self.finish_reason == "length" and not _whole(self.tools[indices[-1]]):
+            # The answer reached max_tokens inside its last call (llama.cpp
+            # streams a call's name before its arguments): the client asked
+            # for a short answer, and half a call is none to make.
+            indices.pop()
+        for index in indices:
             parts = self.tools[index]
             arguments = _parse_arguments(parts.name, "".join(parts.arguments))
             function = ollama.ToolCallFunction(parts.name, arguments, index)
@@ -423,8 +443,22 @@ def _starts(delta: openai.ToolCallDelta, parts: _ToolCallParts) -> bool:
     function = delta.function
     if function is None or not function.name or not parts.name:
         return False
+    return not parts.arguments or _whole(parts)
+
+
+def _server_timings(timings: Any) -> openai.Timings | None:
+    if not isinstance(timings, dict):
+        return None
     try:
-        _decode_arguments("".join(parts.arguments) or "{}")
+        return msgspec.convert(timings, openai.Timings)
+    except msgspec.ValidationError:
+        return None  # another backend's field of that name
+
+
+def _whole(parts: _ToolCallParts) -> bool:
+    """Whether a call's arguments so far are a whole JSON value."""
+    try:
+        _decode_arguments("".join(parts.arguments))
     except msgspec.DecodeError:
         return False
     return True
@@ -455,6 +489,8 @@ def _call_id() -> str:
 def _from_legacy(legacy: _LegacyLogprobs | None) -> list[ollama.Logprob] | None:
     if legacy is None:
         return None
+    if legacy.content is not None:
+        return legacy.content
     out = []
     tops = legacy.top_logprobs or []
     for i, token in enumerate(legacy.tokens):

@@ -63,18 +63,17 @@ async def handle_embed(request: web.Request) -> web.Response:
     req.input = inputs
     if req.dimensions:
         ctx.extra["dimensions"] = req.dimensions
-    try:
-        answer = await _embed(request, ctx, req, not_found)
-    except UpstreamStatusError as exc:
-        if req.truncate is False and _too_long(exc):
-            raise InvalidRequestError(TOO_LONG) from exc
-        raise
+    answer = await _embed(request, ctx, req, not_found)
     return json_response(ollama.encode(answer))
 
 
 def _too_long(exc: UpstreamStatusError) -> bool:
-    # vLLM, OpenAI and llama.cpp all word it "maximum context length"/"too long".
+    # vLLM and OpenAI word it "maximum context length"/"too long", with a 400.
+    # llama.cpp's server says "input is too large to process. increase the
+    # physical batch size", with a 500, though the input is the fault.
     message = exc.message.lower()
+    if exc.upstream_status == 500:
+        return "input is too large" in message
     return exc.status == 400 and ("context length" in message or "too long" in message)
 
 
@@ -111,9 +110,21 @@ async def _embed(
     body = map_with(request, lambda: pipeline.request.map_embed(req, ctx))
     timeout = app[settings_key].timeouts.first_wait
     async with upstream.slot(), upstream_deadline(timeout, request.task):
-        response = await upstream.send(
-            ctx, "/embeddings", openai.encode(body), stream=False, not_found=not_found
-        )
+        try:
+            response = await upstream.send(
+                ctx,
+                "/embeddings",
+                openai.encode(body),
+                stream=False,
+                not_found=not_found,
+            )
+        except UpstreamStatusError as exc:
+            if not _too_long(exc):
+                raise
+            # Ollama's own words when told not to truncate; else the backend's,
+            # as a 400: the same input would fail again.
+            message = TOO_LONG if req.truncate is False else exc.message
+            raise InvalidRequestError(message) from exc
         try:
             data = await read_whole(response, app[settings_key].limits.max_answer_bytes)
         finally:

@@ -33,10 +33,12 @@ __all__ = [
     "ImagePart",
     "ImageURL",
     "ModelList",
+    "ModelMeta",
     "ModelObject",
     "SamplingParams",
     "StreamOptions",
     "TextPart",
+    "Timings",
     "ToolCall",
     "ToolCallDelta",
     "Usage",
@@ -145,6 +147,9 @@ class CompletionRequest(SamplingParams, kw_only=True):
     prompt: str
     suffix: str | UnsetType = UNSET
     logprobs: int | UnsetType = UNSET
+    # llama.cpp's server constrains completions by its own `json_schema` and
+    # ignores `response_format` here.
+    json_schema: Any = UNSET
 
 
 class EmbeddingRequest(msgspec.Struct):
@@ -223,6 +228,18 @@ class ChatCompletionChunk(msgspec.Struct, gc=False):
     choices: list[ChunkChoice] | None = None
     usage: Usage | None = None
     error: Any = None
+    # llama.cpp's server: its own `prompt_ms` and `predicted_ms`, with the usage
+    # (see `Timings`). Any, so that another backend's field of that name cannot
+    # make the event unreadable.
+    timings: Any = None
+
+
+class Timings(msgspec.Struct):
+    """llama.cpp's server's `timings` of an answer: milliseconds it spent on
+    the prompt and on generating, as Ollama's own runner reports them."""
+
+    prompt_ms: float = 0.0
+    predicted_ms: float = 0.0
 
 
 class GroqExtras(msgspec.Struct, gc=False):
@@ -269,6 +286,21 @@ class ModelObject(msgspec.Struct):
     supported_parameters: Any = None
     # The LiteLLM proxy's kind of model: "chat", "embedding", "rerank", ...
     mode: Any = None
+    # llama.cpp's server: see `ModelMeta`. Any, so that another backend's
+    # `meta` of some other shape (or llama.cpp's `null` while it loads the
+    # model) leaves the list readable.
+    meta: Any = None
+
+
+class ModelMeta(msgspec.Struct):
+    """llama.cpp's server's `meta` of a model in `GET /v1/models`: what the
+    GGUF file says (`n_ctx_train`, the context length it was trained for, is
+    the number Ollama's `model_info` reports too)."""
+
+    n_ctx_train: int = 0
+    n_embd: int = 0
+    n_params: int = 0
+    size: int = 0
 
 
 class ModelList(msgspec.Struct):
