@@ -330,6 +330,29 @@ async def test_a_stream_broken_between_events_ends_with_an_error_event(
     assert len(backend.completions()) == 1
 
 
+@pytest.mark.parametrize("finish", [None, "stop"])
+async def test_a_stream_that_ends_cleanly_without_done(backend, gateway, finish):
+    """A body ended by its framing between events, without `[DONE]`: whole if
+    a choice finished (some backends leave `[DONE]` out), else cut, and then
+    the client gets an `error` event, not an answer that looks complete."""
+    from tests.ndjson import NO_RETRY
+
+    events = [chat_chunk({"content": "Hello"}), chat_chunk({}, finish=finish)]
+    backend.queue(Script(pieces=[sse(e, done=False) for e in events]))
+    client = await gateway(backend, NO_RETRY)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    response = await client.post("/v1/chat/completions", json={**body, "stream": True})
+    raw = await response.read()
+    assert response.status == 200
+    relayed = [e for e in raw.decode().split("\n\n") if e]
+    if finish:
+        assert len(relayed) == 2
+        return
+    assert len(relayed) == 3, raw
+    last = json.loads(relayed[-1].removeprefix("data: "))
+    assert last["error"]["message"].endswith("unexpected EOF")
+
+
 @pytest.mark.parametrize(
     ("settings", "script"),
     [

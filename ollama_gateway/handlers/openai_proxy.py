@@ -8,6 +8,7 @@ for the model id; streams are relayed piece by piece, without buffering.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,9 @@ __all__ = [
 # How an SSE event ends, whatever the backend's line endings (LF, CRLF or CR).
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 _TAIL = 16  # bytes enough to see an event's end or `[DONE]` and its end
+# A choice that ended: a stream that stops after one, without `[DONE]`, is
+# whole (some backends leave `[DONE]` out); one that stops before is cut.
+_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
 
 
 class _OpenAIError(msgspec.Struct):
@@ -177,6 +181,7 @@ async def _relay(
     between_events = sse
     # The end of what was relayed (a piece may be one byte of a line end).
     tail = b""
+    finished = not sse
     try:
         while True:
             wait = idle
@@ -188,10 +193,15 @@ async def _relay(
             if piece is None:
                 break
             await out.write(piece)
+            if not finished:
+                # With the tail before it, for a pattern cut between pieces.
+                finished = _FINISHED.search(tail + piece) is not None
             tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
             between_events = tail.endswith(_EVENT_ENDS)
-        if sse and not between_events and not _ends_done(tail):
-            # The body ended (by its framing) inside an event: a cut answer.
+        if sse and not _ends_done(tail) and not (between_events and finished):
+            # The body ended (by its framing) inside an event, or before any
+            # choice finished and without `[DONE]`: a cut answer, as the
+            # Ollama routes take it.
             raise UpstreamProtocolError(UNEXPECTED_EOF)
     except GatewayError as exc:
         if not _ends_done(tail):
