@@ -330,15 +330,20 @@ async def test_a_stream_broken_between_events_ends_with_an_error_event(
     assert len(backend.completions()) == 1
 
 
-@pytest.mark.parametrize("finish", [None, "stop"])
-async def test_a_stream_that_ends_cleanly_without_done(backend, gateway, finish):
+@pytest.mark.parametrize(("finish", "cut"), [(None, 0), ("stop", 0), ("stop", 9)])
+async def test_a_stream_that_ends_cleanly_without_done(backend, gateway, finish, cut):
     """A body ended by its framing between events, without `[DONE]`: whole if
     a choice finished (some backends leave `[DONE]` out), else cut, and then
     the client gets an `error` event, not an answer that looks complete."""
     from tests.ndjson import NO_RETRY
 
     events = [chat_chunk({"content": "Hello"}), chat_chunk({}, finish=finish)]
-    backend.queue(Script(pieces=[sse(e, done=False) for e in events]))
+    pieces = [sse(e, done=False) for e in events]
+    if cut:
+        # The finish split inside `"finish_reason"`, across two reads.
+        at = pieces[1].index(b'"finish_reason"') + cut
+        pieces[1:] = [pieces[1][:at], pieces[1][at:]]
+    backend.queue(Script(pieces=pieces, delay=0.05))  # each piece one read
     client = await gateway(backend, NO_RETRY)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
     response = await client.post("/v1/chat/completions", json={**body, "stream": True})

@@ -43,6 +43,7 @@ _TAIL = 16  # bytes enough to see an event's end or `[DONE]` and its end
 # A choice that ended: a stream that stops after one, without `[DONE]`, is
 # whole (some backends leave `[DONE]` out); one that stops before is cut.
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
+_SEAM = 32  # bytes of a piece that a pattern begun in the tail can reach
 
 
 class _OpenAIError(msgspec.Struct):
@@ -194,8 +195,12 @@ async def _relay(
                 break
             await out.write(piece)
             if not finished:
-                # With the tail before it, for a pattern cut between pieces.
-                finished = _FINISHED.search(tail + piece) is not None
+                # The piece, then the seam with the tail before it (a pattern
+                # cut between pieces), without copying the whole piece.
+                finished = (
+                    _FINISHED.search(piece) is not None
+                    or _FINISHED.search(tail + piece[:_SEAM]) is not None
+                )
             tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
             between_events = tail.endswith(_EVENT_ENDS)
         if sse and not _ends_done(tail) and not (between_events and finished):
