@@ -174,6 +174,23 @@ async def test_unknown_models_are_counted_as_other(gateway):
     assert metrics.get(requests, endpoint="/api/chat", model="demo:latest") == 1
 
 
+async def test_show_is_counted_under_the_model_it_shows(gateway):
+    client = await gateway(toml=FAST_DEMO)
+    async with asyncio.timeout(BOUND):
+        resp = await post(
+            client, "/api/copy", {"source": "demo", "destination": "mine"}
+        )
+        assert resp.status == 200
+        for name, status in [("demo", 200), ("mine", 200), ("absent", 404)]:
+            resp = await post(client, "/api/show", {"model": name})
+            assert resp.status == status
+            await resp.read()
+        metrics = await read_metrics(client)
+    requests = "ollama_gateway_requests_total"
+    assert metrics.get(requests, endpoint="/api/show", model="demo:latest") == 2
+    assert metrics.get(requests, endpoint="/api/show", model="other") == 1
+
+
 @pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
 async def test_hostile_model_names_keep_the_exposition_valid(gateway, name):
     client = await gateway(toml=FAST_DEMO)

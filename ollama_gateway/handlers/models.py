@@ -13,7 +13,12 @@ from ollama_gateway.errors import (
 )
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import missing_model
-from ollama_gateway.keys import catalogue_key, running_key, settings_key
+from ollama_gateway.keys import (
+    catalogue_key,
+    ctx_key,
+    running_key,
+    settings_key,
+)
 from ollama_gateway.modelinfo import ModelEntry, details_of, is_usable_name
 from ollama_gateway.schemas import ollama
 from ollama_gateway.validation import options_object
@@ -64,11 +69,16 @@ async def handle_show(request: web.Request) -> web.Response:
     name = req.model_name
     if not name:
         raise InvalidRequestError("model is required")
+    ctx = request[ctx_key]
+    ctx.model = name
     entry = await request.app[catalogue_key].resolve(name)
     if entry is None:
         if not is_usable_name(name):
             raise InvalidRequestError("invalid model name")
         raise missing_model(request, f"model '{name}' not found")
+    # Counted under the model it shows (clients ask per model, often), not as
+    # `other`; nothing is sent upstream, so the entry is only noted.
+    ctx.entry = entry
     shown = show_of(entry, system=req.system or "", options=options)
     return json_response(ollama.encode(shown))
 
