@@ -13,6 +13,7 @@ from typing import Any
 import ollama
 import pytest
 
+from ollama_gateway.app import create_app
 from tests.conftest import base_url
 from tests.fakebackend import Script
 from tests.ndjson import post, read_ndjson
@@ -126,3 +127,43 @@ async def test_raw_answers_and_a_store_of_nothing_carry_no_context(gateway, back
         client, "/api/generate", {"model": "gpt-4o", "prompt": "p", "stream": False}
     )
     assert resp.status == 200 and "context" not in await resp.json()
+
+
+async def test_a_context_goes_on_at_another_worker(
+    aiohttp_client, settings_for, backend, tmp_path
+):
+    """With `--workers N` the workers share the kept turns; two apps on one
+    directory stand for two workers, as in test_responses_history.py."""
+    shared = tmp_path / "kept"
+    shared.mkdir()
+    settings = settings_for(backend, ON)
+    workers = [
+        await aiohttp_client(create_app(settings, response_dir=str(shared)))
+        for _ in range(2)
+    ]
+    backend.queue(Script.text("Hello Ann."), Script.text("Ann."), Script.text("Bye."))
+    async with (
+        ollama.AsyncClient(host=base_url(workers[0])) as one,
+        ollama.AsyncClient(host=base_url(workers[1])) as two,
+    ):
+        first = await one.generate("gpt-4o", "I am Ann.")
+        assert first.context is not None
+        assert sorted(p.name for p in shared.iterdir()) == [f"ctx_{first.context[0]}"]
+        # Streamed on the other worker: its last line comes once its turns
+        # are written, so the first worker finds them at once.
+        parts = [
+            p
+            async for p in await two.generate(
+                "gpt-4o", "Who am I?", context=first.context, stream=True
+            )
+        ]
+        second = parts[-1]
+        assert second.done and second.context is not None
+        await one.generate("gpt-4o", "Goodbye.", context=second.context)
+    assert [m["content"] for m in sent_messages(backend)] == [
+        "I am Ann.",
+        "Hello Ann.",
+        "Who am I?",
+        "Ann.",
+        "Goodbye.",
+    ]

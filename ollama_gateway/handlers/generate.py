@@ -12,7 +12,7 @@ from functools import partial
 import msgspec
 from aiohttp import web
 
-from ollama_gateway.completion import EncodeInto
+from ollama_gateway.completion import ChunkReader, EncodeInto, collect, relay
 from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.generate_context import Transcript, earlier_turns
@@ -23,6 +23,7 @@ from ollama_gateway.inference import (
     find_model,
     load_answer,
     map_with,
+    send_whole,
     serve_completion,
     to_generate,
     touch_running,
@@ -95,9 +96,11 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     encode_into: EncodeInto = _encode_line
     render = _render
     settings = request.app[settings_key]
+    answer = None
     if settings.server.generate_context and not req.suffix and not req.raw:
-        transcript = _transcript(request, req)
+        transcript = await _transcript(request, req)
         encode_into, render = transcript.encode_line, transcript.render
+        answer = partial(_answer_kept, request, transcript)
     elif req.context:
         log.warning("ignoring generate context: the gateway has no tokens")
     if req.template:
@@ -113,11 +116,26 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
         return debug_answer(ctx, outgoing, len(req.images or ()))
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
-        request, ctx, outgoing, encode_into=encode_into, render=render
+        request, ctx, outgoing, encode_into=encode_into, render=render, answer=answer
     )
 
 
-def _transcript(request: web.Request, req: ollama.GenerateRequest) -> Transcript:
+async def _answer_kept(
+    request: web.Request, transcript: Transcript, reader: ChunkReader
+) -> web.StreamResponse:
+    """The answer of a generate whose conversation is kept: the conversation
+    is kept before the line that names it is sent."""
+    ctx = request[ctx_key]
+    if ctx.stream:
+        return await relay(
+            request, ctx, reader, transcript.encode_line, ending=transcript.ending
+        )
+    body = transcript.render(await collect(reader))
+    await transcript.keep()
+    return await send_whole(request, ctx, body)
+
+
+async def _transcript(request: web.Request, req: ollama.GenerateRequest) -> Transcript:
     """The emulated `context` (see generate_context.py): the earlier turns it
     names go to the request mapper (`ctx.history`), and the answer's lines
     are rendered by a transcript that keeps the conversation as it ends."""
@@ -125,7 +143,7 @@ def _transcript(request: web.Request, req: ollama.GenerateRequest) -> Transcript
     owner = owner_of(request.headers)
     earlier: list[ollama.Message] = []
     if req.context:
-        found = earlier_turns(store, owner, req.context)
+        found = await earlier_turns(store, owner, req.context)
         if found is None:
             log.warning("ignoring generate context: not one this gateway holds")
         else:
