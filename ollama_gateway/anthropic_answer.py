@@ -6,19 +6,28 @@ Blocks open in the order the model produces them (thinking, then text), each
 closed before the next opens; a tool call is a whole `tool_use` block (the
 gateway assembles a call before it hands it on), its input sent as one
 `input_json_delta`.
+
+The usage's input counts follow Anthropic's split (see `input_usage`); the
+cached count comes from the request's context, where the response mapper
+leaves it with the last chunk (the Ollama chunk has no field for it).
 """
 
 from __future__ import annotations
 
 from secrets import token_hex
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from ollama_gateway.schemas import anthropic, ollama
 
+if TYPE_CHECKING:
+    from ollama_gateway.context import RequestContext
+
 __all__ = [
     "MessageEvents",
     "error_event",
+    "input_usage",
     "message_id",
     "stop_reason",
     "whole_message",
@@ -44,10 +53,28 @@ def stop_reason(done_reason: str | None, tool_use: bool) -> str:
     return "end_turn"
 
 
+def input_usage(prompt: int, cached: int) -> tuple[int, int]:
+    """Anthropic's `input_tokens` and `cache_read_input_tokens` for a prompt
+    of `prompt` tokens of which the backend read `cached` from its cache.
+
+    An OpenAI-compatible backend counts the cached tokens in its prompt
+    tokens; Anthropic's `input_tokens` leaves them out. A cached count over
+    the prompt's (a backend's slip) is cut to it, so that the input counts
+    still add up to the prompt and none is negative.
+    """
+    read = min(max(cached, 0), prompt)
+    return prompt - read, read
+
+
 def whole_message(
-    ident: str, model: str, final: ollama.ChatResponse, input_estimate: int
+    ident: str,
+    model: str,
+    final: ollama.ChatResponse,
+    input_estimate: int,
+    cached: int,
 ) -> anthropic.Response:
-    """The non-stream answer from the folded chunk (see `completion.collect`)."""
+    """The non-stream answer from the folded chunk (see `completion.collect`),
+    `cached` of its prompt tokens read from the backend's cache."""
     message = final.message
     content: list[anthropic.OutputBlock] = []
     if message.thinking:
@@ -56,14 +83,19 @@ def whole_message(
         content.append(anthropic.TextBlock(message.content))
     calls = message.tool_calls or ()
     content.extend(_tool_use(call) for call in calls)
+    uncached, read = input_usage(final.prompt_eval_count or input_estimate, cached)
     return anthropic.Response(
         id=ident,
         model=model,
         content=content,
         stop_reason=stop_reason(final.done_reason, bool(calls)),
+        # `cache_creation_input_tokens` stays 0: OpenAI-compatible backends
+        # report the tokens read from their prompt cache, never those written
+        # to it (a prefix cache fills as a side effect of every request).
         usage=anthropic.Usage(
-            input_tokens=final.prompt_eval_count or input_estimate,
+            input_tokens=uncached,
             output_tokens=final.eval_count,
+            cache_read_input_tokens=read,
         ),
     )
 
@@ -80,12 +112,25 @@ def _tool_use(call: ollama.ToolCall) -> anthropic.ToolUseBlock:
 class MessageEvents:
     """Writes one answer's SSE events, chunk by chunk."""
 
-    __slots__ = ("_id", "_index", "_input", "_model", "_open", "_started", "_tools")
+    __slots__ = (
+        "_ctx",
+        "_id",
+        "_index",
+        "_input",
+        "_model",
+        "_open",
+        "_started",
+        "_tools",
+    )
 
-    def __init__(self, ident: str, model: str, input_estimate: int) -> None:
+    def __init__(
+        self, ident: str, model: str, input_estimate: int, ctx: RequestContext
+    ) -> None:
         self._id = ident
         self._model = model
         self._input = input_estimate
+        # Read at the last chunk, for the cached count (see the module's doc).
+        self._ctx = ctx
         self._started = False
         # The index of the block that is open, and its kind (None: none is).
         self._index = -1
@@ -127,9 +172,15 @@ class MessageEvents:
         if chunk.done:
             self._close(out)
             reason = stop_reason(chunk.done_reason, self._tools)
+            uncached, read = input_usage(
+                chunk.prompt_eval_count or self._input, self._ctx.cached_tokens
+            )
+            # No cache writes, as in `whole_message`. `message_start` had the
+            # estimate and no cache read: the backend's counts come only now.
             usage = anthropic.MessageDeltaUsage(
                 output_tokens=chunk.eval_count,
-                input_tokens=chunk.prompt_eval_count or self._input,
+                input_tokens=uncached,
+                cache_read_input_tokens=read,
             )
             delta_event = anthropic.MessageDelta(anthropic.StopInfo(reason), usage)
             _event(b"message_delta", delta_event, out)

@@ -27,11 +27,13 @@ class RequestContext:
     __slots__ = (
         "backend",
         "backend_settings",
+        "cached_tokens",
         "client_key",
         "completion_tokens",
         "first_token_ns",
         "outcome",
         "prompt_tokens",
+        "reasoning_tokens",
         "retries",
         "created_at",
         "endpoint",
@@ -87,6 +89,11 @@ class RequestContext:
         self.first_token_ns = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        # Parts of those two as the backend reports them: prompt tokens read
+        # from its prompt cache, and completion tokens spent thinking. Only
+        # the agent fronts have a field for them (the Ollama API has none).
+        self.cached_tokens = 0
+        self.reasoning_tokens = 0
         self.retries = 0
         self.outcome = "ok"
 

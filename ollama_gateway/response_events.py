@@ -6,15 +6,22 @@ output item, opened when the first piece of that kind arrives and closed when
 another kind begins or the answer ends, so the items keep the model's order.
 `feed` with a buffer writes the events for a chunk into it (the caller sends a
 batch's buffer in one write); with None it only builds the items (non-stream).
+The usage's cached and reasoning parts come from the request's context, where
+the response mapper leaves them with the last chunk (the Ollama chunk has no
+field for them).
 """
 
 from __future__ import annotations
 
 import time
 from secrets import token_hex
+from typing import TYPE_CHECKING
 
 from ollama_gateway.schemas import ollama, responses
 from ollama_gateway.shutdown import SHUTDOWN
+
+if TYPE_CHECKING:
+    from ollama_gateway.context import RequestContext
 
 __all__ = ["ResponseBuilder", "new_id"]
 
@@ -47,6 +54,7 @@ class ResponseBuilder:
     with the request's echo fields) and writes the stream's events."""
 
     __slots__ = (
+        "_ctx",
         "_hold_end",
         "_namespaces",
         "_open",
@@ -59,11 +67,14 @@ class ResponseBuilder:
     def __init__(
         self,
         response: responses.Response,
+        ctx: RequestContext,
         namespaces: dict[str, str] | None = None,
         *,
         hold_end: bool = False,
     ) -> None:
         self.response = response
+        # Read at the last chunk, for the usage's details (see the module's doc).
+        self._ctx = ctx
         # The last event (`response.completed`) is then left to `end_events`.
         self._hold_end = hold_end
         # The namespace of each namespaced function, by name (see `handlers.responses`).
@@ -312,8 +323,7 @@ class ResponseBuilder:
             # Nothing came: still one (empty) message, so `output_text` is "".
             self._open_item(responses.MessageItem, out)
         self._close(out, "incomplete" if cut else "completed")
-        prompt, generated = chunk.prompt_eval_count, chunk.eval_count
-        response.usage = responses.Usage(prompt, generated, prompt + generated)
+        response.usage = self._usage(chunk)
         response.completed_at = int(time.time())
         if cut:
             response.status = "incomplete"
@@ -324,6 +334,21 @@ class ResponseBuilder:
             response.status = "completed"
         if out is not None and not self._hold_end:
             self._lifecycle(f"response.{response.status}", out)
+
+    def _usage(self, chunk: ollama.ChatResponse) -> responses.Usage:
+        """The answer's usage. Unlike Anthropic's, the API's `input_tokens`
+        include the cached ones, as the backend's prompt count does; each
+        detail is cut to the count it is a part of, should a backend
+        report more."""
+        prompt, generated = chunk.prompt_eval_count, chunk.eval_count
+        ctx = self._ctx
+        return responses.Usage(
+            prompt,
+            generated,
+            prompt + generated,
+            responses.InputTokensDetails(min(max(ctx.cached_tokens, 0), prompt)),
+            responses.OutputTokensDetails(min(max(ctx.reasoning_tokens, 0), generated)),
+        )
 
     # Events --------------------------------------------------------------------
 

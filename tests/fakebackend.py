@@ -15,14 +15,22 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FakeBackend", "Recorded", "Script", "chat_chunk", "sse", "split_every"]
+__all__ = [
+    "FakeBackend",
+    "Recorded",
+    "Script",
+    "chat_chunk",
+    "split_every",
+    "sse",
+    "usage_script",
+]
 
 
 def chat_chunk(
     delta: dict[str, Any] | None = None,
     *,
     finish: str | None = None,
-    usage: dict[str, int] | None = None,
+    usage: dict[str, Any] | None = None,
     choices: bool = True,
     **extra: Any,
 ) -> dict[str, Any]:
@@ -87,6 +95,32 @@ def reasoning_sse() -> bytes:
         chat_chunk({}, finish="stop"),
         chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 4}),
     )
+
+
+def usage_script(usage: dict[str, Any], *, whole: bool = False) -> Script:
+    """ "Hi there" with `usage` as given: in a stream's usage chunk after the
+    finish, or (`whole`) in one JSON `chat.completion`, as a backend answers
+    that ignores `stream: true`."""
+    if not whole:
+        return Script(
+            pieces=[
+                sse(
+                    chat_chunk({"role": "assistant", "content": "Hi there"}),
+                    chat_chunk({}, finish="stop"),
+                    chat_chunk(choices=False, usage=usage),
+                )
+            ]
+        )
+    message = {"role": "assistant", "content": "Hi there"}
+    answer = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "fake",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": usage,
+    }
+    return Script(pieces=[json.dumps(answer).encode()], content_type="application/json")
 
 
 @dataclass

@@ -16,7 +16,14 @@ import pytest
 from anthropic.types import Message
 
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script, chat_chunk, reasoning_sse, sse
+from tests.fakebackend import (
+    FakeBackend,
+    Script,
+    chat_chunk,
+    reasoning_sse,
+    sse,
+    usage_script,
+)
 from tests.ndjson import NO_RETRY
 
 # Plain dicts, as a client sends them (typed `Any`: the SDK wants its TypedDicts).
@@ -536,6 +543,78 @@ async def test_estimate_stands_in_for_a_missing_usage(gateway, backend):
         )
     assert message.usage.input_tokens == (len("user") + 40 + 3) // 4
     assert message.usage.output_tokens == 1
+
+
+def _usage(**extra: Any) -> dict[str, Any]:
+    """A backend's usage of 100 prompt and 5 completion tokens, with `extra`."""
+    return {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105} | extra
+
+
+# A backend's usage, and Anthropic's `input_tokens` and
+# `cache_read_input_tokens` it makes (they add up to the prompt).
+CACHE_CASES: dict[str, tuple[dict[str, Any], int, int]] = {
+    "cached": (_usage(prompt_tokens_details={"cached_tokens": 80}), 20, 80),
+    "deepseek": (
+        _usage(prompt_cache_hit_tokens=60, prompt_cache_miss_tokens=40),
+        40,
+        60,
+    ),
+    "absent": (_usage(), 100, 0),
+    "null details": (
+        _usage(prompt_tokens_details=None, completion_tokens_details=None),
+        100,
+        0,
+    ),
+    "null count": (_usage(prompt_tokens_details={"cached_tokens": None}), 100, 0),
+    "over the prompt": (_usage(prompt_tokens_details={"cached_tokens": 150}), 0, 100),
+}
+
+
+@pytest.mark.parametrize("upstream_json", [False, True], ids=["sse", "json"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("case", CACHE_CASES)
+async def test_cached_prompt_tokens_are_cache_reads(
+    gateway, backend, case, stream, upstream_json
+):
+    usage, uncached, read = CACHE_CASES[case]
+    backend.queue(usage_script(usage, whole=upstream_json))
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        message = await ask(api, stream, model="gpt-4o", max_tokens=9, messages=USER)
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "Hi there"
+    assert message.usage.input_tokens == uncached
+    assert message.usage.cache_read_input_tokens == read
+    # OpenAI-compatible backends report no cache writes.
+    assert message.usage.cache_creation_input_tokens == 0
+    assert message.usage.output_tokens == 5
+
+
+async def test_stream_has_cache_reads_only_in_message_delta(gateway, backend):
+    """`message_start` comes before the backend's counts: the estimate, no
+    cache read; `message_delta` then has the counts, which the SDKs keep."""
+    cached = _usage(prompt_tokens_details={"cached_tokens": 80})
+    backend.queue(usage_script(cached))
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "max_tokens": 5, "messages": USER, "stream": True}
+    resp = await client.post("/v1/messages", data=json.dumps(body))
+    assert resp.status == 200
+    usages = {}
+    for event in (await resp.read()).decode().split("\n\n"):
+        if event:
+            data = json.loads(event.split("\n")[1].removeprefix("data: "))
+            if data["type"] == "message_start":
+                usages["start"] = data["message"]["usage"]
+            elif data["type"] == "message_delta":
+                usages["delta"] = data["usage"]
+    assert usages["start"]["cache_read_input_tokens"] == 0
+    assert usages["start"]["cache_creation_input_tokens"] == 0
+    assert usages["delta"] == {
+        "output_tokens": 5,
+        "input_tokens": 20,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 80,
+    }
 
 
 async def test_auth_errors_use_the_anthropic_envelope(gateway, backend):

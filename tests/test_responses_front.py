@@ -25,6 +25,7 @@ from tests.fakebackend import (
     reasoning_sse,
     split_every,
     sse,
+    usage_script,
 )
 
 THINKER = "qwen3-32b"
@@ -458,6 +459,96 @@ async def test_json_schema_format_reaches_the_backend(api, backend):
         "type": "json_schema",
         "json_schema": {"name": "schema", "schema": schema},
     }
+
+
+# Usage --------------------------------------------------------------------------
+
+
+def _usage(**extra: Any) -> dict[str, Any]:
+    """A backend's usage of 100 prompt and 5 completion tokens, with `extra`."""
+    return {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105} | extra
+
+
+# A backend's usage, and the cached and reasoning tokens of the response's
+# usage (its `input_tokens` include the cached ones: always 100 here).
+USAGE_CASES: dict[str, tuple[dict[str, Any], int, int]] = {
+    "both": (
+        _usage(
+            prompt_tokens_details={"cached_tokens": 80, "audio_tokens": 0},
+            completion_tokens_details={"reasoning_tokens": 3},
+        ),
+        80,
+        3,
+    ),
+    "deepseek": (
+        _usage(
+            prompt_cache_hit_tokens=60,
+            prompt_cache_miss_tokens=40,
+            completion_tokens_details={"reasoning_tokens": 2},
+        ),
+        60,
+        2,
+    ),
+    "no cached count": (
+        _usage(completion_tokens_details={"reasoning_tokens": 2}),
+        0,
+        2,
+    ),
+    "null prompt details": (
+        _usage(
+            prompt_tokens_details=None,
+            completion_tokens_details={"reasoning_tokens": 2},
+        ),
+        0,
+        2,
+    ),
+    "null completion details": (
+        _usage(
+            prompt_tokens_details={"cached_tokens": 10}, completion_tokens_details=None
+        ),
+        10,
+        0,
+    ),
+    "null counts": (
+        _usage(
+            prompt_tokens_details={"cached_tokens": None},
+            completion_tokens_details={"reasoning_tokens": 4},
+        ),
+        0,
+        4,
+    ),
+    "over the counts": (
+        _usage(
+            prompt_tokens_details={"cached_tokens": 150},
+            completion_tokens_details={"reasoning_tokens": 9},
+        ),
+        100,
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("upstream_json", [False, True], ids=["sse", "json"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("case", USAGE_CASES)
+async def test_usage_details_are_the_backends(
+    api, backend, case, stream, upstream_json
+):
+    usage, cached, reasoning = USAGE_CASES[case]
+    backend.queue(usage_script(usage, whole=upstream_json))
+    if stream:
+        events = await api.responses.create(model="gpt-4o", input="hi", stream=True)
+        [completed] = [e async for e in events if e.type == "response.completed"]
+        response = completed.response
+    else:
+        response = await api.responses.create(model="gpt-4o", input="hi")
+    assert response.output_text == "Hi there"
+    assert response.usage is not None
+    assert response.usage.input_tokens == 100
+    assert response.usage.input_tokens_details.cached_tokens == cached
+    assert response.usage.output_tokens == 5
+    assert response.usage.output_tokens_details.reasoning_tokens == reasoning
+    assert response.usage.total_tokens == 105
 
 
 # Errors -------------------------------------------------------------------------

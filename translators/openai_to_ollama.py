@@ -304,6 +304,10 @@ class ChatStreamSession:
         ctx.first_token_ns = self.first_ns
         ctx.prompt_tokens = prompt_tokens
         ctx.completion_tokens = eval_count
+        # For the agent fronts' usage (see RequestContext): the Ollama chunk
+        # has no field for either.
+        ctx.cached_tokens = usage.cached_tokens() if usage else 0
+        ctx.reasoning_tokens = usage.reasoning_tokens() if usage else 0
         prompt_ns = max(first - sent, 0)
         eval_ns = self.last_ns - self.first_ns
         timed = _server_timings(self.timings)

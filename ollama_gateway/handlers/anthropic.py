@@ -58,7 +58,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     async def answer(reader: ChunkReader) -> web.StreamResponse:
         ctx = request[ctx_key]
         if stream:
-            events = MessageEvents(message_id(), model, estimate)
+            events = MessageEvents(message_id(), model, estimate, ctx)
             return await relay(
                 request,
                 ctx,
@@ -68,7 +68,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
                 error_line=error_event,
             )
         final = await collect(reader)
-        message = whole_message(message_id(), model, final, estimate)
+        message = whole_message(message_id(), model, final, estimate, ctx.cached_tokens)
         return await send_whole(request, ctx, anthropic.encode(message))
 
     return await serve_chat(

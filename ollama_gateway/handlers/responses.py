@@ -169,7 +169,7 @@ async def _answer(
     # A conversation is kept before its response's end is sent: the client
     # may follow up at once, and with workers, to another one (a stream's
     # last event is held back by the builder and sent by relay's `ending`).
-    builder = ResponseBuilder(response, namespaced, hold_end=keeper is not None)
+    builder = ResponseBuilder(response, ctx, namespaced, hold_end=keeper is not None)
     if ctx.stream:
         return await relay(
             request,

@@ -181,8 +181,13 @@ OutputBlock = TextBlock | ThinkingBlock | ToolUseBlock
 
 
 class Usage(msgspec.Struct):
+    """`input_tokens` counts only the prompt tokens not read from a cache:
+    the whole prompt is the sum of the three input counts."""
+
     input_tokens: int
     output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
 
 
 class Response(msgspec.Struct, tag_field="type", tag="message"):
@@ -241,10 +246,13 @@ class StopInfo(msgspec.Struct):
 
 
 class MessageDeltaUsage(msgspec.Struct):
-    """Cumulative counts: the SDKs take `input_tokens` from here when given."""
+    """Cumulative counts: the SDKs take the input counts from here when given,
+    over those of `message_start`."""
 
     output_tokens: int
     input_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
 
 
 class MessageDelta(msgspec.Struct, tag_field="type", tag="message_delta"):

@@ -22,6 +22,7 @@ __all__ = [
     "ChatMessage",
     "ChunkChoice",
     "CompletionRequest",
+    "CompletionTokensDetails",
     "Delta",
     "EmbeddingData",
     "EmbeddingRequest",
@@ -35,6 +36,7 @@ __all__ = [
     "ModelList",
     "ModelMeta",
     "ModelObject",
+    "PromptTokensDetails",
     "SamplingParams",
     "StreamOptions",
     "TextPart",
@@ -211,12 +213,50 @@ class ChunkChoice(msgspec.Struct, gc=False):
     index: int = 0
 
 
+class PromptTokensDetails(msgspec.Struct, gc=False):
+    """`usage.prompt_tokens_details`: `cached_tokens` of the prompt were read
+    from the backend's prompt (prefix) cache, not computed again."""
+
+    cached_tokens: int | None = 0
+
+
+class CompletionTokensDetails(msgspec.Struct, gc=False):
+    """`usage.completion_tokens_details`: `reasoning_tokens` of the completion
+    were the model's thinking."""
+
+    reasoning_tokens: int | None = 0
+
+
 class Usage(msgspec.Struct, gc=False):
-    """Token counts; `completion_tokens` includes reasoning tokens."""
+    """Token counts; `completion_tokens` includes reasoning tokens, and
+    `prompt_tokens` the cached ones.
+
+    Only the usage event carries one, so its optional details cost the other
+    chunks nothing; a backend's `null` details read as None (LiteLLM sends
+    them so), and a missing count as 0.
+    """
 
     prompt_tokens: int | None = 0
     completion_tokens: int | None = 0
     total_tokens: int | None = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+    # DeepSeek's own name for the cached count (its API may send no details).
+    prompt_cache_hit_tokens: int | None = None
+
+    def cached_tokens(self) -> int:
+        """Prompt tokens the backend read from its cache (0 if it says none)."""
+        details = self.prompt_tokens_details
+        cached = details.cached_tokens if details is not None else None
+        if not cached:
+            cached = self.prompt_cache_hit_tokens
+        return max(cached or 0, 0)
+
+    def reasoning_tokens(self) -> int:
+        """Completion tokens the model spent thinking (0 if it says none)."""
+        details = self.completion_tokens_details
+        reasoning = details.reasoning_tokens if details is not None else None
+        return max(reasoning or 0, 0)
 
 
 class ChatCompletionChunk(msgspec.Struct, gc=False):

@@ -200,7 +200,9 @@ OutputItem = MessageItem | ReasoningItem | FunctionCallItem
 
 
 class InputTokensDetails(msgspec.Struct, gc=False):
-    """`usage.input_tokens_details` (no prompt cache is seen: zeros)."""
+    """`usage.input_tokens_details`: `cached_tokens` is the backend's count
+    of prompt tokens read from its cache; `cache_write_tokens` stays 0, as
+    OpenAI-compatible backends never report writes."""
 
     cached_tokens: int = 0
     cache_write_tokens: int = 0
