@@ -250,8 +250,8 @@ class Catalogue:
             # restarting must not flip every model's capabilities for a while.
             if not state.info_error:
                 log.warning(
-                    "cannot read /model/info of backend %s (capabilities stay "
-                    "as listed and guessed): %s",
+                    "cannot read /model/info of backend %s (its last good "
+                    "answer stays, else the guesses): %s",
                     backend.name,
                     str(exc) or type(exc).__name__,
                 )
