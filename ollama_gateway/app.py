@@ -76,7 +76,9 @@ def create_app(
     app[pipeline_key] = pipeline
     upstream = Upstream(settings, pipeline.transports)
     app[upstream_key] = upstream
-    app[catalogue_key] = Catalogue(settings, upstream.list_models)
+    app[catalogue_key] = Catalogue(
+        settings, upstream.list_models, upstream.litellm_model_info
+    )
     app[running_key] = RunningModels(_default_keep_alive(settings))
     metrics = Metrics()
     app[metrics_key] = metrics

@@ -5,6 +5,12 @@ list is served while a background refresh runs (one per backend), and a backend
 that is down keeps its last good list, so it never takes the other backends'
 models away; a failed listing is retried after a few seconds.
 Names resolve case-insensitively, with or without `:latest`.
+
+A backend with `litellm_model_info` also has its `GET /model/info` read with
+each listing, at the same time and within the same bounds; it adds what that
+LiteLLM proxy knows of each model (capabilities, context length). When it
+fails, the listing stands alone: the last good info if there was one, else the
+guesses.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import msgspec
 from ollama_gateway.aliases import AliasStore
 from ollama_gateway.clock import format_unix
 from ollama_gateway.modelinfo import (
+    LiteLLMInfo,
     ModelEntry,
     context_length_of,
     digest_of,
     guess_capabilities,
     guess_family,
+    litellm_infos,
     model_meta,
     parameter_size_of,
     tagged,
@@ -35,11 +43,12 @@ from ollama_gateway.modelinfo import (
 from ollama_gateway.schemas import openai
 from ollama_gateway.settings import BackendSettings, ModelSettings, Settings
 
-__all__ = ["Catalogue", "ListModels", "lookup_key"]
+__all__ = ["Catalogue", "ListModels", "ReadModelInfo", "lookup_key"]
 
 log = logging.getLogger(__name__)
 
 ListModels = Callable[[BackendSettings], Awaitable[list[openai.ModelObject]]]
+ReadModelInfo = Callable[[BackendSettings], Awaitable[list[openai.LiteLLMDeployment]]]
 
 _RETRY_FAILED_AFTER = 5.0
 _REFRESH_ON_MISS_AFTER = 5.0
@@ -52,7 +61,15 @@ def lookup_key(name: str) -> str:
 
 
 class _BackendModels:
-    __slots__ = ("error", "fetched_at", "models", "started_at", "task")
+    __slots__ = (
+        "error",
+        "fetched_at",
+        "info",
+        "info_error",
+        "models",
+        "started_at",
+        "task",
+    )
 
     def __init__(self) -> None:
         self.models: list[openai.ModelObject] | None = None
@@ -60,6 +77,10 @@ class _BackendModels:
         self.started_at = 0.0
         self.error = ""
         self.task: asyncio.Task[None] | None = None
+        # `/model/info` by lookup key, and why its last reading failed ("" if
+        # it did not): a failure is logged once, not on every refresh.
+        self.info: dict[str, LiteLLMInfo] = {}
+        self.info_error = ""
 
 
 class Catalogue:
@@ -71,9 +92,15 @@ class Catalogue:
     is listed), and later ones never wait for a refresh.
     """
 
-    def __init__(self, settings: Settings, list_models: ListModels) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        list_models: ListModels,
+        read_model_info: ReadModelInfo | None = None,
+    ) -> None:
         self._settings = settings
         self._list_models = list_models
+        self._read_model_info = read_model_info
         self._state = {b.name: _BackendModels() for b in settings.backends}
         self._listed = [b for b in settings.backends if not b.models]
         now = time.monotonic()
@@ -191,6 +218,15 @@ class Catalogue:
         return now - state.fetched_at > ttl
 
     async def _refresh(self, backend: BackendSettings) -> None:
+        # Both reads at once, each bounded as the list always was, so the info
+        # never makes a refresh take longer than a slow list could.
+        async with asyncio.TaskGroup() as group:
+            if backend.litellm_model_info and self._read_model_info is not None:
+                group.create_task(self._refresh_info(backend, self._read_model_info))
+            await self._refresh_list(backend)
+        self._rebuild()
+
+    async def _refresh_list(self, backend: BackendSettings) -> None:
         state = self._state[backend.name]
         try:
             models = await self._list_models(backend)
@@ -202,20 +238,48 @@ class Catalogue:
         else:
             state.models, state.error = models, ""
         state.fetched_at = time.monotonic()
-        self._rebuild()
+
+    async def _refresh_info(
+        self, backend: BackendSettings, read_model_info: ReadModelInfo
+    ) -> None:
+        state = self._state[backend.name]
+        try:
+            deployments = await read_model_info(backend)
+        except Exception as exc:
+            # The last good info stays, as the last good list does: a proxy
+            # restarting must not flip every model's capabilities for a while.
+            if not state.info_error:
+                log.warning(
+                    "cannot read /model/info of backend %s (its last good "
+                    "answer stays, else the guesses): %s",
+                    backend.name,
+                    str(exc) or type(exc).__name__,
+                )
+            state.info_error = str(exc) or type(exc).__name__
+            return
+        if state.info_error:
+            log.info("read /model/info of backend %s again", backend.name)
+        state.info_error = ""
+        infos = litellm_infos(deployments)
+        state.info = {lookup_key(name): info for name, info in infos.items()}
 
     def _rebuild(self) -> None:
         configured = self._settings.models
         by_key: dict[str, ModelEntry] = {}
         metas: dict[str, openai.ModelObject] = {}
+        infos: dict[str, LiteLLMInfo] = {}
         for backend in self._settings.backends:
-            for meta in self._state[backend.name].models or []:
-                metas.setdefault(lookup_key(meta.id), meta)
-                self._add(
-                    by_key, meta.id, backend, meta, _config_for(configured, meta.id)
-                )
+            state = self._state[backend.name]
+            for meta in state.models or []:
+                key = lookup_key(meta.id)
+                metas.setdefault(key, meta)
+                info = state.info.get(key)
+                if info is not None:
+                    infos.setdefault(key, info)
+                config = _config_for(configured, meta.id)
+                self._add(by_key, meta.id, backend, meta, config, info)
         for name, model in configured.items():
-            self._add_configured(by_key, name, model, metas)
+            self._add_configured(by_key, name, model, metas, infos)
         for destination, source in self._aliases.items():
             target = by_key.get(lookup_key(source))
             if target is not None:
@@ -232,6 +296,7 @@ class Catalogue:
         backend: BackendSettings,
         meta: openai.ModelObject | None,
         config: ModelSettings | None,
+        info: LiteLLMInfo | None,
     ) -> None:
         key = lookup_key(model_id)
         existing = by_key.get(key)
@@ -242,7 +307,9 @@ class Catalogue:
             return
         if config is not None and config.backend and config.backend != backend.name:
             return
-        by_key[key] = self._entry(tagged(model_id), model_id, backend, meta, config)
+        by_key[key] = self._entry(
+            tagged(model_id), model_id, backend, meta, config, info
+        )
 
     def _add_configured(
         self,
@@ -250,6 +317,7 @@ class Catalogue:
         name: str,
         model: ModelSettings,
         metas: dict[str, openai.ModelObject],
+        infos: dict[str, LiteLLMInfo],
     ) -> None:
         key = lookup_key(name)
         if not model.target:
@@ -257,7 +325,9 @@ class Catalogue:
             # no backend lists is served by the one it names (or the first).
             backend = self._backend_named(model.backend)
             if key not in by_key and backend is not None:
-                by_key[key] = self._entry(tagged(name), name, backend, None, model)
+                by_key[key] = self._entry(
+                    tagged(name), name, backend, None, model, None
+                )
             return
         target = by_key.get(lookup_key(model.target))
         backend = self._backend_named(
@@ -268,8 +338,9 @@ class Catalogue:
         # The target's backend metadata (context length, modalities) still
         # applies; configured values override it.
         meta = metas.get(lookup_key(model.target))
+        info = infos.get(lookup_key(model.target))
         upstream_id = target.upstream_id if target is not None else model.target
-        entry = self._entry(tagged(name), upstream_id, backend, meta, model)
+        entry = self._entry(tagged(name), upstream_id, backend, meta, model, info)
         if target is not None and not model.backend:
             entry = replace(entry, backends=target.backends)
         by_key[key] = entry
@@ -287,6 +358,7 @@ class Catalogue:
         backend: BackendSettings,
         meta: openai.ModelObject | None,
         config: ModelSettings | None,
+        info: LiteLLMInfo | None,
     ) -> ModelEntry:
         created = meta.created if meta is not None else None
         served = model_meta(meta)
@@ -294,9 +366,9 @@ class Catalogue:
             name=name,
             upstream_id=upstream_id,
             backends=(backend.name,),
-            capabilities=guess_capabilities(upstream_id, config, meta),
+            capabilities=guess_capabilities(upstream_id, config, meta, info),
             family=guess_family(upstream_id, config.family if config else ""),
-            context_length=context_length_of(config, meta),
+            context_length=context_length_of(config, meta, info),
             embedding_length=(config and config.embedding_length) or served.n_embd,
             parameter_size=(config and config.parameter_size)
             or parameter_size_of(served.n_params),

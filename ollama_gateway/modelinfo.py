@@ -3,15 +3,17 @@
 Configured values always win. Otherwise backend metadata is used where a backend
 offers it (vLLM `max_model_len`, OpenRouter `context_length`, LiteLLM
 `max_input_tokens` and `mode`, OpenRouter `architecture` and
-`supported_parameters`, llama.cpp's `meta`), and the id is read for well-known
-names last.
+`supported_parameters`, llama.cpp's `meta`, a LiteLLM proxy's `/model/info`
+when it is read), and the id is read for well-known names last.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -19,12 +21,14 @@ from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import ModelSettings
 
 __all__ = [
+    "LiteLLMInfo",
     "ModelEntry",
     "details_of",
     "digest_of",
     "guess_capabilities",
     "guess_family",
     "is_usable_name",
+    "litellm_infos",
     "model_meta",
     "parameter_size_of",
     "registry_name",
@@ -76,6 +80,65 @@ class ModelEntry:
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities
+
+
+@dataclass(frozen=True, slots=True)
+class LiteLLMInfo:
+    """What a LiteLLM proxy's `/model/info` says of one model name. None (and
+    0) where it does not know, so the guess stays."""
+
+    mode: str | None = None
+    context_length: int = 0
+    tools: bool | None = None
+    vision: bool | None = None
+    thinking: bool | None = None
+
+
+def litellm_infos(
+    deployments: list[openai.LiteLLMDeployment],
+) -> dict[str, LiteLLMInfo]:
+    """Per model name, its deployments' `model_info` taken together.
+
+    Deployments of one name stand for one model that LiteLLM balances over
+    (the same model at two providers or regions), and a null or false on one
+    is mostly LiteLLM not knowing that deployment's own model name. So a
+    capability counts if any deployment has it, and is false only if one says
+    false and none says true. The context length is the smallest known: a
+    request may reach any of them.
+    """
+    grouped: dict[str, list[openai.LiteLLMModelInfo]] = {}
+    for deployment in deployments:
+        name, info = deployment.model_name, deployment.model_info
+        if isinstance(name, str) and info is not None:
+            grouped.setdefault(name, []).append(info)
+    return {name: _merge_infos(infos) for name, infos in grouped.items()}
+
+
+def _merge_infos(infos: list[openai.LiteLLMModelInfo]) -> LiteLLMInfo:
+    modes = [i.mode for i in infos if isinstance(i.mode, str) and i.mode]
+    # A chat mode first: a name with a chat deployment answers chats.
+    modes.sort(key=lambda mode: mode not in _CHAT_MODES)
+    lengths = [
+        i.max_input_tokens
+        for i in infos
+        if isinstance(i.max_input_tokens, int)
+        and not isinstance(i.max_input_tokens, bool)
+        and i.max_input_tokens > 0
+    ]
+    return LiteLLMInfo(
+        mode=modes[0] if modes else None,
+        context_length=min(lengths, default=0),
+        tools=_any_flag(i.supports_function_calling for i in infos),
+        vision=_any_flag(i.supports_vision for i in infos),
+        thinking=_any_flag(i.supports_reasoning for i in infos),
+    )
+
+
+def _any_flag(values: Iterable[Any]) -> bool | None:
+    """True if any value is true, False if one is false and none true, None
+    when all are null (or not booleans)."""
+    flags = [v for v in values if isinstance(v, bool)]
+    return any(flags) if flags else None
 
 
 # Ollama's longest name: host (350), namespace, model and tag (80 each) and
@@ -135,44 +198,71 @@ def guess_family(model_id: str, configured: str = "") -> str:
 
 
 def guess_capabilities(
-    model_id: str, settings: ModelSettings | None, meta: openai.ModelObject | None
+    model_id: str,
+    settings: ModelSettings | None,
+    meta: openai.ModelObject | None,
+    info: LiteLLMInfo | None = None,
 ) -> tuple[str, ...]:
+    """The model's Ollama capabilities: configured, else what its backend
+    says (a LiteLLM `/model/info` true or false decides), else guessed."""
     if settings is not None and settings.capabilities is not None:
         return tuple(settings.capabilities)
     mode = meta.mode if meta is not None and isinstance(meta.mode, str) else None
+    if info is not None and info.mode is not None:
+        mode = info.mode
     if mode == "embedding" or (mode is None and _EMBED.search(model_id)):
         return ("embedding",)
     if mode is not None and mode not in _CHAT_MODES:
         # LiteLLM also lists image, speech, transcription and rerank models:
         # none answers a chat, a generate or an embed.
         return ()
-    caps = ["completion", "tools"]
     params = _supported_parameters(meta)
-    if params is not None and "tools" not in params:
-        caps.remove("tools")
-    if (
-        _accepts_images(meta)
-        or (meta is None or meta.architecture is None)
-        and (_VISION.search(model_id))
-    ):
+    tools = params is None or "tools" in params
+    vision = _accepts_images(meta) or (
+        (meta is None or meta.architecture is None) and bool(_VISION.search(model_id))
+    )
+    thinking = bool(_THINK.search(model_id)) or (
+        params is not None and "reasoning" in params
+    )
+    if info is not None:
+        tools = _known(info.tools, tools)
+        vision = _known(info.vision, vision)
+        thinking = _known(info.thinking, thinking)
+    caps = ["completion"]
+    if tools:
+        caps.append("tools")
+    if vision:
         caps.append("vision")
-    if _THINK.search(model_id) or (params is not None and "reasoning" in params):
+    if thinking:
         caps.append("thinking")
     if params is not None and "suffix" in params:
         caps.append("insert")  # it takes a suffix: fill-in-the-middle
     return tuple(caps)
 
 
+def _known(said: bool | None, guessed: bool) -> bool:
+    return guessed if said is None else said
+
+
 def context_length_of(
-    settings: ModelSettings | None, meta: openai.ModelObject | None
+    settings: ModelSettings | None,
+    meta: openai.ModelObject | None,
+    info: LiteLLMInfo | None = None,
 ) -> int:
     if settings is not None and settings.context_length:
         return settings.context_length
-    if meta is None:
-        return 0
-    for value in (meta.max_model_len, meta.context_length, meta.max_input_tokens):
+    listed = (
+        (meta.max_model_len, meta.context_length, meta.max_input_tokens)
+        if meta is not None
+        else ()
+    )
+    for value in listed:
         if value:
             return value
+    # `/model/info` only when the model list said nothing: both come from
+    # the same LiteLLM, and its list speaks for the name clients use.
+    if info is not None and info.context_length:
+        return info.context_length
     return model_meta(meta).n_ctx_train
 
 

@@ -150,6 +150,11 @@ class BackendSettings(_Section, frozen=True):
     think_off_effort: str = "none"
     think_on_effort: str = ""
     max_stop: int = 0
+    # Also read a LiteLLM proxy's `GET /model/info` with each model list, for
+    # the capabilities and context length it knows per model. Opt-in: other
+    # backends have no such path, and nothing in what they already answer
+    # tells a LiteLLM proxy apart reliably (see docs/operations.md).
+    litellm_model_info: bool = False
     demo: bool = False
 
 
@@ -388,6 +393,11 @@ def _check_backends(backends: list[BackendSettings]) -> None:
         seen.add(backend.name)
         if backend.demo:
             continue
+        if backend.litellm_model_info and backend.models:
+            raise SettingsError(
+                f"backends.{backend.name}.litellm_model_info: read with the model "
+                "list, which a backend with pinned `models` never reads"
+            )
         url = backend.base_url
         if backend.api_key and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
             raise SettingsError(

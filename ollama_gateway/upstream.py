@@ -210,9 +210,28 @@ class Upstream:
 
     async def list_models(self, backend: BackendSettings) -> list[openai.ModelObject]:
         """`GET /models` of one backend (for the catalogue)."""
+        data = await self._read_listing(backend, "/models", "models not found")
+        return openai.decode_model_list(data).data
+
+    async def litellm_model_info(
+        self, backend: BackendSettings
+    ) -> list[openai.LiteLLMDeployment]:
+        """`GET /model/info` of a LiteLLM proxy (for the catalogue). Relative
+        to the base URL as `/models` is: LiteLLM serves both `/model/info` and
+        `/v1/model/info`, so a base URL with or without `/v1` reaches it."""
+        data = await self._read_listing(
+            backend, "/model/info", "no /model/info here (is it a LiteLLM proxy?)"
+        )
+        return openai.decode_litellm_model_info(data).data
+
+    async def _read_listing(
+        self, backend: BackendSettings, path: str, not_found: str
+    ) -> bytes:
+        """The body of a catalogue `GET`, through the backend's transport
+        (its key and headers), at most `max_answer_bytes`."""
         request = UpstreamRequest(
             method="GET",
-            path="/models",
+            path=path,
             connect_timeout=self._connect_timeout,
             backend=backend,
         )
@@ -226,8 +245,8 @@ class Upstream:
             finally:
                 await response.aclose()
         if response.status >= 300:
-            raise map_status(response.status, data, "models not found")
-        return openai.decode_model_list(data).data
+            raise map_status(response.status, data, not_found)
+        return data
 
     async def reachability(self, max_age: float) -> dict[str, str]:
         """Each backend: "ok" if it answered HTTP within `max_age` seconds, else

@@ -187,6 +187,11 @@ class FakeBackend:
         # When set, `GET /v1/models` answers this body as it is (bytes are
         # sent unchanged, anything else as JSON).
         self.models_body: Any = None
+        # `GET /v1/model/info`, a LiteLLM proxy's: 404 (as any other backend
+        # answers) until a body is set; bytes are sent unchanged.
+        self.model_info_body: Any = None
+        self.model_info_status = 200
+        self.model_info_delay = 0.0
         self.embedding: list[float] = [3.0, 4.0]
         # When set, the `usage` of every embeddings answer as it is; `{}` drops
         # the key (backends such as OVH's send none, Jina's only total_tokens).
@@ -195,6 +200,7 @@ class FakeBackend:
         self.url = ""
         self.app = web.Application()
         self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_get("/v1/model/info", self._model_info)
         self.app.router.add_post("/v1/chat/completions", self._completion)
         self.app.router.add_post("/v1/completions", self._completion)
         self.app.router.add_post("/v1/embeddings", self._embeddings)
@@ -226,6 +232,23 @@ class FakeBackend:
         if self.models_body is not None:
             return web.json_response(self.models_body)
         return web.json_response({"object": "list", "data": self.models})
+
+    def model_info_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/model/info")]
+
+    async def _model_info(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if self.model_info_delay:
+            await asyncio.sleep(self.model_info_delay)
+        if self.model_info_body is None:
+            return web.json_response({"detail": "Not Found"}, status=404)
+        if self.model_info_status != 200:
+            return web.json_response({"error": "down"}, status=self.model_info_status)
+        if isinstance(self.model_info_body, bytes):
+            return web.Response(
+                body=self.model_info_body, content_type="application/json"
+            )
+        return web.json_response(self.model_info_body)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)

@@ -33,6 +33,9 @@ __all__ = [
     "GroqExtras",
     "ImagePart",
     "ImageURL",
+    "LiteLLMDeployment",
+    "LiteLLMModelInfo",
+    "LiteLLMModelInfoList",
     "ModelList",
     "ModelMeta",
     "ModelObject",
@@ -49,6 +52,7 @@ __all__ = [
     "decode_content_parts",
     "decode_embedding_response",
     "decode_groq_chunk",
+    "decode_litellm_model_info",
     "decode_model_list",
     "encode",
 ]
@@ -349,6 +353,33 @@ class ModelList(msgspec.Struct):
     data: list[ModelObject] = msgspec.field(default_factory=list)
 
 
+class LiteLLMModelInfo(msgspec.Struct):
+    """The fields the catalogue reads of a LiteLLM proxy's `model_info` (it
+    has some two hundred, prices mostly). Null where LiteLLM does not know;
+    Any, so that one deployment's odd value (from an operator's own
+    `model_info` in LiteLLM's config) leaves the others readable."""
+
+    mode: Any = None
+    max_input_tokens: Any = None
+    supports_function_calling: Any = None
+    supports_vision: Any = None
+    supports_reasoning: Any = None
+
+
+class LiteLLMDeployment(msgspec.Struct):
+    """An entry of `GET /model/info`: one deployment. Several share a
+    `model_name` when LiteLLM balances one name over them."""
+
+    model_name: Any = None
+    model_info: LiteLLMModelInfo | None = None
+
+
+class LiteLLMModelInfoList(msgspec.Struct):
+    """`GET /model/info` (or `/v1/model/info`) of a LiteLLM proxy."""
+
+    data: list[LiteLLMDeployment]
+
+
 encode = msgspec.json.Encoder().encode
 
 decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
@@ -357,6 +388,7 @@ decode_chunks = msgspec.json.Decoder(list[ChatCompletionChunk]).decode
 decode_embedding_response = msgspec.json.Decoder(EmbeddingResponse).decode
 decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
 _decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
+decode_litellm_model_info = msgspec.json.Decoder(LiteLLMModelInfoList).decode
 
 
 def decode_content_parts(data: bytes) -> ChatCompletionChunk | None:
