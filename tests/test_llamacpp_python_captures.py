@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ollama_gateway.handlers.embed import PER_TOKEN
 from tests.fakebackend import FakeBackend, Script
 from tests.ndjson import NO_RETRY, chat, ndjson, post
 
@@ -120,3 +121,62 @@ async def test_generate_and_raw_generate_are_asked_again_too(
         assert "maximum context length" in (await resp.json())["error"]
     paths = [r.path for r in backend.completions()]
     assert paths == ["/v1/chat/completions"] * 2 + ["/v1/completions"] * 2
+
+
+# `--embedding true`, asked for two inputs at once (0.3.15 to 0.3.22; one input works).
+BATCH_REFUSED = (
+    b'{"error":{"message":"llama_decode returned -1","type":"internal_server_error"'
+    b',"param":null,"code":null}}'
+)
+
+
+class OneAtATimeBackend(FakeBackend):
+    """Refuses, as llama-cpp-python 0.3.16 does, an embeddings batch."""
+
+    async def _embeddings(self, request):
+        body = await request.json()
+        if isinstance(body["input"], list) and len(body["input"]) > 1:
+            self.queue(Script(status=500, error_body=BATCH_REFUSED, headers=JSON))
+        return await super()._embeddings(request)
+
+
+async def test_a_refused_embeddings_batch_is_sent_one_input_at_a_time(
+    aiohttp_server, gateway
+):
+    backend = OneAtATimeBackend()
+    backend.url = str((await aiohttp_server(backend.app)).make_url("/v1"))
+    backend.embedding = [0.6, 0.8]
+    client = await gateway(backend, NO_RETRY)
+    body = {"model": "text-embedding-3-small", "input": ["a", "b", "c"]}
+    resp = await post(client, "/api/embed", body)
+    # Without it: the backend's 500 "llama_decode returned -1".
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    assert answer["embeddings"] == [[0.6, 0.8]] * 3
+    assert answer["prompt_eval_count"] == 6  # 2 a request, as the backend counted
+    sent = [r.body["input"] for r in backend.requests if r.path == "/v1/embeddings"]
+    assert sent == [["a", "b", "c"], "a", "b", "c"]
+
+
+async def test_other_embedding_500s_are_not_split(backend: FakeBackend, gateway):
+    refused = b'{"error":{"message":"out of memory","type":"internal_server_error"}}'
+    backend.queue(Script(status=500, error_body=refused, headers=JSON))
+    client = await gateway(backend, NO_RETRY)
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 500
+    assert (await resp.json())["error"] == "out of memory"
+    assert len([r for r in backend.requests if r.path == "/v1/embeddings"]) == 1
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/api/embeddings"])
+async def test_token_level_embeddings_are_named(backend: FakeBackend, gateway, path):
+    # What the server answers for a model whose GGUF sets no pooling type:
+    # `embedding` is a list of 64-float vectors, one per token.
+    answer = capture("embedding_per_token.json")
+    backend.queue(Script(pieces=[answer], content_type="application/json"))
+    client = await gateway(backend, NO_RETRY)
+    key = "input" if path == "/api/embed" else "prompt"
+    resp = await post(client, path, {"model": "text-embedding-3-small", key: "hello"})
+    assert resp.status == 502
+    assert await resp.json() == {"error": PER_TOKEN}
