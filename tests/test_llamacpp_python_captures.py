@@ -10,6 +10,7 @@ left out).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,79 @@ async def test_token_level_embeddings_are_named(backend: FakeBackend, gateway, p
     resp = await post(client, path, {"model": "text-embedding-3-small", key: "hello"})
     assert resp.status == 502
     assert await resp.json() == {"error": PER_TOKEN}
+
+
+# `response_format` of type "json_schema" (the default), as the server refuses it.
+SCHEMA_REFUSED = (
+    b"{\"error\":{\"message\":\"1 validation error:\\n  {'type': 'literal_error', '"
+    b"loc': ('body', 'response_format', 'type'), 'msg': \\\"Input should be 'text' "
+    b"or 'json_object'\\\", 'input': 'json_schema', 'ctx': {'expected': \\\"'text' "
+    b"or 'json_object'\\\"}}\\n\\n  File \\\"/tmp/s10/lcpy/venv/lib/python3.11/site-"
+    b'packages/llama_cpp/server/app.py\\", line 376, in create_chat_completion\\n  '
+    b'  POST /v1/chat/completions","type":"internal_server_error","param":null,"co'
+    b'de":null}}'
+)
+OK_SCHEMA = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+}
+JSON_OBJECT = """
+[[backends]]
+name = "lcpy"
+base_url = "{url}"
+format_schema = "json_object"
+"""
+
+
+class SchemaCheckingBackend(FakeBackend):
+    """Refuses, as llama-cpp-python's server does, a "json_schema" format."""
+
+    async def _completion(self, request):
+        body = await request.json()
+        if body.get("response_format", {}).get("type") not in (
+            None,
+            "text",
+            "json_object",
+        ):
+            self.queue(Script(status=500, error_body=SCHEMA_REFUSED, headers=JSON))
+        return await super()._completion(request)
+
+
+@pytest.mark.parametrize("endpoint", ["/api/chat", "/api/generate"])
+async def test_a_schema_format_goes_as_json_object_with_its_schema(
+    aiohttp_server, gateway, endpoint
+):
+    backend = SchemaCheckingBackend()
+    backend.url = str((await aiohttp_server(backend.app)).make_url("/v1"))
+    backend.queue(
+        Script(pieces=[capture("chat_json_object_schema.sse")], content_type=SSE)
+    )
+    client = await gateway(toml=JSON_OBJECT.format(url=backend.url))
+    body = (
+        chat(stream=False, format=OK_SCHEMA)
+        if endpoint == "/api/chat"
+        else {"model": "gpt-4o", "prompt": "hi", "stream": False, "format": OK_SCHEMA}
+    )
+    resp = await post(client, endpoint, body)
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    text = (
+        answer["message"]["content"] if endpoint == "/api/chat" else answer["response"]
+    )
+    assert json.loads(text) == {"ok": False}
+    sent = backend.completions()[-1].body["response_format"]
+    assert sent == {"type": "json_object", "schema": OK_SCHEMA}
+
+
+async def test_a_schema_format_is_openais_by_default(aiohttp_server, gateway):
+    backend = SchemaCheckingBackend()
+    backend.url = str((await aiohttp_server(backend.app)).make_url("/v1"))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", chat(stream=False, format=OK_SCHEMA))
+    # What a default backend entry gets from llama-cpp-python: its 500, as it said it.
+    assert resp.status == 500
+    assert "Input should be 'text' or 'json_object'" in (await resp.json())["error"]
+    sent = backend.completions()[-1].body["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["schema"] == OK_SCHEMA
