@@ -257,3 +257,24 @@ async def test_a_schema_format_is_openais_by_default(aiohttp_server, gateway):
     sent = backend.completions()[-1].body["response_format"]
     assert sent["type"] == "json_schema"
     assert sent["json_schema"]["schema"] == OK_SCHEMA
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+async def test_chatml_function_calling_stream_makes_one_call(
+    backend: FakeBackend, gateway, stream
+):
+    # `--chat_format chatml-function-calling` with `tool_choice` naming the
+    # function: every chunk repeats the call's id and name (and an old-style
+    # `function_call`), the arguments come in pieces.
+    backend.queue(Script(pieces=[capture("tools_forced.sse")], content_type=SSE))
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    objs = ndjson(await resp.read()) if stream else [await resp.json()]
+    calls = [call for obj in objs for call in obj["message"].get("tool_calls") or ()]
+    assert calls == [
+        {
+            "id": "call__0_get_weather_cmpl-58a12dce-20e7-4b7f-ac3b-e878d2cb92d7",
+            "function": {"index": 0, "name": "get_weather", "arguments": {"n": -2197}},
+        }
+    ]
+    assert objs[-1]["done_reason"] == "stop"
