@@ -38,7 +38,7 @@ from ollama_gateway.settings import Settings
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.sse import SSEParser
 
-__all__ = ["HTML_ANSWER", "ChunkReader", "EncodeInto", "Reask", "collect", "relay"]
+__all__ = ["HTML_ANSWER", "ChunkReader", "EncodeInto", "collect", "relay"]
 
 HTML_ANSWER = (
     "upstream answered with a web page (text/html), not a completion: "
@@ -67,9 +67,6 @@ class DirectSource(Protocol):
 
 
 NameTranslator = Callable[[TracebackType | None], str | None]
-# Sends the request again without streaming: the whole answer's body, or the
-# mapped error of a refusal (see `ChunkReader._answer_again`).
-Reask = Callable[[], Awaitable[bytes]]
 
 _decode_chunk = openai.decode_chunk
 _decode_chunks = openai.decode_chunks
@@ -97,7 +94,6 @@ class ChunkReader:
         "_name",
         "_parser",
         "_ready",
-        "_reask",
         "_saw_finish",
         "_session",
         "_timer",
@@ -119,7 +115,6 @@ class ChunkReader:
         settings: Settings,
         name_translator: NameTranslator = lambda tb: None,
         loop: asyncio.AbstractEventLoop | None = None,
-        reask: Reask | None = None,
     ) -> None:
         timeouts = settings.timeouts
         # Kept: on Python 3.11 every get_running_loop() (and current_task()
@@ -178,10 +173,6 @@ class ChunkReader:
         # The pieces of a JSON answer (`_json`), joined at its end.
         self._whole: list[bytes] = []
         self._whole_size = 0
-        # Asks the backend again, not streaming, when its event stream ends
-        # before a single byte (see `_answer_again`); dropped at the first
-        # read, with the request it holds.
-        self._reask = None if self._json else reask
 
     async def read(
         self, direct: DirectWrite | None = None
@@ -245,11 +236,6 @@ class ChunkReader:
                     finally:
                         self._watch = None
                     self._rearm()
-                    if self._reask is not None:
-                        if piece is None:
-                            batch = await self._answer_again(self._reask)
-                            break
-                        self._reask = None
                     if self._json:
                         if piece is None:
                             batch = self._json_answer()
@@ -280,26 +266,6 @@ class ChunkReader:
         if self._finished:
             self._stop_timer()
         return batch
-
-    async def _answer_again(self, reask: Reask) -> Sequence[ollama.ChatResponse]:
-        """The answer to the same request sent again, not streaming, after an
-        event stream that ended cleanly without one byte.
-
-        llama-cpp-python's server sends its 200 and the stream's headers before
-        it renders the prompt or counts its tokens, and a failure there (a
-        prompt longer than the context, a chat template that cannot take image
-        parts) closes the stream empty: all the client would learn is
-        "unexpected EOF". Asked without streaming, the same server says what
-        went wrong with a status (400 `context_length_exceeded`), which the
-        reask raises as the mapped error. If that answer is a completion after
-        all, it is the client's answer. Nothing has been sent to the client, so
-        either is still possible; nothing generated is lost.
-        """
-        self._reask = None
-        self._ctx.retries += 1
-        self._whole = [await reask()]
-        self._json = True
-        return self._json_answer()
 
     def _raise_deferred(self) -> None:
         """Raise the failure kept for after the chunks before it (`_defer`)."""

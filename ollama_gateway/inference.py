@@ -10,11 +10,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import msgspec
 from aiohttp import web
 
 from ollama_gateway.clock import now_rfc3339
-from ollama_gateway.completion import ChunkReader, EncodeInto, Reask, collect, relay
+from ollama_gateway.completion import ChunkReader, EncodeInto, collect, relay
 from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import (
     GatewayError,
@@ -32,7 +31,7 @@ from ollama_gateway.keys import (
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import read_whole, upstream_deadline
+from ollama_gateway.upstream import upstream_deadline
 
 __all__ = [
     "Answer",
@@ -176,15 +175,14 @@ async def serve_completion(
     # open stream.
     try:
         async with upstream.slot():
-            not_found = f"model '{ctx.model}' not found"
-            payload = outgoing.take()
             async with upstream_deadline(first_token, request.task):
                 response = await upstream.send(
-                    ctx, outgoing.path, payload, stream=True, not_found=not_found
+                    ctx,
+                    outgoing.path,
+                    outgoing.take(),
+                    stream=True,
+                    not_found=f"model '{ctx.model}' not found",
                 )
-            # Held by the reader only until the stream's first byte.
-            reask = _reask(request, ctx, outgoing.path, payload, not_found)
-            del payload
             reader: ChunkReader | None = None
             try:
                 session = map_with(request, lambda: pipeline.response.open_stream(ctx))
@@ -195,9 +193,7 @@ async def serve_completion(
                     settings,
                     pipeline.translator_for,
                     request.task.get_loop(),
-                    reask,
                 )
-                del reask
                 if answer is not None:
                     return await answer(reader)
                 if ctx.stream:
@@ -214,35 +210,6 @@ async def serve_completion(
             raise
         _uncancel()
         raise GatewayError(SHUTDOWN, status=503) from None
-
-
-def _reask(
-    request: web.Request, ctx: RequestContext, path: str, payload: bytes, not_found: str
-) -> Reask:
-    """Sends `payload` again with `stream: false`, for an event stream that
-    ended empty (see `ChunkReader._answer_again`): the whole answer's body, or
-    the backend's refusal raised as its mapped error."""
-    app = request.app
-
-    async def reask() -> bytes:
-        body = msgspec.json.decode(payload)
-        body["stream"] = False
-        body.pop("stream_options", None)
-        upstream = app[upstream_key]
-        async with upstream_deadline(
-            app[settings_key].timeouts.first_wait, request.task
-        ):
-            response = await upstream.send(
-                ctx, path, msgspec.json.encode(body), stream=False, not_found=not_found
-            )
-            try:
-                return await read_whole(
-                    response, app[settings_key].limits.max_answer_bytes
-                )
-            finally:
-                await response.aclose()
-
-    return reask
 
 
 async def send_whole(
