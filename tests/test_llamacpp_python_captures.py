@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from ollama_gateway.completion import EMPTY_STREAM
 from ollama_gateway.handlers.embed import PER_TOKEN
+from ollama_gateway.http1 import UNEXPECTED_EOF
 from tests.fakebackend import FakeBackend, Script
 from tests.ndjson import NO_RETRY, chat, ndjson, post
 
@@ -28,6 +30,39 @@ def capture(name: str) -> bytes:
 
 JSON = {"Content-Type": "application/json"}
 SSE = "text/event-stream; charset=utf-8"
+
+# What the server sends for a streamed request whose prompt it then finds too
+# long, or cannot render: the 200 and the stream's headers, then the chunked
+# body's proper end (`0\r\n\r\n`) with no event.
+NO_EVENT = Script(pieces=[], content_type=SSE, headers={"X-Accel-Buffering": "no"})
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+async def test_an_empty_event_stream_is_named_and_not_asked_again(
+    backend: FakeBackend, gateway, stream
+):
+    backend.queue(NO_EVENT)
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 502
+    assert (await resp.json())["error"] == EMPTY_STREAM
+    assert EMPTY_STREAM.startswith(UNEXPECTED_EOF)
+    # Asked again, the backend would generate twice: never.
+    assert len(backend.completions()) == 1
+
+
+async def test_a_stream_cut_after_events_keeps_ollamas_words(
+    backend: FakeBackend, gateway
+):
+    data = capture("tools_forced.sse")
+    cut = data[: data.index(b"data: [DONE]")].split(b"\n\n")[0] + b"\n\n"
+    backend.queue(Script(pieces=[cut], content_type=SSE))
+    client = await gateway(backend, NO_RETRY)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    assert resp.status == 502
+    assert (await resp.json())["error"] == UNEXPECTED_EOF
+    assert len(backend.completions()) == 1
+
 
 # `--embedding true`, asked for two inputs at once (0.3.15 to 0.3.22; one input works).
 BATCH_REFUSED = (
