@@ -38,11 +38,28 @@ from ollama_gateway.settings import Settings
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.sse import SSEParser
 
-__all__ = ["HTML_ANSWER", "ChunkReader", "EncodeInto", "collect", "relay"]
+__all__ = [
+    "EMPTY_STREAM",
+    "HTML_ANSWER",
+    "ChunkReader",
+    "EncodeInto",
+    "collect",
+    "relay",
+]
 
 HTML_ANSWER = (
     "upstream answered with a web page (text/html), not a completion: "
     "check the backend's base_url (it usually ends in /v1)"
+)
+# A stream that ends, properly, before its first byte. llama-cpp-python's
+# server does that when it refuses a request after its 200 is sent (a prompt
+# longer than the context, a template that cannot render): its reason is
+# lost, and asking again would send the completion twice. Said, not
+# guessed; Ollama's words for a broken stream stay at its start.
+EMPTY_STREAM = (
+    f"{UNEXPECTED_EOF} (the event stream ended before its first event: "
+    "llama-cpp-python's server ends it so when it refuses a request, such as a "
+    "prompt longer than its context, and says why when asked without streaming)"
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +101,7 @@ class ChunkReader:
         "_direct",
         "_ctx",
         "_deadline",
+        "_empty",
         "_error",
         "_finished",
         "_idle",
@@ -161,6 +179,9 @@ class ChunkReader:
         self._total_deadline = loop_now - waited + total if total else None
         self._finished = False
         self._saw_finish = False
+        # No byte of the stream read yet. Only `read` reads the first piece:
+        # `_sink` takes over once the first lines are written.
+        self._empty = True
         # Payloads of the last read beyond MAX_BATCH, for the next `read()`.
         self._backlog: list[bytes] = []
         # A failure met after some chunks of the same read: those go out first.
@@ -246,6 +267,7 @@ class ChunkReader:
                         batch = self._end_of_stream(self._parser.finish())
                         break
                     self._ctx.created_at = now_rfc3339()
+                    self._empty = False
                     payloads = self._parser.feed(piece)
                     del piece  # an open stream keeps no read while it waits
                 found = self._convert(payloads)
@@ -413,7 +435,9 @@ class ChunkReader:
                     self._saw_finish = True
             if not self._saw_finish:
                 # A broken connection: no finish_reason and no [DONE] (spec 3.8).
-                raise UpstreamProtocolError(UNEXPECTED_EOF)
+                raise UpstreamProtocolError(
+                    EMPTY_STREAM if self._empty else UNEXPECTED_EOF
+                )
         except Exception as exc:
             return self._defer(out, exc)
         self._finished = True

@@ -141,6 +141,10 @@ class BackendSettings(_Section, frozen=True):
     stream_usage: bool = True
     stream_upstream: Literal["always", "as-client"] = "always"
     system_role: Literal["system", "developer"] = "system"
+    # How a JSON schema `format` is sent: OpenAI's `response_format` type
+    # "json_schema", or "json_object" with a `schema` beside it (the only form
+    # llama-cpp-python's server takes).
+    format_schema: Literal["json_schema", "json_object"] = "json_schema"
     # The backend's chat template takes one system message, first, then user
     # and assistant turns strictly alternating (Mistral's, as vLLM and
     # llama.cpp's server run them): the history is made so (see turns.py).

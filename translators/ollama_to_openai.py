@@ -74,7 +74,7 @@ class ChatRequestMapper:
                 completion.suffix = request.suffix
             _apply_stream(completion, backend, ctx)
             _apply_options(completion, request.options, backend)
-            _apply_format(completion, request.format)
+            _apply_format(completion, request.format, backend)
             if backend.extensions and request.format:
                 # Ollama's JSON mode is an object, as its own grammar for it.
                 schema = request.format
@@ -117,7 +117,7 @@ class ChatRequestMapper:
     ) -> None:
         _apply_stream(body, backend, ctx)
         _apply_options(body, request.options, backend)
-        _apply_format(body, request.format)
+        _apply_format(body, request.format, backend)
         thinking_model = ctx.entry is None or ctx.entry.supports("thinking")
         _apply_think(body, request.think, backend, thinking_model)
         if request.logprobs:
@@ -333,9 +333,16 @@ def _apply_options(
             body.repetition_penalty = options["repeat_penalty"]
 
 
-def _apply_format(body: openai.SamplingParams, fmt: Any) -> None:
+def _apply_format(
+    body: openai.SamplingParams, fmt: Any, backend: BackendSettings
+) -> None:
     if fmt == "json":
         body.response_format = {"type": "json_object"}
+    elif isinstance(fmt, dict) and backend.format_schema == "json_object":
+        # llama-cpp-python's server takes only "text" and "json_object" (a
+        # "json_schema" type is refused with a 500), and a schema beside the
+        # latter; llama.cpp's server takes this form too.
+        body.response_format = {"type": "json_object", "schema": fmt}
     elif isinstance(fmt, dict):
         body.response_format = {
             "type": "json_schema",

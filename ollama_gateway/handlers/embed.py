@@ -21,9 +21,16 @@ from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.upstream import map_error_object, read_whole, upstream_deadline
 from ollama_gateway.validation import check_options
 
-__all__ = ["TOO_LONG", "handle_embed", "handle_embeddings"]
+__all__ = ["PER_TOKEN", "TOO_LONG", "handle_embed", "handle_embeddings"]
 
 TOO_LONG = "the input length exceeds the context length"
+# llama-cpp-python's server answers with a list of vectors per input, one per
+# token, for a model whose GGUF sets no pooling type (a chat model, or an
+# embedding model converted without it): there is no one vector to give.
+PER_TOKEN = (
+    "upstream sent one embedding per token, not one per input: the model has "
+    "no pooling type (serve an embedding model, or one whose GGUF sets a pooling type)"
+)
 
 
 def _inputs(value: object) -> list[str]:
@@ -111,33 +118,11 @@ async def _embed(
     timeout = app[settings_key].timeouts.first_wait
     async with upstream.slot(), upstream_deadline(timeout, request.task):
         try:
-            response = await upstream.send(
-                ctx,
-                "/embeddings",
-                openai.encode(body),
-                stream=False,
-                not_found=not_found,
-            )
+            decoded = await _fetch(app, ctx, body, req.truncate, not_found)
         except UpstreamStatusError as exc:
-            if not _too_long(exc):
+            if not (isinstance(body.input, list) and _batch_refused(exc)):
                 raise
-            # Ollama's own words when told not to truncate; else the backend's,
-            # as a 400: the same input would fail again.
-            message = TOO_LONG if req.truncate is False else exc.message
-            raise InvalidRequestError(message) from exc
-        try:
-            data = await read_whole(response, app[settings_key].limits.max_answer_bytes)
-        finally:
-            await response.aclose()
-    try:
-        decoded = openai.decode_embedding_response(data)
-    except msgspec.DecodeError as exc:
-        refusal = _error_answer(data, not_found)
-        if refusal is not None:
-            raise refusal from None
-        raise UpstreamProtocolError(
-            f"upstream sent an invalid embeddings answer: {exc}"
-        ) from None
+            decoded = await _one_by_one(app, ctx, body, req.truncate, not_found)
     answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
     wanted = 1 if isinstance(req.input, str) else len(req.input)
     if len(answer.embeddings) != wanted:
@@ -152,6 +137,95 @@ async def _embed(
         # sent none.
         answer.prompt_eval_count = _estimate_tokens(req.input)
     return answer
+
+
+def _batch_refused(exc: UpstreamStatusError) -> bool:
+    # llama-cpp-python's server 0.3.15 to 0.3.22 embeds several inputs as
+    # sequences of one batch in a context made for one sequence, and fails
+    # every request of more than one input with a 500 "llama_decode returned
+    # -1" (abetlen/llama-cpp-python#2051); one input at a time works. Ollama's
+    # clients batch their documents (`embed(input=[...])`), so those fail all.
+    return exc.upstream_status == 500 and "llama_decode returned -1" in exc.message
+
+
+async def _one_by_one(
+    app: web.Application,
+    ctx: RequestContext,
+    body: openai.EmbeddingRequest,
+    truncate: bool | None,
+    not_found: str,
+) -> openai.EmbeddingResponse:
+    """The answer to a batch, asked for one input at a time, in order."""
+    assert isinstance(body.input, list)
+    data: list[openai.EmbeddingData] = []
+    prompt_tokens = 0
+    counted = True
+    for index, text in enumerate(body.input):
+        ctx.retries += 1
+        one = msgspec.structs.replace(body, input=text)
+        part = await _fetch(app, ctx, one, truncate, not_found)
+        if len(part.data) != 1:
+            raise UpstreamProtocolError(
+                f"upstream sent {len(part.data)} embeddings for 1 input"
+            )
+        data.append(openai.EmbeddingData(part.data[0].embedding, index))
+        tokens = part.usage.prompt_tokens if part.usage is not None else None
+        if tokens is None:
+            counted = False
+        else:
+            prompt_tokens += tokens
+    usage = (
+        openai.Usage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
+        if counted
+        else None
+    )
+    return openai.EmbeddingResponse(data=data, usage=usage)
+
+
+async def _fetch(
+    app: web.Application,
+    ctx: RequestContext,
+    body: openai.EmbeddingRequest,
+    truncate: bool | None,
+    not_found: str,
+) -> openai.EmbeddingResponse:
+    upstream = app[upstream_key]
+    try:
+        response = await upstream.send(
+            ctx, "/embeddings", openai.encode(body), stream=False, not_found=not_found
+        )
+    except UpstreamStatusError as exc:
+        if not _too_long(exc):
+            raise
+        # Ollama's own words when told not to truncate; else the backend's,
+        # as a 400: the same input would fail again.
+        message = TOO_LONG if truncate is False else exc.message
+        raise InvalidRequestError(message) from exc
+    try:
+        data = await read_whole(response, app[settings_key].limits.max_answer_bytes)
+    finally:
+        await response.aclose()
+    try:
+        return openai.decode_embedding_response(data)
+    except msgspec.DecodeError as exc:
+        refusal = _error_answer(data, not_found)
+        if refusal is not None:
+            raise refusal from None
+        if _per_token(data):
+            raise UpstreamProtocolError(PER_TOKEN) from None
+        raise UpstreamProtocolError(
+            f"upstream sent an invalid embeddings answer: {exc}"
+        ) from None
+
+
+def _per_token(data: bytes) -> bool:
+    """Whether the answer's first vector is a list of vectors."""
+    try:
+        found = msgspec.json.decode(data)
+        vector = found["data"][0]["embedding"]
+    except (msgspec.DecodeError, LookupError, TypeError):
+        return False
+    return isinstance(vector, list) and bool(vector) and isinstance(vector[0], list)
 
 
 def _error_answer(data: bytes, not_found: str) -> GatewayError | None:
