@@ -661,6 +661,10 @@ class _DirectWriter:
         encode_into = self._encode_into
         for chunk in batch:
             encode_into(chunk, buffer)
+        if not buffer:
+            # Nothing to send (an encoder that holds the last line back for
+            # the stream's `ending`): an empty frame would end the body.
+            return True
         buffer[:0] = b"%x\r\n" % len(buffer)  # the chunk's frame
         buffer += b"\r\n"
         transport.write(buffer)

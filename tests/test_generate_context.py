@@ -15,7 +15,7 @@ import pytest
 
 from ollama_gateway.app import create_app
 from tests.conftest import base_url
-from tests.fakebackend import Script
+from tests.fakebackend import Script, chat_chunk, sse
 from tests.ndjson import post, read_ndjson
 
 ON = """
@@ -167,3 +167,25 @@ async def test_a_context_goes_on_at_another_worker(
         "Ann.",
         "Goodbye.",
     ]
+
+
+async def test_a_last_line_alone_in_its_read_ends_the_stream(gateway, backend):
+    """The last line is held back until the turns are kept: when the backend's
+    [DONE] comes in a read of its own, that read makes no bytes, and must not
+    end the chunked body before the held line is sent."""
+    events = [
+        sse(chat_chunk({"role": "assistant", "content": "Hi"}), done=False),
+        sse(chat_chunk({"content": " Ann."}), done=False),
+        sse(chat_chunk(finish="stop"), done=False),
+        b"data: [DONE]\n\n",
+    ]
+    script = Script(pieces=events, delay=0.05)
+    backend.queue(script, Script(pieces=events, delay=0.05))
+    client = await gateway(backend, ON)
+    # One client, one keep-alive connection: a line sent after the body's end
+    # would also spoil the second answer's status line.
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        for _ in range(2):
+            parts = [p async for p in await api.generate("gpt-4o", "hi", stream=True)]
+            assert "".join(p.response for p in parts) == "Hi Ann."
+            assert parts[-1].done and parts[-1].context is not None
