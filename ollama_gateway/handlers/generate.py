@@ -12,7 +12,7 @@ from functools import partial
 import msgspec
 from aiohttp import web
 
-from ollama_gateway.completion import ChunkReader, EncodeInto, collect, relay
+from ollama_gateway.completion import ChunkReader, collect, relay
 from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.generate_context import Transcript, earlier_turns
@@ -93,14 +93,11 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     if not req.prompt:
         return load_answer(request, ctx, "load")
     req.format = check_format(req.format)
-    encode_into: EncodeInto = _encode_line
-    render = _render
     settings = request.app[settings_key]
     answer = None
     if settings.server.generate_context and not req.suffix and not req.raw:
-        transcript = await _transcript(request, req)
-        encode_into, render = transcript.encode_line, transcript.render
-        answer = partial(_answer_kept, request, transcript)
+        # It writes the answer itself, in place of `_encode_line` and `_render`.
+        answer = partial(_answer_kept, request, await _transcript(request, req))
     elif req.context:
         log.warning("ignoring generate context: the gateway has no tokens")
     if req.template:
@@ -116,7 +113,7 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
         return debug_answer(ctx, outgoing, len(req.images or ()))
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
-        request, ctx, outgoing, encode_into=encode_into, render=render, answer=answer
+        request, ctx, outgoing, encode_into=_encode_line, render=_render, answer=answer
     )
 
 
