@@ -544,6 +544,56 @@ async def test_interim_response_then_the_answer(
         assert await read_body(resp) == b"real"
 
 
+LF_HEADS = {
+    "all-lf": b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 5\n\nhello",
+    "crlf-status-lf-fields": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\nContent-Length: 5\r\n\r\nhello"
+    ),
+    # The body's CRLF CRLF is no end of the head: the bare-LF one came first.
+    "lf-head-crlf-body": (
+        b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 14\n\n"
+        + b"data: a\r\n\r\nxyz"
+    ),
+    "lf-interim-then-lf-answer": (
+        b"HTTP/1.1 100 Continue\n\n"
+        + b"HTTP/1.1 200 OK\nContent-Type: text/plain\nTransfer-Encoding: chunked\n\n"
+        + b"2\nhe\n3\nllo\n0\n\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("raw", LF_HEADS.values(), ids=LF_HEADS.keys())
+async def test_head_with_bare_lf_line_ends(
+    pool: Http1Pool, serve: Servers, raw: bytes
+) -> None:
+    """RFC 9112 2.2: a recipient may take a bare LF as a line's end. Such a
+    head was never found (the request waited for its first-token timeout),
+    and a CRLF CRLF in the body was taken for its end."""
+    async with asyncio.timeout(LIMIT):
+        cuts = range(1, len(raw))
+        server = await serve(*(Reply([raw[:i], raw[i:]]) for i in cuts))
+        expected = b"data: a\r\n\r\nxyz" if b"xyz" in raw else b"hello"
+        for i in cuts:
+            resp = await post(pool, server, b"%d" % i)
+            assert resp.status == 200, i
+            assert resp.headers["content-type"] == "text/plain", i
+            assert await read_body(resp) == expected, i
+        assert server.connections == 1  # each consumed exactly
+
+
+async def test_switching_protocols_unasked_fails_before_answering(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """A 101 is no interim answer to wait past: the connection speaks
+    something else after it (and we never ask for an Upgrade)."""
+    async with asyncio.timeout(LIMIT):
+        raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + ok(b"x")
+        server = await serve(Reply([raw]))
+        message = await fails_before_answering(pool, server)
+        assert message == f"{BEFORE_ANSWER}: the server switched protocols unasked"
+        await client_closed(server)
+
+
 async def test_204_has_no_body_and_keeps_the_connection(
     pool: Http1Pool, serve: Servers
 ) -> None:
@@ -1183,18 +1233,24 @@ STATUS_LINES = {
     "code-not-digits": b"HTTP/1.1 2x0 OK",
     "code-two-digits": b"HTTP/1.1 20 OK",
     "not-http": b"ICY 200 OK",
+    "code-not-ascii-digits": "HTTP/1.1 ²00 OK".encode("latin-1"),
 }
 HEADER_LINES = {
     "no-colon": b"Content-Length 5",
     "folded": b" X-Folded: a",
     "no-name": b": no-name",
     "space-before-colon": b"X-Space : a",
+    # RFC 9110 5.5: a CR or NUL in a field is refused (or replaced), never kept.
+    "bare-cr": b"X-A: one\rX-B: two",
+    "bare-cr-at-the-end": b"X-A: one\r",
+    "nul": b"X-A: o\x00ne",
 }
 CONTENT_LENGTHS = {
     "abc": b"abc",
     "two-values": b"5, 6",
     "negative": b"-1",
     "empty": b"",
+    "not-ascii-digit": "¹".encode("latin-1"),
 }
 
 

@@ -4,6 +4,7 @@ arrive (`feed`), and handed to the consumer one piece per read."""
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
@@ -322,30 +323,51 @@ class Http1Response:
     def _parse_head(self, buf: bytearray) -> bool:
         while True:
             end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            if end >= 0:
+                head = bytes(buf[:end]).decode("latin-1")
+                status_line, _, rest = head.partition("\r\n")
+                lines = rest.split("\r\n") if rest else []
+                count = len(lines)
+                if (
+                    head.count("\n") == count
+                    and head.count("\r") == count
+                    and "\x00" not in head
+                ):
+                    del buf[: end + 4]
+                else:
+                    # A bare LF or CR, or a NUL, somewhere: the careful way.
+                    status_line, lines = _lenient_head(buf)
+                    rest = "\r\n".join(lines)
+            elif _BLANK_LINE.search(buf) is not None:
+                status_line, lines = _lenient_head(buf)  # a head ended by bare LFs
+                rest = "\r\n".join(lines)
+            else:
                 if len(buf) > MAX_HEAD:
                     raise UpstreamProtocolError(
                         f"{BEFORE_ANSWER}: response headers too large"
                     )
                 return False
-            head = bytes(buf[:end]).decode("latin-1")
-            del buf[: end + 4]
-            status_line, _, rest = head.partition("\r\n")
             version, _, status_reason = status_line.partition(" ")
             code, _, reason = status_reason.partition(" ")
             if (
                 not version.startswith("HTTP/1.")
                 or len(code) != 3
+                or not code.isascii()
                 or not code.isdigit()
             ):
                 raise UpstreamProtocolError(
                     f"{BEFORE_ANSWER}: not an HTTP/1.x status line: {status_line[:80]!r}"
                 )
             status = int(code)
+            if status == 101:
+                # Never asked for (no Upgrade is sent): what follows is no HTTP.
+                raise UpstreamProtocolError(
+                    f"{BEFORE_ANSWER}: the server switched protocols unasked"
+                )
             if 100 <= status < 200:
                 continue  # an interim answer (100 Continue, 103 Early Hints)
             fields: dict[str, str] = {}
-            for line in rest.split("\r\n") if rest else ():
+            for line in lines:
                 name, colon, value = line.partition(":")
                 if not colon or not name or name != name.strip():
                     raise UpstreamProtocolError(
@@ -393,7 +415,7 @@ class Http1Response:
         elif length is not None:
             values = {v.strip() for v in length.split(",")}
             value = values.pop()
-            if values or not value.isdigit():
+            if values or not value.isascii() or not value.isdigit():
                 raise UpstreamProtocolError(
                     f"{BEFORE_ANSWER}: invalid Content-Length {length[:40]!r}"
                 )
@@ -496,3 +518,27 @@ class Http1Response:
             self._fail(
                 UpstreamProtocolError(f"{BEFORE_ANSWER}: the connection was closed")
             )
+
+
+# The end of a head whose lines may end in a bare LF (RFC 9112 2.2 lets a
+# recipient take LF as a line's end): the slow path, for heads that are not
+# plain CRLF.
+_BLANK_LINE: Final = re.compile(rb"\r?\n\r?\n")
+_LINE_END: Final = re.compile(r"\r?\n")
+
+
+def _lenient_head(buf: bytearray) -> tuple[str, list[str]]:
+    """The status line and header lines of a head with bare-LF line ends (or
+    a bare CR or NUL, refused): the head is taken from `buf`."""
+    found = _BLANK_LINE.search(buf)
+    assert found is not None
+    head = bytes(buf[: found.start()]).decode("latin-1")
+    del buf[: found.end()]
+    lines = _LINE_END.split(head)
+    for line in lines:
+        if "\r" in line or "\x00" in line:
+            # A bare CR or a NUL (RFC 9110 5.5: refuse or replace with SP).
+            raise UpstreamProtocolError(
+                f"{BEFORE_ANSWER}: invalid header line {line[:80]!r}"
+            )
+    return lines[0], lines[1:]
