@@ -978,6 +978,18 @@ async def test_arrived_but_unread_body_still_frees_the_connection(
             id="extra-bytes-after-the-body",
         ),
         pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                    + b"Transfer-Encoding: chunked\r\n\r\n"
+                    + chunk(b"chunked wins")
+                    + b"0\r\n\r\n"
+                ]
+            ),
+            b"chunked wins",
+            id="both-content-length-and-chunked",
+        ),
+        pytest.param(
             Reply([ok(b"ok"), b"HTTP/1.1 200 OK\r\n\r\n"], gap=0.05),
             b"ok",
             id="unsolicited-bytes-on-an-idle-connection",

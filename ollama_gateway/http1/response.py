@@ -410,6 +410,11 @@ class Http1Response:
         elif transfer is not None:
             if transfer.lower().rsplit(",", 1)[-1].strip() == "chunked":
                 self._framing = _CHUNKED
+                if length is not None:
+                    # Both framings (RFC 9112 6.3): chunked wins, and the
+                    # connection is not reused, in case some hop on the way
+                    # framed it by the length (response splitting).
+                    self._keep_alive = False
             else:
                 self._framing, self._keep_alive = _UNTIL_CLOSE, False
         elif length is not None:
