@@ -419,6 +419,10 @@ HEX_DATA = bytes(range(256)) * 2
 GZIP_STREAM = b"data: " + b"z" * 3000 + b"\n\n"
 GZIP_PACKED = gzip.compress(GZIP_STREAM)
 DEFLATED = b"deflated " * 100
+_RAW = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+RAW_DEFLATED = _RAW.compress(DEFLATED) + _RAW.flush()
+GZIP_MEMBER_2 = gzip.compress(b"second member")
+GZIP_MEMBERS = gzip.compress(b"first member, ") + GZIP_MEMBER_2
 
 
 @pytest.mark.parametrize(
@@ -463,6 +467,39 @@ DEFLATED = b"deflated " * 100
             Reply([ok(zlib.compress(DEFLATED), "Content-Encoding: deflate")]),
             DEFLATED,
             id="deflate-content-encoding-is-decoded",
+        ),
+        pytest.param(
+            Reply([ok(RAW_DEFLATED, "Content-Encoding: deflate")]),
+            DEFLATED,
+            id="raw-deflate-without-zlib-wrapper-is-decoded",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    ok(GZIP_MEMBERS, "Content-Encoding: gzip")[: -len(GZIP_MEMBER_2)],
+                    GZIP_MEMBER_2,
+                ]
+            ),
+            b"first member, second member",
+            id="gzip-members-in-separate-reads-are-all-decoded",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+                    + b"Transfer-Encoding: chunked\r\n\r\n"
+                    + chunk(GZIP_MEMBERS[:5])
+                    + chunk(GZIP_MEMBERS[5:])
+                    + b"0\r\n\r\n"
+                ]
+            ),
+            b"first member, second member",
+            id="gzip-members-with-the-last-chunk-in-one-read",
+        ),
+        pytest.param(
+            Reply([ok(b"", "Content-Encoding: gzip")]),
+            b"",
+            id="empty-gzip-body",
         ),
         pytest.param(
             Reply(
@@ -903,6 +940,28 @@ async def test_ended_answer_keeps_its_connection_until_the_body_ends(
         resp.expect_end()
         await resp.aclose()  # does not wait for the terminator
         await asyncio.sleep(0.2)  # the terminator is 50 ms behind
+        await assert_next_request_reuses_the_connection(pool, server, b"second")
+        assert [r.conn for r in server.requests] == [0, 0]
+
+
+async def test_ended_gzip_answer_keeps_its_connection_until_the_body_ends(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """As above with a gzip body: the rest of its stream, drained unread, is
+    not taken for a stream cut short."""
+    async with asyncio.timeout(LIMIT):
+        packed = gzip.compress(b"data: [DONE]\n\n")
+        head = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n")
+        # zlib hands out what it can decode before the stream's checksum.
+        first = head + chunk(packed[:-8])
+        server = await serve(
+            Reply([first, chunk(packed[-8:]) + b"0\r\n\r\n"], gap=0.05)
+        )
+        resp = await post(pool, server)
+        assert await resp.__anext__() == b"data: [DONE]\n\n"
+        resp.expect_end()
+        await resp.aclose()
+        await asyncio.sleep(0.2)
         await assert_next_request_reuses_the_connection(pool, server, b"second")
         assert [r.conn for r in server.requests] == [0, 0]
 
@@ -1382,9 +1441,54 @@ async def test_unsupported_content_encoding(pool: Http1Pool, serve: Servers) -> 
         assert message == f"{BEFORE_ANSWER}: unsupported content encoding 'br'"
 
 
-async def test_corrupt_gzip_body(pool: Http1Pool, serve: Servers) -> None:
+PACKED = gzip.compress(b"a whole answer")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(ok(b"this is not gzip", "Content-Encoding: gzip"), id="not-gzip"),
+        pytest.param(
+            ok(PACKED + b"garbage", "Content-Encoding: gzip"),
+            id="gzip-then-garbage",
+        ),
+        pytest.param(
+            ok(PACKED[:-4], "Content-Encoding: gzip"),
+            id="gzip-cut-short",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + chunk(PACKED[:-4])
+            + b"0\r\n\r\n",
+            id="chunked-gzip-cut-short",
+        ),
+        pytest.param(
+            ok(zlib.compress(b"x") + b"more", "Content-Encoding: deflate"),
+            id="deflate-then-more",
+        ),
+    ],
+)
+async def test_corrupt_compressed_body(
+    pool: Http1Pool, serve: Servers, raw: bytes
+) -> None:
+    """Never a quietly shorter body: bytes a decoder would drop, or a stream
+    that does not reach its end, fail the answer."""
     async with asyncio.timeout(LIMIT):
-        server = await serve(Reply([ok(b"this is not gzip", "Content-Encoding: gzip")]))
+        server = await serve(Reply([raw]))
+        _, error = await read_until_error(await post(pool, server))
+        assert error.message.startswith("upstream sent a bad body:")
+        await client_closed(server)
+
+
+async def test_close_delimited_gzip_body_cut_short(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """A close-delimited body ends with the connection, however it was cut:
+    its compressed stream still says whether it is whole."""
+    async with asyncio.timeout(LIMIT):
+        head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n"
+        server = await serve(Reply([head + PACKED[:-4]], close=True))
         _, error = await read_until_error(await post(pool, server))
         assert error.message.startswith("upstream sent a bad body:")
 
