@@ -419,6 +419,10 @@ HEX_DATA = bytes(range(256)) * 2
 GZIP_STREAM = b"data: " + b"z" * 3000 + b"\n\n"
 GZIP_PACKED = gzip.compress(GZIP_STREAM)
 DEFLATED = b"deflated " * 100
+_RAW = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+RAW_DEFLATED = _RAW.compress(DEFLATED) + _RAW.flush()
+GZIP_MEMBER_2 = gzip.compress(b"second member")
+GZIP_MEMBERS = gzip.compress(b"first member, ") + GZIP_MEMBER_2
 
 
 @pytest.mark.parametrize(
@@ -463,6 +467,39 @@ DEFLATED = b"deflated " * 100
             Reply([ok(zlib.compress(DEFLATED), "Content-Encoding: deflate")]),
             DEFLATED,
             id="deflate-content-encoding-is-decoded",
+        ),
+        pytest.param(
+            Reply([ok(RAW_DEFLATED, "Content-Encoding: deflate")]),
+            DEFLATED,
+            id="raw-deflate-without-zlib-wrapper-is-decoded",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    ok(GZIP_MEMBERS, "Content-Encoding: gzip")[: -len(GZIP_MEMBER_2)],
+                    GZIP_MEMBER_2,
+                ]
+            ),
+            b"first member, second member",
+            id="gzip-members-in-separate-reads-are-all-decoded",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+                    + b"Transfer-Encoding: chunked\r\n\r\n"
+                    + chunk(GZIP_MEMBERS[:5])
+                    + chunk(GZIP_MEMBERS[5:])
+                    + b"0\r\n\r\n"
+                ]
+            ),
+            b"first member, second member",
+            id="gzip-members-with-the-last-chunk-in-one-read",
+        ),
+        pytest.param(
+            Reply([ok(b"", "Content-Encoding: gzip")]),
+            b"",
+            id="empty-gzip-body",
         ),
         pytest.param(
             Reply(
@@ -542,6 +579,56 @@ async def test_interim_response_then_the_answer(
         assert resp.reason == "Created"
         assert resp.headers["x-final"] == "1"
         assert await read_body(resp) == b"real"
+
+
+LF_HEADS = {
+    "all-lf": b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 5\n\nhello",
+    "crlf-status-lf-fields": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\nContent-Length: 5\r\n\r\nhello"
+    ),
+    # The body's CRLF CRLF is no end of the head: the bare-LF one came first.
+    "lf-head-crlf-body": (
+        b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 14\n\n"
+        + b"data: a\r\n\r\nxyz"
+    ),
+    "lf-interim-then-lf-answer": (
+        b"HTTP/1.1 100 Continue\n\n"
+        + b"HTTP/1.1 200 OK\nContent-Type: text/plain\nTransfer-Encoding: chunked\n\n"
+        + b"2\nhe\n3\nllo\n0\n\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("raw", LF_HEADS.values(), ids=LF_HEADS.keys())
+async def test_head_with_bare_lf_line_ends(
+    pool: Http1Pool, serve: Servers, raw: bytes
+) -> None:
+    """RFC 9112 2.2: a recipient may take a bare LF as a line's end. Such a
+    head was never found (the request waited for its first-token timeout),
+    and a CRLF CRLF in the body was taken for its end."""
+    async with asyncio.timeout(LIMIT):
+        cuts = range(1, len(raw))
+        server = await serve(*(Reply([raw[:i], raw[i:]]) for i in cuts))
+        expected = b"data: a\r\n\r\nxyz" if b"xyz" in raw else b"hello"
+        for i in cuts:
+            resp = await post(pool, server, b"%d" % i)
+            assert resp.status == 200, i
+            assert resp.headers["content-type"] == "text/plain", i
+            assert await read_body(resp) == expected, i
+        assert server.connections == 1  # each consumed exactly
+
+
+async def test_switching_protocols_unasked_fails_before_answering(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """A 101 is no interim answer to wait past: the connection speaks
+    something else after it (and we never ask for an Upgrade)."""
+    async with asyncio.timeout(LIMIT):
+        raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + ok(b"x")
+        server = await serve(Reply([raw]))
+        message = await fails_before_answering(pool, server)
+        assert message == f"{BEFORE_ANSWER}: the server switched protocols unasked"
+        await client_closed(server)
 
 
 async def test_204_has_no_body_and_keeps_the_connection(
@@ -857,6 +944,28 @@ async def test_ended_answer_keeps_its_connection_until_the_body_ends(
         assert [r.conn for r in server.requests] == [0, 0]
 
 
+async def test_ended_gzip_answer_keeps_its_connection_until_the_body_ends(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """As above with a gzip body: the rest of its stream, drained unread, is
+    not taken for a stream cut short."""
+    async with asyncio.timeout(LIMIT):
+        packed = gzip.compress(b"data: [DONE]\n\n")
+        head = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n")
+        # zlib hands out what it can decode before the stream's checksum.
+        first = head + chunk(packed[:-8])
+        server = await serve(
+            Reply([first, chunk(packed[-8:]) + b"0\r\n\r\n"], gap=0.05)
+        )
+        resp = await post(pool, server)
+        assert await resp.__anext__() == b"data: [DONE]\n\n"
+        resp.expect_end()
+        await resp.aclose()
+        await asyncio.sleep(0.2)
+        await assert_next_request_reuses_the_connection(pool, server, b"second")
+        assert [r.conn for r in server.requests] == [0, 0]
+
+
 async def test_ended_answer_whose_body_never_ends_is_closed_after_drain(
     pool: Http1Pool, serve: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -926,6 +1035,18 @@ async def test_arrived_but_unread_body_still_frees_the_connection(
             Reply([ok(b"ok") + b"HTTP/1.1 200 OK\r\n"]),
             b"ok",
             id="extra-bytes-after-the-body",
+        ),
+        pytest.param(
+            Reply(
+                [
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                    + b"Transfer-Encoding: chunked\r\n\r\n"
+                    + chunk(b"chunked wins")
+                    + b"0\r\n\r\n"
+                ]
+            ),
+            b"chunked wins",
+            id="both-content-length-and-chunked",
         ),
         pytest.param(
             Reply([ok(b"ok"), b"HTTP/1.1 200 OK\r\n\r\n"], gap=0.05),
@@ -1183,18 +1304,24 @@ STATUS_LINES = {
     "code-not-digits": b"HTTP/1.1 2x0 OK",
     "code-two-digits": b"HTTP/1.1 20 OK",
     "not-http": b"ICY 200 OK",
+    "code-not-ascii-digits": "HTTP/1.1 ²00 OK".encode("latin-1"),
 }
 HEADER_LINES = {
     "no-colon": b"Content-Length 5",
     "folded": b" X-Folded: a",
     "no-name": b": no-name",
     "space-before-colon": b"X-Space : a",
+    # RFC 9110 5.5: a CR or NUL in a field is refused (or replaced), never kept.
+    "bare-cr": b"X-A: one\rX-B: two",
+    "bare-cr-at-the-end": b"X-A: one\r",
+    "nul": b"X-A: o\x00ne",
 }
 CONTENT_LENGTHS = {
     "abc": b"abc",
     "two-values": b"5, 6",
     "negative": b"-1",
     "empty": b"",
+    "not-ascii-digit": "¹".encode("latin-1"),
 }
 
 
@@ -1314,9 +1441,54 @@ async def test_unsupported_content_encoding(pool: Http1Pool, serve: Servers) -> 
         assert message == f"{BEFORE_ANSWER}: unsupported content encoding 'br'"
 
 
-async def test_corrupt_gzip_body(pool: Http1Pool, serve: Servers) -> None:
+PACKED = gzip.compress(b"a whole answer")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(ok(b"this is not gzip", "Content-Encoding: gzip"), id="not-gzip"),
+        pytest.param(
+            ok(PACKED + b"garbage", "Content-Encoding: gzip"),
+            id="gzip-then-garbage",
+        ),
+        pytest.param(
+            ok(PACKED[:-4], "Content-Encoding: gzip"),
+            id="gzip-cut-short",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + chunk(PACKED[:-4])
+            + b"0\r\n\r\n",
+            id="chunked-gzip-cut-short",
+        ),
+        pytest.param(
+            ok(zlib.compress(b"x") + b"more", "Content-Encoding: deflate"),
+            id="deflate-then-more",
+        ),
+    ],
+)
+async def test_corrupt_compressed_body(
+    pool: Http1Pool, serve: Servers, raw: bytes
+) -> None:
+    """Never a quietly shorter body: bytes a decoder would drop, or a stream
+    that does not reach its end, fail the answer."""
     async with asyncio.timeout(LIMIT):
-        server = await serve(Reply([ok(b"this is not gzip", "Content-Encoding: gzip")]))
+        server = await serve(Reply([raw]))
+        _, error = await read_until_error(await post(pool, server))
+        assert error.message.startswith("upstream sent a bad body:")
+        await client_closed(server)
+
+
+async def test_close_delimited_gzip_body_cut_short(
+    pool: Http1Pool, serve: Servers
+) -> None:
+    """A close-delimited body ends with the connection, however it was cut:
+    its compressed stream still says whether it is whole."""
+    async with asyncio.timeout(LIMIT):
+        head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n"
+        server = await serve(Reply([head + PACKED[:-4]], close=True))
         _, error = await read_until_error(await post(pool, server))
         assert error.message.startswith("upstream sent a bad body:")
 

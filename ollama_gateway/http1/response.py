@@ -4,6 +4,7 @@ arrive (`feed`), and handed to the consumer one piece per read."""
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Final
@@ -131,7 +132,7 @@ class Http1Response:
         self._chunk_state = _SIZE
         self._chunk_left = 0
         self._keep_alive = True
-        self._decoder: zlib._Decompress | None = None
+        self._decoder: _Decoder | None = None
         # A list, not a deque: a deque's first block is 600 bytes, kept by
         # every open stream.
         self._pieces: list[bytes] = []
@@ -288,8 +289,8 @@ class Http1Response:
             self._conn.pause()
 
     def _finish(self) -> None:
-        if self._decoder is not None:
-            tail = self._decoder.flush()
+        if self._decoder is not None and self._draining is None:
+            tail = self._decoder.flush()  # raises for a body cut short
             if tail:
                 self._pieces.append(tail)
         self._done = True
@@ -322,30 +323,51 @@ class Http1Response:
     def _parse_head(self, buf: bytearray) -> bool:
         while True:
             end = buf.find(b"\r\n\r\n")
-            if end < 0:
+            if end >= 0:
+                head = bytes(buf[:end]).decode("latin-1")
+                status_line, _, rest = head.partition("\r\n")
+                lines = rest.split("\r\n") if rest else []
+                count = len(lines)
+                if (
+                    head.count("\n") == count
+                    and head.count("\r") == count
+                    and "\x00" not in head
+                ):
+                    del buf[: end + 4]
+                else:
+                    # A bare LF or CR, or a NUL, somewhere: the careful way.
+                    status_line, lines = _lenient_head(buf)
+                    rest = "\r\n".join(lines)
+            elif _BLANK_LINE.search(buf) is not None:
+                status_line, lines = _lenient_head(buf)  # a head ended by bare LFs
+                rest = "\r\n".join(lines)
+            else:
                 if len(buf) > MAX_HEAD:
                     raise UpstreamProtocolError(
                         f"{BEFORE_ANSWER}: response headers too large"
                     )
                 return False
-            head = bytes(buf[:end]).decode("latin-1")
-            del buf[: end + 4]
-            status_line, _, rest = head.partition("\r\n")
             version, _, status_reason = status_line.partition(" ")
             code, _, reason = status_reason.partition(" ")
             if (
                 not version.startswith("HTTP/1.")
                 or len(code) != 3
+                or not code.isascii()
                 or not code.isdigit()
             ):
                 raise UpstreamProtocolError(
                     f"{BEFORE_ANSWER}: not an HTTP/1.x status line: {status_line[:80]!r}"
                 )
             status = int(code)
+            if status == 101:
+                # Never asked for (no Upgrade is sent): what follows is no HTTP.
+                raise UpstreamProtocolError(
+                    f"{BEFORE_ANSWER}: the server switched protocols unasked"
+                )
             if 100 <= status < 200:
                 continue  # an interim answer (100 Continue, 103 Early Hints)
             fields: dict[str, str] = {}
-            for line in rest.split("\r\n") if rest else ():
+            for line in lines:
                 name, colon, value = line.partition(":")
                 if not colon or not name or name != name.strip():
                     raise UpstreamProtocolError(
@@ -374,9 +396,9 @@ class Http1Response:
             self._conn.announce(announced)
         encoding = fields.get("content-encoding", "identity").lower().strip()
         if encoding in ("gzip", "x-gzip"):
-            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._decoder = _Decoder(gzip=True)
         elif encoding == "deflate":
-            self._decoder = zlib.decompressobj()
+            self._decoder = _Decoder(gzip=False)
         elif encoding not in ("identity", ""):
             raise UpstreamProtocolError(
                 f"{BEFORE_ANSWER}: unsupported content encoding {encoding!r}"
@@ -388,12 +410,17 @@ class Http1Response:
         elif transfer is not None:
             if transfer.lower().rsplit(",", 1)[-1].strip() == "chunked":
                 self._framing = _CHUNKED
+                if length is not None:
+                    # Both framings (RFC 9112 6.3): chunked wins, and the
+                    # connection is not reused, in case some hop on the way
+                    # framed it by the length (response splitting).
+                    self._keep_alive = False
             else:
                 self._framing, self._keep_alive = _UNTIL_CLOSE, False
         elif length is not None:
             values = {v.strip() for v in length.split(",")}
             value = values.pop()
-            if values or not value.isdigit():
+            if values or not value.isascii() or not value.isdigit():
                 raise UpstreamProtocolError(
                     f"{BEFORE_ANSWER}: invalid Content-Length {length[:40]!r}"
                 )
@@ -408,6 +435,7 @@ class Http1Response:
         parts: list[bytes] = []
         pos = 0
         size = len(buf)
+        ended = False
         state = self._chunk_state
         left = self._chunk_left
         if state == _SIZE:
@@ -471,13 +499,16 @@ class Http1Response:
                 empty = not buf[pos:end].strip()
                 pos = end + 1
                 if empty:
-                    self._finish()
+                    ended = True
                     break
         del buf[:pos]
         self._chunk_state = state
         self._chunk_left = left
         if parts:
             self._push(parts[0] if len(parts) == 1 else b"".join(parts))
+        if ended:
+            # After the last data: a decoder's tail comes after what it decoded.
+            self._finish()
 
     def connection_lost(self) -> None:
         if self._draining is not None:
@@ -487,7 +518,11 @@ class Http1Response:
         if self._done or self._error is not None:
             return
         if self._headed and self._framing == _UNTIL_CLOSE:
-            self._finish()
+            try:
+                self._finish()
+            except (ValueError, zlib.error) as exc:
+                self._fail(UpstreamProtocolError(f"upstream sent a bad body: {exc}"))
+                return
             self._wake()
         elif self._headed:
             self._fail(UpstreamProtocolError(UNEXPECTED_EOF))
@@ -496,3 +531,78 @@ class Http1Response:
             self._fail(
                 UpstreamProtocolError(f"{BEFORE_ANSWER}: the connection was closed")
             )
+
+
+# The end of a head whose lines may end in a bare LF (RFC 9112 2.2 lets a
+# recipient take LF as a line's end): the slow path, for heads that are not
+# plain CRLF.
+_BLANK_LINE: Final = re.compile(rb"\r?\n\r?\n")
+_LINE_END: Final = re.compile(r"\r?\n")
+
+
+def _lenient_head(buf: bytearray) -> tuple[str, list[str]]:
+    """The status line and header lines of a head with bare-LF line ends (or
+    a bare CR or NUL, refused): the head is taken from `buf`."""
+    found = _BLANK_LINE.search(buf)
+    assert found is not None
+    head = bytes(buf[: found.start()]).decode("latin-1")
+    del buf[: found.end()]
+    lines = _LINE_END.split(head)
+    for line in lines:
+        if "\r" in line or "\x00" in line:
+            # A bare CR or a NUL (RFC 9110 5.5: refuse or replace with SP).
+            raise UpstreamProtocolError(
+                f"{BEFORE_ANSWER}: invalid header line {line[:80]!r}"
+            )
+    return lines[0], lines[1:]
+
+
+class _Decoder:
+    """A gzip or deflate body's decoder (the slow path: we ask for identity).
+
+    A gzip body may be several members one after the other (RFC 1952), as
+    `gzip -d` takes them: each is decoded, not just the first. A deflate body
+    is zlib data (RFC 9110 8.4.1.2), or raw deflate as some servers send it,
+    told apart by its first two bytes, as browsers and aiohttp do. Bytes after
+    a deflate stream's end, a gzip member that is no gzip, or a body that ends
+    inside its compressed stream are errors, not dropped.
+    """
+
+    __slots__ = ("_fed", "_gzip", "_start", "_zlib")
+
+    def __init__(self, *, gzip: bool) -> None:
+        self._gzip = gzip
+        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+        self._start = b""  # a deflate body's first byte, until its second comes
+        self._fed = False
+
+    def decompress(self, data: bytes) -> bytes:
+        self._fed = True
+        decoder = self._zlib
+        if decoder is None:
+            data = self._start + data
+            if len(data) < 2:
+                self._start = data
+                return b""
+            self._start = b""
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            bits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
+            decoder = self._zlib = zlib.decompressobj(bits)
+        out = decoder.decompress(data)
+        while decoder.eof and decoder.unused_data:
+            rest = decoder.unused_data
+            if not self._gzip:
+                raise ValueError("data after the end of the deflate stream")
+            decoder = self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += decoder.decompress(rest)
+        return out
+
+    def flush(self) -> bytes:
+        decoder = self._zlib
+        if decoder is None:
+            tail = b""
+        else:
+            tail = decoder.flush()
+        if self._fed and (decoder is None or not decoder.eof):
+            raise ValueError("the compressed body is cut short")
+        return tail
