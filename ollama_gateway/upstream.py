@@ -238,12 +238,20 @@ class Upstream:
         ctx = RequestContext(request_id="catalogue", endpoint="openai", model="")
         # Bounded, so a hanging backend cannot hold every request that waits
         # for the first model list.
-        async with asyncio.timeout(self._connect_timeout + _LIST_TIMEOUT):
-            response = await self._send_to(backend.name, request, ctx)
-            try:
-                data = await read_whole(response, self._max_answer)
-            finally:
-                await response.aclose()
+        limit = self._connect_timeout + _LIST_TIMEOUT
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._send_to(backend.name, request, ctx)
+                try:
+                    data = await read_whole(response, self._max_answer)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            # Said as every other upstream timeout is (a bare TimeoutError
+            # would reach the client as "cannot list models: raw: TimeoutError").
+            raise UpstreamTimeoutError(
+                f"upstream timeout: no answer to GET {path} within {limit:g} s"
+            ) from None
         if response.status >= 300:
             raise map_status(response.status, data, not_found)
         return data

@@ -184,6 +184,7 @@ class FakeBackend:
             {"id": "text-embedding-3-small", "object": "model", "created": 0},
         ]
         self.models_status = 200
+        self.models_delay = 0.0
         # When set, `GET /v1/models` answers this body as it is (bytes are
         # sent unchanged, anything else as JSON).
         self.models_body: Any = None
@@ -225,6 +226,8 @@ class FakeBackend:
 
     async def _models(self, request: web.Request) -> web.Response:
         await self._record(request)
+        if self.models_delay:
+            await asyncio.sleep(self.models_delay)
         if self.models_status != 200:
             return web.json_response({"error": "down"}, status=self.models_status)
         if isinstance(self.models_body, bytes):  # a captured answer, as it came

@@ -11,6 +11,7 @@ from typing import Any
 import ollama
 import pytest
 
+from ollama_gateway import upstream as upstream_module
 from tests.conftest import base_url
 
 CAPABILITIES = {
@@ -134,6 +135,20 @@ async def test_tags_is_502_when_no_backend_can_list(backend, gateway):
     assert resp.headers["Content-Type"].startswith("application/json")
     body = await resp.json()
     assert "openai" in body["error"] and "down" in body["error"]
+
+
+async def test_tags_names_a_hanging_list_as_an_upstream_timeout(
+    backend, gateway, monkeypatch
+):
+    monkeypatch.setattr(upstream_module, "_LIST_TIMEOUT", 0.3)
+    backend.models_delay = 30.0
+    client = await gateway(backend, "[timeouts]\nconnect = 0.2\n")
+    resp = await client.get("/api/tags")
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    # Not the exception's bare class name ("openai: TimeoutError").
+    assert "upstream timeout" in error and "/models" in error, error
+    assert "TimeoutError" not in error
 
 
 async def test_case_19_show_has_model_info_capabilities_and_details(backend, gateway):
