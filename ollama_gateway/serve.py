@@ -3,7 +3,10 @@
 With `--workers N` (N > 1) this process supervises N workers that each run the
 full gateway on the same port (SO_REUSEPORT; the kernel spreads connections),
 each with its own upstream session. SIGTERM and SIGINT are passed on, and the
-supervisor exits 0 when every worker drained and exited 0. The supervisor
+supervisor exits 0 when every worker drained and exited 0. A worker killed by
+a signal while no stop was asked (the OOM killer, `kill -9`) is replaced at
+once, and its live gauges dropped; its open streams are lost, so the
+supervisor logs it as an error and exits 1 in the end. The supervisor
 makes the directories the workers share (metrics, kept `/v1/responses`
 conversations) and removes them when it exits.
 """
@@ -15,15 +18,18 @@ import errno
 import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from types import FrameType
 
 from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
 from yarl import URL
 
 from ollama_gateway.app import create_app
@@ -173,39 +179,120 @@ def _supervise(settings: Settings) -> int:
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
+# A worker killed by a signal (the OOM killer, an operator's `kill -9`) is
+# replaced; one that started less than this long ago is replaced only once
+# this long has passed, so that a worker killed at every start is not
+# restarted in a tight loop.
+RESTART_PAUSE = 1.0
+
+
 def _run_workers(settings: Settings, response_dir: str) -> int:
     context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(
-            target=_worker_main, args=(settings, n, response_dir), name=f"worker-{n}"
-        )
-        for n in range(1, settings.server.workers + 1)
-    ]
-    for process in workers:
-        process.start()
 
-    stopping = False
+    def start(number: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(
+            target=_worker_main,
+            args=(settings, number, response_dir),
+            name=f"worker-{number}",
+        )
+        process.start()
+        return process
+
+    running = {n: start(n) for n in range(1, settings.server.workers + 1)}
+    started = {n: time.monotonic() for n in running}
+    stop = _Stop()
+    failed: list[str] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in workers:
-            if process.pid is None or not process.is_alive():
-                continue
-            if signum == signal.SIGTERM:
-                process.terminate()
-            else:
-                _interrupt(process)
+        stop.signum = signum
+        for process in list(running.values()):
+            _pass_stop(process, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for process in workers:
-        process.join()
-    failed = failed_workers({p.name: p.exitcode for p in workers}, stopping)
+    while running:
+        for number, process in _wait_for_ended(running):
+            _forget_process(process)
+            if not failed_workers({process.name: process.exitcode}, stop.asked()):
+                continue
+            failed.append(process.name)
+            if not _killed(process) or stop.asked():
+                continue
+            log.error(
+                "%s (pid %s) was killed by %s; starting another in its place",
+                process.name,
+                process.pid,
+                _signal_name(process),
+            )
+            time.sleep(max(0.0, started[number] + RESTART_PAUSE - time.monotonic()))
+            if stop.asked():
+                continue
+            running[number] = start(number)
+            started[number] = time.monotonic()
+            if stop.asked():  # asked while it started: `forward` did not see it
+                _pass_stop(running[number], stop.signum)
     if failed:
         log.error("workers exited with an error: %s", ", ".join(failed))
         return 1
     return 0
+
+
+def _wait_for_ended(
+    running: dict[int, multiprocessing.process.BaseProcess],
+) -> list[tuple[int, multiprocessing.process.BaseProcess]]:
+    """Wait until a worker ends; those that ended, joined and taken out of
+    `running`, by number. Any worker's end, not the first one's in order: a
+    worker lost while the others serve is noticed at once."""
+    sentinels = {p.sentinel: n for n, p in running.items()}
+    ended = []
+    for sentinel in multiprocessing.connection.wait(list(sentinels)):
+        number = sentinels[sentinel]  # type: ignore[index]
+        process = running.pop(number)
+        process.join()
+        ended.append((number, process))
+    return ended
+
+
+class _Stop:
+    """The signal that asked the supervisor to stop (0: none yet); set by
+    its signal handler while the supervisor waits or starts a worker."""
+
+    __slots__ = ("signum",)
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def asked(self) -> bool:
+        return self.signum != 0
+
+
+def _pass_stop(process: multiprocessing.process.BaseProcess, signum: int) -> None:
+    if process.pid is None or not process.is_alive():
+        return
+    if signum == signal.SIGTERM:
+        process.terminate()
+    else:
+        _interrupt(process)
+
+
+def _killed(process: multiprocessing.process.BaseProcess) -> bool:
+    return process.exitcode is not None and process.exitcode < 0
+
+
+def _signal_name(process: multiprocessing.process.BaseProcess) -> str:
+    assert process.exitcode is not None
+    try:
+        return signal.Signals(-process.exitcode).name
+    except ValueError:
+        return f"signal {-process.exitcode}"
+
+
+def _forget_process(process: multiprocessing.process.BaseProcess) -> None:
+    """Drop an ended worker's live gauges (streams in flight, kept bytes):
+    they would be summed into every scrape for ever, as if it still ran."""
+    directory = os.environ.get(MULTIPROCESS_DIR)
+    if directory and process.pid is not None:
+        mark_process_dead(process.pid, directory)  # type: ignore[no-untyped-call]
 
 
 def failed_workers(exit_codes: Mapping[str, int | None], stopping: bool) -> list[str]:

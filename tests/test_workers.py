@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -20,7 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from ollama_gateway.metrics import MULTIPROCESS_DIR
 from ollama_gateway.serve import failed_workers
-from tests.fakebackend import FakeBackend
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ops import Gateway, Samples, start_gateway
 
 BOUND = 30.0
@@ -130,6 +131,75 @@ def test_a_worker_the_stop_ended_before_its_handlers_is_no_failure() -> None:
         "worker-1",
         "worker-2",
     ]
+
+
+async def _live_pids(gateway: Gateway, wanted: int, without: int) -> set[int]:
+    """Until `wanted` processes other than `without` have answered `/health`."""
+    pids: set[int] = set()
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with asyncio.timeout(BOUND):
+            while len(pids - {without}) < wanted:
+                try:
+                    async with session.get(gateway.url + "/health") as resp:
+                        pids.add((await resp.json())["pid"])
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.02)
+    return pids - {without}
+
+
+async def test_a_killed_worker_is_replaced_and_its_live_gauges_dropped(
+    tmp_path: Path, backend: FakeBackend
+):
+    # The OOM killer, or `kill -9`: the supervisor noticed nothing until it
+    # stopped, served on with one worker less, and every scrape still counted
+    # the dead worker's stream as in flight.
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(100)]
+    backend.queue(Script(pieces=events, delay=0.1))
+    gateway = await start_gateway(
+        tmp_path,
+        WORKERS,
+        OPENAI_BASE_URL=backend.url,
+        OPENAI_API_KEY="sk-test",
+        PROMETHEUS_MULTIPROC_DIR=str(shared),
+    )
+    try:
+        await _both_workers_up(gateway)
+        # One connection: the stream is served by the worker /health named.
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(gateway.url + "/health") as resp:
+                killed = (await resp.json())["pid"]
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            async with session.post(gateway.url + "/api/chat", json=body) as resp:
+                await resp.content.readline()  # the stream is open
+                os.kill(killed, signal.SIGKILL)
+                try:
+                    await resp.read()
+                except aiohttp.ClientPayloadError:
+                    pass
+        # Two workers answer again, neither of them the one killed.
+        await _live_pids(gateway, 2, without=killed)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(gateway.url + "/metrics") as resp:
+                samples = Samples(await resp.text())
+        assert samples.get("ollama_gateway_streams_in_flight") == 0
+        [error] = [line for line in gateway.lines() if line["level"] == "ERROR"]
+        assert re.fullmatch(
+            rf"worker-\d \(pid {killed}\) was killed by SIGKILL; "
+            "starting another in its place",
+            error["msg"],
+        ), error
+    finally:
+        # The drain is clean, yet a worker was lost with its requests.
+        assert await gateway.stop(BOUND) == 1, gateway.log.read_text()[-3000:]
+    assert gateway.lines()[-1]["msg"].startswith(
+        "workers exited with an error: worker-"
+    )
 
 
 # Each turn is on a new connection, which the kernel gives either worker: a
