@@ -8,7 +8,7 @@ a signal while no stop was asked (the OOM killer, `kill -9`) is replaced at
 once, and its live gauges dropped; its open streams are lost, so the
 supervisor logs it as an error and exits 1 in the end. The supervisor
 makes the directories the workers share (metrics, kept `/v1/responses`
-conversations) and removes them when it exits.
+conversations, the models `/api/ps` lists) and removes them when it exits.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from types import FrameType
+from typing import NamedTuple
 
 from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
@@ -58,16 +59,27 @@ def serve(settings: Settings) -> int:
     return _run(settings, reuse_port=False)
 
 
+class _SharedDirs(NamedTuple):
+    """The directories the supervisor makes for its workers to share."""
+
+    responses: str  # kept `/v1/responses` conversations (response_store.py)
+    running: str  # the models `/api/ps` lists (running.py)
+
+
 def _run(
     settings: Settings,
     *,
     reuse_port: bool,
     worker: int = 0,
-    response_dir: str | None = None,
+    shared: _SharedDirs | None = None,
 ) -> int:
     if worker:
         setup_logging(settings.log_level)
-    app = create_app(settings, response_dir=response_dir)
+    app = create_app(
+        settings,
+        response_dir=None if shared is None else shared.responses,
+        running_dir=None if shared is None else shared.running,
+    )
     server = settings.server
     loop = _new_loop(settings)
     # Startup objects (modules, settings, the app) live as long as the process:
@@ -132,12 +144,10 @@ def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _worker_main(settings: Settings, number: int, response_dir: str) -> None:
+def _worker_main(settings: Settings, number: int, shared: _SharedDirs) -> None:
     stop_cleanly_until_serving()
     try:
-        sys.exit(
-            _run(settings, reuse_port=True, worker=number, response_dir=response_dir)
-        )
+        sys.exit(_run(settings, reuse_port=True, worker=number, shared=shared))
     except (ListenError, SettingsError, PluginError) as exc:
         # What the single-process path reports in one line (a bad aliases
         # file, say), not a worker's traceback. One write of the whole line:
@@ -168,11 +178,16 @@ def _supervise(settings: Settings) -> int:
         os.environ[MULTIPROCESS_DIR] = own_dir
     try:
         # Private (mode 0700) and removed at exit, even after a failed start:
-        # it holds clients' conversations.
-        with tempfile.TemporaryDirectory(
-            prefix="ollama-gateway-responses-", ignore_cleanup_errors=True
-        ) as response_dir:
-            return _run_workers(settings, response_dir)
+        # one holds clients' conversations.
+        with (
+            tempfile.TemporaryDirectory(
+                prefix="ollama-gateway-responses-", ignore_cleanup_errors=True
+            ) as response_dir,
+            tempfile.TemporaryDirectory(
+                prefix="ollama-gateway-running-", ignore_cleanup_errors=True
+            ) as running_dir,
+        ):
+            return _run_workers(settings, _SharedDirs(response_dir, running_dir))
     finally:
         if own_dir is not None:
             del os.environ[MULTIPROCESS_DIR]
@@ -186,13 +201,13 @@ def _supervise(settings: Settings) -> int:
 RESTART_PAUSE = 1.0
 
 
-def _run_workers(settings: Settings, response_dir: str) -> int:
+def _run_workers(settings: Settings, shared: _SharedDirs) -> int:
     context = multiprocessing.get_context("spawn")
 
     def start(number: int) -> multiprocessing.process.BaseProcess:
         process = context.Process(
             target=_worker_main,
-            args=(settings, number, response_dir),
+            args=(settings, number, shared),
             name=f"worker-{number}",
         )
         process.start()

@@ -21,6 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from ollama_gateway.metrics import MULTIPROCESS_DIR
 from ollama_gateway.serve import failed_workers
+from tests.conftest import FAST_DEMO
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ops import Gateway, Samples, start_gateway
 
@@ -200,6 +201,32 @@ async def test_a_killed_worker_is_replaced_and_its_live_gauges_dropped(
     assert gateway.lines()[-1]["msg"].startswith(
         "workers exited with an error: worker-"
     )
+
+
+async def test_every_worker_lists_the_models_any_worker_served(tmp_path: Path):
+    # Each request on a new connection, which the kernel gives either worker:
+    # `/api/ps` listed the model on the worker that served it only.
+    temporary = tmp_path / "tmp"  # where the supervisor makes its directories
+    temporary.mkdir()
+    gateway = await start_gateway(tmp_path, FAST_DEMO + WORKERS, TMPDIR=str(temporary))
+    try:
+        await _both_workers_up(gateway)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            body = {"model": "demo", "stream": False, "messages": []}
+            async with session.post(gateway.url + "/api/chat", json=body) as resp:
+                assert resp.status == 200
+            listed = []
+            for _ in range(REQUESTS):
+                async with session.get(gateway.url + "/api/ps") as resp:
+                    models = (await resp.json())["models"]
+                listed.append([m["name"] for m in models])
+        [running] = temporary.glob("ollama-gateway-running-*")
+        assert stat.S_IMODE(running.stat().st_mode) == 0o700
+    finally:
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
+    assert listed == [["demo:latest"]] * REQUESTS
+    assert list(temporary.iterdir()) == []
 
 
 # Each turn is on a new connection, which the kernel gives either worker: a
