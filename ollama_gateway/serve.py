@@ -95,6 +95,8 @@ def _run(
         if worker <= 1:
             _log_startup(settings, app)
 
+    if worker:
+        stop_on_the_first_signal(loop)
     # Log lines go out in batches while the loop runs (see log.py).
     stop_batching = batch_log_lines(loop)
     try:
@@ -111,6 +113,7 @@ def _run(
             access_log=None,
             print=started,
             loop=loop,
+            handle_signals=not worker,
         )
     except OSError as exc:
         if exc.errno not in _BIND_ERRORS:
@@ -155,6 +158,29 @@ def _worker_main(settings: Settings, number: int, shared: _SharedDirs) -> None:
         # the newline) let their lines run into one another.
         os.write(2, f"ollama-gateway: error: {exc}\n".encode())
         sys.exit(1)
+
+
+def stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> None:
+    """A worker's first SIGTERM or SIGINT starts its drain (as aiohttp's own
+    handlers do); any later one is ignored. A worker is often sent the stop
+    twice: the supervisor passes on what it gets, and Ctrl-C in a terminal
+    signals the whole process group, as systemd's default KillMode signals
+    every process of the unit. aiohttp's handlers, raising again, ended the
+    drain at once, cutting the worker's streams without their last line; the
+    drain has its own bound (`shutdown_grace`)."""
+
+    stopping = False
+
+    def stop() -> None:
+        # Not by replacing the handler: two signals that came together are
+        # both queued to this one already.
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise web.GracefulExit()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
 
 
 def stop_cleanly_until_serving() -> None:

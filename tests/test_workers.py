@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -227,6 +228,62 @@ async def test_every_worker_lists_the_models_any_worker_served(tmp_path: Path):
         assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
     assert listed == [["demo:latest"]] * REQUESTS
     assert list(temporary.iterdir()) == []
+
+
+async def _stream_lines(
+    session: aiohttp.ClientSession, gateway: Gateway, opened: asyncio.Event
+) -> list[dict[str, Any]]:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    async with session.post(gateway.url + "/api/chat", json=body) as resp:
+        lines = [json.loads(await resp.content.readline())]
+        opened.set()
+        async for line in resp.content:
+            lines.append(json.loads(line))
+    return lines
+
+
+async def test_a_stop_sent_to_every_process_lets_the_streams_finish(
+    tmp_path: Path, backend: FakeBackend
+):
+    # Ctrl-C in a terminal signals the whole process group, and systemd's
+    # default KillMode every process of the unit: a worker got the stop from
+    # there and again from the supervisor, and the second ended its drain at
+    # once, cutting its streams without their last line.
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(20)]
+    events.append(sse(chat_chunk({}, finish="stop")))
+    streams = 12
+    backend.queue(*[Script(pieces=events, delay=0.1) for _ in range(streams)])
+    gateway = await start_gateway(
+        tmp_path,
+        WORKERS + "shutdown_grace = 20\n",
+        OPENAI_BASE_URL=backend.url,
+        OPENAI_API_KEY="sk-test",
+    )
+    try:
+        workers = await _live_pids(gateway, 2, without=0)
+        # New connections, which the kernel gives either worker.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            opened = [asyncio.Event() for _ in range(streams)]
+            reads = [
+                asyncio.create_task(_stream_lines(session, gateway, event))
+                for event in opened
+            ]
+            async with asyncio.timeout(BOUND):
+                for event in opened:
+                    await event.wait()
+            for pid in workers:
+                os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(0.2)  # the supervisor's comes after, on its own
+            assert gateway.proc.returncode is None
+            gateway.proc.send_signal(signal.SIGTERM)
+            answers = await asyncio.gather(*reads)
+        words = [f"w{i} " for i in range(20)]
+        for *tokens, last in answers:
+            assert last["done"] is True, last
+            assert [t["message"]["content"] for t in tokens] == words
+    finally:
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
 
 
 # Each turn is on a new connection, which the kernel gives either worker: a
