@@ -6,9 +6,10 @@ each with its own upstream session. SIGTERM and SIGINT are passed on, and the
 supervisor exits 0 when every worker drained and exited 0. A worker killed by
 a signal while no stop was asked (the OOM killer, `kill -9`) is replaced at
 once, and its live gauges dropped; its open streams are lost, so the
-supervisor logs it as an error and exits 1 in the end. The supervisor
-makes the directories the workers share (metrics, kept `/v1/responses`
-conversations, the models `/api/ps` lists) and removes them when it exits.
+supervisor logs it as an error and exits 1 in the end. Workers whose
+supervisor is gone drain and exit. The supervisor makes the directories the
+workers share (metrics, kept `/v1/responses` conversations, the models
+`/api/ps` lists) and removes them when it exits.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import NamedTuple
 
@@ -96,7 +97,8 @@ def _run(
             _log_startup(settings, app)
 
     if worker:
-        stop_on_the_first_signal(loop)
+        stop = stop_on_the_first_signal(loop)
+        stop_when_the_supervisor_is_gone(loop, stop, worker)
     # Log lines go out in batches while the loop runs (see log.py).
     stop_batching = batch_log_lines(loop)
     try:
@@ -160,7 +162,7 @@ def _worker_main(settings: Settings, number: int, shared: _SharedDirs) -> None:
         sys.exit(1)
 
 
-def stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> None:
+def stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     """A worker's first SIGTERM or SIGINT starts its drain (as aiohttp's own
     handlers do); any later one is ignored. A worker is often sent the stop
     twice: the supervisor passes on what it gets, and Ctrl-C in a terminal
@@ -181,6 +183,28 @@ def stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
+    return stop
+
+
+def stop_when_the_supervisor_is_gone(
+    loop: asyncio.AbstractEventLoop, stop: Callable[[], None], number: int
+) -> None:
+    """Drain and exit, as on SIGTERM, once the supervisor is gone (killed
+    with SIGKILL, say, which it cannot pass on). Orphaned workers served on
+    for ever, old settings and all, sharing the port with any gateway started
+    after. The parent's sentinel (a pipe the supervisor holds the other end
+    of) reads as ended then."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def gone() -> None:
+        loop.remove_reader(sentinel)  # it stays readable: once is enough
+        log.warning("the supervisor is gone: worker-%d stops", number)
+        stop()
+
+    loop.add_reader(sentinel, gone)
 
 
 def stop_cleanly_until_serving() -> None:

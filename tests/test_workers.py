@@ -286,6 +286,55 @@ async def test_a_stop_sent_to_every_process_lets_the_streams_finish(
         assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
 
 
+def _gone(pid: int) -> bool:
+    """Exited (a zombie, once its parent is gone, until init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_workers_drain_and_exit_when_the_supervisor_is_killed(
+    tmp_path: Path, backend: FakeBackend
+):
+    # SIGKILL cannot be passed on: the workers served on as orphans for ever,
+    # old settings and all, sharing the port with any gateway started after.
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(20)]
+    events.append(sse(chat_chunk({}, finish="stop")))
+    backend.queue(Script(pieces=events, delay=0.1))
+    gateway = await start_gateway(
+        tmp_path, WORKERS, OPENAI_BASE_URL=backend.url, OPENAI_API_KEY="sk-test"
+    )
+    try:
+        workers = await _live_pids(gateway, 2, without=0)
+        async with aiohttp.ClientSession() as session:
+            opened = asyncio.Event()
+            read = asyncio.create_task(_stream_lines(session, gateway, opened))
+            async with asyncio.timeout(BOUND):
+                await opened.wait()
+            gateway.proc.kill()
+            *tokens, last = await read
+        # The open stream was let finish...
+        assert last["done"] is True
+        assert len(tokens) == 20
+        # ... and both workers exited.
+        for _ in range(int(BOUND / 0.05)):
+            if all(_gone(pid) for pid in workers):
+                break
+            await asyncio.sleep(0.05)
+        assert all(_gone(pid) for pid in workers)
+    finally:
+        await gateway.stop(BOUND)
+        for pid in workers:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    warnings = [line["msg"] for line in gateway.lines() if line["level"] == "WARNING"]
+    assert sorted(warnings) == [
+        f"the supervisor is gone: worker-{n} stops" for n in (1, 2)
+    ]
+
+
 # Each turn is on a new connection, which the kernel gives either worker: a
 # chain of this many stays on one worker once in 2**(TURNS - 1) runs.
 TURNS = 16
