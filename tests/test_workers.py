@@ -303,8 +303,14 @@ async def test_workers_drain_and_exit_when_the_supervisor_is_killed(
     events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(20)]
     events.append(sse(chat_chunk({}, finish="stop")))
     backend.queue(Script(pieces=events, delay=0.1))
+    temporary = tmp_path / "tmp"  # where the supervisor makes its directories
+    temporary.mkdir()
     gateway = await start_gateway(
-        tmp_path, WORKERS, OPENAI_BASE_URL=backend.url, OPENAI_API_KEY="sk-test"
+        tmp_path,
+        WORKERS,
+        OPENAI_BASE_URL=backend.url,
+        OPENAI_API_KEY="sk-test",
+        TMPDIR=str(temporary),
     )
     try:
         workers = await _live_pids(gateway, 2, without=0)
