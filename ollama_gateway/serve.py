@@ -97,8 +97,8 @@ def _run(
             _log_startup(settings, app)
 
     if worker:
-        stop = stop_on_the_first_signal(loop)
-        stop_when_the_supervisor_is_gone(loop, stop, worker)
+        stop = _stop_on_the_first_signal(loop)
+        _stop_when_the_supervisor_is_gone(loop, stop, worker)
     # Log lines go out in batches while the loop runs (see log.py).
     stop_batching = batch_log_lines(loop)
     try:
@@ -162,7 +162,7 @@ def _worker_main(settings: Settings, number: int, shared: _SharedDirs) -> None:
         sys.exit(1)
 
 
-def stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+def _stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     """A worker's first SIGTERM or SIGINT starts its drain (as aiohttp's own
     handlers do); any later one is ignored. A worker is often sent the stop
     twice: the supervisor passes on what it gets, and Ctrl-C in a terminal
@@ -186,7 +186,7 @@ def stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> Callable[[], No
     return stop
 
 
-def stop_when_the_supervisor_is_gone(
+def _stop_when_the_supervisor_is_gone(
     loop: asyncio.AbstractEventLoop, stop: Callable[[], None], number: int
 ) -> None:
     """Drain and exit, as on SIGTERM, once the supervisor is gone (killed
