@@ -277,18 +277,10 @@ def _run_workers(settings: Settings, shared: _SharedDirs) -> int:
     signal.signal(signal.SIGINT, forward)
     while running:
         for number, process in _wait_for_ended(running):
-            _forget_process(process)
-            if not failed_workers({process.name: process.exitcode}, stop.asked()):
+            replace = _note_the_end(process, stop, failed)
+            process.close()  # its pipes: the supervisor may replace many
+            if not replace:
                 continue
-            failed.append(process.name)
-            if not _killed(process) or stop.asked():
-                continue
-            log.error(
-                "%s (pid %s) was killed by %s; starting another in its place",
-                process.name,
-                process.pid,
-                _signal_name(process),
-            )
             time.sleep(max(0.0, started[number] + RESTART_PAUSE - time.monotonic()))
             if stop.asked():
                 continue
@@ -300,6 +292,25 @@ def _run_workers(settings: Settings, shared: _SharedDirs) -> int:
         log.error("workers exited with an error: %s", ", ".join(failed))
         return 1
     return 0
+
+
+def _note_the_end(
+    process: multiprocessing.process.BaseProcess, stop: _Stop, failed: list[str]
+) -> bool:
+    """Book an ended worker (a failure in `failed`); whether to replace it."""
+    _forget_process(process)
+    if not failed_workers({process.name: process.exitcode}, stop.asked()):
+        return False
+    failed.append(process.name)
+    if not _killed(process) or stop.asked():
+        return False
+    log.error(
+        "%s (pid %s) was killed by %s; starting another in its place",
+        process.name,
+        process.pid,
+        _signal_name(process),
+    )
+    return True
 
 
 def _wait_for_ended(
