@@ -47,13 +47,16 @@ def create_app(
     entry_points: Iterable[EntryPoint] | None = None,
     transports: Mapping[str, Transport] | None = None,
     response_dir: str | None = None,
+    running_dir: str | None = None,
 ) -> web.Application:
     """Build the gateway. Translators are discovered here, never at import time.
 
     `entry_points` replaces discovery and `transports` replaces the transport of
     named backends; tests use both to inject their own parts. `response_dir` is
     the directory through which workers share kept `/v1/responses`
-    conversations (see response_store.py); without it they stay in memory.
+    conversations (see response_store.py), and `running_dir` the one through
+    which they share the models `/api/ps` lists (see running.py); without them,
+    both stay in memory.
     """
     specs = load_translators(entry_points, allow=settings.plugins)
     pipeline = build_pipeline(settings, specs)
@@ -79,7 +82,7 @@ def create_app(
     app[catalogue_key] = Catalogue(
         settings, upstream.list_models, upstream.litellm_model_info
     )
-    app[running_key] = RunningModels(_default_keep_alive(settings))
+    app[running_key] = RunningModels(_default_keep_alive(settings), running_dir)
     metrics = Metrics()
     app[metrics_key] = metrics
     app[response_store_key] = ResponseStore(

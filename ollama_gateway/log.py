@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import logging.config
+import select
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -119,8 +120,12 @@ _encode = msgspec.json.Encoder(enc_hook=_jsonable).encode
 
 
 # How late a line may be written: lines logged within this time on the event
-# loop's thread go out in one write.
+# loop's thread go out together.
 FLUSH_DELAY = 0.05
+# The most one write may carry. With `--workers N` the workers write to one
+# stderr, and a write to a pipe (journald, docker) of more than PIPE_BUF bytes
+# may be cut by another worker's when the pipe is full: two half lines.
+ATOMIC_WRITE = select.PIPE_BUF
 
 
 class BatchingStreamHandler(logging.StreamHandler[TextIO]):
@@ -201,15 +206,42 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
 
     def _write_pending(self) -> None:
         try:
-            if self._pending:
-                text = "".join(self._pending)
-                self._pending.clear()
-                self.stream.write(text)
-            if hasattr(self.stream, "flush"):
-                self.stream.flush()
+            flush = getattr(self.stream, "flush", None)
+            # One write (a flush each) per piece: the stream's own buffer
+            # would join them again.
+            for piece in _whole_line_pieces(self._pending):
+                self.stream.write(piece)
+                if flush is not None:
+                    flush()
+            self._pending.clear()
+            if flush is not None:
+                flush()
         except Exception:
             # As StreamHandler does: a broken stderr must not break serving.
             self._pending.clear()
+
+
+def _whole_line_pieces(lines: list[str]) -> list[str]:
+    """`lines` (each ending in a newline) joined into as few pieces as fit in
+    `ATOMIC_WRITE` bytes each; a longer line is a piece of its own."""
+    if len(lines) == 1:
+        return lines
+    pieces: list[str] = []
+    start = size = 0
+    for end, line in enumerate(lines):
+        length = len(line) if line.isascii() else _encoded_length(line)
+        if size + length > ATOMIC_WRITE and end > start:
+            pieces.append("".join(lines[start:end]))
+            start, size = end, 0
+        size += length
+    if start < len(lines):
+        pieces.append("".join(lines[start:]))
+    return pieces
+
+
+def _encoded_length(line: str) -> int:
+    # At most what stderr writes (its errors handler is backslashreplace).
+    return len(line.encode("utf-8", "backslashreplace"))
 
 
 class AccessLog:

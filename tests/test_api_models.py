@@ -12,6 +12,7 @@ import ollama
 import pytest
 
 from ollama_gateway import upstream as upstream_module
+from ollama_gateway.app import create_app
 from tests.conftest import base_url
 
 CAPABILITIES = {
@@ -328,3 +329,45 @@ async def test_ps_default_keep_alive_from_ollama_keep_alive(backend, gateway):
     [entry] = await ps(client)
     left = parse_time(entry["expires_at"]) - datetime.now(UTC)
     assert timedelta(minutes=119) < left <= timedelta(hours=2)
+
+
+async def test_ps_lists_what_any_worker_served(
+    aiohttp_client, settings_for, backend, tmp_path
+):
+    """With `--workers N` a request reaches either worker: `/api/ps` listed
+    the models of the worker it reached only (the soak saw it list one model,
+    then two, then one). Two apps on one directory stand for two workers."""
+    shared = tmp_path / "running"
+    shared.mkdir()
+    settings = settings_for(backend)
+    one, two = [
+        await aiohttp_client(create_app(settings, running_dir=str(shared)))
+        for _ in range(2)
+    ]
+    before = datetime.now(UTC)
+    await load(one, "gpt-4o")
+    body = {"model": "text-embedding-3-small", "input": [], "keep_alive": -1}
+    resp = await two.post("/api/embed", data=json.dumps(body))
+    assert resp.status == 200
+    listed = await ps(one)
+    assert await ps(two) == listed
+    embed, chat = listed
+    assert embed["name"] == "text-embedding-3-small:latest"
+    assert parse_time(embed["expires_at"]).year >= 9999
+    assert chat["name"] == chat["model"] == "gpt-4o:latest"
+    assert re.fullmatch(r"[0-9a-f]{64}", chat["digest"])
+    check_details(chat["details"])
+    for key in ("size", "size_vram", "context_length"):
+        assert is_int(chat[key]), key
+    expires = parse_time(chat["expires_at"])
+    assert before + timedelta(minutes=4) < expires < before + timedelta(minutes=6)
+    # The latest use sets the expiry, whichever worker served it...
+    await load(two, "gpt-4o", "150ms")
+    await asyncio.sleep(0.2)
+    assert [m["name"] for m in await ps(one)] == ["text-embedding-3-small:latest"]
+    # ... and an unload on one worker is one for all.
+    await load(one, "gpt-4o")
+    body = {"model": "text-embedding-3-small", "input": [], "keep_alive": 0}
+    resp = await one.post("/api/embed", data=json.dumps(body))
+    assert resp.status == 200
+    assert [m["name"] for m in await ps(two)] == ["gpt-4o:latest"]

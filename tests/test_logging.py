@@ -7,7 +7,11 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
+import select
+import threading
+import time
 from typing import Any
 
 import aiohttp
@@ -399,6 +403,80 @@ def test_batching_handler_flush_writes_pending_lines():
     finally:
         handler.detach()
         loop.close()
+
+
+class _Pieces(io.StringIO):
+    """A stream that keeps each write's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.pieces.append(text)
+        return super().write(text)
+
+
+def test_a_batch_goes_out_in_whole_lines_of_at_most_an_atomic_pipe_write():
+    # With `--workers N` every worker writes to the one stderr; a write to a
+    # pipe longer than PIPE_BUF may be cut by another worker's when the pipe
+    # is full (journald, docker), which left two half lines (the soak saw it).
+    stream = _Pieces()
+    handler = BatchingStreamHandler(stream)
+    loop = asyncio.new_event_loop()
+    lines = [f"line {n} " + "x" * 300 + " \u00e9" * 20 for n in range(60)]
+    try:
+        handler.attach(loop)
+        for line in lines:
+            handler.handle(_record(line))
+        handler.flush()
+    finally:
+        handler.detach()
+        loop.close()
+    assert stream.getvalue() == "".join(line + "\n" for line in lines)
+    assert 1 < len(stream.pieces) < len(lines)  # still batched
+    for piece in stream.pieces:
+        assert piece.endswith("\n")
+        assert len(piece.encode()) <= select.PIPE_BUF
+
+
+def test_workers_writing_batches_to_one_slow_pipe_keep_their_lines_whole():
+    read_end, write_end = os.pipe()
+    lines_per_writer, writers = 400, 2
+
+    def write_batches(number: int) -> None:
+        # Each worker's stderr: its own file object on the shared pipe.
+        stream = os.fdopen(os.dup(write_end), "w", buffering=1)
+        handler = BatchingStreamHandler(stream)
+        loop = asyncio.new_event_loop()
+        try:
+            handler.attach(loop)
+            for n in range(lines_per_writer):
+                handler.handle(_record(f"writer {number} line {n} " + "y" * 200))
+                if n % 100 == 99:
+                    handler.flush()
+        finally:
+            handler.detach()
+            loop.close()
+            stream.close()
+
+    threads = [
+        threading.Thread(target=write_batches, args=(n,)) for n in range(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # the writers fill the pipe and wait for room, part-way
+    os.close(write_end)
+    received = bytearray()
+    with os.fdopen(read_end, "rb", buffering=0) as reader:
+        while chunk := reader.read(512):
+            received += chunk
+            time.sleep(0.0005)
+    for thread in threads:
+        thread.join()
+    lines = received.decode().splitlines()
+    assert len(lines) == writers * lines_per_writer
+    assert all(re.fullmatch(r"writer \d line \d+ y{200}", line) for line in lines)
 
 
 @pytest.fixture

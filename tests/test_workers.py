@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -14,13 +15,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ollama_gateway.metrics import MULTIPROCESS_DIR
 from ollama_gateway.serve import failed_workers
-from tests.fakebackend import FakeBackend
+from tests.conftest import FAST_DEMO
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ops import Gateway, Samples, start_gateway
 
 BOUND = 30.0
@@ -129,6 +132,212 @@ def test_a_worker_the_stop_ended_before_its_handlers_is_no_failure() -> None:
     assert failed_workers({"worker-1": 1, "worker-2": -9}, stopping=True) == [
         "worker-1",
         "worker-2",
+    ]
+
+
+async def _live_pids(gateway: Gateway, wanted: int, without: int) -> set[int]:
+    """Until `wanted` processes other than `without` have answered `/health`."""
+    pids: set[int] = set()
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with asyncio.timeout(BOUND):
+            while len(pids - {without}) < wanted:
+                try:
+                    async with session.get(gateway.url + "/health") as resp:
+                        pids.add((await resp.json())["pid"])
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.02)
+    return pids - {without}
+
+
+async def test_a_killed_worker_is_replaced_and_its_live_gauges_dropped(
+    tmp_path: Path, backend: FakeBackend
+):
+    # The OOM killer, or `kill -9`: the supervisor noticed nothing until it
+    # stopped, served on with one worker less, and every scrape still counted
+    # the dead worker's stream as in flight.
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(100)]
+    backend.queue(Script(pieces=events, delay=0.1))
+    gateway = await start_gateway(
+        tmp_path,
+        WORKERS,
+        OPENAI_BASE_URL=backend.url,
+        OPENAI_API_KEY="sk-test",
+        PROMETHEUS_MULTIPROC_DIR=str(shared),
+    )
+    try:
+        await _both_workers_up(gateway)
+        # One connection: the stream is served by the worker /health named.
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(gateway.url + "/health") as resp:
+                killed = (await resp.json())["pid"]
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+            async with session.post(gateway.url + "/api/chat", json=body) as resp:
+                await resp.content.readline()  # the stream is open
+                os.kill(killed, signal.SIGKILL)
+                try:
+                    await resp.read()
+                except aiohttp.ClientPayloadError:
+                    pass
+        # Two workers answer again, neither of them the one killed.
+        await _live_pids(gateway, 2, without=killed)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(gateway.url + "/metrics") as resp:
+                samples = Samples(await resp.text())
+        assert samples.get("ollama_gateway_streams_in_flight") == 0
+        [error] = [line for line in gateway.lines() if line["level"] == "ERROR"]
+        assert re.fullmatch(
+            rf"worker-\d \(pid {killed}\) was killed by SIGKILL; "
+            "starting another in its place",
+            error["msg"],
+        ), error
+    finally:
+        # The drain is clean, yet a worker was lost with its requests.
+        assert await gateway.stop(BOUND) == 1, gateway.log.read_text()[-3000:]
+    assert gateway.lines()[-1]["msg"].startswith(
+        "workers exited with an error: worker-"
+    )
+
+
+async def test_every_worker_lists_the_models_any_worker_served(tmp_path: Path):
+    # Each request on a new connection, which the kernel gives either worker:
+    # `/api/ps` listed the model on the worker that served it only.
+    temporary = tmp_path / "tmp"  # where the supervisor makes its directories
+    temporary.mkdir()
+    gateway = await start_gateway(tmp_path, FAST_DEMO + WORKERS, TMPDIR=str(temporary))
+    try:
+        await _both_workers_up(gateway)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            body = {"model": "demo", "stream": False, "messages": []}
+            async with session.post(gateway.url + "/api/chat", json=body) as resp:
+                assert resp.status == 200
+            listed = []
+            for _ in range(REQUESTS):
+                async with session.get(gateway.url + "/api/ps") as resp:
+                    models = (await resp.json())["models"]
+                listed.append([m["name"] for m in models])
+        [running] = temporary.glob("ollama-gateway-running-*")
+        assert stat.S_IMODE(running.stat().st_mode) == 0o700
+    finally:
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
+    assert listed == [["demo:latest"]] * REQUESTS
+    assert list(temporary.iterdir()) == []
+
+
+async def _stream_lines(
+    session: aiohttp.ClientSession, gateway: Gateway, opened: asyncio.Event
+) -> list[dict[str, Any]]:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    async with session.post(gateway.url + "/api/chat", json=body) as resp:
+        lines = [json.loads(await resp.content.readline())]
+        opened.set()
+        async for line in resp.content:
+            lines.append(json.loads(line))
+    return lines
+
+
+async def test_a_stop_sent_to_every_process_lets_the_streams_finish(
+    tmp_path: Path, backend: FakeBackend
+):
+    # Ctrl-C in a terminal signals the whole process group, and systemd's
+    # default KillMode every process of the unit: a worker got the stop from
+    # there and again from the supervisor, and the second ended its drain at
+    # once, cutting its streams without their last line.
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(20)]
+    events.append(sse(chat_chunk({}, finish="stop")))
+    streams = 12
+    backend.queue(*[Script(pieces=events, delay=0.1) for _ in range(streams)])
+    gateway = await start_gateway(
+        tmp_path,
+        WORKERS + "shutdown_grace = 20\n",
+        OPENAI_BASE_URL=backend.url,
+        OPENAI_API_KEY="sk-test",
+    )
+    try:
+        workers = await _live_pids(gateway, 2, without=0)
+        # New connections, which the kernel gives either worker.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            opened = [asyncio.Event() for _ in range(streams)]
+            reads = [
+                asyncio.create_task(_stream_lines(session, gateway, event))
+                for event in opened
+            ]
+            async with asyncio.timeout(BOUND):
+                for event in opened:
+                    await event.wait()
+            for pid in workers:
+                os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(0.2)  # the supervisor's comes after, on its own
+            assert gateway.proc.returncode is None
+            gateway.proc.send_signal(signal.SIGTERM)
+            answers = await asyncio.gather(*reads)
+        words = [f"w{i} " for i in range(20)]
+        for *tokens, last in answers:
+            assert last["done"] is True, last
+            assert [t["message"]["content"] for t in tokens] == words
+    finally:
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie, once its parent is gone, until init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_workers_drain_and_exit_when_the_supervisor_is_killed(
+    tmp_path: Path, backend: FakeBackend
+):
+    # SIGKILL cannot be passed on: the workers served on as orphans for ever,
+    # old settings and all, sharing the port with any gateway started after.
+    events = [sse(chat_chunk({"content": f"w{i} "}), done=False) for i in range(20)]
+    events.append(sse(chat_chunk({}, finish="stop")))
+    backend.queue(Script(pieces=events, delay=0.1))
+    temporary = tmp_path / "tmp"  # where the supervisor makes its directories
+    temporary.mkdir()
+    gateway = await start_gateway(
+        tmp_path,
+        WORKERS,
+        OPENAI_BASE_URL=backend.url,
+        OPENAI_API_KEY="sk-test",
+        TMPDIR=str(temporary),
+    )
+    try:
+        workers = await _live_pids(gateway, 2, without=0)
+        async with aiohttp.ClientSession() as session:
+            opened = asyncio.Event()
+            read = asyncio.create_task(_stream_lines(session, gateway, opened))
+            async with asyncio.timeout(BOUND):
+                await opened.wait()
+            gateway.proc.kill()
+            *tokens, last = await read
+        # The open stream was let finish...
+        assert last["done"] is True
+        assert len(tokens) == 20
+        # ... and both workers exited.
+        for _ in range(int(BOUND / 0.05)):
+            if all(_gone(pid) for pid in workers):
+                break
+            await asyncio.sleep(0.05)
+        assert all(_gone(pid) for pid in workers)
+    finally:
+        await gateway.stop(BOUND)
+        for pid in workers:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    warnings = [line["msg"] for line in gateway.lines() if line["level"] == "WARNING"]
+    assert sorted(warnings) == [
+        f"the supervisor is gone: worker-{n} stops" for n in (1, 2)
     ]
 
 
