@@ -2,7 +2,9 @@
 
 VS Code Copilot discovers models through the Ollama API, then chats through
 `/v1/chat/completions` on the same base URL. Bodies pass through unchanged but
-for the model id; streams are relayed piece by piece, without buffering.
+for the model id; streams are relayed piece by piece, without buffering. A
+backend that answers a streamed request with one JSON object is the one
+exception: its answer goes out as the one event of a stream.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import upstream_deadline
+from ollama_gateway.upstream import read_whole, upstream_deadline
 
 __all__ = [
     "handle_completions",
@@ -172,6 +174,8 @@ async def _relay(
     # clients pick their parser by the type).
     asked = "text/event-stream" if stream else "application/json"
     content_type = response.headers.get("Content-Type") or asked
+    if stream and content_type.startswith("application/json"):
+        return await _whole_as_stream(request, response, end)
     out = web.StreamResponse(
         status=response.status, headers={"Content-Type": content_type}
     )
@@ -232,6 +236,64 @@ async def _relay(
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
     return out
+
+
+async def _whole_as_stream(
+    request: web.Request, response: Any, end: float | None
+) -> web.StreamResponse:
+    """A backend that ignored `stream: true` and answered one JSON object:
+    the client asked for events, and OpenAI's SDKs read a JSON body as a
+    stream of none (an empty answer, no error). The answer goes out as the
+    one event a stream of it would be, then `[DONE]`. Read whole first, so
+    a failure is still an error status."""
+    settings = request.app[settings_key]
+    task = request.task
+    wait = settings.timeouts.idle or None
+    if end is not None:
+        left = end - task.get_loop().time()
+        wait = left if wait is None else min(wait, left)
+    async with upstream_deadline(wait, task):
+        body = await read_whole(response, settings.limits.max_answer_bytes)
+    try:
+        answer = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        raise UpstreamProtocolError(
+            "upstream answered a stream with a body that is not JSON"
+        ) from None
+    event = msgspec.json.encode(_as_chunk(answer))
+    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await out.prepare(request)
+    try:
+        await out.write(b"data: " + event + b"\n\ndata: [DONE]\n\n")
+        await out.write_eof()
+    except ConnectionResetError:
+        request[ctx_key].outcome = "client_disconnect"
+    return out
+
+
+def _as_chunk(answer: Any) -> Any:
+    """A whole chat completion as the one chunk of its stream: each choice's
+    `message` as its `delta`, its tool calls numbered (a delta's calls have
+    an `index`, which the SDKs' stream helpers key on). A legacy
+    completion's choices have the same shape either way, and an error object
+    (`{"error": ...}`) goes as it is: the SDKs raise on an event that is one."""
+    if not isinstance(answer, dict):
+        return answer
+    if answer.get("object") == "chat.completion":
+        answer["object"] = "chat.completion.chunk"
+    choices = answer.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict) and "message" in choice:
+            choice["delta"] = delta = choice.pop("message")
+            _number_tool_calls(delta)
+    return answer
+
+
+def _number_tool_calls(delta: Any) -> None:
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    for position, call in enumerate(calls if isinstance(calls, list) else ()):
+        if isinstance(call, dict):
+            call.setdefault("index", position)
 
 
 def _ends_done(tail: bytes) -> bool:

@@ -1,0 +1,82 @@
+"""The agent and OpenAI fronts against backends that misbehave in ways real
+ones do, read by the official SDKs: what the SDK makes of the answer must be
+what the backend said, or an error of the right class."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import base_url
+from tests.fakebackend import FakeBackend, Script
+
+USER: Any = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+async def oai(gateway: Any, backend: FakeBackend) -> AsyncIterator[openai.AsyncOpenAI]:
+    client = await gateway(backend)
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="unused", max_retries=0
+    ) as sdk:
+        yield sdk
+
+
+def whole_answer(message: dict[str, Any], finish: str) -> Script:
+    """One JSON `chat.completion`, as a backend that ignores `stream: true`
+    answers."""
+    answer = {
+        "id": "chatcmpl-whole",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "fake",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+    }
+    body = json.dumps(answer).encode()
+    return Script(pieces=[body], content_type="application/json")
+
+
+async def test_a_whole_answer_to_a_stream_reaches_the_sdk_as_a_stream(oai, backend):
+    """The passthrough relays a JSON answer to a streamed request as the one
+    chunk it would be: as it was, OpenAI's SDKs read no chunk at all and the
+    helper's final completion failed an assertion."""
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
+    message = {"role": "assistant", "content": "Checking.", "tool_calls": [call]}
+    backend.queue(whole_answer(message, "tool_calls"), whole_answer(message, "stop"))
+    async with oai.chat.completions.stream(model="gpt-4o", messages=USER) as stream:
+        final = await stream.get_final_completion()
+    [choice] = final.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "Checking."
+    [made] = choice.message.tool_calls or []
+    assert made.type == "function"
+    assert (made.id, made.function.name) == ("call_1", "get_weather")
+    assert json.loads(made.function.arguments) == {"city": "Oslo"}
+    assert final.usage is not None and final.usage.total_tokens == 13
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    [chunk] = [c async for c in chunks]
+    assert chunk.object == "chat.completion.chunk"
+    assert chunk.choices[0].delta.content == "Checking."
+    assert len(backend.completions()) == 2
+
+
+async def test_an_error_object_answered_to_a_stream_raises_in_the_sdk(oai, backend):
+    body = json.dumps({"error": {"message": "no capacity", "code": 500}}).encode()
+    backend.queue(Script(pieces=[body], content_type="application/json"))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    with pytest.raises(openai.APIError, match="no capacity"):
+        async for _ in chunks:
+            pass
