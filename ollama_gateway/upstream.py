@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -39,6 +40,10 @@ __all__ = [
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LIST_TIMEOUT = 10.0
+# An HTTP date as `Retry-After` may carry one (RFC 9110 5.6.7's IMF-fixdate).
+_HTTP_DATE = re.compile(
+    r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", re.ASCII
+)
 # An error body is read only for its message; a misbehaving backend cannot make
 # the gateway buffer more than this.
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -113,8 +118,11 @@ def map_error_object(error: Any, not_found: str) -> GatewayError:
     return map_status(status, msgspec.json.encode({"error": error}), not_found)
 
 
-def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
-    """The Ollama error for a backend's non-2xx answer."""
+def map_status(
+    status: int, body: bytes, not_found: str, retry_after: str | None = None
+) -> GatewayError:
+    """The Ollama error for a backend's non-2xx answer (with the
+    `Retry-After` it came with, kept for a 429 or 5xx)."""
     message, code = upstream_error_fields(body)
     if status in (401, 403):
         # Never 401: Ollama clients take it as "sign in" and start a login flow.
@@ -133,7 +141,9 @@ def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
     if status in (400, 413, 422):
         return UpstreamStatusError(message, status=400, upstream_status=status)
     if status == 429 or 500 <= status <= 504:
-        return UpstreamStatusError(message, status=status, upstream_status=status)
+        return UpstreamStatusError(
+            message, status=status, upstream_status=status, retry_after=retry_after
+        )
     mapped = status if 400 <= status < 500 else 502
     return UpstreamStatusError(message, status=mapped, upstream_status=status)
 
@@ -202,7 +212,9 @@ class Upstream:
                 error_bytes = await read_whole(response, _ERROR_BODY_LIMIT, cut=True)
             finally:
                 await response.aclose()
-            failure = map_status(response.status, error_bytes, not_found)
+            failure = map_status(
+                response.status, error_bytes, not_found, _retry_after(response)
+            )
             if response.status not in _FAILOVER_STATUSES:
                 break
         assert failure is not None
@@ -296,6 +308,21 @@ class Upstream:
             raise
         self._contacts[name] = (time.monotonic(), "")
         return response
+
+
+def _retry_after(response: UpstreamResponse) -> str | None:
+    """The wait a refusal asks for, to pass on: `Retry-After`, or the LiteLLM
+    proxy's `llm_provider-retry-after` (it passes its provider's on only so).
+    Only a number of seconds or an HTTP date is kept, not any text."""
+    headers = response.headers
+    value = (
+        headers.get("Retry-After") or headers.get("llm_provider-retry-after") or ""
+    ).strip()
+    if value.isdigit() and value.isascii():
+        return value
+    if _HTTP_DATE.fullmatch(value) is not None:
+        return value
+    return None
 
 
 class _Slot:

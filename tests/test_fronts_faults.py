@@ -8,11 +8,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
 from tests.conftest import base_url
 from tests.fakebackend import FakeBackend, Script
+from tests.ndjson import NO_RETRY
 
 USER: Any = [{"role": "user", "content": "hi"}]
 
@@ -80,3 +82,47 @@ async def test_an_error_object_answered_to_a_stream_raises_in_the_sdk(oai, backe
     with pytest.raises(openai.APIError, match="no capacity"):
         async for _ in chunks:
             pass
+
+
+LATER = "Wed, 21 Oct 2099 07:28:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("status", "sent", "passed_on"),
+    [(429, "60", "60"), (503, LATER, LATER), (429, "soon", None), (500, "", None)],
+)
+async def test_a_backends_retry_after_reaches_each_front(
+    gateway, backend, status, sent, passed_on
+):
+    """The backend's `Retry-After` goes on with its refusal, on every front, so
+    the SDKs' own retries wait as long as it asked (they read the header;
+    without it they come back within a second or two). Only a number of
+    seconds or an HTTP date is passed on."""
+    client = await gateway(backend, NO_RETRY)
+    headers = {"Retry-After": sent} if sent else {}
+    for _ in range(4):
+        backend.queue(Script.error(status, "busy", headers=headers))
+    url = base_url(client)
+    caught: list[anthropic.APIStatusError | openai.APIStatusError] = []
+    async with anthropic.AsyncAnthropic(
+        base_url=url, api_key="unused", max_retries=0
+    ) as claude:
+        with pytest.raises(anthropic.APIStatusError) as refused:
+            await claude.messages.create(model="gpt-4o", max_tokens=5, messages=USER)
+        caught.append(refused.value)
+    async with openai.AsyncOpenAI(
+        base_url=url + "/v1", api_key="unused", max_retries=0
+    ) as oai:
+        with pytest.raises(openai.APIStatusError) as failed:
+            await oai.responses.create(model="gpt-4o", input="hi")
+        caught.append(failed.value)
+        with pytest.raises(openai.APIStatusError) as failed:
+            await oai.chat.completions.create(model="gpt-4o", messages=USER)
+        caught.append(failed.value)
+    ollama = await client.post("/api/chat", json={"model": "gpt-4o", "messages": USER})
+    assert ollama.status == status
+    assert [e.status_code for e in caught] == [status] * 3
+    answers = [e.response.headers.get("Retry-After") for e in caught]
+    assert answers == [passed_on] * 3
+    assert ollama.headers.get("Retry-After") == passed_on
+    assert len(backend.completions()) == 4

@@ -22,6 +22,7 @@ from ollama_gateway.errors import (
     ModelNotFoundError,
     UpstreamProtocolError,
     error_kind,
+    retry_after,
 )
 from ollama_gateway.handlers import anthropic
 from ollama_gateway.http1 import UNEXPECTED_EOF
@@ -60,13 +61,19 @@ class _ErrorEnvelope(msgspec.Struct):
 
 
 def openai_error(
-    status: int, message: str, code: str | None = None, param: str | None = None
+    status: int,
+    message: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     """OpenAI's error envelope, `{"error": {"message", "type", "code", "param"}}`
     (the `/v1/responses` front answers its errors with it too)."""
     kind = "invalid_request_error" if status < 500 else "api_error"
     body = msgspec.json.encode(_ErrorEnvelope(_OpenAIError(message, kind, code, param)))
-    return web.Response(body=body, status=status, content_type="application/json")
+    return web.Response(
+        body=body, status=status, content_type="application/json", headers=headers
+    )
 
 
 def _model_object(entry: ModelEntry) -> dict[str, Any]:
@@ -156,7 +163,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
     except GatewayError as exc:
         ctx.outcome = error_kind(exc)
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
-        return openai_error(exc.status, exc.message, code)
+        return openai_error(exc.status, exc.message, code, headers=retry_after(exc))
 
 
 async def _relay(
