@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ndjson import NO_RETRY
 
 USER: Any = [{"role": "user", "content": "hi"}]
@@ -126,3 +126,56 @@ async def test_a_backends_retry_after_reaches_each_front(
     assert answers == [passed_on] * 3
     assert ollama.headers.get("Retry-After") == passed_on
     assert len(backend.completions()) == 4
+
+
+def filtered_script() -> Script:
+    """An answer the backend's content filter cut (Azure OpenAI's way)."""
+    return Script(
+        pieces=[
+            sse(
+                chat_chunk({"role": "assistant", "content": "Here is how to"}),
+                chat_chunk({}, finish="content_filter"),
+                chat_chunk(
+                    choices=False, usage={"prompt_tokens": 6, "completion_tokens": 4}
+                ),
+            )
+        ]
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_content_filter_stop_is_a_refusal_for_anthropics_sdk(
+    gateway, backend, stream
+):
+    """Not `end_turn`: Claude Code would take the cut answer for a whole one."""
+    backend.queue(filtered_script())
+    client = await gateway(backend)
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url(client), api_key="unused", max_retries=0
+    ) as claude:
+        ask: Any = dict(model="gpt-4o", max_tokens=50, messages=USER)
+        if stream:
+            async with claude.messages.stream(**ask) as events:
+                message = await events.get_final_message()
+        else:
+            message = await claude.messages.create(**ask)
+    assert message.stop_reason == "refusal"
+    assert [b.type for b in message.content] == ["text"]
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "Here is how to"
+    assert message.usage.output_tokens == 4
+
+
+async def test_a_content_filter_stop_is_an_incomplete_response(oai, backend):
+    """As OpenAI's API says it, not `completed`."""
+    backend.queue(filtered_script(), filtered_script())
+    whole = await oai.responses.create(model="gpt-4o", input="hi")
+    events = await oai.responses.create(model="gpt-4o", input="hi", stream=True)
+    last = [event async for event in events][-1]
+    assert last.type == "response.incomplete"
+    for response in (whole, last.response):
+        assert response.status == "incomplete"
+        assert response.incomplete_details is not None
+        assert response.incomplete_details.reason == "content_filter"
+        assert response.output_text == "Here is how to"
+        assert response.output[0].status == "incomplete"

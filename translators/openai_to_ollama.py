@@ -308,6 +308,7 @@ class ChatStreamSession:
         # has no field for either.
         ctx.cached_tokens = usage.cached_tokens() if usage else 0
         ctx.reasoning_tokens = usage.reasoning_tokens() if usage else 0
+        ctx.filtered = self.finish_reason == "content_filter"
         prompt_ns = max(first - sent, 0)
         eval_ns = self.last_ns - self.first_ns
         timed = _server_timings(self.timings)
