@@ -40,6 +40,11 @@ __all__ = [
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LIST_TIMEOUT = 10.0
+# OpenAI's `type` for an error in the request, and the `code` of the most
+# common one, a prompt over the context: an in-band error that says either
+# and no status is the client's 400, not a 500 that the SDKs and agents retry
+# (sending the whole prompt again, to the same refusal).
+_REQUEST_FAULTS = frozenset({"invalid_request_error", "context_length_exceeded"})
 # An HTTP date as `Retry-After` may carry one (RFC 9110 5.6.7's IMF-fixdate).
 _HTTP_DATE = re.compile(
     r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", re.ASCII
@@ -110,12 +115,24 @@ def map_error_object(error: Any, not_found: str) -> GatewayError:
     """The Ollama error for an error object a backend sent with a 200 (an
     in-band error event, or a whole answer that is `{"error": ...}`): mapped
     as its `code` would be as a status (spec 3.15), else as a 500, so never a
-    401. The LiteLLM proxy writes the code as a string (`"429"`)."""
+    401. The LiteLLM proxy writes the code as a string (`"429"`). An error
+    that names no status but says, in OpenAI's words, that the request was
+    at fault (see `_REQUEST_FAULTS`) is a 400."""
     code = error.get("code") if isinstance(error, dict) else None
     if isinstance(code, str) and code.isascii() and code.isdigit():
         code = int(code)
-    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    if isinstance(code, int) and 400 <= code < 600:
+        status = code
+    elif isinstance(error, dict) and _names_a_request_fault(error.get("type"), code):
+        status = 400
+    else:
+        status = 500
     return map_status(status, msgspec.json.encode({"error": error}), not_found)
+
+
+def _names_a_request_fault(*words: object) -> bool:
+    # Only strings are looked up: a backend's field may be any JSON value.
+    return any(isinstance(w, str) and w in _REQUEST_FAULTS for w in words)
 
 
 def map_status(

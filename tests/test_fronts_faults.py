@@ -179,3 +179,47 @@ async def test_a_content_filter_stop_is_an_incomplete_response(oai, backend):
         assert response.incomplete_details.reason == "content_filter"
         assert response.output_text == "Here is how to"
         assert response.output[0].status == "incomplete"
+
+
+TOO_LONG = "This model's maximum context length is 4096 tokens"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ({"message": TOO_LONG, "type": "invalid_request_error", "code": None}, 400),
+        ({"message": TOO_LONG, "type": "x", "code": "context_length_exceeded"}, 400),
+        ({"message": TOO_LONG, "type": "server_error", "code": "overloaded"}, 500),
+        ({"message": TOO_LONG, "type": {"odd": 1}, "code": ["odd"]}, 500),
+    ],
+)
+async def test_an_in_band_error_that_blames_the_request_is_a_400(
+    gateway, backend, error, status
+):
+    """An error event before any output, that names no status but says in
+    OpenAI's words that the request is at fault: a 400, which the SDKs do
+    not retry. As a 500 they sent the whole prompt twice more (and agents
+    more), to the same refusal."""
+    for _ in range(3):
+        backend.queue(Script(pieces=[sse({"error": error}, done=False)]))
+    client = await gateway(backend, NO_RETRY)
+    url = base_url(client)
+    async with anthropic.AsyncAnthropic(
+        base_url=url, api_key="unused", max_retries=0
+    ) as claude:
+        with pytest.raises(anthropic.APIStatusError) as refused:
+            async with claude.messages.stream(
+                model="gpt-4o", max_tokens=5, messages=USER
+            ) as events:
+                await events.get_final_message()
+    async with openai.AsyncOpenAI(
+        base_url=url + "/v1", api_key="unused", max_retries=0
+    ) as oai:
+        with pytest.raises(openai.APIStatusError) as failed:
+            await oai.responses.create(model="gpt-4o", input="hi")
+    ollama = await client.post("/api/chat", json={"model": "gpt-4o", "messages": USER})
+    assert [refused.value.status_code, failed.value.status_code] == [status] * 2
+    assert ollama.status == status
+    assert isinstance(refused.value.body, dict)
+    assert refused.value.body["error"]["message"] == TOO_LONG
+    assert failed.value.message.endswith(TOO_LONG)
