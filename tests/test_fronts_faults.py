@@ -223,3 +223,46 @@ async def test_an_in_band_error_that_blames_the_request_is_a_400(
     assert isinstance(refused.value.body, dict)
     assert refused.value.body["error"]["message"] == TOO_LONG
     assert failed.value.message.endswith(TOO_LONG)
+
+
+def json_body(value: Any) -> Script:
+    return Script(pieces=[json.dumps(value).encode()], content_type="application/json")
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        ({"message": "bad things", "code": 400}, openai.BadRequestError),
+        ({"message": "bad things", "code": "429"}, openai.RateLimitError),
+        (
+            {"message": "bad things", "type": "invalid_request_error"},
+            openai.BadRequestError,
+        ),
+        ("bad things", openai.InternalServerError),
+    ],
+)
+async def test_an_error_answered_with_a_200_raises_in_the_sdk(
+    oai, backend, error, raised
+):
+    """A whole answer that is an error object (the LiteLLM proxy answers some
+    failures so) reaches the SDK with the status the Ollama routes give it:
+    relayed as it came, the SDK made a completion with no choices of it."""
+    backend.queue(json_body({"error": error}))
+    with pytest.raises(raised, match="bad things"):
+        await oai.chat.completions.create(model="gpt-4o", messages=USER)
+    assert len(backend.completions()) == 1
+
+
+async def test_a_completion_with_a_null_error_field_is_relayed(oai, backend):
+    message = {"role": "assistant", "content": "fine"}
+    answer = {
+        "error": None,
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "fake",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+    }
+    backend.queue(json_body(answer))
+    completion = await oai.chat.completions.create(model="gpt-4o", messages=USER)
+    assert completion.choices[0].message.content == "fine"

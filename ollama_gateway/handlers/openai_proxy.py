@@ -2,15 +2,17 @@
 
 VS Code Copilot discovers models through the Ollama API, then chats through
 `/v1/chat/completions` on the same base URL. Bodies pass through unchanged but
-for the model id; streams are relayed piece by piece, without buffering. A
-backend that answers a streamed request with one JSON object is the one
-exception: its answer goes out as the one event of a stream.
+for the model id; streams are relayed piece by piece, without buffering. Two
+answers of misbehaving backends are not relayed as they come: one JSON object
+for a streamed request goes out as the one event of a stream, and a whole
+answer that is an error object (with a 200) as the error status it stands for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +32,7 @@ from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import read_whole, upstream_deadline
+from ollama_gateway.upstream import map_error_object, read_whole, upstream_deadline
 
 __all__ = [
     "handle_completions",
@@ -47,6 +49,10 @@ _TAIL = 16  # bytes enough to see an event's end or `[DONE]` and its end
 # whole (some backends leave `[DONE]` out); one that stops before is cut.
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
 _SEAM = 32  # bytes of a piece that a pattern begun in the tail can reach
+# How a whole answer that is an error object starts (see `_unless_an_error`),
+# and the most of one that is read to tell.
+_ERROR_ANSWER = re.compile(rb'\s*\{\s*"error"\s*:')
+_ERROR_ANSWER_LIMIT = 64 * 1024
 
 
 class _OpenAIError(msgspec.Struct):
@@ -183,6 +189,14 @@ async def _relay(
     content_type = response.headers.get("Content-Type") or asked
     if stream and content_type.startswith("application/json"):
         return await _whole_as_stream(request, response, end)
+    held = b""
+    if response.status < 300 and content_type.startswith("application/json"):
+        held = await _unless_an_error(
+            pieces,
+            lambda: _next_wait(idle, end, loop),
+            task,
+            f"The model '{request[ctx_key].model}' does not exist",
+        )
     out = web.StreamResponse(
         status=response.status, headers={"Content-Type": content_type}
     )
@@ -195,12 +209,10 @@ async def _relay(
     tail = b""
     finished = not sse
     try:
+        if held:
+            await out.write(held)
         while True:
-            wait = idle
-            if end is not None:
-                left = end - loop.time()
-                wait = left if wait is None else min(wait, left)
-            async with upstream_deadline(wait, task):
+            async with upstream_deadline(_next_wait(idle, end, loop), task):
                 piece = await anext(pieces, None)
             if piece is None:
                 break
@@ -245,6 +257,51 @@ async def _relay(
     return out
 
 
+def _next_wait(
+    idle: float | None, end: float | None, loop: asyncio.AbstractEventLoop
+) -> float | None:
+    """How long the next read may take: `idle`, or what is left of the
+    exchange's `total` (ending at `end`) if that is less; None: unbounded."""
+    if end is None:
+        return idle
+    left = end - loop.time()
+    return left if idle is None else min(idle, left)
+
+
+async def _unless_an_error(
+    pieces: AsyncIterator[bytes],
+    next_wait: Callable[[], float | None],
+    task: asyncio.Task[Any],
+    not_found: str,
+) -> bytes:
+    """The first piece of a whole (JSON) answer, read before its status is
+    sent. Some backends (the LiteLLM proxy among them) answer a failure with
+    a 200 and an error object; OpenAI's SDKs take that for a completion with
+    no choices, raising nothing. Such an answer raises the error it is, with
+    the status the Ollama routes give it; what is read of any other answer
+    is returned, to be relayed."""
+    async with upstream_deadline(next_wait(), task):
+        head = await anext(pieces, b"")
+    if _ERROR_ANSWER.match(head) is None:
+        return head
+    while len(head) <= _ERROR_ANSWER_LIMIT:
+        async with upstream_deadline(next_wait(), task):
+            piece = await anext(pieces, None)
+        if piece is None:
+            break
+        head += piece
+    else:
+        return head  # too long for an error object: some other answer
+    try:
+        answer = msgspec.json.decode(head)
+    except (msgspec.DecodeError, RecursionError):
+        return head
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if error is None or "choices" in answer:
+        return head
+    raise map_error_object(error, not_found)
+
+
 async def _whole_as_stream(
     request: web.Request, response: Any, end: float | None
 ) -> web.StreamResponse:
@@ -255,10 +312,7 @@ async def _whole_as_stream(
     a failure is still an error status."""
     settings = request.app[settings_key]
     task = request.task
-    wait = settings.timeouts.idle or None
-    if end is not None:
-        left = end - task.get_loop().time()
-        wait = left if wait is None else min(wait, left)
+    wait = _next_wait(settings.timeouts.idle or None, end, task.get_loop())
     async with upstream_deadline(wait, task):
         body = await read_whole(response, settings.limits.max_answer_bytes)
     try:
