@@ -266,3 +266,78 @@ async def test_a_completion_with_a_null_error_field_is_relayed(oai, backend):
     backend.queue(json_body(answer))
     completion = await oai.chat.completions.create(model="gpt-4o", messages=USER)
     assert completion.choices[0].message.content == "fine"
+
+
+def call(index: int, ident: str | None, name: str, arguments: str) -> Any:
+    fragment: dict[str, Any] = {"index": index, "type": "function"}
+    fragment["function"] = {"name": name, "arguments": arguments}
+    if ident is not None:
+        fragment["id"] = ident
+    return chat_chunk({"tool_calls": [fragment]})
+
+
+# What backends send for two calls (or one), and the calls' names and inputs.
+CALLS: dict[str, tuple[list[Any], list[tuple[str, dict[str, Any]]]]] = {
+    # DeepSeek, GLM: parallel calls numbered apart, under one id.
+    "one id, two indexes": (
+        [call(0, "call_0", "f", '{"a": 1}'), call(1, "call_0", "g", '{"b": 2}')],
+        [("f", {"a": 1}), ("g", {"b": 2})],
+    ),
+    # OpenRouter: every call numbered 0, under one id, one whole call a chunk.
+    "one id, one index": (
+        [call(0, "call_0", "f", '{"a": 1}'), call(0, "call_0", "f", '{"a": 2}')],
+        [("f", {"a": 1}), ("f", {"a": 2})],
+    ),
+    # llama.cpp: the name and id again in every fragment of one call.
+    "one call, name repeated": (
+        [
+            call(0, "call_0", "f", '{"a"'),
+            call(0, "call_0", "f", ": [1]"),
+            call(0, "call_0", "f", "}"),
+        ],
+        [("f", {"a": [1]})],
+    ),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("case", CALLS)
+async def test_parallel_calls_under_one_id_get_ids_of_their_own(
+    gateway, backend, case, stream
+):
+    """Claude Code and Codex pair each result with its call by id, and
+    Anthropic's API (DeepSeek's too) refuses a turn with two calls of one id:
+    a call whose id an earlier one has gets a new one."""
+    fragments, wanted = CALLS[case]
+    events = [chat_chunk({"role": "assistant", "content": None}), *fragments]
+    events.append(chat_chunk({}, finish="tool_calls"))
+    for _ in range(2):
+        backend.queue(Script(pieces=[sse(*events)]))
+    client = await gateway(backend)
+    url = base_url(client)
+    async with anthropic.AsyncAnthropic(
+        base_url=url, api_key="unused", max_retries=0
+    ) as claude:
+        ask: Any = dict(model="gpt-4o", max_tokens=50, messages=USER)
+        if stream:
+            async with claude.messages.stream(**ask) as answer:
+                message = await answer.get_final_message()
+        else:
+            message = await claude.messages.create(**ask)
+    uses = [b for b in message.content if b.type == "tool_use"]
+    assert [(u.name, u.input) for u in uses] == wanted
+    assert uses[0].id == "call_0"
+    assert len({u.id for u in uses}) == len(uses)
+    async with openai.AsyncOpenAI(
+        base_url=url + "/v1", api_key="unused", max_retries=0
+    ) as oai:
+        output: list[Any]
+        if stream:
+            async with oai.responses.stream(model="gpt-4o", input="hi") as answers:
+                output = list((await answers.get_final_response()).output)
+        else:
+            output = (await oai.responses.create(model="gpt-4o", input="hi")).output
+    made: list[Any] = [item for item in output if item.type == "function_call"]
+    assert [(m.name, json.loads(m.arguments)) for m in made] == wanted
+    assert made[0].call_id == "call_0"
+    assert len({m.call_id for m in made}) == len(made)
