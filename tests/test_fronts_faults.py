@@ -341,3 +341,46 @@ async def test_parallel_calls_under_one_id_get_ids_of_their_own(
     assert [(m.name, json.loads(m.arguments)) for m in made] == wanted
     assert made[0].call_id == "call_0"
     assert len({m.call_id for m in made}) == len(made)
+
+
+LLAMA_CPP_ERROR = (
+    b'error: {"code":500,"message":"the request exceeds the available context'
+    b' size","type":"exceed_context_size_error"}'
+)
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+@pytest.mark.parametrize("after_text", [False, True])
+async def test_an_error_field_reaches_openais_sdk_as_an_error(
+    oai, backend, eol, after_text
+):
+    """llama.cpp's server sent a stream's error as an `error:` field until
+    2025-09, then `[DONE]`: relayed as it came, OpenAI's SDK ignored the field
+    and took the stream for a whole (empty or cut) answer."""
+    text = sse(chat_chunk({"role": "assistant", "content": "Hi"}), done=False, eol=eol)
+    end = eol.encode()
+    failure = LLAMA_CPP_ERROR + end + end + b"data: [DONE]" + end + end
+    backend.queue(Script(pieces=[text, failure] if after_text else [failure]))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    seen: list[str | None] = []
+    with pytest.raises(openai.APIError, match="exceeds the available context size"):
+        async for chunk in chunks:
+            seen.append(chunk.choices[0].delta.content)
+    assert seen == (["Hi"] if after_text else [])
+
+
+async def test_text_that_reads_error_colon_is_relayed_as_it_is(oai, backend):
+    # A piece that begins inside a `data:` line is no line of its own.
+    data = sse(
+        chat_chunk({"role": "assistant", "content": "x\\nerror: none\\n"}),
+        chat_chunk({}, finish="stop"),
+    )
+    cut = data.index(b"error: none")
+    backend.queue(Script(pieces=[data[:cut], data[cut:]], delay=0.05))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    texts = [c.choices[0].delta.content async for c in chunks if c.choices]
+    assert texts == ["x\\nerror: none\\n", None]

@@ -2,10 +2,12 @@
 
 VS Code Copilot discovers models through the Ollama API, then chats through
 `/v1/chat/completions` on the same base URL. Bodies pass through unchanged but
-for the model id; streams are relayed piece by piece, without buffering. Two
-answers of misbehaving backends are not relayed as they come: one JSON object
-for a streamed request goes out as the one event of a stream, and a whole
-answer that is an error object (with a 200) as the error status it stands for.
+for the model id; streams are relayed piece by piece, without buffering. What
+misbehaving backends send is not always relayed as it came: one JSON object
+for a streamed request goes out as the one event of a stream, a whole answer
+that is an error object (with a 200) as the error status it stands for, and
+an `error:` field line in a stream as the `data:` event OpenAI's clients
+raise on.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ _SEAM = 32  # bytes of a piece that a pattern begun in the tail can reach
 # and the most of one that is read to tell.
 _ERROR_ANSWER = re.compile(rb'\s*\{\s*"error"\s*:')
 _ERROR_ANSWER_LIMIT = 64 * 1024
+# An SSE `error:` field line, whole (see `_error_fields_as_data`).
+_ERROR_FIELD = re.compile(rb"(?<=\n)error: ?([^\r\n]*)(?=\r?\n)")
 
 
 class _OpenAIError(msgspec.Struct):
@@ -216,6 +220,8 @@ async def _relay(
                 piece = await anext(pieces, None)
             if piece is None:
                 break
+            if sse and b"error:" in piece:
+                piece = _error_fields_as_data(piece, not tail or tail[-1:] == b"\n")
             await out.write(piece)
             if not finished:
                 # The piece, then the seam with the tail before it (a pattern
@@ -355,6 +361,19 @@ def _number_tool_calls(delta: Any) -> None:
     for position, call in enumerate(calls if isinstance(calls, list) else ()):
         if isinstance(call, dict):
             call.setdefault("index", position)
+
+
+def _error_fields_as_data(piece: bytes, at_line_start: bool) -> bytes:
+    """`piece` with each whole `error: {...}` line as `data: {"error": {...}}`.
+
+    llama.cpp's server sent a stream's error so until 2025-09
+    (ggml-org/llama.cpp#16109), then `data: [DONE]`: OpenAI's SDKs ignore a
+    field named `error`, and took the stream for a whole, empty answer. Only
+    a line begun and ended in this piece is rewritten; `at_line_start` says
+    whether the piece begins one (text in a `data:` line never does)."""
+    if at_line_start:
+        return _ERROR_FIELD.sub(rb'data: {"error": \1}', b"\n" + piece)[1:]
+    return _ERROR_FIELD.sub(rb'data: {"error": \1}', piece)
 
 
 def _ends_done(tail: bytes) -> bool:
