@@ -384,3 +384,29 @@ async def test_text_that_reads_error_colon_is_relayed_as_it_is(oai, backend):
     )
     texts = [c.choices[0].delta.content async for c in chunks if c.choices]
     assert texts == ["x\\nerror: none\\n", None]
+
+
+async def test_events_labelled_as_json_are_relayed_as_a_stream(oai, backend):
+    """An event stream sent as `application/json` (a proxy's slip) is no
+    whole answer: it goes on as the stream it is, its type set right."""
+    events = sse(
+        chat_chunk({"role": "assistant", "content": "Hel"}),
+        chat_chunk({"content": "lo"}),
+        chat_chunk({}, finish="stop"),
+    )
+    backend.queue(Script(pieces=[events], content_type="application/json"))
+    async with oai.chat.completions.stream(model="gpt-4o", messages=USER) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.content == "Hello"
+    assert final.choices[0].finish_reason == "stop"
+
+
+async def test_blanks_before_a_whole_answer_to_a_stream_are_skipped(oai, backend):
+    message = {"role": "assistant", "content": "Late"}
+    script = whole_answer(message, "stop")
+    script.pieces = [b"\n", b"  \n", *script.pieces]
+    script.delay = 0.05
+    backend.queue(script)
+    async with oai.chat.completions.stream(model="gpt-4o", messages=USER) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.content == "Late"

@@ -34,7 +34,7 @@ from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import map_error_object, read_whole, upstream_deadline
+from ollama_gateway.upstream import map_error_object, upstream_deadline
 
 __all__ = [
     "handle_completions",
@@ -191,16 +191,18 @@ async def _relay(
     # clients pick their parser by the type).
     asked = "text/event-stream" if stream else "application/json"
     content_type = response.headers.get("Content-Type") or asked
-    if stream and content_type.startswith("application/json"):
-        return await _whole_as_stream(request, response, end)
     held = b""
     if response.status < 300 and content_type.startswith("application/json"):
-        held = await _unless_an_error(
-            pieces,
-            lambda: _next_wait(idle, end, loop),
-            task,
-            f"The model '{request[ctx_key].model}' does not exist",
-        )
+        # Looked at before the status is sent (see `_Reader.first_bytes`).
+        reader = _Reader(pieces, lambda: _next_wait(idle, end, loop), task)
+        held = await reader.first_bytes()
+        if stream and held.lstrip().startswith(b"{"):
+            return await _whole_as_stream(request, held, reader)
+        if stream:
+            content_type = "text/event-stream"  # events labelled as JSON
+        else:
+            not_found = f"The model '{request[ctx_key].model}' does not exist"
+            held = await _unless_an_error(held, reader, not_found)
     out = web.StreamResponse(
         status=response.status, headers={"Content-Type": content_type}
     )
@@ -213,13 +215,14 @@ async def _relay(
     tail = b""
     finished = not sse
     try:
-        if held:
-            await out.write(held)
+        # What was read before the status is sent goes first, as a piece.
+        piece: bytes | None = held
         while True:
-            async with upstream_deadline(_next_wait(idle, end, loop), task):
-                piece = await anext(pieces, None)
-            if piece is None:
-                break
+            if not piece:
+                async with upstream_deadline(_next_wait(idle, end, loop), task):
+                    piece = await anext(pieces, None)
+                if piece is None:
+                    break
             if sse and b"error:" in piece:
                 piece = _error_fields_as_data(piece, not tail or tail[-1:] == b"\n")
             await out.write(piece)
@@ -232,6 +235,7 @@ async def _relay(
                 )
             tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
             between_events = tail.endswith(_EVENT_ENDS)
+            piece = None
         if sse and not _ends_done(tail) and not (between_events and finished):
             # The body ended (by its framing) inside an event, or before any
             # choice finished and without `[DONE]`: a cut answer, as the
@@ -274,25 +278,59 @@ def _next_wait(
     return left if idle is None else min(idle, left)
 
 
-async def _unless_an_error(
-    pieces: AsyncIterator[bytes],
-    next_wait: Callable[[], float | None],
-    task: asyncio.Task[Any],
-    not_found: str,
-) -> bytes:
-    """The first piece of a whole (JSON) answer, read before its status is
-    sent. Some backends (the LiteLLM proxy among them) answer a failure with
-    a 200 and an error object; OpenAI's SDKs take that for a completion with
-    no choices, raising nothing. Such an answer raises the error it is, with
-    the status the Ollama routes give it; what is read of any other answer
-    is returned, to be relayed."""
-    async with upstream_deadline(next_wait(), task):
-        head = await anext(pieces, b"")
+class _Reader:
+    """Reads an answer's pieces before its status is sent, each read under
+    the relay's deadline."""
+
+    __slots__ = ("_next_wait", "_pieces", "_task")
+
+    def __init__(
+        self,
+        pieces: AsyncIterator[bytes],
+        next_wait: Callable[[], float | None],
+        task: asyncio.Task[Any],
+    ) -> None:
+        self._pieces = pieces
+        self._next_wait = next_wait
+        self._task = task
+
+    async def next(self) -> bytes | None:
+        async with upstream_deadline(self._next_wait(), self._task):
+            return await anext(self._pieces, None)
+
+    async def first_bytes(self) -> bytes:
+        """The answer's start: read until a byte other than blanks comes (a
+        backend may send blanks to keep the connection), or the answer ends."""
+        head = b""
+        while not head.strip():
+            piece = await self.next()
+            if piece is None:
+                break
+            head += piece
+        return head
+
+    async def read_on(self, head: bytes, limit: int) -> bytes | None:
+        """`head` and the rest of the answer; None once it is over `limit`
+        bytes (what was read is then lost: the caller raises)."""
+        while len(head) <= limit:
+            piece = await self.next()
+            if piece is None:
+                return head
+            head += piece
+        return None
+
+
+async def _unless_an_error(head: bytes, reader: _Reader, not_found: str) -> bytes:
+    """What is read of a whole (JSON) answer before its status is sent, from
+    its start `head`. Some backends (the LiteLLM proxy among them) answer a
+    failure with a 200 and an error object; OpenAI's SDKs take that for a
+    completion with no choices, raising nothing. Such an answer raises the
+    error it is, with the status the Ollama routes give it; what is read of
+    any other answer is returned, to be relayed."""
     if _ERROR_ANSWER.match(head) is None:
         return head
     while len(head) <= _ERROR_ANSWER_LIMIT:
-        async with upstream_deadline(next_wait(), task):
-            piece = await anext(pieces, None)
+        piece = await reader.next()
         if piece is None:
             break
         head += piece
@@ -309,18 +347,19 @@ async def _unless_an_error(
 
 
 async def _whole_as_stream(
-    request: web.Request, response: Any, end: float | None
+    request: web.Request, head: bytes, reader: _Reader
 ) -> web.StreamResponse:
-    """A backend that ignored `stream: true` and answered one JSON object:
-    the client asked for events, and OpenAI's SDKs read a JSON body as a
-    stream of none (an empty answer, no error). The answer goes out as the
-    one event a stream of it would be, then `[DONE]`. Read whole first, so
-    a failure is still an error status."""
-    settings = request.app[settings_key]
-    task = request.task
-    wait = _next_wait(settings.timeouts.idle or None, end, task.get_loop())
-    async with upstream_deadline(wait, task):
-        body = await read_whole(response, settings.limits.max_answer_bytes)
+    """A backend that ignored `stream: true` and answered one JSON object
+    (that begins with `head`): the client asked for events, and OpenAI's
+    SDKs read a JSON body as a stream of none (an empty answer, no error).
+    The answer goes out as the one event a stream of it would be, then
+    `[DONE]`. Read whole first, so a failure is still an error status."""
+    limit = request.app[settings_key].limits.max_answer_bytes
+    body = await reader.read_on(head, limit)
+    if body is None:
+        raise UpstreamProtocolError(
+            f"upstream sent an answer larger than {limit} bytes"
+        )
     try:
         answer = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError):
