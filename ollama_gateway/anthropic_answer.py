@@ -9,7 +9,8 @@ gateway assembles a call before it hands it on), its input sent as one
 
 The usage's input counts follow Anthropic's split (see `input_usage`); the
 cached count comes from the request's context, where the response mapper
-leaves it with the last chunk (the Ollama chunk has no field for it).
+leaves it with the last chunk (the Ollama chunk has no field for it), as it
+does whether a content filter ended the answer.
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ def message_id() -> str:
     return "msg_" + token_hex(12)
 
 
-def stop_reason(done_reason: str | None, tool_use: bool) -> str:
+def stop_reason(done_reason: str | None, tool_use: bool, filtered: bool) -> str:
     """Anthropic's `stop_reason` for Ollama's `done_reason`. A stop sequence
     cannot be told from a natural end (OpenAI backends say `stop` for both),
-    so it reads as `end_turn`."""
+    so it reads as `end_turn`. An answer the backend's content filter ended
+    (`filtered`, see RequestContext) is Anthropic's `refusal`, not a whole
+    answer: its safety classifiers' stop."""
+    if filtered:
+        return "refusal"
     if tool_use:
         return "tool_use"
     if done_reason == "length":
@@ -71,10 +76,10 @@ def whole_message(
     model: str,
     final: ollama.ChatResponse,
     input_estimate: int,
-    cached: int,
+    ctx: RequestContext,
 ) -> anthropic.Response:
     """The non-stream answer from the folded chunk (see `completion.collect`),
-    `cached` of its prompt tokens read from the backend's cache."""
+    with what the response mapper left in `ctx` (see the module's doc)."""
     message = final.message
     content: list[anthropic.OutputBlock] = []
     if message.thinking:
@@ -83,12 +88,14 @@ def whole_message(
         content.append(anthropic.TextBlock(message.content))
     calls = message.tool_calls or ()
     content.extend(_tool_use(call) for call in calls)
-    uncached, read = input_usage(final.prompt_eval_count or input_estimate, cached)
+    uncached, read = input_usage(
+        final.prompt_eval_count or input_estimate, ctx.cached_tokens
+    )
     return anthropic.Response(
         id=ident,
         model=model,
         content=content,
-        stop_reason=stop_reason(final.done_reason, bool(calls)),
+        stop_reason=stop_reason(final.done_reason, bool(calls), ctx.filtered),
         # `cache_creation_input_tokens` stays 0: OpenAI-compatible backends
         # report the tokens read from their prompt cache, never those written
         # to it (a prefix cache fills as a side effect of every request).
@@ -171,7 +178,7 @@ class MessageEvents:
             _event(b"content_block_stop", anthropic.ContentBlockStop(index), out)
         if chunk.done:
             self._close(out)
-            reason = stop_reason(chunk.done_reason, self._tools)
+            reason = stop_reason(chunk.done_reason, self._tools, self._ctx.filtered)
             uncached, read = input_usage(
                 chunk.prompt_eval_count or self._input, self._ctx.cached_tokens
             )

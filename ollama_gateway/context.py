@@ -39,6 +39,7 @@ class RequestContext:
         "endpoint",
         "entry",
         "extra",
+        "filtered",
         "history",
         "logprobs",
         "model",
@@ -94,6 +95,10 @@ class RequestContext:
         # the agent fronts have a field for them (the Ollama API has none).
         self.cached_tokens = 0
         self.reasoning_tokens = 0
+        # The backend's content filter ended the answer (`finish_reason:
+        # "content_filter"`): Ollama's `done_reason` has no word for it (it
+        # says `stop`), the agent fronts have one each.
+        self.filtered = False
         self.retries = 0
         self.outcome = "ok"
 

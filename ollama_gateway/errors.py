@@ -53,6 +53,7 @@ __all__ = [
     "UpstreamTimeoutError",
     "error_body",
     "error_kind",
+    "retry_after",
     "upstream_error_fields",
     "upstream_error_message",
 ]
@@ -139,11 +140,28 @@ class UpstreamTimeoutError(UpstreamError):
 
 
 class UpstreamStatusError(UpstreamError):
-    """The backend answered with a non-2xx status; `.upstream_status` keeps it."""
+    """The backend answered with a non-2xx status; `.upstream_status` keeps it,
+    and `.retry_after` the `Retry-After` it sent with a 429 or 5xx."""
 
-    def __init__(self, message: str, *, status: int, upstream_status: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        upstream_status: int,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(message, status=status)
         self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+
+def retry_after(exc: GatewayError) -> dict[str, str]:
+    """The headers that pass a backend's `Retry-After` on with its refusal:
+    the clients' own retries (OpenAI's and Anthropic's SDKs) then wait as
+    long as the backend asked, not their short default backoff."""
+    wait = exc.retry_after if isinstance(exc, UpstreamStatusError) else None
+    return {"Retry-After": wait} if wait else {}
 
 
 class UpstreamProtocolError(UpstreamError):

@@ -23,6 +23,7 @@ from ollama_gateway.errors import (
     GatewayError,
     RequestTimeoutError,
     error_body,
+    retry_after,
 )
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
@@ -108,6 +109,7 @@ def setup_middlewares(app: web.Application) -> None:
             status = exc.status
             note_failure(ctx, exc)
             error = _error_response(exc.status, exc.message, request.path)
+            error.headers.update(retry_after(exc))
             if isinstance(exc, AuthError):
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
             elif isinstance(exc, RequestTimeoutError):

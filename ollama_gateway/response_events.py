@@ -318,18 +318,16 @@ class ResponseBuilder:
 
     def _finish(self, chunk: ollama.ChatResponse, out: bytearray | None) -> None:
         response = self.response
-        cut = chunk.done_reason == "length"
+        reason = _incomplete_reason(chunk, self._ctx)
         if not response.output:
             # Nothing came: still one (empty) message, so `output_text` is "".
             self._open_item(responses.MessageItem, out)
-        self._close(out, "incomplete" if cut else "completed")
+        self._close(out, "completed" if reason is None else "incomplete")
         response.usage = self._usage(chunk)
         response.completed_at = int(time.time())
-        if cut:
+        if reason is not None:
             response.status = "incomplete"
-            response.incomplete_details = responses.IncompleteDetails(
-                "max_output_tokens"
-            )
+            response.incomplete_details = responses.IncompleteDetails(reason)
         else:
             response.status = "completed"
         if out is not None and not self._hold_end:
@@ -367,3 +365,14 @@ class ResponseBuilder:
         out += b"\ndata: "
         _encode_into(event, out, -1)
         out += b"\n\n"
+
+
+def _incomplete_reason(chunk: ollama.ChatResponse, ctx: RequestContext) -> str | None:
+    """Why the answer is cut, in the API's words, or None when it is whole:
+    the token limit, or the backend's content filter (which Ollama's
+    `done_reason` calls `stop`; see RequestContext)."""
+    if ctx.filtered:
+        return "content_filter"
+    if chunk.done_reason == "length":
+        return "max_output_tokens"
+    return None

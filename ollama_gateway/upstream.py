@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -39,6 +40,15 @@ __all__ = [
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LIST_TIMEOUT = 10.0
+# OpenAI's `type` for an error in the request, and the `code` of the most
+# common one, a prompt over the context: an in-band error that says either
+# and no status is the client's 400, not a 500 that the SDKs and agents retry
+# (sending the whole prompt again, to the same refusal).
+_REQUEST_FAULTS = frozenset({"invalid_request_error", "context_length_exceeded"})
+# An HTTP date as `Retry-After` may carry one (RFC 9110 5.6.7's IMF-fixdate).
+_HTTP_DATE = re.compile(
+    r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", re.ASCII
+)
 # An error body is read only for its message; a misbehaving backend cannot make
 # the gateway buffer more than this.
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -105,16 +115,31 @@ def map_error_object(error: Any, not_found: str) -> GatewayError:
     """The Ollama error for an error object a backend sent with a 200 (an
     in-band error event, or a whole answer that is `{"error": ...}`): mapped
     as its `code` would be as a status (spec 3.15), else as a 500, so never a
-    401. The LiteLLM proxy writes the code as a string (`"429"`)."""
+    401. The LiteLLM proxy writes the code as a string (`"429"`). An error
+    that names no status but says, in OpenAI's words, that the request was
+    at fault (see `_REQUEST_FAULTS`) is a 400."""
     code = error.get("code") if isinstance(error, dict) else None
     if isinstance(code, str) and code.isascii() and code.isdigit():
         code = int(code)
-    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    if isinstance(code, int) and 400 <= code < 600:
+        status = code
+    elif isinstance(error, dict) and _names_a_request_fault(error.get("type"), code):
+        status = 400
+    else:
+        status = 500
     return map_status(status, msgspec.json.encode({"error": error}), not_found)
 
 
-def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
-    """The Ollama error for a backend's non-2xx answer."""
+def _names_a_request_fault(*words: object) -> bool:
+    # Only strings are looked up: a backend's field may be any JSON value.
+    return any(isinstance(w, str) and w in _REQUEST_FAULTS for w in words)
+
+
+def map_status(
+    status: int, body: bytes, not_found: str, retry_after: str | None = None
+) -> GatewayError:
+    """The Ollama error for a backend's non-2xx answer (with the
+    `Retry-After` it came with, kept for a 429 or 5xx)."""
     message, code = upstream_error_fields(body)
     if status in (401, 403):
         # Never 401: Ollama clients take it as "sign in" and start a login flow.
@@ -133,7 +158,9 @@ def map_status(status: int, body: bytes, not_found: str) -> GatewayError:
     if status in (400, 413, 422):
         return UpstreamStatusError(message, status=400, upstream_status=status)
     if status == 429 or 500 <= status <= 504:
-        return UpstreamStatusError(message, status=status, upstream_status=status)
+        return UpstreamStatusError(
+            message, status=status, upstream_status=status, retry_after=retry_after
+        )
     mapped = status if 400 <= status < 500 else 502
     return UpstreamStatusError(message, status=mapped, upstream_status=status)
 
@@ -202,7 +229,9 @@ class Upstream:
                 error_bytes = await read_whole(response, _ERROR_BODY_LIMIT, cut=True)
             finally:
                 await response.aclose()
-            failure = map_status(response.status, error_bytes, not_found)
+            failure = map_status(
+                response.status, error_bytes, not_found, _retry_after(response)
+            )
             if response.status not in _FAILOVER_STATUSES:
                 break
         assert failure is not None
@@ -296,6 +325,21 @@ class Upstream:
             raise
         self._contacts[name] = (time.monotonic(), "")
         return response
+
+
+def _retry_after(response: UpstreamResponse) -> str | None:
+    """The wait a refusal asks for, to pass on: `Retry-After`, or the LiteLLM
+    proxy's `llm_provider-retry-after` (it passes its provider's on only so).
+    Only a number of seconds or an HTTP date is kept, not any text."""
+    headers = response.headers
+    value = (
+        headers.get("Retry-After") or headers.get("llm_provider-retry-after") or ""
+    ).strip()
+    if value.isdigit() and value.isascii():
+        return value
+    if _HTTP_DATE.fullmatch(value) is not None:
+        return value
+    return None
 
 
 class _Slot:

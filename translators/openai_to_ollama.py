@@ -308,6 +308,7 @@ class ChatStreamSession:
         # has no field for either.
         ctx.cached_tokens = usage.cached_tokens() if usage else 0
         ctx.reasoning_tokens = usage.reasoning_tokens() if usage else 0
+        ctx.filtered = self.finish_reason == "content_filter"
         prompt_ns = max(first - sent, 0)
         eval_ns = self.last_ns - self.first_ns
         timed = _server_timings(self.timings)
@@ -347,12 +348,10 @@ class ChatStreamSession:
             parts = self.tools.get(index)
             if parts is None:
                 parts = self.tools[index] = _ToolCallParts()
-            elif (
-                delta.id and parts.id and delta.id != parts.id and _starts(delta, parts)
-            ):
-                # Some relays (Gemini converters) number every parallel call 0,
-                # one whole call per chunk: a new id and name there is a new call.
-                parts = self._move(index, delta.id)
+            elif _starts(delta, parts):
+                # Some relays (Gemini converters, OpenRouter) number every
+                # parallel call 0, one whole call per chunk: a new call there.
+                parts = self._move(index, delta.id, parts)
             if delta.id and not parts.id:
                 parts.id = delta.id
             function = delta.function
@@ -365,11 +364,21 @@ class ChatStreamSession:
                         arguments = _encode(arguments).decode()  # an object
                     parts.arguments.append(arguments)
 
-    def _move(self, index: int, call_id: str) -> _ToolCallParts:
-        """The call with id `call_id`, or a new one, that fragments under
-        upstream `index` continue from now on."""
+    def _move(
+        self, index: int, call_id: str | None, current: _ToolCallParts
+    ) -> _ToolCallParts:
+        """The call with id `call_id` (not the `current` one under `index`),
+        or a new one, that fragments under upstream `index` continue from now
+        on."""
         tools = self.tools
-        slot = next((i for i, p in tools.items() if p.id == call_id), None)
+        slot = next(
+            (
+                i
+                for i, p in tools.items()
+                if call_id and p.id == call_id and p is not current
+            ),
+            None,
+        )
         if slot is None:
             slot = max(tools) + 1
             tools[slot] = _ToolCallParts()
@@ -400,7 +409,13 @@ class ChatStreamSession:
         return last
 
     def _tool_calls(self) -> list[ollama.ToolCall]:
+        """The calls, whole. An id a call shares with an earlier one is
+        replaced: some backends (DeepSeek, GLM, OpenRouter) give parallel
+        calls one id, and a client pairs each result with its call by id
+        (Anthropic's API and DeepSeek's own refuse the next turn's
+        duplicates)."""
         calls = []
+        used: set[str] = set()
         indices = sorted(self.tools)
         if self.finish_reason == "length" and not _whole(self.tools[indices[-1]]):
             # The answer reached max_tokens inside its last call (llama.cpp
@@ -411,7 +426,9 @@ class ChatStreamSession:
             parts = self.tools[index]
             arguments = _parse_arguments(parts.name, "".join(parts.arguments))
             function = ollama.ToolCallFunction(parts.name, arguments, index)
-            calls.append(ollama.ToolCall(function, parts.id or _call_id()))
+            call_id = parts.id if parts.id and parts.id not in used else _call_id()
+            used.add(call_id)
+            calls.append(ollama.ToolCall(function, call_id))
         return calls
 
     def _logprobs(
@@ -441,13 +458,37 @@ class ChatStreamSession:
 
 
 def _starts(delta: openai.ToolCallDelta, parts: _ToolCallParts) -> bool:
-    """Whether `delta`, which has another id than the call `parts` under the
-    same index, starts a call of its own: it names a function, and the call so
-    far is whole (its arguments are complete JSON). Else the first id wins."""
+    """Whether `delta`, under the index of the call `parts`, starts a call of
+    its own. It must name a function, with the call so far whole (its
+    arguments complete JSON); then either it has another id, or it begins
+    arguments of its own (added to a whole value they could only make it
+    invalid: a relay that numbers every call 0 and gives all one id). Else it continues
+    the call, and the first id wins (llama.cpp repeats the name and the id
+    in every fragment of one call)."""
     function = delta.function
     if function is None or not function.name or not parts.name:
         return False
-    return not parts.arguments or _whole(parts)
+    if delta.id and parts.id and delta.id != parts.id:
+        return not parts.arguments or _whole(parts)
+    return _opens_a_value(function.arguments) and _ends_a_value(parts)
+
+
+def _opens_a_value(arguments: object) -> bool:
+    """Whether a fragment's arguments begin an object or array of their own
+    (or are one, from a backend that sends arguments as an object)."""
+    if isinstance(arguments, str):
+        return arguments.lstrip().startswith(("{", "["))
+    return isinstance(arguments, dict)
+
+
+def _ends_a_value(parts: _ToolCallParts) -> bool:
+    """Whether the call so far is whole JSON; its last piece is looked at
+    first, so that a call whose name comes with every fragment is not
+    parsed once per fragment."""
+    pieces = parts.arguments
+    if not pieces or not pieces[-1].rstrip().endswith(("}", "]")):
+        return False
+    return _whole(parts)
 
 
 def _server_timings(timings: Any) -> openai.Timings | None:

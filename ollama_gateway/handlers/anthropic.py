@@ -68,7 +68,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
                 error_line=error_event,
             )
         final = await collect(reader)
-        message = whole_message(message_id(), model, final, estimate, ctx.cached_tokens)
+        message = whole_message(message_id(), model, final, estimate, ctx)
         return await send_whole(request, ctx, anthropic.encode(message))
 
     return await serve_chat(

@@ -2,13 +2,19 @@
 
 VS Code Copilot discovers models through the Ollama API, then chats through
 `/v1/chat/completions` on the same base URL. Bodies pass through unchanged but
-for the model id; streams are relayed piece by piece, without buffering.
+for the model id; streams are relayed piece by piece, without buffering. What
+misbehaving backends send is not always relayed as it came: one JSON object
+for a streamed request goes out as the one event of a stream, a whole answer
+that is an error object (with a 200) as the error status it stands for, and
+an `error:` field line in a stream as the `data:` event OpenAI's clients
+raise on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +26,7 @@ from ollama_gateway.errors import (
     ModelNotFoundError,
     UpstreamProtocolError,
     error_kind,
+    retry_after,
 )
 from ollama_gateway.handlers import anthropic
 from ollama_gateway.http1 import UNEXPECTED_EOF
@@ -27,7 +34,7 @@ from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import upstream_deadline
+from ollama_gateway.upstream import map_error_object, upstream_deadline
 
 __all__ = [
     "handle_completions",
@@ -44,6 +51,12 @@ _TAIL = 16  # bytes enough to see an event's end or `[DONE]` and its end
 # whole (some backends leave `[DONE]` out); one that stops before is cut.
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
 _SEAM = 32  # bytes of a piece that a pattern begun in the tail can reach
+# How a whole answer that is an error object starts (see `_unless_an_error`),
+# and the most of one that is read to tell.
+_ERROR_ANSWER = re.compile(rb'\s*\{\s*"error"\s*:')
+_ERROR_ANSWER_LIMIT = 64 * 1024
+# An SSE `error:` field line, whole (see `_error_fields_as_data`).
+_ERROR_FIELD = re.compile(rb"(?<=\n)error: ?([^\r\n]*)(?=\r?\n)")
 
 
 class _OpenAIError(msgspec.Struct):
@@ -58,13 +71,19 @@ class _ErrorEnvelope(msgspec.Struct):
 
 
 def openai_error(
-    status: int, message: str, code: str | None = None, param: str | None = None
+    status: int,
+    message: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     """OpenAI's error envelope, `{"error": {"message", "type", "code", "param"}}`
     (the `/v1/responses` front answers its errors with it too)."""
     kind = "invalid_request_error" if status < 500 else "api_error"
     body = msgspec.json.encode(_ErrorEnvelope(_OpenAIError(message, kind, code, param)))
-    return web.Response(body=body, status=status, content_type="application/json")
+    return web.Response(
+        body=body, status=status, content_type="application/json", headers=headers
+    )
 
 
 def _model_object(entry: ModelEntry) -> dict[str, Any]:
@@ -154,7 +173,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
     except GatewayError as exc:
         ctx.outcome = error_kind(exc)
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
-        return openai_error(exc.status, exc.message, code)
+        return openai_error(exc.status, exc.message, code, headers=retry_after(exc))
 
 
 async def _relay(
@@ -172,6 +191,18 @@ async def _relay(
     # clients pick their parser by the type).
     asked = "text/event-stream" if stream else "application/json"
     content_type = response.headers.get("Content-Type") or asked
+    held = b""
+    if response.status < 300 and content_type.startswith("application/json"):
+        # Looked at before the status is sent (see `_Reader.first_bytes`).
+        reader = _Reader(pieces, lambda: _next_wait(idle, end, loop), task)
+        held = await reader.first_bytes()
+        if stream and held.lstrip().startswith(b"{"):
+            return await _whole_as_stream(request, held, reader)
+        if stream:
+            content_type = "text/event-stream"  # events labelled as JSON
+        else:
+            not_found = f"The model '{request[ctx_key].model}' does not exist"
+            held = await _unless_an_error(held, reader, not_found)
     out = web.StreamResponse(
         status=response.status, headers={"Content-Type": content_type}
     )
@@ -184,15 +215,16 @@ async def _relay(
     tail = b""
     finished = not sse
     try:
+        # What was read before the status is sent goes first, as a piece.
+        piece: bytes | None = held
         while True:
-            wait = idle
-            if end is not None:
-                left = end - loop.time()
-                wait = left if wait is None else min(wait, left)
-            async with upstream_deadline(wait, task):
-                piece = await anext(pieces, None)
-            if piece is None:
-                break
+            if not piece:
+                async with upstream_deadline(_next_wait(idle, end, loop), task):
+                    piece = await anext(pieces, None)
+                if piece is None:
+                    break
+            if sse and b"error:" in piece:
+                piece = _error_fields_as_data(piece, not tail or tail[-1:] == b"\n")
             await out.write(piece)
             if not finished:
                 # The piece, then the seam with the tail before it (a pattern
@@ -203,6 +235,7 @@ async def _relay(
                 )
             tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
             between_events = tail.endswith(_EVENT_ENDS)
+            piece = None
         if sse and not _ends_done(tail) and not (between_events and finished):
             # The body ended (by its framing) inside an event, or before any
             # choice finished and without `[DONE]`: a cut answer, as the
@@ -232,6 +265,154 @@ async def _relay(
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
     return out
+
+
+def _next_wait(
+    idle: float | None, end: float | None, loop: asyncio.AbstractEventLoop
+) -> float | None:
+    """How long the next read may take: `idle`, or what is left of the
+    exchange's `total` (ending at `end`) if that is less; None: unbounded."""
+    if end is None:
+        return idle
+    left = end - loop.time()
+    return left if idle is None else min(idle, left)
+
+
+class _Reader:
+    """Reads an answer's pieces before its status is sent, each read under
+    the relay's deadline."""
+
+    __slots__ = ("_next_wait", "_pieces", "_task")
+
+    def __init__(
+        self,
+        pieces: AsyncIterator[bytes],
+        next_wait: Callable[[], float | None],
+        task: asyncio.Task[Any],
+    ) -> None:
+        self._pieces = pieces
+        self._next_wait = next_wait
+        self._task = task
+
+    async def next(self) -> bytes | None:
+        async with upstream_deadline(self._next_wait(), self._task):
+            return await anext(self._pieces, None)
+
+    async def first_bytes(self) -> bytes:
+        """The answer's start: read until a byte other than blanks comes (a
+        backend may send blanks to keep the connection), or the answer ends."""
+        head = b""
+        while not head.strip():
+            piece = await self.next()
+            if piece is None:
+                break
+            head += piece
+        return head
+
+    async def read_on(self, head: bytes, limit: int) -> bytes | None:
+        """`head` and the rest of the answer; None once it is over `limit`
+        bytes (what was read is then lost: the caller raises)."""
+        while len(head) <= limit:
+            piece = await self.next()
+            if piece is None:
+                return head
+            head += piece
+        return None
+
+
+async def _unless_an_error(head: bytes, reader: _Reader, not_found: str) -> bytes:
+    """What is read of a whole (JSON) answer before its status is sent, from
+    its start `head`. Some backends (the LiteLLM proxy among them) answer a
+    failure with a 200 and an error object; OpenAI's SDKs take that for a
+    completion with no choices, raising nothing. Such an answer raises the
+    error it is, with the status the Ollama routes give it; what is read of
+    any other answer is returned, to be relayed."""
+    if _ERROR_ANSWER.match(head) is None:
+        return head
+    while len(head) <= _ERROR_ANSWER_LIMIT:
+        piece = await reader.next()
+        if piece is None:
+            break
+        head += piece
+    else:
+        return head  # too long for an error object: some other answer
+    try:
+        answer = msgspec.json.decode(head)
+    except (msgspec.DecodeError, RecursionError):
+        return head
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if error is None or "choices" in answer:
+        return head
+    raise map_error_object(error, not_found)
+
+
+async def _whole_as_stream(
+    request: web.Request, head: bytes, reader: _Reader
+) -> web.StreamResponse:
+    """A backend that ignored `stream: true` and answered one JSON object
+    (that begins with `head`): the client asked for events, and OpenAI's
+    SDKs read a JSON body as a stream of none (an empty answer, no error).
+    The answer goes out as the one event a stream of it would be, then
+    `[DONE]`. Read whole first, so a failure is still an error status."""
+    limit = request.app[settings_key].limits.max_answer_bytes
+    body = await reader.read_on(head, limit)
+    if body is None:
+        raise UpstreamProtocolError(
+            f"upstream sent an answer larger than {limit} bytes"
+        )
+    try:
+        answer = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        raise UpstreamProtocolError(
+            "upstream answered a stream with a body that is not JSON"
+        ) from None
+    event = msgspec.json.encode(_as_chunk(answer))
+    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await out.prepare(request)
+    try:
+        await out.write(b"data: " + event + b"\n\ndata: [DONE]\n\n")
+        await out.write_eof()
+    except ConnectionResetError:
+        request[ctx_key].outcome = "client_disconnect"
+    return out
+
+
+def _as_chunk(answer: Any) -> Any:
+    """A whole chat completion as the one chunk of its stream: each choice's
+    `message` as its `delta`, its tool calls numbered (a delta's calls have
+    an `index`, which the SDKs' stream helpers key on). A legacy
+    completion's choices have the same shape either way, and an error object
+    (`{"error": ...}`) goes as it is: the SDKs raise on an event that is one."""
+    if not isinstance(answer, dict):
+        return answer
+    if answer.get("object") == "chat.completion":
+        answer["object"] = "chat.completion.chunk"
+    choices = answer.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict) and "message" in choice:
+            choice["delta"] = delta = choice.pop("message")
+            _number_tool_calls(delta)
+    return answer
+
+
+def _number_tool_calls(delta: Any) -> None:
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    for position, call in enumerate(calls if isinstance(calls, list) else ()):
+        if isinstance(call, dict):
+            call.setdefault("index", position)
+
+
+def _error_fields_as_data(piece: bytes, at_line_start: bool) -> bytes:
+    """`piece` with each whole `error: {...}` line as `data: {"error": {...}}`.
+
+    llama.cpp's server sent a stream's error so until 2025-09
+    (ggml-org/llama.cpp#16109), then `data: [DONE]`: OpenAI's SDKs ignore a
+    field named `error`, and took the stream for a whole, empty answer. Only
+    a line begun and ended in this piece is rewritten; `at_line_start` says
+    whether the piece begins one (text in a `data:` line never does)."""
+    if at_line_start:
+        return _ERROR_FIELD.sub(rb'data: {"error": \1}', b"\n" + piece)[1:]
+    return _ERROR_FIELD.sub(rb'data: {"error": \1}', piece)
 
 
 def _ends_done(tail: bytes) -> bool:

@@ -20,7 +20,7 @@ from functools import partial
 from aiohttp import web
 
 from ollama_gateway.completion import ChunkReader, collect, relay
-from ollama_gateway.errors import GatewayError, ModelNotFoundError
+from ollama_gateway.errors import GatewayError, ModelNotFoundError, retry_after
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.inbound import read_body
@@ -107,7 +107,7 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         param = None
         if isinstance(exc, ParamError):
             param, code = exc.param, exc.code
-        return openai_error(exc.status, exc.message, code, param)
+        return openai_error(exc.status, exc.message, code, param, retry_after(exc))
 
 
 def _conversation(
