@@ -122,7 +122,11 @@ class ResponseBuilder:
 
     def fail(self, code: str, message: str, out: bytearray) -> None:
         """After the stream started: an `error` event, then `response.failed`
-        with what was written so far."""
+        with what was written so far. The item being written is cut: it ends
+        `incomplete`, with its text so far, as the API ends an item that a
+        response's end cuts (left `in_progress` and empty, the failed
+        response's output had an item that never ended)."""
+        self._close(out, "incomplete")
         self._emit(out, responses.ErrorEvent("error", self._next(), code, message))
         response = self.response
         response.status = "failed"
