@@ -528,6 +528,28 @@ USAGE_CASES: dict[str, tuple[dict[str, Any], int, int]] = {
 }
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_estimate_stands_in_for_a_missing_usage(api, backend, stream):
+    """As `/v1/messages` reports it: `input_tokens` was 0, a prompt of none."""
+    events = sse(
+        chat_chunk({"role": "assistant", "content": "ok"}),
+        chat_chunk({}, finish="stop"),
+    )
+    backend.queue(Script(pieces=[events]))
+    asked: Any = {"model": "gpt-4o", "input": "x" * 40, "instructions": "Be brief."}
+    if stream:
+        async with api.responses.stream(**asked) as helper:
+            response = await helper.get_final_response()
+    else:
+        response = await api.responses.create(**asked)
+    # About four characters a token: the roles and texts of the messages.
+    estimate = -(-(len("system") + len("Be brief.") + len("user") + 40) // 4)
+    assert response.usage is not None
+    assert response.usage.input_tokens == estimate
+    assert response.usage.output_tokens == 1
+    assert response.usage.total_tokens == estimate + 1
+
+
 @pytest.mark.parametrize("upstream_json", [False, True], ids=["sse", "json"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("case", USAGE_CASES)
