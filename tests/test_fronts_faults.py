@@ -371,6 +371,45 @@ async def test_an_error_field_reaches_openais_sdk_as_an_error(
     assert seen == (["Hi"] if after_text else [])
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+@pytest.mark.parametrize(
+    "cut", [0, 1, 3, 6, 7, 40, len(LLAMA_CPP_ERROR), len(LLAMA_CPP_ERROR) + 1]
+)
+async def test_an_error_field_cut_between_reads_is_an_error(oai, backend, eol, cut):
+    """Only a line read whole was rewritten: one a read ended inside went on
+    as the field OpenAI's SDK ignores."""
+    text = sse(chat_chunk({"role": "assistant", "content": "Hi"}), done=False, eol=eol)
+    end = eol.encode()
+    failure = LLAMA_CPP_ERROR + end + end + b"data: [DONE]" + end + end
+    pieces = [text + failure[:cut], failure[cut:]]
+    backend.queue(Script(pieces=pieces, delay=0.05))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    seen: list[str | None] = []
+    with pytest.raises(openai.APIError, match="exceeds the available context size"):
+        async for chunk in chunks:
+            seen.append(chunk.choices[0].delta.content)
+    assert seen == ["Hi"]
+
+
+async def test_a_line_held_for_its_start_goes_on_whole(oai, backend):
+    """A line whose start could be an `error:` line's is held until its end,
+    then goes on as it came."""
+    data = sse(
+        chat_chunk({"role": "assistant", "content": "x"}),
+        chat_chunk({}, finish="stop"),
+    )
+    named = data.replace(b"data: {", b"event: chunk\ndata: {")
+    cut = named.index(b"event:") + 2
+    backend.queue(Script(pieces=[named[:cut], named[cut:]], delay=0.05))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    texts = [c.choices[0].delta.content async for c in chunks if c.choices]
+    assert texts == ["x", None]
+
+
 async def test_text_that_reads_error_colon_is_relayed_as_it_is(oai, backend):
     # A piece that begins inside a `data:` line is no line of its own.
     data = sse(

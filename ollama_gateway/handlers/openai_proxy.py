@@ -6,8 +6,8 @@ for the model id; streams are relayed piece by piece, without buffering. What
 misbehaving backends send is not always relayed as it came: one JSON object
 for a streamed request goes out as the one event of a stream, a whole answer
 that is an error object (with a 200) as the error status it stands for, and
-an `error:` field line in a stream as the `data:` event OpenAI's clients
-raise on.
+an `error:` field line in a stream (held back while a read ends inside it)
+as the `data:` event OpenAI's clients raise on.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ _ERROR_ANSWER = re.compile(rb'\s*\{\s*"error"\s*:')
 _ERROR_ANSWER_LIMIT = 64 * 1024
 # An SSE `error:` field line, whole (see `_error_fields_as_data`).
 _ERROR_FIELD = re.compile(rb"(?<=\n)error: ?([^\r\n]*)(?=\r?\n)")
+_ERROR_NAME = b"error:"
+# The most of an unended line that is held back for being (or beginning) an
+# `error:` field line: past it, the line goes on as it came.
+_ERROR_LINE_LIMIT = 64 * 1024
 
 
 class _OpenAIError(msgspec.Struct):
@@ -214,17 +218,26 @@ async def _relay(
     # The end of what was relayed (a piece may be one byte of a line end).
     tail = b""
     finished = not sse
+    # The start of an unended line held back: it may be an `error:` line.
+    unended = b""
     try:
         # What was read before the status is sent goes first, as a piece.
         piece: bytes | None = held
         while True:
+            last = False
             if not piece:
                 async with upstream_deadline(_next_wait(idle, end, loop), task):
                     piece = await anext(pieces, None)
                 if piece is None:
-                    break
-            if sse and b"error:" in piece:
-                piece = _error_fields_as_data(piece, not tail or tail[-1:] == b"\n")
+                    if not unended:
+                        break
+                    # The body ended inside the held line: it goes as it came.
+                    piece, unended, last = unended, b"", True
+            if sse and not last:
+                at_line_start = not tail or tail[-1:] == b"\n"
+                piece, unended = _error_fields_as_data(unended, piece, at_line_start)
+                if not piece:
+                    continue  # all of it held
             await out.write(piece)
             if not finished:
                 # The piece, then the seam with the tail before it (a pattern
@@ -402,17 +415,46 @@ def _number_tool_calls(delta: Any) -> None:
             call.setdefault("index", position)
 
 
-def _error_fields_as_data(piece: bytes, at_line_start: bool) -> bytes:
-    """`piece` with each whole `error: {...}` line as `data: {"error": {...}}`.
+def _error_fields_as_data(
+    unended: bytes, piece: bytes, at_line_start: bool
+) -> tuple[bytes, bytes]:
+    """What of `unended + piece` goes on, each whole `error: {...}` line as
+    `data: {"error": {...}}`, and the start of an unended last line held
+    back because it is, or may become, such a line (see `_unended_error_line`).
 
     llama.cpp's server sent a stream's error so until 2025-09
     (ggml-org/llama.cpp#16109), then `data: [DONE]`: OpenAI's SDKs ignore a
-    field named `error`, and took the stream for a whole, empty answer. Only
-    a line begun and ended in this piece is rewritten; `at_line_start` says
-    whether the piece begins one (text in a `data:` line never does)."""
-    if at_line_start:
-        return _ERROR_FIELD.sub(rb'data: {"error": \1}', b"\n" + piece)[1:]
-    return _ERROR_FIELD.sub(rb'data: {"error": \1}', piece)
+    field named `error`, and took the stream for a whole, empty answer. A
+    read may end anywhere in that line, so its start is held until it ends.
+    `at_line_start` says whether what goes on begins a line (text in a
+    `data:` line never does); held bytes always begin one."""
+    if unended:
+        piece = unended + piece
+    if _ERROR_NAME in piece:
+        if at_line_start:
+            piece = _ERROR_FIELD.sub(rb'data: {"error": \1}', b"\n" + piece)[1:]
+        else:
+            piece = _ERROR_FIELD.sub(rb'data: {"error": \1}', piece)
+    cut = _unended_error_line(piece, at_line_start)
+    if cut < 0:
+        return piece, b""
+    return piece[:cut], piece[cut:]
+
+
+def _unended_error_line(piece: bytes, at_line_start: bool) -> int:
+    """Where the last line of `piece` begins when it is unended and is, or
+    may become, an `error:` line (its start is a prefix of the field's name
+    or begins with it); -1 otherwise. A piece that ends a line, as nearly
+    every one does, costs one comparison: the relay passes every token."""
+    if piece.endswith(b"\n"):
+        return -1
+    start = piece.rfind(b"\n") + 1
+    if start == 0 and not at_line_start:
+        return -1  # the rest of a line begun before
+    if len(piece) - start > _ERROR_LINE_LIMIT:
+        return -1
+    head = piece[start : start + len(_ERROR_NAME)]
+    return start if _ERROR_NAME.startswith(head) else -1
 
 
 def _ends_done(tail: bytes) -> bool:
