@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
 from tests.ndjson import NO_RETRY
 
 USER: Any = [{"role": "user", "content": "hi"}]
@@ -80,6 +80,34 @@ async def test_an_error_object_answered_to_a_stream_raises_in_the_sdk(oai, backe
         model="gpt-4o", messages=USER, stream=True
     )
     with pytest.raises(openai.APIError, match="no capacity"):
+        async for _ in chunks:
+            pass
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+async def test_an_error_object_labelled_as_events_raises_in_the_sdk(
+    oai, backend, indent
+):
+    """A body labelled as events that is one error object, no `data:` line:
+    relayed as it came, the SDK found no event and the relay dropped the
+    connection as for a cut stream, so the SDK raised "Connection error"."""
+    error = {"error": {"message": "no capacity", "code": 500}}
+    body = b"\n" + json.dumps(error, indent=indent).encode()
+    backend.queue(Script(pieces=split_every(body, 9), delay=0.01))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    with pytest.raises(openai.APIError, match="no capacity"):
+        async for _ in chunks:
+            pass
+
+
+async def test_a_body_labelled_as_events_that_is_not_json_is_an_error(oai, backend):
+    backend.queue(Script(pieces=[b'{"error": {"message": "cut']))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    with pytest.raises(openai.APIError, match="not JSON"):
         async for _ in chunks:
             pass
 

@@ -4,7 +4,8 @@ VS Code Copilot discovers models through the Ollama API, then chats through
 `/v1/chat/completions` on the same base URL. Bodies pass through unchanged but
 for the model id; streams are relayed piece by piece, without buffering. What
 misbehaving backends send is not always relayed as it came: one JSON object
-for a streamed request goes out as the one event of a stream, a whole answer
+for a streamed request (labelled as JSON or as events) goes out as the one
+event of a stream, a whole answer
 that is an error object (with a 200) as the error status it stands for, and
 an `error:` field line in a stream (held back while a read ends inside it)
 as the `data:` event OpenAI's clients raise on.
@@ -220,6 +221,9 @@ async def _relay(
     finished = not sse
     # The start of an unended line held back: it may be an `error:` line.
     unended = b""
+    # Nothing but blanks relayed yet: a body that begins with `{` is no
+    # event stream but one JSON object (see `_object_as_events`).
+    at_body_start = sse and stream
     try:
         # What was read before the status is sent goes first, as a piece.
         piece: bytes | None = held
@@ -233,6 +237,11 @@ async def _relay(
                         break
                     # The body ended inside the held line: it goes as it came.
                     piece, unended, last = unended, b"", True
+            if at_body_start and piece.strip():
+                at_body_start = False
+                if piece.lstrip().startswith(b"{"):
+                    reader = _Reader(pieces, lambda: _next_wait(idle, end, loop), task)
+                    piece = await _object_as_events(request, piece, reader)
             if sse and not last:
                 at_line_start = not tail or tail[-1:] == b"\n"
                 piece, unended = _error_fields_as_data(unended, piece, at_line_start)
@@ -367,6 +376,25 @@ async def _whole_as_stream(
     SDKs read a JSON body as a stream of none (an empty answer, no error).
     The answer goes out as the one event a stream of it would be, then
     `[DONE]`. Read whole first, so a failure is still an error status."""
+    events = await _object_as_events(request, head, reader)
+    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await out.prepare(request)
+    try:
+        await out.write(events)
+        await out.write_eof()
+    except ConnectionResetError:
+        request[ctx_key].outcome = "client_disconnect"
+    return out
+
+
+async def _object_as_events(
+    request: web.Request, head: bytes, reader: _Reader
+) -> bytes:
+    """The JSON object that begins with `head`, read whole, as the one event
+    of a stream and `[DONE]` (see `_as_chunk`). Also for a body labelled as
+    events that is one object, as some backends and proxies answer a failure
+    (`{"error": ...}`): relayed as it came, OpenAI's SDKs found no event in
+    it and the relay took it for a cut stream, so the message was lost."""
     limit = request.app[settings_key].limits.max_answer_bytes
     body = await reader.read_on(head, limit)
     if body is None:
@@ -380,14 +408,7 @@ async def _whole_as_stream(
             "upstream answered a stream with a body that is not JSON"
         ) from None
     event = msgspec.json.encode(_as_chunk(answer))
-    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await out.prepare(request)
-    try:
-        await out.write(b"data: " + event + b"\n\ndata: [DONE]\n\n")
-        await out.write_eof()
-    except ConnectionResetError:
-        request[ctx_key].outcome = "client_disconnect"
-    return out
+    return b"data: " + event + b"\n\ndata: [DONE]\n\n"
 
 
 def _as_chunk(answer: Any) -> Any:
