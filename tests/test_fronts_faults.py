@@ -477,3 +477,81 @@ async def test_blanks_before_a_whole_answer_to_a_stream_are_skipped(oai, backend
     async with oai.chat.completions.stream(model="gpt-4o", messages=USER) as stream:
         final = await stream.get_final_completion()
     assert final.choices[0].message.content == "Late"
+
+
+def _call(index: int, ident: str, arguments: str) -> dict[str, Any]:
+    function = {"name": "get_weather", "arguments": arguments}
+    return {"index": index, "id": ident, "type": "function", "function": function}
+
+
+# Answers a token limit cut: what each front's final object must say of them
+# (Anthropic's blocks and stop reason; the Responses items and statuses).
+LENGTH_CUTS: dict[str, tuple[list[dict[str, Any]], list[str], str, list[str]]] = {
+    "reasoning only": (
+        [chat_chunk({"role": "assistant", "reasoning_content": "Let me think"})],
+        ["thinking"],
+        "max_tokens",
+        ["reasoning:incomplete"],
+    ),
+    # llama.cpp streams a call's name before its arguments: half a call is
+    # dropped, and nothing is left.
+    "a call cut": (
+        [chat_chunk({"role": "assistant", "tool_calls": [_call(0, "c1", '{"ci')]})],
+        [],
+        "max_tokens",
+        ["message:incomplete"],
+    ),
+    # The whole call before the cut one stays, and is made.
+    "a whole call, then one cut": (
+        [
+            chat_chunk({"role": "assistant", "reasoning_content": "hm"}),
+            chat_chunk({"tool_calls": [_call(0, "c1", '{"city": "Oslo"}')]}),
+            chat_chunk({"tool_calls": [_call(1, "c2", '{"ci')]}),
+        ],
+        ["thinking", "tool_use"],
+        "tool_use",
+        ["reasoning:completed", "function_call:completed"],
+    ),
+}
+WEATHER: Any = {"type": "object", "properties": {"city": {"type": "string"}}}
+
+
+@pytest.mark.parametrize("case", LENGTH_CUTS)
+async def test_answers_cut_by_the_token_limit_are_valid_for_the_sdks(
+    gateway, backend, case
+):
+    chunks, blocks, stop, items = LENGTH_CUTS[case]
+    events = sse(*chunks, chat_chunk({}, finish="length"))
+    backend.models = [{"id": "qwen3-32b", "object": "model"}]
+    backend.queue(Script(pieces=[events]), Script(pieces=[events]))
+    client = await gateway(backend)
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url(client), api_key="unused", max_retries=0
+    ) as claude:
+        async with claude.messages.stream(
+            model="qwen3-32b",
+            max_tokens=5,
+            messages=USER,
+            tools=[{"name": "get_weather", "input_schema": WEATHER}],
+        ) as stream:
+            message = await stream.get_final_message()
+    assert [block.type for block in message.content] == blocks
+    assert message.stop_reason == stop
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="unused", max_retries=0
+    ) as oai:
+        tool: Any = {"type": "function", "name": "get_weather", "parameters": WEATHER}
+        async with oai.responses.stream(
+            model="qwen3-32b", input="hi", tools=[tool], max_output_tokens=5
+        ) as helper:
+            # The helper gives a final response for `response.completed`
+            # only: the last event carries this one.
+            seen: list[Any] = [event async for event in helper]
+    last = seen[-1]
+    assert last.type == "response.incomplete"
+    response = last.response
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert [f"{item.type}:{item.status}" for item in response.output] == items
+    done = [e.item for e in seen if e.type == "response.output_item.done"]
+    assert [f"{item.type}:{item.status}" for item in done] == items
