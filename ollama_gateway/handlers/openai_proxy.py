@@ -5,10 +5,10 @@ VS Code Copilot discovers models through the Ollama API, then chats through
 for the model id; streams are relayed piece by piece, without buffering. What
 misbehaving backends send is not always relayed as it came: one JSON object
 for a streamed request (labelled as JSON or as events) goes out as the one
-event of a stream, a whole answer
-that is an error object (with a 200) as the error status it stands for, and
-an `error:` field line in a stream (held back while a read ends inside it)
-as the `data:` event OpenAI's clients raise on.
+event of a stream, a whole answer that is an error object (with a 200) as
+the error status it stands for, and an `error:` field line in a stream (held
+back while a read ends inside it) as the `data:` event OpenAI's clients
+raise on.
 """
 
 from __future__ import annotations
