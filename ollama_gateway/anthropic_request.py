@@ -17,6 +17,7 @@ import msgspec
 
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.schemas import anthropic, ollama
+from ollama_gateway.token_estimate import tokens_for_characters
 from ollama_gateway.tool_choice import AUTO, NONE, ToolChoice
 from ollama_gateway.turns import tidy_turns
 
@@ -310,7 +311,7 @@ def estimate_input_tokens(
     for tool in body.tools or ():
         size += len(tool.name) + len(tool.description or "")
         size += len(tool.input_schema or b"")
-    return max(1, -(-size // 4))
+    return tokens_for_characters(size)
 
 
 def _text_size(content: str | list[anthropic.ContentBlock] | None) -> int:

@@ -56,6 +56,7 @@ class ResponseBuilder:
     __slots__ = (
         "_ctx",
         "_hold_end",
+        "_input_estimate",
         "_namespaces",
         "_open",
         "_parts",
@@ -71,8 +72,11 @@ class ResponseBuilder:
         namespaces: dict[str, str] | None = None,
         *,
         hold_end: bool = False,
+        input_estimate: int = 0,
     ) -> None:
         self.response = response
+        # The prompt's count when the backend sends none (see token_estimate.py).
+        self._input_estimate = input_estimate
         # Read at the last chunk, for the usage's details (see the module's doc).
         self._ctx = ctx
         # The last event (`response.completed`) is then left to `end_events`.
@@ -122,7 +126,11 @@ class ResponseBuilder:
 
     def fail(self, code: str, message: str, out: bytearray) -> None:
         """After the stream started: an `error` event, then `response.failed`
-        with what was written so far."""
+        with what was written so far. The item being written is cut: it ends
+        `incomplete`, with its text so far, as the API ends an item that a
+        response's end cuts (left `in_progress` and empty, the failed
+        response's output had an item that never ended)."""
+        self._close(out, "incomplete")
         self._emit(out, responses.ErrorEvent("error", self._next(), code, message))
         response = self.response
         response.status = "failed"
@@ -337,8 +345,10 @@ class ResponseBuilder:
         """The answer's usage. Unlike Anthropic's, the API's `input_tokens`
         include the cached ones, as the backend's prompt count does; each
         detail is cut to the count it is a part of, should a backend
-        report more."""
-        prompt, generated = chunk.prompt_eval_count, chunk.eval_count
+        report more. A backend that sends no usage has the prompt counted by
+        the estimate, as `/v1/messages` reports it."""
+        prompt = chunk.prompt_eval_count or self._input_estimate
+        generated = chunk.eval_count
         ctx = self._ctx
         return responses.Usage(
             prompt,

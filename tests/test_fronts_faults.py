@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
 from tests.ndjson import NO_RETRY
 
 USER: Any = [{"role": "user", "content": "hi"}]
@@ -80,6 +80,34 @@ async def test_an_error_object_answered_to_a_stream_raises_in_the_sdk(oai, backe
         model="gpt-4o", messages=USER, stream=True
     )
     with pytest.raises(openai.APIError, match="no capacity"):
+        async for _ in chunks:
+            pass
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+async def test_an_error_object_labelled_as_events_raises_in_the_sdk(
+    oai, backend, indent
+):
+    """A body labelled as events that is one error object, no `data:` line:
+    relayed as it came, the SDK found no event and the relay dropped the
+    connection as for a cut stream, so the SDK raised "Connection error"."""
+    error = {"error": {"message": "no capacity", "code": 500}}
+    body = b"\n" + json.dumps(error, indent=indent).encode()
+    backend.queue(Script(pieces=split_every(body, 9), delay=0.01))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    with pytest.raises(openai.APIError, match="no capacity"):
+        async for _ in chunks:
+            pass
+
+
+async def test_a_body_labelled_as_events_that_is_not_json_is_an_error(oai, backend):
+    backend.queue(Script(pieces=[b'{"error": {"message": "cut']))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    with pytest.raises(openai.APIError, match="not JSON"):
         async for _ in chunks:
             pass
 
@@ -371,6 +399,45 @@ async def test_an_error_field_reaches_openais_sdk_as_an_error(
     assert seen == (["Hi"] if after_text else [])
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+@pytest.mark.parametrize(
+    "cut", [0, 1, 3, 6, 7, 40, len(LLAMA_CPP_ERROR), len(LLAMA_CPP_ERROR) + 1]
+)
+async def test_an_error_field_cut_between_reads_is_an_error(oai, backend, eol, cut):
+    """Only a line read whole was rewritten: one a read ended inside went on
+    as the field OpenAI's SDK ignores."""
+    text = sse(chat_chunk({"role": "assistant", "content": "Hi"}), done=False, eol=eol)
+    end = eol.encode()
+    failure = LLAMA_CPP_ERROR + end + end + b"data: [DONE]" + end + end
+    pieces = [text + failure[:cut], failure[cut:]]
+    backend.queue(Script(pieces=pieces, delay=0.05))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    seen: list[str | None] = []
+    with pytest.raises(openai.APIError, match="exceeds the available context size"):
+        async for chunk in chunks:
+            seen.append(chunk.choices[0].delta.content)
+    assert seen == ["Hi"]
+
+
+async def test_a_line_held_for_its_start_goes_on_whole(oai, backend):
+    """A line whose start could be an `error:` line's is held until its end,
+    then goes on as it came."""
+    data = sse(
+        chat_chunk({"role": "assistant", "content": "x"}),
+        chat_chunk({}, finish="stop"),
+    )
+    named = data.replace(b"data: {", b"event: chunk\ndata: {")
+    cut = named.index(b"event:") + 2
+    backend.queue(Script(pieces=[named[:cut], named[cut:]], delay=0.05))
+    chunks = await oai.chat.completions.create(
+        model="gpt-4o", messages=USER, stream=True
+    )
+    texts = [c.choices[0].delta.content async for c in chunks if c.choices]
+    assert texts == ["x", None]
+
+
 async def test_text_that_reads_error_colon_is_relayed_as_it_is(oai, backend):
     # A piece that begins inside a `data:` line is no line of its own.
     data = sse(
@@ -410,3 +477,81 @@ async def test_blanks_before_a_whole_answer_to_a_stream_are_skipped(oai, backend
     async with oai.chat.completions.stream(model="gpt-4o", messages=USER) as stream:
         final = await stream.get_final_completion()
     assert final.choices[0].message.content == "Late"
+
+
+def _call(index: int, ident: str, arguments: str) -> dict[str, Any]:
+    function = {"name": "get_weather", "arguments": arguments}
+    return {"index": index, "id": ident, "type": "function", "function": function}
+
+
+# Answers a token limit cut: what each front's final object must say of them
+# (Anthropic's blocks and stop reason; the Responses items and statuses).
+LENGTH_CUTS: dict[str, tuple[list[dict[str, Any]], list[str], str, list[str]]] = {
+    "reasoning only": (
+        [chat_chunk({"role": "assistant", "reasoning_content": "Let me think"})],
+        ["thinking"],
+        "max_tokens",
+        ["reasoning:incomplete"],
+    ),
+    # llama.cpp streams a call's name before its arguments: half a call is
+    # dropped, and nothing is left.
+    "a call cut": (
+        [chat_chunk({"role": "assistant", "tool_calls": [_call(0, "c1", '{"ci')]})],
+        [],
+        "max_tokens",
+        ["message:incomplete"],
+    ),
+    # The whole call before the cut one stays, and is made.
+    "a whole call, then one cut": (
+        [
+            chat_chunk({"role": "assistant", "reasoning_content": "hm"}),
+            chat_chunk({"tool_calls": [_call(0, "c1", '{"city": "Oslo"}')]}),
+            chat_chunk({"tool_calls": [_call(1, "c2", '{"ci')]}),
+        ],
+        ["thinking", "tool_use"],
+        "tool_use",
+        ["reasoning:completed", "function_call:completed"],
+    ),
+}
+WEATHER: Any = {"type": "object", "properties": {"city": {"type": "string"}}}
+
+
+@pytest.mark.parametrize("case", LENGTH_CUTS)
+async def test_answers_cut_by_the_token_limit_are_valid_for_the_sdks(
+    gateway, backend, case
+):
+    chunks, blocks, stop, items = LENGTH_CUTS[case]
+    events = sse(*chunks, chat_chunk({}, finish="length"))
+    backend.models = [{"id": "qwen3-32b", "object": "model"}]
+    backend.queue(Script(pieces=[events]), Script(pieces=[events]))
+    client = await gateway(backend)
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url(client), api_key="unused", max_retries=0
+    ) as claude:
+        async with claude.messages.stream(
+            model="qwen3-32b",
+            max_tokens=5,
+            messages=USER,
+            tools=[{"name": "get_weather", "input_schema": WEATHER}],
+        ) as stream:
+            message = await stream.get_final_message()
+    assert [block.type for block in message.content] == blocks
+    assert message.stop_reason == stop
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="unused", max_retries=0
+    ) as oai:
+        tool: Any = {"type": "function", "name": "get_weather", "parameters": WEATHER}
+        async with oai.responses.stream(
+            model="qwen3-32b", input="hi", tools=[tool], max_output_tokens=5
+        ) as helper:
+            # The helper gives a final response for `response.completed`
+            # only: the last event carries this one.
+            seen: list[Any] = [event async for event in helper]
+    last = seen[-1]
+    assert last.type == "response.incomplete"
+    response = last.response
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert [f"{item.type}:{item.status}" for item in response.output] == items
+    done = [e.item for e in seen if e.type == "response.output_item.done"]
+    assert [f"{item.type}:{item.status}" for item in done] == items

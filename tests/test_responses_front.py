@@ -528,6 +528,28 @@ USAGE_CASES: dict[str, tuple[dict[str, Any], int, int]] = {
 }
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_estimate_stands_in_for_a_missing_usage(api, backend, stream):
+    """As `/v1/messages` reports it: `input_tokens` was 0, a prompt of none."""
+    events = sse(
+        chat_chunk({"role": "assistant", "content": "ok"}),
+        chat_chunk({}, finish="stop"),
+    )
+    backend.queue(Script(pieces=[events]))
+    asked: Any = {"model": "gpt-4o", "input": "x" * 40, "instructions": "Be brief."}
+    if stream:
+        async with api.responses.stream(**asked) as helper:
+            response = await helper.get_final_response()
+    else:
+        response = await api.responses.create(**asked)
+    # About four characters a token: the roles and texts of the messages.
+    estimate = -(-(len("system") + len("Be brief.") + len("user") + 40) // 4)
+    assert response.usage is not None
+    assert response.usage.input_tokens == estimate
+    assert response.usage.output_tokens == 1
+    assert response.usage.total_tokens == estimate + 1
+
+
 @pytest.mark.parametrize("upstream_json", [False, True], ids=["sse", "json"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("case", USAGE_CASES)
@@ -631,6 +653,53 @@ async def test_backend_failing_mid_stream_ends_with_failed(api, backend):
     with pytest.raises(RuntimeError, match="response.completed"):
         async with api.responses.stream(model="gpt-4o", input="hi") as helper:
             await helper.get_final_response()
+
+
+@pytest.mark.parametrize(
+    ("deltas", "kinds", "texts"),
+    [
+        # Text cut: the message ends incomplete with its text so far.
+        (
+            [{"content": "partial "}, {"content": "answer"}],
+            ["message"],
+            ["partial answer"],
+        ),
+        # Reasoning done, then the answer cut: only the open item is cut.
+        (
+            [{"reasoning_content": "hmm"}, {"content": "par"}],
+            ["reasoning", "message"],
+            ["hmm", "par"],
+        ),
+        ([{"reasoning_content": "hm"}], ["reasoning"], ["hm"]),
+    ],
+)
+async def test_an_item_cut_by_a_failure_ends_incomplete(
+    api, backend, deltas, kinds, texts
+):
+    """The failed response's output held the open item `in_progress`, with
+    no content, and no `output_item.done` came for it."""
+    chunks = [chat_chunk({"role": "assistant", **deltas[0]})]
+    chunks += [chat_chunk(delta) for delta in deltas[1:]]
+    events = sse(*chunks, done=False)
+    backend.queue(Script(pieces=[events, b"data: {broken"], abort_after=1))
+    seen: list[Any] = []
+    async with api.responses.stream(model=THINKER, input="hi") as stream:
+        seen = [event async for event in stream]  # the SDK's helper folds each
+    failed = seen[-1].response
+    assert seen[-1].type == "response.failed"
+    assert [item.type for item in failed.output] == kinds
+    statuses = [item.status for item in failed.output]
+    assert statuses == ["completed"] * (len(kinds) - 1) + ["incomplete"]
+    assert [_item_text(item) for item in failed.output] == texts
+    done = [e.item for e in seen if e.type == "response.output_item.done"]
+    assert [item.id for item in done] == [item.id for item in failed.output]
+    assert done[-1].status == "incomplete"
+
+
+def _item_text(item: Any) -> str:
+    if item.type == "reasoning":
+        return "".join(part.text for part in item.summary)
+    return "".join(part.text for part in item.content)
 
 
 async def test_errors_before_the_handler_are_in_openai_shape(gateway, backend):

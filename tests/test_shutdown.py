@@ -305,6 +305,12 @@ async def test_sigterm_ends_a_long_responses_stream_with_failed(launch):
         "code": "shutting_down",
         "message": SHUTDOWN,
     }
+    # The message the shutdown cut ends incomplete, with its text so far.
+    [message] = events[-1]["response"]["output"]
+    assert message["status"] == "incomplete"
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert message["content"][0]["text"] == "".join(deltas)
+    assert events[-3]["type"] == "response.output_item.done"
     _assert_clean_log(gateway)
 
 

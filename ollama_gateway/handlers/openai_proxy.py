@@ -4,9 +4,10 @@ VS Code Copilot discovers models through the Ollama API, then chats through
 `/v1/chat/completions` on the same base URL. Bodies pass through unchanged but
 for the model id; streams are relayed piece by piece, without buffering. What
 misbehaving backends send is not always relayed as it came: one JSON object
-for a streamed request goes out as the one event of a stream, a whole answer
-that is an error object (with a 200) as the error status it stands for, and
-an `error:` field line in a stream as the `data:` event OpenAI's clients
+for a streamed request (labelled as JSON or as events) goes out as the one
+event of a stream, a whole answer that is an error object (with a 200) as
+the error status it stands for, and an `error:` field line in a stream (held
+back while a read ends inside it) as the `data:` event OpenAI's clients
 raise on.
 """
 
@@ -57,6 +58,10 @@ _ERROR_ANSWER = re.compile(rb'\s*\{\s*"error"\s*:')
 _ERROR_ANSWER_LIMIT = 64 * 1024
 # An SSE `error:` field line, whole (see `_error_fields_as_data`).
 _ERROR_FIELD = re.compile(rb"(?<=\n)error: ?([^\r\n]*)(?=\r?\n)")
+_ERROR_NAME = b"error:"
+# The most of an unended line that is held back for being (or beginning) an
+# `error:` field line: past it, the line goes on as it came.
+_ERROR_LINE_LIMIT = 64 * 1024
 
 
 class _OpenAIError(msgspec.Struct):
@@ -214,17 +219,34 @@ async def _relay(
     # The end of what was relayed (a piece may be one byte of a line end).
     tail = b""
     finished = not sse
+    # The start of an unended line held back: it may be an `error:` line.
+    unended = b""
+    # Nothing but blanks relayed yet: a body that begins with `{` is no
+    # event stream but one JSON object (see `_object_as_events`).
+    at_body_start = sse and stream
     try:
         # What was read before the status is sent goes first, as a piece.
         piece: bytes | None = held
         while True:
+            last = False
             if not piece:
                 async with upstream_deadline(_next_wait(idle, end, loop), task):
                     piece = await anext(pieces, None)
                 if piece is None:
-                    break
-            if sse and b"error:" in piece:
-                piece = _error_fields_as_data(piece, not tail or tail[-1:] == b"\n")
+                    if not unended:
+                        break
+                    # The body ended inside the held line: it goes as it came.
+                    piece, unended, last = unended, b"", True
+            if at_body_start and piece.strip():
+                at_body_start = False
+                if piece.lstrip().startswith(b"{"):
+                    reader = _Reader(pieces, lambda: _next_wait(idle, end, loop), task)
+                    piece = await _object_as_events(request, piece, reader)
+            if sse and not last:
+                at_line_start = not tail or tail[-1:] == b"\n"
+                piece, unended = _error_fields_as_data(unended, piece, at_line_start)
+                if not piece:
+                    continue  # all of it held
             await out.write(piece)
             if not finished:
                 # The piece, then the seam with the tail before it (a pattern
@@ -354,6 +376,25 @@ async def _whole_as_stream(
     SDKs read a JSON body as a stream of none (an empty answer, no error).
     The answer goes out as the one event a stream of it would be, then
     `[DONE]`. Read whole first, so a failure is still an error status."""
+    events = await _object_as_events(request, head, reader)
+    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await out.prepare(request)
+    try:
+        await out.write(events)
+        await out.write_eof()
+    except ConnectionResetError:
+        request[ctx_key].outcome = "client_disconnect"
+    return out
+
+
+async def _object_as_events(
+    request: web.Request, head: bytes, reader: _Reader
+) -> bytes:
+    """The JSON object that begins with `head`, read whole, as the one event
+    of a stream and `[DONE]` (see `_as_chunk`). Also for a body labelled as
+    events that is one object, as some backends and proxies answer a failure
+    (`{"error": ...}`): relayed as it came, OpenAI's SDKs found no event in
+    it and the relay took it for a cut stream, so the message was lost."""
     limit = request.app[settings_key].limits.max_answer_bytes
     body = await reader.read_on(head, limit)
     if body is None:
@@ -367,14 +408,7 @@ async def _whole_as_stream(
             "upstream answered a stream with a body that is not JSON"
         ) from None
     event = msgspec.json.encode(_as_chunk(answer))
-    out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await out.prepare(request)
-    try:
-        await out.write(b"data: " + event + b"\n\ndata: [DONE]\n\n")
-        await out.write_eof()
-    except ConnectionResetError:
-        request[ctx_key].outcome = "client_disconnect"
-    return out
+    return b"data: " + event + b"\n\ndata: [DONE]\n\n"
 
 
 def _as_chunk(answer: Any) -> Any:
@@ -402,17 +436,46 @@ def _number_tool_calls(delta: Any) -> None:
             call.setdefault("index", position)
 
 
-def _error_fields_as_data(piece: bytes, at_line_start: bool) -> bytes:
-    """`piece` with each whole `error: {...}` line as `data: {"error": {...}}`.
+def _error_fields_as_data(
+    unended: bytes, piece: bytes, at_line_start: bool
+) -> tuple[bytes, bytes]:
+    """What of `unended + piece` goes on, each whole `error: {...}` line as
+    `data: {"error": {...}}`, and the start of an unended last line held
+    back because it is, or may become, such a line (see `_unended_error_line`).
 
     llama.cpp's server sent a stream's error so until 2025-09
     (ggml-org/llama.cpp#16109), then `data: [DONE]`: OpenAI's SDKs ignore a
-    field named `error`, and took the stream for a whole, empty answer. Only
-    a line begun and ended in this piece is rewritten; `at_line_start` says
-    whether the piece begins one (text in a `data:` line never does)."""
-    if at_line_start:
-        return _ERROR_FIELD.sub(rb'data: {"error": \1}', b"\n" + piece)[1:]
-    return _ERROR_FIELD.sub(rb'data: {"error": \1}', piece)
+    field named `error`, and took the stream for a whole, empty answer. A
+    read may end anywhere in that line, so its start is held until it ends.
+    `at_line_start` says whether what goes on begins a line (text in a
+    `data:` line never does); held bytes always begin one."""
+    if unended:
+        piece = unended + piece
+    if _ERROR_NAME in piece:
+        if at_line_start:
+            piece = _ERROR_FIELD.sub(rb'data: {"error": \1}', b"\n" + piece)[1:]
+        else:
+            piece = _ERROR_FIELD.sub(rb'data: {"error": \1}', piece)
+    cut = _unended_error_line(piece, at_line_start)
+    if cut < 0:
+        return piece, b""
+    return piece[:cut], piece[cut:]
+
+
+def _unended_error_line(piece: bytes, at_line_start: bool) -> int:
+    """Where the last line of `piece` begins when it is unended and is, or
+    may become, an `error:` line (its start is a prefix of the field's name
+    or begins with it); -1 otherwise. A piece that ends a line, as nearly
+    every one does, costs one comparison: the relay passes every token."""
+    if piece.endswith(b"\n"):
+        return -1
+    start = piece.rfind(b"\n") + 1
+    if start == 0 and not at_line_start:
+        return -1  # the rest of a line begun before
+    if len(piece) - start > _ERROR_LINE_LIMIT:
+        return -1
+    head = piece[start : start + len(_ERROR_NAME)]
+    return start if _ERROR_NAME.startswith(head) else -1
 
 
 def _ends_done(tail: bytes) -> bool:

@@ -36,6 +36,7 @@ from ollama_gateway.responses_request import (
     tool_choice,
 )
 from ollama_gateway.schemas import responses
+from ollama_gateway.token_estimate import estimate_chat_tokens
 
 __all__ = ["handle_responses"]
 
@@ -88,10 +89,15 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         if body.store is not False and store.max_bytes > 0:
             keeper = _Keeper(store, owner, responses.encode(items))
         echo = _echo(body, stored=keeper is not None)
-        answer = partial(_answer, request, echo, namespaces(body.tools), keeper)
+        chat = map_request(body, items)
+        estimate = estimate_chat_tokens(chat)
+        answer = partial(
+            _answer, request, echo, namespaces(body.tools), keeper, estimate
+        )
         # Handed over, not kept here: serve_chat drops the request before the
         # answer streams, so a long conversation is not held to its end.
-        pending = [map_request(body, items)]
+        pending = [chat]
+        del chat
         must_call_tool = tool_choice(body).required
         del body, items
         return await serve_chat(
@@ -163,13 +169,20 @@ async def _answer(
     response: responses.Response,
     namespaced: dict[str, str],
     keeper: _Keeper | None,
+    input_estimate: int,
     reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
     # A conversation is kept before its response's end is sent: the client
     # may follow up at once, and with workers, to another one (a stream's
     # last event is held back by the builder and sent by relay's `ending`).
-    builder = ResponseBuilder(response, ctx, namespaced, hold_end=keeper is not None)
+    builder = ResponseBuilder(
+        response,
+        ctx,
+        namespaced,
+        hold_end=keeper is not None,
+        input_estimate=input_estimate,
+    )
     if ctx.stream:
         return await relay(
             request,
