@@ -478,9 +478,10 @@ class ChunkReader:
         if deadline is None:
             return None
         loop = self._loop
-        if deadline <= loop.time():
+        if deadline <= loop.time() and not self._saw_finish:
             # Spent already (e.g. waiting for headers): a read that needs no
-            # wait would otherwise slip past the timer.
+            # wait would otherwise slip past the timer. After the finish, the
+            # timer, due at once, ends the answer instead (see `_timed_out`).
             raise UpstreamTimeoutError("upstream timeout")
         ready = self._ready
         if ready is not None and ready():
@@ -505,16 +506,21 @@ class ChunkReader:
 
     def _note_finish(self) -> None:
         """The finish_reason is in: what may still come (the usage trailer,
-        [DONE]) follows at once, so the wait for it is `after_finish` when
-        that is shorter than the idle timeout. Once per stream, not per chunk:
-        the shorter wait replaces `_idle`, and the timer is moved if it is
-        set for later (the callback path, `_sink`, does not re-arm it)."""
+        [DONE]) follows at once, so the rest of the stream gets `after_finish`
+        from now, all told: a deadline like `total`'s, not re-armed by reads,
+        so keep-alive comments cannot hold a finished answer open (servers
+        built on sse-starlette send them until the generator ends). Set at
+        the first finish chunk, not per chunk; the timer is moved if it is set
+        for later (the callback path, `_sink`, does not re-arm it)."""
         self._saw_finish = True
         wait = self._after_finish
-        if wait is None or (self._idle is not None and self._idle <= wait):
+        if wait is None:
             return
-        self._idle = wait
-        self._rearm()
+        end = self._loop.time() + wait
+        total = self._total_deadline
+        if total is not None and total <= end:
+            return
+        self._total_deadline = end
         deadline = self._current_deadline()
         timer = self._timer
         if timer is not None and deadline is not None and timer.when() > deadline:

@@ -205,3 +205,28 @@ async def test_responses_front_ends_normally(gateway, backend: FakeBackend, stre
     assert response.output_text == "one two"
     assert response.usage is not None
     assert response.usage.output_tokens == 3
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_keep_alive_comments_do_not_hold_a_finished_answer(
+    gateway, backend: FakeBackend, caplog, stream: bool
+):
+    """A server that sends `: ping` comments until its generator ends (as
+    sse-starlette does) and whose generator hangs after the finish: the
+    comments are reads, but `after_finish` bounds the rest of the stream all
+    told, so the answer still ends."""
+    head = sse(*_events(usage=True), done=False)
+    pings = [b": ping\n\n"] * 300  # 30 s of them
+    backend.queue(Script(pieces=[head, *pings, sse()], delay=0.1))
+    client = await gateway(backend, AFTER_FINISH)
+    status, raw, elapsed = await _timed_post(
+        client, "/api/chat", {**CHAT, "stream": stream}
+    )
+    assert status == 200, raw
+    objs = ndjson(raw) if stream else [json.loads(raw)]
+    final = assert_final(objs)
+    assert content_of(objs) == "one two"
+    assert final["eval_count"] == 3
+    assert elapsed < 5.0
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
