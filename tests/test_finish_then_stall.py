@@ -230,3 +230,37 @@ async def test_keep_alive_comments_do_not_hold_a_finished_answer(
     assert elapsed < 5.0
     assert len(backend.completions()) == 1
     assert_clean_log(caplog)
+
+
+def _text_chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+    """One legacy `text_completion` stream chunk (raw generate's path)."""
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+    return {"id": "cmpl-fake", "object": "text_completion", "choices": [choice]}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_raw_generate_ends_normally(
+    gateway, backend: FakeBackend, caplog, stream: bool
+):
+    """Raw generate runs through /v1/completions, and the same reader."""
+    events = [
+        _text_chunk("one "),
+        _text_chunk("two"),
+        _text_chunk("", "stop"),
+        chat_chunk(choices=False, usage=USAGE),
+    ]
+    backend.queue(
+        Script(pieces=[sse(*events, done=False), sse()], stall_after=1, stall=STALL)
+    )
+    client = await gateway(backend, AFTER_FINISH)
+    status, raw, elapsed = await _timed_post(
+        client, "/api/generate", {**GENERATE, "raw": True, "stream": stream}
+    )
+    assert status == 200, raw
+    objs = ndjson(raw) if stream else [json.loads(raw)]
+    final = assert_final(objs)
+    assert "".join(o["response"] for o in objs) == "one two"
+    assert final["eval_count"] == 3
+    assert elapsed < 5.0
+    assert backend.completions()[0].path.endswith("/completions")
+    assert_clean_log(caplog)
