@@ -97,6 +97,7 @@ class ChunkReader:
 
     __slots__ = (
         "_absorb",
+        "_after_finish",
         "_backlog",
         "_direct",
         "_ctx",
@@ -173,6 +174,7 @@ class ChunkReader:
         # Some backends ignore `stream: true` and answer with one JSON object.
         self._json = content_type.startswith("application/json")
         self._idle = timeouts.idle or None
+        self._after_finish = timeouts.after_finish or None
         first = timeouts.first_token
         self._deadline = loop_now + max(first - waited, 0.0) if first else None
         total = timeouts.total
@@ -231,8 +233,8 @@ class ChunkReader:
                     try:
                         await source.wait()
                     except asyncio.CancelledError:
-                        self._check_expired(task)
-                        raise
+                        if not self._timed_out(task):
+                            raise
                     finally:
                         source.detach()
                         self._writer = None
@@ -247,8 +249,9 @@ class ChunkReader:
                     except StopAsyncIteration:
                         piece = None
                     except asyncio.CancelledError:
-                        self._check_expired(task)
-                        raise
+                        if not self._timed_out(task):
+                            raise
+                        continue  # to the [DONE] it put in the backlog
                     except UpstreamProtocolError:
                         if not self._saw_finish:
                             raise
@@ -367,10 +370,10 @@ class ChunkReader:
         assert absorb is not None
         absorb(chunks)
         if not done:
-            if not self._saw_finish:
-                self._saw_finish = any(
-                    c.choices and c.choices[0].finish_reason for c in chunks
-                )
+            if not self._saw_finish and any(
+                c.choices and c.choices[0].finish_reason for c in chunks
+            ):
+                self._note_finish()
             return ()
         self._finished = True
         return self._session.close()
@@ -416,7 +419,7 @@ class ChunkReader:
             chunk = parts
         choices = chunk.choices
         if choices and choices[0].finish_reason:
-            self._saw_finish = True
+            self._note_finish()
             if chunk.usage is None and b'"x_groq"' in payload:
                 chunk.usage = _groq_usage(payload)
         absorb = self._absorb
@@ -475,9 +478,10 @@ class ChunkReader:
         if deadline is None:
             return None
         loop = self._loop
-        if deadline <= loop.time():
+        if deadline <= loop.time() and not self._saw_finish:
             # Spent already (e.g. waiting for headers): a read that needs no
-            # wait would otherwise slip past the timer.
+            # wait would otherwise slip past the timer. After the finish, the
+            # timer, due at once, ends the answer instead (see `_timed_out`).
             raise UpstreamTimeoutError("upstream timeout")
         ready = self._ready
         if ready is not None and ready():
@@ -500,12 +504,49 @@ class ChunkReader:
             deadline = total
         return deadline
 
-    def _check_expired(self, task: asyncio.Task[object] | None) -> None:
-        """A cancelled read: UpstreamTimeoutError if our timer did it."""
-        if task is not None and self._expired:
-            self._expired = False
-            if task.uncancel() <= self._cancelling:
-                raise UpstreamTimeoutError("upstream timeout") from None
+    def _note_finish(self) -> None:
+        """The finish_reason is in: what may still come (the usage trailer,
+        [DONE]) follows at once, so the rest of the stream gets `after_finish`
+        from now, all told: a deadline like `total`'s, not re-armed by reads,
+        so keep-alive comments cannot hold a finished answer open (servers
+        built on sse-starlette send them until the generator ends). Set at
+        the first finish chunk, not per chunk; the timer is moved if it is set
+        for later (the callback path, `_sink`, does not re-arm it)."""
+        self._saw_finish = True
+        wait = self._after_finish
+        if wait is None:
+            return
+        end = self._loop.time() + wait
+        total = self._total_deadline
+        if total is not None and total <= end:
+            return
+        self._total_deadline = end
+        deadline = self._current_deadline()
+        timer = self._timer
+        if timer is not None and deadline is not None and timer.when() > deadline:
+            timer.cancel()
+            self._timer = self._loop.call_at(deadline, _on_timer, weakref.ref(self))
+
+    def _timed_out(self, task: asyncio.Task[object] | None) -> bool:
+        """A cancelled read: False if the cancellation is not our timer's
+        (it goes on). UpstreamTimeoutError if it is, before the finish_reason.
+        After it, the answer is whole and only its usage trailer or [DONE]
+        is missing (a backend that stalls there): True, with a [DONE] put in
+        the backlog so that the answer ends as usual, as after a failed
+        connection (see `read`)."""
+        if task is None or not self._expired:
+            return False
+        self._expired = False
+        if task.uncancel() > self._cancelling:
+            return False  # cancelled by someone else as well
+        if not self._saw_finish:
+            raise UpstreamTimeoutError("upstream timeout") from None
+        log.info(
+            "upstream sent no [DONE] or end after the finish_reason; "
+            "the answer ends at the deadline"
+        )
+        self._backlog = [b"[DONE]"]
+        return True
 
     def resume_idle(self) -> None:
         """After waiting for the client (backpressure, during which the

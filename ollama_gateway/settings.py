@@ -77,6 +77,11 @@ class TimeoutSettings(_Section, frozen=True):
     connect: float = 10.0
     first_token: float = 600.0
     idle: float = 300.0
+    # The most the rest of a stream (usage trailer, [DONE], EOF) may take,
+    # all told, once its finish_reason is in: those follow at once, and a
+    # backend that then says nothing more has given the whole answer, so this
+    # deadline (or any other after the finish) ends it, not as an error.
+    after_finish: float = 5.0
     total: float = 0.0
     # aiohttp's keep-alive timeout: it runs from a connection's opening and
     # from each answer, so it bounds a request head still arriving as well as

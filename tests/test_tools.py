@@ -700,6 +700,38 @@ async def test_calls_without_index_are_told_apart_by_id_or_name(backend, gateway
     assert [c["id"] for c in calls][:2] == ["call_x", "call_y"]
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_calls_without_index_that_repeat_the_name_are_whole(
+    backend, gateway, stream
+):
+    """No index, no id, the name in every fragment: a fragment continues the
+    call until that call is whole JSON and the fragment opens a value of its
+    own; then (the same function called again) it starts the next call."""
+    backend.queue(
+        tool_script(
+            bare_delta(name="get_weather", arguments=""),
+            bare_delta(name="get_weather", arguments='{"city":'),
+            bare_delta(name="get_weather", arguments=' "Rome"'),
+            bare_delta(name="get_weather", arguments="}"),
+            bare_delta(name="get_weather", arguments='{"city": "Oslo"}'),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 200, await resp.text()
+    objs = lines(await resp.read()) if stream else [await resp.json()]
+    calls = [c for o in objs for c in o["message"].get("tool_calls") or []]
+    assert [(c["function"]["index"], c["function"]["name"]) for c in calls] == [
+        (0, "get_weather"),
+        (1, "get_weather"),
+    ]
+    assert [c["function"]["arguments"] for c in calls] == [
+        {"city": "Rome"},
+        {"city": "Oslo"},
+    ]
+    assert objs[-1]["done"] is True
+
+
 def cut_script(*deltas: dict[str, Any]) -> Script:
     """Tool-call deltas, then the answer stops at max_tokens (llama.cpp's
     server streams a call's name first and its arguments as they come)."""

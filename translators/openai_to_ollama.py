@@ -392,7 +392,8 @@ class ChatStreamSession:
             moved = self.moved
             return delta.index if moved is None else moved.get(delta.index, delta.index)
         # No index: a fragment continues the last call unless it brings a new
-        # id, or a name when the last call already has one.
+        # id, or a name when the last call already has another one, or the
+        # same name with a value of its own after the last call is whole.
         if not self.tools:
             return 0
         last = max(self.tools)
@@ -404,9 +405,18 @@ class ChatStreamSession:
                 return found
             return last + 1 if parts.id else last
         function = delta.function
-        if function is not None and function.name and parts.name:
+        if function is None or not function.name or not parts.name:
+            return last
+        if function.name != parts.name:
             return last + 1
-        return last
+        # The same name: some backends repeat it in every fragment of a call
+        # (spec 3.8: the first name wins, never a new call for it), or it is
+        # the same function called again.
+        return (
+            last + 1
+            if _opens_a_value(function.arguments) and _ends_a_value(parts)
+            else last
+        )
 
     def _tool_calls(self) -> list[ollama.ToolCall]:
         """The calls, whole. An id a call shares with an earlier one is
