@@ -264,3 +264,49 @@ async def test_raw_generate_ends_normally(
     assert elapsed < 5.0
     assert backend.completions()[0].path.endswith("/completions")
     assert_clean_log(caplog)
+
+
+async def _relayed(client: Any, **extra: Any) -> tuple[str, float]:
+    """A streamed `/v1/chat/completions` through the relay, read with
+    OpenAI's SDK: the text and how long it took."""
+    started = time.monotonic()
+    async with (
+        asyncio.timeout(BOUND),
+        openai.AsyncOpenAI(
+            base_url=base_url(client) + "/v1", api_key="unused", max_retries=0
+        ) as oai,
+    ):
+        chunks = await oai.chat.completions.create(
+            model="gpt-4o", messages=USER, stream=True, **extra
+        )
+        text = "".join(
+            [c.choices[0].delta.content or "" async for c in chunks if c.choices]
+        )
+    return text, time.monotonic() - started
+
+
+@pytest.mark.parametrize("usage", [False, True])
+async def test_the_relay_ends_a_finished_stream_that_stalls(
+    gateway, backend: FakeBackend, caplog, usage: bool
+):
+    """The `/v1` relay too: the one choice finished, so the stall after it
+    ends with the `[DONE]` the backend did not send, not an error event."""
+    backend.queue(_stalling(usage=usage, pieces="events"))
+    client = await gateway(backend, AFTER_FINISH)
+    text, elapsed = await _relayed(client)
+    assert text == "one two"
+    assert elapsed < 5.0
+    assert len(backend.completions()) == 1
+    assert_clean_log(caplog)
+
+
+async def test_the_relay_waits_for_every_choice_of_several(
+    gateway, backend: FakeBackend
+):
+    """With `n` > 1 another choice may still be streaming after the first
+    finished: the relay does not end the stream at `after_finish` then, and
+    the stall is the idle timeout's error, as before."""
+    backend.queue(_stalling(usage=False, pieces="events"))
+    client = await gateway(backend, "[timeouts]\nidle = 1.0\nafter_finish = 0.2\n")
+    with pytest.raises(openai.APIError, match="upstream timeout"):
+        await _relayed(client, n=2)

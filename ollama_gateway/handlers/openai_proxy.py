@@ -14,6 +14,7 @@ raise on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -26,6 +27,7 @@ from ollama_gateway.errors import (
     GatewayError,
     ModelNotFoundError,
     UpstreamProtocolError,
+    UpstreamTimeoutError,
     error_kind,
     retry_after,
 )
@@ -44,6 +46,8 @@ __all__ = [
     "handle_models",
     "openai_error",
 ]
+
+log = logging.getLogger(__name__)
 
 # How an SSE event ends, whatever the backend's line endings (LF, CRLF or CR).
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
@@ -172,7 +176,9 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                     not_found=f"The model '{ctx.model}' does not exist",
                 )  # fmt: skip
             try:
-                return await _relay(request, response, started, stream)
+                # Only one choice streamed: its finish ends what matters.
+                one_choice = body.get("n") in (None, 1)
+                return await _relay(request, response, started, stream, one_choice)
             finally:
                 await response.aclose()
     except GatewayError as exc:
@@ -182,11 +188,20 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
 
 
 async def _relay(
-    request: web.Request, response: Any, started: float, stream: bool
+    request: web.Request,
+    response: Any,
+    started: float,
+    stream: bool,
+    one_choice: bool = True,
 ) -> web.StreamResponse:
     """Relay the answer as it comes. A gap longer than `timeouts.idle`, or a
-    whole exchange longer than `timeouts.total`, ends it as a failure does."""
+    whole exchange longer than `timeouts.total`, ends it as a failure does;
+    but for a stream of `one_choice` whose choice finished, the rest (usage,
+    `[DONE]`) gets `timeouts.after_finish` all told, and a backend that
+    stalls there gets its `[DONE]` written for it, as the Ollama routes end
+    such an answer. (With more choices, others may still be streaming.)"""
     timeouts = request.app[settings_key].timeouts
+    after_finish = timeouts.after_finish if one_choice else 0.0
     task = request.task
     loop = task.get_loop()
     idle = timeouts.idle or None
@@ -224,13 +239,15 @@ async def _relay(
     # Nothing but blanks relayed yet: a body that begins with `{` is no
     # event stream but one JSON object (see `_object_as_events`).
     at_body_start = sse and stream
+    # `end`, or sooner once the choice finished (see `after_finish`).
+    deadline = end
     try:
         # What was read before the status is sent goes first, as a piece.
         piece: bytes | None = held
         while True:
             last = False
             if not piece:
-                async with upstream_deadline(_next_wait(idle, end, loop), task):
+                async with upstream_deadline(_next_wait(idle, deadline, loop), task):
                     piece = await anext(pieces, None)
                 if piece is None:
                     if not unended:
@@ -255,6 +272,10 @@ async def _relay(
                     _FINISHED.search(piece) is not None
                     or _FINISHED.search(tail + piece[:_SEAM]) is not None
                 )
+                if finished and after_finish:
+                    # Once, at the finish: the rest of the stream all told.
+                    rest = loop.time() + after_finish
+                    deadline = rest if deadline is None else min(deadline, rest)
             tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
             between_events = tail.endswith(_EVENT_ENDS)
             piece = None
@@ -264,9 +285,27 @@ async def _relay(
             # Ollama routes take it.
             raise UpstreamProtocolError(UNEXPECTED_EOF)
     except GatewayError as exc:
-        if not _ends_done(tail):
+        if _ends_done(tail):
+            pass  # lost after `[DONE]`: the answer was whole, and ends as usual
+        elif (
+            after_finish
+            and finished
+            and between_events
+            and isinstance(exc, UpstreamTimeoutError)
+        ):
+            # The choice finished, then the backend stalled: the answer is
+            # whole, only its usage or `[DONE]` is missing.
+            log.info(
+                "upstream sent no [DONE] or end after the finish_reason; "
+                "the answer ends at the deadline"
+            )
+            try:
+                await out.write(b"data: [DONE]\n\n")
+            except ConnectionResetError:
+                request[ctx_key].outcome = "client_disconnect"
+                return out
+        else:
             return await _end_with_error(request, out, exc, between_events)
-        # Lost after `[DONE]`: the answer was whole, and ends as usual.
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
         return out
