@@ -250,6 +250,26 @@ async def test_embed_nan_from_the_backend_is_an_error(embedder, gateway):
     assert await resp.json() == {"error": "embedding contains NaN or Inf values"}
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/embed", {"input": "x"}), ("/api/embeddings", {"prompt": "x"})],
+)
+async def test_embed_nan_written_as_a_json_literal_is_named_too(
+    embedder, gateway, bad, path, body
+):
+    """Python servers write NaN and Infinity as bare literals (json.dumps
+    does, as this backend's json_response does): not strict JSON, but the
+    client gets Ollama's error, not 'invalid embeddings answer'."""
+    answer = {"data": [{"index": 0, "embedding": [1.0, bad]}]}
+    embedder.queue(Script(status=200, error_body=answer))
+    client = await gateway(embedder)
+    resp = await post(client, path, {"model": MODEL, **body})
+    assert resp.status == 500
+    assert await resp.json() == {"error": "embedding contains NaN or Inf values"}
+    assert len(embed_calls(embedder)) == 1
+
+
 TRUNCATE_TOML = """
 [[backends]]
 name = "vllm"

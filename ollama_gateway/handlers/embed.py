@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 from aiohttp import web
 
@@ -208,6 +210,9 @@ async def _fetch(
     try:
         return openai.decode_embedding_response(data)
     except msgspec.DecodeError as exc:
+        non_finite = _with_non_finite_numbers(data)
+        if non_finite is not None:
+            return non_finite
         refusal = _error_answer(data, not_found)
         if refusal is not None:
             raise refusal from None
@@ -216,6 +221,19 @@ async def _fetch(
         raise UpstreamProtocolError(
             f"upstream sent an invalid embeddings answer: {exc}"
         ) from None
+
+
+def _with_non_finite_numbers(data: bytes) -> openai.EmbeddingResponse | None:
+    """The answer read as Python's json reads it, with NaN and Infinity, which
+    servers written in Python send (`json.dumps` writes them by default) and
+    strict JSON has not: the vector check then names them as Ollama does,
+    not as a malformed answer. None when the answer is not that."""
+    if b"NaN" not in data and b"Infinity" not in data:
+        return None
+    try:
+        return msgspec.convert(json.loads(data), openai.EmbeddingResponse)
+    except (ValueError, RecursionError, msgspec.ValidationError):
+        return None
 
 
 def _per_token(data: bytes) -> bool:
