@@ -177,6 +177,28 @@ async def test_base64_embeddings_from_the_backend_are_decoded(embedder, gateway)
     assert (await legacy.json())["embedding"] == EmbedBackend.vector_for("xyz")
 
 
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [
+        ("!!not base64", "upstream sent an embedding that is not base64: "),
+        ("AAAAAAA=", "upstream sent a base64 embedding of 5 bytes, not a whole"),
+    ],
+)
+async def test_a_broken_base64_embedding_is_the_backends_fault(
+    embedder, gateway, vector, message
+):
+    answer = {"data": [{"index": 0, "embedding": vector}]}
+    client = await gateway(embedder)
+    for path, body in (
+        ("/api/embed", {"input": "x"}),
+        ("/api/embeddings", {"prompt": "x"}),
+    ):
+        embedder.queue(Script(status=200, error_body=answer))
+        resp = await post(client, path, {"model": MODEL, **body})
+        assert resp.status == 502
+        assert (await resp.json())["error"].startswith(message)
+
+
 async def test_zero_vector_stays_zero(embedder, gateway):
     embedder.vector_for = lambda text: [0.0, 0.0, 0.0]
     client = await gateway(embedder)
