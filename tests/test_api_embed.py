@@ -199,6 +199,33 @@ async def test_a_broken_base64_embedding_is_the_backends_fault(
         assert (await resp.json())["error"].startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        ([[1.0, 2.0], [1.0, 2.0, 3.0]], "embeddings of different lengths (2 to 3)"),
+        ([[1.0, 2.0], []], "an empty embedding"),
+    ],
+)
+async def test_vectors_of_different_or_no_length_are_the_backends_fault(
+    embedder, gateway, vectors, message
+):
+    data = [{"index": i, "embedding": v} for i, v in enumerate(vectors)]
+    embedder.queue(Script(status=200, error_body={"data": data}))
+    client = await gateway(embedder)
+    resp = await post(client, "/api/embed", {"model": MODEL, "input": ["a", "b"]})
+    assert resp.status == 502
+    assert await resp.json() == {"error": f"upstream sent {message}"}
+
+
+async def test_an_empty_legacy_embedding_is_the_backends_fault(embedder, gateway):
+    answer = {"data": [{"index": 0, "embedding": []}]}
+    embedder.queue(Script(status=200, error_body=answer))
+    client = await gateway(embedder)
+    resp = await post(client, "/api/embeddings", {"model": MODEL, "prompt": "a"})
+    assert resp.status == 502
+    assert await resp.json() == {"error": "upstream sent an empty embedding"}
+
+
 async def test_zero_vector_stays_zero(embedder, gateway):
     embedder.vector_for = lambda text: [0.0, 0.0, 0.0]
     client = await gateway(embedder)

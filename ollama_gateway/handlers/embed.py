@@ -133,12 +133,27 @@ async def _embed(
         raise UpstreamProtocolError(
             f"upstream sent {len(answer.embeddings)} embeddings for {wanted} inputs"
         )
+    _check_vector_lengths(answer.embeddings)
     if not answer.prompt_eval_count:
         # Ollama always counts the input, and strict clients (the AI SDK's
         # Ollama providers) require the count: estimate it when the backend
         # sent none.
         answer.prompt_eval_count = _estimate_tokens(req.input)
     return answer
+
+
+def _check_vector_lengths(vectors: list[list[float]]) -> None:
+    """One model gives vectors of one length, never empty: anything else is a
+    broken backend, and a vector store would refuse it later, further from
+    the cause (Chroma, for one, fixes a collection's dimension)."""
+    lengths = sorted({len(vector) for vector in vectors})
+    if lengths and lengths[0] == 0:
+        raise UpstreamProtocolError("upstream sent an empty embedding")
+    if len(lengths) > 1:
+        raise UpstreamProtocolError(
+            f"upstream sent embeddings of different lengths ({lengths[0]} "
+            f"to {lengths[-1]})"
+        )
 
 
 def _batch_refused(exc: UpstreamStatusError) -> bool:
