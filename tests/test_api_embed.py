@@ -366,6 +366,32 @@ async def test_truncate_false_too_long_is_ollamas_400(embedder, gateway):
     assert await resp.json() == {"error": "the input length exceeds the context length"}
 
 
+TEI_TOO_LONG = (
+    "Input validation error: `inputs` must have less than 512 tokens. Given: 900"
+)
+
+
+@pytest.mark.parametrize(
+    ("truncate", "message"),
+    [(False, "the input length exceeds the context length"), (None, TEI_TOO_LONG)],
+)
+async def test_text_embeddings_inference_413_for_a_long_input(
+    embedder, gateway, truncate, message
+):
+    """TEI refuses an input over its limit with a 413 (its validation errors'
+    status) whose message names tokens, not the context length."""
+    error = {"message": TEI_TOO_LONG, "code": 413, "type": "Validation"}
+    embedder.queue(Script(status=413, error_body=error))
+    client = await gateway(embedder)
+    body: dict[str, Any] = {"model": MODEL, "input": ["x"]}
+    if truncate is not None:
+        body["truncate"] = truncate
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 400
+    assert await resp.json() == {"error": message}
+    assert len(embed_calls(embedder)) == 1
+
+
 async def test_python_client_embed_and_embeddings(embedder, gateway):
     client = await gateway(embedder)
     async with ollama.AsyncClient(host=base_url(client)) as api:

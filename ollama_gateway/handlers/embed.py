@@ -77,13 +77,18 @@ async def handle_embed(request: web.Request) -> web.Response:
 
 
 def _too_long(exc: UpstreamStatusError) -> bool:
-    # vLLM and OpenAI word it "maximum context length"/"too long", with a 400.
-    # llama.cpp's server says "input is too large to process. increase the
-    # physical batch size", with a 500, though the input is the fault.
+    # vLLM and OpenAI word it "maximum context length"/"too long", with a 400;
+    # Hugging Face's text-embeddings-inference "`inputs` must have less than
+    # 512 tokens", with a 413. llama.cpp's server says "input is too large to
+    # process. increase the physical batch size", with a 500, though the
+    # input is the fault.
     message = exc.message.lower()
     if exc.upstream_status == 500:
         return "input is too large" in message
-    return exc.status == 400 and ("context length" in message or "too long" in message)
+    return exc.status == 400 and any(
+        words in message
+        for words in ("context length", "too long", "must have less than")
+    )
 
 
 async def handle_embeddings(request: web.Request) -> web.Response:
