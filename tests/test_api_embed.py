@@ -177,6 +177,55 @@ async def test_base64_embeddings_from_the_backend_are_decoded(embedder, gateway)
     assert (await legacy.json())["embedding"] == EmbedBackend.vector_for("xyz")
 
 
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [
+        ("!!not base64", "upstream sent an embedding that is not base64: "),
+        ("AAAAAAA=", "upstream sent a base64 embedding of 5 bytes, not a whole"),
+    ],
+)
+async def test_a_broken_base64_embedding_is_the_backends_fault(
+    embedder, gateway, vector, message
+):
+    answer = {"data": [{"index": 0, "embedding": vector}]}
+    client = await gateway(embedder)
+    for path, body in (
+        ("/api/embed", {"input": "x"}),
+        ("/api/embeddings", {"prompt": "x"}),
+    ):
+        embedder.queue(Script(status=200, error_body=answer))
+        resp = await post(client, path, {"model": MODEL, **body})
+        assert resp.status == 502
+        assert (await resp.json())["error"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        ([[1.0, 2.0], [1.0, 2.0, 3.0]], "embeddings of different lengths (2 to 3)"),
+        ([[1.0, 2.0], []], "an empty embedding"),
+    ],
+)
+async def test_vectors_of_different_or_no_length_are_the_backends_fault(
+    embedder, gateway, vectors, message
+):
+    data = [{"index": i, "embedding": v} for i, v in enumerate(vectors)]
+    embedder.queue(Script(status=200, error_body={"data": data}))
+    client = await gateway(embedder)
+    resp = await post(client, "/api/embed", {"model": MODEL, "input": ["a", "b"]})
+    assert resp.status == 502
+    assert await resp.json() == {"error": f"upstream sent {message}"}
+
+
+async def test_an_empty_legacy_embedding_is_the_backends_fault(embedder, gateway):
+    answer = {"data": [{"index": 0, "embedding": []}]}
+    embedder.queue(Script(status=200, error_body=answer))
+    client = await gateway(embedder)
+    resp = await post(client, "/api/embeddings", {"model": MODEL, "prompt": "a"})
+    assert resp.status == 502
+    assert await resp.json() == {"error": "upstream sent an empty embedding"}
+
+
 async def test_zero_vector_stays_zero(embedder, gateway):
     embedder.vector_for = lambda text: [0.0, 0.0, 0.0]
     client = await gateway(embedder)
@@ -250,6 +299,26 @@ async def test_embed_nan_from_the_backend_is_an_error(embedder, gateway):
     assert await resp.json() == {"error": "embedding contains NaN or Inf values"}
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/embed", {"input": "x"}), ("/api/embeddings", {"prompt": "x"})],
+)
+async def test_embed_nan_written_as_a_json_literal_is_named_too(
+    embedder, gateway, bad, path, body
+):
+    """Python servers write NaN and Infinity as bare literals (json.dumps
+    does, as this backend's json_response does): not strict JSON, but the
+    client gets Ollama's error, not 'invalid embeddings answer'."""
+    answer = {"data": [{"index": 0, "embedding": [1.0, bad]}]}
+    embedder.queue(Script(status=200, error_body=answer))
+    client = await gateway(embedder)
+    resp = await post(client, path, {"model": MODEL, **body})
+    assert resp.status == 500
+    assert await resp.json() == {"error": "embedding contains NaN or Inf values"}
+    assert len(embed_calls(embedder)) == 1
+
+
 TRUNCATE_TOML = """
 [[backends]]
 name = "vllm"
@@ -295,6 +364,32 @@ async def test_truncate_false_too_long_is_ollamas_400(embedder, gateway):
     resp = await post(client, "/api/embed", body)
     assert resp.status == 400
     assert await resp.json() == {"error": "the input length exceeds the context length"}
+
+
+TEI_TOO_LONG = (
+    "Input validation error: `inputs` must have less than 512 tokens. Given: 900"
+)
+
+
+@pytest.mark.parametrize(
+    ("truncate", "message"),
+    [(False, "the input length exceeds the context length"), (None, TEI_TOO_LONG)],
+)
+async def test_text_embeddings_inference_413_for_a_long_input(
+    embedder, gateway, truncate, message
+):
+    """TEI refuses an input over its limit with a 413 (its validation errors'
+    status) whose message names tokens, not the context length."""
+    error = {"message": TEI_TOO_LONG, "code": 413, "type": "Validation"}
+    embedder.queue(Script(status=413, error_body=error))
+    client = await gateway(embedder)
+    body: dict[str, Any] = {"model": MODEL, "input": ["x"]}
+    if truncate is not None:
+        body["truncate"] = truncate
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 400
+    assert await resp.json() == {"error": message}
+    assert len(embed_calls(embedder)) == 1
 
 
 async def test_python_client_embed_and_embeddings(embedder, gateway):

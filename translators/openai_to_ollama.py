@@ -12,6 +12,7 @@ of `feed`: the content is kept and `close` returns it as one chunk.
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 import secrets
 import string
@@ -24,7 +25,7 @@ import msgspec
 
 from ollama_gateway.clock import now_rfc3339
 from ollama_gateway.context import RequestContext
-from ollama_gateway.errors import GatewayError
+from ollama_gateway.errors import GatewayError, UpstreamProtocolError
 from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.upstream import map_error_object
@@ -575,7 +576,18 @@ def _stream_error(error: Any, model: str) -> GatewayError:
 def _vector(embedding: list[float] | str) -> list[float]:
     if isinstance(embedding, list):
         return embedding
-    raw = base64.b64decode(embedding)
+    # A bad vector is the backend's fault (502), not this translator's (500).
+    try:
+        raw = base64.b64decode(embedding)
+    except binascii.Error as exc:
+        raise UpstreamProtocolError(
+            f"upstream sent an embedding that is not base64: {exc}"
+        ) from None
+    if len(raw) % 4:
+        raise UpstreamProtocolError(
+            f"upstream sent a base64 embedding of {len(raw)} bytes, "
+            "not a whole number of float32s"
+        )
     return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 

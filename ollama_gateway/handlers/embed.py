@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 from aiohttp import web
 
@@ -75,13 +77,18 @@ async def handle_embed(request: web.Request) -> web.Response:
 
 
 def _too_long(exc: UpstreamStatusError) -> bool:
-    # vLLM and OpenAI word it "maximum context length"/"too long", with a 400.
-    # llama.cpp's server says "input is too large to process. increase the
-    # physical batch size", with a 500, though the input is the fault.
+    # vLLM and OpenAI word it "maximum context length"/"too long", with a 400;
+    # Hugging Face's text-embeddings-inference "`inputs` must have less than
+    # 512 tokens", with a 413. llama.cpp's server says "input is too large to
+    # process. increase the physical batch size", with a 500, though the
+    # input is the fault.
     message = exc.message.lower()
     if exc.upstream_status == 500:
         return "input is too large" in message
-    return exc.status == 400 and ("context length" in message or "too long" in message)
+    return exc.status == 400 and any(
+        words in message
+        for words in ("context length", "too long", "must have less than")
+    )
 
 
 async def handle_embeddings(request: web.Request) -> web.Response:
@@ -131,12 +138,27 @@ async def _embed(
         raise UpstreamProtocolError(
             f"upstream sent {len(answer.embeddings)} embeddings for {wanted} inputs"
         )
+    _check_vector_lengths(answer.embeddings)
     if not answer.prompt_eval_count:
         # Ollama always counts the input, and strict clients (the AI SDK's
         # Ollama providers) require the count: estimate it when the backend
         # sent none.
         answer.prompt_eval_count = _estimate_tokens(req.input)
     return answer
+
+
+def _check_vector_lengths(vectors: list[list[float]]) -> None:
+    """One model gives vectors of one length, never empty: anything else is a
+    broken backend, and a vector store would refuse it later, further from
+    the cause (Chroma, for one, fixes a collection's dimension)."""
+    lengths = sorted({len(vector) for vector in vectors})
+    if lengths and lengths[0] == 0:
+        raise UpstreamProtocolError("upstream sent an empty embedding")
+    if len(lengths) > 1:
+        raise UpstreamProtocolError(
+            f"upstream sent embeddings of different lengths ({lengths[0]} "
+            f"to {lengths[-1]})"
+        )
 
 
 def _batch_refused(exc: UpstreamStatusError) -> bool:
@@ -208,6 +230,9 @@ async def _fetch(
     try:
         return openai.decode_embedding_response(data)
     except msgspec.DecodeError as exc:
+        non_finite = _with_non_finite_numbers(data)
+        if non_finite is not None:
+            return non_finite
         refusal = _error_answer(data, not_found)
         if refusal is not None:
             raise refusal from None
@@ -216,6 +241,19 @@ async def _fetch(
         raise UpstreamProtocolError(
             f"upstream sent an invalid embeddings answer: {exc}"
         ) from None
+
+
+def _with_non_finite_numbers(data: bytes) -> openai.EmbeddingResponse | None:
+    """The answer read as Python's json reads it, with NaN and Infinity, which
+    servers written in Python send (`json.dumps` writes them by default) and
+    strict JSON has not: the vector check then names them as Ollama does,
+    not as a malformed answer. None when the answer is not that."""
+    if b"NaN" not in data and b"Infinity" not in data:
+        return None
+    try:
+        return msgspec.convert(json.loads(data), openai.EmbeddingResponse)
+    except (ValueError, RecursionError, msgspec.ValidationError):
+        return None
 
 
 def _per_token(data: bytes) -> bool:
