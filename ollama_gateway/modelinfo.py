@@ -257,13 +257,19 @@ def context_length_of(
         else ()
     )
     for value in listed:
-        if value:
-            return value
+        if _is_positive_int(value):
+            return int(value)
     # `/model/info` only when the model list said nothing: both come from
     # the same LiteLLM, and its list speaks for the name clients use.
     if info is not None and info.context_length:
         return info.context_length
     return model_meta(meta).n_ctx_train
+
+
+def _is_positive_int(value: Any) -> bool:
+    """Whether a backend's number can be a context length: a float, a string,
+    a bool or a -1 (for "unknown") is not one, so the next source is read."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 _NO_META = openai.ModelMeta()

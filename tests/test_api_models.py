@@ -127,6 +127,56 @@ async def test_case_18_tags_is_an_empty_list_when_the_backend_has_no_models(
         assert (await api.list()).models == []
 
 
+@pytest.mark.parametrize("body", [{"object": "list", "data": None}, {"data": []}])
+async def test_tags_is_an_empty_list_when_data_is_null(backend, gateway, body):
+    backend.models_body = body
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    assert await resp.json() == {"models": []}
+
+
+async def test_odd_entries_of_a_model_list_cost_only_themselves(backend, gateway):
+    # Each odd entry alone used to make the whole list unreadable: /api/tags
+    # answered 502 and no model of the backend resolved.
+    backend.models_body = {
+        "object": "list",
+        "data": [
+            "bare-name",
+            None,
+            {"id": None},
+            {"id": 7},
+            {"id": ""},
+            {"name": "no-id"},
+            {"id": "float-len", "max_model_len": 4096.0, "owned_by": 7},
+            {"id": "string-len", "context_length": "8192", "max_model_len": -1},
+            {"id": "vllm", "max_model_len": 40960},
+        ],
+    }
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    entries = (await resp.json())["models"]
+    for entry in entries:
+        check_tag_entry(entry)
+    names = [e["name"] for e in entries]
+    assert sorted(names) == [
+        "bare-name:latest",
+        "float-len:latest",
+        "string-len:latest",
+        "vllm:latest",
+    ]
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = {n: await api.show(n) for n in names}
+    # Only a positive int is a context length; the others leave it unknown.
+    assert shown["vllm:latest"].modelinfo is not None
+    assert shown["vllm:latest"].modelinfo["vllm.context_length"] == 40960
+    for name in ("float-len:latest", "string-len:latest", "bare-name:latest"):
+        assert shown[name].modelinfo is not None
+        assert not any(k.endswith("context_length") for k in shown[name].modelinfo)
+        assert "num_ctx" not in (shown[name].parameters or "")
+
+
 async def test_tags_is_502_when_no_backend_can_list(backend, gateway):
     backend.models_status = 503
     client = await gateway(backend, "[translators.retry]\nattempts = 0\n")
