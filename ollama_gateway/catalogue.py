@@ -129,11 +129,27 @@ class Catalogue:
         """
         await self._ensure_fresh()
         key = lookup_key(name)
-        entry = self._entries.get(key)
-        if entry is None and self._listed_before(_REFRESH_ON_MISS_AFTER):
-            await self._refresh_now()
-            entry = self._entries.get(key)
+        entry = self._find(key)
+        if entry is None:
+            if self._listed_before(_REFRESH_ON_MISS_AFTER):
+                await self._refresh_now()
+            else:
+                # A list past its ttl is being read again: the name may be
+                # on it (with a ttl under the few seconds above, it else
+                # stays unknown until a request comes after the refresh).
+                await self._running_refreshes()
+            entry = self._find(key)
         return entry
+
+    def _find(self, key: str) -> ModelEntry | None:
+        """The entry of a lookup key, also spelled with Ollama's default host
+        and namespace (`registry.ollama.ai/library/llama3` is `llama3`), as
+        some clients send names fully qualified."""
+        for candidate in _default_parts_dropped(key):
+            entry = self._entries.get(candidate)
+            if entry is not None:
+                return entry
+        return None
 
     def backend_errors(self) -> dict[str, str]:
         """Backends whose model list could not be read, with the reason."""
@@ -174,6 +190,9 @@ class Catalogue:
     async def _refresh_now(self) -> None:
         for backend in self._listed:
             self._start(backend)
+        await self._running_refreshes()
+
+    async def _running_refreshes(self) -> None:
         running = [t for t in self._tasks() if not t.done()]
         if running:
             await asyncio.wait(running)
@@ -379,6 +398,19 @@ class Catalogue:
             remote_host="demo" if backend.demo else _public_url(backend.base_url),
             hidden=config.hidden if config else False,
         )
+
+
+_DEFAULT_HOST = "registry.ollama.ai/"
+_DEFAULT_NAMESPACE = "library/"
+
+
+def _default_parts_dropped(key: str) -> list[str]:
+    """The key as given, then without Ollama's default host, then without its
+    default namespace too: an upstream id such as `library/x` still matches
+    first."""
+    without_host = key.removeprefix(_DEFAULT_HOST)
+    forms = [key, without_host, without_host.removeprefix(_DEFAULT_NAMESPACE)]
+    return list(dict.fromkeys(forms))
 
 
 def _digest(upstream_id: str, config: ModelSettings | None) -> str:

@@ -263,6 +263,34 @@ async def test_show_name_is_used_when_model_is_empty(backend, gateway):
     assert resp.status == 200
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "registry.ollama.ai/library/gpt-4o:latest",
+        "Registry.Ollama.AI/library/GPT-4o",
+        "library/gpt-4o",
+    ],
+)
+async def test_show_accepts_the_fully_qualified_default_name(backend, gateway, name):
+    # Ollama's defaults spelled out name the same model (spec 1.4); it was 404.
+    client = await gateway(backend)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = await api.show(name)
+    assert shown.modelinfo is not None
+    assert shown.modelinfo["general.basename"] == "gpt-4o"
+
+
+async def test_show_finds_a_model_added_upstream_once_the_ttl_is_over(backend, gateway):
+    # With a ttl under the few seconds after which an unknown name lists
+    # again, the request that found the list stale got the old list: 404.
+    client = await gateway(backend, "[catalogue]\nttl = 0.2\n")
+    assert (await client.get("/api/tags")).status == 200
+    backend.models = [*backend.models, {"id": "brand-new", "object": "model"}]
+    await asyncio.sleep(0.3)
+    resp = await client.post("/api/show", data=json.dumps({"model": "brand-new"}))
+    assert resp.status == 200, await resp.text()
+
+
 async def test_show_errors(backend, gateway):
     client = await gateway(backend)
     missing = await client.post("/api/show", data=json.dumps({"model": "nope"}))
