@@ -263,6 +263,26 @@ async def test_show_name_is_used_when_model_is_empty(backend, gateway):
     assert resp.status == 200
 
 
+async def test_one_odd_llamacpp_meta_value_keeps_the_others(backend, gateway):
+    # An odd n_params used to drop the whole `meta`, and the context length
+    # (n_ctx_train) with it.
+    backend.models = [
+        {
+            "id": "model.gguf",
+            "object": "model",
+            "meta": {"n_ctx_train": 8192, "n_embd": 4096, "n_params": 8e9},
+        }
+    ]
+    client = await gateway(backend)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = await api.show("model.gguf")
+    assert shown.modelinfo is not None
+    arch = shown.modelinfo["general.architecture"]
+    assert shown.modelinfo[f"{arch}.context_length"] == 8192
+    assert shown.modelinfo[f"{arch}.embedding_length"] == 4096
+    assert shown.details is not None and shown.details.parameter_size == ""
+
+
 @pytest.mark.parametrize(
     "name",
     [
