@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -35,6 +36,7 @@ from ollama_gateway.modelinfo import (
     digest_of,
     guess_capabilities,
     guess_family,
+    is_usable_name,
     litellm_infos,
     model_meta,
     parameter_size_of,
@@ -138,8 +140,30 @@ class Catalogue:
                 # on it (with a ttl under the few seconds above, it else
                 # stays unknown until a request comes after the refresh).
                 await self._running_refreshes()
-            entry = self._find(key)
+            entry = self._find(key) or self._by_wildcard(name)
         return entry
+
+    def _by_wildcard(self, name: str) -> ModelEntry | None:
+        """An entry for a name that a listed wildcard (LiteLLM's `openai/*`
+        or `*` route, listed as it is) lets its backend serve, sent upstream
+        as the client spelled it."""
+        if not is_usable_name(name):
+            return None
+        key = lookup_key(name)
+        for wildcard in self._entries.values():
+            if _is_wildcard(wildcard.upstream_id) and _wildcard_matches(
+                wildcard.upstream_id, key
+            ):
+                backend = self._backend_named(wildcard.backend)
+                if backend is None:
+                    continue
+                upstream_id = _without_latest(name.strip())
+                config = _config_for(self._settings.models, upstream_id)
+                entry = self._entry(
+                    tagged(upstream_id), upstream_id, backend, None, config, None
+                )
+                return replace(entry, backends=wildcard.backends)
+        return None
 
     def _find(self, key: str) -> ModelEntry | None:
         """The entry of a lookup key, also spelled with Ollama's default host
@@ -396,8 +420,25 @@ class Catalogue:
             modified_at=_modified_at(created, self._started),
             digest=_digest(upstream_id, config),
             remote_host="demo" if backend.demo else _public_url(backend.base_url),
-            hidden=config.hidden if config else False,
+            # A wildcard is no model a client can pick: it is not listed,
+            # and the names it matches resolve (see `_by_wildcard`).
+            hidden=(config.hidden if config else False) or _is_wildcard(upstream_id),
         )
+
+
+def _is_wildcard(model_id: str) -> bool:
+    return "*" in model_id
+
+
+def _wildcard_matches(wildcard: str, key: str) -> bool:
+    """Whether a lookup key fits a wildcard id, `*` standing for anything and
+    every other character for itself, case-insensitively."""
+    pieces = (re.escape(piece) for piece in lookup_key(wildcard).split("*"))
+    return re.fullmatch(".*".join(pieces), key, re.DOTALL) is not None
+
+
+def _without_latest(name: str) -> str:
+    return name[: -len(":latest")] if name.lower().endswith(":latest") else name
 
 
 _DEFAULT_HOST = "registry.ollama.ai/"

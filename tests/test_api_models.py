@@ -14,6 +14,7 @@ import pytest
 from ollama_gateway import upstream as upstream_module
 from ollama_gateway.app import create_app
 from tests.conftest import base_url
+from tests.fakebackend import Script
 
 CAPABILITIES = {
     "completion",
@@ -309,6 +310,36 @@ async def test_show_finds_a_model_added_upstream_once_the_ttl_is_over(backend, g
     await asyncio.sleep(0.3)
     resp = await client.post("/api/show", data=json.dumps({"model": "brand-new"}))
     assert resp.status == 200, await resp.text()
+
+
+async def test_a_litellm_wildcard_is_not_listed_and_serves_what_it_matches(
+    backend, gateway
+):
+    # LiteLLM lists a wildcard route as it is: it was listed as the model
+    # `openai/*:latest`, and the models it routes were 404.
+    backend.models = [
+        {"id": "openai/*", "object": "model"},
+        {"id": "gpt-4o", "object": "model"},
+    ]
+    backend.queue(Script.text("routed"))
+    client = await gateway(backend)
+    tags = await (await client.get("/api/tags")).json()
+    assert [m["name"] for m in tags["models"]] == ["gpt-4o:latest"]
+    models = await (await client.get("/v1/models")).json()
+    assert [m["id"] for m in models["data"]] == ["gpt-4o:latest"]
+    hi = [{"role": "user", "content": "hi"}]
+    body = {"model": "openai/GPT-4.1:latest", "messages": hi, "stream": False}
+    resp = await client.post("/api/chat", data=json.dumps(body))
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["model"] == "openai/GPT-4.1:latest"
+    assert backend.completions()[0].body["model"] == "openai/GPT-4.1"
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = await api.show("openai/gpt-4.1")
+        assert shown.modelinfo is not None
+        assert shown.modelinfo["general.basename"] == "openai/gpt-4.1"
+        with pytest.raises(ollama.ResponseError) as missing:
+            await api.show("anthropic/claude")
+    assert missing.value.status_code == 404
 
 
 async def test_show_errors(backend, gateway):
