@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -35,6 +36,7 @@ from ollama_gateway.modelinfo import (
     digest_of,
     guess_capabilities,
     guess_family,
+    is_usable_name,
     litellm_infos,
     model_meta,
     parameter_size_of,
@@ -129,11 +131,49 @@ class Catalogue:
         """
         await self._ensure_fresh()
         key = lookup_key(name)
-        entry = self._entries.get(key)
-        if entry is None and self._listed_before(_REFRESH_ON_MISS_AFTER):
-            await self._refresh_now()
-            entry = self._entries.get(key)
+        entry = self._find(key)
+        if entry is None:
+            if self._listed_before(_REFRESH_ON_MISS_AFTER):
+                await self._refresh_now()
+            else:
+                # A list past its ttl is being read again: the name may be
+                # on it (with a ttl under the few seconds above, it else
+                # stays unknown until a request comes after the refresh).
+                await self._running_refreshes()
+            entry = self._find(key) or self._by_wildcard(name)
         return entry
+
+    def _by_wildcard(self, name: str) -> ModelEntry | None:
+        """An entry for a name that a listed wildcard (LiteLLM's `openai/*`
+        or `*` route, listed as it is) lets its backend serve, sent upstream
+        as the client spelled it."""
+        if not is_usable_name(name):
+            return None
+        key = lookup_key(name)
+        for wildcard in self._entries.values():
+            if _is_wildcard(wildcard.upstream_id) and _wildcard_matches(
+                wildcard.upstream_id, key
+            ):
+                backend = self._backend_named(wildcard.backend)
+                if backend is None:
+                    continue
+                upstream_id = _without_latest(name.strip())
+                config = _config_for(self._settings.models, upstream_id)
+                entry = self._entry(
+                    tagged(upstream_id), upstream_id, backend, None, config, None
+                )
+                return replace(entry, backends=wildcard.backends)
+        return None
+
+    def _find(self, key: str) -> ModelEntry | None:
+        """The entry of a lookup key, also spelled with Ollama's default host
+        and namespace (`registry.ollama.ai/library/llama3` is `llama3`), as
+        some clients send names fully qualified."""
+        for candidate in _default_parts_dropped(key):
+            entry = self._entries.get(candidate)
+            if entry is not None:
+                return entry
+        return None
 
     def backend_errors(self) -> dict[str, str]:
         """Backends whose model list could not be read, with the reason."""
@@ -174,6 +214,9 @@ class Catalogue:
     async def _refresh_now(self) -> None:
         for backend in self._listed:
             self._start(backend)
+        await self._running_refreshes()
+
+    async def _running_refreshes(self) -> None:
         running = [t for t in self._tasks() if not t.done()]
         if running:
             await asyncio.wait(running)
@@ -377,8 +420,38 @@ class Catalogue:
             modified_at=_modified_at(created, self._started),
             digest=_digest(upstream_id, config),
             remote_host="demo" if backend.demo else _public_url(backend.base_url),
-            hidden=config.hidden if config else False,
+            # A wildcard is no model a client can pick: it is not listed,
+            # and the names it matches resolve (see `_by_wildcard`).
+            hidden=(config.hidden if config else False) or _is_wildcard(upstream_id),
         )
+
+
+def _is_wildcard(model_id: str) -> bool:
+    return "*" in model_id
+
+
+def _wildcard_matches(wildcard: str, key: str) -> bool:
+    """Whether a lookup key fits a wildcard id, `*` standing for anything and
+    every other character for itself, case-insensitively."""
+    pieces = (re.escape(piece) for piece in lookup_key(wildcard).split("*"))
+    return re.fullmatch(".*".join(pieces), key, re.DOTALL) is not None
+
+
+def _without_latest(name: str) -> str:
+    return name[: -len(":latest")] if name.lower().endswith(":latest") else name
+
+
+_DEFAULT_HOST = "registry.ollama.ai/"
+_DEFAULT_NAMESPACE = "library/"
+
+
+def _default_parts_dropped(key: str) -> list[str]:
+    """The key as given, then without Ollama's default host, then without its
+    default namespace too: an upstream id such as `library/x` still matches
+    first."""
+    without_host = key.removeprefix(_DEFAULT_HOST)
+    forms = [key, without_host, without_host.removeprefix(_DEFAULT_NAMESPACE)]
+    return list(dict.fromkeys(forms))
 
 
 def _digest(upstream_id: str, config: ModelSettings | None) -> str:

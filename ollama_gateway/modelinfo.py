@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import ModelSettings
 
@@ -257,13 +255,19 @@ def context_length_of(
         else ()
     )
     for value in listed:
-        if value:
-            return value
+        if _is_positive_int(value):
+            return int(value)
     # `/model/info` only when the model list said nothing: both come from
     # the same LiteLLM, and its list speaks for the name clients use.
     if info is not None and info.context_length:
         return info.context_length
     return model_meta(meta).n_ctx_train
+
+
+def _is_positive_int(value: Any) -> bool:
+    """Whether a backend's number can be a context length: a float, a string,
+    a bool or a -1 (for "unknown") is not one, so the next source is read."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 _NO_META = openai.ModelMeta()
@@ -275,10 +279,18 @@ def model_meta(meta: openai.ModelObject | None) -> openai.ModelMeta:
     raw = meta.meta if meta is not None else None
     if not isinstance(raw, dict):
         return _NO_META
-    try:
-        return msgspec.convert(raw, openai.ModelMeta)
-    except msgspec.ValidationError:
-        return _NO_META
+    # Field by field: one odd value (`n_params: 8e9`, `size: "4GB"`) must not
+    # take `n_ctx_train`, the context length, away with it.
+    return openai.ModelMeta(
+        n_ctx_train=_count(raw.get("n_ctx_train")),
+        n_embd=_count(raw.get("n_embd")),
+        n_params=_count(raw.get("n_params")),
+        size=_count(raw.get("size")),
+    )
+
+
+def _count(value: Any) -> int:
+    return int(value) if _is_positive_int(value) else 0
 
 
 def parameter_size_of(count: int) -> str:

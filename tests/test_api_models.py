@@ -14,6 +14,7 @@ import pytest
 from ollama_gateway import upstream as upstream_module
 from ollama_gateway.app import create_app
 from tests.conftest import base_url
+from tests.fakebackend import Script
 
 CAPABILITIES = {
     "completion",
@@ -127,6 +128,56 @@ async def test_case_18_tags_is_an_empty_list_when_the_backend_has_no_models(
         assert (await api.list()).models == []
 
 
+@pytest.mark.parametrize("body", [{"object": "list", "data": None}, {"data": []}])
+async def test_tags_is_an_empty_list_when_data_is_null(backend, gateway, body):
+    backend.models_body = body
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    assert await resp.json() == {"models": []}
+
+
+async def test_odd_entries_of_a_model_list_cost_only_themselves(backend, gateway):
+    # Each odd entry alone used to make the whole list unreadable: /api/tags
+    # answered 502 and no model of the backend resolved.
+    backend.models_body = {
+        "object": "list",
+        "data": [
+            "bare-name",
+            None,
+            {"id": None},
+            {"id": 7},
+            {"id": ""},
+            {"name": "no-id"},
+            {"id": "float-len", "max_model_len": 4096.0, "owned_by": 7},
+            {"id": "string-len", "context_length": "8192", "max_model_len": -1},
+            {"id": "vllm", "max_model_len": 40960},
+        ],
+    }
+    client = await gateway(backend)
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    entries = (await resp.json())["models"]
+    for entry in entries:
+        check_tag_entry(entry)
+    names = [e["name"] for e in entries]
+    assert sorted(names) == [
+        "bare-name:latest",
+        "float-len:latest",
+        "string-len:latest",
+        "vllm:latest",
+    ]
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = {n: await api.show(n) for n in names}
+    # Only a positive int is a context length; the others leave it unknown.
+    assert shown["vllm:latest"].modelinfo is not None
+    assert shown["vllm:latest"].modelinfo["vllm.context_length"] == 40960
+    for name in ("float-len:latest", "string-len:latest", "bare-name:latest"):
+        assert shown[name].modelinfo is not None
+        assert not any(k.endswith("context_length") for k in shown[name].modelinfo)
+        assert "num_ctx" not in (shown[name].parameters or "")
+
+
 async def test_tags_is_502_when_no_backend_can_list(backend, gateway):
     backend.models_status = 503
     client = await gateway(backend, "[translators.retry]\nattempts = 0\n")
@@ -211,6 +262,84 @@ async def test_show_name_is_used_when_model_is_empty(backend, gateway):
     body = {"model": "", "name": "gpt-4o"}
     resp = await client.post("/api/show", data=json.dumps(body))
     assert resp.status == 200
+
+
+async def test_one_odd_llamacpp_meta_value_keeps_the_others(backend, gateway):
+    # An odd n_params used to drop the whole `meta`, and the context length
+    # (n_ctx_train) with it.
+    backend.models = [
+        {
+            "id": "model.gguf",
+            "object": "model",
+            "meta": {"n_ctx_train": 8192, "n_embd": 4096, "n_params": 8e9},
+        }
+    ]
+    client = await gateway(backend)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = await api.show("model.gguf")
+    assert shown.modelinfo is not None
+    arch = shown.modelinfo["general.architecture"]
+    assert shown.modelinfo[f"{arch}.context_length"] == 8192
+    assert shown.modelinfo[f"{arch}.embedding_length"] == 4096
+    assert shown.details is not None and shown.details.parameter_size == ""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "registry.ollama.ai/library/gpt-4o:latest",
+        "Registry.Ollama.AI/library/GPT-4o",
+        "library/gpt-4o",
+    ],
+)
+async def test_show_accepts_the_fully_qualified_default_name(backend, gateway, name):
+    # Ollama's defaults spelled out name the same model (spec 1.4); it was 404.
+    client = await gateway(backend)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = await api.show(name)
+    assert shown.modelinfo is not None
+    assert shown.modelinfo["general.basename"] == "gpt-4o"
+
+
+async def test_show_finds_a_model_added_upstream_once_the_ttl_is_over(backend, gateway):
+    # With a ttl under the few seconds after which an unknown name lists
+    # again, the request that found the list stale got the old list: 404.
+    client = await gateway(backend, "[catalogue]\nttl = 0.2\n")
+    assert (await client.get("/api/tags")).status == 200
+    backend.models = [*backend.models, {"id": "brand-new", "object": "model"}]
+    await asyncio.sleep(0.3)
+    resp = await client.post("/api/show", data=json.dumps({"model": "brand-new"}))
+    assert resp.status == 200, await resp.text()
+
+
+async def test_a_litellm_wildcard_is_not_listed_and_serves_what_it_matches(
+    backend, gateway
+):
+    # LiteLLM lists a wildcard route as it is: it was listed as the model
+    # `openai/*:latest`, and the models it routes were 404.
+    backend.models = [
+        {"id": "openai/*", "object": "model"},
+        {"id": "gpt-4o", "object": "model"},
+    ]
+    backend.queue(Script.text("routed"))
+    client = await gateway(backend)
+    tags = await (await client.get("/api/tags")).json()
+    assert [m["name"] for m in tags["models"]] == ["gpt-4o:latest"]
+    models = await (await client.get("/v1/models")).json()
+    assert [m["id"] for m in models["data"]] == ["gpt-4o:latest"]
+    hi = [{"role": "user", "content": "hi"}]
+    body = {"model": "openai/GPT-4.1:latest", "messages": hi, "stream": False}
+    resp = await client.post("/api/chat", data=json.dumps(body))
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["model"] == "openai/GPT-4.1:latest"
+    assert backend.completions()[0].body["model"] == "openai/GPT-4.1"
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        shown = await api.show("openai/gpt-4.1")
+        assert shown.modelinfo is not None
+        assert shown.modelinfo["general.basename"] == "openai/gpt-4.1"
+        with pytest.raises(ollama.ResponseError) as missing:
+            await api.show("anthropic/claude")
+    assert missing.value.status_code == 404
 
 
 async def test_show_errors(backend, gateway):

@@ -322,10 +322,12 @@ class ModelObject(msgspec.Struct):
     # Any: a backend's odd value (a float, milliseconds, a date string) must
     # not reject its whole list; the catalogue uses it only if it is a time.
     created: Any = None
-    owned_by: str | None = None
-    max_model_len: int | None = None
-    context_length: int | None = None
-    max_input_tokens: int | None = None
+    # Any, as `created` is: one entry's `owned_by: 7` or `max_model_len:
+    # 4096.0` must not reject the list; the catalogue reads only positive ints.
+    owned_by: Any = None
+    max_model_len: Any = None
+    context_length: Any = None
+    max_input_tokens: Any = None
     architecture: Any = None
     supported_parameters: Any = None
     # The LiteLLM proxy's kind of model: "chat", "embedding", "rerank", ...
@@ -351,6 +353,12 @@ class ModelList(msgspec.Struct):
     """`GET /v1/models`."""
 
     data: list[ModelObject] = msgspec.field(default_factory=list)
+
+
+class _LooseModelList(msgspec.Struct):
+    """`GET /v1/models` as anything: what `decode_model_list` falls back on."""
+
+    data: list[Any] | None = None
 
 
 class LiteLLMModelInfo(msgspec.Struct):
@@ -388,6 +396,7 @@ decode_chunks = msgspec.json.Decoder(list[ChatCompletionChunk]).decode
 decode_embedding_response = msgspec.json.Decoder(EmbeddingResponse).decode
 decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
 _decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
+_decode_loose_model_list = msgspec.json.Decoder(_LooseModelList | list[Any]).decode
 decode_litellm_model_info = msgspec.json.Decoder(LiteLLMModelInfoList).decode
 
 
@@ -442,6 +451,31 @@ def _split_parts(parts: list[Any]) -> tuple[str, str]:
 
 def decode_model_list(data: bytes) -> ModelList:
     """`GET /v1/models`: `{"data": [...]}`, or the bare list that Together AI
-    answers."""
-    listed = _decode_model_list(data)
-    return ModelList(listed) if isinstance(listed, list) else listed
+    answers. A list the typed decoder refuses is read entry by entry, so one
+    odd entry costs only itself, not every model of its backend."""
+    try:
+        listed = _decode_model_list(data)
+    except msgspec.ValidationError:
+        return _decode_loosely(data)
+    models = listed if isinstance(listed, list) else listed.data
+    # An empty id would list as ":latest" and could be sent nowhere.
+    return ModelList([model for model in models if model.id.strip()])
+
+
+def _decode_loosely(data: bytes) -> ModelList:
+    """`data: null` is no models; a string entry is an id (some servers list
+    bare names); an entry with no usable id is skipped."""
+    listed = _decode_loose_model_list(data)
+    entries = listed if isinstance(listed, list) else listed.data or []
+    models = (_model_object(entry) for entry in entries)
+    return ModelList([model for model in models if model is not None])
+
+
+def _model_object(entry: Any) -> ModelObject | None:
+    if isinstance(entry, str):
+        entry = {"id": entry}
+    try:
+        model = msgspec.convert(entry, ModelObject)
+    except msgspec.ValidationError:
+        return None
+    return model if model.id.strip() else None  # as in decode_model_list
