@@ -169,7 +169,10 @@ class Catalogue:
         """The entry of a lookup key, also spelled with Ollama's default host
         and namespace (`registry.ollama.ai/library/llama3` is `llama3`), as
         some clients send names fully qualified."""
-        for candidate in _default_parts_dropped(key):
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry  # the usual case, without building the other forms
+        for candidate in _default_parts_dropped(key)[1:]:
             entry = self._entries.get(candidate)
             if entry is not None:
                 return entry
