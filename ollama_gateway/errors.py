@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -54,6 +55,7 @@ __all__ = [
     "error_body",
     "error_kind",
     "retry_after",
+    "retry_after_header",
     "upstream_error_fields",
     "upstream_error_message",
 ]
@@ -154,6 +156,15 @@ class UpstreamStatusError(UpstreamError):
         super().__init__(message, status=status)
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+
+
+def retry_after_header(headers: Mapping[str, str]) -> str:
+    """A refusal's `Retry-After` as it came (stripped; "" if none): the LiteLLM
+    proxy passes its provider's on only as `llm_provider-retry-after`, so that
+    one counts when there is no other."""
+    return (
+        headers.get("Retry-After") or headers.get("llm_provider-retry-after") or ""
+    ).strip()
 
 
 def retry_after(exc: GatewayError) -> dict[str, str]:

@@ -23,6 +23,7 @@ from ollama_gateway.errors import (
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeoutError,
+    retry_after_header,
     upstream_error_fields,
 )
 from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamResponse
@@ -328,13 +329,9 @@ class Upstream:
 
 
 def _retry_after(response: UpstreamResponse) -> str | None:
-    """The wait a refusal asks for, to pass on: `Retry-After`, or the LiteLLM
-    proxy's `llm_provider-retry-after` (it passes its provider's on only so).
-    Only a number of seconds or an HTTP date is kept, not any text."""
-    headers = response.headers
-    value = (
-        headers.get("Retry-After") or headers.get("llm_provider-retry-after") or ""
-    ).strip()
+    """The wait a refusal asks for, to pass on (see `retry_after_header`):
+    only a number of seconds or an HTTP date is kept, not any text."""
+    value = retry_after_header(response.headers)
     if value.isdigit() and value.isascii():
         return value
     if _HTTP_DATE.fullmatch(value) is not None:

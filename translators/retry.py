@@ -22,7 +22,7 @@ from typing import ClassVar
 import msgspec
 
 from ollama_gateway.context import RequestContext
-from ollama_gateway.errors import UpstreamConnectError
+from ollama_gateway.errors import UpstreamConnectError, retry_after_header
 from ollama_gateway.protocols import Stage, Transport, UpstreamRequest, UpstreamResponse
 from ollama_gateway.wrappers import TransportWrapper
 
@@ -115,14 +115,9 @@ def backoff_delay(
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """`Retry-After` as seconds: a number, or an HTTP date; None if absent or bad.
-
-    The LiteLLM proxy passes its provider's `Retry-After` on only as
-    `llm_provider-retry-after`, so that one counts when there is no other.
-    """
-    value = (
-        headers.get("Retry-After") or headers.get("llm_provider-retry-after") or ""
-    ).strip()
+    """`Retry-After` (see `retry_after_header`) as seconds: a number, or an
+    HTTP date; None if absent or bad."""
+    value = retry_after_header(headers)
     if not value:
         return None
     try:

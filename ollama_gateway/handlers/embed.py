@@ -20,6 +20,7 @@ from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.token_estimate import tokens_for_characters
 from ollama_gateway.upstream import map_error_object, read_whole, upstream_deadline
 from ollama_gateway.validation import check_options
 
@@ -280,4 +281,4 @@ def _error_answer(data: bytes, not_found: str) -> GatewayError | None:
 def _estimate_tokens(inputs: str | list[str]) -> int:
     """About four characters a token, at least one a text."""
     texts = [inputs] if isinstance(inputs, str) else inputs
-    return sum(max(1, -(-len(text) // 4)) for text in texts)
+    return sum(tokens_for_characters(len(text)) for text in texts)
