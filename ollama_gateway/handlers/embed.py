@@ -6,6 +6,7 @@ import json
 
 import msgspec
 from aiohttp import web
+from msgspec import UnsetType
 
 from ollama_gateway.context import RequestContext
 from ollama_gateway.durations import parse_keep_alive
@@ -71,6 +72,11 @@ async def handle_embed(request: web.Request) -> web.Response:
             ollama.encode(ollama.EmbedResponse(model=req.model, embeddings=[]))
         )
     req.input = inputs
+    if req.dimensions is not None and req.dimensions <= 0:
+        # Ollama cuts only to a positive number and ignores any other, so a
+        # negative one answers whole vectors there; sent on, it is a 400 from
+        # an OpenAI backend (or a crash in a lenient one).
+        req.dimensions = None
     if req.dimensions:
         ctx.extra["dimensions"] = req.dimensions
     answer = await _embed(request, ctx, req, not_found)
@@ -131,8 +137,9 @@ async def _embed(
             if not (isinstance(body.input, list) and _batch_refused(exc)):
                 raise
             decoded = await _one_by_one(app, ctx, body, req.truncate, not_found)
-    answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
     wanted = 1 if isinstance(req.input, str) else len(req.input)
+    decoded.data = _in_input_order(decoded.data, wanted)
+    answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
     if len(answer.embeddings) != wanted:
         # One vector per input, in order, is what a client pairs them by; the
         # LiteLLM proxy's mocked embeddings send one whatever was asked.
@@ -146,6 +153,41 @@ async def _embed(
         # sent none.
         answer.prompt_eval_count = _estimate_tokens(req.input)
     return answer
+
+
+def _in_input_order(
+    data: list[openai.EmbeddingData], wanted: int
+) -> list[openai.EmbeddingData]:
+    """The vectors in input order, each numbered by its `index`.
+
+    A client pairs the vectors with its inputs by position, so an answer whose
+    indexes are not each input's exactly once (one repeated, one missing, one
+    past the end) cannot be put in order: a 502, not vectors paired with the
+    wrong texts. A backend that numbers none of them is taken in arrival order.
+    """
+    if len(data) != wanted:
+        raise UpstreamProtocolError(
+            f"upstream sent {len(data)} embeddings for {wanted} inputs"
+        )
+    if all(isinstance(d.index, UnsetType) for d in data):
+        return [openai.EmbeddingData(d.embedding, i) for i, d in enumerate(data)]
+    ordered: list[openai.EmbeddingData | None] = [None] * wanted
+    for d in data:
+        index = d.index
+        if isinstance(index, UnsetType):
+            fault = "an embedding without its index"
+        elif not 0 <= index < wanted:
+            fault = f"an embedding of index {index}"
+        elif ordered[index] is not None:
+            fault = f"two embeddings of index {index}"
+        else:
+            ordered[index] = d
+            continue
+        raise UpstreamProtocolError(
+            f"upstream sent {fault} for {wanted} inputs (indexes 0 to "
+            f"{wanted - 1}, each once)"
+        )
+    return [d for d in ordered if d is not None]
 
 
 def _check_vector_lengths(vectors: list[list[float]]) -> None:
