@@ -348,8 +348,16 @@ class Catalogue:
         existing = by_key.get(key)
         if existing is not None:
             if backend.name not in existing.backends:
+                # Failover sends each backend its own spelling of the id.
                 backends = (*existing.backends, backend.name)
-                by_key[key] = replace(existing, backends=backends)
+                ids = tuple(existing.upstream_id_on(b) for b in existing.backends)
+                by_key[key] = replace(
+                    existing,
+                    backends=backends,
+                    upstream_ids=(*ids, model_id)
+                    if any(i != model_id for i in ids)
+                    else (),
+                )
             return
         if config is not None and config.backend and config.backend != backend.name:
             return
@@ -385,10 +393,14 @@ class Catalogue:
         # applies; configured values override it.
         meta = metas.get(lookup_key(model.target))
         info = infos.get(lookup_key(model.target))
-        upstream_id = target.upstream_id if target is not None else model.target
+        upstream_id = (
+            target.upstream_id_on(backend.name) if target is not None else model.target
+        )
         entry = self._entry(tagged(name), upstream_id, backend, meta, model, info)
         if target is not None and not model.backend:
-            entry = replace(entry, backends=target.backends)
+            entry = replace(
+                entry, backends=target.backends, upstream_ids=target.upstream_ids
+            )
         by_key[key] = entry
 
     def _backend_named(self, name: str) -> BackendSettings | None:

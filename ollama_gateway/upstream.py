@@ -211,7 +211,7 @@ class Upstream:
             request = UpstreamRequest(
                 method="POST",
                 path=path,
-                body=body,
+                body=self._body_for(ctx, name, body),
                 headers=extra,
                 stream=stream,
                 connect_timeout=self._connect_timeout,
@@ -237,6 +237,31 @@ class Upstream:
                 break
         assert failure is not None
         raise failure
+
+    @staticmethod
+    def _body_for(ctx: RequestContext, backend: str, body: bytes) -> bytes:
+        """`body` with the model named as `backend` names it.
+
+        The body was mapped for the first backend; one that fails over to
+        another whose own id differs (`llama3:latest` there, `Llama3` here)
+        gets that id instead, unless a translator chose another model than
+        the catalogue's. Read again only then: failover is rare, and the body
+        may be large.
+        """
+        entry = ctx.entry
+        if entry is None or not entry.upstream_ids:
+            return body
+        model_id = entry.upstream_id_on(backend)
+        if model_id == ctx.upstream_model:
+            return body
+        try:
+            payload = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return body
+        if not isinstance(payload, dict) or payload.get("model") != ctx.upstream_model:
+            return body
+        payload["model"] = model_id
+        return msgspec.json.encode(payload)
 
     async def list_models(self, backend: BackendSettings) -> list[openai.ModelObject]:
         """`GET /models` of one backend (for the catalogue)."""

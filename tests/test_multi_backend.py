@@ -309,3 +309,53 @@ async def test_python_client_sees_the_merged_list(b1, b2, gateway):
         "text-embedding-3-small:latest",
     ]
     assert reply.model == "llama3.1-8b"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/chat", chat("llama3")),
+        ("/api/generate", {"model": "llama3", "prompt": "x", "stream": False}),
+        ("/api/embed", {"model": "llama3", "input": "x"}),
+        ("/v1/chat/completions", chat("llama3")),
+    ],
+)
+async def test_failover_sends_each_backend_its_own_spelling_of_the_model(
+    gateway, aiohttp_server, path, body
+):
+    # vLLM serves it as `Llama3`, an Ollama behind the other as `llama3:latest`:
+    # one model to clients, two ids upstream.
+    first = await start(aiohttp_server, ["Llama3"])
+    second = await start(aiohttp_server, ["llama3:latest"])
+    first.queue(Script.error(503, "busy"))
+    client = await gateway(toml=two(first, second))
+    assert "Llama3:latest" in await tag_names(client)
+    resp = await post(client, path, body)
+    assert resp.status == 200
+    [asked] = [r.body for r in first.requests if r.path != "/v1/models"]
+    [served] = [r.body for r in second.requests if r.path != "/v1/models"]
+    assert asked["model"] == "Llama3"
+    assert served["model"] == "llama3:latest"
+    assert {k: v for k, v in served.items() if k != "model"} == {
+        k: v for k, v in asked.items() if k != "model"
+    }
+
+
+async def test_an_alias_keeps_each_backends_spelling_of_its_target(
+    gateway, aiohttp_server
+):
+    first = await start(aiohttp_server, ["Llama3"])
+    second = await start(aiohttp_server, ["llama3:latest"])
+    extra = '\n[models."fast"]\ntarget = "llama3"\n'
+    client = await gateway(toml=two(first, second, extra))
+    first.queue(Script.error(502, "down"))
+    resp = await post(client, "/api/chat", chat("fast"))
+    assert resp.status == 200
+    assert [r.body["model"] for r in first.completions()] == ["Llama3"]
+    assert [r.body["model"] for r in second.completions()] == ["llama3:latest"]
+    # Pinned to the second backend, the alias is sent as that one spells it.
+    pinned = '\n[models."fast"]\ntarget = "llama3"\nbackend = "b2"\n'
+    client = await gateway(toml=two(first, second, pinned))
+    resp = await post(client, "/api/chat", chat("fast"))
+    assert resp.status == 200
+    assert second.completions()[-1].body["model"] == "llama3:latest"
