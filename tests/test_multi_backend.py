@@ -359,3 +359,55 @@ async def test_an_alias_keeps_each_backends_spelling_of_its_target(
     resp = await post(client, "/api/chat", chat("fast"))
     assert resp.status == 200
     assert second.completions()[-1].body["model"] == "llama3:latest"
+
+
+def unlike(b1: FakeBackend, b2: FakeBackend, extra: str = "") -> str:
+    """b1 a vLLM (extensions, `chat_template_kwargs`), b2 a strict OpenAI."""
+    return (
+        f'[[backends]]\nname = "b1"\nbase_url = "{b1.url}"\nextensions = true\n'
+        'dialect = "chat_template_kwargs"\n\n'
+        f'[[backends]]\nname = "b2"\nbase_url = "{b2.url}"\n'
+        'max_tokens_field = "max_completion_tokens"\n'
+        f"{NO_RETRY}{extra}"
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+async def test_failover_maps_the_request_again_for_the_next_backends_settings(
+    b1, b2, gateway, path
+):
+    extra = '\n[models."gpt-4o"]\ncapabilities = ["completion", "thinking"]\n'
+    b1.queue(Script.error(503, "busy"))
+    client = await gateway(toml=unlike(b1, b2, extra))
+    body = chat(think=False, options={"top_k": 3, "num_predict": 9})
+    if path == "/api/generate":
+        body["prompt"] = body.pop("messages")[0]["content"]
+    resp = await post(client, path, body)
+    assert resp.status == 200
+    [asked] = [r.body for r in b1.completions()]
+    [served] = [r.body for r in b2.completions()]
+    assert asked["top_k"] == 3 and asked["max_tokens"] == 9
+    assert asked["chat_template_kwargs"] == {"enable_thinking": False}
+    # Sent as the strict backend takes it: no extensions, its own field names.
+    assert "top_k" not in served and "chat_template_kwargs" not in served
+    assert served["reasoning_effort"] == "none"
+    assert served["max_completion_tokens"] == 9 and "max_tokens" not in served
+    assert served["messages"] == asked["messages"]
+
+
+async def test_embeddings_failover_maps_the_request_again(b1, b2, gateway):
+    b2.models.append({"id": "text-embedding-3-small", "object": "model"})
+    extra = '\n[models."text-embedding-3-small"]\ncontext_length = 512\n'
+    b1.queue(Script.error(503, "busy"))
+    client = await gateway(toml=unlike(b1, b2, extra))
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 200
+    [asked] = [r.body for r in b1.requests if r.path == "/v1/embeddings"]
+    [served] = [r.body for r in b2.requests if r.path == "/v1/embeddings"]
+    assert asked["truncate_prompt_tokens"] == 512
+    assert served == {
+        "model": "text-embedding-3-small",
+        "input": ["a", "b"],
+        "encoding_format": "float",
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
@@ -128,15 +129,20 @@ async def _embed(
     pipeline = app[pipeline_key]
     upstream = app[upstream_key]
     ctx.backend_settings = upstream.backend(ctx.backend)
-    body = map_with(request, lambda: pipeline.request.map_embed(req, ctx))
+
+    def again() -> openai.EmbeddingRequest:
+        # Also called again for a backend failed over to (its options, its id).
+        return map_with(request, lambda: pipeline.request.map_embed(req, ctx))
+
+    body = again()
     timeout = app[settings_key].timeouts.first_wait
     async with upstream.slot(), upstream_deadline(timeout, request.task):
         try:
-            decoded = await _fetch(app, ctx, body, req.truncate, not_found)
+            decoded = await _fetch(app, ctx, body, again, req.truncate, not_found)
         except UpstreamStatusError as exc:
             if not (isinstance(body.input, list) and _batch_refused(exc)):
                 raise
-            decoded = await _one_by_one(app, ctx, body, req.truncate, not_found)
+            decoded = await _one_by_one(app, ctx, body, again, req.truncate, not_found)
     wanted = 1 if isinstance(req.input, str) else len(req.input)
     decoded.data = _in_input_order(decoded.data, wanted)
     answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
@@ -217,6 +223,7 @@ async def _one_by_one(
     app: web.Application,
     ctx: RequestContext,
     body: openai.EmbeddingRequest,
+    again: Callable[[], openai.EmbeddingRequest],
     truncate: bool | None,
     not_found: str,
 ) -> openai.EmbeddingResponse:
@@ -228,7 +235,7 @@ async def _one_by_one(
     for index, text in enumerate(body.input):
         ctx.retries += 1
         one = msgspec.structs.replace(body, input=text)
-        part = await _fetch(app, ctx, one, truncate, not_found)
+        part = await _fetch(app, ctx, one, again, truncate, not_found)
         if len(part.data) != 1:
             raise UpstreamProtocolError(
                 f"upstream sent {len(part.data)} embeddings for 1 input"
@@ -251,13 +258,25 @@ async def _fetch(
     app: web.Application,
     ctx: RequestContext,
     body: openai.EmbeddingRequest,
+    again: Callable[[], openai.EmbeddingRequest],
     truncate: bool | None,
     not_found: str,
 ) -> openai.EmbeddingResponse:
     upstream = app[upstream_key]
+
+    def remap() -> bytes:
+        # `body` may be one input of the batch: that input, as the backend
+        # failed over to takes the request.
+        return openai.encode(msgspec.structs.replace(again(), input=body.input))
+
     try:
         response = await upstream.send(
-            ctx, "/embeddings", openai.encode(body), stream=False, not_found=not_found
+            ctx,
+            "/embeddings",
+            openai.encode(body),
+            stream=False,
+            not_found=not_found,
+            remap=remap,
         )
     except UpstreamStatusError as exc:
         if not _too_long(exc):
