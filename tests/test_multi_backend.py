@@ -341,6 +341,10 @@ async def test_failover_sends_each_backend_its_own_spelling_of_the_model(
     }
 
 
+def models_sent(fake: FakeBackend) -> list[str]:
+    return [r.body["model"] for r in fake.completions()]
+
+
 async def test_an_alias_keeps_each_backends_spelling_of_its_target(
     gateway, aiohttp_server
 ):
@@ -351,14 +355,14 @@ async def test_an_alias_keeps_each_backends_spelling_of_its_target(
     first.queue(Script.error(502, "down"))
     resp = await post(client, "/api/chat", chat("fast"))
     assert resp.status == 200
-    assert [r.body["model"] for r in first.completions()] == ["Llama3"]
-    assert [r.body["model"] for r in second.completions()] == ["llama3:latest"]
+    assert models_sent(first) == ["Llama3"]
+    assert models_sent(second) == ["llama3:latest"]
     # Pinned to the second backend, the alias is sent as that one spells it.
     pinned = '\n[models."fast"]\ntarget = "llama3"\nbackend = "b2"\n'
     client = await gateway(toml=two(first, second, pinned))
     resp = await post(client, "/api/chat", chat("fast"))
     assert resp.status == 200
-    assert second.completions()[-1].body["model"] == "llama3:latest"
+    assert models_sent(second)[-1] == "llama3:latest"
 
 
 def unlike(b1: FakeBackend, b2: FakeBackend, extra: str = "") -> str:
@@ -411,3 +415,44 @@ async def test_embeddings_failover_maps_the_request_again(b1, b2, gateway):
         "input": ["a", "b"],
         "encoding_format": "float",
     }
+
+
+LLAMA3 = '\n[models."llama3"]\ntarget = ["meta-llama/Llama-3-8B", "llama3:8b"]\n'
+
+
+async def test_a_model_named_otherwise_on_each_backend_fails_over_by_its_names(
+    gateway, aiohttp_server
+):
+    first = await start(aiohttp_server, ["meta-llama/Llama-3-8B"])
+    second = await start(aiohttp_server, ["llama3:8b"])
+    first.queue(Script.error(503, "busy"))
+    client = await gateway(toml=two(first, second, LLAMA3))
+    assert "llama3:latest" in await tag_names(client)
+    resp = await post(client, "/api/chat", chat("llama3"))
+    assert resp.status == 200
+    assert (await resp.json())["model"] == "llama3"
+    assert models_sent(first) == ["meta-llama/Llama-3-8B"]
+    assert models_sent(second) == ["llama3:8b"]
+    # Without a failure, the first target's backend serves it.
+    await post(client, "/api/generate", {"model": "llama3", "prompt": "x"})
+    assert models_sent(first)[-1] == "meta-llama/Llama-3-8B"
+    assert len(second.completions()) == 1
+
+
+async def test_targets_pinned_to_a_backend_or_unlisted(gateway, aiohttp_server):
+    first = await start(aiohttp_server, ["meta-llama/Llama-3-8B"])
+    second = await start(aiohttp_server, ["llama3:8b"])
+    pinned = LLAMA3 + 'backend = "b2"\n'
+    client = await gateway(toml=two(first, second, pinned))
+    second.queue(Script.error(503, "busy"))
+    resp = await post(client, "/api/chat", chat("llama3"))
+    assert resp.status == 503  # pinned: no failover to the first
+    assert first.completions() == []
+    assert models_sent(second) == ["llama3:8b"]
+    # A target no backend lists is left out of the failover list.
+    unlisted = '\n[models."llama3"]\ntarget = ["llama3:70b", "llama3:8b"]\n'
+    client = await gateway(toml=two(first, second, unlisted))
+    resp = await post(client, "/api/chat", chat("llama3"))
+    assert resp.status == 200
+    assert models_sent(second)[-1] == "llama3:8b"
+    assert first.completions() == []
