@@ -40,9 +40,9 @@ __all__ = [
     "debug_answer",
     "find_model",
     "load_answer",
+    "map_outgoing",
     "map_with",
     "missing_model",
-    "map_outgoing",
     "send_whole",
     "serve_completion",
 ]
