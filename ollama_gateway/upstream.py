@@ -248,6 +248,8 @@ class Upstream:
             failure = map_status(
                 response.status, error_bytes, not_found, _retry_after(response)
             )
+            if path == "/completions" and isinstance(failure, ModelNotFoundError):
+                failure = _not_at_completions(failure, error_bytes)
             if response.status not in _FAILOVER_STATUSES:
                 break
         assert failure is not None
@@ -341,6 +343,22 @@ class Upstream:
             raise
         self._contacts[name] = (time.monotonic(), "")
         return response
+
+
+def _not_at_completions(
+    failure: ModelNotFoundError, error_bytes: bytes
+) -> ModelNotFoundError:
+    """A 404 from `/v1/completions` (raw and suffix generate), with the
+    backend's words: there it mostly means that the model, listed and served
+    by chat completions, has no legacy completions (OpenAI's chat models:
+    "This is a chat model and not supported in the v1/completions endpoint"),
+    which Ollama's words alone ("not found") would hide."""
+    message, _ = upstream_error_fields(error_bytes)
+    if not message:
+        return failure
+    return ModelNotFoundError(
+        f"{failure.message} at /v1/completions (the backend said: {message})"
+    )
 
 
 def _renamed(body: bytes, old: str, new: str) -> bytes:
