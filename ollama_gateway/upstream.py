@@ -248,7 +248,7 @@ class Upstream:
             failure = map_status(
                 response.status, error_bytes, not_found, _retry_after(response)
             )
-            if path == "/completions" and isinstance(failure, ModelNotFoundError):
+            if path == "/completions" and response.status == 404:
                 failure = _not_at_completions(failure, error_bytes)
             if response.status not in _FAILOVER_STATUSES:
                 break
@@ -345,16 +345,15 @@ class Upstream:
         return response
 
 
-def _not_at_completions(
-    failure: ModelNotFoundError, error_bytes: bytes
-) -> ModelNotFoundError:
+def _not_at_completions(failure: GatewayError, error_bytes: bytes) -> GatewayError:
     """A 404 from `/v1/completions` (raw and suffix generate), with the
     backend's words: there it mostly means that the model, listed and served
     by chat completions, has no legacy completions (OpenAI's chat models:
     "This is a chat model and not supported in the v1/completions endpoint"),
-    which Ollama's words alone ("not found") would hide."""
-    message, _ = upstream_error_fields(error_bytes)
-    if not message:
+    which Ollama's words alone ("not found") would hide. An answer that says
+    the model is unknown (`model_not_found`) keeps Ollama's words alone."""
+    message, code = upstream_error_fields(error_bytes)
+    if code == "model_not_found" or "model_not_found" in message:
         return failure
     return ModelNotFoundError(
         f"{failure.message} at /v1/completions (the backend said: {message})"

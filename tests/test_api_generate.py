@@ -204,7 +204,15 @@ async def test_a_404_from_completions_says_what_the_backend_said(gateway, backen
         404,
         f"model 'gpt-4o' not found at /v1/completions (the backend said: {words})",
     )
-    assert len(backend.completions()) == 1
+    # A backend that says the model is unknown gets Ollama's words alone.
+    unknown = {
+        "message": "The model `gpt-4o` does not exist",
+        "code": "model_not_found",
+    }
+    backend.queue(Script(status=404, error_body={"error": unknown}))
+    resp = await post(client, "/api/generate", gen(raw=True))
+    assert await _error(resp) == (404, "model 'gpt-4o' not found")
+    assert len(backend.completions()) == 2
 
 
 async def test_raw_without_streaming(gateway, backend):
