@@ -348,8 +348,16 @@ class Catalogue:
         existing = by_key.get(key)
         if existing is not None:
             if backend.name not in existing.backends:
+                # Failover sends each backend its own spelling of the id.
                 backends = (*existing.backends, backend.name)
-                by_key[key] = replace(existing, backends=backends)
+                ids = tuple(existing.upstream_id_on(b) for b in existing.backends)
+                by_key[key] = replace(
+                    existing,
+                    backends=backends,
+                    upstream_ids=(*ids, model_id)
+                    if any(i != model_id for i in ids)
+                    else (),
+                )
             return
         if config is not None and config.backend and config.backend != backend.name:
             return
@@ -366,7 +374,8 @@ class Catalogue:
         infos: dict[str, LiteLLMInfo],
     ) -> None:
         key = lookup_key(name)
-        if not model.target:
+        targets = _targets(model)
+        if not targets:
             # Settings for a listed model were applied when it was added; a model
             # no backend lists is served by the one it names (or the first).
             backend = self._backend_named(model.backend)
@@ -375,7 +384,16 @@ class Catalogue:
                     tagged(name), name, backend, None, model, None
                 )
             return
-        target = by_key.get(lookup_key(model.target))
+        # Several targets are one model spelled differently on other backends
+        # (`meta-llama/Llama-3-8B` on one, `llama3:8b` on another): their
+        # backends form one failover list, each sent its own id.
+        found = [
+            (t, e) for t in targets if (e := by_key.get(lookup_key(t))) is not None
+        ]
+        if model.backend:
+            served = [(t, e) for t, e in found if model.backend in e.backends]
+            found = served or found[:1]
+        spelled, target = found[0] if found else (targets[0], None)
         backend = self._backend_named(
             model.backend or (target.backend if target else "")
         )
@@ -383,12 +401,23 @@ class Catalogue:
             return
         # The target's backend metadata (context length, modalities) still
         # applies; configured values override it.
-        meta = metas.get(lookup_key(model.target))
-        info = infos.get(lookup_key(model.target))
-        upstream_id = target.upstream_id if target is not None else model.target
+        meta = metas.get(lookup_key(spelled))
+        info = infos.get(lookup_key(spelled))
+        upstream_id = (
+            target.upstream_id_on(backend.name) if target is not None else spelled
+        )
         entry = self._entry(tagged(name), upstream_id, backend, meta, model, info)
         if target is not None and not model.backend:
-            entry = replace(entry, backends=target.backends)
+            pairs: dict[str, str] = {}
+            for _, each in found:
+                for served_by in each.backends:
+                    pairs.setdefault(served_by, each.upstream_id_on(served_by))
+            ids = tuple(pairs.values())
+            entry = replace(
+                entry,
+                backends=tuple(pairs),
+                upstream_ids=ids if any(i != upstream_id for i in ids) else (),
+            )
         by_key[key] = entry
 
     def _backend_named(self, name: str) -> BackendSettings | None:
@@ -465,6 +494,15 @@ def _digest(upstream_id: str, config: ModelSettings | None) -> str:
     if config is None:
         return digest_of(upstream_id)
     return digest_of(f"{upstream_id}\n{msgspec.json.encode(config).decode()}")
+
+
+def _targets(model: ModelSettings) -> list[str]:
+    """The configured model's targets, in failover order (none for a listed
+    model's own settings)."""
+    target = model.target
+    if isinstance(target, str):
+        return [target] if target else []
+    return [t for t in target if t]
 
 
 def _config_for(

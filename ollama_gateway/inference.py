@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 from aiohttp import web
@@ -39,6 +40,7 @@ __all__ = [
     "debug_answer",
     "find_model",
     "load_answer",
+    "map_outgoing",
     "map_with",
     "missing_model",
     "send_whole",
@@ -127,29 +129,50 @@ def touch_running(
     request.app[running_key].touch(entry, keep_alive)
 
 
+Mapped = openai.ChatCompletionRequest | openai.CompletionRequest
+
+
 class Outgoing:
     """A mapped completion request, encoded, handed over once.
 
     The handler builds it and drops the request and mapped body; the payload
     is taken when sent. So an open stream holds none of them: a long
     conversation (or its images) is not kept until the answer's last line.
+    `again` maps the request once more, for a backend failed over to (see
+    `Upstream.send`); it is given only for a model with several backends,
+    and handed over with the payload, so it is not kept either.
     """
 
-    __slots__ = ("_payload", "path")
+    __slots__ = ("_again", "_payload", "path")
 
-    def __init__(
-        self, body: openai.ChatCompletionRequest | openai.CompletionRequest
-    ) -> None:
+    def __init__(self, body: Mapped, again: Callable[[], Mapped] | None = None) -> None:
         self.path = (
             "/completions"
             if isinstance(body, openai.CompletionRequest)
             else "/chat/completions"
         )
         self._payload = openai.encode(body)
+        self._again = again
 
     def take(self) -> bytes:
         payload, self._payload = self._payload, b""
         return payload
+
+    def take_again(self) -> Callable[[], bytes] | None:
+        again, self._again = self._again, None
+        if again is None:
+            return None
+        return lambda: openai.encode(again())
+
+
+def map_outgoing(
+    request: web.Request, ctx: RequestContext, mapper: Callable[[], Mapped]
+) -> Outgoing:
+    """The mapped request, with what maps it again when its model has
+    several backends (their dialects and options may differ)."""
+    many = ctx.entry is not None and len(ctx.entry.backends) > 1
+    again = partial(map_with, request, mapper) if many else None
+    return Outgoing(map_with(request, mapper), again)
 
 
 async def serve_completion(
@@ -182,6 +205,7 @@ async def serve_completion(
                     outgoing.take(),
                     stream=True,
                     not_found=f"model '{ctx.model}' not found",
+                    remap=outgoing.take_again(),
                 )
             reader: ChunkReader | None = None
             try:

@@ -71,10 +71,21 @@ class ModelEntry:
     remote_host: str
     hidden: bool = False
     alias_of: str = ""
+    # Each backend's own id for the model, in `backends` order, where they
+    # differ (one lists `Llama3`, another `llama3:latest`); empty when
+    # `upstream_id` is every backend's.
+    upstream_ids: tuple[str, ...] = ()
 
     @property
     def backend(self) -> str:
         return self.backends[0]
+
+    def upstream_id_on(self, backend: str) -> str:
+        """The id to send `backend` for this model."""
+        for name, model_id in zip(self.backends, self.upstream_ids, strict=False):
+            if name == backend:
+                return model_id
+        return self.upstream_id
 
     def supports(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -170,7 +170,8 @@ class BackendSettings(_Section, frozen=True):
 class ModelSettings(_Section, frozen=True):
     """Per-model catalogue entries: aliases, capabilities and display details."""
 
-    target: str = ""
+    # One backend model, or the same model as each backend spells it.
+    target: str | list[str] = ""
     backend: str = ""
     capabilities: list[str] | None = None
     context_length: int = 0

@@ -8,7 +8,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -196,22 +196,37 @@ class Upstream:
         stream: bool,
         not_found: str,
         headers: Mapping[str, str] | None = None,
+        remap: Callable[[], bytes] | None = None,
     ) -> UpstreamResponse:
         """Send `body` and return a 2xx answer; the caller must `aclose()` it.
 
         Another backend serving the same model is tried only when nothing can
-        have been generated: a refused connection, or a 429/5xx status.
+        have been generated: a refused connection, or a 429/5xx status. The
+        body was made for the first backend: with `remap`, the request is
+        mapped again for each other one (its dialect, options, its own id of
+        the model, read from `ctx`), else only the model is renamed.
         """
-        backends = ctx.entry.backends if ctx.entry is not None else (ctx.backend,)
+        entry = ctx.entry
+        backends = entry.backends if entry is not None else (ctx.backend,)
         extra = {"X-Request-ID": ctx.request_id, **(headers or {})}
         if ctx.client_key:
             extra["Authorization"] = ctx.client_key
         failure: GatewayError | None = None
-        for name in backends:
+        for position, name in enumerate(backends):
+            payload = body
+            if entry is not None:
+                # Set for the first too: a caller that sends several times
+                # (embeddings one by one) starts from the first each time.
+                ctx.backend_settings = self._backends[name]
+                ctx.upstream_model = entry.upstream_id_on(name)
+                if position and remap is not None:
+                    payload = remap()
+                elif position and ctx.upstream_model != entry.upstream_id:
+                    payload = _renamed(body, entry.upstream_id, ctx.upstream_model)
             request = UpstreamRequest(
                 method="POST",
                 path=path,
-                body=body,
+                body=payload,
                 headers=extra,
                 stream=stream,
                 connect_timeout=self._connect_timeout,
@@ -233,6 +248,8 @@ class Upstream:
             failure = map_status(
                 response.status, error_bytes, not_found, _retry_after(response)
             )
+            if path == "/completions" and response.status == 404:
+                failure = _not_at_completions(failure, error_bytes)
             if response.status not in _FAILOVER_STATUSES:
                 break
         assert failure is not None
@@ -326,6 +343,35 @@ class Upstream:
             raise
         self._contacts[name] = (time.monotonic(), "")
         return response
+
+
+def _not_at_completions(failure: GatewayError, error_bytes: bytes) -> GatewayError:
+    """A 404 from `/v1/completions` (raw and suffix generate), with the
+    backend's words: there it mostly means that the model, listed and served
+    by chat completions, has no legacy completions (OpenAI's chat models:
+    "This is a chat model and not supported in the v1/completions endpoint"),
+    which Ollama's words alone ("not found") would hide. An answer that says
+    the model is unknown (`model_not_found`) keeps Ollama's words alone."""
+    message, code = upstream_error_fields(error_bytes)
+    if code == "model_not_found" or "model_not_found" in message:
+        return failure
+    return ModelNotFoundError(
+        f"{failure.message} at /v1/completions (the backend said: {message})"
+    )
+
+
+def _renamed(body: bytes, old: str, new: str) -> bytes:
+    """`body` with its `model` renamed from `old` to `new`; as it is when the
+    model is another (a translator chose it) or the body no JSON object.
+    Read again only on failover: it is rare, and the body may be large."""
+    try:
+        payload = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    if not isinstance(payload, dict) or payload.get("model") != old:
+        return body
+    payload["model"] = new
+    return msgspec.json.encode(payload)
 
 
 def _retry_after(response: UpstreamResponse) -> str | None:

@@ -149,6 +149,74 @@ async def test_dimensions_larger_than_the_vector_keeps_it_whole(embedder, gatewa
     assert len(vector) == 10
 
 
+@pytest.mark.parametrize("dimensions", [0, -1, -8])
+async def test_dimensions_not_positive_are_ignored_as_ollama_does(
+    embedder, gateway, dimensions
+):
+    # Ollama cuts only to a positive number; an OpenAI backend refuses a
+    # negative one, so it is not sent on.
+    client = await gateway(embedder)
+    body = {"model": MODEL, "input": ["hello"], "dimensions": dimensions}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 200
+    [vector] = (await resp.json())["embeddings"]
+    assert vector == pytest.approx(unit(EmbedBackend.vector_for("hello")))
+    assert "dimensions" not in embed_calls(embedder)[0]
+
+
+@pytest.mark.parametrize(
+    ("indexes", "fault"),
+    [
+        ([0, 0, 2], "two embeddings of index 0"),
+        ([0, 1, 3], "an embedding of index 3"),
+        ([2, 1, -1], "an embedding of index -1"),
+        ([0, None, 1], "an embedding without its index"),
+    ],
+)
+async def test_indexes_not_each_inputs_once_are_the_backends_fault(
+    embedder, gateway, indexes, fault
+):
+    data = []
+    for index in indexes:
+        item: dict[str, Any] = {"embedding": [1.0, 0.0]}
+        if index is not None:
+            item["index"] = index
+        data.append(item)
+    embedder.queue(Script(status=200, error_body={"data": data}))
+    client = await gateway(embedder)
+    body = {"model": MODEL, "input": ["a", "b", "c"]}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 502
+    assert await resp.json() == {
+        "error": f"upstream sent {fault} for 3 inputs (indexes 0 to 2, each once)"
+    }
+    assert len(embed_calls(embedder)) == 1
+
+
+async def test_the_one_legacy_vector_must_be_index_0(embedder, gateway):
+    answer = {"data": [{"index": 1, "embedding": [1.0, 2.0]}]}
+    embedder.queue(Script(status=200, error_body=answer))
+    client = await gateway(embedder)
+    resp = await post(client, "/api/embeddings", {"model": MODEL, "prompt": "a"})
+    assert resp.status == 502
+    assert await resp.json() == {
+        "error": "upstream sent an embedding of index 1 for 1 inputs "
+        "(indexes 0 to 0, each once)"
+    }
+
+
+async def test_vectors_numbered_by_none_are_taken_in_arrival_order(embedder, gateway):
+    vectors = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]
+    embedder.queue(
+        Script(status=200, error_body={"data": [{"embedding": v} for v in vectors]})
+    )
+    client = await gateway(embedder)
+    body = {"model": MODEL, "input": ["a", "b", "c"]}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 200
+    assert (await resp.json())["embeddings"] == [pytest.approx(v) for v in vectors]
+
+
 async def test_case_81_legacy_embeddings_are_not_normalised(embedder, gateway):
     client = await gateway(embedder)
     body = {"model": MODEL, "prompt": "hi"}

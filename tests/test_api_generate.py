@@ -190,6 +190,31 @@ async def test_raw_goes_to_completions_verbatim(gateway, backend):
     assert recorded.body["stream"] is True
 
 
+async def test_a_404_from_completions_says_what_the_backend_said(gateway, backend):
+    # OpenAI's answer for a chat model on /v1/completions: the model is there,
+    # so "not found" alone would send the user looking for the wrong fault.
+    words = (
+        "This is a chat model and not supported in the v1/completions endpoint. "
+        "Did you mean to use v1/chat/completions?"
+    )
+    backend.queue(Script.error(404, words))
+    client = await gateway(backend)
+    resp = await post(client, "/api/generate", gen(raw=True))
+    assert await _error(resp) == (
+        404,
+        f"model 'gpt-4o' not found at /v1/completions (the backend said: {words})",
+    )
+    # A backend that says the model is unknown gets Ollama's words alone.
+    unknown = {
+        "message": "The model `gpt-4o` does not exist",
+        "code": "model_not_found",
+    }
+    backend.queue(Script(status=404, error_body={"error": unknown}))
+    resp = await post(client, "/api/generate", gen(raw=True))
+    assert await _error(resp) == (404, "model 'gpt-4o' not found")
+    assert len(backend.completions()) == 2
+
+
 async def test_raw_without_streaming(gateway, backend):
     backend.queue(Script(pieces=[legacy_sse("a", "b", finish="length")]))
     client = await gateway(backend)

@@ -309,3 +309,150 @@ async def test_python_client_sees_the_merged_list(b1, b2, gateway):
         "text-embedding-3-small:latest",
     ]
     assert reply.model == "llama3.1-8b"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/chat", chat("llama3")),
+        ("/api/generate", {"model": "llama3", "prompt": "x", "stream": False}),
+        ("/api/embed", {"model": "llama3", "input": "x"}),
+        ("/v1/chat/completions", chat("llama3")),
+    ],
+)
+async def test_failover_sends_each_backend_its_own_spelling_of_the_model(
+    gateway, aiohttp_server, path, body
+):
+    # vLLM serves it as `Llama3`, an Ollama behind the other as `llama3:latest`:
+    # one model to clients, two ids upstream.
+    first = await start(aiohttp_server, ["Llama3"])
+    second = await start(aiohttp_server, ["llama3:latest"])
+    first.queue(Script.error(503, "busy"))
+    client = await gateway(toml=two(first, second))
+    assert "Llama3:latest" in await tag_names(client)
+    resp = await post(client, path, body)
+    assert resp.status == 200
+    [asked] = [r.body for r in first.requests if r.path != "/v1/models"]
+    [served] = [r.body for r in second.requests if r.path != "/v1/models"]
+    assert asked["model"] == "Llama3"
+    assert served["model"] == "llama3:latest"
+    assert {k: v for k, v in served.items() if k != "model"} == {
+        k: v for k, v in asked.items() if k != "model"
+    }
+
+
+def models_sent(fake: FakeBackend) -> list[str]:
+    return [r.body["model"] for r in fake.completions()]
+
+
+async def test_an_alias_keeps_each_backends_spelling_of_its_target(
+    gateway, aiohttp_server
+):
+    first = await start(aiohttp_server, ["Llama3"])
+    second = await start(aiohttp_server, ["llama3:latest"])
+    extra = '\n[models."fast"]\ntarget = "llama3"\n'
+    client = await gateway(toml=two(first, second, extra))
+    first.queue(Script.error(502, "down"))
+    resp = await post(client, "/api/chat", chat("fast"))
+    assert resp.status == 200
+    assert models_sent(first) == ["Llama3"]
+    assert models_sent(second) == ["llama3:latest"]
+    # Pinned to the second backend, the alias is sent as that one spells it.
+    pinned = '\n[models."fast"]\ntarget = "llama3"\nbackend = "b2"\n'
+    client = await gateway(toml=two(first, second, pinned))
+    resp = await post(client, "/api/chat", chat("fast"))
+    assert resp.status == 200
+    assert models_sent(second)[-1] == "llama3:latest"
+
+
+def unlike(b1: FakeBackend, b2: FakeBackend, extra: str = "") -> str:
+    """b1 a vLLM (extensions, `chat_template_kwargs`), b2 a strict OpenAI."""
+    return (
+        f'[[backends]]\nname = "b1"\nbase_url = "{b1.url}"\nextensions = true\n'
+        'dialect = "chat_template_kwargs"\n\n'
+        f'[[backends]]\nname = "b2"\nbase_url = "{b2.url}"\n'
+        'max_tokens_field = "max_completion_tokens"\n'
+        f"{NO_RETRY}{extra}"
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
+async def test_failover_maps_the_request_again_for_the_next_backends_settings(
+    b1, b2, gateway, path
+):
+    extra = '\n[models."gpt-4o"]\ncapabilities = ["completion", "thinking"]\n'
+    b1.queue(Script.error(503, "busy"))
+    client = await gateway(toml=unlike(b1, b2, extra))
+    body = chat(think=False, options={"top_k": 3, "num_predict": 9})
+    if path == "/api/generate":
+        body["prompt"] = body.pop("messages")[0]["content"]
+    resp = await post(client, path, body)
+    assert resp.status == 200
+    [asked] = [r.body for r in b1.completions()]
+    [served] = [r.body for r in b2.completions()]
+    assert asked["top_k"] == 3 and asked["max_tokens"] == 9
+    assert asked["chat_template_kwargs"] == {"enable_thinking": False}
+    # Sent as the strict backend takes it: no extensions, its own field names.
+    assert "top_k" not in served and "chat_template_kwargs" not in served
+    assert served["reasoning_effort"] == "none"
+    assert served["max_completion_tokens"] == 9 and "max_tokens" not in served
+    assert served["messages"] == asked["messages"]
+
+
+async def test_embeddings_failover_maps_the_request_again(b1, b2, gateway):
+    b2.models.append({"id": "text-embedding-3-small", "object": "model"})
+    extra = '\n[models."text-embedding-3-small"]\ncontext_length = 512\n'
+    b1.queue(Script.error(503, "busy"))
+    client = await gateway(toml=unlike(b1, b2, extra))
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    resp = await post(client, "/api/embed", body)
+    assert resp.status == 200
+    [asked] = [r.body for r in b1.requests if r.path == "/v1/embeddings"]
+    [served] = [r.body for r in b2.requests if r.path == "/v1/embeddings"]
+    assert asked["truncate_prompt_tokens"] == 512
+    assert served == {
+        "model": "text-embedding-3-small",
+        "input": ["a", "b"],
+        "encoding_format": "float",
+    }
+
+
+LLAMA3 = '\n[models."llama3"]\ntarget = ["meta-llama/Llama-3-8B", "llama3:8b"]\n'
+
+
+async def test_a_model_named_otherwise_on_each_backend_fails_over_by_its_names(
+    gateway, aiohttp_server
+):
+    first = await start(aiohttp_server, ["meta-llama/Llama-3-8B"])
+    second = await start(aiohttp_server, ["llama3:8b"])
+    first.queue(Script.error(503, "busy"))
+    client = await gateway(toml=two(first, second, LLAMA3))
+    assert "llama3:latest" in await tag_names(client)
+    resp = await post(client, "/api/chat", chat("llama3"))
+    assert resp.status == 200
+    assert (await resp.json())["model"] == "llama3"
+    assert models_sent(first) == ["meta-llama/Llama-3-8B"]
+    assert models_sent(second) == ["llama3:8b"]
+    # Without a failure, the first target's backend serves it.
+    await post(client, "/api/generate", {"model": "llama3", "prompt": "x"})
+    assert models_sent(first)[-1] == "meta-llama/Llama-3-8B"
+    assert len(second.completions()) == 1
+
+
+async def test_targets_pinned_to_a_backend_or_unlisted(gateway, aiohttp_server):
+    first = await start(aiohttp_server, ["meta-llama/Llama-3-8B"])
+    second = await start(aiohttp_server, ["llama3:8b"])
+    pinned = LLAMA3 + 'backend = "b2"\n'
+    client = await gateway(toml=two(first, second, pinned))
+    second.queue(Script.error(503, "busy"))
+    resp = await post(client, "/api/chat", chat("llama3"))
+    assert resp.status == 503  # pinned: no failover to the first
+    assert first.completions() == []
+    assert models_sent(second) == ["llama3:8b"]
+    # A target no backend lists is left out of the failover list.
+    unlisted = '\n[models."llama3"]\ntarget = ["llama3:70b", "llama3:8b"]\n'
+    client = await gateway(toml=two(first, second, unlisted))
+    resp = await post(client, "/api/chat", chat("llama3"))
+    assert resp.status == 200
+    assert models_sent(second)[-1] == "llama3:8b"
+    assert first.completions() == []

@@ -69,7 +69,7 @@ class ChatResponseMapper:
     def map_embed(
         self, response: openai.EmbeddingResponse, ctx: RequestContext
     ) -> ollama.EmbedResponse:
-        data = sorted(response.data, key=lambda d: d.index)
+        data = sorted(response.data, key=_position)
         vectors = [_vector(d.embedding) for d in data]
         dimensions = ctx.extra.get("dimensions")
         if isinstance(dimensions, int) and dimensions > 0:
@@ -91,6 +91,13 @@ class ChatResponseMapper:
             if usage
             else 0,
         )
+
+
+def _position(data: openai.EmbeddingData) -> int:
+    # The gateway numbers the vectors of a backend that numbers none of
+    # them in arrival order (and refuses duplicate or missing numbers), so
+    # an UNSET index is only a hand-built answer's.
+    return data.index if isinstance(data.index, int) else 0
 
 
 class _ToolCallParts:

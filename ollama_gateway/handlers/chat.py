@@ -12,11 +12,10 @@ from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
     Answer,
-    Outgoing,
     debug_answer,
     find_model,
     load_answer,
-    map_with,
+    map_outgoing,
     serve_completion,
     touch_running,
 )
@@ -101,16 +100,15 @@ async def serve_chat(
     ctx.top_logprobs = top_logprobs
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
-    mapper = pipeline.request.map_chat
-    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    mapped = map_outgoing(request, ctx, partial(pipeline.request.map_chat, req, ctx))
     if req.debug_render_only:
         images = sum(len(m.images or ()) for m in req.messages)
-        return debug_answer(ctx, outgoing, images)
+        return debug_answer(ctx, mapped, images)
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
         request,
         ctx,
-        outgoing,
+        mapped,
         encode_into=_encode_line,
         render=ollama.encode,
         answer=answer,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
+from msgspec import UnsetType
 
 from ollama_gateway.context import RequestContext
 from ollama_gateway.durations import parse_keep_alive
@@ -71,6 +73,11 @@ async def handle_embed(request: web.Request) -> web.Response:
             ollama.encode(ollama.EmbedResponse(model=req.model, embeddings=[]))
         )
     req.input = inputs
+    if req.dimensions is not None and req.dimensions <= 0:
+        # Ollama cuts only to a positive number and ignores any other, so a
+        # negative one answers whole vectors there; sent on, it is a 400 from
+        # an OpenAI backend (or a crash in a lenient one).
+        req.dimensions = None
     if req.dimensions:
         ctx.extra["dimensions"] = req.dimensions
     answer = await _embed(request, ctx, req, not_found)
@@ -122,17 +129,23 @@ async def _embed(
     pipeline = app[pipeline_key]
     upstream = app[upstream_key]
     ctx.backend_settings = upstream.backend(ctx.backend)
-    body = map_with(request, lambda: pipeline.request.map_embed(req, ctx))
+
+    def again() -> openai.EmbeddingRequest:
+        # Also called again for a backend failed over to (its options, its id).
+        return map_with(request, lambda: pipeline.request.map_embed(req, ctx))
+
+    body = again()
     timeout = app[settings_key].timeouts.first_wait
     async with upstream.slot(), upstream_deadline(timeout, request.task):
         try:
-            decoded = await _fetch(app, ctx, body, req.truncate, not_found)
+            decoded = await _fetch(app, ctx, body, again, req.truncate, not_found)
         except UpstreamStatusError as exc:
             if not (isinstance(body.input, list) and _batch_refused(exc)):
                 raise
-            decoded = await _one_by_one(app, ctx, body, req.truncate, not_found)
-    answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
+            decoded = await _one_by_one(app, ctx, body, again, req.truncate, not_found)
     wanted = 1 if isinstance(req.input, str) else len(req.input)
+    decoded.data = _in_input_order(decoded.data, wanted)
+    answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
     if len(answer.embeddings) != wanted:
         # One vector per input, in order, is what a client pairs them by; the
         # LiteLLM proxy's mocked embeddings send one whatever was asked.
@@ -146,6 +159,41 @@ async def _embed(
         # sent none.
         answer.prompt_eval_count = _estimate_tokens(req.input)
     return answer
+
+
+def _in_input_order(
+    data: list[openai.EmbeddingData], wanted: int
+) -> list[openai.EmbeddingData]:
+    """The vectors in input order, each numbered by its `index`.
+
+    A client pairs the vectors with its inputs by position, so an answer whose
+    indexes are not each input's exactly once (one repeated, one missing, one
+    past the end) cannot be put in order: a 502, not vectors paired with the
+    wrong texts. A backend that numbers none of them is taken in arrival order.
+    """
+    if len(data) != wanted:
+        raise UpstreamProtocolError(
+            f"upstream sent {len(data)} embeddings for {wanted} inputs"
+        )
+    if all(isinstance(d.index, UnsetType) for d in data):
+        return [openai.EmbeddingData(d.embedding, i) for i, d in enumerate(data)]
+    ordered: list[openai.EmbeddingData | None] = [None] * wanted
+    for d in data:
+        index = d.index
+        if isinstance(index, UnsetType):
+            fault = "an embedding without its index"
+        elif not 0 <= index < wanted:
+            fault = f"an embedding of index {index}"
+        elif ordered[index] is not None:
+            fault = f"two embeddings of index {index}"
+        else:
+            ordered[index] = d
+            continue
+        raise UpstreamProtocolError(
+            f"upstream sent {fault} for {wanted} inputs (indexes 0 to "
+            f"{wanted - 1}, each once)"
+        )
+    return [d for d in ordered if d is not None]
 
 
 def _check_vector_lengths(vectors: list[list[float]]) -> None:
@@ -175,6 +223,7 @@ async def _one_by_one(
     app: web.Application,
     ctx: RequestContext,
     body: openai.EmbeddingRequest,
+    again: Callable[[], openai.EmbeddingRequest],
     truncate: bool | None,
     not_found: str,
 ) -> openai.EmbeddingResponse:
@@ -186,7 +235,7 @@ async def _one_by_one(
     for index, text in enumerate(body.input):
         ctx.retries += 1
         one = msgspec.structs.replace(body, input=text)
-        part = await _fetch(app, ctx, one, truncate, not_found)
+        part = await _fetch(app, ctx, one, again, truncate, not_found)
         if len(part.data) != 1:
             raise UpstreamProtocolError(
                 f"upstream sent {len(part.data)} embeddings for 1 input"
@@ -209,13 +258,25 @@ async def _fetch(
     app: web.Application,
     ctx: RequestContext,
     body: openai.EmbeddingRequest,
+    again: Callable[[], openai.EmbeddingRequest],
     truncate: bool | None,
     not_found: str,
 ) -> openai.EmbeddingResponse:
     upstream = app[upstream_key]
+
+    def remap() -> bytes:
+        # `body` may be one input of the batch: that input, as the backend
+        # failed over to takes the request.
+        return openai.encode(msgspec.structs.replace(again(), input=body.input))
+
     try:
         response = await upstream.send(
-            ctx, "/embeddings", openai.encode(body), stream=False, not_found=not_found
+            ctx,
+            "/embeddings",
+            openai.encode(body),
+            stream=False,
+            not_found=not_found,
+            remap=remap,
         )
     except UpstreamStatusError as exc:
         if not _too_long(exc):

@@ -18,11 +18,10 @@ from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.generate_context import Transcript, earlier_turns
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
-    Outgoing,
     debug_answer,
     find_model,
     load_answer,
-    map_with,
+    map_outgoing,
     send_whole,
     serve_completion,
     to_generate,
@@ -107,13 +106,14 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     ctx.top_logprobs = top_logprobs
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
-    mapper = pipeline.request.map_generate
-    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    mapped = map_outgoing(
+        request, ctx, partial(pipeline.request.map_generate, req, ctx)
+    )
     if req.debug_render_only:
-        return debug_answer(ctx, outgoing, len(req.images or ()))
+        return debug_answer(ctx, mapped, len(req.images or ()))
     del req  # not kept while the answer streams (see Outgoing)
     return await serve_completion(
-        request, ctx, outgoing, encode_into=_encode_line, render=_render, answer=answer
+        request, ctx, mapped, encode_into=_encode_line, render=_render, answer=answer
     )
 
 

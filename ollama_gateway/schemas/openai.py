@@ -302,10 +302,11 @@ class GroqChunk(msgspec.Struct, gc=False):
 
 
 class EmbeddingData(msgspec.Struct):
-    """One vector; a string is base64 little-endian float32."""
+    """One vector; a string is base64 little-endian float32. `index` is the
+    input's position; UNSET when the backend leaves it out."""
 
     embedding: list[float] | str
-    index: int = 0
+    index: int | UnsetType = UNSET
 
 
 class EmbeddingResponse(msgspec.Struct):
