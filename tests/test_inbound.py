@@ -1,0 +1,68 @@
+"""Inbound bodies read as Go's decoder reads them (spec 1.1), on a real socket."""
+
+from __future__ import annotations
+
+import pytest
+
+from ollama_gateway.inbound import go_strings
+
+# A JavaScript string cut in the middle of an emoji, as `JSON.stringify`
+# writes it: a lone high surrogate escape. Go reads it as U+FFFD.
+CUT_EMOJI = b'"thumbs \\ud83d"'
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/chat", b'{"model":"gpt-4o","stream":false,"messages":'
+         b'[{"role":"user","content":%s}]}'),
+        ("/api/generate", b'{"model":"gpt-4o","stream":false,"prompt":%s}'),
+        ("/v1/chat/completions", b'{"model":"gpt-4o","messages":'
+         b'[{"role":"user","content":%s}]}'),
+        ("/v1/messages", b'{"model":"gpt-4o","max_tokens":9,"messages":'
+         b'[{"role":"user","content":%s}]}'),
+    ],
+)  # fmt: skip
+async def test_a_lone_surrogate_escape_is_read_as_u_fffd(gateway, backend, path, body):
+    client = await gateway(backend)
+    resp = await client.post(path, data=body % CUT_EMOJI)
+    assert resp.status == 200, await resp.text()
+    sent = backend.completions()[-1].body
+    assert "thumbs \ufffd" in str(sent["messages"])
+
+
+async def test_bytes_that_are_not_utf8_are_each_read_as_u_fffd(gateway, backend):
+    client = await gateway(backend)
+    # A two-byte start of a three-byte character, then a stray continuation
+    # byte: Go writes one U+FFFD per byte.
+    prompt = b'"caf\xe2\x82 \xff"'
+    body = b'{"model":"gpt-4o","stream":false,"prompt":%s}' % prompt
+    resp = await client.post("/api/generate", data=body)
+    assert resp.status == 200, await resp.text()
+    messages = backend.completions()[-1].body["messages"]
+    assert messages[-1]["content"] == "caf\ufffd\ufffd \ufffd"
+
+
+async def test_a_body_still_malformed_after_the_repair_is_a_400(gateway, backend):
+    client = await gateway(backend)
+    resp = await client.post("/api/chat", data=b'{"model":"\\ud800" x}')
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith("JSON is malformed")
+    resp = await client.post("/v1/chat/completions", data=b'{"model":"\\ud800" x}')
+    assert resp.status == 400
+    assert not backend.completions()
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        (b'"\\ud83d\\ude00"', None),  # a whole pair is no repair
+        (b'"\\\\ud800"', None),  # an escaped backslash, then letters
+        (b'"\\\\\\ud800"', b'"\\\\\\ufffd"'),  # a backslash, then a lone escape
+        (b'"\\udc00x\\ud800\\u0041"', b'"\\ufffdx\\ufffd\\u0041"'),
+        (b'"\\uD83D\\uDE00\\uDBFF"', b'"\\uD83D\\uDE00\\ufffd"'),
+        (b'"\\ud800\\ud800\\udc00"', b'"\\ufffd\\ud800\\udc00"'),
+    ],
+)
+def test_go_strings_replaces_only_what_go_replaces(text, read):
+    assert go_strings(text) == read
