@@ -12,7 +12,7 @@ import re
 import time
 from random import getrandbits
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
 from ollama_gateway.bodywatch import BodyWatch
@@ -207,6 +207,18 @@ def setup_middlewares(app: web.Application) -> None:
             if not isinstance(response, web.Response):
                 streaming.add(id(request))
                 metrics.record_stream_start()
+                if (
+                    request.version < HttpVersion11
+                    and response.keep_alive
+                    and response.headers.get("Connection") != "keep-alive"
+                ):
+                    # An HTTP/1.0 stream has no chunks: it ends where the
+                    # connection does. aiohttp knows (it leaves out
+                    # `Connection: keep-alive`) but keeps the connection, so
+                    # a `Connection: keep-alive` client (ApacheBench -k, old
+                    # proxies) waited for an end that came only with the
+                    # keep-alive timer, and took the next answer for more.
+                    response.force_close()
         origin = request.headers.get("Origin")
         if origin is not None and origins.allows(origin, request.host):
             response.headers.update(origins.headers_for(origin))

@@ -1,6 +1,9 @@
-"""Inbound bodies read as Go's decoder reads them (spec 1.1), on a real socket."""
+"""What clients send, on a real socket: bodies read as Go's decoder reads them
+(spec 1.1), and HTTP/1.0 connections."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -66,3 +69,34 @@ async def test_a_body_still_malformed_after_the_repair_is_a_400(gateway, backend
 )
 def test_go_strings_replaces_only_what_go_replaces(text, read):
     assert go_strings(text) == read
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/chat", b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'),
+        ("/v1/chat/completions", b'{"model":"gpt-4o","stream":true,"messages":'
+         b'[{"role":"user","content":"hi"}]}'),
+    ],
+)  # fmt: skip
+async def test_an_http10_keep_alive_stream_ends_with_its_connection(
+    gateway, backend, path, body
+):
+    # An HTTP/1.0 answer of no length ends where its connection ends; a
+    # second request sent on the same connection must not be answered on it
+    # (the client would read that answer as more of the stream). The short
+    # keep-alive timer only ends the connection sooner when this is wrong.
+    client = await gateway(backend, "[timeouts]\nrequest_head = 0.5\n")
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = b"POST %s HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: %d\r\n\r\n"
+    writer.write(head % (path.encode(), len(body)) + body)
+    writer.write(b"GET /api/version HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    answer = await reader.read(-1)
+    writer.close()
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.0 200 OK"
+    headers, _, stream = rest.partition(b"\r\n\r\n")
+    assert b"keep-alive" not in headers.lower()
+    assert b"Hello" in stream
+    assert b"HTTP/1.0" not in stream and b"version" not in stream
+    assert len(backend.completions()) == 1
