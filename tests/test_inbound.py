@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
+import ollama
 import pytest
 
 from ollama_gateway.inbound import go_strings
+from tests.conftest import base_url
 
 # A JavaScript string cut in the middle of an emoji, as `JSON.stringify`
 # writes it: a lone high surrogate escape. Go reads it as U+FFFD.
@@ -100,3 +103,38 @@ async def test_an_http10_keep_alive_stream_ends_with_its_connection(
     assert b"Hello" in stream
     assert b"HTTP/1.0" not in stream and b"version" not in stream
     assert len(backend.completions()) == 1
+
+
+@pytest.mark.parametrize(
+    "num_predict",
+    [sys.maxsize, 2**53 - 1, 2**31, 10**30, 1e300],
+)
+async def test_a_num_predict_past_any_limit_means_no_limit(
+    gateway, backend, num_predict
+):
+    # `sys.maxsize` or JavaScript's MAX_SAFE_INTEGER as "no limit": Ollama
+    # generates until its own cap; a backend refuses such a max_tokens.
+    client = await gateway(backend)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        answer = await api.chat(
+            "gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            options={"num_predict": num_predict, "seed": num_predict},
+        )
+    assert answer.message.content == "Hello from fake"
+    sent = backend.completions()[-1].body
+    assert "max_tokens" not in sent
+    # Past the int64 range Ollama's seed is negative, so random; within
+    # it, a seed stays a seed.
+    assert sent.get("seed") == (num_predict if num_predict < 2**53 else None)
+
+
+async def test_the_largest_int32_num_predict_is_still_a_limit(gateway, backend):
+    client = await gateway(backend)
+    options = {"num_predict": 2**31 - 1, "seed": 2**63}
+    body = {"model": "gpt-4o", "prompt": "hi", "stream": False, "options": options}
+    resp = await client.post("/api/generate", json=body)
+    assert resp.status == 200, await resp.text()
+    sent = backend.completions()[-1].body
+    assert sent["max_tokens"] == 2**31 - 1
+    assert "seed" not in sent
