@@ -34,6 +34,7 @@ _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 # and, in the JSON text, an escaped backslash (so that `\\ud800` is no
 # escape), a surrogate pair, or (group 1) a lone surrogate.
 _SMUGGLED = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _ESCAPES = re.compile(
     rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
     rb"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
@@ -71,8 +72,14 @@ def go_strings(data: bytes) -> bytes | None:
     `JSON.stringify`, and Ollama answers it. Only a body that did not decode
     gets here.
     """
-    text = _SMUGGLED.sub("\ufffd", data.decode("utf-8", "surrogateescape"))
-    repaired = _ESCAPES.sub(_lone_to_fffd, text.encode())
+    repaired = data
+    try:
+        data.decode()  # the common case, and far quicker than the repair
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "surrogateescape")
+        repaired = _SMUGGLED.sub("\ufffd", text).encode()
+    if _SURROGATE.search(repaired) is not None:
+        repaired = _ESCAPES.sub(_lone_to_fffd, repaired)
     return repaired if repaired != data else None
 
 

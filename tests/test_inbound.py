@@ -68,6 +68,8 @@ async def test_a_body_still_malformed_after_the_repair_is_a_400(gateway, backend
         (b'"\\udc00x\\ud800\\u0041"', b'"\\ufffdx\\ufffd\\u0041"'),
         (b'"\\uD83D\\uDE00\\uDBFF"', b'"\\uD83D\\uDE00\\ufffd"'),
         (b'"\\ud800\\ud800\\udc00"', b'"\\ufffd\\ud800\\udc00"'),
+        (b'"\xff \\ud800"', b'"\xef\xbf\xbd \\ufffd"'),  # both at once
+        (b'"caf\xc3\xa9"', None),  # UTF-8 as it should be
     ],
 )
 def test_go_strings_replaces_only_what_go_replaces(text, read):
