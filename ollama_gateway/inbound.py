@@ -4,7 +4,9 @@ The body is JSON whatever the Content-Type says (`curl -d` sends a form type).
 Empty is `missing request body`, `null` is an empty request, and anything that
 does not decode is a 400 with the decoder's message. A `null` where a string is
 required reads as the field's zero value, as Go's decoder does for Ollama
-(`"model": null` is `"model is required"`, not a type error).
+(`"model": null` is `"model is required"`, not a type error). Text that Go's
+decoder reads as U+FFFD (bytes that are not UTF-8, a lone surrogate escape) is
+read as U+FFFD here too, not refused.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from aiohttp import web
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.keys import settings_key
 
-__all__ = ["TOO_DEEP", "read_body"]
+__all__ = ["TOO_DEEP", "go_strings", "read_body"]
 
 T = TypeVar("T")
 
@@ -28,6 +30,15 @@ TOO_DEEP = "exceeded max depth"
 _MAX_NULLS = 8
 _NULL_AT = re.compile(r"Expected `[^`]*`, got `null` - at `\$((?:\.\w+|\[\d+\])+)`")
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
+# For `go_strings`: a byte that is not UTF-8, as `surrogateescape` keeps it;
+# and, in the JSON text, an escaped backslash (so that `\\ud800` is no
+# escape), a surrogate pair, or (group 1) a lone surrogate.
+_SMUGGLED = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ESCAPES = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
+)
 
 
 async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
@@ -39,11 +50,51 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
     if stripped == b"null":
         stripped = b"{}"
     try:
+        return _decode(decode, stripped)
+    except msgspec.DecodeError as exc:
+        repaired = go_strings(stripped)
+        if repaired is None:
+            raise InvalidRequestError(str(exc)) from None
+    try:
+        return _decode(decode, repaired)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def go_strings(data: bytes) -> bytes | None:
+    """`data` with what Go's JSON decoder reads as U+FFFD made U+FFFD, or None
+    when there is nothing of the kind.
+
+    Go replaces each byte that is not UTF-8, and each `\\uXXXX` escape of a
+    lone UTF-16 surrogate, with U+FFFD instead of refusing the body; msgspec
+    refuses both. Real clients send them: a JavaScript string cut in the middle
+    of an emoji (by a context trimmer, say) becomes `"\\ud83d"` in
+    `JSON.stringify`, and Ollama answers it. Only a body that did not decode
+    gets here.
+    """
+    repaired = data
+    try:
+        data.decode()  # the common case, and far quicker than the repair
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "surrogateescape")
+        repaired = _SMUGGLED.sub("\ufffd", text).encode()
+    if _SURROGATE.search(repaired) is not None:
+        repaired = _ESCAPES.sub(_lone_to_fffd, repaired)
+    return repaired if repaired != data else None
+
+
+def _lone_to_fffd(found: re.Match[bytes]) -> bytes:
+    # An escaped backslash or a whole pair is kept; a lone surrogate is not.
+    return found[0] if found.lastindex is None else rb"\ufffd"
+
+
+def _decode(decode: Callable[[bytes], T], stripped: bytes) -> T:
+    """Decode, or raise `InvalidRequestError`; `msgspec.DecodeError` (JSON that
+    does not parse) is left to the caller."""
+    try:
         return decode(stripped)
     except msgspec.ValidationError as exc:
         first = exc
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(str(exc)) from None
     except RecursionError:
         raise InvalidRequestError(TOO_DEEP) from None
     # Only a rejected body gets here: retry it without the nulls that Go
@@ -60,11 +111,10 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
                 return decode(msgspec.json.encode(data))
             except msgspec.ValidationError as exc:
                 error = exc
-    except msgspec.DecodeError as exc:
-        # The typed decoder stopped at the null before it met the bad JSON.
-        raise InvalidRequestError(str(exc)) from None
     except RecursionError:
         raise InvalidRequestError(TOO_DEEP) from None
+    # (A `DecodeError` above: the typed decoder stopped at the null before it
+    # met the bad JSON; it goes to the caller as any other.)
     raise InvalidRequestError(_describe(str(first))) from None
 
 

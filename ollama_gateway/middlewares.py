@@ -12,7 +12,7 @@ import re
 import time
 from random import getrandbits
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 
 from ollama_gateway.bodywatch import BodyWatch
@@ -101,7 +101,7 @@ def setup_middlewares(app: web.Application) -> None:
                 watch = BodyWatch(request, body_idle)
             response = await handler(request)
             origin = request.headers.get("Origin")
-            if origin is not None and not response.prepared:
+            if origin and not response.prepared:
                 response.headers.update(origins.headers_for(origin))
             status = response.status
             return response
@@ -176,7 +176,8 @@ def setup_middlewares(app: web.Application) -> None:
                 return refused
             return web.Response(status=403, text="403 Forbidden: host not allowed")
         origin = request.headers.get("Origin")
-        if origin is not None:
+        # An empty Origin is no CORS request, as gin's CORS layer reads it.
+        if origin:
             if not origins.allows(origin, request.host):
                 return web.Response(
                     status=403, text="403 Forbidden: origin not allowed"
@@ -207,8 +208,20 @@ def setup_middlewares(app: web.Application) -> None:
             if not isinstance(response, web.Response):
                 streaming.add(id(request))
                 metrics.record_stream_start()
+                if (
+                    request.version < HttpVersion11
+                    and response.keep_alive
+                    and response.headers.get("Connection") != "keep-alive"
+                ):
+                    # An HTTP/1.0 stream has no chunks: it ends where the
+                    # connection does. aiohttp knows (it leaves out
+                    # `Connection: keep-alive`) but keeps the connection, so
+                    # a `Connection: keep-alive` client (ApacheBench -k, old
+                    # proxies) waited for an end that came only with the
+                    # keep-alive timer, and took the next answer for more.
+                    response.force_close()
         origin = request.headers.get("Origin")
-        if origin is not None and origins.allows(origin, request.host):
+        if origin and origins.allows(origin, request.host):
             response.headers.update(origins.headers_for(origin))
 
     app.on_response_prepare.append(add_headers)

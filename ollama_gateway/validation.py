@@ -40,6 +40,7 @@ _FLOAT_OPTIONS = frozenset(
     "frequency_penalty".split()
 )
 _BOOL_OPTIONS = frozenset(["use_mmap"])
+_MIN_INT64 = -(2**63)
 _ALPHABET = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 )
@@ -126,7 +127,7 @@ def _check_option(key: str, item: Any) -> Any:
     if key in _INT_OPTIONS:
         if not is_number:
             raise OptionsError(f'option "{key}" must be of type integer')
-        return int(item)
+        return _go_int(item)
     if key in _FLOAT_OPTIONS:
         if not is_number:
             raise OptionsError(f'option "{key}" must be of type float32')
@@ -144,6 +145,21 @@ def _check_option(key: str, item: Any) -> Any:
             raise OptionsError('option "stop" must be of an array of strings')
         return item
     return item
+
+
+def _go_int(number: float) -> int:
+    """An integer option as Ollama's server gets it: every JSON number is a
+    float64 there, made an int64 by truncation, and one out of the int64
+    range (2**63-1 included, as `sys.maxsize` sends it) comes out as the
+    smallest int64 on amd64: a negative, so unset (`num_predict` unlimited,
+    `seed` random), not a 300-digit number that backends refuse."""
+    try:
+        as_float = float(number)
+    except OverflowError:  # an integer beyond any float64
+        return _MIN_INT64
+    if not -(2.0**63) <= as_float < 2.0**63:
+        return _MIN_INT64
+    return int(as_float)
 
 
 def check_images(images: list[str] | None) -> list[bytes]:

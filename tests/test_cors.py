@@ -299,3 +299,17 @@ async def test_an_odd_host_is_forbidden_and_reaches_no_backend(backend, gateway,
     resp = await client.post("/api/chat", data=json.dumps(body), headers={"Host": host})
     assert resp.status == 403
     assert backend.completions() == []
+
+
+async def test_an_empty_origin_is_no_cors_request(backend, gateway):
+    # gin's CORS layer passes a request whose Origin is empty as one with no
+    # Origin at all (a proxy may forward the header empty); it was a 403.
+    client = await gateway(backend)
+    tags = await client.get("/api/tags", headers={"Origin": ""})
+    assert tags.status == 200
+    assert "Access-Control-Allow-Origin" not in tags.headers
+    body = {"model": "gpt-4o", "stream": False}
+    body["messages"] = [{"role": "user", "content": "x"}]
+    chat = await client.post("/api/chat", data=json.dumps(body), headers={"Origin": ""})
+    assert chat.status == 200
+    assert len(backend.completions()) == 1

@@ -24,6 +24,11 @@ __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 _DEFAULT_BACKEND = BackendSettings(name="default")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ANY_OBJECT = {"type": "object"}
+# Ollama stops a generation at 10x the context length whatever `num_predict`
+# says, so a larger one (JavaScript's MAX_SAFE_INTEGER as "no limit") means no
+# limit; no backend takes a `max_tokens` past the int32 range, and OpenAI
+# refuses one past the model's own limit.
+_MAX_NUM_PREDICT = 2**31 - 1
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -313,7 +318,7 @@ def _apply_options(
     if not options:
         return
     num_predict = options.get("num_predict")
-    if isinstance(num_predict, int) and num_predict > 0:
+    if isinstance(num_predict, int) and 0 < num_predict <= _MAX_NUM_PREDICT:
         setattr(body, backend.max_tokens_field, num_predict)
     for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
         if name in options:

@@ -33,7 +33,7 @@ from ollama_gateway.errors import (
 )
 from ollama_gateway.handlers import anthropic
 from ollama_gateway.http1 import UNEXPECTED_EOF
-from ollama_gateway.inbound import TOO_DEEP
+from ollama_gateway.inbound import TOO_DEEP, go_strings
 from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
@@ -145,8 +145,14 @@ async def handle_embeddings(request: web.Request) -> web.StreamResponse:
 
 
 async def _forward(request: web.Request, path: str) -> web.StreamResponse:
+    raw = await request.read()
     try:
-        body: Any = msgspec.json.decode(await request.read())
+        try:
+            body: Any = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            # What Go reads as U+FFFD (as Ollama's own /v1 routes do), or
+            # the first error again.
+            body = msgspec.json.decode(go_strings(raw) or raw)
     except msgspec.DecodeError as exc:
         return openai_error(400, f"invalid JSON body: {exc}")
     except RecursionError:
