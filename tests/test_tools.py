@@ -535,6 +535,54 @@ async def test_orphan_tool_results_become_user_messages(backend, gateway):
     assert upstream[5] == {"role": "user", "content": "[tool tool result]\n14C"}
 
 
+def assistant_calls(*calls: tuple[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """An assistant turn of the history with these calls, as a client echoes
+    it (no ids; no `arguments` key where None)."""
+    return {
+        "role": "assistant",
+        "tool_calls": [
+            {"function": {"name": name} | ({} if args is None else {"arguments": args})}
+            for name, args in calls
+        ],
+    }
+
+
+async def test_calls_left_unanswered_are_not_sent_back(backend, gateway):
+    # The Python client's tools example answers two calls with one result (the
+    # last one's); Ollama takes that, OpenAI refuses a call with no result.
+    client = await gateway(backend)
+    messages = [
+        {"role": "user", "content": "3+1 and 5-2?"},
+        assistant_calls(("add", {"a": 3, "b": 1}), ("subtract", {"a": 5, "b": 2})),
+        {"role": "tool", "tool_name": "subtract", "content": "3"},
+        {"role": "user", "content": "And 2+2?"},
+        assistant_calls(("add", None)),
+        {"role": "user", "content": "Never mind."},
+    ]
+    resp = await post(client, "/api/chat", chat(messages=messages, stream=False))
+    assert resp.status == 200
+    upstream = sent(backend)["messages"]
+    [call] = upstream[1]["tool_calls"]
+    assert call["function"]["name"] == "subtract"
+    assert upstream[2] == {"role": "tool", "content": "3", "tool_call_id": call["id"]}
+    assert upstream[4] == {"role": "assistant", "content": ""}
+    assert [m["role"] for m in upstream] == [
+        "user",
+        "assistant",
+        "tool",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+async def test_a_last_call_with_no_result_yet_is_kept(backend, gateway):
+    client = await gateway(backend)
+    messages = [{"role": "user", "content": "x"}, HISTORY_CALL]
+    await post(client, "/api/chat", chat(messages=messages, stream=False))
+    assert len(sent(backend)["messages"][1]["tool_calls"]) == 1
+
+
 async def test_a_new_assistant_turn_starts_a_new_set_of_calls(backend, gateway):
     client = await gateway(backend)
     messages = [
