@@ -268,7 +268,13 @@ async def test_case_46_empty_arguments_become_an_empty_object(
 
 @pytest.mark.parametrize(
     ("arguments", "wrapped"),
-    [("[1, 2]", [1, 2]), ("42", 42), ('"Tokyo"', "Tokyo"), ("null", None)],
+    [
+        ("[1, 2]", [1, 2]),
+        ("42", 42),
+        ('"Tokyo"', "Tokyo"),
+        ("null", None),
+        ('"{city: Tokyo}"', "{city: Tokyo}"),
+    ],
 )
 async def test_non_object_arguments_are_wrapped(backend, gateway, arguments, wrapped):
     backend.queue(tool_script(call_delta(0, name="get_weather", arguments=arguments)))
@@ -276,6 +282,29 @@ async def test_non_object_arguments_are_wrapped(backend, gateway, arguments, wra
     resp = await post(client, "/api/chat", chat(stream=False))
     [call] = (await resp.json())["message"]["tool_calls"]
     assert call["function"]["arguments"] == {"value": wrapped}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_arguments_encoded_twice_are_decoded_once_more(backend, gateway, stream):
+    # A model that writes its arguments as a JSON string, which vLLM's hermes
+    # parser encodes again: the text of a JSON text, cut at odd places.
+    text = json.dumps(json.dumps({"city": "Zürich", "days": [1, 2]}))
+    backend.queue(
+        tool_script(
+            call_delta(0, id="call_a", name="get_weather", arguments=text[:7]),
+            call_delta(0, arguments=text[7:]),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    calls = [
+        call
+        for line in (await resp.text()).splitlines()
+        for call in json.loads(line)["message"].get("tool_calls", ())
+    ]
+    assert [c["function"]["arguments"] for c in calls] == [
+        {"city": "Zürich", "days": [1, 2]}
+    ]
 
 
 async def test_case_46_invalid_arguments_non_stream_is_500(backend, gateway):

@@ -535,6 +535,14 @@ def _parse_arguments(name: str, text: str) -> dict[str, Any]:
             f'upstream returned invalid tool call arguments for "{name}": {exc}',
             status=500,
         ) from None
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        # Arguments encoded twice: a model that wrote them as a JSON string,
+        # which vLLM's hermes parser (Qwen) then encodes again. The client
+        # needs the object, not {"value": "<its text>"}.
+        try:
+            value = _decode_arguments(value)
+        except msgspec.DecodeError:
+            pass
     return value if isinstance(value, dict) else {"value": value}
 
 
