@@ -410,8 +410,11 @@ class ChunkReader:
         try:
             chunk = _decode_chunk(payload)
         except msgspec.DecodeError as exc:
-            # Typed content parts (Mistral's reasoning models), else invalid.
+            # Typed content parts (Mistral's reasoning models), or text to
+            # mend; else invalid.
             parts = openai.decode_content_parts(payload)
+            if parts is None:
+                parts = openai.decode_mended(payload)
             if parts is None:
                 raise UpstreamProtocolError(
                     f"upstream sent an invalid event: {exc}"
