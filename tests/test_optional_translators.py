@@ -109,6 +109,18 @@ async def test_think_tags_leave_a_later_tag_in_the_answer(backend, gateway):
     assert joined(lines) == (answer, "They ask about tags.\n")
 
 
+async def test_think_tags_held_text_is_not_left_in_the_final_chunk(backend, gateway):
+    # "<" could have begun "</think>" until the answer ended (cut short): it
+    # comes in a chunk of its own, not in the final one, which has no text.
+    events = [chat_chunk({"content": "<think>plan <"}), chat_chunk({}, finish="length")]
+    backend.queue(Script(pieces=[sse(*events)]))
+    lines = await streamed_chat(await gateway(backend, THINK_TAGS))
+    assert joined(lines) == ("", "plan <")
+    assert lines[-1]["done"] is True
+    assert lines[-1]["message"] == {"role": "assistant", "content": ""}
+    assert lines[-2]["message"]["thinking"] == "<"
+
+
 async def test_think_tags_non_stream(backend, gateway):
     backend.queue(Script.text(TEXT))
     client = await gateway(backend, THINK_TAGS)

@@ -117,12 +117,18 @@ class _ThinkTagsSession:
     def close(self) -> Sequence[ollama.ChatResponse]:
         tail = self._inner.close()
         content, thinking = self._splitter.flush()
-        if (content or thinking) and tail:
-            first = tail[0]
-            message = first.message
-            message.content = content + message.content
-            message.thinking = (thinking + (message.thinking or "")) or None
-        return tail
+        if not (content or thinking) or not tail:
+            return tail
+        # A chunk of its own: the final one carries no text (spec 2.7), and
+        # clients that read it for its counts only would lose this.
+        first = tail[0]
+        held = ollama.ChatResponse(
+            model=first.model,
+            created_at=first.created_at,
+            message=ollama.ResponseMessage("assistant", content, thinking or None),
+            done=False,
+        )
+        return [held, *tail]
 
     def _split(self, chunk: ollama.ChatResponse) -> ollama.ChatResponse | None:
         message = chunk.message
