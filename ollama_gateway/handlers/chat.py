@@ -102,7 +102,7 @@ async def serve_chat(
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
     mapper = pipeline.request.map_chat
-    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)), ctx.think)
     if req.debug_render_only:
         images = sum(len(m.images or ()) for m in req.messages)
         return debug_answer(ctx, outgoing, images)

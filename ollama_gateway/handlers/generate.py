@@ -108,7 +108,7 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
     mapper = pipeline.request.map_generate
-    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)), ctx.think)
     if req.debug_render_only:
         return debug_answer(ctx, outgoing, len(req.images or ()))
     del req  # not kept while the answer streams (see Outgoing)
