@@ -462,7 +462,12 @@ class ChunkReader:
 
     def _json_answer(self) -> Sequence[ollama.ChatResponse]:
         self._ctx.created_at = now_rfc3339()
-        out = list(self._feed(b"".join(self._whole)))
+        answer = b"".join(self._whole)
+        if not answer.strip():
+            # Not an answer that happens to be empty (that has its `choices`):
+            # a client must not get an empty success for it.
+            raise UpstreamProtocolError(f"{UNEXPECTED_EOF} (an empty JSON answer)")
+        out = list(self._feed(answer))
         self._whole = []
         self._finished = True
         out.extend(self._session.close())

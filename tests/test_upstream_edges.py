@@ -81,3 +81,16 @@ async def test_text_strict_json_refuses_is_mended_not_fatal(backend, gateway):
         content = "".join(line["message"]["content"] for line in lines)
         assert content == "party \ufffd\ufffd time caf\ufffd!"
         assert lines[-1]["done"] is True
+
+
+async def test_an_empty_json_answer_is_an_error_not_an_empty_success(backend, gateway):
+    client = await gateway(backend)
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    for stream in (True, False):
+        backend.queue(Script(pieces=[b" \n"], content_type="application/json"))
+        response = await client.post("/api/chat", json={**request, "stream": stream})
+        assert response.status == 502
+        assert await response.json() == {
+            "error": "an error was encountered while running the model: "
+            "unexpected EOF (an empty JSON answer)"
+        }
