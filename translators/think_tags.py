@@ -9,7 +9,7 @@ templates that open the think block in the prompt, so only `</think>` appears.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -21,11 +21,15 @@ from ollama_gateway.wrappers import ResponseMapperWrapper
 __all__ = ["ThinkTagSplitter", "ThinkTagsConfig", "ThinkTagsResponseMapper"]
 
 
+# An empty tag would be found everywhere: refused when the settings load.
+_Tag = Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class ThinkTagsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """`[translators.think-tags]`."""
 
-    open_tag: str = "<think>"
-    close_tag: str = "</think>"
+    open_tag: _Tag = "<think>"
+    close_tag: _Tag = "</think>"
     assume_open: bool = False
 
 
