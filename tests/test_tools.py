@@ -255,6 +255,58 @@ async def test_a_new_id_with_the_name_repeated_mid_call_is_the_same_call(
     assert call["function"]["arguments"] == {"city": "Oslo"}
 
 
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize(
+    ("name", "again"),
+    [
+        ("search", '{"query": "hello"}'),
+        (None, '{"query":"hello"}'),
+        ("search", json.dumps('{"query":"hello"}')),
+    ],
+    ids=["whole", "whole-no-name", "encoded-twice"],
+)
+async def test_a_call_repeated_whole_at_its_end_is_one_call(
+    backend, gateway, stream, name, again
+):
+    # The LiteLLM proxy (its issue #20480) sends the id with every fragment,
+    # then the whole call once more: run once, with valid arguments.
+    backend.queue(
+        tool_script(
+            call_delta(0, id="call_abc", name="search", arguments='{"qu'),
+            call_delta(0, id="call_abc", arguments='ery":'),
+            call_delta(0, id="call_abc", arguments='"hello"}'),
+            call_delta(0, id="call_abc", name=name, arguments=again),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 200
+    calls = [
+        call
+        for line in (await resp.text()).splitlines()
+        for call in json.loads(line)["message"].get("tool_calls", ())
+    ]
+    assert calls == [
+        {
+            "id": "call_abc",
+            "function": {"index": 0, "name": "search", "arguments": {"query": "hello"}},
+        }
+    ]
+
+
+async def test_a_same_id_call_of_another_function_is_not_a_repeat(backend, gateway):
+    backend.queue(
+        tool_script(
+            call_delta(0, id="call_abc", name="get_time", arguments="{}"),
+            call_delta(0, id="call_abc", name="get_date", arguments="{}"),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=False))
+    calls = (await resp.json())["message"]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["get_time", "get_date"]
+
+
 @pytest.mark.parametrize("arguments", ["", "   ", None])
 async def test_case_46_empty_arguments_become_an_empty_object(
     backend, gateway, arguments
