@@ -84,6 +84,22 @@ def tool_script(*deltas: dict[str, Any], content: str | None = None) -> Script:
     return Script(pieces=[data[i : i + 41] for i in range(0, len(data), 41)])
 
 
+async def calls_for(
+    fake: FakeBackend, gateway: Any, *deltas: dict[str, Any], stream: bool = False
+) -> list[dict[str, Any]]:
+    """The tool calls a chat answers, streamed or not, when the backend
+    streams these call fragments."""
+    fake.queue(tool_script(*deltas))
+    client = await gateway(fake)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 200, await resp.text()
+    return [
+        call
+        for line in (await resp.text()).splitlines()
+        for call in json.loads(line)["message"].get("tool_calls", ())
+    ]
+
+
 def sent(fake: FakeBackend) -> dict[str, Any]:
     body: dict[str, Any] = fake.completions()[-1].body
     return body
@@ -270,22 +286,15 @@ async def test_a_call_repeated_whole_at_its_end_is_one_call(
 ):
     # The LiteLLM proxy (its issue #20480) sends the id with every fragment,
     # then the whole call once more: run once, with valid arguments.
-    backend.queue(
-        tool_script(
-            call_delta(0, id="call_abc", name="search", arguments='{"qu'),
-            call_delta(0, id="call_abc", arguments='ery":'),
-            call_delta(0, id="call_abc", arguments='"hello"}'),
-            call_delta(0, id="call_abc", name=name, arguments=again),
-        )
+    calls = await calls_for(
+        backend,
+        gateway,
+        call_delta(0, id="call_abc", name="search", arguments='{"qu'),
+        call_delta(0, id="call_abc", arguments='ery":'),
+        call_delta(0, id="call_abc", arguments='"hello"}'),
+        call_delta(0, id="call_abc", name=name, arguments=again),
+        stream=stream,
     )
-    client = await gateway(backend)
-    resp = await post(client, "/api/chat", chat(stream=stream))
-    assert resp.status == 200
-    calls = [
-        call
-        for line in (await resp.text()).splitlines()
-        for call in json.loads(line)["message"].get("tool_calls", ())
-    ]
     assert calls == [
         {
             "id": "call_abc",
@@ -295,15 +304,12 @@ async def test_a_call_repeated_whole_at_its_end_is_one_call(
 
 
 async def test_a_same_id_call_of_another_function_is_not_a_repeat(backend, gateway):
-    backend.queue(
-        tool_script(
-            call_delta(0, id="call_abc", name="get_time", arguments="{}"),
-            call_delta(0, id="call_abc", name="get_date", arguments="{}"),
-        )
+    calls = await calls_for(
+        backend,
+        gateway,
+        call_delta(0, id="call_abc", name="get_time", arguments="{}"),
+        call_delta(0, id="call_abc", name="get_date", arguments="{}"),
     )
-    client = await gateway(backend)
-    resp = await post(client, "/api/chat", chat(stream=False))
-    calls = (await resp.json())["message"]["tool_calls"]
     assert [c["function"]["name"] for c in calls] == ["get_time", "get_date"]
 
 
@@ -341,19 +347,13 @@ async def test_arguments_encoded_twice_are_decoded_once_more(backend, gateway, s
     # A model that writes its arguments as a JSON string, which vLLM's hermes
     # parser encodes again: the text of a JSON text, cut at odd places.
     text = json.dumps(json.dumps({"city": "Zürich", "days": [1, 2]}))
-    backend.queue(
-        tool_script(
-            call_delta(0, id="call_a", name="get_weather", arguments=text[:7]),
-            call_delta(0, arguments=text[7:]),
-        )
+    calls = await calls_for(
+        backend,
+        gateway,
+        call_delta(0, id="call_a", name="get_weather", arguments=text[:7]),
+        call_delta(0, arguments=text[7:]),
+        stream=stream,
     )
-    client = await gateway(backend)
-    resp = await post(client, "/api/chat", chat(stream=stream))
-    calls = [
-        call
-        for line in (await resp.text()).splitlines()
-        for call in json.loads(line)["message"].get("tool_calls", ())
-    ]
     assert [c["function"]["arguments"] for c in calls] == [
         {"city": "Zürich", "days": [1, 2]}
     ]
