@@ -410,8 +410,11 @@ class ChunkReader:
         try:
             chunk = _decode_chunk(payload)
         except msgspec.DecodeError as exc:
-            # Typed content parts (Mistral's reasoning models), else invalid.
+            # Typed content parts (Mistral's reasoning models), or text to
+            # mend; else invalid.
             parts = openai.decode_content_parts(payload)
+            if parts is None:
+                parts = openai.decode_mended(payload)
             if parts is None:
                 raise UpstreamProtocolError(
                     f"upstream sent an invalid event: {exc}"
@@ -459,7 +462,12 @@ class ChunkReader:
 
     def _json_answer(self) -> Sequence[ollama.ChatResponse]:
         self._ctx.created_at = now_rfc3339()
-        out = list(self._feed(b"".join(self._whole)))
+        answer = b"".join(self._whole)
+        if not answer.strip():
+            # Not an answer that happens to be empty (that has its `choices`):
+            # a client must not get an empty success for it.
+            raise UpstreamProtocolError(f"{UNEXPECTED_EOF} (an empty JSON answer)")
+        out = list(self._feed(answer))
         self._whole = []
         self._finished = True
         out.extend(self._session.close())

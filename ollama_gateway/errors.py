@@ -284,7 +284,7 @@ def _message_from(data: Any) -> str | None:
     if isinstance(error, dict):
         message = error.get("message")
         if isinstance(message, str):
-            return message
+            return _with_provider_detail(message, error.get("metadata"))
     if isinstance(error, str):
         return error
     for key in ("message", "detail"):
@@ -292,6 +292,24 @@ def _message_from(data: Any) -> str | None:
         if isinstance(value, str):
             return value
     return _validation_message(data.get("detail"))
+
+
+def _with_provider_detail(message: str, metadata: Any) -> str:
+    """OpenRouter's "Provider returned error" says nothing a user can act on:
+    the provider's own words are in `metadata.raw` (its error body as JSON
+    text, plain text, or an object), and they are added."""
+    if not isinstance(metadata, dict):
+        return message
+    raw = metadata.get("raw")
+    if isinstance(raw, str):
+        detail = upstream_error_message(raw.encode()) if raw.strip() else ""
+    else:
+        detail = (_message_from(raw) or "") if raw is not None else ""
+    if not detail or detail in message:
+        return message
+    provider = metadata.get("provider_name")
+    named = f" ({provider})" if isinstance(provider, str) and provider else ""
+    return f"{message}{named}: {detail}"
 
 
 def _validation_message(detail: Any) -> str | None:

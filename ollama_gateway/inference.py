@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
+import msgspec
 from aiohttp import web
 
 from ollama_gateway.clock import now_rfc3339
@@ -21,6 +22,7 @@ from ollama_gateway.errors import (
     ModelNotFoundError,
     TranslationError,
     UpstreamConnectError,
+    UpstreamStatusError,
 )
 from ollama_gateway.keys import (
     catalogue_key,
@@ -30,9 +32,10 @@ from ollama_gateway.keys import (
     upstream_key,
 )
 from ollama_gateway.modelinfo import ModelEntry
+from ollama_gateway.protocols import UpstreamResponse
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import upstream_deadline
+from ollama_gateway.upstream import Upstream, upstream_deadline
 
 __all__ = [
     "Answer",
@@ -143,9 +146,14 @@ class Outgoing:
     and handed over with the payload, so it is not kept either.
     """
 
-    __slots__ = ("_again", "_payload", "path")
+    __slots__ = ("_again", "_payload", "_without_effort", "path")
 
-    def __init__(self, body: Mapped, again: Callable[[], Mapped] | None = None) -> None:
+    def __init__(
+        self,
+        body: Mapped,
+        again: Callable[[], Mapped] | None = None,
+        think: bool | str | None = None,
+    ) -> None:
         self.path = (
             "/completions"
             if isinstance(body, openai.CompletionRequest)
@@ -153,9 +161,25 @@ class Outgoing:
         )
         self._payload = openai.encode(body)
         self._again = again
+        # `think: false` goes up as a `reasoning_effort` ("none") that many
+        # backends refuse (OpenAI's o-series, vLLM: low, medium or high
+        # only), while Ollama takes it on any model: the body without it is
+        # kept, to send instead after such a refusal (spec 3.5).
+        self._without_effort: bytes | None = None
+        if (
+            think is False
+            and isinstance(body, openai.ChatCompletionRequest)
+            and isinstance(body.reasoning_effort, str)
+        ):
+            plain = msgspec.structs.replace(body, reasoning_effort=msgspec.UNSET)
+            self._without_effort = openai.encode(plain)
 
     def take(self) -> bytes:
         payload, self._payload = self._payload, b""
+        return payload
+
+    def take_without_effort(self) -> bytes | None:
+        payload, self._without_effort = self._without_effort, None
         return payload
 
     def take_again(self) -> Callable[[], bytes] | None:
@@ -172,7 +196,7 @@ def map_outgoing(
     several backends (their dialects and options may differ)."""
     many = ctx.entry is not None and len(ctx.entry.backends) > 1
     again = partial(map_with, request, mapper) if many else None
-    return Outgoing(map_with(request, mapper), again)
+    return Outgoing(map_with(request, mapper), again, ctx.think)
 
 
 async def serve_completion(
@@ -199,14 +223,7 @@ async def serve_completion(
     try:
         async with upstream.slot():
             async with upstream_deadline(first_token, request.task):
-                response = await upstream.send(
-                    ctx,
-                    outgoing.path,
-                    outgoing.take(),
-                    stream=True,
-                    not_found=f"model '{ctx.model}' not found",
-                    remap=outgoing.take_again(),
-                )
+                response = await _send(upstream, ctx, outgoing)
             reader: ChunkReader | None = None
             try:
                 session = map_with(request, lambda: pipeline.response.open_stream(ctx))
@@ -234,6 +251,33 @@ async def serve_completion(
             raise
         _uncancel()
         raise GatewayError(SHUTDOWN, status=503) from None
+
+
+async def _send(
+    upstream: Upstream, ctx: RequestContext, outgoing: Outgoing
+) -> UpstreamResponse:
+    """Send the completion request; once more without the `reasoning_effort`
+    of a `think: false` that the backend refused with a 400 (before any token,
+    so nothing is generated twice). Ollama answers such a request."""
+    not_found = f"model '{ctx.model}' not found"
+    try:
+        response = await upstream.send(
+            ctx,
+            outgoing.path,
+            outgoing.take(),
+            stream=True,
+            not_found=not_found,
+            remap=outgoing.take_again(),
+        )
+    except UpstreamStatusError as exc:
+        plain = outgoing.take_without_effort()
+        if plain is None or exc.status != 400 or "reasoning" not in exc.message.lower():
+            raise
+        return await upstream.send(
+            ctx, outgoing.path, plain, stream=True, not_found=not_found
+        )
+    outgoing.take_without_effort()  # not kept while the answer streams
+    return response
 
 
 async def send_whole(

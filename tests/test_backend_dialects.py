@@ -80,8 +80,39 @@ async def test_llamacpp_error_field_before_output_keeps_its_status(backend, gate
             },
             "body.messages: Field required; body.top_k: Input should be an integer",
         ),
+        # OpenRouter: its own message says nothing; the provider's error body
+        # is in `metadata.raw` (openrouter.ai/docs/api-reference/errors).
+        (
+            403,
+            {
+                "error": {
+                    "message": "Provider returned error",
+                    "code": 403,
+                    "metadata": {
+                        "raw": '{"error":{"code":"unsupported_country_region_'
+                        'territory","message":"Country, region, or territory not '
+                        'supported","param":null,"type":"request_forbidden"}}',
+                        "provider_name": "OpenAI",
+                    },
+                },
+                "user_id": "user_2",
+            },
+            "upstream authentication failed: Provider returned error (OpenAI): "
+            "Country, region, or territory not supported",
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "Provider returned error",
+                    "code": 400,
+                    "metadata": {"raw": "supports at most 1 image per prompt"},
+                }
+            },
+            "Provider returned error: supports at most 1 image per prompt",
+        ),
     ],
-    ids=["gemini-list", "fastapi-detail"],
+    ids=["gemini-list", "fastapi-detail", "openrouter-raw-json", "openrouter-raw"],
 )
 async def test_a_json_error_body_of_another_shape_gives_its_message(
     backend, gateway, status, body, message
@@ -89,7 +120,7 @@ async def test_a_json_error_body_of_another_shape_gives_its_message(
     backend.queue(Script(status=status, error_body=body))
     client = await gateway(backend)
     resp = await post(client, "/api/chat", CHAT)
-    assert resp.status == 400
+    assert resp.status == (502 if status == 403 else 400)
     assert await resp.json() == {"error": message}
 
 
@@ -203,6 +234,30 @@ async def test_openrouter_mid_stream_error_chunk_is_an_error_line(backend, gatew
     assert objs[0]["message"]["content"] == "Par"
     assert objs[-1] == {"error": "Provider disconnected"}
     assert not any(o.get("done") for o in objs)
+
+
+async def test_openrouter_provider_error_mid_stream_says_the_providers_words(
+    backend, gateway
+):
+    failing = chat_chunk(
+        {"content": ""},
+        finish="error",
+        error={
+            "code": 429,
+            "message": "Provider returned error",
+            "metadata": {
+                "raw": "z-ai/glm is temporarily rate-limited upstream",
+                "provider_name": "BaseTen",
+            },
+        },
+    )
+    backend.queue(Script(pieces=[sse(chat_chunk({"content": "Par"}), failing)]))
+    client = await gateway(backend)
+    objs = ndjson(await (await post(client, "/api/chat", CHAT)).read())
+    assert objs[-1] == {
+        "error": "Provider returned error (BaseTen): "
+        "z-ai/glm is temporarily rate-limited upstream"
+    }
 
 
 async def test_openrouter_error_in_a_200_json_body(backend, gateway):

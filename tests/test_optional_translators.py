@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -46,21 +47,78 @@ def test_splitter_flushes_an_unclosed_block_as_thinking():
     assert run_splitter(["<think>never closed <"]) == ("", "never closed <")
 
 
+@pytest.mark.parametrize("size", [1, 3, 100])
+def test_splitter_keeps_a_tag_later_in_the_answer_as_content(size):
+    # As Ollama's parser: only the block that opens the answer is thinking,
+    # so an answer that writes about its tags keeps them, and all of its text.
+    text = "<think>plan</think>Wrap it in <think> and </think>; then <think>x"
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    assert run_splitter(pieces) == (
+        "Wrap it in <think> and </think>; then <think>x",
+        "plan",
+    )
+
+
+def test_splitter_sees_no_block_after_other_text():
+    assert run_splitter(["Use <think>", "x</think> tags"]) == (
+        "Use <think>x</think> tags",
+        "",
+    )
+
+
+def test_splitter_drops_the_whitespace_around_the_block():
+    # Qwen3 and DeepSeek-R1 write "<think>\n…\n</think>\n\n" around it.
+    pieces = ["\n<thi", "nk>\n", "\nplan\n", "</think>", "\n\n", "Answer\n"]
+    assert run_splitter(pieces) == ("Answer\n", "plan\n")
+
+
+def test_splitter_keeps_an_answer_without_a_block_as_it_is():
+    assert run_splitter(["  <", "b>bold</b>"]) == ("  <b>bold</b>", "")
+
+
+async def streamed_chat(client) -> list[dict[str, Any]]:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "2+2?"}]}
+    response = await client.post("/api/chat", json=body)
+    return [json.loads(line) for line in (await response.text()).splitlines()]
+
+
+def joined(lines: list[dict[str, Any]]) -> tuple[str, str]:
+    content = "".join(line["message"]["content"] for line in lines)
+    thinking = "".join(line["message"].get("thinking", "") for line in lines)
+    return content, thinking
+
+
 async def test_think_tags_through_the_gateway_across_chunks(backend, gateway):
     words = [TEXT[i : i + 4] for i in range(0, len(TEXT), 4)]
     events = [chat_chunk({"content": w}) for w in words]
     events.append(chat_chunk({}, finish="stop"))
     backend.queue(Script(pieces=split_every(sse(*events), 9)))
-    client = await gateway(backend, THINK_TAGS)
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "2+2?"}]}
-    response = await client.post("/api/chat", json=body)
-    lines = [json.loads(line) for line in (await response.text()).splitlines()]
-    content = "".join(line["message"]["content"] for line in lines)
-    thinking = "".join(line["message"].get("thinking", "") for line in lines)
-    assert (content, thinking) == ("The answer is 4.", "Let me see: 2+2.")
+    lines = await streamed_chat(await gateway(backend, THINK_TAGS))
+    assert joined(lines) == ("The answer is 4.", "Let me see: 2+2.")
     assert lines[-1]["done"] is True
     assert all(line["message"]["content"] or line["message"].get("thinking") or
                line["done"] for line in lines)  # fmt: skip
+
+
+async def test_think_tags_leave_a_later_tag_in_the_answer(backend, gateway):
+    answer = "Reply with <think> first. Done."
+    text = f"<think>\nThey ask about tags.\n</think>\n\n{answer}"
+    events = [chat_chunk({"content": text[i : i + 5]}) for i in range(0, len(text), 5)]
+    backend.queue(Script(pieces=[sse(*events, chat_chunk({}, finish="stop"))]))
+    lines = await streamed_chat(await gateway(backend, THINK_TAGS))
+    assert joined(lines) == (answer, "They ask about tags.\n")
+
+
+async def test_think_tags_held_text_is_not_left_in_the_final_chunk(backend, gateway):
+    # "<" could have begun "</think>" until the answer ended (cut short): it
+    # comes in a chunk of its own, not in the final one, which has no text.
+    events = [chat_chunk({"content": "<think>plan <"}), chat_chunk({}, finish="length")]
+    backend.queue(Script(pieces=[sse(*events)]))
+    lines = await streamed_chat(await gateway(backend, THINK_TAGS))
+    assert joined(lines) == ("", "plan <")
+    assert lines[-1]["done"] is True
+    assert lines[-1]["message"] == {"role": "assistant", "content": ""}
+    assert lines[-2]["message"]["thinking"] == "<"
 
 
 async def test_think_tags_non_stream(backend, gateway):

@@ -113,6 +113,13 @@ def test_unknown_config_key_is_refused(settings_for):
         create_app(settings_for(toml=toml), entry_points=[])
 
 
+def test_an_empty_think_tag_is_refused(settings_for):
+    toml = '[pipeline]\nresponse = ["think-tags", "openai-to-ollama"]\n'
+    toml += '[translators.think-tags]\nopen_tag = ""\n'
+    with pytest.raises(PluginConfigError, match="think-tags: open_tag: .*length"):
+        create_app(settings_for(toml=toml), entry_points=[])
+
+
 def test_config_table_of_an_unused_translator_is_checked(settings_for):
     toml = '[translators.think-tags]\nclose_tgs = "x"\n'
     with pytest.raises(PluginConfigError, match="translators.think-tags.*close_tgs"):

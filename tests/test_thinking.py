@@ -101,6 +101,60 @@ async def test_openai_dialect_think_false_can_be_left_out(thinker, gateway):
     assert await sent_think_fields(gateway, thinker, "openai", False, extra) == {}
 
 
+# What vLLM (its `reasoning_effort` is low, medium or high) and OpenAI's
+# o-series answer to `"reasoning_effort": "none"`.
+VLLM_EFFORT_400 = (
+    "[{'type': 'literal_error', 'loc': ('body', 'reasoning_effort'), 'msg': "
+    "\"Input should be 'low', 'medium' or 'high'\", 'input': 'none'}]"
+)
+O3_EFFORT_400 = (
+    "Unsupported value: 'reasoning_effort' does not support 'none' with this "
+    "model. Supported values are: 'low', 'medium', and 'high'."
+)
+
+
+async def refused_then_answered(
+    fake: FakeBackend, gateway: Any, message: str, think: Any, stream: bool
+) -> Any:
+    """A chat whose first request the backend refuses with a 400 `message`;
+    a second one would be answered."""
+    fake.queue(Script.error(400, message), reasoning_script())
+    client = await gateway(toml=backend_toml(fake, "openai"))
+    return await post(client, "/api/chat", chat(think=think, stream=stream))
+
+
+@pytest.mark.parametrize("message", [VLLM_EFFORT_400, O3_EFFORT_400])
+@pytest.mark.parametrize("stream", [True, False])
+async def test_think_false_refused_as_an_effort_is_sent_again_without_it(
+    thinker, gateway, message, stream
+):
+    # Ollama takes `think: false` on any model (Home Assistant sends it with
+    # every chat): a backend that refuses the effort it became is asked
+    # again without it, once, and its reasoning comes back as thinking.
+    resp = await refused_then_answered(thinker, gateway, message, False, stream)
+    assert resp.status == 200
+    answer = lines(await resp.read())
+    assert "".join(o["message"]["content"] for o in answer) == "Because physics."
+    assert answer[-1]["done"] is True
+    first, second = (r.body for r in thinker.completions())
+    assert first["reasoning_effort"] == "none"
+    assert "reasoning_effort" not in second
+    assert {k: v for k, v in first.items() if k != "reasoning_effort"} == second
+
+
+@pytest.mark.parametrize(
+    ("think", "message"),
+    [("low", O3_EFFORT_400), (False, "This model's maximum context length is 8")],
+)
+async def test_other_refusals_are_passed_on_without_asking_again(
+    thinker, gateway, think, message
+):
+    resp = await refused_then_answered(thinker, gateway, message, think, False)
+    assert resp.status == 400
+    assert await resp.json() == {"error": message}
+    assert len(thinker.completions()) == 1
+
+
 async def test_openai_dialect_think_false_on_a_plain_model_sends_nothing(
     thinker, gateway
 ):

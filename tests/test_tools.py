@@ -84,6 +84,22 @@ def tool_script(*deltas: dict[str, Any], content: str | None = None) -> Script:
     return Script(pieces=[data[i : i + 41] for i in range(0, len(data), 41)])
 
 
+async def calls_for(
+    fake: FakeBackend, gateway: Any, *deltas: dict[str, Any], stream: bool = False
+) -> list[dict[str, Any]]:
+    """The tool calls a chat answers, streamed or not, when the backend
+    streams these call fragments."""
+    fake.queue(tool_script(*deltas))
+    client = await gateway(fake)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    assert resp.status == 200, await resp.text()
+    return [
+        call
+        for line in (await resp.text()).splitlines()
+        for call in json.loads(line)["message"].get("tool_calls", ())
+    ]
+
+
 def sent(fake: FakeBackend) -> dict[str, Any]:
     body: dict[str, Any] = fake.completions()[-1].body
     return body
@@ -255,6 +271,48 @@ async def test_a_new_id_with_the_name_repeated_mid_call_is_the_same_call(
     assert call["function"]["arguments"] == {"city": "Oslo"}
 
 
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize(
+    ("name", "again"),
+    [
+        ("search", '{"query": "hello"}'),
+        (None, '{"query":"hello"}'),
+        ("search", json.dumps('{"query":"hello"}')),
+    ],
+    ids=["whole", "whole-no-name", "encoded-twice"],
+)
+async def test_a_call_repeated_whole_at_its_end_is_one_call(
+    backend, gateway, stream, name, again
+):
+    # The LiteLLM proxy (its issue #20480) sends the id with every fragment,
+    # then the whole call once more: run once, with valid arguments.
+    calls = await calls_for(
+        backend,
+        gateway,
+        call_delta(0, id="call_abc", name="search", arguments='{"qu'),
+        call_delta(0, id="call_abc", arguments='ery":'),
+        call_delta(0, id="call_abc", arguments='"hello"}'),
+        call_delta(0, id="call_abc", name=name, arguments=again),
+        stream=stream,
+    )
+    assert calls == [
+        {
+            "id": "call_abc",
+            "function": {"index": 0, "name": "search", "arguments": {"query": "hello"}},
+        }
+    ]
+
+
+async def test_a_same_id_call_of_another_function_is_not_a_repeat(backend, gateway):
+    calls = await calls_for(
+        backend,
+        gateway,
+        call_delta(0, id="call_abc", name="get_time", arguments="{}"),
+        call_delta(0, id="call_abc", name="get_date", arguments="{}"),
+    )
+    assert [c["function"]["name"] for c in calls] == ["get_time", "get_date"]
+
+
 @pytest.mark.parametrize("arguments", ["", "   ", None])
 async def test_case_46_empty_arguments_become_an_empty_object(
     backend, gateway, arguments
@@ -268,7 +326,13 @@ async def test_case_46_empty_arguments_become_an_empty_object(
 
 @pytest.mark.parametrize(
     ("arguments", "wrapped"),
-    [("[1, 2]", [1, 2]), ("42", 42), ('"Tokyo"', "Tokyo"), ("null", None)],
+    [
+        ("[1, 2]", [1, 2]),
+        ("42", 42),
+        ('"Tokyo"', "Tokyo"),
+        ("null", None),
+        ('"{city: Tokyo}"', "{city: Tokyo}"),
+    ],
 )
 async def test_non_object_arguments_are_wrapped(backend, gateway, arguments, wrapped):
     backend.queue(tool_script(call_delta(0, name="get_weather", arguments=arguments)))
@@ -276,6 +340,23 @@ async def test_non_object_arguments_are_wrapped(backend, gateway, arguments, wra
     resp = await post(client, "/api/chat", chat(stream=False))
     [call] = (await resp.json())["message"]["tool_calls"]
     assert call["function"]["arguments"] == {"value": wrapped}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_arguments_encoded_twice_are_decoded_once_more(backend, gateway, stream):
+    # A model that writes its arguments as a JSON string, which vLLM's hermes
+    # parser encodes again: the text of a JSON text, cut at odd places.
+    text = json.dumps(json.dumps({"city": "Zürich", "days": [1, 2]}))
+    calls = await calls_for(
+        backend,
+        gateway,
+        call_delta(0, id="call_a", name="get_weather", arguments=text[:7]),
+        call_delta(0, arguments=text[7:]),
+        stream=stream,
+    )
+    assert [c["function"]["arguments"] for c in calls] == [
+        {"city": "Zürich", "days": [1, 2]}
+    ]
 
 
 async def test_case_46_invalid_arguments_non_stream_is_500(backend, gateway):
@@ -533,6 +614,54 @@ async def test_orphan_tool_results_become_user_messages(backend, gateway):
     assert upstream[3]["role"] == "tool"
     assert upstream[4] == {"role": "user", "content": "[tool get_weather result]\n13C"}
     assert upstream[5] == {"role": "user", "content": "[tool tool result]\n14C"}
+
+
+def assistant_calls(*calls: tuple[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """An assistant turn of the history with these calls, as a client echoes
+    it (no ids; no `arguments` key where None)."""
+    return {
+        "role": "assistant",
+        "tool_calls": [
+            {"function": {"name": name} | ({} if args is None else {"arguments": args})}
+            for name, args in calls
+        ],
+    }
+
+
+async def test_calls_left_unanswered_are_not_sent_back(backend, gateway):
+    # The Python client's tools example answers two calls with one result (the
+    # last one's); Ollama takes that, OpenAI refuses a call with no result.
+    client = await gateway(backend)
+    messages = [
+        {"role": "user", "content": "3+1 and 5-2?"},
+        assistant_calls(("add", {"a": 3, "b": 1}), ("subtract", {"a": 5, "b": 2})),
+        {"role": "tool", "tool_name": "subtract", "content": "3"},
+        {"role": "user", "content": "And 2+2?"},
+        assistant_calls(("add", None)),
+        {"role": "user", "content": "Never mind."},
+    ]
+    resp = await post(client, "/api/chat", chat(messages=messages, stream=False))
+    assert resp.status == 200
+    upstream = sent(backend)["messages"]
+    [call] = upstream[1]["tool_calls"]
+    assert call["function"]["name"] == "subtract"
+    assert upstream[2] == {"role": "tool", "content": "3", "tool_call_id": call["id"]}
+    assert upstream[4] == {"role": "assistant", "content": ""}
+    assert [m["role"] for m in upstream] == [
+        "user",
+        "assistant",
+        "tool",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+async def test_a_last_call_with_no_result_yet_is_kept(backend, gateway):
+    client = await gateway(backend)
+    messages = [{"role": "user", "content": "x"}, HISTORY_CALL]
+    await post(client, "/api/chat", chat(messages=messages, stream=False))
+    assert len(sent(backend)["messages"][1]["tool_calls"]) == 1
 
 
 async def test_a_new_assistant_turn_starts_a_new_set_of_calls(backend, gateway):

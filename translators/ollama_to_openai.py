@@ -143,20 +143,25 @@ def map_messages(
     backend = backend or _DEFAULT_BACKEND
     out: list[openai.ChatMessage] = []
     unanswered: deque[tuple[str, str]] = deque()  # (call id, function name)
+    caller: openai.ChatMessage | None = None  # the message of those calls
     # Images of tool results: OpenAI tool messages take text only, so they
     # follow the run of tool messages as one user message.
     tool_images: list[ollama.Message] = []
     for position, message in enumerate(messages):
         role = message.role.lower()
-        if role != "tool" and tool_images:
-            out.append(_tool_images_message(tool_images))
-            tool_images = []
+        if role != "tool":
+            if tool_images:
+                out.append(_tool_images_message(tool_images))
+                tool_images = []
+            if unanswered and caller is not None:
+                _drop_unanswered(caller, unanswered)
+            caller = None
         if role == "assistant" and message.tool_calls:
             calls = [
                 _tool_call(position, i, c) for i, c in enumerate(message.tool_calls)
             ]
             unanswered = deque((c.id, c.function.name) for c in calls)
-            converted = openai.ChatMessage(
+            converted = caller = openai.ChatMessage(
                 role=role, content=message.content or "", tool_calls=calls
             )
         elif role == "tool":
@@ -175,7 +180,25 @@ def map_messages(
         out.append(converted)
     if tool_images:
         out.append(_tool_images_message(tool_images))
+    if unanswered and caller is not None and out[-1] is not caller:
+        _drop_unanswered(caller, unanswered)
     return out
+
+
+def _drop_unanswered(
+    caller: openai.ChatMessage, unanswered: deque[tuple[str, str]]
+) -> None:
+    """Leave out the calls no tool result answered before the next turn.
+    Ollama takes such a history, and clients send one (the Python client's
+    own tools example returns one result for several calls), but OpenAI,
+    DeepSeek and Anthropic refuse it with a 400 ("An assistant message with
+    'tool_calls' must be followed by tool messages responding to each
+    'tool_call_id'")."""
+    ids = {call_id for call_id, _ in unanswered}
+    assert isinstance(caller.tool_calls, list)
+    kept = [call for call in caller.tool_calls if call.id not in ids]
+    caller.tool_calls = kept or msgspec.UNSET
+    unanswered.clear()
 
 
 def _complete_tool(raw: msgspec.Raw) -> msgspec.Raw:

@@ -356,6 +356,8 @@ class ChatStreamSession:
             parts = self.tools.get(index)
             if parts is None:
                 parts = self.tools[index] = _ToolCallParts()
+            elif _repeats(delta, parts):
+                continue
             elif _starts(delta, parts):
                 # Some relays (Gemini converters, OpenRouter) number every
                 # parallel call 0, one whole call per chunk: a new call there.
@@ -491,6 +493,37 @@ def _starts(delta: openai.ToolCallDelta, parts: _ToolCallParts) -> bool:
     return _opens_a_value(function.arguments) and _ends_a_value(parts)
 
 
+def _repeats(delta: openai.ToolCallDelta, parts: _ToolCallParts) -> bool:
+    """Whether `delta` is the whole call `parts` once more, not a part of it
+    or a call of its own: the LiteLLM proxy ends a streamed call so (its
+    issue #20480), with the same index, id and name, the arguments sometimes
+    encoded twice. Added, they would make the call invalid JSON; taken for a
+    new call, the client would run the tool twice."""
+    function = delta.function
+    if function is None or not function.arguments or not delta.id:
+        return False
+    if delta.id != parts.id or (function.name or parts.name) != parts.name:
+        return False
+    arguments = function.arguments
+    pieces = parts.arguments
+    # Cheap checks first: this runs for every fragment of a streamed call.
+    if not pieces or not pieces[-1].rstrip().endswith(("}", "]")):
+        return False
+    if isinstance(arguments, str) and not arguments.lstrip().startswith(
+        ("{", "[", '"')
+    ):
+        return False  # a continuation: only a whole value can repeat one
+    try:
+        value = arguments
+        if isinstance(value, str):
+            value = _decode_arguments(value)
+            if isinstance(value, str):
+                value = _decode_arguments(value)
+        return bool(value == _decode_arguments("".join(pieces)))
+    except msgspec.DecodeError:
+        return False
+
+
 def _opens_a_value(arguments: object) -> bool:
     """Whether a fragment's arguments begin an object or array of their own
     (or are one, from a backend that sends arguments as an object)."""
@@ -542,6 +575,14 @@ def _parse_arguments(name: str, text: str) -> dict[str, Any]:
             f'upstream returned invalid tool call arguments for "{name}": {exc}',
             status=500,
         ) from None
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        # Arguments encoded twice: a model that wrote them as a JSON string,
+        # which vLLM's hermes parser (Qwen) then encodes again. The client
+        # needs the object, not {"value": "<its text>"}.
+        try:
+            value = _decode_arguments(value)
+        except msgspec.DecodeError:
+            pass
     return value if isinstance(value, dict) else {"value": value}
 
 

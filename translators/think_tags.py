@@ -9,7 +9,7 @@ templates that open the think block in the prompt, so only `</think>` appears.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -21,49 +21,83 @@ from ollama_gateway.wrappers import ResponseMapperWrapper
 __all__ = ["ThinkTagSplitter", "ThinkTagsConfig", "ThinkTagsResponseMapper"]
 
 
+# An empty tag would be found everywhere: refused when the settings load.
+_Tag = Annotated[str, msgspec.Meta(min_length=1)]
+
+
 class ThinkTagsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """`[translators.think-tags]`."""
 
-    open_tag: str = "<think>"
-    close_tag: str = "</think>"
+    open_tag: _Tag = "<think>"
+    close_tag: _Tag = "</think>"
     assume_open: bool = False
 
 
 class ThinkTagSplitter:
-    """Incremental splitter: text in, (content, thinking) out; holds back any
-    suffix that could be the start of a tag until the next piece decides."""
+    """Incremental splitter: text in, (content, thinking) out, as Ollama's own
+    thinking parser splits: only a block that opens the answer (after any
+    whitespace) is thinking, only the first one, and the whitespace after
+    each tag is dropped. A `<think>` later in the answer (a model writing
+    about its tags, or code) stays content. Any piece that could still turn
+    out to be a tag is held back until the next piece decides."""
 
-    __slots__ = ("_close", "_held", "_open", "inside")
+    __slots__ = ("_close", "_held", "_open", "_state")
 
     def __init__(self, config: ThinkTagsConfig) -> None:
         self._open = config.open_tag
         self._close = config.close_tag
         self._held = ""
-        self.inside = config.assume_open
+        self._state = _OPENED if config.assume_open else _LOOKING
+
+    @property
+    def inside(self) -> bool:
+        return self._state in (_OPENED, _THINKING)
 
     def feed(self, text: str) -> tuple[str, str]:
+        state = self._state
+        if state == _DONE:
+            return text, ""
         text = self._held + text
         self._held = ""
-        content: list[str] = []
-        thinking: list[str] = []
-        while text:
-            tag = self._close if self.inside else self._open
-            out = thinking if self.inside else content
-            at = text.find(tag)
-            if at >= 0:
-                out.append(text[:at])
-                text = text[at + len(tag) :]
-                self.inside = not self.inside
-                continue
-            keep = _partial_suffix(text, tag)
-            out.append(text[: len(text) - keep])
-            self._held = text[len(text) - keep :]
-            break
-        return "".join(content), "".join(thinking)
+        content = thinking = ""
+        if state == _LOOKING:
+            start = text.lstrip()
+            if start.startswith(self._open):
+                text = start[len(self._open) :]
+                state = _OPENED
+            elif self._open.startswith(start):
+                self._held = text  # whitespace, or the tag's beginning
+                return "", ""
+            else:
+                # No block first: Ollama's parser keeps it all as content.
+                self._state = _DONE
+                return text, ""
+        if state == _OPENED:
+            text = text.lstrip()
+            state = _THINKING if text else _OPENED
+        if state == _THINKING:
+            at = text.find(self._close)
+            if at < 0:
+                keep = _partial_suffix(text, self._close)
+                self._held = text[len(text) - keep :]
+                self._state = state
+                return "", text[: len(text) - keep]
+            thinking = text[:at]
+            text = text[at + len(self._close) :]
+            state = _CLOSED
+        if state == _CLOSED:
+            content = text.lstrip()
+            state = _DONE if content else _CLOSED
+        self._state = state
+        return content, thinking
 
     def flush(self) -> tuple[str, str]:
         held, self._held = self._held, ""
-        return ("", held) if self.inside else (held, "")
+        return ("", held) if self._state == _THINKING else (held, "")
+
+
+# The splitter's states, in the order an answer goes through them.
+_LOOKING, _OPENED, _THINKING, _CLOSED, _DONE = range(5)
 
 
 def _partial_suffix(text: str, tag: str) -> int:
@@ -87,12 +121,18 @@ class _ThinkTagsSession:
     def close(self) -> Sequence[ollama.ChatResponse]:
         tail = self._inner.close()
         content, thinking = self._splitter.flush()
-        if (content or thinking) and tail:
-            first = tail[0]
-            message = first.message
-            message.content = content + message.content
-            message.thinking = (thinking + (message.thinking or "")) or None
-        return tail
+        if not (content or thinking) or not tail:
+            return tail
+        # A chunk of its own: the final one carries no text (spec 2.7), and
+        # clients that read it for its counts only would lose this.
+        first = tail[0]
+        held = ollama.ChatResponse(
+            model=first.model,
+            created_at=first.created_at,
+            message=ollama.ResponseMessage("assistant", content, thinking or None),
+            done=False,
+        )
+        return [held, *tail]
 
     def _split(self, chunk: ollama.ChatResponse) -> ollama.ChatResponse | None:
         message = chunk.message
