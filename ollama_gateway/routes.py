@@ -25,7 +25,9 @@ def setup_routes(app: web.Application, *, metrics_handler: Handler) -> None:
     app.router.add_get("/", meta.handle_root)
     app.router.add_get("/api/version", meta.handle_version)
     app.router.add_get("/api/tags", models.handle_tags)
-    app.router.add_get("/api/ps", models.handle_ps)
+    # Ollama serves HEAD only where it says so (`/`, version, tags): a HEAD of
+    # /api/ps is its 405, not the 200 aiohttp's `add_get` would add.
+    app.router.add_get("/api/ps", models.handle_ps, allow_head=False)
     app.router.add_get("/health", meta.handle_health)
     app.router.add_get("/ready", meta.handle_ready)
     app.router.add_get("/metrics", metrics_handler)

@@ -425,6 +425,15 @@ async def test_wrong_method_is_405_text(gateway, backend):
     assert await resp.text() == "405 method not allowed"
 
 
+async def test_head_is_405_where_ollama_serves_only_get(gateway, backend):
+    client = await gateway(backend)
+    resp = await client.head("/api/ps")
+    assert resp.status == 405
+    # ...and where Ollama serves HEAD too, so does the gateway.
+    for path in ("/", "/api/version", "/api/tags"):
+        assert (await client.head(path)).status == 200, path
+
+
 async def test_unknown_path_is_404_text(gateway, backend):
     client = await gateway(backend)
     resp = await client.get("/api/nope")
