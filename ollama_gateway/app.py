@@ -77,7 +77,7 @@ def create_app(
     app[settings_key] = settings
     app[specs_key] = specs
     app[pipeline_key] = pipeline
-    upstream = Upstream(settings, pipeline.transports)
+    upstream = Upstream(settings, pipeline.transports, pipeline.blame_transport)
     app[upstream_key] = upstream
     app[catalogue_key] = Catalogue(
         settings, upstream.list_models, upstream.litellm_model_info

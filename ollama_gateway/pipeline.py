@@ -53,6 +53,12 @@ class Pipeline:
             tb = tb.tb_next
         return name
 
+    def blame_transport(self, backend: str, exc: BaseException) -> str:
+        """The transport translator of `backend` behind `exc`: the one whose
+        code raised it, else the outermost of the chain (it returned it)."""
+        chain = self.names.get(f"transport:{backend}") or ("transport",)
+        return self.translator_for(exc.__traceback__) or chain[0]
+
     async def aclose(self) -> None:
         for transport in self.transports.values():
             await transport.aclose()

@@ -8,7 +8,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +19,7 @@ from ollama_gateway.errors import (
     BusyError,
     GatewayError,
     ModelNotFoundError,
+    TranslationError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -169,9 +170,16 @@ def map_status(
 class Upstream:
     """Sends a request for a model to its backends, in failover order."""
 
-    def __init__(self, settings: Settings, transports: Mapping[str, Transport]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        transports: Mapping[str, Transport],
+        blame: Callable[[str, BaseException], str] | None = None,
+    ) -> None:
         self._backends = {b.name: b for b in settings.backends}
         self._transports = transports
+        # Names the transport translator behind a failure, given the backend.
+        self._blame = blame or (lambda backend, exc: "transport")
         self._connect_timeout = settings.timeouts.connect
         self._limit = settings.limits.max_concurrent_upstream
         self._max_answer = settings.limits.max_answer_bytes
@@ -315,6 +323,11 @@ class Upstream:
     ) -> UpstreamResponse:
         try:
             response = await self._transports[name].send(request, ctx)
+            if not isinstance(getattr(response, "status", None), int):
+                raise TypeError(
+                    f"send returned {type(response).__name__}, not an "
+                    "UpstreamResponse (with an int status)"
+                )
         except (
             UpstreamConnectError,
             UpstreamTimeoutError,
@@ -324,6 +337,13 @@ class Upstream:
             # was noted, /ready failed with a KeyError for one never heard from).
             self._contacts[name] = (time.monotonic(), exc.message)
             raise
+        except GatewayError:
+            raise
+        except Exception as exc:
+            # A transport's own bug, or a wrong return value: named as a
+            # request or response translator's is (not a bare "internal
+            # server error"), and never failed over, since it may have sent.
+            raise TranslationError(self._blame(name, exc), exc) from exc
         self._contacts[name] = (time.monotonic(), "")
         return response
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from importlib.metadata import EntryPoint
 
+import ollama
 import pytest
 
 from ollama_gateway.app import create_app
@@ -199,3 +200,40 @@ def test_cli_names_a_broken_plugin_in_one_line(tmp_path):
     assert len(lines) == 1
     assert "no translator named 'nope'" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+FAULTY = ep("faulty", "tests.plugins.broken:FaultyTransport")
+
+
+@pytest.mark.parametrize(
+    ("fault", "chain", "reason"),
+    [
+        # Behind `retry`, which must not take a transport's bug for a connect
+        # error: the backend has answered, so sending again would run it twice.
+        ("raise", '"retry", "faulty"', "lost the answer"),
+        ("none", '"faulty"', "send returned NoneType, not an UpstreamResponse"),
+    ],
+)
+async def test_a_failing_transport_is_a_500_naming_it_and_is_not_retried(
+    backend, aiohttp_client, settings_for, fault, chain, reason
+):
+    toml = (
+        f'[pipeline]\ntransport = [{chain}, "openai-http"]\n'
+        f'[translators.faulty]\nfault = "{fault}"\n'
+    )
+    app = create_app(settings_for(backend, toml), entry_points=[FAULTY])
+    client = await aiohttp_client(app)
+    async with ollama.AsyncClient(host=str(client.make_url(""))) as api:
+        for stream in (False, True):
+            with pytest.raises(ollama.ResponseError) as raised:
+                answer = await api.chat(
+                    model="gpt-4o",
+                    messages=[{"role": "user", "content": "x"}],
+                    stream=stream,
+                )
+                if stream:
+                    [chunk async for chunk in answer]
+            assert raised.value.status_code == 500
+            expected = f"translator 'faulty' failed: {reason}"
+            assert raised.value.error.startswith(expected)
+    assert len(backend.completions()) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -12,6 +12,9 @@ from ollama_gateway import (
     ResponseMapperWrapper,
     StreamSession,
     StreamSessionWrapper,
+    TransportWrapper,
+    UpstreamRequest,
+    UpstreamResponse,
     ollama,
 )
 
@@ -59,3 +62,26 @@ class MissingMethods:
 
     def __init__(self, config: msgspec.Struct, inner: object) -> None:
         self.inner = inner
+
+
+class FaultConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    fault: Literal["raise", "none"] = "raise"
+
+
+class FaultyTransport(TransportWrapper):
+    """Sends completions on, then fails as its `fault` says: raises, or
+    returns None instead of the answer. Model lists pass untouched."""
+
+    Config: ClassVar[type[msgspec.Struct]] = FaultConfig
+
+    async def send(
+        self, request: UpstreamRequest, ctx: RequestContext
+    ) -> UpstreamResponse:
+        response = await self.inner.send(request, ctx)
+        if request.method == "GET":
+            return response
+        await response.aclose()
+        assert isinstance(self.config, FaultConfig)
+        if self.config.fault == "raise":
+            raise RuntimeError("lost the answer")
+        return None  # type: ignore[return-value]  # the fault under test
