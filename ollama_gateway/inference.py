@@ -109,15 +109,28 @@ def debug_answer(ctx: RequestContext, outgoing: Outgoing, images: int) -> web.Re
     )
 
 
-def map_with(request: web.Request, mapper: Callable[[], T]) -> T:
-    """Call a request-mapper method, naming the translator if it fails."""
+def map_with(
+    request: web.Request,
+    mapper: Callable[[], T],
+    expected: type | tuple[type, ...] | None = None,
+    stage: str = "request",
+) -> T:
+    """Call a mapper method of `stage`, naming the translator if it fails or
+    returns no `expected` (encoded as it came, a None would be sent upstream
+    as `null`, and the backend's 400 would blame the client)."""
     try:
-        return mapper()
+        mapped = mapper()
+        if expected is None or isinstance(mapped, expected):
+            return mapped
+        names = expected if isinstance(expected, tuple) else (expected,)
+        wanted = " or ".join(cls.__name__ for cls in names)
+        raise TypeError(f"returned {type(mapped).__name__}, not {wanted}")
     except GatewayError:
         raise
     except Exception as exc:
         pipeline = request.app[pipeline_key]
-        name = pipeline.translator_for(exc.__traceback__) or "request"
+        outermost = pipeline.names.get(stage, (stage,))[0]
+        name = pipeline.translator_for(exc.__traceback__) or outermost
         raise TranslationError(name, exc) from exc
 
 
@@ -185,7 +198,11 @@ async def serve_completion(
                 )
             reader: ChunkReader | None = None
             try:
-                session = map_with(request, lambda: pipeline.response.open_stream(ctx))
+                session = map_with(
+                    request,
+                    lambda: pipeline.response.open_stream(ctx),
+                    stage="response",
+                )
                 reader = ChunkReader(
                     ctx,
                     response,

@@ -237,3 +237,49 @@ async def test_a_failing_transport_is_a_500_naming_it_and_is_not_retried(
             expected = f"translator 'faulty' failed: {reason}"
             assert raised.value.error.startswith(expected)
     assert len(backend.completions()) == 2
+
+
+NONE_REQUEST = ep("none-request", "tests.plugins.broken:NoneRequest")
+DICT_EMBED = ep("dict-embed", "tests.plugins.broken:DictEmbedResponse")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "wanted"),
+    [
+        ("/api/chat", {"messages": [{"role": "user", "content": "x"}]},
+         "ChatCompletionRequest"),
+        ("/api/generate", {"prompt": "x"},
+         "ChatCompletionRequest or CompletionRequest"),
+        ("/api/embed", {"input": "x"}, "EmbeddingRequest"),
+        ("/api/embeddings", {"prompt": "x"}, "EmbeddingRequest"),
+    ],
+)  # fmt: skip
+async def test_a_request_mapper_that_returns_no_request_is_a_500_naming_it(
+    backend, aiohttp_client, settings_for, path, body, wanted
+):
+    # Not sent on: a None went upstream as `null`, and the backend's 400
+    # blamed the client for the plugin's bug.
+    toml = '[pipeline]\nrequest = ["none-request", "ollama-to-openai"]'
+    app = create_app(settings_for(backend, toml), entry_points=[NONE_REQUEST])
+    client = await aiohttp_client(app)
+    response = await client.post(path, json={"model": "gpt-4o", **body})
+    assert response.status == 500
+    assert await response.json() == {
+        "error": f"translator 'none-request' failed: returned NoneType, not {wanted}"
+    }
+    assert [r for r in backend.requests if r.path != "/v1/models"] == []
+
+
+async def test_an_embed_response_mapper_of_the_wrong_type_is_a_500_naming_it(
+    backend, aiohttp_client, settings_for
+):
+    toml = '[pipeline]\nresponse = ["dict-embed", "openai-to-ollama"]'
+    app = create_app(settings_for(backend, toml), entry_points=[DICT_EMBED])
+    client = await aiohttp_client(app)
+    async with ollama.AsyncClient(host=str(client.make_url(""))) as api:
+        with pytest.raises(ollama.ResponseError) as raised:
+            await api.embed(model="gpt-4o", input="x")
+    assert raised.value.status_code == 500
+    assert raised.value.error == (
+        "translator 'dict-embed' failed: returned dict, not EmbedResponse"
+    )

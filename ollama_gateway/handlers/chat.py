@@ -22,7 +22,7 @@ from ollama_gateway.inference import (
 )
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import registry_name
-from ollama_gateway.schemas import ollama
+from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.validation import (
     check_format,
     check_images,
@@ -102,7 +102,8 @@ async def serve_chat(
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
     mapper = pipeline.request.map_chat
-    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    mapped = map_with(request, partial(mapper, req, ctx), openai.ChatCompletionRequest)
+    outgoing = Outgoing(mapped)
     if req.debug_render_only:
         images = sum(len(m.images or ()) for m in req.messages)
         return debug_answer(ctx, outgoing, images)

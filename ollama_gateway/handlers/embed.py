@@ -122,7 +122,9 @@ async def _embed(
     pipeline = app[pipeline_key]
     upstream = app[upstream_key]
     ctx.backend_settings = upstream.backend(ctx.backend)
-    body = map_with(request, lambda: pipeline.request.map_embed(req, ctx))
+    body = map_with(
+        request, lambda: pipeline.request.map_embed(req, ctx), openai.EmbeddingRequest
+    )
     timeout = app[settings_key].timeouts.first_wait
     async with upstream.slot(), upstream_deadline(timeout, request.task):
         try:
@@ -131,7 +133,12 @@ async def _embed(
             if not (isinstance(body.input, list) and _batch_refused(exc)):
                 raise
             decoded = await _one_by_one(app, ctx, body, req.truncate, not_found)
-    answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
+    answer = map_with(
+        request,
+        lambda: pipeline.response.map_embed(decoded, ctx),
+        ollama.EmbedResponse,
+        "response",
+    )
     wanted = 1 if isinstance(req.input, str) else len(req.input)
     if len(answer.embeddings) != wanted:
         # One vector per input, in order, is what a client pairs them by; the

@@ -37,7 +37,7 @@ from ollama_gateway.keys import (
 )
 from ollama_gateway.modelinfo import registry_name
 from ollama_gateway.response_store import owner_of
-from ollama_gateway.schemas import ollama
+from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.validation import (
     check_format,
     check_images,
@@ -108,7 +108,12 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
     mapper = pipeline.request.map_generate
-    outgoing = Outgoing(map_with(request, partial(mapper, req, ctx)))
+    mapped = map_with(
+        request,
+        partial(mapper, req, ctx),
+        (openai.ChatCompletionRequest, openai.CompletionRequest),
+    )
+    outgoing = Outgoing(mapped)
     if req.debug_render_only:
         return debug_answer(ctx, outgoing, len(req.images or ()))
     del req  # not kept while the answer streams (see Outgoing)

@@ -9,6 +9,7 @@ import msgspec
 
 from ollama_gateway import (
     RequestContext,
+    RequestMapperWrapper,
     ResponseMapperWrapper,
     StreamSession,
     StreamSessionWrapper,
@@ -16,6 +17,7 @@ from ollama_gateway import (
     UpstreamRequest,
     UpstreamResponse,
     ollama,
+    openai,
 )
 
 
@@ -85,3 +87,34 @@ class FaultyTransport(TransportWrapper):
         if self.config.fault == "raise":
             raise RuntimeError("lost the answer")
         return None  # type: ignore[return-value]  # the fault under test
+
+
+class NoneRequest(RequestMapperWrapper):
+    """Returns None for every request: a mapper that forgot its `return`."""
+
+    def map_chat(
+        self, request: ollama.ChatRequest, ctx: RequestContext
+    ) -> openai.ChatCompletionRequest:
+        self.inner.map_chat(request, ctx)
+        return None  # type: ignore[return-value]  # the fault under test
+
+    def map_generate(
+        self, request: ollama.GenerateRequest, ctx: RequestContext
+    ) -> openai.ChatCompletionRequest | openai.CompletionRequest:
+        self.inner.map_generate(request, ctx)
+        return None  # type: ignore[return-value]  # the fault under test
+
+    def map_embed(
+        self, request: ollama.EmbedRequest, ctx: RequestContext
+    ) -> openai.EmbeddingRequest:
+        self.inner.map_embed(request, ctx)
+        return None  # type: ignore[return-value]  # the fault under test
+
+
+class DictEmbedResponse(ResponseMapperWrapper):
+    """Answers embeddings with a plain dict instead of an EmbedResponse."""
+
+    def map_embed(
+        self, response: openai.EmbeddingResponse, ctx: RequestContext
+    ) -> ollama.EmbedResponse:
+        return {"embeddings": [[1.0]]}  # type: ignore[return-value]  # under test
