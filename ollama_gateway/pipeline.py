@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ollama_gateway.errors import PluginConfigError, PluginLoadError
+from ollama_gateway.errors import PluginConfigError, PluginLoadError, TranslationError
 from ollama_gateway.plugins import TranslatorSpec
 from ollama_gateway.protocols import (
     RequestMapper,
@@ -52,6 +52,16 @@ class Pipeline:
             name = self.modules.get(module, name)
             tb = tb.tb_next
         return name
+
+    def translator_failure(self, exc: Exception) -> TranslationError | None:
+        """`exc` as the failure of the translator whose code raised it, or
+        None when none did (a bug of the gateway's own)."""
+        name = self.translator_for(exc.__traceback__)
+        if name is None:
+            return None
+        failure = TranslationError(name, exc)
+        failure.__cause__ = exc  # its traceback is logged
+        return failure
 
     def blame_transport(self, backend: str, exc: BaseException) -> str:
         """The transport translator of `backend` behind `exc`: the one whose

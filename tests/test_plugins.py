@@ -17,7 +17,7 @@ from ollama_gateway.plugins import (
     ENTRY_POINT_GROUP,
     load_translators,
 )
-from tests.fakebackend import Script
+from tests.fakebackend import Script, chat_chunk, sse
 
 BUILTINS = {"ollama-to-openai", "openai-http", "openai-aiohttp",
             "openai-to-ollama", "demo", "retry",
@@ -283,3 +283,29 @@ async def test_an_embed_response_mapper_of_the_wrong_type_is_a_500_naming_it(
     assert raised.value.error == (
         "translator 'dict-embed' failed: returned dict, not EmbedResponse"
     )
+
+
+async def test_a_transport_whose_body_raises_is_named_on_every_route(
+    backend, aiohttp_client, settings_for
+):
+    # The Ollama routes named it already; the OpenAI route dropped the
+    # connection mid-answer and embeddings said "internal server error".
+    toml = (
+        '[pipeline]\ntransport = ["faulty", "openai-http"]\n'
+        '[translators.faulty]\nfault = "body"\n'
+    )
+    app = create_app(settings_for(backend, toml), entry_points=[FAULTY])
+    client = await aiohttp_client(app)
+    failed = "translator 'faulty' failed: the body broke"
+    # The first event comes alone: the client gets it, then an error event.
+    first = sse(chat_chunk({"content": "one "}), done=False)
+    backend.queue(Script(pieces=[first, first], stall_after=1, stall=30))
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    streamed = await client.post("/v1/chat/completions", json={**body, "stream": True})
+    assert streamed.status == 200
+    events = (await streamed.text()).split("\n\n")
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["message"] == failed
+    embedded = await client.post("/api/embed", json={"model": "gpt-4o", "input": "x"})
+    assert embedded.status == 500
+    assert await embedded.json() == {"error": failed}
+    assert len(backend.completions()) == 1

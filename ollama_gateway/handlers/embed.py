@@ -233,6 +233,15 @@ async def _fetch(
         raise InvalidRequestError(message) from exc
     try:
         data = await read_whole(response, app[settings_key].limits.max_answer_bytes)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        # A transport translator's bug in its body: named, as on the chat
+        # routes (the built-in transports raise only GatewayErrors).
+        failure = app[pipeline_key].translator_failure(exc)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         await response.aclose()
     try:

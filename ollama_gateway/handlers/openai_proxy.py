@@ -34,7 +34,14 @@ from ollama_gateway.errors import (
 from ollama_gateway.handlers import anthropic
 from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.inbound import TOO_DEEP
-from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
+from ollama_gateway.keys import (
+    catalogue_key,
+    ctx_key,
+    pipeline_key,
+    settings_key,
+    upstream_key,
+)
+from ollama_gateway.log import note_failure
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import map_error_object, upstream_deadline
@@ -182,9 +189,18 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
             finally:
                 await response.aclose()
     except GatewayError as exc:
-        ctx.outcome = error_kind(exc)
+        note_failure(ctx, exc)  # a translator's failure with its traceback
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
         return openai_error(exc.status, exc.message, code, headers=retry_after(exc))
+    except Exception as exc:
+        # A transport translator's bug in its body (the built-in ones raise
+        # only GatewayErrors), before the status is sent: `_relay` ends a
+        # started answer itself.
+        failure = request.app[pipeline_key].translator_failure(exc)
+        if failure is None:
+            raise
+        note_failure(ctx, failure)
+        return openai_error(failure.status, failure.message)
 
 
 async def _relay(
@@ -309,6 +325,15 @@ async def _relay(
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
         return out
+    except Exception as exc:
+        # A transport translator's bug in its body: ended as a backend's
+        # failure is (above), not by a dropped connection.
+        failure = request.app[pipeline_key].translator_failure(exc)
+        if failure is None:
+            raise
+        if not _ends_done(tail):
+            note_failure(request[ctx_key], failure)
+            return await _end_with_error(request, out, failure, between_events)
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc) or not between_events:
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar, Literal
 
 import msgspec
@@ -67,23 +67,46 @@ class MissingMethods:
 
 
 class FaultConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    fault: Literal["raise", "none"] = "raise"
+    fault: Literal["raise", "none", "body"] = "raise"
+
+
+class _BodyBreaks:
+    """An answer whose body raises after its first piece."""
+
+    def __init__(self, inner: UpstreamResponse) -> None:
+        self.inner = inner
+        self.status = inner.status
+        self.headers = inner.headers
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        async for piece in self.inner.aiter_bytes():
+            yield piece
+            raise RuntimeError("the body broke")
+
+    async def aread(self) -> bytes:
+        return b"".join([piece async for piece in self.aiter_bytes()])
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class FaultyTransport(TransportWrapper):
-    """Sends completions on, then fails as its `fault` says: raises, or
-    returns None instead of the answer. Model lists pass untouched."""
+    """Sends completions on, then fails as its `fault` says: raises, returns
+    None instead of the answer, or one whose body raises after its first
+    piece. Model lists pass untouched."""
 
     Config: ClassVar[type[msgspec.Struct]] = FaultConfig
 
     async def send(
         self, request: UpstreamRequest, ctx: RequestContext
     ) -> UpstreamResponse:
+        assert isinstance(self.config, FaultConfig)
         response = await self.inner.send(request, ctx)
         if request.method == "GET":
             return response
+        if self.config.fault == "body":
+            return _BodyBreaks(response)
         await response.aclose()
-        assert isinstance(self.config, FaultConfig)
         if self.config.fault == "raise":
             raise RuntimeError("lost the answer")
         return None  # type: ignore[return-value]  # the fault under test
