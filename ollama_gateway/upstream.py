@@ -328,22 +328,19 @@ class Upstream:
                     f"send returned {type(response).__name__}, not an "
                     "UpstreamResponse (with an int status)"
                 )
-        except (
-            UpstreamConnectError,
-            UpstreamTimeoutError,
-            UpstreamProtocolError,
-        ) as exc:
-            # Not an answer either: a backend that speaks no HTTP (before this
-            # was noted, /ready failed with a KeyError for one never heard from).
+        except GatewayError as exc:
+            # Not an answer either: a backend that speaks no HTTP, or a
+            # transport that refused (before this was noted, /ready failed
+            # with a KeyError for one never heard from).
             self._contacts[name] = (time.monotonic(), exc.message)
-            raise
-        except GatewayError:
             raise
         except Exception as exc:
             # A transport's own bug, or a wrong return value: named as a
             # request or response translator's is (not a bare "internal
             # server error"), and never failed over, since it may have sent.
-            raise TranslationError(self._blame(name, exc), exc) from exc
+            failure = TranslationError(self._blame(name, exc), exc)
+            self._contacts[name] = (time.monotonic(), failure.message)
+            raise failure from exc
         self._contacts[name] = (time.monotonic(), "")
         return response
 

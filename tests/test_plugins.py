@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
+from typing import Any
 
 import ollama
 import pytest
@@ -17,7 +18,7 @@ from ollama_gateway.plugins import (
     ENTRY_POINT_GROUP,
     load_translators,
 )
-from tests.fakebackend import Script, chat_chunk, sse
+from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 
 BUILTINS = {"ollama-to-openai", "openai-http", "openai-aiohttp",
             "openai-to-ollama", "demo", "retry",
@@ -205,6 +206,23 @@ def test_cli_names_a_broken_plugin_in_one_line(tmp_path):
 FAULTY = ep("faulty", "tests.plugins.broken:FaultyTransport")
 
 
+async def faulty_gateway(
+    backend: FakeBackend,
+    aiohttp_client: Any,
+    settings_for: Any,
+    fault: str,
+    chain: str = '"faulty"',
+) -> Any:
+    """A client of a gateway whose transport chain is `chain`, then
+    openai-http, with the FaultyTransport failing as `fault` says."""
+    toml = (
+        f'[pipeline]\ntransport = [{chain}, "openai-http"]\n'
+        f'[translators.faulty]\nfault = "{fault}"\n'
+    )
+    app = create_app(settings_for(backend, toml), entry_points=[FAULTY])
+    return await aiohttp_client(app)
+
+
 @pytest.mark.parametrize(
     ("fault", "chain", "reason"),
     [
@@ -217,12 +235,7 @@ FAULTY = ep("faulty", "tests.plugins.broken:FaultyTransport")
 async def test_a_failing_transport_is_a_500_naming_it_and_is_not_retried(
     backend, aiohttp_client, settings_for, fault, chain, reason
 ):
-    toml = (
-        f'[pipeline]\ntransport = [{chain}, "openai-http"]\n'
-        f'[translators.faulty]\nfault = "{fault}"\n'
-    )
-    app = create_app(settings_for(backend, toml), entry_points=[FAULTY])
-    client = await aiohttp_client(app)
+    client = await faulty_gateway(backend, aiohttp_client, settings_for, fault, chain)
     async with ollama.AsyncClient(host=str(client.make_url(""))) as api:
         for stream in (False, True):
             with pytest.raises(ollama.ResponseError) as raised:
@@ -290,12 +303,7 @@ async def test_a_transport_whose_body_raises_is_named_on_every_route(
 ):
     # The Ollama routes named it already; the OpenAI route dropped the
     # connection mid-answer and embeddings said "internal server error".
-    toml = (
-        '[pipeline]\ntransport = ["faulty", "openai-http"]\n'
-        '[translators.faulty]\nfault = "body"\n'
-    )
-    app = create_app(settings_for(backend, toml), entry_points=[FAULTY])
-    client = await aiohttp_client(app)
+    client = await faulty_gateway(backend, aiohttp_client, settings_for, "body")
     failed = "translator 'faulty' failed: the body broke"
     # The first event comes alone: the client gets it, then an error event.
     first = sse(chat_chunk({"content": "one "}), done=False)
@@ -309,3 +317,16 @@ async def test_a_transport_whose_body_raises_is_named_on_every_route(
     assert embedded.status == 500
     assert await embedded.json() == {"error": failed}
     assert len(backend.completions()) == 1
+
+
+async def test_ready_names_a_transport_that_raises_for_the_model_list(
+    backend, aiohttp_client, settings_for
+):
+    # Was a 500 "internal server error": the backend, never heard from, had
+    # no entry in the table /ready reads.
+    client = await faulty_gateway(backend, aiohttp_client, settings_for, "always")
+    ready = await client.get("/ready")
+    assert ready.status == 503
+    assert (await ready.json())["backends"] == {
+        "openai": "translator 'faulty' failed: cannot send anything"
+    }

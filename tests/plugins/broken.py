@@ -67,7 +67,7 @@ class MissingMethods:
 
 
 class FaultConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    fault: Literal["raise", "none", "body"] = "raise"
+    fault: Literal["raise", "none", "body", "always"] = "raise"
 
 
 class _BodyBreaks:
@@ -93,7 +93,8 @@ class _BodyBreaks:
 class FaultyTransport(TransportWrapper):
     """Sends completions on, then fails as its `fault` says: raises, returns
     None instead of the answer, or one whose body raises after its first
-    piece. Model lists pass untouched."""
+    piece. Model lists pass untouched, except with `always`: it raises for
+    every request, sending nothing."""
 
     Config: ClassVar[type[msgspec.Struct]] = FaultConfig
 
@@ -101,6 +102,8 @@ class FaultyTransport(TransportWrapper):
         self, request: UpstreamRequest, ctx: RequestContext
     ) -> UpstreamResponse:
         assert isinstance(self.config, FaultConfig)
+        if self.config.fault == "always":
+            raise RuntimeError("cannot send anything")
         response = await self.inner.send(request, ctx)
         if request.method == "GET":
             return response
