@@ -337,7 +337,7 @@ class ChunkReader:
                 if payload == b"[DONE]":
                     self._finished = True
                     self._backlog = []
-                    out.extend(self._session.close())
+                    out.extend(self._close())
                     return out
                 out.extend(self._feed(payload))
         except Exception as exc:
@@ -376,7 +376,7 @@ class ChunkReader:
                 self._note_finish()
             return ()
         self._finished = True
-        return self._session.close()
+        return self._close()
 
     async def aclose(self) -> None:
         """Close the body iterator if it is an async generator (a plugin's
@@ -393,6 +393,18 @@ class ChunkReader:
         # is the response) is closed by its owner, once.
         if isinstance(self._it, AsyncGeneratorType):
             await self._it.aclose()
+
+    def _close(self) -> Sequence[ollama.ChatResponse]:
+        """The session's trailing chunks, checked once per answer: the last
+        must be the final one (`done`), which the relay, the non-stream fold
+        and the other fronts end the answer with (a plugin filtering empty
+        chunks could drop it: that failed as "internal server error")."""
+        out = self._session.close()
+        if not out or not out[-1].done:
+            raise TypeError(
+                "the stream session's close() returned no final chunk (done: true)"
+            )
+        return out
 
     def _defer(
         self, out: list[ollama.ChatResponse], exc: Exception
@@ -444,7 +456,7 @@ class ChunkReader:
         except Exception as exc:
             return self._defer(out, exc)
         self._finished = True
-        out.extend(self._session.close())
+        out.extend(self._close())
         return out
 
     def _keep_json(self, piece: bytes) -> None:
@@ -462,7 +474,7 @@ class ChunkReader:
         out = list(self._feed(b"".join(self._whole)))
         self._whole = []
         self._finished = True
-        out.extend(self._session.close())
+        out.extend(self._close())
         return out
 
     def _arm(self) -> asyncio.Task[object] | None:

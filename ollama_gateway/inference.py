@@ -208,7 +208,7 @@ async def serve_completion(
                     response,
                     session,
                     settings,
-                    pipeline.translator_for,
+                    pipeline.response_translator_for,
                     request.task.get_loop(),
                 )
                 if answer is not None:

@@ -53,6 +53,11 @@ class Pipeline:
             tb = tb.tb_next
         return name
 
+    def response_translator_for(self, tb: TracebackType | None) -> str:
+        """`translator_for`, else the outermost response translator: a bad
+        value its session returned fails in the gateway's code."""
+        return self.translator_for(tb) or self.names["response"][0]
+
     def translator_failure(self, exc: Exception) -> TranslationError | None:
         """`exc` as the failure of the translator whose code raised it, or
         None when none did (a bug of the gateway's own)."""

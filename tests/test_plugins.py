@@ -330,3 +330,31 @@ async def test_ready_names_a_transport_that_raises_for_the_model_list(
     assert (await ready.json())["backends"] == {
         "openai": "translator 'faulty' failed: cannot send anything"
     }
+
+
+DROP_EMPTY = ep("drop-empty", "tests.plugins.broken:DropEmptyResponse")
+
+
+async def test_a_session_that_drops_the_final_chunk_is_named(
+    backend, aiohttp_client, settings_for
+):
+    # Was a 500 "internal server error" (an assertion) on every route.
+    toml = '[pipeline]\nresponse = ["drop-empty", "openai-to-ollama"]'
+    app = create_app(settings_for(backend, toml), entry_points=[DROP_EMPTY])
+    client = await aiohttp_client(app)
+    failed = (
+        "translator 'drop-empty' failed: the stream session's close() "
+        "returned no final chunk (done: true)"
+    )
+    async with ollama.AsyncClient(host=str(client.make_url(""))) as api:
+        with pytest.raises(ollama.ResponseError) as raised:
+            await api.chat(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        assert (raised.value.status_code, raised.value.error) == (500, failed)
+        backend.queue(Script.text("some words"))
+        streamed = await api.generate(model="gpt-4o", prompt="x", stream=True)
+        words = []
+        with pytest.raises(ollama.ResponseError) as raised:
+            async for chunk in streamed:
+                words.append(chunk.response)
+        assert raised.value.error == failed
+        assert "".join(words) == "some words"

@@ -144,3 +144,19 @@ class DictEmbedResponse(ResponseMapperWrapper):
         self, response: openai.EmbeddingResponse, ctx: RequestContext
     ) -> ollama.EmbedResponse:
         return {"embeddings": [[1.0]]}  # type: ignore[return-value]  # under test
+
+
+class _DropEmpty(StreamSessionWrapper):
+    def transform(
+        self, chunks: Sequence[ollama.ChatResponse]
+    ) -> Sequence[ollama.ChatResponse]:
+        return [chunk for chunk in chunks if chunk.message.content]
+
+
+class DropEmptyResponse(ResponseMapperWrapper):
+    """Drops every chunk without content, the final one (`done`) too."""
+
+    def wrap_session(
+        self, session: StreamSession, ctx: RequestContext
+    ) -> StreamSession:
+        return _DropEmpty(session)
