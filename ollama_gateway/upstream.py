@@ -220,7 +220,9 @@ class Upstream:
                 method="POST",
                 path=path,
                 body=body,
-                headers=extra,
+                # Each backend's own: a transport may set headers on the
+                # request (a key), which must not follow it to the next one.
+                headers=dict(extra),
                 stream=stream,
                 connect_timeout=self._connect_timeout,
                 backend=self._backends[name],

@@ -160,3 +160,23 @@ class DropEmptyResponse(ResponseMapperWrapper):
         self, session: StreamSession, ctx: RequestContext
     ) -> StreamSession:
         return _DropEmpty(session)
+
+
+class KeysConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    keys: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class KeyPerBackend(TransportWrapper):
+    """Sends its own key to the backends it has one for, as the typing
+    example's wrapper sets a header: on the request it is given."""
+
+    Config: ClassVar[type[msgspec.Struct]] = KeysConfig
+
+    async def send(
+        self, request: UpstreamRequest, ctx: RequestContext
+    ) -> UpstreamResponse:
+        assert isinstance(self.config, KeysConfig)
+        key = self.config.keys.get(request.backend.name)
+        if key is not None:
+            request.headers["Authorization"] = f"Bearer {key}"
+        return await self.inner.send(request, ctx)
