@@ -158,6 +158,15 @@ def _check_unused_tables(
 
 
 def _config(spec: TranslatorSpec, raw: dict[str, Any]) -> msgspec.Struct:
+    # A key the Config has no field for is refused even when the plugin's
+    # Struct does not forbid unknown fields (msgspec's default), so a typo
+    # cannot silently do nothing.
+    known = {field.encode_name for field in msgspec.structs.fields(spec.cls.Config)}
+    unknown = sorted(key for key in raw if key not in known)
+    if unknown:
+        raise PluginConfigError(
+            f"translators.{spec.name}: Object contains unknown field `{unknown[0]}`"
+        )
     try:
         config: msgspec.Struct = msgspec.convert(
             raw, type=spec.cls.Config, str_keys=True

@@ -13,6 +13,7 @@ import pytest
 
 from ollama_gateway.app import create_app
 from ollama_gateway.errors import PluginConfigError, PluginLoadError
+from ollama_gateway.keys import pipeline_key
 from ollama_gateway.plugins import (
     DEFAULT_TRANSLATORS,
     ENTRY_POINT_GROUP,
@@ -113,6 +114,23 @@ def test_unknown_config_key_is_refused(settings_for):
     toml += '[translators.think-tags]\nclose_tgs = "x"\n'
     with pytest.raises(PluginConfigError, match="translators.think-tags.*close_tgs"):
         create_app(settings_for(toml=toml), entry_points=[])
+
+
+def test_unknown_config_key_is_refused_when_the_struct_would_ignore_it(
+    settings_for,
+):
+    toml = '[pipeline]\nresponse = ["lenient", "openai-to-ollama"]\n'
+    toml += '[translators.lenient]\nprompt = "x"\npromt = "y"\n'
+    lenient = ep("lenient", "tests.plugins.broken:LenientResponse")
+    with pytest.raises(
+        PluginConfigError,
+        match="^translators.lenient: Object contains unknown field `promt`$",
+    ):
+        create_app(settings_for(toml=toml), entry_points=[lenient])
+    app = create_app(
+        settings_for(toml=toml.replace('promt = "y"', "")), entry_points=[lenient]
+    )
+    assert app[pipeline_key].names["response"] == ("lenient", "openai-to-ollama")
 
 
 def test_config_table_of_an_unused_translator_is_checked(settings_for):

@@ -180,3 +180,15 @@ class KeyPerBackend(TransportWrapper):
         if key is not None:
             request.headers["Authorization"] = f"Bearer {key}"
         return await self.inner.send(request, ctx)
+
+
+class LenientConfig(msgspec.Struct, frozen=True):
+    """msgspec's default: unknown fields are ignored, not refused."""
+
+    prompt: str = ""
+
+
+class LenientResponse(ResponseMapperWrapper):
+    """Takes a config table whose Struct does not forbid unknown fields."""
+
+    Config: ClassVar[type[msgspec.Struct]] = LenientConfig
