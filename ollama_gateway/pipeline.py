@@ -92,7 +92,11 @@ def build_pipeline(settings: Settings, specs: Mapping[str, TranslatorSpec]) -> P
     for backend in settings.backends:
         chain = backend.transport
         if chain is None:
-            chain = ["demo"] if backend.demo else pipeline.transport
+            chain = pipeline.transport
+            if backend.demo and chain[-1:] != ["demo"]:
+                # The demo answers in-process, so the pipeline's chain serves
+                # it only when based on `demo` (a plugin wrapping the demo).
+                chain = ["demo"]
         transports[backend.name] = _compose("transport", chain, settings, specs)
         names[f"transport:{backend.name}"] = tuple(chain)
     used = {name for chain in names.values() for name in chain}

@@ -376,3 +376,27 @@ async def test_a_session_that_drops_the_final_chunk_is_named(
                 words.append(chunk.response)
         assert raised.value.error == failed
         assert "".join(words) == "some words"
+
+
+async def test_the_pipeline_transport_chain_wraps_the_demo_when_based_on_it(
+    aiohttp_client, settings_for
+):
+    # With no backend, `[pipeline] transport = [..., "demo"]` was ignored:
+    # the demo backend always had ["demo"] alone.
+    toml = (
+        '[pipeline]\ntransport = ["faulty", "demo"]\n'
+        '[translators.faulty]\nfault = "raise"\n'
+        "[translators.demo]\ntokens_per_second = 0\n"
+    )
+    app = create_app(settings_for(None, toml), entry_points=[FAULTY])
+    assert app[pipeline_key].names["transport:demo"] == ("faulty", "demo")
+    client = await aiohttp_client(app)
+    body = {"model": "demo", "messages": [{"role": "user", "content": "x"}]}
+    response = await client.post("/api/chat", json=body)
+    assert response.status == 500
+    assert await response.json() == {
+        "error": "translator 'faulty' failed: lost the answer"
+    }
+    # The default chain still leaves the demo to itself.
+    plain = create_app(settings_for(None, ""))
+    assert plain[pipeline_key].names["transport:demo"] == ("demo",)
