@@ -8,6 +8,7 @@ pipeline's). The result is frozen; handlers make plain method calls on it.
 
 from __future__ import annotations
 
+import importlib.metadata as md
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -16,7 +17,7 @@ from typing import Any
 import msgspec
 
 from ollama_gateway.errors import PluginConfigError, PluginLoadError, TranslationError
-from ollama_gateway.plugins import TranslatorSpec
+from ollama_gateway.plugins import ENTRY_POINT_GROUP, TranslatorSpec
 from ollama_gateway.protocols import (
     RequestMapper,
     ResponseMapper,
@@ -122,6 +123,7 @@ def _compose(
             )
             raise PluginLoadError(
                 f"pipeline.{stage}: no translator named {name!r} (known: {known})"
+                + _left_out(name, settings)
             )
         if spec.stage != stage:
             raise PluginLoadError(
@@ -144,6 +146,20 @@ def _compose(
     return inner
 
 
+def _left_out(name: str, settings: Settings) -> str:
+    """Why an installed translator is missing: its distribution is not in
+    `OLLAMA_GATEWAY_PLUGINS` (read only for this error)."""
+    if settings.plugins is None:
+        return ""
+    found = next(iter(md.entry_points(group=ENTRY_POINT_GROUP, name=name)), None)
+    if found is None or found.dist is None:
+        return ""
+    return (
+        f"; {found.dist.name} provides it, but OLLAMA_GATEWAY_PLUGINS does not "
+        "list that distribution"
+    )
+
+
 def _check_unused_tables(
     settings: Settings, specs: Mapping[str, TranslatorSpec], used: set[str]
 ) -> None:
@@ -157,6 +173,7 @@ def _check_unused_tables(
             known = ", ".join(sorted(specs))
             raise PluginConfigError(
                 f"translators.{name}: no translator named {name!r} (known: {known})"
+                + _left_out(name, settings)
             )
         _config(spec, raw)
 

@@ -400,3 +400,27 @@ async def test_the_pipeline_transport_chain_wraps_the_demo_when_based_on_it(
     # The default chain still leaves the demo to itself.
     plain = create_app(settings_for(None, ""))
     assert plain[pipeline_key].names["transport:demo"] == ("demo",)
+
+
+def test_a_translator_left_out_by_the_allowlist_is_said_to_be(
+    settings_for, tmp_path, monkeypatch
+):
+    # An installed distribution (its metadata on sys.path, as pip leaves it).
+    info = tmp_path / "site" / "shout_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: shout-plugin\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nshout = tests.plugins.shout:ShoutResponse\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    toml = '[pipeline]\nresponse = ["shout", "openai-to-ollama"]'
+    app = create_app(settings_for(toml=toml))
+    assert app[pipeline_key].names["response"][0] == "shout"
+    with pytest.raises(
+        PluginLoadError,
+        match=r"no translator named 'shout' \(known: .*\); shout-plugin provides "
+        "it, but OLLAMA_GATEWAY_PLUGINS does not list that distribution$",
+    ):
+        create_app(settings_for(toml=toml, OLLAMA_GATEWAY_PLUGINS="other-plugin"))
