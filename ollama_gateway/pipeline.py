@@ -9,6 +9,7 @@ pipeline's). The result is frozen; handlers make plain method calls on it.
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -27,6 +28,8 @@ from ollama_gateway.protocols import (
 from ollama_gateway.settings import Settings
 
 __all__ = ["Pipeline", "build_pipeline"]
+
+log = logging.getLogger(__name__)
 
 _PROTOCOLS: dict[Stage, type] = {
     "request": RequestMapper,
@@ -76,8 +79,13 @@ class Pipeline:
         return self.translator_for(exc.__traceback__) or chain[0]
 
     async def aclose(self) -> None:
-        for transport in self.transports.values():
-            await transport.aclose()
+        for backend, transport in self.transports.items():
+            try:
+                await transport.aclose()
+            except Exception:
+                # One transport that fails to close (a plugin's bug) neither
+                # keeps the others open nor fails the shutdown's exit status.
+                log.exception("closing the transport of backend %r failed", backend)
 
 
 def build_pipeline(settings: Settings, specs: Mapping[str, TranslatorSpec]) -> Pipeline:

@@ -424,3 +424,33 @@ def test_a_translator_left_out_by_the_allowlist_is_said_to_be(
         "it, but OLLAMA_GATEWAY_PLUGINS does not list that distribution$",
     ):
         create_app(settings_for(toml=toml, OLLAMA_GATEWAY_PLUGINS="other-plugin"))
+
+
+async def test_a_transport_that_fails_to_close_does_not_fail_the_shutdown(
+    backend, aiohttp_client, settings_for, caplog
+):
+    # It raised out of the app's cleanup: `serve` exited 1 with a traceback
+    # on SIGTERM, and the transports after it were left open.
+    toml = (
+        f'[[backends]]\nname = "first"\nbase_url = "{backend.url}"\n'
+        'transport = ["close-fails", "openai-http"]\n'
+        f'[[backends]]\nname = "second"\nbase_url = "{backend.url}"\n'
+    )
+    close_fails = ep("close-fails", "tests.plugins.broken:CloseFailsTransport")
+    app = create_app(settings_for(None, toml), entry_points=[close_fails])
+    closed: list[str] = []
+    second = app[pipeline_key].transports["second"]
+    real_aclose = second.aclose
+
+    async def aclose() -> None:
+        closed.append("second")
+        await real_aclose()
+
+    second.aclose = aclose  # type: ignore[method-assign]
+    client = await aiohttp_client(app)
+    await client.close()
+    assert closed == ["second"]
+    assert any(
+        "closing the transport of backend 'first' failed" in r.getMessage()
+        for r in caplog.records
+    )

@@ -192,3 +192,11 @@ class LenientResponse(ResponseMapperWrapper):
     """Takes a config table whose Struct does not forbid unknown fields."""
 
     Config: ClassVar[type[msgspec.Struct]] = LenientConfig
+
+
+class CloseFailsTransport(TransportWrapper):
+    """Closes what it wraps, then raises: a plugin's bug at shutdown."""
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        raise RuntimeError("could not close")
