@@ -129,8 +129,8 @@ def map_with(
         raise
     except Exception as exc:
         pipeline = request.app[pipeline_key]
-        outermost = pipeline.names.get(stage, (stage,))[0]
-        name = pipeline.translator_for(exc.__traceback__) or outermost
+        chain = pipeline.names.get(stage, (stage,))
+        name = pipeline.translator_for(exc.__traceback__, chain) or chain[0]
         raise TranslationError(name, exc) from exc
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any
 
 import msgspec
@@ -46,26 +46,45 @@ class Pipeline:
     response: ResponseMapper
     transports: Mapping[str, Transport]
     names: Mapping[str, tuple[str, ...]]
-    modules: Mapping[str, str] = field(default_factory=dict)
+    # Module -> the translators in use defined there; code object of a
+    # translator class's own method (or of a function nested in one) -> it.
+    modules: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    codes: Mapping[CodeType, str] = field(default_factory=dict)
 
-    def translator_for(self, tb: TracebackType | None) -> str | None:
-        """Name the innermost translator whose code appears in a traceback."""
+    def translator_for(
+        self, tb: TracebackType | None, among: Collection[str] = ()
+    ) -> str | None:
+        """Name the innermost translator whose code appears in a traceback.
+
+        A frame of a translator class's own code names it; another frame of
+        a module that defines several (one plugin, one module) names the
+        one `among` the translators of the failing stage, if any is."""
         name = None
         while tb is not None:
-            module = tb.tb_frame.f_globals.get("__name__", "")
-            name = self.modules.get(module, name)
+            frame = tb.tb_frame
+            found = self.codes.get(frame.f_code)
+            if found is None:
+                defined = self.modules.get(frame.f_globals.get("__name__", ""))
+                if defined:
+                    found = next((n for n in defined if n in among), defined[0])
+            name = found or name
             tb = tb.tb_next
         return name
 
     def response_translator_for(self, tb: TracebackType | None) -> str:
         """`translator_for`, else the outermost response translator: a bad
         value its session returned fails in the gateway's code."""
-        return self.translator_for(tb) or self.names["response"][0]
+        chain = self.names["response"]
+        return self.translator_for(tb, chain) or chain[0]
 
-    def translator_failure(self, exc: Exception) -> TranslationError | None:
-        """`exc` as the failure of the translator whose code raised it, or
-        None when none did (a bug of the gateway's own)."""
-        name = self.translator_for(exc.__traceback__)
+    def translator_failure(
+        self, exc: Exception, backend: str
+    ) -> TranslationError | None:
+        """`exc`, met reading an answer of `backend`, as the failure of the
+        translator whose code raised it, or None when none did (a bug of the
+        gateway's own)."""
+        chain = self.names.get(f"transport:{backend}", ())
+        name = self.translator_for(exc.__traceback__, chain)
         if name is None:
             return None
         failure = TranslationError(name, exc)
@@ -76,7 +95,7 @@ class Pipeline:
         """The transport translator of `backend` behind `exc`: the one whose
         code raised it, else the outermost of the chain (it returned it)."""
         chain = self.names.get(f"transport:{backend}") or ("transport",)
-        return self.translator_for(exc.__traceback__) or chain[0]
+        return self.translator_for(exc.__traceback__, chain) or chain[0]
 
     async def aclose(self) -> None:
         for backend, transport in self.transports.items():
@@ -110,8 +129,30 @@ def build_pipeline(settings: Settings, specs: Mapping[str, TranslatorSpec]) -> P
         names[f"transport:{backend.name}"] = tuple(chain)
     used = {name for chain in names.values() for name in chain}
     _check_unused_tables(settings, specs, used)
-    modules = {specs[name].cls.__module__: name for name in used}
-    return Pipeline(request, response, transports, names, modules)
+    modules: dict[str, tuple[str, ...]] = {}
+    codes: dict[CodeType, str] = {}
+    for name in sorted(used):
+        cls = specs[name].cls
+        modules[cls.__module__] = (*modules.get(cls.__module__, ()), name)
+        for code in _own_code(cls):
+            codes.setdefault(code, name)
+    return Pipeline(request, response, transports, names, modules, codes)
+
+
+def _own_code(cls: type) -> Iterator[CodeType]:
+    """The code of the functions a translator class defines itself, and of
+    those nested in them (a body generator inside `send`); not its bases'
+    (the wrapper bases are shared by all)."""
+    pending = [
+        function.__code__
+        for value in vars(cls).values()
+        if (function := getattr(value, "__func__", value)) is not None
+        and isinstance(getattr(function, "__code__", None), CodeType)
+    ]
+    while pending:
+        code = pending.pop()
+        yield code
+        pending.extend(c for c in code.co_consts if isinstance(c, CodeType))
 
 
 def _compose(

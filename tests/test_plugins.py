@@ -454,3 +454,30 @@ async def test_a_transport_that_fails_to_close_does_not_fail_the_shutdown(
         "closing the transport of backend 'first' failed" in r.getMessage()
         for r in caplog.records
     )
+
+
+async def test_translators_of_one_module_are_told_apart_in_errors(
+    backend, aiohttp_client, settings_for
+):
+    # One module, several translators (as one plugin package often has):
+    # every failure there was put on one of them, whichever came last.
+    toml = (
+        '[pipeline]\nrequest = ["generate-raises", "ollama-to-openai"]\n'
+        'response = ["explode", "openai-to-ollama"]\n'
+    )
+    generate_raises = ep("generate-raises", "tests.plugins.broken:GenerateRaises")
+    app = create_app(
+        settings_for(backend, toml), entry_points=[generate_raises, EXPLODE]
+    )
+    client = await aiohttp_client(app)
+    chat = await client.post(
+        "/api/chat",
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert await chat.json() == {"error": "translator 'explode' failed: kaboom"}
+    generate = await client.post(
+        "/api/generate", json={"model": "gpt-4o", "prompt": "x"}
+    )
+    assert await generate.json() == {
+        "error": "translator 'generate-raises' failed: no generating here"
+    }

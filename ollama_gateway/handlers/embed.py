@@ -238,7 +238,7 @@ async def _fetch(
     except Exception as exc:
         # A transport translator's bug in its body: named, as on the chat
         # routes (the built-in transports raise only GatewayErrors).
-        failure = app[pipeline_key].translator_failure(exc)
+        failure = app[pipeline_key].translator_failure(exc, ctx.backend)
         if failure is None:
             raise
         raise failure from exc

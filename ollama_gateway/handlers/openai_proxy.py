@@ -196,7 +196,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
         # A transport translator's bug in its body (the built-in ones raise
         # only GatewayErrors), before the status is sent: `_relay` ends a
         # started answer itself.
-        failure = request.app[pipeline_key].translator_failure(exc)
+        failure = request.app[pipeline_key].translator_failure(exc, ctx.backend)
         if failure is None:
             raise
         note_failure(ctx, failure)
@@ -328,11 +328,12 @@ async def _relay(
     except Exception as exc:
         # A transport translator's bug in its body: ended as a backend's
         # failure is (above), not by a dropped connection.
-        failure = request.app[pipeline_key].translator_failure(exc)
+        ctx = request[ctx_key]
+        failure = request.app[pipeline_key].translator_failure(exc, ctx.backend)
         if failure is None:
             raise
         if not _ends_done(tail):
-            note_failure(request[ctx_key], failure)
+            note_failure(ctx, failure)
             return await _end_with_error(request, out, failure, between_events)
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc) or not between_events:

@@ -200,3 +200,12 @@ class CloseFailsTransport(TransportWrapper):
     async def aclose(self) -> None:
         await self.inner.aclose()
         raise RuntimeError("could not close")
+
+
+class GenerateRaises(RequestMapperWrapper):
+    """Raises for `/api/generate` only; chats pass."""
+
+    def map_generate(
+        self, request: ollama.GenerateRequest, ctx: RequestContext
+    ) -> openai.ChatCompletionRequest | openai.CompletionRequest:
+        raise ValueError("no generating here")
