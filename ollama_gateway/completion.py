@@ -83,6 +83,8 @@ class DirectSource(Protocol):
     async def wait(self) -> None: ...
 
 
+# The translator whose code a traceback shows; given None, the one whose
+# session returned a wrong value.
 NameTranslator = Callable[[TracebackType | None], str | None]
 
 _decode_chunk = openai.decode_chunk
@@ -401,9 +403,12 @@ class ChunkReader:
         chunks could drop it: that failed as "internal server error")."""
         out = self._session.close()
         if not out or not out[-1].done:
-            raise TypeError(
+            wrong = TypeError(
                 "the stream session's close() returned no final chunk (done: true)"
             )
+            # No translator's code raised it: `_name(None)` names the one
+            # whose session returned it.
+            raise TranslationError(self._name(None) or "response", wrong)
         return out
 
     def _defer(

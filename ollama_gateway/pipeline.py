@@ -71,11 +71,12 @@ class Pipeline:
             tb = tb.tb_next
         return name
 
-    def response_translator_for(self, tb: TracebackType | None) -> str:
-        """`translator_for`, else the outermost response translator: a bad
-        value its session returned fails in the gateway's code."""
+    def response_translator_for(self, tb: TracebackType | None) -> str | None:
+        """`translator_for` a failure met reading an answer; with no
+        traceback (a wrong value, no code raised), the outermost response
+        translator, whose session returned it."""
         chain = self.names["response"]
-        return self.translator_for(tb, chain) or chain[0]
+        return chain[0] if tb is None else self.translator_for(tb, chain)
 
     def translator_failure(
         self, exc: Exception, backend: str
