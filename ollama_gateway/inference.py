@@ -31,7 +31,7 @@ from ollama_gateway.keys import (
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import upstream_deadline
+from ollama_gateway.upstream import close_answer, upstream_deadline
 
 __all__ = [
     "Answer",
@@ -221,7 +221,7 @@ async def serve_completion(
                     if reader is not None:
                         await reader.aclose()
                 finally:
-                    await response.aclose()
+                    await close_answer(response, ctx.backend)
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc):
             raise

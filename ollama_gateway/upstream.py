@@ -5,6 +5,7 @@ backend last answered (for `/ready`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -33,11 +34,14 @@ from ollama_gateway.settings import BackendSettings, Settings
 
 __all__ = [
     "Upstream",
+    "close_answer",
     "map_error_object",
     "map_status",
     "read_whole",
     "upstream_deadline",
 ]
+
+log = logging.getLogger(__name__)
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -372,6 +376,16 @@ class _Slot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._upstream.in_flight -= 1
+
+
+async def close_answer(response: UpstreamResponse, backend: str) -> None:
+    """Close an answer once used. A transport's answer that fails to close (a
+    plugin's bug) is logged: it does not turn what was read, or already sent
+    to the client, into an error."""
+    try:
+        await response.aclose()
+    except Exception:
+        log.exception("closing an answer of backend %r failed", backend)
 
 
 async def read_whole(

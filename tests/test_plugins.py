@@ -481,3 +481,23 @@ async def test_translators_of_one_module_are_told_apart_in_errors(
     assert await generate.json() == {
         "error": "translator 'generate-raises' failed: no generating here"
     }
+
+
+async def test_an_answer_that_fails_to_close_is_still_answered(
+    backend, aiohttp_client, settings_for, caplog
+):
+    # The embeddings were read whole, then lost to a 500 "internal server
+    # error"; the other routes answered, then logged an unhandled error.
+    client = await faulty_gateway(backend, aiohttp_client, settings_for, "close")
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    for stream in (False, True):
+        chat = await client.post("/api/chat", json={**body, "stream": stream})
+        assert chat.status == 200
+        lines = [json.loads(line) for line in (await chat.text()).splitlines()]
+        assert lines[-1]["done"] is True
+    embedded = await client.post("/api/embed", json={"model": "gpt-4o", "input": "x"})
+    assert embedded.status == 200
+    assert len((await embedded.json())["embeddings"]) == 1
+    failures = [r for r in caplog.records if "closing an answer" in r.getMessage()]
+    assert len(failures) == 3
+    assert not [r for r in caplog.records if "unhandled" in r.getMessage()]

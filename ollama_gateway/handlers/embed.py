@@ -21,7 +21,12 @@ from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.token_estimate import tokens_for_characters
-from ollama_gateway.upstream import map_error_object, read_whole, upstream_deadline
+from ollama_gateway.upstream import (
+    close_answer,
+    map_error_object,
+    read_whole,
+    upstream_deadline,
+)
 from ollama_gateway.validation import check_options
 
 __all__ = ["PER_TOKEN", "TOO_LONG", "handle_embed", "handle_embeddings"]
@@ -243,7 +248,7 @@ async def _fetch(
             raise
         raise failure from exc
     finally:
-        await response.aclose()
+        await close_answer(response, ctx.backend)
     try:
         return openai.decode_embedding_response(data)
     except msgspec.DecodeError as exc:

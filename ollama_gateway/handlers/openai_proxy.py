@@ -44,7 +44,7 @@ from ollama_gateway.keys import (
 from ollama_gateway.log import note_failure
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import map_error_object, upstream_deadline
+from ollama_gateway.upstream import close_answer, map_error_object, upstream_deadline
 
 __all__ = [
     "handle_completions",
@@ -187,7 +187,7 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                 one_choice = body.get("n") in (None, 1)
                 return await _relay(request, response, started, stream, one_choice)
             finally:
-                await response.aclose()
+                await close_answer(response, ctx.backend)
     except GatewayError as exc:
         note_failure(ctx, exc)  # a translator's failure with its traceback
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None

@@ -67,7 +67,7 @@ class MissingMethods:
 
 
 class FaultConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    fault: Literal["raise", "none", "body", "always"] = "raise"
+    fault: Literal["raise", "none", "body", "always", "close"] = "raise"
 
 
 class _BodyBreaks:
@@ -90,11 +90,23 @@ class _BodyBreaks:
         await self.inner.aclose()
 
 
+class _CloseBreaks(_BodyBreaks):
+    """An answer whose body is whole, but that raises when closed."""
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        async for piece in self.inner.aiter_bytes():
+            yield piece
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        raise RuntimeError("could not close the answer")
+
+
 class FaultyTransport(TransportWrapper):
     """Sends completions on, then fails as its `fault` says: raises, returns
-    None instead of the answer, or one whose body raises after its first
-    piece. Model lists pass untouched, except with `always`: it raises for
-    every request, sending nothing."""
+    None instead of the answer, one whose body raises after its first piece,
+    or one that raises when closed. Model lists pass untouched, except with
+    `always`: it raises for every request, sending nothing."""
 
     Config: ClassVar[type[msgspec.Struct]] = FaultConfig
 
@@ -109,6 +121,8 @@ class FaultyTransport(TransportWrapper):
             return response
         if self.config.fault == "body":
             return _BodyBreaks(response)
+        if self.config.fault == "close":
+            return _CloseBreaks(response)
         await response.aclose()
         if self.config.fault == "raise":
             raise RuntimeError("lost the answer")
