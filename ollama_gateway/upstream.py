@@ -243,7 +243,7 @@ class Upstream:
             try:
                 error_bytes = await read_whole(response, _ERROR_BODY_LIMIT, cut=True)
             finally:
-                await response.aclose()
+                await close_answer(response, name)
             failure = map_status(
                 response.status, error_bytes, not_found, _retry_after(response)
             )
@@ -289,7 +289,7 @@ class Upstream:
                 try:
                     data = await read_whole(response, self._max_answer)
                 finally:
-                    await response.aclose()
+                    await close_answer(response, backend.name)
         except TimeoutError:
             # Said as every other upstream timeout is (a bare TimeoutError
             # would reach the client as "cannot list models: raw: TimeoutError").

@@ -498,6 +498,11 @@ async def test_an_answer_that_fails_to_close_is_still_answered(
     embedded = await client.post("/api/embed", json={"model": "gpt-4o", "input": "x"})
     assert embedded.status == 200
     assert len((await embedded.json())["embeddings"]) == 1
+    # A refusal, read for its message, keeps its status too.
+    backend.queue(Script.error(503, "overloaded"))
+    refused = await client.post("/api/chat", json=body)
+    assert refused.status == 503
+    assert await refused.json() == {"error": "overloaded"}
     failures = [r for r in caplog.records if "closing an answer" in r.getMessage()]
-    assert len(failures) == 3
+    assert len(failures) == 4
     assert not [r for r in caplog.records if "unhandled" in r.getMessage()]
