@@ -340,12 +340,25 @@ class ChunkReader:
                     self._finished = True
                     self._backlog = []
                     out.extend(self._close())
-                    return out
+                    break
                 out.extend(self._feed(payload))
         except Exception as exc:
             self._backlog = []  # the rest of a failed read is dropped
-            return self._defer(out, exc)
-        return out or None
+            return self._defer(self._checked(out), exc)
+        return self._checked(out) or None
+
+    def _checked(self, out: list[ollama.ChatResponse]) -> list[ollama.ChatResponse]:
+        """`out`, once its last chunk is seen to be one. Looked at once a
+        read, not per chunk: what a session returns is written as it is (a
+        dict became a line of its own)."""
+        last: object = out[-1] if out else None  # typed as it should be
+        if last is not None and not isinstance(last, ollama.ChatResponse):
+            self._backlog = []
+            raise self._session_fault(
+                f"the stream session's feed() returned {type(last).__name__}, "
+                "not ollama.ChatResponse"
+            )
+        return out
 
     def _fold(self, payloads: list[bytes]) -> Sequence[ollama.ChatResponse] | None:
         """The events of one read, for a session that folds the answer
@@ -402,14 +415,17 @@ class ChunkReader:
         and the other fronts end the answer with (a plugin filtering empty
         chunks could drop it: that failed as "internal server error")."""
         out = self._session.close()
-        if not out or not out[-1].done:
-            wrong = TypeError(
+        last: object = out[-1] if out else None
+        if not isinstance(last, ollama.ChatResponse) or not last.done:
+            raise self._session_fault(
                 "the stream session's close() returned no final chunk (done: true)"
             )
-            # No translator's code raised it: `_name(None)` names the one
-            # whose session returned it.
-            raise TranslationError(self._name(None) or "response", wrong)
         return out
+
+    def _session_fault(self, what: str) -> TranslationError:
+        """A wrong value a session returned. No translator's code raised it:
+        `_name(None)` names the one whose session it is."""
+        return TranslationError(self._name(None) or "response", TypeError(what))
 
     def _defer(
         self, out: list[ollama.ChatResponse], exc: Exception

@@ -351,31 +351,37 @@ async def test_ready_names_a_transport_that_raises_for_the_model_list(
 
 
 DROP_EMPTY = ep("drop-empty", "tests.plugins.broken:DropEmptyResponse")
+AS_DICTS = ep("as-dicts", "tests.plugins.broken:DictsResponse")
 
 
-async def test_a_session_that_drops_the_final_chunk_is_named(
-    backend, aiohttp_client, settings_for
+@pytest.mark.parametrize(
+    ("plugin", "fault"),
+    [
+        # Was a 500 "internal server error" (an assertion) on every route.
+        (DROP_EMPTY, "close() returned no final chunk (done: true)"),
+        # Streamed, the dicts were written as lines (no `done`, no `model`).
+        (AS_DICTS, "feed() returned dict, not ollama.ChatResponse"),
+    ],
+)
+async def test_a_session_that_returns_what_it_must_not_is_named(
+    backend, aiohttp_client, settings_for, plugin, fault
 ):
-    # Was a 500 "internal server error" (an assertion) on every route.
-    toml = '[pipeline]\nresponse = ["drop-empty", "openai-to-ollama"]'
-    app = create_app(settings_for(backend, toml), entry_points=[DROP_EMPTY])
+    toml = f'[pipeline]\nresponse = ["{plugin.name}", "openai-to-ollama"]'
+    app = create_app(settings_for(backend, toml), entry_points=[plugin])
     client = await aiohttp_client(app)
-    failed = (
-        "translator 'drop-empty' failed: the stream session's close() "
-        "returned no final chunk (done: true)"
-    )
+    failed = f"translator '{plugin.name}' failed: the stream session's {fault}"
     async with ollama.AsyncClient(host=str(client.make_url(""))) as api:
         with pytest.raises(ollama.ResponseError) as raised:
             await api.chat(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
         assert (raised.value.status_code, raised.value.error) == (500, failed)
-        backend.queue(Script.text("some words"))
-        streamed = await api.generate(model="gpt-4o", prompt="x", stream=True)
-        words = []
+        streamed = await api.chat(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+        )
         with pytest.raises(ollama.ResponseError) as raised:
-            async for chunk in streamed:
-                words.append(chunk.response)
+            [chunk async for chunk in streamed]
         assert raised.value.error == failed
-        assert "".join(words) == "some words"
 
 
 async def test_the_pipeline_transport_chain_wraps_the_demo_when_based_on_it(

@@ -223,3 +223,20 @@ class GenerateRaises(RequestMapperWrapper):
         self, request: ollama.GenerateRequest, ctx: RequestContext
     ) -> openai.ChatCompletionRequest | openai.CompletionRequest:
         raise ValueError("no generating here")
+
+
+class _AsDicts(StreamSessionWrapper):
+    def transform(
+        self, chunks: Sequence[ollama.ChatResponse]
+    ) -> Sequence[ollama.ChatResponse]:
+        as_dicts = [msgspec.to_builtins(chunk) for chunk in chunks]
+        return as_dicts  # the fault under test: not ChatResponses
+
+
+class DictsResponse(ResponseMapperWrapper):
+    """Returns its chunks as dicts, as an untyped plugin might."""
+
+    def wrap_session(
+        self, session: StreamSession, ctx: RequestContext
+    ) -> StreamSession:
+        return _AsDicts(session)
