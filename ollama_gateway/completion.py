@@ -88,6 +88,7 @@ class DirectSource(Protocol):
 NameTranslator = Callable[[TracebackType | None], str | None]
 
 _decode_chunk = openai.decode_chunk
+_ChatResponse = ollama.ChatResponse
 _decode_chunks = openai.decode_chunks
 # Events turned into lines per `read()` at most: a read of a thousand events
 # goes out in parts (each one `write()`), so its first line is not held back.
@@ -344,21 +345,23 @@ class ChunkReader:
                 out.extend(self._feed(payload))
         except Exception as exc:
             self._backlog = []  # the rest of a failed read is dropped
-            return self._defer(self._checked(out), exc)
-        return self._checked(out) or None
+            self._check(out)
+            return self._defer(out, exc)
+        # Inline, once a read (not per chunk): what a session returns is
+        # written as it is (a dict became a line of its own).
+        if out and type(out[-1]) is not _ChatResponse:
+            self._check(out)
+        return out or None
 
-    def _checked(self, out: list[ollama.ChatResponse]) -> list[ollama.ChatResponse]:
-        """`out`, once its last chunk is seen to be one. Looked at once a
-        read, not per chunk: what a session returns is written as it is (a
-        dict became a line of its own)."""
+    def _check(self, out: list[ollama.ChatResponse]) -> None:
+        """Raise when the last chunk a session returned is not one."""
         last: object = out[-1] if out else None  # typed as it should be
-        if last is not None and not isinstance(last, ollama.ChatResponse):
+        if last is not None and not isinstance(last, _ChatResponse):
             self._backlog = []
             raise self._session_fault(
                 f"the stream session's feed() returned {type(last).__name__}, "
                 "not ollama.ChatResponse"
             )
-        return out
 
     def _fold(self, payloads: list[bytes]) -> Sequence[ollama.ChatResponse] | None:
         """The events of one read, for a session that folds the answer
