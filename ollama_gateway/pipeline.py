@@ -182,9 +182,9 @@ def _compose(
         config = _config(spec, settings.translators.get(name, {}))
         try:
             inner = spec.cls(config, inner)
-        except PluginLoadError:
-            raise
         except Exception as exc:
+            # A wrapper listed as the base too: named as configured (the
+            # wrapper bases' own error names only the class).
             raise PluginLoadError(
                 f"translator {name!r} ({spec.distribution}) failed to start: {exc}"
             ) from exc

@@ -160,7 +160,11 @@ def test_object_that_does_not_implement_its_protocol_is_refused(settings_for):
 
 def test_a_wrapper_cannot_be_the_base(settings_for):
     settings = settings_for(toml='[pipeline]\nresponse = ["shout"]')
-    with pytest.raises(PluginLoadError, match="wraps another translator"):
+    with pytest.raises(
+        PluginLoadError,
+        match=r"^translator 'shout' \(unknown\) failed to start: ShoutResponse "
+        "wraps another translator: list it before the base one$",
+    ):
         create_app(settings, entry_points=[SHOUT])
 
 
