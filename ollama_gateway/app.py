@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -26,7 +27,7 @@ from ollama_gateway.keys import (
 )
 from ollama_gateway.metrics import Metrics
 from ollama_gateway.middlewares import setup_middlewares
-from ollama_gateway.pipeline import Pipeline, build_pipeline
+from ollama_gateway.pipeline import build_pipeline
 from ollama_gateway.plugins import load_translators
 from ollama_gateway.protocols import Transport
 from ollama_gateway.response_store import ResponseStore
@@ -62,13 +63,7 @@ def create_app(
     pipeline = build_pipeline(settings, specs)
     if transports:
         merged = {**pipeline.transports, **transports}
-        pipeline = Pipeline(
-            pipeline.request,
-            pipeline.response,
-            merged,
-            pipeline.names,
-            pipeline.modules,
-        )
+        pipeline = dataclasses.replace(pipeline, transports=merged)
     app = web.Application(
         client_max_size=settings.limits.max_body_bytes,
         # Here, not in run_app, so every runner (tests' too) serves with it.
@@ -77,7 +72,7 @@ def create_app(
     app[settings_key] = settings
     app[specs_key] = specs
     app[pipeline_key] = pipeline
-    upstream = Upstream(settings, pipeline.transports)
+    upstream = Upstream(settings, pipeline.transports, pipeline.blame_transport)
     app[upstream_key] = upstream
     app[catalogue_key] = Catalogue(
         settings, upstream.list_models, upstream.litellm_model_info

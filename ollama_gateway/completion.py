@@ -83,9 +83,12 @@ class DirectSource(Protocol):
     async def wait(self) -> None: ...
 
 
+# The translator whose code a traceback shows; given None, the one whose
+# session returned a wrong value.
 NameTranslator = Callable[[TracebackType | None], str | None]
 
 _decode_chunk = openai.decode_chunk
+_ChatResponse = ollama.ChatResponse
 _decode_chunks = openai.decode_chunks
 # Events turned into lines per `read()` at most: a read of a thousand events
 # goes out in parts (each one `write()`), so its first line is not held back.
@@ -337,13 +340,28 @@ class ChunkReader:
                 if payload == b"[DONE]":
                     self._finished = True
                     self._backlog = []
-                    out.extend(self._session.close())
-                    return out
+                    out.extend(self._close())
+                    break
                 out.extend(self._feed(payload))
         except Exception as exc:
             self._backlog = []  # the rest of a failed read is dropped
+            self._check(out)
             return self._defer(out, exc)
+        # Inline, once a read (not per chunk): what a session returns is
+        # written as it is (a dict became a line of its own).
+        if out and type(out[-1]) is not _ChatResponse:
+            self._check(out)
         return out or None
+
+    def _check(self, out: list[ollama.ChatResponse]) -> None:
+        """Raise when the last chunk a session returned is not one."""
+        last: object = out[-1] if out else None  # typed as it should be
+        if last is not None and not isinstance(last, _ChatResponse):
+            self._backlog = []
+            raise self._session_fault(
+                f"the stream session's feed() returned {type(last).__name__}, "
+                "not ollama.ChatResponse"
+            )
 
     def _fold(self, payloads: list[bytes]) -> Sequence[ollama.ChatResponse] | None:
         """The events of one read, for a session that folds the answer
@@ -376,7 +394,7 @@ class ChunkReader:
                 self._note_finish()
             return ()
         self._finished = True
-        return self._session.close()
+        return self._close()
 
     async def aclose(self) -> None:
         """Close the body iterator if it is an async generator (a plugin's
@@ -393,6 +411,24 @@ class ChunkReader:
         # is the response) is closed by its owner, once.
         if isinstance(self._it, AsyncGeneratorType):
             await self._it.aclose()
+
+    def _close(self) -> Sequence[ollama.ChatResponse]:
+        """The session's trailing chunks, checked once per answer: the last
+        must be the final one (`done`), which the relay, the non-stream fold
+        and the other fronts end the answer with (a plugin filtering empty
+        chunks could drop it: that failed as "internal server error")."""
+        out = self._session.close()
+        last: object = out[-1] if out else None
+        if not isinstance(last, ollama.ChatResponse) or not last.done:
+            raise self._session_fault(
+                "the stream session's close() returned no final chunk (done: true)"
+            )
+        return out
+
+    def _session_fault(self, what: str) -> TranslationError:
+        """A wrong value a session returned. No translator's code raised it:
+        `_name(None)` names the one whose session it is."""
+        return TranslationError(self._name(None) or "response", TypeError(what))
 
     def _defer(
         self, out: list[ollama.ChatResponse], exc: Exception
@@ -447,7 +483,7 @@ class ChunkReader:
         except Exception as exc:
             return self._defer(out, exc)
         self._finished = True
-        out.extend(self._session.close())
+        out.extend(self._close())
         return out
 
     def _keep_json(self, piece: bytes) -> None:
@@ -470,7 +506,7 @@ class ChunkReader:
         out = list(self._feed(answer))
         self._whole = []
         self._finished = True
-        out.extend(self._session.close())
+        out.extend(self._close())
         return out
 
     def _arm(self) -> asyncio.Task[object] | None:

@@ -35,7 +35,7 @@ from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.protocols import UpstreamResponse
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import Upstream, upstream_deadline
+from ollama_gateway.upstream import Upstream, close_answer, upstream_deadline
 
 __all__ = [
     "Answer",
@@ -114,15 +114,28 @@ def debug_answer(ctx: RequestContext, outgoing: Outgoing, images: int) -> web.Re
     )
 
 
-def map_with(request: web.Request, mapper: Callable[[], T]) -> T:
-    """Call a request-mapper method, naming the translator if it fails."""
+def map_with(
+    request: web.Request,
+    mapper: Callable[[], T],
+    expected: type | tuple[type, ...] | None = None,
+    stage: str = "request",
+) -> T:
+    """Call a mapper method of `stage`, naming the translator if it fails or
+    returns no `expected` (encoded as it came, a None would be sent upstream
+    as `null`, and the backend's 400 would blame the client)."""
     try:
-        return mapper()
+        mapped = mapper()
+        if expected is None or isinstance(mapped, expected):
+            return mapped
+        names = expected if isinstance(expected, tuple) else (expected,)
+        wanted = " or ".join(cls.__name__ for cls in names)
+        raise TypeError(f"returned {type(mapped).__name__}, not {wanted}")
     except GatewayError:
         raise
     except Exception as exc:
         pipeline = request.app[pipeline_key]
-        name = pipeline.translator_for(exc.__traceback__) or "request"
+        chain = pipeline.names.get(stage, (stage,))
+        name = pipeline.translator_for(exc.__traceback__, chain) or chain[0]
         raise TranslationError(name, exc) from exc
 
 
@@ -190,13 +203,16 @@ class Outgoing:
 
 
 def map_outgoing(
-    request: web.Request, ctx: RequestContext, mapper: Callable[[], Mapped]
+    request: web.Request,
+    ctx: RequestContext,
+    mapper: Callable[[], Mapped],
+    expected: type | tuple[type, ...],
 ) -> Outgoing:
-    """The mapped request, with what maps it again when its model has
-    several backends (their dialects and options may differ)."""
+    """The mapped request (an `expected` body), with what maps it again when
+    its model has several backends (their dialects and options may differ)."""
     many = ctx.entry is not None and len(ctx.entry.backends) > 1
-    again = partial(map_with, request, mapper) if many else None
-    return Outgoing(map_with(request, mapper), again, ctx.think)
+    again = partial(map_with, request, mapper, expected) if many else None
+    return Outgoing(map_with(request, mapper, expected), again, ctx.think)
 
 
 async def serve_completion(
@@ -226,13 +242,17 @@ async def serve_completion(
                 response = await _send(upstream, ctx, outgoing)
             reader: ChunkReader | None = None
             try:
-                session = map_with(request, lambda: pipeline.response.open_stream(ctx))
+                session = map_with(
+                    request,
+                    lambda: pipeline.response.open_stream(ctx),
+                    stage="response",
+                )
                 reader = ChunkReader(
                     ctx,
                     response,
                     session,
                     settings,
-                    pipeline.translator_for,
+                    pipeline.response_translator_for,
                     request.task.get_loop(),
                 )
                 if answer is not None:
@@ -245,7 +265,7 @@ async def serve_completion(
                     if reader is not None:
                         await reader.aclose()
                 finally:
-                    await response.aclose()
+                    await close_answer(response, ctx.backend)
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc):
             raise

@@ -5,6 +5,7 @@ backend last answered (for `/ready`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -19,6 +20,7 @@ from ollama_gateway.errors import (
     BusyError,
     GatewayError,
     ModelNotFoundError,
+    TranslationError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -32,11 +34,14 @@ from ollama_gateway.settings import BackendSettings, Settings
 
 __all__ = [
     "Upstream",
+    "close_answer",
     "map_error_object",
     "map_status",
     "read_whole",
     "upstream_deadline",
 ]
+
+log = logging.getLogger(__name__)
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -169,9 +174,16 @@ def map_status(
 class Upstream:
     """Sends a request for a model to its backends, in failover order."""
 
-    def __init__(self, settings: Settings, transports: Mapping[str, Transport]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        transports: Mapping[str, Transport],
+        blame: Callable[[str, BaseException], str] | None = None,
+    ) -> None:
         self._backends = {b.name: b for b in settings.backends}
         self._transports = transports
+        # Names the transport translator behind a failure, given the backend.
+        self._blame = blame or (lambda backend, exc: "transport")
         self._connect_timeout = settings.timeouts.connect
         self._limit = settings.limits.max_concurrent_upstream
         self._max_answer = settings.limits.max_answer_bytes
@@ -227,7 +239,9 @@ class Upstream:
                 method="POST",
                 path=path,
                 body=payload,
-                headers=extra,
+                # Each backend's own: a transport may set headers on the
+                # request (a key), which must not follow it to the next one.
+                headers=dict(extra),
                 stream=stream,
                 connect_timeout=self._connect_timeout,
                 backend=self._backends[name],
@@ -244,7 +258,7 @@ class Upstream:
             try:
                 error_bytes = await read_whole(response, _ERROR_BODY_LIMIT, cut=True)
             finally:
-                await response.aclose()
+                await close_answer(response, name)
             failure = map_status(
                 response.status, error_bytes, not_found, _retry_after(response)
             )
@@ -292,7 +306,7 @@ class Upstream:
                 try:
                     data = await read_whole(response, self._max_answer)
                 finally:
-                    await response.aclose()
+                    await close_answer(response, backend.name)
         except TimeoutError:
             # Said as every other upstream timeout is (a bare TimeoutError
             # would reach the client as "cannot list models: raw: TimeoutError").
@@ -332,15 +346,24 @@ class Upstream:
     ) -> UpstreamResponse:
         try:
             response = await self._transports[name].send(request, ctx)
-        except (
-            UpstreamConnectError,
-            UpstreamTimeoutError,
-            UpstreamProtocolError,
-        ) as exc:
-            # Not an answer either: a backend that speaks no HTTP (before this
-            # was noted, /ready failed with a KeyError for one never heard from).
+            if not isinstance(getattr(response, "status", None), int):
+                raise TypeError(
+                    f"send returned {type(response).__name__}, not an "
+                    "UpstreamResponse (with an int status)"
+                )
+        except GatewayError as exc:
+            # Not an answer either: a backend that speaks no HTTP, or a
+            # transport that refused (before this was noted, /ready failed
+            # with a KeyError for one never heard from).
             self._contacts[name] = (time.monotonic(), exc.message)
             raise
+        except Exception as exc:
+            # A transport's own bug, or a wrong return value: named as a
+            # request or response translator's is (not a bare "internal
+            # server error"), and never failed over, since it may have sent.
+            failure = TranslationError(self._blame(name, exc), exc)
+            self._contacts[name] = (time.monotonic(), failure.message)
+            raise failure from exc
         self._contacts[name] = (time.monotonic(), "")
         return response
 
@@ -399,6 +422,16 @@ class _Slot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._upstream.in_flight -= 1
+
+
+async def close_answer(response: UpstreamResponse, backend: str) -> None:
+    """Close an answer once used. A transport's answer that fails to close (a
+    plugin's bug) is logged: it does not turn what was read, or already sent
+    to the client, into an error."""
+    try:
+        await response.aclose()
+    except Exception:
+        log.exception("closing an answer of backend %r failed", backend)
 
 
 async def read_whole(

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import ollama
 import pytest
 
+from ollama_gateway.app import create_app
 from tests.conftest import base_url
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 
@@ -456,3 +458,30 @@ async def test_targets_pinned_to_a_backend_or_unlisted(gateway, aiohttp_server):
     assert resp.status == 200
     assert models_sent(second)[-1] == "llama3:8b"
     assert first.completions() == []
+
+
+async def test_a_header_a_transport_set_for_one_backend_stays_with_it(
+    b1, b2, aiohttp_client, settings_for
+):
+    # Each backend tried gets its own headers: a wrapper's key for the first
+    # backend went to the second on failover, in place of the second's own.
+    b1.queue(Script.error(503, "first down"))
+    toml = two(
+        b1,
+        b2,
+        '[pipeline]\ntransport = ["key-per-backend", "openai-http"]\n'
+        '[translators.key-per-backend]\nkeys = { b1 = "plugin-key" }\n',
+    )
+    plugin = EntryPoint(
+        "key-per-backend",
+        "tests.plugins.broken:KeyPerBackend",
+        "ollama_gateway.translators",
+    )
+    app = create_app(settings_for(None, toml), entry_points=[plugin])
+    client = await aiohttp_client(app)
+    resp = await post(client, "/api/chat", chat())
+    assert resp.status == 200
+    [first] = b1.completions()
+    assert first.headers["Authorization"] == "Bearer plugin-key"
+    [second] = b2.completions()
+    assert second.headers["Authorization"] == "Bearer key-two"

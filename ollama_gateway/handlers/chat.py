@@ -21,7 +21,7 @@ from ollama_gateway.inference import (
 )
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.modelinfo import registry_name
-from ollama_gateway.schemas import ollama
+from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.validation import (
     check_format,
     check_images,
@@ -100,7 +100,12 @@ async def serve_chat(
     ctx.top_logprobs = top_logprobs
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
-    mapped = map_outgoing(request, ctx, partial(pipeline.request.map_chat, req, ctx))
+    mapped = map_outgoing(
+        request,
+        ctx,
+        partial(pipeline.request.map_chat, req, ctx),
+        openai.ChatCompletionRequest,
+    )
     if req.debug_render_only:
         images = sum(len(m.images or ()) for m in req.messages)
         return debug_answer(ctx, mapped, images)

@@ -23,7 +23,12 @@ from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.token_estimate import tokens_for_characters
-from ollama_gateway.upstream import map_error_object, read_whole, upstream_deadline
+from ollama_gateway.upstream import (
+    close_answer,
+    map_error_object,
+    read_whole,
+    upstream_deadline,
+)
 from ollama_gateway.validation import check_options
 
 __all__ = ["PER_TOKEN", "TOO_LONG", "handle_embed", "handle_embeddings"]
@@ -132,7 +137,11 @@ async def _embed(
 
     def again() -> openai.EmbeddingRequest:
         # Also called again for a backend failed over to (its options, its id).
-        return map_with(request, lambda: pipeline.request.map_embed(req, ctx))
+        return map_with(
+            request,
+            lambda: pipeline.request.map_embed(req, ctx),
+            openai.EmbeddingRequest,
+        )
 
     body = again()
     timeout = app[settings_key].timeouts.first_wait
@@ -145,7 +154,12 @@ async def _embed(
             decoded = await _one_by_one(app, ctx, body, again, req.truncate, not_found)
     wanted = 1 if isinstance(req.input, str) else len(req.input)
     decoded.data = _in_input_order(decoded.data, wanted)
-    answer = map_with(request, lambda: pipeline.response.map_embed(decoded, ctx))
+    answer = map_with(
+        request,
+        lambda: pipeline.response.map_embed(decoded, ctx),
+        ollama.EmbedResponse,
+        "response",
+    )
     if len(answer.embeddings) != wanted:
         # One vector per input, in order, is what a client pairs them by; the
         # LiteLLM proxy's mocked embeddings send one whatever was asked.
@@ -287,8 +301,17 @@ async def _fetch(
         raise InvalidRequestError(message) from exc
     try:
         data = await read_whole(response, app[settings_key].limits.max_answer_bytes)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        # A transport translator's bug in its body: named, as on the chat
+        # routes (the built-in transports raise only GatewayErrors).
+        failure = app[pipeline_key].translator_failure(exc, ctx.backend)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
-        await response.aclose()
+        await close_answer(response, ctx.backend)
     try:
         return openai.decode_embedding_response(data)
     except msgspec.DecodeError as exc:

@@ -36,7 +36,7 @@ from ollama_gateway.keys import (
 )
 from ollama_gateway.modelinfo import registry_name
 from ollama_gateway.response_store import owner_of
-from ollama_gateway.schemas import ollama
+from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.validation import (
     check_format,
     check_images,
@@ -107,7 +107,10 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     ctx.backend_settings = request.app[upstream_key].backend(entry.backend)
     pipeline = request.app[pipeline_key]
     mapped = map_outgoing(
-        request, ctx, partial(pipeline.request.map_generate, req, ctx)
+        request,
+        ctx,
+        partial(pipeline.request.map_generate, req, ctx),
+        (openai.ChatCompletionRequest, openai.CompletionRequest),
     )
     if req.debug_render_only:
         return debug_answer(ctx, mapped, len(req.images or ()))

@@ -34,10 +34,17 @@ from ollama_gateway.errors import (
 from ollama_gateway.handlers import anthropic
 from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.inbound import TOO_DEEP, go_strings
-from ollama_gateway.keys import catalogue_key, ctx_key, settings_key, upstream_key
+from ollama_gateway.keys import (
+    catalogue_key,
+    ctx_key,
+    pipeline_key,
+    settings_key,
+    upstream_key,
+)
+from ollama_gateway.log import note_failure
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import map_error_object, upstream_deadline
+from ollama_gateway.upstream import close_answer, map_error_object, upstream_deadline
 
 __all__ = [
     "handle_completions",
@@ -186,11 +193,20 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                 one_choice = body.get("n") in (None, 1)
                 return await _relay(request, response, started, stream, one_choice)
             finally:
-                await response.aclose()
+                await close_answer(response, ctx.backend)
     except GatewayError as exc:
-        ctx.outcome = error_kind(exc)
+        note_failure(ctx, exc)  # a translator's failure with its traceback
         code = "model_not_found" if isinstance(exc, ModelNotFoundError) else None
         return openai_error(exc.status, exc.message, code, headers=retry_after(exc))
+    except Exception as exc:
+        # A transport translator's bug in its body (the built-in ones raise
+        # only GatewayErrors), before the status is sent: `_relay` ends a
+        # started answer itself.
+        failure = request.app[pipeline_key].translator_failure(exc, ctx.backend)
+        if failure is None:
+            raise
+        note_failure(ctx, failure)
+        return openai_error(failure.status, failure.message)
 
 
 async def _relay(
@@ -315,6 +331,16 @@ async def _relay(
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
         return out
+    except Exception as exc:
+        # A transport translator's bug in its body: ended as a backend's
+        # failure is (above), not by a dropped connection.
+        ctx = request[ctx_key]
+        failure = request.app[pipeline_key].translator_failure(exc, ctx.backend)
+        if failure is None:
+            raise
+        if not _ends_done(tail):
+            note_failure(ctx, failure)
+            return await _end_with_error(request, out, failure, between_events)
     except asyncio.CancelledError as exc:
         if not is_shutdown(exc) or not between_events:
             raise
