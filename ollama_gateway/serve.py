@@ -103,8 +103,11 @@ def _run(
         if worker <= 1:
             _log_startup(settings, app)
 
+    # Our handlers, not aiohttp's, in a single process too: a second signal
+    # (Ctrl-C twice) made aiohttp's raise again in the drain, which cut the
+    # streams without their last line and logged two tracebacks.
+    stop = _stop_on_the_first_signal(loop)
     if worker:
-        stop = _stop_on_the_first_signal(loop)
         _stop_when_the_supervisor_is_gone(loop, stop, worker)
     # Log lines go out in batches while the loop runs (see log.py).
     stop_batching = batch_log_lines(loop)
@@ -122,7 +125,7 @@ def _run(
             access_log=None,
             print=started,
             loop=loop,
-            handle_signals=not worker,
+            handle_signals=False,
         )
     except OSError as exc:
         if exc.errno not in _BIND_ERRORS:
@@ -179,13 +182,13 @@ def _worker_main(
 
 
 def _stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-    """A worker's first SIGTERM or SIGINT starts its drain (as aiohttp's own
+    """The first SIGTERM or SIGINT starts the drain (as aiohttp's own
     handlers do); any later one is ignored. A worker is often sent the stop
     twice: the supervisor passes on what it gets, and Ctrl-C in a terminal
     signals the whole process group, as systemd's default KillMode signals
     every process of the unit. aiohttp's handlers, raising again, ended the
-    drain at once, cutting the worker's streams without their last line; the
-    drain has its own bound (`shutdown_grace`)."""
+    drain at once, cutting the streams without their last line; the drain
+    has its own bound (`shutdown_grace`)."""
 
     stopping = False
 

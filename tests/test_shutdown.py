@@ -348,3 +348,25 @@ async def test_sigterm_ends_a_long_messages_stream_with_an_error_event(launch):
         {"type": "error", "error": {"type": "overloaded_error", "message": SHUTDOWN}},
     )
     _assert_clean_log(gateway)
+
+
+async def test_a_second_signal_does_not_cut_the_drain(launch):
+    # Ctrl-C twice, or a stop sent to the process and again to its group:
+    # aiohttp's own handlers raised again in the drain, so the streams were
+    # cut without their last line, two tracebacks were logged and the exit
+    # code was 1.
+    gateway = await launch(_demo(grace=20))
+    words = " ".join(f"word{i}" for i in range(10))  # about 3 s at 5 words/s
+    body = {"model": "demo", "messages": [{"role": "user", "content": words}]}
+    async with aiohttp.ClientSession() as session:
+        tasks, _ = await _open_streams(session, gateway, body)
+        gateway.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        gateway.proc.send_signal(signal.SIGINT)
+        gateway.proc.send_signal(signal.SIGTERM)
+        code = await gateway.wait_exit(20 + MARGIN)
+        async with asyncio.timeout(MARGIN):
+            results = await asyncio.gather(*tasks)
+    assert code == 0
+    assert [_whole_or_error(r) for r in results] == ["whole"] * STREAMS
+    _assert_clean_log(gateway)
