@@ -231,6 +231,7 @@ class Settings(_Section, frozen=True):
         host: str | None = None,
         port: int | None = None,
         log_level: str | None = None,
+        workers: int | None = None,
     ) -> Settings:
         """Build settings from defaults, the TOML file, the environment and flags."""
         env = os.environ if environ is None else environ
@@ -244,6 +245,8 @@ class Settings(_Section, frozen=True):
             server["host"] = host
         if port is not None:
             server["port"] = port
+        if workers is not None:
+            server["workers"] = workers
         if log_level is not None:
             raw["log_level"] = log_level
         return _finish(_convert(raw))
@@ -372,15 +375,32 @@ def _finish(settings: Settings) -> Settings:
         raise SettingsError("server.workers: must be at least 1")
     if settings.catalogue.max_aliases < 1:
         raise SettingsError("catalogue.max_aliases: must be at least 1")
-    for name in ("request_head", "request_body"):
-        if getattr(settings.timeouts, name) < 0:
-            raise SettingsError(f"timeouts.{name}: must be 0 (off) or more")
+    _check_not_negative(settings)
     _check_version(server.ollama_version)
     backends = list(settings.backends)
     _check_backends(backends)
     if not backends:
         backends.append(BackendSettings(name="demo", demo=True))
     return msgspec.structs.replace(settings, log_level=level, backends=backends)
+
+
+def _check_not_negative(settings: Settings) -> None:
+    """No number here means anything below 0: a negative timeout fired at
+    once (every request an "upstream timeout"), a negative cap refused every
+    request with a puzzling message."""
+    sections: dict[str, msgspec.Struct] = {
+        "server": settings.server,
+        "timeouts": settings.timeouts,
+        "limits": settings.limits,
+        "catalogue": settings.catalogue,
+    }
+    for section, values in sections.items():
+        for name in values.__struct_fields__:
+            value = getattr(values, name)
+            if type(value) in (int, float) and value < 0:
+                raise SettingsError(
+                    f"{section}.{name}: must be 0 or more, not {value:g}"
+                )
 
 
 def _check_version(version: str) -> None:

@@ -59,6 +59,9 @@ def _run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
         (("--config", "missing.toml"), {}, "--config"),
         (("--config", "unknown.toml"), {}, "bogus"),
         (("--port", "1", "--config", "unknown.toml"), {}, "bogus"),
+        # Checked as the file's value is: it served as one process.
+        (("--port", "0", "--workers", "0"), {}, "server.workers: must be at least 1"),
+        (("--port", "0", "--workers", "-2"), {}, "server.workers"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path: Path, args, env, named):

@@ -128,6 +128,28 @@ def test_bad_log_level():
     assert _error({"LOG_LEVEL": "loud"}).startswith("LOG_LEVEL: 'loud'")
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "timeouts.idle",
+        "timeouts.connect",
+        "server.shutdown_grace",
+        "server.backlog",
+        "limits.max_messages",
+        "limits.max_concurrent_upstream",
+        "catalogue.ttl",
+    ],
+)
+def test_a_negative_number_is_refused(tmp_path: Path, setting: str):
+    # Taken as it was: a negative timeout fired at once, failing every
+    # request; a negative cap refused every request with a puzzling message.
+    section, name = setting.split(".")
+    config = tmp_path / "neg.toml"
+    config.write_text(f"[{section}]\n{name} = -1\n")
+    message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert message == f"{setting}: must be 0 or more, not -1"
+
+
 def test_bad_base_url():
     message = _error({"OPENAI_BASE_URL": "ftp://x"})
     assert "OPENAI_BASE_URL" in message and "http://" in message
