@@ -293,9 +293,16 @@ def _read_toml(path: str, source: str) -> dict[str, Any]:
     """`source` is where the path came from (the flag or the variable), for errors."""
     try:
         with open(path, "rb") as file:
-            return tomllib.load(file)
+            # A BOM, as some Windows editors write, is no setting: skipped.
+            return tomllib.loads(file.read().decode("utf-8-sig"))
     except FileNotFoundError:
         raise SettingsError(f"{source}: no such file {path!r}") from None
+    except UnicodeDecodeError as exc:
+        # Was a traceback: a file saved as Latin-1 or UTF-16, say.
+        raise SettingsError(
+            f"{source}: {path}: not UTF-8, as TOML must be "
+            f"(byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{source}: {path}: {exc}") from None
     except OSError as exc:

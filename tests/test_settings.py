@@ -167,6 +167,23 @@ def test_missing_config_file_names_its_source(tmp_path: Path):
     assert _error({}, config_path=missing).startswith("--config: no such file")
 
 
+def test_a_file_not_in_utf_8_is_named_not_a_traceback(tmp_path: Path):
+    config = tmp_path / "latin1.toml"
+    config.write_bytes('[server]\nenvironment = "café"\n'.encode("latin-1"))
+    message = _error({}, config_path=str(config))
+    assert message == (
+        f"--config: {config}: not UTF-8, as TOML must be (byte 0xe9 at offset 27)"
+    )
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path: Path):
+    # As some Windows editors save UTF-8; tomllib alone refused the first line.
+    config = tmp_path / "bom.toml"
+    config.write_bytes('[server]\nenvironment = "café"\n'.encode("utf-8-sig"))
+    settings = Settings.load({}, config_path=str(config))
+    assert settings.server.environment == "café"
+
+
 def test_toml_syntax_error(tmp_path: Path):
     config = tmp_path / "bad.toml"
     config.write_text("x = [\n")
