@@ -17,6 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -410,6 +411,23 @@ def _check_not_negative(settings: Settings) -> None:
                 )
 
 
+def _check_url(setting: str, url: str) -> None:
+    """What the transports need of a base URL: found at the first request
+    instead, it failed every one (and the URL, credentials and all, went into
+    each error). The message leaves the URL out for that reason."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535"
+        raise SettingsError(f"{setting}: not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise SettingsError(f"{setting}: not a valid URL: it names no host")
+    if port == 0:
+        raise SettingsError(f"{setting}: not a valid URL: port 0")
+    if any(c.isspace() for c in url):
+        raise SettingsError(f"{setting}: not a valid URL: it contains a space")
+
+
 def _check_version(version: str) -> None:
     parts = version.split(".")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
@@ -440,9 +458,10 @@ def _check_backends(backends: list[BackendSettings]) -> None:
                 f"backends.{backend.name}.base_url: has credentials and an api_key "
                 "is set too; use one of them"
             )
+        where = "OPENAI_BASE_URL" if backend.name == "openai" else "base_url"
         if not url.startswith(("http://", "https://")):
-            where = "OPENAI_BASE_URL" if backend.name == "openai" else "base_url"
             raise SettingsError(
                 f"backends.{backend.name}.{where}: {url!r} must start with "
                 "http:// or https://"
             )
+        _check_url(f"backends.{backend.name}.{where}", url)

@@ -150,6 +150,26 @@ def test_a_negative_number_is_refused(tmp_path: Path, setting: str):
     assert message == f"{setting}: must be 0 or more, not -1"
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1/v1", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/v1", "Port out of range 0-65535"),
+        ("http://user:secret@host:12a/v1", "Port could not be cast"),
+        ("http:///v1", "it names no host"),
+        ("http://host:0/v1", "port 0"),
+        ("http://exa mple.com/v1", "it contains a space"),
+    ],
+)
+def test_a_base_url_the_transport_cannot_use_stops_the_start(url: str, why: str):
+    # It started, then failed every request with the URL, credentials and
+    # all, in each error body and warning.
+    message = _error({"OPENAI_BASE_URL": url})
+    assert message.startswith("backends.openai.OPENAI_BASE_URL: not a valid URL: ")
+    assert why in message
+    assert "secret" not in message
+
+
 def test_bad_base_url():
     message = _error({"OPENAI_BASE_URL": "ftp://x"})
     assert "OPENAI_BASE_URL" in message and "http://" in message
