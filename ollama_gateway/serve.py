@@ -42,7 +42,7 @@ from ollama_gateway.app import create_app
 from ollama_gateway.errors import PluginError
 from ollama_gateway.keys import pipeline_key
 from ollama_gateway.log import batch_log_lines, setup_logging
-from ollama_gateway.metrics import MULTIPROCESS_DIR
+from ollama_gateway.metrics import MULTIPROCESS_DIR, check_multiprocess_dir
 from ollama_gateway.settings import Settings, SettingsError
 
 __all__ = ["ListenError", "check_event_loop", "serve"]
@@ -241,6 +241,7 @@ def _supervise(settings: Settings) -> int:
     # One metrics directory for all workers, so that a scrape (which reaches
     # one worker) counts every worker's requests. Made fresh, removed at exit,
     # unless the environment names one already.
+    check_multiprocess_dir()  # once, here, not in each worker
     own_dir = None
     if not os.environ.get(MULTIPROCESS_DIR):
         own_dir = tempfile.mkdtemp(prefix="ollama-gateway-metrics-")

@@ -18,6 +18,7 @@ import ollama
 import pytest
 
 from ollama_gateway.cli import main
+from ollama_gateway.metrics import MULTIPROCESS_DIR
 
 BUILTINS = {
     "ollama-to-openai": "request",
@@ -62,6 +63,10 @@ def _run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
         # Checked as the file's value is: it served as one process.
         (("--port", "0", "--workers", "0"), {}, "server.workers: must be at least 1"),
         (("--port", "0", "--workers", "-2"), {}, "server.workers"),
+        # prometheus-client's own error was a traceback (a worker's, each
+        # start, with `--workers`).
+        (("--port", "0"), {MULTIPROCESS_DIR: "missing"}, MULTIPROCESS_DIR),
+        (("--port", "0", "--workers", "2"), {MULTIPROCESS_DIR: "missing"}, "missing"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path: Path, args, env, named):
