@@ -27,6 +27,7 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -128,7 +129,9 @@ def _run(
             handle_signals=False,
         )
     except OSError as exc:
-        if exc.errno not in _BIND_ERRORS:
+        # A host that does not resolve (`--host nosuch`) is one too: it was a
+        # traceback.
+        if exc.errno not in _BIND_ERRORS and not isinstance(exc, socket.gaierror):
             raise
         raise ListenError(
             f"cannot listen on {server.host}:{server.port}: {exc.strerror}"

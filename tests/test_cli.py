@@ -204,6 +204,20 @@ def test_port_in_use_is_one_line_without_traceback(tmp_path: Path):
     assert "listening on" not in result.stderr
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_host_that_does_not_resolve_is_one_line(tmp_path: Path, workers: str):
+    # getaddrinfo's error was a traceback; each worker's, in turn, was
+    # retried as a crash.
+    args = ("--host", "nosuch.invalid", "--port", "0", "--workers", workers)
+    result = _run("serve", *args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "nosuch" in line]
+    assert len(errors) == int(workers), result.stderr  # once per worker
+    prefix = "ollama-gateway: error: cannot listen on nosuch.invalid:0: "
+    assert all(line.startswith(prefix) for line in errors), errors
+
+
 def test_uvloop_asked_for_but_missing_is_one_line(tmp_path: Path):
     hide = tmp_path / "hide"
     hide.mkdir()
