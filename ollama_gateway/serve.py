@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import shutil
 import signal
 import socket
@@ -102,7 +103,7 @@ def _run(
         if ready is not None:
             ready.value = True  # the supervisor's sign that it started
         if worker <= 1:
-            _log_startup(settings, app)
+            _log_startup(settings, app, _bound_port(banner, settings.server.port))
 
     # Our handlers, not aiohttp's, in a single process too: a second signal
     # (Ctrl-C twice) made aiohttp's raise again in the drain, which cut the
@@ -474,7 +475,14 @@ def _interrupt(process: multiprocessing.process.BaseProcess) -> None:
     os.kill(process.pid, signal.SIGINT)
 
 
-def _log_startup(settings: Settings, app: web.Application) -> None:
+def _bound_port(banner: str, asked: int) -> int:
+    """The port run_app's banner names ("Running on http://host:port"): the
+    one the kernel chose when `asked` is 0, which the line reported as 0."""
+    found = re.search(r"Running on \S+:(\d+)\b", banner)
+    return int(found.group(1)) if found else asked
+
+
+def _log_startup(settings: Settings, app: web.Application, port: int) -> None:
     pipeline = app[pipeline_key]
     names = {stage: list(chain) for stage, chain in pipeline.names.items()}
     backends = [
@@ -484,7 +492,7 @@ def _log_startup(settings: Settings, app: web.Application) -> None:
     log.info(
         "ollama-gateway listening on http://%s:%d",
         settings.server.host,
-        settings.server.port,
+        port,
         extra={
             "pipeline": names,
             "backends": backends,

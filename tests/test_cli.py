@@ -204,6 +204,32 @@ def test_port_in_use_is_one_line_without_traceback(tmp_path: Path):
     assert "listening on" not in result.stderr
 
 
+async def test_port_0_is_logged_as_the_port_the_kernel_chose(tmp_path: Path):
+    # The line said "listening on http://127.0.0.1:0": a script that starts
+    # the gateway on any free port could not learn which.
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "ollama_gateway", "serve", "--port", "0"),
+        env=_env(),
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(30):
+            while "listening on" not in (line := await proc.stderr.readline()).decode():
+                assert line, "the gateway ended without its startup line"
+        url = json.loads(line)["msg"].removeprefix("ollama-gateway listening on ")
+        assert not url.endswith(":0")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/api/version") as resp:
+                assert resp.status == 200
+    finally:
+        proc.terminate()
+        await proc.communicate()
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_host_that_does_not_resolve_is_one_line(tmp_path: Path, workers: str):
     # getaddrinfo's error was a traceback; each worker's, in turn, was
