@@ -250,7 +250,15 @@ class Settings(_Section, frozen=True):
             server["workers"] = workers
         if log_level is not None:
             raw["log_level"] = log_level
-        return _finish(_convert(raw))
+        # Where a bad level came from, for its message: a file's named the
+        # variable LOG_LEVEL, which was not set.
+        if log_level is not None:
+            level_source = "--log-level"
+        elif env.get("LOG_LEVEL", "").strip():
+            level_source = "LOG_LEVEL"
+        else:
+            level_source = "log_level"
+        return _finish(_convert(raw), level_source)
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:
@@ -370,11 +378,12 @@ def _pretty_path(message: str) -> str:
     return f"{setting}: {text}" if setting else text
 
 
-def _finish(settings: Settings) -> Settings:
+def _finish(settings: Settings, level_source: str) -> Settings:
     level = settings.log_level.upper()
     if level not in LOG_LEVELS:
         raise SettingsError(
-            f"LOG_LEVEL: {settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            f"{level_source}: {settings.log_level!r} is not one of "
+            + ", ".join(LOG_LEVELS)
         )
     server = settings.server
     if not 0 <= server.port <= 65535:

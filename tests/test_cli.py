@@ -84,7 +84,7 @@ def test_bad_settings_exit_2_with_one_line(tmp_path: Path, args, env, named):
 def test_serve_is_the_default_command(tmp_path: Path):
     result = _run("--log-level", "nope", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("ollama-gateway: error: LOG_LEVEL: 'nope'")
+    assert result.stderr.startswith("ollama-gateway: error: --log-level: 'nope'")
 
 
 def test_plugins_lists_the_builtins_as_json(tmp_path: Path):

@@ -128,6 +128,15 @@ def test_bad_log_level():
     assert _error({"LOG_LEVEL": "loud"}).startswith("LOG_LEVEL: 'loud'")
 
 
+def test_a_bad_log_level_names_where_it_was_set(tmp_path: Path):
+    # A file's bad level was reported as the variable LOG_LEVEL, unset.
+    config = tmp_path / "level.toml"
+    config.write_text('log_level = "LOUD"\n')
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config)}
+    assert _error(env).startswith("log_level: 'LOUD' is not one of DEBUG, INFO")
+    assert _error(env, log_level="x").startswith("--log-level: 'x'")
+
+
 @pytest.mark.parametrize(
     "setting",
     [
