@@ -21,6 +21,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.errors import GatewayError
+
 __all__ = [
     "DEFAULT_OLLAMA_VERSION",
     "BackendSettings",
@@ -258,7 +261,14 @@ class Settings(_Section, frozen=True):
             level_source = "LOG_LEVEL"
         else:
             level_source = "log_level"
-        return _finish(_convert(raw), level_source)
+        settings = _finish(_convert(raw), level_source)
+        keep_alive_source = (
+            "OLLAMA_KEEP_ALIVE"
+            if env.get("OLLAMA_KEEP_ALIVE", "").strip()
+            else "server.default_keep_alive"
+        )
+        _check_keep_alive(settings.server.default_keep_alive, keep_alive_source)
+        return settings
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:
@@ -399,6 +409,15 @@ def _finish(settings: Settings, level_source: str) -> Settings:
     if not backends:
         backends.append(BackendSettings(name="demo", demo=True))
     return msgspec.structs.replace(settings, log_level=level, backends=backends)
+
+
+def _check_keep_alive(value: str, source: str) -> None:
+    # Checked here, where its source is known: create_app named the variable
+    # OLLAMA_KEEP_ALIVE for a bad value from the file too.
+    try:
+        parse_keep_alive(value)
+    except GatewayError as exc:
+        raise SettingsError(f"{source}: {exc.message}") from None
 
 
 def _check_not_negative(settings: Settings) -> None:

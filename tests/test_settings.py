@@ -252,12 +252,14 @@ def test_out_of_range_values(tmp_path: Path, toml, named):
     assert _error({"OLLAMA_GATEWAY_CONFIG": str(config)}).startswith(named)
 
 
-def test_bad_keep_alive_default_is_reported_at_app_creation():
-    from ollama_gateway.app import create_app
-
-    settings = Settings.load({"OLLAMA_KEEP_ALIVE": "10"})
-    with pytest.raises(SettingsError, match="^OLLAMA_KEEP_ALIVE: time: missing unit"):
-        create_app(settings)
+def test_a_bad_keep_alive_default_names_where_it_was_set(tmp_path: Path):
+    # A file's bad value was reported as the variable OLLAMA_KEEP_ALIVE.
+    message = _error({"OLLAMA_KEEP_ALIVE": "10"})
+    assert message.startswith("OLLAMA_KEEP_ALIVE: time: missing unit")
+    config = tmp_path / "keep.toml"
+    config.write_text('[server]\ndefault_keep_alive = "xyz"\n')
+    message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert message == 'server.default_keep_alive: time: invalid duration "xyz"'
 
 
 def test_credentials_in_the_url_and_an_api_key_are_refused():
