@@ -277,11 +277,16 @@ class Catalogue:
         try:
             models = await self._list_models(backend)
         except Exception as exc:
-            state.error = str(exc) or type(exc).__name__
-            log.warning(
-                "cannot list models of backend %s: %s", backend.name, state.error
-            )
+            error = str(exc) or type(exc).__name__
+            # Once per run of failures (again if the reason changes), as the
+            # /model/info one: it was once per retry, every 5 s while
+            # requests came, for as long as the backend was down.
+            if error != state.error:
+                log.warning("cannot list models of backend %s: %s", backend.name, error)
+            state.error = error
         else:
+            if state.error:
+                log.info("backend %s lists its models again", backend.name)
             state.models, state.error = models, ""
         state.fetched_at = time.monotonic()
 

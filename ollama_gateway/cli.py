@@ -7,8 +7,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import msgspec
-
 from ollama_gateway.errors import PluginError
 from ollama_gateway.settings import Settings, SettingsError
 
@@ -62,10 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
             log_level=args.log_level,
+            # Checked with the rest: `--workers 0` served as one process.
+            workers=getattr(args, "workers", None),
         )
-        if getattr(args, "workers", None) is not None:
-            server = msgspec.structs.replace(settings.server, workers=args.workers)
-            settings = msgspec.structs.replace(settings, server=server)
         if args.command == "plugins":
             return _plugins(settings, show_all=args.all)
         if args.command == "check-config":

@@ -19,7 +19,9 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["MULTIPROCESS_DIR", "Metrics"]
+from ollama_gateway.settings import SettingsError
+
+__all__ = ["MULTIPROCESS_DIR", "Metrics", "check_multiprocess_dir"]
 
 # Set (by the `--workers` supervisor) to a directory shared by the workers.
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -42,6 +44,14 @@ _LATENCY_BUCKETS = (
     600,
 )
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "protocol")
+
+
+def check_multiprocess_dir() -> None:
+    """The shared directory, when the environment names one, must be one:
+    prometheus-client's own error was a traceback at start."""
+    directory = os.environ.get(MULTIPROCESS_DIR)
+    if directory and not os.path.isdir(directory):
+        raise SettingsError(f"{MULTIPROCESS_DIR}: {directory!r} is not a directory")
 
 
 M = TypeVar("M", Counter, Histogram)
@@ -75,6 +85,7 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r: CollectorRegistry | None = self.registry
+        check_multiprocess_dir()
         if os.environ.get(MULTIPROCESS_DIR):
             # `--workers N`: each worker writes its values to files there and
             # any worker's scrape adds them all up (prometheus-client's

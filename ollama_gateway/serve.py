@@ -3,10 +3,12 @@
 With `--workers N` (N > 1) this process supervises N workers that each run the
 full gateway on the same port (SO_REUSEPORT; the kernel spreads connections),
 each with its own upstream session. SIGTERM and SIGINT are passed on, and the
-supervisor exits 0 when every worker drained and exited 0. A worker killed by
-a signal while no stop was asked (the OOM killer, `kill -9`) is replaced at
-once, and its live gauges dropped; its open streams are lost, so the
-supervisor logs it as an error and exits 1 in the end. Workers whose
+supervisor exits 0 when every worker drained and exited 0. A worker that
+ended in error while no stop was asked (killed by the OOM killer or `kill -9`,
+or exited non-zero by itself) is replaced after a back-off, and its live
+gauges dropped; its open streams are lost, so the supervisor logs it as an
+error and exits 1 in the end. One that keeps failing before it serves makes
+the supervisor give up: it stops the others and exits 1. Workers whose
 supervisor is gone drain and exit. The supervisor makes the directories the
 workers share (metrics, kept `/v1/responses` conversations, the models
 `/api/ps` lists) and removes them when it exits.
@@ -15,14 +17,18 @@ workers share (metrics, kept `/v1/responses` conversations, the models
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import errno
 import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -38,7 +44,7 @@ from ollama_gateway.app import create_app
 from ollama_gateway.errors import PluginError
 from ollama_gateway.keys import pipeline_key
 from ollama_gateway.log import batch_log_lines, setup_logging
-from ollama_gateway.metrics import MULTIPROCESS_DIR
+from ollama_gateway.metrics import MULTIPROCESS_DIR, check_multiprocess_dir
 from ollama_gateway.settings import Settings, SettingsError
 
 __all__ = ["ListenError", "check_event_loop", "serve"]
@@ -73,6 +79,7 @@ def _run(
     reuse_port: bool,
     worker: int = 0,
     shared: _SharedDirs | None = None,
+    ready: ctypes.c_bool | None = None,
 ) -> int:
     if worker:
         setup_logging(settings.log_level)
@@ -93,11 +100,16 @@ def _run(
 
     def started(banner: str) -> None:
         # run_app calls this once the socket is bound, so the line is true.
+        if ready is not None:
+            ready.value = True  # the supervisor's sign that it started
         if worker <= 1:
-            _log_startup(settings, app)
+            _log_startup(settings, app, _bound_port(banner, settings.server.port))
 
+    # Our handlers, not aiohttp's, in a single process too: a second signal
+    # (Ctrl-C twice) made aiohttp's raise again in the drain, which cut the
+    # streams without their last line and logged two tracebacks.
+    stop = _stop_on_the_first_signal(loop)
     if worker:
-        stop = _stop_on_the_first_signal(loop)
         _stop_when_the_supervisor_is_gone(loop, stop, worker)
     # Log lines go out in batches while the loop runs (see log.py).
     stop_batching = batch_log_lines(loop)
@@ -115,10 +127,12 @@ def _run(
             access_log=None,
             print=started,
             loop=loop,
-            handle_signals=not worker,
+            handle_signals=False,
         )
     except OSError as exc:
-        if exc.errno not in _BIND_ERRORS:
+        # A host that does not resolve (`--host nosuch`) is one too: it was a
+        # traceback.
+        if exc.errno not in _BIND_ERRORS and not isinstance(exc, socket.gaierror):
             raise
         raise ListenError(
             f"cannot listen on {server.host}:{server.port}: {exc.strerror}"
@@ -149,27 +163,36 @@ def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return loop
 
 
-def _worker_main(settings: Settings, number: int, shared: _SharedDirs) -> None:
+def _worker_main(
+    settings: Settings, number: int, shared: _SharedDirs, ready: ctypes.c_bool
+) -> None:
     stop_cleanly_until_serving()
     try:
-        sys.exit(_run(settings, reuse_port=True, worker=number, shared=shared))
+        sys.exit(
+            _run(settings, reuse_port=True, worker=number, shared=shared, ready=ready)
+        )
     except (ListenError, SettingsError, PluginError) as exc:
         # What the single-process path reports in one line (a bad aliases
         # file, say), not a worker's traceback. One write of the whole line:
         # the workers fail together, and print's two writes (the text, then
         # the newline) let their lines run into one another.
         os.write(2, f"ollama-gateway: error: {exc}\n".encode())
+        sys.exit(CONFIG_ERROR)
+    except Exception:
+        # A log line, JSON with the rest, rather than multiprocessing's bare
+        # traceback on stderr; the supervisor then replaces the worker.
+        log.exception("worker-%d failed", number)
         sys.exit(1)
 
 
 def _stop_on_the_first_signal(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-    """A worker's first SIGTERM or SIGINT starts its drain (as aiohttp's own
+    """The first SIGTERM or SIGINT starts the drain (as aiohttp's own
     handlers do); any later one is ignored. A worker is often sent the stop
     twice: the supervisor passes on what it gets, and Ctrl-C in a terminal
     signals the whole process group, as systemd's default KillMode signals
     every process of the unit. aiohttp's handlers, raising again, ended the
-    drain at once, cutting the worker's streams without their last line; the
-    drain has its own bound (`shutdown_grace`)."""
+    drain at once, cutting the streams without their last line; the drain
+    has its own bound (`shutdown_grace`)."""
 
     stopping = False
 
@@ -222,6 +245,7 @@ def _supervise(settings: Settings) -> int:
     # One metrics directory for all workers, so that a scrape (which reaches
     # one worker) counts every worker's requests. Made fresh, removed at exit,
     # unless the environment names one already.
+    check_multiprocess_dir()  # once, here, not in each worker
     own_dir = None
     if not os.environ.get(MULTIPROCESS_DIR):
         own_dir = tempfile.mkdtemp(prefix="ollama-gateway-metrics-")
@@ -244,88 +268,156 @@ def _supervise(settings: Settings) -> int:
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-# A worker killed by a signal (the OOM killer, an operator's `kill -9`) is
-# replaced; one that started less than this long ago is replaced only once
-# this long has passed, so that a worker killed at every start is not
-# restarted in a tight loop.
+# A worker that ended in error while no stop was asked (killed by the OOM
+# killer or an operator's `kill -9`, or exited non-zero by itself: an
+# unexpected exception) is replaced, no sooner than RESTART_PAUSE after its
+# own start; each further failure in a row doubles the pause, up to
+# RESTART_PAUSE_MAX, so a crash loop does not spin. A worker that lived
+# STEADY seconds starts the count again.
 RESTART_PAUSE = 1.0
+RESTART_PAUSE_MAX = 30.0
+STEADY = 60.0
+# A slot whose workers failed this many times in a row before serving will
+# not start: the supervisor stops the others and exits 1 (the orchestrator
+# sees the failure) instead of serving on short of workers for ever.
+START_ATTEMPTS = 5
+# A worker's exit code for an error that the single-process gateway reports
+# in one line (it cannot listen, a bad setting or plugin): the same every
+# time, so not worth a replacement.
+CONFIG_ERROR = 78  # sysexits' EX_CONFIG
+
+
+class _Slot:
+    """One worker number: its process, and how its workers have fared."""
+
+    __slots__ = ("failures", "number", "process", "ready", "started", "unstarted")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.ready: ctypes.c_bool | None = None  # set by the worker once serving
+        self.started = 0.0
+        self.failures = 0  # in a row
+        self.unstarted = 0  # failures in a row before serving
+
+    def book_failure(self) -> float:
+        """Count the failure of the worker that ended; when to replace it."""
+        assert self.ready is not None
+        lived = time.monotonic() - self.started
+        self.failures = 1 if lived >= STEADY else self.failures + 1
+        self.unstarted = 0 if self.ready.value else self.unstarted + 1
+        pause = min(RESTART_PAUSE * 2.0 ** (self.failures - 1), RESTART_PAUSE_MAX)
+        return self.started + pause
 
 
 def _run_workers(settings: Settings, shared: _SharedDirs) -> int:
     context = multiprocessing.get_context("spawn")
-
-    def start(number: int) -> multiprocessing.process.BaseProcess:
-        process = context.Process(
-            target=_worker_main,
-            args=(settings, number, shared),
-            name=f"worker-{number}",
-        )
-        process.start()
-        return process
-
-    running = {n: start(n) for n in range(1, settings.server.workers + 1)}
-    started = {n: time.monotonic() for n in running}
+    slots = {n: _Slot(n) for n in range(1, settings.server.workers + 1)}
+    running: dict[int, multiprocessing.process.BaseProcess] = {}
+    due: dict[int, float] = {}  # replacements waiting out their pause
     stop = _Stop()
     failed: list[str] = []
+    # The signal handler writes here, so that a wait for a replacement's
+    # pause ends at once on a stop.
+    wake, woken = os.pipe()
+    os.set_blocking(woken, False)
+
+    def start(slot: _Slot) -> None:
+        slot.ready = context.RawValue(ctypes.c_bool, False)
+        slot.process = context.Process(
+            target=_worker_main,
+            args=(settings, slot.number, shared, slot.ready),
+            name=f"worker-{slot.number}",
+        )
+        slot.process.start()
+        slot.started = time.monotonic()
+        running[slot.number] = slot.process
+        if stop.asked():  # asked while it started: `forward` did not see it
+            _pass_stop(slot.process, stop.signum)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         stop.signum = signum
         for process in list(running.values()):
             _pass_stop(process, signum)
+        with contextlib.suppress(BlockingIOError):  # full: a wake is pending
+            os.write(woken, b"\0")
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    while running:
-        for number, process in _wait_for_ended(running):
-            replace = _note_the_end(process, stop, failed)
-            process.close()  # its pipes: the supervisor may replace many
-            if not replace:
-                continue
-            time.sleep(max(0.0, started[number] + RESTART_PAUSE - time.monotonic()))
+    try:
+        for slot in slots.values():
+            start(slot)
+        while running or due and not stop.asked():
+            ended = _wait_for_ended(running, wake, due)
+            for slot in (slots[number] for number in ended):
+                if _book_the_end(slot, stop, failed, due):
+                    forward(signal.SIGTERM, None)
             if stop.asked():
-                continue
-            running[number] = start(number)
-            started[number] = time.monotonic()
-            if stop.asked():  # asked while it started: `forward` did not see it
-                _pass_stop(running[number], stop.signum)
+                due.clear()
+            for number, when in list(due.items()):
+                if when <= time.monotonic():
+                    del due[number]
+                    start(slots[number])
+    finally:
+        os.close(wake)
+        os.close(woken)
     if failed:
         log.error("workers exited with an error: %s", ", ".join(failed))
         return 1
     return 0
 
 
-def _note_the_end(
-    process: multiprocessing.process.BaseProcess, stop: _Stop, failed: list[str]
+def _book_the_end(
+    slot: _Slot, stop: _Stop, failed: list[str], due: dict[int, float]
 ) -> bool:
-    """Book an ended worker (a failure in `failed`); whether to replace it."""
+    """Book a worker that ended (a failure in `failed`) and schedule its
+    replacement in `due`; whether to give up."""
+    process = slot.process
+    assert process is not None
     _forget_process(process)
-    if not failed_workers({process.name: process.exitcode}, stop.asked()):
+    name, pid, code, how = process.name, process.pid, process.exitcode, ""
+    if code:
+        how = _how_it_ended(code)
+    process.close()  # its pipes: the supervisor may replace many
+    if not failed_workers({name: code}, stop.asked()):
         return False
-    failed.append(process.name)
-    if not _killed(process) or stop.asked():
-        return False
-    log.error(
-        "%s (pid %s) was killed by %s; starting another in its place",
-        process.name,
-        process.pid,
-        _signal_name(process),
-    )
-    return True
+    failed.append(name)
+    if stop.asked() or code == CONFIG_ERROR:
+        return False  # the latter said why, on stderr
+    when = slot.book_failure()
+    if slot.unstarted >= START_ATTEMPTS:
+        log.error(
+            "%s failed %d times in a row before serving (last: %s); "
+            "giving up: stopping the other workers",
+            name,
+            slot.unstarted,
+            how,
+        )
+        return True
+    log.error("%s (pid %s) %s; starting another in its place", name, pid, how)
+    due[slot.number] = when
+    return False
 
 
 def _wait_for_ended(
     running: dict[int, multiprocessing.process.BaseProcess],
-) -> list[tuple[int, multiprocessing.process.BaseProcess]]:
-    """Wait until a worker ends; those that ended, joined and taken out of
-    `running`, by number. Any worker's end, not the first one's in order: a
-    worker lost while the others serve is noticed at once."""
+    wake: int,
+    due: Mapping[int, float],
+) -> list[int]:
+    """Wait until a worker ends, a replacement is due, or a signal came; the
+    numbers of the workers that ended, joined and taken out of `running`.
+    Any worker's end, not the first one's in order: a worker lost while the
+    others serve is noticed at once."""
     sentinels = {p.sentinel: n for n, p in running.items()}
+    timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
     ended = []
-    for sentinel in multiprocessing.connection.wait(list(sentinels)):
-        number = sentinels[sentinel]  # type: ignore[index]
-        process = running.pop(number)
-        process.join()
-        ended.append((number, process))
+    for ready in multiprocessing.connection.wait([*sentinels, wake], timeout):
+        if ready == wake:
+            os.read(wake, 512)
+            continue
+        number = sentinels[ready]  # type: ignore[index]
+        running.pop(number).join()
+        ended.append(number)
     return ended
 
 
@@ -351,16 +443,13 @@ def _pass_stop(process: multiprocessing.process.BaseProcess, signum: int) -> Non
         _interrupt(process)
 
 
-def _killed(process: multiprocessing.process.BaseProcess) -> bool:
-    return process.exitcode is not None and process.exitcode < 0
-
-
-def _signal_name(process: multiprocessing.process.BaseProcess) -> str:
-    assert process.exitcode is not None
+def _how_it_ended(code: int) -> str:
+    if code >= 0:
+        return f"exited with code {code}"
     try:
-        return signal.Signals(-process.exitcode).name
+        return f"was killed by {signal.Signals(-code).name}"
     except ValueError:
-        return f"signal {-process.exitcode}"
+        return f"was killed by signal {-code}"
 
 
 def _forget_process(process: multiprocessing.process.BaseProcess) -> None:
@@ -386,7 +475,14 @@ def _interrupt(process: multiprocessing.process.BaseProcess) -> None:
     os.kill(process.pid, signal.SIGINT)
 
 
-def _log_startup(settings: Settings, app: web.Application) -> None:
+def _bound_port(banner: str, asked: int) -> int:
+    """The port run_app's banner names ("Running on http://host:port"): the
+    one the kernel chose when `asked` is 0, which the line reported as 0."""
+    found = re.search(r"Running on \S+:(\d+)\b", banner)
+    return int(found.group(1)) if found else asked
+
+
+def _log_startup(settings: Settings, app: web.Application, port: int) -> None:
     pipeline = app[pipeline_key]
     names = {stage: list(chain) for stage, chain in pipeline.names.items()}
     backends = [
@@ -396,7 +492,7 @@ def _log_startup(settings: Settings, app: web.Application) -> None:
     log.info(
         "ollama-gateway listening on http://%s:%d",
         settings.server.host,
-        settings.server.port,
+        port,
         extra={
             "pipeline": names,
             "backends": backends,

@@ -17,8 +17,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
+
+from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.errors import GatewayError
 
 __all__ = [
     "DEFAULT_OLLAMA_VERSION",
@@ -232,6 +236,7 @@ class Settings(_Section, frozen=True):
         host: str | None = None,
         port: int | None = None,
         log_level: str | None = None,
+        workers: int | None = None,
     ) -> Settings:
         """Build settings from defaults, the TOML file, the environment and flags."""
         env = os.environ if environ is None else environ
@@ -245,9 +250,26 @@ class Settings(_Section, frozen=True):
             server["host"] = host
         if port is not None:
             server["port"] = port
+        if workers is not None:
+            server["workers"] = workers
         if log_level is not None:
             raw["log_level"] = log_level
-        return _finish(_convert(raw))
+        # Where a bad level came from, for its message: a file's named the
+        # variable LOG_LEVEL, which was not set.
+        if log_level is not None:
+            level_source = "--log-level"
+        elif env.get("LOG_LEVEL", "").strip():
+            level_source = "LOG_LEVEL"
+        else:
+            level_source = "log_level"
+        settings = _finish(_convert(raw), level_source)
+        keep_alive_source = (
+            "OLLAMA_KEEP_ALIVE"
+            if env.get("OLLAMA_KEEP_ALIVE", "").strip()
+            else "server.default_keep_alive"
+        )
+        _check_keep_alive(settings.server.default_keep_alive, keep_alive_source)
+        return settings
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:
@@ -291,9 +313,16 @@ def _read_toml(path: str, source: str) -> dict[str, Any]:
     """`source` is where the path came from (the flag or the variable), for errors."""
     try:
         with open(path, "rb") as file:
-            return tomllib.load(file)
+            # A BOM, as some Windows editors write, is no setting: skipped.
+            return tomllib.loads(file.read().decode("utf-8-sig"))
     except FileNotFoundError:
         raise SettingsError(f"{source}: no such file {path!r}") from None
+    except UnicodeDecodeError as exc:
+        # Was a traceback: a file saved as Latin-1 or UTF-16, say.
+        raise SettingsError(
+            f"{source}: {path}: not UTF-8, as TOML must be "
+            f"(byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{source}: {path}: {exc}") from None
     except OSError as exc:
@@ -360,11 +389,12 @@ def _pretty_path(message: str) -> str:
     return f"{setting}: {text}" if setting else text
 
 
-def _finish(settings: Settings) -> Settings:
+def _finish(settings: Settings, level_source: str) -> Settings:
     level = settings.log_level.upper()
     if level not in LOG_LEVELS:
         raise SettingsError(
-            f"LOG_LEVEL: {settings.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            f"{level_source}: {settings.log_level!r} is not one of "
+            + ", ".join(LOG_LEVELS)
         )
     server = settings.server
     if not 0 <= server.port <= 65535:
@@ -373,15 +403,58 @@ def _finish(settings: Settings) -> Settings:
         raise SettingsError("server.workers: must be at least 1")
     if settings.catalogue.max_aliases < 1:
         raise SettingsError("catalogue.max_aliases: must be at least 1")
-    for name in ("request_head", "request_body"):
-        if getattr(settings.timeouts, name) < 0:
-            raise SettingsError(f"timeouts.{name}: must be 0 (off) or more")
+    _check_not_negative(settings)
     _check_version(server.ollama_version)
     backends = list(settings.backends)
     _check_backends(backends)
     if not backends:
         backends.append(BackendSettings(name="demo", demo=True))
     return msgspec.structs.replace(settings, log_level=level, backends=backends)
+
+
+def _check_keep_alive(value: str, source: str) -> None:
+    # Checked here, where its source is known: create_app named the variable
+    # OLLAMA_KEEP_ALIVE for a bad value from the file too.
+    try:
+        parse_keep_alive(value)
+    except GatewayError as exc:
+        raise SettingsError(f"{source}: {exc.message}") from None
+
+
+def _check_not_negative(settings: Settings) -> None:
+    """No number here means anything below 0: a negative timeout fired at
+    once (every request an "upstream timeout"), a negative cap refused every
+    request with a puzzling message."""
+    sections: dict[str, msgspec.Struct] = {
+        "server": settings.server,
+        "timeouts": settings.timeouts,
+        "limits": settings.limits,
+        "catalogue": settings.catalogue,
+    }
+    for section, values in sections.items():
+        for name in values.__struct_fields__:
+            value = getattr(values, name)
+            if type(value) in (int, float) and value < 0:
+                raise SettingsError(
+                    f"{section}.{name}: must be 0 or more, not {value:g}"
+                )
+
+
+def _check_url(setting: str, url: str) -> None:
+    """What the transports need of a base URL: found at the first request
+    instead, it failed every one (and the URL, credentials and all, went into
+    each error). The message leaves the URL out for that reason."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535"
+        raise SettingsError(f"{setting}: not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise SettingsError(f"{setting}: not a valid URL: it names no host")
+    if port == 0:
+        raise SettingsError(f"{setting}: not a valid URL: port 0")
+    if any(c.isspace() for c in url):
+        raise SettingsError(f"{setting}: not a valid URL: it contains a space")
 
 
 def _check_version(version: str) -> None:
@@ -414,9 +487,10 @@ def _check_backends(backends: list[BackendSettings]) -> None:
                 f"backends.{backend.name}.base_url: has credentials and an api_key "
                 "is set too; use one of them"
             )
+        where = "OPENAI_BASE_URL" if backend.name == "openai" else "base_url"
         if not url.startswith(("http://", "https://")):
-            where = "OPENAI_BASE_URL" if backend.name == "openai" else "base_url"
             raise SettingsError(
                 f"backends.{backend.name}.{where}: {url!r} must start with "
                 "http:// or https://"
             )
+        _check_url(f"backends.{backend.name}.{where}", url)

@@ -127,8 +127,10 @@ class Gateway:
                 await self.proc.wait()
 
 
-async def start_gateway(tmp_path: Path, toml: str, **env: str) -> Gateway:
-    """Start `python -m ollama_gateway serve` on a free port with `toml` as its
+async def start_gateway(
+    tmp_path: Path, toml: str, *, module: str = "ollama_gateway", **env: str
+) -> Gateway:
+    """Start `python -m <module> serve` on a free port with `toml` as its
     config and stderr in a file; return once `/health` answers."""
     port = free_port()
     config = tmp_path / f"gateway-{port}.toml"
@@ -143,7 +145,7 @@ async def start_gateway(tmp_path: Path, toml: str, **env: str) -> Gateway:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "ollama_gateway",
+            module,
             "serve",
             "--port",
             str(port),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from typing import Any
 
@@ -164,6 +165,34 @@ async def test_failed_backend_is_not_retried_on_every_request(settings_for):
         await cat.entries()
         await asyncio.sleep(0)
     assert lister.calls.count("b2") == 1
+
+
+async def _listed_by(lister: Lister, cat: Catalogue, calls: int) -> None:
+    """Until b2 was asked `calls` times and its answer is taken in."""
+    async with asyncio.timeout(5):
+        while lister.calls.count("b2") < calls:
+            await cat.entries()
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+
+
+async def test_a_backend_down_is_logged_once_per_run_of_failures(settings_for, caplog):
+    # Each retry (every 5 s while requests came) logged the same warning.
+    lister = Lister(b1=["gpt-4o"], b2=ConnectionError("refused"))
+    cat = Catalogue(settings(settings_for, "[catalogue]\nttl = 0\n"), lister)
+    with caplog.at_level(logging.INFO, logger="ollama_gateway.catalogue"):
+        await _listed_by(lister, cat, 5)
+        lister.lists["b2"] = ["llama3"]
+        await _listed_by(lister, cat, 6)
+        assert cat.backend_errors() == {}
+        lister.lists["b2"] = TimeoutError()
+        await _listed_by(lister, cat, 8)
+    await cat.aclose()
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot list models of backend b2: refused",
+        "backend b2 lists its models again",
+        "cannot list models of backend b2: TimeoutError",
+    ]
 
 
 async def test_model_served_by_both_backends_lists_once_with_both(settings_for):

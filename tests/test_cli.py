@@ -18,6 +18,7 @@ import ollama
 import pytest
 
 from ollama_gateway.cli import main
+from ollama_gateway.metrics import MULTIPROCESS_DIR
 
 BUILTINS = {
     "ollama-to-openai": "request",
@@ -59,6 +60,13 @@ def _run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
         (("--config", "missing.toml"), {}, "--config"),
         (("--config", "unknown.toml"), {}, "bogus"),
         (("--port", "1", "--config", "unknown.toml"), {}, "bogus"),
+        # Checked as the file's value is: it served as one process.
+        (("--port", "0", "--workers", "0"), {}, "server.workers: must be at least 1"),
+        (("--port", "0", "--workers", "-2"), {}, "server.workers"),
+        # prometheus-client's own error was a traceback (a worker's, each
+        # start, with `--workers`).
+        (("--port", "0"), {MULTIPROCESS_DIR: "missing"}, MULTIPROCESS_DIR),
+        (("--port", "0", "--workers", "2"), {MULTIPROCESS_DIR: "missing"}, "missing"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path: Path, args, env, named):
@@ -76,7 +84,7 @@ def test_bad_settings_exit_2_with_one_line(tmp_path: Path, args, env, named):
 def test_serve_is_the_default_command(tmp_path: Path):
     result = _run("--log-level", "nope", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("ollama-gateway: error: LOG_LEVEL: 'nope'")
+    assert result.stderr.startswith("ollama-gateway: error: --log-level: 'nope'")
 
 
 def test_plugins_lists_the_builtins_as_json(tmp_path: Path):
@@ -194,6 +202,46 @@ def test_port_in_use_is_one_line_without_traceback(tmp_path: Path):
     assert str(port) in last
     # Nothing claimed to listen before the socket was bound.
     assert "listening on" not in result.stderr
+
+
+async def test_port_0_is_logged_as_the_port_the_kernel_chose(tmp_path: Path):
+    # The line said "listening on http://127.0.0.1:0": a script that starts
+    # the gateway on any free port could not learn which.
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "ollama_gateway", "serve", "--port", "0"),
+        env=_env(),
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(30):
+            while "listening on" not in (line := await proc.stderr.readline()).decode():
+                assert line, "the gateway ended without its startup line"
+        url = json.loads(line)["msg"].removeprefix("ollama-gateway listening on ")
+        assert not url.endswith(":0")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/api/version") as resp:
+                assert resp.status == 200
+    finally:
+        proc.terminate()
+        await proc.communicate()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_host_that_does_not_resolve_is_one_line(tmp_path: Path, workers: str):
+    # getaddrinfo's error was a traceback; each worker's, in turn, was
+    # retried as a crash.
+    args = ("--host", "nosuch.invalid", "--port", "0", "--workers", workers)
+    result = _run("serve", *args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "nosuch" in line]
+    assert len(errors) == int(workers), result.stderr  # once per worker
+    prefix = "ollama-gateway: error: cannot listen on nosuch.invalid:0: "
+    assert all(line.startswith(prefix) for line in errors), errors
 
 
 def test_uvloop_asked_for_but_missing_is_one_line(tmp_path: Path):

@@ -555,3 +555,26 @@ async def test_answers_cut_by_the_token_limit_are_valid_for_the_sdks(
     assert [f"{item.type}:{item.status}" for item in response.output] == items
     done = [e.item for e in seen if e.type == "response.output_item.done"]
     assert [f"{item.type}:{item.status}" for item in done] == items
+
+
+async def test_a_model_list_no_backend_could_give_is_an_error(
+    gateway: Any, backend: FakeBackend
+):
+    """`/v1/models` answered an empty list when every backend was down, as
+    `/api/tags` no longer does: the SDK's caller saw "no models" with
+    nothing to say why."""
+    backend.models_status = 503
+    client = await gateway(backend, "[translators.retry]\nattempts = 0\n")
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="unused", max_retries=0
+    ) as sdk:
+        with pytest.raises(openai.APIStatusError) as info:
+            await sdk.models.list()
+    assert info.value.status_code == 502
+    assert "cannot list models: openai: " in info.value.message
+    async with anthropic.AsyncAnthropic(
+        base_url=base_url(client), api_key="unused", max_retries=0
+    ) as claude:
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            await claude.models.list()
+    assert failed.value.status_code == 502

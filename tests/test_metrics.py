@@ -127,6 +127,28 @@ async def test_a_stream_is_recorded_once_with_tokens_and_ttft(gateway, backend):
     assert metrics.get("ollama_gateway_streams_in_flight") == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/embed", {"model": "text-embedding-3-small", "input": ["a", "b"]}),
+        ("/api/embeddings", {"model": "text-embedding-3-small", "prompt": "a"}),
+    ],
+)
+async def test_embedding_tokens_are_counted(gateway, backend, path, body):
+    # The backend's usage reached the answer's prompt_eval_count, but the
+    # request line and the tokens metric said 0 for every embedding.
+    client = await gateway(backend)
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, path, body)
+        assert resp.status == 200, await resp.text()
+        metrics = await read_metrics(client)
+    inputs = len(body["input"]) if "input" in body else 1
+    model = "text-embedding-3-small:latest"
+    tokens = "ollama_gateway_tokens_total"
+    assert metrics.get(tokens, model=model, kind="prompt") == 2 * inputs
+    assert metrics.get(tokens, model=model, kind="completion") == 0
+
+
 async def test_requests_are_counted_once_each(gateway):
     client = await gateway(toml=FAST_DEMO)
     bodies = [

@@ -128,6 +128,57 @@ def test_bad_log_level():
     assert _error({"LOG_LEVEL": "loud"}).startswith("LOG_LEVEL: 'loud'")
 
 
+def test_a_bad_log_level_names_where_it_was_set(tmp_path: Path):
+    # A file's bad level was reported as the variable LOG_LEVEL, unset.
+    config = tmp_path / "level.toml"
+    config.write_text('log_level = "LOUD"\n')
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config)}
+    assert _error(env).startswith("log_level: 'LOUD' is not one of DEBUG, INFO")
+    assert _error(env, log_level="x").startswith("--log-level: 'x'")
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "timeouts.idle",
+        "timeouts.connect",
+        "server.shutdown_grace",
+        "server.backlog",
+        "limits.max_messages",
+        "limits.max_concurrent_upstream",
+        "catalogue.ttl",
+    ],
+)
+def test_a_negative_number_is_refused(tmp_path: Path, setting: str):
+    # Taken as it was: a negative timeout fired at once, failing every
+    # request; a negative cap refused every request with a puzzling message.
+    section, name = setting.split(".")
+    config = tmp_path / "neg.toml"
+    config.write_text(f"[{section}]\n{name} = -1\n")
+    message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert message == f"{setting}: must be 0 or more, not -1"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1/v1", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/v1", "Port out of range 0-65535"),
+        ("http://user:secret@host:12a/v1", "Port could not be cast"),
+        ("http:///v1", "it names no host"),
+        ("http://host:0/v1", "port 0"),
+        ("http://exa mple.com/v1", "it contains a space"),
+    ],
+)
+def test_a_base_url_the_transport_cannot_use_stops_the_start(url: str, why: str):
+    # It started, then failed every request with the URL, credentials and
+    # all, in each error body and warning.
+    message = _error({"OPENAI_BASE_URL": url})
+    assert message.startswith("backends.openai.OPENAI_BASE_URL: not a valid URL: ")
+    assert why in message
+    assert "secret" not in message
+
+
 def test_bad_base_url():
     message = _error({"OPENAI_BASE_URL": "ftp://x"})
     assert "OPENAI_BASE_URL" in message and "http://" in message
@@ -143,6 +194,23 @@ def test_missing_config_file_names_its_source(tmp_path: Path):
         "OLLAMA_GATEWAY_CONFIG: no such file"
     )
     assert _error({}, config_path=missing).startswith("--config: no such file")
+
+
+def test_a_file_not_in_utf_8_is_named_not_a_traceback(tmp_path: Path):
+    config = tmp_path / "latin1.toml"
+    config.write_bytes('[server]\nenvironment = "café"\n'.encode("latin-1"))
+    message = _error({}, config_path=str(config))
+    assert message == (
+        f"--config: {config}: not UTF-8, as TOML must be (byte 0xe9 at offset 27)"
+    )
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path: Path):
+    # As some Windows editors save UTF-8; tomllib alone refused the first line.
+    config = tmp_path / "bom.toml"
+    config.write_bytes('[server]\nenvironment = "café"\n'.encode("utf-8-sig"))
+    settings = Settings.load({}, config_path=str(config))
+    assert settings.server.environment == "café"
 
 
 def test_toml_syntax_error(tmp_path: Path):
@@ -184,12 +252,14 @@ def test_out_of_range_values(tmp_path: Path, toml, named):
     assert _error({"OLLAMA_GATEWAY_CONFIG": str(config)}).startswith(named)
 
 
-def test_bad_keep_alive_default_is_reported_at_app_creation():
-    from ollama_gateway.app import create_app
-
-    settings = Settings.load({"OLLAMA_KEEP_ALIVE": "10"})
-    with pytest.raises(SettingsError, match="^OLLAMA_KEEP_ALIVE: time: missing unit"):
-        create_app(settings)
+def test_a_bad_keep_alive_default_names_where_it_was_set(tmp_path: Path):
+    # A file's bad value was reported as the variable OLLAMA_KEEP_ALIVE.
+    message = _error({"OLLAMA_KEEP_ALIVE": "10"})
+    assert message.startswith("OLLAMA_KEEP_ALIVE: time: missing unit")
+    config = tmp_path / "keep.toml"
+    config.write_text('[server]\ndefault_keep_alive = "xyz"\n')
+    message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert message == 'server.default_keep_alive: time: invalid duration "xyz"'
 
 
 def test_credentials_in_the_url_and_an_api_key_are_refused():

@@ -21,10 +21,10 @@ import aiohttp
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ollama_gateway.metrics import MULTIPROCESS_DIR
-from ollama_gateway.serve import failed_workers
+from ollama_gateway.serve import START_ATTEMPTS, failed_workers
 from tests.conftest import FAST_DEMO
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
-from tests.ops import Gateway, Samples, start_gateway
+from tests.ops import Gateway, Samples, free_port, start_gateway
 
 BOUND = 30.0
 REQUESTS = 40
@@ -443,3 +443,65 @@ def test_a_failed_start_leaves_no_directory_behind(tmp_path: Path):
     assert result.returncode == 1
     assert result.stderr.count("cannot listen") == 2, result.stderr
     assert list(temporary.iterdir()) == []
+
+
+async def test_a_worker_that_fails_by_itself_is_replaced(tmp_path: Path):
+    # An unexpected exception (here at its start) ended worker-2 with code 1:
+    # only a worker killed by a signal was replaced, so the gateway served on
+    # with one worker less until it was stopped.
+    gateway = await start_gateway(
+        tmp_path,
+        FAST_DEMO + WORKERS,
+        module="tests.flaky_worker",
+        FLAKY_WORKER="2:1",
+        FLAKY_WORKER_DIR=str(tmp_path),
+    )
+    try:
+        await _both_workers_up(gateway)
+        # Each a JSON line: the worker's error with its traceback, then the
+        # supervisor's.
+        lines = gateway.lines()
+        failure, replaced = [line for line in lines if line["level"] == "ERROR"]
+        assert failure["msg"] == "worker-2 failed"
+        assert "RuntimeError: worker-2 fails its start 1" in failure["exc"]
+        assert re.fullmatch(
+            r"worker-2 \(pid \d+\) exited with code 1; "
+            "starting another in its place",
+            replaced["msg"],
+        ), replaced
+        assert (tmp_path / "worker-2").read_text() == "start\n" * 2
+    finally:
+        # The drain is clean, yet a worker had failed.
+        assert await gateway.stop(BOUND) == 1, gateway.log.read_text()[-3000:]
+
+
+def test_a_worker_that_never_starts_stops_the_gateway(tmp_path: Path):
+    # Failing at every start, it was restarted (or, before, left out) for
+    # ever: the supervisor gives up after START_ATTEMPTS, stops the worker
+    # that serves, and exits 1 for the orchestrator to see.
+    (tmp_path / "w.toml").write_text(FAST_DEMO + WORKERS)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    environ.pop(MULTIPROCESS_DIR, None)
+    environ.update(
+        OLLAMA_GATEWAY_CONFIG=str(tmp_path / "w.toml"),
+        FLAKY_WORKER="2:*",
+        FLAKY_WORKER_DIR=str(tmp_path),
+        FLAKY_WORKER_PAUSE="0.05",
+    )
+    port = str(free_port())
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.flaky_worker", "serve", "--port", port],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 2,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (tmp_path / "worker-2").read_text() == "start\n" * START_ATTEMPTS
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line[:1] == "{"]
+    messages = [line["msg"] for line in lines if line["level"] == "ERROR"]
+    assert messages[-2:] == [
+        f"worker-2 failed {START_ATTEMPTS} times in a row before serving "
+        "(last: exited with code 1); giving up: stopping the other workers",
+        "workers exited with an error: " + ", ".join(["worker-2"] * START_ATTEMPTS),
+    ]

@@ -167,6 +167,9 @@ async def _embed(
             f"upstream sent {len(answer.embeddings)} embeddings for {wanted} inputs"
         )
     _check_vector_lengths(answer.embeddings)
+    # For the request line and the tokens metric, as chat counts: the
+    # backend's figure, not the estimate below.
+    ctx.prompt_tokens = answer.prompt_eval_count or 0
     if not answer.prompt_eval_count:
         # Ollama always counts the input, and strict clients (the AI SDK's
         # Ollama providers) require the count: estimate it when the backend

@@ -23,7 +23,13 @@ from ollama_gateway.modelinfo import ModelEntry, details_of, is_usable_name
 from ollama_gateway.schemas import ollama
 from ollama_gateway.validation import options_object
 
-__all__ = ["handle_ps", "handle_show", "handle_tags", "json_response"]
+__all__ = [
+    "handle_ps",
+    "handle_show",
+    "handle_tags",
+    "json_response",
+    "listed_entries",
+]
 
 
 def json_response(body: bytes, status: int = 200) -> web.Response:
@@ -32,7 +38,9 @@ def json_response(body: bytes, status: int = 200) -> web.Response:
     )
 
 
-async def handle_tags(request: web.Request) -> web.Response:
+async def listed_entries(request: web.Request) -> list[ModelEntry]:
+    """Every model, for a model list (`/api/tags`, `/v1/models`); an error
+    when no backend could say what it serves: an empty list would be a lie."""
     catalogue = request.app[catalogue_key]
     entries = await catalogue.entries()
     errors = catalogue.backend_errors()
@@ -41,9 +49,13 @@ async def handle_tags(request: web.Request) -> web.Response:
         and errors
         and len(errors) == len(request.app[settings_key].backends)
     ):
-        # No backend could say what it serves: an empty list would be a lie.
         reasons = "; ".join(f"{name}: {why}" for name, why in errors.items())
         raise UpstreamConnectError(f"cannot list models: {reasons}")
+    return entries
+
+
+async def handle_tags(request: web.Request) -> web.Response:
+    entries = await listed_entries(request)
     listed = [e for e in entries if not e.hidden]
     listed.sort(key=lambda e: e.modified_at, reverse=True)
     models = [

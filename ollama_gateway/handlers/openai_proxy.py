@@ -32,6 +32,7 @@ from ollama_gateway.errors import (
     retry_after,
 )
 from ollama_gateway.handlers import anthropic
+from ollama_gateway.handlers.models import listed_entries
 from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.inbound import TOO_DEEP, go_strings
 from ollama_gateway.keys import (
@@ -120,7 +121,9 @@ def _unix(rfc3339: str) -> int:
 
 
 async def handle_models(request: web.Request) -> web.Response:
-    entries = await request.app[catalogue_key].entries()
+    # Not an empty list when every backend is down: clients showed "no
+    # models" with nothing to say why.
+    entries = await listed_entries(request)
     if anthropic.VERSION_HEADER in request.headers:
         return anthropic.models_answer(entries)
     data = [_model_object(e) for e in entries if not e.hidden]
