@@ -35,6 +35,7 @@ from ollama_gateway.settings import BackendSettings, Settings
 __all__ = [
     "Upstream",
     "close_answer",
+    "closing_failed",
     "map_error_object",
     "map_status",
     "read_whole",
@@ -224,9 +225,13 @@ class Upstream:
         if ctx.client_key:
             extra["Authorization"] = ctx.client_key
         failure: GatewayError | None = None
+        # One backend (the common case) needs none of failover's per-backend
+        # settings, ids and headers: what the handler set is its own.
+        several = entry is not None and len(backends) > 1
         for position, name in enumerate(backends):
             payload = body
-            if entry is not None:
+            if several:
+                assert entry is not None
                 # Set for the first too: a caller that sends several times
                 # (embeddings one by one) starts from the first each time.
                 ctx.backend_settings = self._backends[name]
@@ -241,7 +246,7 @@ class Upstream:
                 body=payload,
                 # Each backend's own: a transport may set headers on the
                 # request (a key), which must not follow it to the next one.
-                headers=dict(extra),
+                headers=dict(extra) if several else extra,
                 stream=stream,
                 connect_timeout=self._connect_timeout,
                 backend=self._backends[name],
@@ -431,7 +436,12 @@ async def close_answer(response: UpstreamResponse, backend: str) -> None:
     try:
         await response.aclose()
     except Exception:
-        log.exception("closing an answer of backend %r failed", backend)
+        closing_failed(backend)
+
+
+def closing_failed(backend: str) -> None:
+    """Log the failure being handled, of closing an answer of `backend`."""
+    log.exception("closing an answer of backend %r failed", backend)
 
 
 async def read_whole(

@@ -153,6 +153,8 @@ def _go_int(number: float) -> int:
     range (2**63-1 included, as `sys.maxsize` sends it) comes out as the
     smallest int64 on amd64: a negative, so unset (`num_predict` unlimited,
     `seed` random), not a 300-digit number that backends refuse."""
+    if type(number) is int and -(2**53) <= number <= 2**53:
+        return number  # the common case: exact as a float64 too
     try:
         as_float = float(number)
     except OverflowError:  # an integer beyond any float64
