@@ -7,6 +7,7 @@ hold typed values. It sends only what the client set.
 from __future__ import annotations
 
 import base64
+import re
 from collections import deque
 from typing import Any, ClassVar
 
@@ -397,9 +398,36 @@ def _apply_think(
     if think is False:
         # Models without reasoning reject reasoning_effort outright.
         if thinking_model and backend.think_off_effort:
-            body.reasoning_effort = backend.think_off_effort
+            effort = _off_effort(body.model, backend.think_off_effort)
+            if effort:
+                body.reasoning_effort = effort
     elif think is True:
         if backend.think_on_effort:
             body.reasoning_effort = backend.think_on_effort
     else:
         body.reasoning_effort = "high" if think == "max" else think
+
+
+# Reasoning models that cannot stop reasoning, and so refuse the default
+# `"none"` for `think: false`: OpenAI's o-series and GPT-5 pro and codex (no
+# "none" before GPT-5.1), gpt-oss (low, medium or high), Gemini 2.5 Pro (its
+# thinking budget cannot be 0), xAI's Grok (grok-4 takes no effort at all),
+# DeepSeek-R1, QwQ and Magistral. They get nothing, so they keep their own
+# default, as Ollama's gpt-oss keeps thinking on `think: false`, without a
+# refused first request. GPT-5 and its mini and nano stop at "minimal".
+_ALWAYS_THINKS = re.compile(
+    r"(^|/)(o[134]([-:.]|$)|gpt-5(\.\d+)?-(pro|codex)|grok-)|gpt-oss|"
+    r"gemini-2\.5-pro|deepseek-r1|deepseek-reasoner|qwq|magistral",
+    re.I,
+)
+_GPT5_MINIMAL = re.compile(r"(^|/)gpt-5(-mini|-nano)?(-\d{4}-\d{2}-\d{2})?$", re.I)
+
+
+def _off_effort(model: str, configured: str) -> str:
+    """The `reasoning_effort` for `think: false`: a configured value as it
+    is; the default, "none", only to models that take it."""
+    if configured != "none":
+        return configured
+    if _ALWAYS_THINKS.search(model):
+        return ""
+    return "minimal" if _GPT5_MINIMAL.search(model) else "none"
