@@ -37,14 +37,15 @@ _EMBED = re.compile(r"embed|(^|[/_-])(bge|gte|e5|minilm|mxbai)([_-]|$)", re.I)
 # Reasoning families by name: the o-series, GPT-5, gpt-oss, DeepSeek-R1 (and
 # its distills), DeepSeek-V3.1 and later (hybrid), QwQ and Qwen3, Magistral,
 # GLM-4.5 and later (and Z1), Gemini 2.5 and later, Grok 3 mini and Grok 4 on,
-# Claude 3.7 and 4 on (as OpenRouter and LiteLLM name them), and any model
-# named a thinker. Not their predecessors: gpt-4o, deepseek-v3(-0324),
-# qwen2.5, gemini-2.0-flash, grok-2, glm-4, claude-3.5.
+# Claude 3.7 and 4 on (as OpenRouter and LiteLLM name them), Granite 3.2
+# and 3.3, and any model named a thinker. Not their predecessors: gpt-4o,
+# deepseek-v3(-0324), qwen2.5, gemini-2.0-flash, grok-2, glm-4, claude-3.5,
+# granite-3.1.
 _THINK = re.compile(
     r"(^|[/_-])(o1|o3|o4|gpt-5|gpt-oss|deepseek-r1|r1|qwq|qwen3|magistral|"
     r"deepseek-(chat-)?v3\.[1-9]|deepseek-v[4-9]|glm-4\.[5-9]v?|glm-[5-9]|"
     r"glm-z1|gemini-2\.5|gemini-[3-9]|grok-3-mini|grok-[4-9]|grok-code|"
-    r"claude-3[.-]7|claude-(opus|sonnet|haiku)-[4-9]|claude-[4-9]|"
+    r"claude-3[.-]7|claude-(opus|sonnet|haiku)-[4-9]|claude-[4-9]|granite-3\.[23]|"
     r"reasoner|thinking|think|reasoning)([._:-]|$)",
     re.I,
 )

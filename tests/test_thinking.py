@@ -404,14 +404,14 @@ REASONING_IDS = [
     "Qwen/Qwen3-235B-A22B-Thinking-2507", "openai/gpt-oss-20b",
     "magistral-small-2509", "anthropic/claude-sonnet-4",
     "anthropic/claude-3.7-sonnet", "claude-opus-4-1-20250805", "o1", "o3-mini",
-    "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5.1",
+    "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5.1", "ibm-granite/granite-3.3-8b-instruct",
 ]  # fmt: skip
 PLAIN_IDS = [
     "gpt-4o", "gpt-4.1-mini", "deepseek-v3", "deepseek-ai/DeepSeek-V3-0324",
     "qwen2.5:7b", "Qwen/Qwen3-235B-A22B-Instruct-2507", "qwen3-coder:30b",
     "gemini-2.0-flash", "gemini-2.5-flash-image-preview", "grok-2", "grok-3",
     "grok-4-fast-non-reasoning", "glm-4-9b-chat", "anthropic/claude-3.5-sonnet",
-    "gpt-5-chat-latest",
+    "gpt-5-chat-latest", "granite-3.1-8b-instruct", "granite-4.0-h-small",
 ]  # fmt: skip
 
 
@@ -475,3 +475,19 @@ async def test_a_configured_think_off_effort_is_sent_as_it_is(backend, gateway):
     resp = await post(client, "/api/chat", chat("o3-mini", think=False, stream=False))
     assert resp.status == 200
     assert backend.completions()[0].body["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize("model", ["deepseek-ai/DeepSeek-V3.1", "granite-3.2-8b"])
+@pytest.mark.parametrize("think", [True, False, "high"])
+async def test_chat_template_kwargs_say_thinking_to_templates_that_read_it(
+    backend, gateway, model, think
+):
+    """DeepSeek-V3.1's and Granite 3.2's templates switch on `thinking`
+    (vLLM, SGLang); `enable_thinking` stays for the others."""
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(toml=backend_toml(backend, "chat_template_kwargs"))
+    resp = await post(client, "/api/chat", chat(model, think=think, stream=False))
+    assert resp.status == 200, await resp.text()
+    kwargs = backend.completions()[-1].body["chat_template_kwargs"]
+    assert kwargs["thinking"] is (think is not False)
+    assert kwargs["enable_thinking"] is (think is not False)

@@ -393,6 +393,8 @@ def _apply_think(
             # Harmony (gpt-oss) templates know low, medium and high only.
             harmony = think == "max" and "gpt-oss" in body.model.lower()
             kwargs["reasoning_effort"] = "high" if harmony else think
+        if _THINKING_KWARG.search(body.model):
+            kwargs["thinking"] = think is not False
         body.chat_template_kwargs = kwargs
         return
     if think is False:
@@ -408,6 +410,12 @@ def _apply_think(
         body.reasoning_effort = "high" if think == "max" else think
 
 
+# Hybrid models whose chat templates read `thinking`, not `enable_thinking`
+# (vLLM and SGLang say so for DeepSeek-V3.1 and later and Granite 3.2): with
+# `enable_thinking` alone they never think, whatever `think` says.
+_THINKING_KWARG = re.compile(
+    r"deepseek-(chat-)?v3\.[1-9]|deepseek-v[4-9]|granite-3\.[2-9]", re.I
+)
 # Reasoning models that cannot stop reasoning, and so refuse the default
 # `"none"` for `think: false`: OpenAI's o-series and GPT-5 pro and codex (no
 # "none" before GPT-5.1), gpt-oss (low, medium or high), Gemini 2.5 Pro (its
