@@ -452,6 +452,8 @@ async def test_thinking_is_guessed_for_current_reasoning_families_only(
         ("openai/gpt-oss-20b", {}),
         ("gemini-2.5-pro", {}),
         ("x-ai/grok-4", {}),
+        ("grok-3-mini", {}),
+        ("grok-4.3", {"reasoning_effort": "none"}),
         ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", {}),
         # A plain model gets nothing at all.
         ("deepseek-v3", {}),
@@ -466,6 +468,22 @@ async def test_think_false_is_sent_as_each_family_takes_it(
     assert resp.status == 200
     (sent,) = (r.body for r in backend.completions())
     assert {k: sent[k] for k in ("reasoning_effort",) if k in sent} == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "sent"), [("x-ai/grok-4", False), ("grok-code-fast-1", False),
+                        ("grok-3-mini", True), ("grok-4.3", True)]
+)  # fmt: skip
+async def test_grok_models_that_refuse_an_effort_get_none(
+    backend, gateway, model, sent
+):
+    """Grok 4, its fast reasoning models and grok-code-fast refuse any
+    `reasoning_effort`; grok-3-mini (low, high) and later Grok take one."""
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(toml=backend_toml(backend, "openai"))
+    resp = await post(client, "/api/chat", chat(model, think="low", stream=False))
+    assert resp.status == 200
+    assert ("reasoning_effort" in backend.completions()[0].body) is sent
 
 
 async def test_a_configured_think_off_effort_is_sent_as_it_is(backend, gateway):

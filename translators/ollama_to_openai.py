@@ -397,6 +397,8 @@ def _apply_think(
             kwargs["thinking"] = think is not False
         body.chat_template_kwargs = kwargs
         return
+    if _NO_EFFORT.search(body.model):
+        return
     if think is False:
         # Models without reasoning reject reasoning_effort outright.
         if thinking_model and backend.think_off_effort:
@@ -419,16 +421,25 @@ _THINKING_KWARG = re.compile(
 # Reasoning models that cannot stop reasoning, and so refuse the default
 # `"none"` for `think: false`: OpenAI's o-series and GPT-5 pro and codex (no
 # "none" before GPT-5.1), gpt-oss (low, medium or high), Gemini 2.5 Pro (its
-# thinking budget cannot be 0), xAI's Grok (grok-4 takes no effort at all),
-# DeepSeek-R1, QwQ and Magistral. They get nothing, so they keep their own
+# thinking budget cannot be 0), grok-3-mini (low or high), DeepSeek-R1, QwQ
+# and Magistral. They get nothing, so they keep their own
 # default, as Ollama's gpt-oss keeps thinking on `think: false`, without a
 # refused first request. GPT-5 and its mini and nano stop at "minimal".
 _ALWAYS_THINKS = re.compile(
-    r"(^|/)(o[134]([-:.]|$)|gpt-5(\.\d+)?-(pro|codex)|grok-)|gpt-oss|"
+    r"(^|/)(o[134]([-:.]|$)|gpt-5(\.\d+)?-(pro|codex)|grok-3-mini)|gpt-oss|"
     r"gemini-2\.5-pro|deepseek-r1|deepseek-reasoner|qwq|magistral",
     re.I,
 )
 _GPT5_MINIMAL = re.compile(r"(^|/)gpt-5(-mini|-nano)?(-\d{4}-\d{2}-\d{2})?$", re.I)
+
+
+# xAI's Grok 4 (0709), its fast reasoning models and grok-code-fast refuse
+# any `reasoning_effort` (400 "Model does not support parameter
+# reasoningEffort"): they choose their reasoning by model, so `think` sends
+# them nothing. Later Grok models (4.3 on) take it.
+_NO_EFFORT = re.compile(
+    r"(^|/)grok-(4(-0709|-latest)?|4(-1)?-fast(-reasoning)?|code-fast(-1)?)$", re.I
+)
 
 
 def _off_effort(model: str, configured: str) -> str:
