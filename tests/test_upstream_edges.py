@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ollama_gateway_translators.openai_to_ollama import NO_CHOICES
 from tests.fakebackend import Script, chat_chunk, sse
@@ -126,7 +127,7 @@ async def test_an_answer_without_choices_is_an_error_not_an_empty_success(
         Script(pieces=[sse(_AZURE_PROMPT_FILTER, usage)]),
         Script(pieces=[sse()]),
     ]
-    requests = [
+    requests: list[tuple[str, dict[str, Any]]] = [
         ("/api/chat", {"messages": [{"role": "user", "content": "x"}]}),
         ("/api/generate", {"prompt": "x"}),
         ("/api/generate", {"prompt": "x", "raw": True}),

@@ -422,9 +422,9 @@ _THINKING_KWARG = re.compile(
 # `"none"` for `think: false`: OpenAI's o-series and GPT-5 pro and codex (no
 # "none" before GPT-5.1), gpt-oss (low, medium or high), Gemini 2.5 Pro (its
 # thinking budget cannot be 0), grok-3-mini (low or high), DeepSeek-R1, QwQ
-# and Magistral. They get nothing, so they keep their own
-# default, as Ollama's gpt-oss keeps thinking on `think: false`, without a
-# refused first request. GPT-5 and its mini and nano stop at "minimal".
+# and Magistral. They get nothing, so they keep their own default, as
+# Ollama's gpt-oss keeps thinking on `think: false`, without a refused first
+# request. GPT-5 and its mini and nano stop at "minimal".
 _ALWAYS_THINKS = re.compile(
     r"(^|/)(o[134]([-:.]|$)|gpt-5(\.\d+)?-(pro|codex)|grok-3-mini)|gpt-oss|"
     r"gemini-2\.5-pro|deepseek-r1|deepseek-reasoner|qwq|magistral",
