@@ -58,8 +58,11 @@ _NO_THINK = re.compile(
     r"qwen3-[^/]*(instruct|coder)|gemini-[^/]*-(image|tts)",
     re.I,
 )
+# Also the reasoning families that see: o1, o3 (and pro), o4-mini (not
+# o1-mini, o1-preview, o3-mini), Grok 4 on, GLM-4.5V and later V models.
 _VISION = re.compile(
-    r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)",
+    r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)|"
+    r"(^|/)(o1|o3|o3-pro|o4-mini)(-\d{4}-\d{2}-\d{2}|-high)?$|grok-[4-9]|glm-4\.\d+v",
     re.I,
 )
 # LiteLLM's `mode`s of the models that answer chat completions.
