@@ -34,13 +34,35 @@ __all__ = [
 ]
 
 _EMBED = re.compile(r"embed|(^|[/_-])(bge|gte|e5|minilm|mxbai)([_-]|$)", re.I)
+# Reasoning families by name: the o-series, GPT-5, gpt-oss, DeepSeek-R1 (and
+# its distills), DeepSeek-V3.1 and later (hybrid), QwQ and Qwen3, Magistral,
+# GLM-4.5 and later (and Z1), Gemini 2.5 and later, Grok 3 mini and Grok 4 on,
+# Claude 3.7 and 4 on (as OpenRouter and LiteLLM name them), Granite 3.2
+# and 3.3, and any model named a thinker. Not their predecessors: gpt-4o,
+# deepseek-v3(-0324), qwen2.5, gemini-2.0-flash, grok-2, glm-4, claude-3.5,
+# granite-3.1.
 _THINK = re.compile(
     r"(^|[/_-])(o1|o3|o4|gpt-5|gpt-oss|deepseek-r1|r1|qwq|qwen3|magistral|"
+    r"deepseek-(chat-)?v3\.[1-9]|deepseek-v[4-9]|glm-4\.[5-9]v?|glm-[5-9]|"
+    r"glm-z1|gemini-2\.5|gemini-[3-9]|grok-3-mini|grok-[4-9]|grok-code|"
+    r"claude-3[.-]7|claude-(opus|sonnet|haiku)-[4-9]|claude-[4-9]|granite-3\.[23]|"
     r"reasoner|thinking|think|reasoning)([._:-]|$)",
     re.I,
 )
+# Names of the same families that do not reason: xAI's `-non-reasoning`
+# variants, gpt-5-chat (it refuses `reasoning_effort`), Qwen3's Instruct
+# (2507, VL, Next) and Coder models (no thinking mode), Gemini's image and
+# speech models.
+_NO_THINK = re.compile(
+    r"non-reasoning|no-?think|gpt-5-chat|"
+    r"qwen3-[^/]*(instruct|coder)|gemini-[^/]*-(image|tts)",
+    re.I,
+)
+# Also the reasoning families that see: o1, o3 (and pro), o4-mini (not
+# o1-mini, o1-preview, o3-mini), Grok 4 on, GLM-4.5V and later V models.
 _VISION = re.compile(
-    r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)",
+    r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)|"
+    r"(^|/)(o1|o3|o3-pro|o4-mini)(-\d{4}-\d{2}-\d{2}|-high)?$|grok-[4-9]|glm-4\.\d+v",
     re.I,
 )
 # LiteLLM's `mode`s of the models that answer chat completions.
@@ -230,9 +252,7 @@ def guess_capabilities(
     vision = _accepts_images(meta) or (
         (meta is None or meta.architecture is None) and bool(_VISION.search(model_id))
     )
-    thinking = bool(_THINK.search(model_id)) or (
-        params is not None and "reasoning" in params
-    )
+    thinking = _thinks(model_id) or (params is not None and "reasoning" in params)
     if info is not None:
         tools = _known(info.tools, tools)
         vision = _known(info.vision, vision)
@@ -247,6 +267,11 @@ def guess_capabilities(
     if params is not None and "suffix" in params:
         caps.append("insert")  # it takes a suffix: fill-in-the-middle
     return tuple(caps)
+
+
+def _thinks(model_id: str) -> bool:
+    """Whether the id names a reasoning model (see _THINK and _NO_THINK)."""
+    return bool(_THINK.search(model_id)) and not _NO_THINK.search(model_id)
 
 
 def _known(said: bool | None, guessed: bool) -> bool:

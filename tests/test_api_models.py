@@ -231,6 +231,25 @@ async def test_show_without_known_context_length_has_no_context_key(backend, gat
     assert not any(k.endswith(".context_length") for k in info)
 
 
+@pytest.mark.parametrize(
+    ("model", "vision"),
+    [
+        ("o3", True), ("o4-mini", True), ("openai/o1", True), ("x-ai/grok-4", True),
+        ("zai-org/GLM-4.5V", True), ("o3-mini", False), ("o1-mini", False),
+        ("grok-3-mini", False), ("grok-code-fast-1", False), ("glm-4.6", False),
+    ],
+)  # fmt: skip
+async def test_show_says_vision_for_the_reasoning_models_that_see(
+    backend, gateway, model, vision
+):
+    """Copilot offers image input, and Open WebUI sends images, only to a
+    model whose capabilities say `vision`."""
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(backend)
+    show = await (await client.post("/api/show", json={"model": model})).json()
+    assert ("vision" in show["capabilities"]) is vision
+
+
 async def test_show_context_length_and_capabilities_from_config(backend, gateway):
     toml = (
         '[models."gpt-4o"]\ncontext_length = 128000\nembedding_length = 3072\n'

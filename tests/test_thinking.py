@@ -392,3 +392,120 @@ async def test_python_client_reads_thinking(thinker, gateway):
         "enable_thinking": True,
         "reasoning_effort": "low",
     }
+
+
+# Current reasoning families as backends list them, and their non-reasoning
+# neighbours (spec 3.5, 3.14: the `thinking` capability is guessed by name).
+REASONING_IDS = [
+    "zai-org/GLM-4.5", "glm-4.6", "glm-4.5v", "deepseek-ai/DeepSeek-V3.1",
+    "deepseek/deepseek-chat-v3.1", "deepseek-v3.2-exp",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "gemini-2.5-pro",
+    "google/gemini-2.5-flash", "grok-3-mini", "x-ai/grok-4", "Qwen/Qwen3-8B",
+    "Qwen/Qwen3-235B-A22B-Thinking-2507", "openai/gpt-oss-20b",
+    "magistral-small-2509", "anthropic/claude-sonnet-4",
+    "anthropic/claude-3.7-sonnet", "claude-opus-4-1-20250805", "o1", "o3-mini",
+    "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5.1", "ibm-granite/granite-3.3-8b-instruct",
+]  # fmt: skip
+PLAIN_IDS = [
+    "gpt-4o", "gpt-4.1-mini", "deepseek-v3", "deepseek-ai/DeepSeek-V3-0324",
+    "qwen2.5:7b", "Qwen/Qwen3-235B-A22B-Instruct-2507", "qwen3-coder:30b",
+    "gemini-2.0-flash", "gemini-2.5-flash-image-preview", "grok-2", "grok-3",
+    "grok-4-fast-non-reasoning", "glm-4-9b-chat", "anthropic/claude-3.5-sonnet",
+    "gpt-5-chat-latest", "granite-3.1-8b-instruct", "granite-4.0-h-small",
+]  # fmt: skip
+
+
+async def test_thinking_is_guessed_for_current_reasoning_families_only(
+    backend, gateway
+):
+    """/api/show lists `thinking` for the reasoning families and not for
+    their plain neighbours; `think: true` on a plain one is Ollama's 400,
+    before any upstream request, and goes up for a reasoning one."""
+    backend.models = [{"id": i, "object": "model"} for i in REASONING_IDS + PLAIN_IDS]
+    client = await gateway(backend)
+    for model in REASONING_IDS + PLAIN_IDS:
+        show = await post(client, "/api/show", {"model": model})
+        assert show.status == 200
+        thinks = "thinking" in (await show.json())["capabilities"]
+        assert thinks is (model in REASONING_IDS), model
+    for model in PLAIN_IDS:
+        refused = await post(client, "/api/chat", chat(model, think=True))
+        assert refused.status == 400
+        assert await refused.json() == {"error": f'"{model}" does not support thinking'}
+    assert backend.completions() == []
+    answered = await post(client, "/api/chat", chat("glm-4.6", think=True))
+    assert answered.status == 200
+    assert len(backend.completions()) == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        # "none" to models that can switch reasoning off,
+        ("gpt-5.1", {"reasoning_effort": "none"}),
+        ("google/gemini-2.5-flash", {"reasoning_effort": "none"}),
+        ("glm-4.6", {"reasoning_effort": "none"}),
+        # GPT-5's lowest effort before 5.1,
+        ("gpt-5-mini", {"reasoning_effort": "minimal"}),
+        # and nothing to those that refuse "none": they keep their default.
+        ("o3-mini", {}),
+        ("openai/gpt-oss-20b", {}),
+        ("gemini-2.5-pro", {}),
+        ("x-ai/grok-4", {}),
+        ("grok-3-mini", {}),
+        ("grok-4.3", {"reasoning_effort": "none"}),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", {}),
+        # A plain model gets nothing at all.
+        ("deepseek-v3", {}),
+    ],
+)
+async def test_think_false_is_sent_as_each_family_takes_it(
+    backend, gateway, model, expected
+):
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(toml=backend_toml(backend, "openai"))
+    resp = await post(client, "/api/chat", chat(model, think=False, stream=False))
+    assert resp.status == 200
+    (sent,) = (r.body for r in backend.completions())
+    assert {k: sent[k] for k in ("reasoning_effort",) if k in sent} == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "sent"), [("x-ai/grok-4", False), ("grok-code-fast-1", False),
+                        ("grok-3-mini", True), ("grok-4.3", True)]
+)  # fmt: skip
+async def test_grok_models_that_refuse_an_effort_get_none(
+    backend, gateway, model, sent
+):
+    """Grok 4, its fast reasoning models and grok-code-fast refuse any
+    `reasoning_effort`; grok-3-mini (low, high) and later Grok take one."""
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(toml=backend_toml(backend, "openai"))
+    resp = await post(client, "/api/chat", chat(model, think="low", stream=False))
+    assert resp.status == 200
+    assert ("reasoning_effort" in backend.completions()[0].body) is sent
+
+
+async def test_a_configured_think_off_effort_is_sent_as_it_is(backend, gateway):
+    backend.models = [{"id": "o3-mini", "object": "model"}]
+    extra = 'think_off_effort = "low"\n'
+    client = await gateway(toml=backend_toml(backend, "openai", extra))
+    resp = await post(client, "/api/chat", chat("o3-mini", think=False, stream=False))
+    assert resp.status == 200
+    assert backend.completions()[0].body["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize("model", ["deepseek-ai/DeepSeek-V3.1", "granite-3.2-8b"])
+@pytest.mark.parametrize("think", [True, False, "high"])
+async def test_chat_template_kwargs_say_thinking_to_templates_that_read_it(
+    backend, gateway, model, think
+):
+    """DeepSeek-V3.1's and Granite 3.2's templates switch on `thinking`
+    (vLLM, SGLang); `enable_thinking` stays for the others."""
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(toml=backend_toml(backend, "chat_template_kwargs"))
+    resp = await post(client, "/api/chat", chat(model, think=think, stream=False))
+    assert resp.status == 200, await resp.text()
+    kwargs = backend.completions()[-1].body["chat_template_kwargs"]
+    assert kwargs["thinking"] is (think is not False)
+    assert kwargs["enable_thinking"] is (think is not False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from ollama_gateway_translators.openai_to_ollama import NO_CHOICES
 from tests.fakebackend import Script, chat_chunk, sse
 
 
@@ -94,3 +96,84 @@ async def test_an_empty_json_answer_is_an_error_not_an_empty_success(backend, ga
             "error": "an error was encountered while running the model: "
             "unexpected EOF (an empty JSON answer)"
         }
+
+
+_AZURE_PROMPT_FILTER = {
+    "id": "",
+    "object": "",
+    "created": 0,
+    "model": "",
+    "choices": [],
+    "prompt_filter_results": [
+        {"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False}}}
+    ],
+}
+
+
+async def test_an_answer_without_choices_is_an_error_not_an_empty_success(
+    backend, gateway
+):
+    """A 200 whose answer has no choice at all (`{}`, `{"choices": []}`, only
+    Azure's prompt-filter event and a usage trailer, a bare [DONE]) holds no
+    completion: a 502 that says so, for chat and generate (both paths), as
+    one upstream request."""
+    usage = chat_chunk(choices=False, usage={"prompt_tokens": 3})
+    answers = [
+        Script(pieces=[b"{}"], content_type="application/json"),
+        Script(
+            pieces=[b'{"id": "x", "choices": [], "usage": {"prompt_tokens": 3}}'],
+            content_type="application/json",
+        ),
+        Script(pieces=[sse(_AZURE_PROMPT_FILTER, usage)]),
+        Script(pieces=[sse()]),
+    ]
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("/api/chat", {"messages": [{"role": "user", "content": "x"}]}),
+        ("/api/generate", {"prompt": "x"}),
+        ("/api/generate", {"prompt": "x", "raw": True}),
+    ]
+    client = await gateway(backend)
+    sent = 0
+    for script in answers:
+        for path, request in requests:
+            for stream in (True, False):
+                backend.queue(script)
+                body = {"model": "gpt-4o", **request, "stream": stream}
+                response = await client.post(path, json=body)
+                sent += 1
+                assert response.status == 502, (script, path, request, stream)
+                assert await response.json() == {"error": NO_CHOICES}
+                assert len(backend.completions()) == sent
+
+
+async def test_choices_after_a_prompt_filter_event_or_an_empty_one_are_answers(
+    backend, gateway
+):
+    """Azure's first event (no choice, its prompt filter results) and a
+    usage trailer with `choices: []` are normal; so is an answer that is
+    empty but has its choice (a role, a finish_reason)."""
+    usage = chat_chunk(
+        choices=False, usage={"prompt_tokens": 3, "completion_tokens": 1}
+    )
+    answers = {
+        "ok": sse(
+            _AZURE_PROMPT_FILTER,
+            chat_chunk({"role": "assistant", "content": "ok"}),
+            chat_chunk({}, finish="stop"),
+            usage,
+        ),
+        "": sse(chat_chunk({"role": "assistant"}), usage),
+    }
+    client = await gateway(backend)
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    for content, events in answers.items():
+        for stream in (True, False):
+            backend.queue(Script(pieces=[events]))
+            response = await client.post(
+                "/api/chat", json={**request, "stream": stream}
+            )
+            assert response.status == 200
+            lines = [json.loads(x) for x in (await response.text()).splitlines()]
+            assert "".join(x["message"]["content"] for x in lines) == content
+            assert lines[-1]["done"] is True
+            assert lines[-1]["prompt_eval_count"] == 3

@@ -7,6 +7,7 @@ hold typed values. It sends only what the client set.
 from __future__ import annotations
 
 import base64
+import re
 from collections import deque
 from typing import Any, ClassVar
 
@@ -392,14 +393,60 @@ def _apply_think(
             # Harmony (gpt-oss) templates know low, medium and high only.
             harmony = think == "max" and "gpt-oss" in body.model.lower()
             kwargs["reasoning_effort"] = "high" if harmony else think
+        if _THINKING_KWARG.search(body.model):
+            kwargs["thinking"] = think is not False
         body.chat_template_kwargs = kwargs
+        return
+    if _NO_EFFORT.search(body.model):
         return
     if think is False:
         # Models without reasoning reject reasoning_effort outright.
         if thinking_model and backend.think_off_effort:
-            body.reasoning_effort = backend.think_off_effort
+            effort = _off_effort(body.model, backend.think_off_effort)
+            if effort:
+                body.reasoning_effort = effort
     elif think is True:
         if backend.think_on_effort:
             body.reasoning_effort = backend.think_on_effort
     else:
         body.reasoning_effort = "high" if think == "max" else think
+
+
+# Hybrid models whose chat templates read `thinking`, not `enable_thinking`
+# (vLLM and SGLang say so for DeepSeek-V3.1 and later and Granite 3.2): with
+# `enable_thinking` alone they never think, whatever `think` says.
+_THINKING_KWARG = re.compile(
+    r"deepseek-(chat-)?v3\.[1-9]|deepseek-v[4-9]|granite-3\.[2-9]", re.I
+)
+# Reasoning models that cannot stop reasoning, and so refuse the default
+# `"none"` for `think: false`: OpenAI's o-series and GPT-5 pro and codex (no
+# "none" before GPT-5.1), gpt-oss (low, medium or high), Gemini 2.5 Pro (its
+# thinking budget cannot be 0), grok-3-mini (low or high), DeepSeek-R1, QwQ
+# and Magistral. They get nothing, so they keep their own default, as
+# Ollama's gpt-oss keeps thinking on `think: false`, without a refused first
+# request. GPT-5 and its mini and nano stop at "minimal".
+_ALWAYS_THINKS = re.compile(
+    r"(^|/)(o[134]([-:.]|$)|gpt-5(\.\d+)?-(pro|codex)|grok-3-mini)|gpt-oss|"
+    r"gemini-2\.5-pro|deepseek-r1|deepseek-reasoner|qwq|magistral",
+    re.I,
+)
+_GPT5_MINIMAL = re.compile(r"(^|/)gpt-5(-mini|-nano)?(-\d{4}-\d{2}-\d{2})?$", re.I)
+
+
+# xAI's Grok 4 (0709), its fast reasoning models and grok-code-fast refuse
+# any `reasoning_effort` (400 "Model does not support parameter
+# reasoningEffort"): they choose their reasoning by model, so `think` sends
+# them nothing. Later Grok models (4.3 on) take it.
+_NO_EFFORT = re.compile(
+    r"(^|/)grok-(4(-0709|-latest)?|4(-1)?-fast(-reasoning)?|code-fast(-1)?)$", re.I
+)
+
+
+def _off_effort(model: str, configured: str) -> str:
+    """The `reasoning_effort` for `think: false`: a configured value as it
+    is; the default, "none", only to models that take it."""
+    if configured != "none":
+        return configured
+    if _ALWAYS_THINKS.search(model):
+        return ""
+    return "minimal" if _GPT5_MINIMAL.search(model) else "none"

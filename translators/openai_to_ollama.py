@@ -30,7 +30,9 @@ from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.upstream import map_error_object
 
-__all__ = ["ChatResponseMapper", "ChatStreamSession", "map_done_reason"]
+__all__ = ["NO_CHOICES", "ChatResponseMapper", "ChatStreamSession", "map_done_reason"]
+
+NO_CHOICES = "upstream sent an answer without choices: there is no completion in it"
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -129,6 +131,7 @@ class ChatStreamSession:
     feeds_in_callbacks: ClassVar[bool] = True
 
     __slots__ = (
+        "chose",
         "ctx",
         "deltas",
         "finish_reason",
@@ -153,6 +156,9 @@ class ChatStreamSession:
         self.usage: openai.Usage | None = None
         self.timings: Any = None
         self.deltas = 0
+        # A choice came that made no delta (a role, a finish_reason, empty
+        # content): set off the content path, so content chunks pay nothing.
+        self.chose = False
         self.first_ns = 0
         self.last_ns = 0
         self.want_logprobs = ctx.logprobs
@@ -191,6 +197,7 @@ class ChatStreamSession:
             # Checked only here, so content chunks do not pay for it: OpenAI's
             # Structured Outputs refusal comes in `refusal`, with no content.
             if delta is None or not delta.refusal:
+                self.chose = True
                 return ()
             content = delta.refusal
         now = time.perf_counter_ns()
@@ -271,6 +278,12 @@ class ChatStreamSession:
         self.deltas += deltas
 
     def close(self) -> Sequence[ollama.ChatResponse]:
+        if not self.deltas and not self.chose:
+            # Not one choice in the whole answer (`{}`, `{"choices": []}`, or
+            # only Azure's prompt-filter event and a usage trailer before
+            # [DONE]): no completion, which an empty success would hide.
+            # Checked once, here: each delta or choice sets one or the other.
+            raise UpstreamProtocolError(NO_CHOICES)
         out = []
         created_at = now_rfc3339()
         kept = self.kept
