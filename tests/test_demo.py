@@ -7,6 +7,7 @@ schema instances, image headers, the SSE events) are also checked directly.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import struct
@@ -680,6 +681,27 @@ async def test_embeddings_are_deterministic_and_similar_for_similar_texts(gatewa
     assert len(short.embeddings[0]) == 64
     assert list(legacy.embedding) == pytest.approx(vectors[0])
     assert first.prompt_eval_count == sum(len(t.split()) for t in texts)
+
+
+async def test_v1_embeddings_honour_encoding_format(gateway):
+    # OpenAI's SDKs send `encoding_format: "base64"` by default; the Node one
+    # then decodes each `embedding` as base64 little-endian float32, so a float
+    # list came out as garbage numbers.
+    client = await gateway(toml=FAST_DEMO)
+    body = {"model": "demo-embed", "input": ["a cat", "a dog"]}
+    floats = await client.post("/v1/embeddings", json=body)
+    as_b64 = {**body, "encoding_format": "base64"}
+    packed = await client.post("/v1/embeddings", json=as_b64)
+    bad = await client.post("/v1/embeddings", json={**body, "encoding_format": "int8"})
+    assert floats.status == packed.status == 200
+    expected = [d["embedding"] for d in (await floats.json())["data"]]
+    for want, got in zip(expected, (await packed.json())["data"], strict=True):
+        raw = base64.b64decode(got["embedding"])
+        floats_back = struct.unpack(f"<{len(raw) // 4}f", raw)
+        assert list(floats_back) == pytest.approx(want, abs=1e-6)
+    assert bad.status == 400
+    message = (await bad.json())["error"]["message"]
+    assert "Supported values: ['float', 'base64']" in message
 
 
 async def test_embed_model_cannot_chat(gateway):
