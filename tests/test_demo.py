@@ -14,6 +14,7 @@ import struct
 import time
 from typing import Any, Literal
 
+import aiohttp
 import jsonschema
 import msgspec
 import ollama
@@ -788,6 +789,21 @@ async def test_stream_failures_without_streaming_are_errors(gateway, tag):
         with pytest.raises(ollama.ResponseError) as err:
             await api.chat(model=f"demo-error:{tag}", messages=USER)
     assert err.value.status_code >= 500
+
+
+async def test_drop_breaks_a_whole_answer_on_the_openai_routes(gateway):
+    # A real backend's cut body reaches the client as a broken connection. The
+    # demo ended its half answer cleanly, so `/v1` sent it with status 200 as
+    # a whole one, and OpenAI's SDKs raised a JSON decoding error.
+    client = await gateway(toml=FAST_DEMO)
+    body = {"model": "demo-error:drop", "messages": USER}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
+    native = await client.post("/api/chat", json={**body, "stream": False})
+    assert native.status == 502
+    assert "unexpected EOF" in (await native.json())["error"]
 
 
 async def test_untagged_demo_error_lists_the_tags(gateway):
