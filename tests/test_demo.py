@@ -413,6 +413,41 @@ def test_tool_arguments_are_streamed_in_fragments():
     assert events[-1].data == b"data: [DONE]\n\n"
 
 
+def _v1_tool(name: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {"type": "function", "function": {"name": name, "parameters": schema}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "called"),
+    [
+        ({}, ["get_weather", "get_time"]),
+        ({"tool_choice": "none"}, []),
+        ({"tool_choice": "required"}, ["get_weather", "get_time"]),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+            ["get_time"],
+        ),
+        ({"parallel_tool_calls": False}, ["get_weather"]),
+    ],
+)
+async def test_demo_tools_honours_tool_choice_on_the_openai_routes(
+    gateway, extra, called
+):
+    # `/v1` hands the body to the demo as the client sent it, and an OpenAI
+    # backend honours these: the demo called every tool whatever they said.
+    client = await gateway(toml=FAST_DEMO)
+    tools = [_v1_tool("get_weather"), _v1_tool("get_time")]
+    body = {"model": "demo-tools", "messages": USER, "tools": tools, **extra}
+    resp = await client.post("/v1/chat/completions", json=body)
+    assert resp.status == 200
+    message = (await resp.json())["choices"][0]["message"]
+    calls = message.get("tool_calls") or []
+    assert [c["function"]["name"] for c in calls] == called
+    if not called:
+        assert 'tool_choice "none"' in message["content"]
+
+
 # --- demo-think --------------------------------------------------------------
 
 
