@@ -7,12 +7,14 @@ schema instances, image headers, the SSE events) are also checked directly.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import struct
 import time
 from typing import Any, Literal
 
+import aiohttp
 import jsonschema
 import msgspec
 import ollama
@@ -411,6 +413,41 @@ def test_tool_arguments_are_streamed_in_fragments():
     assert events[-1].data == b"data: [DONE]\n\n"
 
 
+def _v1_tool(name: str) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {"type": "function", "function": {"name": name, "parameters": schema}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "called"),
+    [
+        ({}, ["get_weather", "get_time"]),
+        ({"tool_choice": "none"}, []),
+        ({"tool_choice": "required"}, ["get_weather", "get_time"]),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+            ["get_time"],
+        ),
+        ({"parallel_tool_calls": False}, ["get_weather"]),
+    ],
+)
+async def test_demo_tools_honours_tool_choice_on_the_openai_routes(
+    gateway, extra, called
+):
+    # `/v1` hands the body to the demo as the client sent it, and an OpenAI
+    # backend honours these: the demo called every tool whatever they said.
+    client = await gateway(toml=FAST_DEMO)
+    tools = [_v1_tool("get_weather"), _v1_tool("get_time")]
+    body = {"model": "demo-tools", "messages": USER, "tools": tools, **extra}
+    resp = await client.post("/v1/chat/completions", json=body)
+    assert resp.status == 200
+    message = (await resp.json())["choices"][0]["message"]
+    calls = message.get("tool_calls") or []
+    assert [c["function"]["name"] for c in calls] == called
+    if not called:
+        assert 'tool_choice "none"' in message["content"]
+
+
 # --- demo-think --------------------------------------------------------------
 
 
@@ -682,6 +719,27 @@ async def test_embeddings_are_deterministic_and_similar_for_similar_texts(gatewa
     assert first.prompt_eval_count == sum(len(t.split()) for t in texts)
 
 
+async def test_v1_embeddings_honour_encoding_format(gateway):
+    # OpenAI's SDKs send `encoding_format: "base64"` by default; the Node one
+    # then decodes each `embedding` as base64 little-endian float32, so a float
+    # list came out as garbage numbers.
+    client = await gateway(toml=FAST_DEMO)
+    body = {"model": "demo-embed", "input": ["a cat", "a dog"]}
+    floats = await client.post("/v1/embeddings", json=body)
+    as_b64 = {**body, "encoding_format": "base64"}
+    packed = await client.post("/v1/embeddings", json=as_b64)
+    bad = await client.post("/v1/embeddings", json={**body, "encoding_format": "int8"})
+    assert floats.status == packed.status == 200
+    expected = [d["embedding"] for d in (await floats.json())["data"]]
+    for want, got in zip(expected, (await packed.json())["data"], strict=True):
+        raw = base64.b64decode(got["embedding"])
+        floats_back = struct.unpack(f"<{len(raw) // 4}f", raw)
+        assert list(floats_back) == pytest.approx(want, abs=1e-6)
+    assert bad.status == 400
+    message = (await bad.json())["error"]["message"]
+    assert "Supported values: ['float', 'base64']" in message
+
+
 async def test_embed_model_cannot_chat(gateway):
     client = await gateway(toml=FAST_DEMO)
     async with ollama.AsyncClient(host=base_url(client)) as api:
@@ -766,6 +824,21 @@ async def test_stream_failures_without_streaming_are_errors(gateway, tag):
         with pytest.raises(ollama.ResponseError) as err:
             await api.chat(model=f"demo-error:{tag}", messages=USER)
     assert err.value.status_code >= 500
+
+
+async def test_drop_breaks_a_whole_answer_on_the_openai_routes(gateway):
+    # A real backend's cut body reaches the client as a broken connection. The
+    # demo ended its half answer cleanly, so `/v1` sent it with status 200 as
+    # a whole one, and OpenAI's SDKs raised a JSON decoding error.
+    client = await gateway(toml=FAST_DEMO)
+    body = {"model": "demo-error:drop", "messages": USER}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
+    native = await client.post("/api/chat", json={**body, "stream": False})
+    assert native.status == 502
+    assert "unexpected EOF" in (await native.json())["error"]
 
 
 async def test_untagged_demo_error_lists_the_tags(gateway):

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import msgspec
 
 from ollama_gateway.context import RequestContext
+from ollama_gateway.errors import UpstreamProtocolError
+from ollama_gateway.http1 import UNEXPECTED_EOF
 from ollama_gateway.memory import MemoryResponse
 from ollama_gateway.protocols import Stage, Transport, UpstreamRequest
 
@@ -93,7 +95,10 @@ class DemoTransport:
         # A non-stream backend answers once it has generated everything.
         pause = STALL_SECONDS if reply.failure == "stall" else 0.0
         whole = Event(reply.completion(), reply.tokens(), pause)
-        return MemoryResponse(200, self._paced(reply, [whole]), JSON_HEADERS)
+        body = self._paced(reply, [whole])
+        if reply.failure == "drop":
+            body = _broken(body)
+        return MemoryResponse(200, body, JSON_HEADERS)
 
     async def _paced(self, reply: Reply, events: list[Event]) -> AsyncIterator[bytes]:
         """Send each event in its own piece, waiting as the pacing says.
@@ -116,6 +121,16 @@ class DemoTransport:
             if wait > 0:
                 await asyncio.sleep(wait)
             yield event.data
+
+
+async def _broken(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`body`, then the connection breaks, as the HTTP transport reports a real
+    backend's cut body. Ended cleanly instead, a cut JSON answer went out on
+    `/v1` as a whole one with status 200, and OpenAI's SDKs raised a JSON
+    decoding error rather than the broken connection a real backend gives."""
+    async for piece in body:
+        yield piece
+    raise UpstreamProtocolError(UNEXPECTED_EOF)
 
 
 def _chosen(per_request: float | None, configured: float) -> float:

@@ -9,6 +9,8 @@ so the catalogue resolves each one by name.
 
 from __future__ import annotations
 
+import base64
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +131,11 @@ def model_list() -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
+def _base64(vector: list[float]) -> str:
+    """Little-endian float32 bytes in base64, as OpenAI (and Ollama) send them."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
 def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     model = str(body.get("model", ""))
     if model != "demo-embed":
@@ -141,8 +148,17 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     dimensions = body.get("dimensions") or EMBED_DIMENSIONS
     if not isinstance(dimensions, int) or not 0 < dimensions <= MAX_EMBED_DIMENSIONS:
         raise DemoError(400, f"dimensions must be between 1 and {MAX_EMBED_DIMENSIONS}")
-    data = [{"object": "embedding", "index": i, "embedding": embed(t, dimensions)}
-            for i, t in enumerate(texts)]  # fmt: skip
+    # OpenAI's SDKs ask for base64 unless told otherwise, and the Node one
+    # decodes whatever comes back as base64: float lists read as garbage there.
+    # Ollama's own /v1/embeddings honours the format, so the demo does too.
+    fmt = body.get("encoding_format") or "float"
+    if not isinstance(fmt, str) or fmt.lower() not in ("float", "base64"):
+        raise DemoError(400, f"Invalid value for 'encoding_format' = {fmt}. "
+                        "Supported values: ['float', 'base64'].")  # fmt: skip
+    vectors = [embed(t, dimensions) for t in texts]
+    data = [{"object": "embedding", "index": i,
+             "embedding": _base64(v) if fmt.lower() == "base64" else v}
+            for i, v in enumerate(vectors)]  # fmt: skip
     tokens = sum(len(t.split()) for t in texts)
     return {"object": "list", "data": data, "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip

@@ -40,6 +40,8 @@ class _Request:
     effort: str
     images: list[ImageInfo] = field(default_factory=list)
     suffix: str = ""
+    # Tools were offered with `tool_choice: "none"`.
+    calls_refused: bool = False
 
 
 @dataclass
@@ -85,6 +87,17 @@ def _parse(body: dict[str, Any], model: str, legacy: bool) -> _Request:
     thinking = effort != "none" and kwargs.get("enable_thinking") is not False
     tools = [t["function"] for t in _array(body, "tools")
              if isinstance(t, dict) and isinstance(t.get("function"), dict)]  # fmt: skip
+    # As an OpenAI backend does: the `/v1` relay passes these on as clients
+    # sent them, and a client that said "none" got tool calls all the same.
+    choice = body.get("tool_choice")
+    calls_refused = choice == "none" and bool(tools)
+    if calls_refused:
+        tools = []
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        named = choice["function"].get("name")
+        tools = [t for t in tools if t.get("name") == named]
+    if body.get("parallel_tool_calls") is False:
+        tools = tools[:1]
     fmt = body.get("response_format")
     images = [read_data_url(str(part.get("image_url", {}).get("url", "")))
               for m in users for part in _parts(m)
@@ -96,6 +109,7 @@ def _parse(body: dict[str, Any], model: str, legacy: bool) -> _Request:
         prompt=_text(users[-1]) if users else "",
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         tools=[] if legacy else tools,
+        calls_refused=calls_refused and not legacy,
         response_format=fmt if isinstance(fmt, dict) else None,
         thinking=thinking and not legacy,
         effort=str(effort or "medium"),
@@ -161,6 +175,11 @@ def _tools(request: _Request, tag: str) -> _Answer:
         closing = pick(("That is all I needed.", "Thanks, tools!",
                         "Done, with a little help."), request.seed, "closing")  # fmt: skip
         return _Answer(f"Here is what the tools said: {listed}. {closing}")
+    if request.calls_refused:
+        return _Answer(
+            'I am demo-tools, and tool_choice "none" tells me not to call '
+            "any of the tools you offered, so I answer in text."
+        )
     if not request.tools:
         return _Answer(
             "I am demo-tools, and you offered me no tools. Offer one and I will "
