@@ -7,7 +7,9 @@ supervisor exits 0 when every worker drained and exited 0. A worker that
 ended in error while no stop was asked (killed by the OOM killer or `kill -9`,
 or exited non-zero by itself) is replaced after a back-off, and its live
 gauges dropped; its open streams are lost, so the supervisor logs it as an
-error and exits 1 in the end. One that keeps failing before it serves makes
+error and exits 1 in the end. One that exited cleanly while no stop was
+asked (sent a SIGTERM of its own) drained and lost nothing: it is replaced
+too, with a warning. One that keeps failing before it serves makes
 the supervisor give up: it stops the others and exits 1. Workers whose
 supervisor is gone drain and exit. The supervisor makes the directories the
 workers share (metrics, kept `/v1/responses` conversations, the models
@@ -300,12 +302,14 @@ class _Slot:
         self.failures = 0  # in a row
         self.unstarted = 0  # failures in a row before serving
 
-    def book_failure(self) -> float:
-        """Count the failure of the worker that ended; when to replace it."""
+    def book_failure(self, *, served: bool = False) -> float:
+        """Count the failure of the worker that ended; when to replace it.
+        `served`: it counts as having served, whether or not it got so far
+        (a clean exit is no failed start)."""
         assert self.ready is not None
         lived = time.monotonic() - self.started
         self.failures = 1 if lived >= STEADY else self.failures + 1
-        self.unstarted = 0 if self.ready.value else self.unstarted + 1
+        self.unstarted = 0 if served or self.ready.value else self.unstarted + 1
         pause = min(RESTART_PAUSE * 2.0 ** (self.failures - 1), RESTART_PAUSE_MAX)
         return self.started + pause
 
@@ -379,6 +383,18 @@ def _book_the_end(
     if code:
         how = _how_it_ended(code)
     process.close()  # its pipes: the supervisor may replace many
+    if code == 0 and not stop.asked():
+        # Stopped alone (a SIGTERM sent to its pid): it drained, so nothing
+        # was lost, but the gateway would serve on one worker short for good.
+        # Replaced with the same back-off, never given up on: it served.
+        due[slot.number] = slot.book_failure(served=True)
+        log.warning(
+            "%s (pid %s) exited though the gateway was not stopping; "
+            "starting another in its place",
+            name,
+            pid,
+        )
+        return False
     if not failed_workers({name: code}, stop.asked()):
         return False
     failed.append(name)

@@ -505,3 +505,32 @@ def test_a_worker_that_never_starts_stops_the_gateway(tmp_path: Path):
         "(last: exited with code 1); giving up: stopping the other workers",
         "workers exited with an error: " + ", ".join(["worker-2"] * START_ATTEMPTS),
     ]
+
+
+async def test_a_worker_stopped_alone_is_replaced(tmp_path: Path):
+    # A SIGTERM sent to one worker's pid: it drained and exited 0, and the
+    # supervisor, not stopping itself, took that for the end of it and served
+    # on one worker short for good.
+    gateway = await start_gateway(tmp_path, FAST_DEMO + WORKERS)
+    try:
+        await _both_workers_up(gateway)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(gateway.url + "/health") as resp:
+                stopped = (await resp.json())["pid"]
+        os.kill(stopped, signal.SIGTERM)
+        # Two workers answer again, neither of them the one stopped.
+        await _live_pids(gateway, 2, without=stopped)
+        [warning] = [
+            line["msg"]
+            for line in gateway.lines()
+            if line["level"] == "WARNING" and "worker-" in line["msg"]
+        ]
+        assert re.fullmatch(
+            rf"worker-\d \(pid {stopped}\) exited though the gateway was not "
+            "stopping; starting another in its place",
+            warning,
+        ), warning
+    finally:
+        # Nothing was lost: the worker drained.
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
