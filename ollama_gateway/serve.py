@@ -34,10 +34,11 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import NamedTuple
 
+import msgspec
 from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 from yarl import URL
@@ -256,6 +257,7 @@ def _supervise(settings: Settings) -> int:
         # Private (mode 0700) and removed at exit, even after a failed start:
         # one holds clients' conversations.
         with (
+            _one_port_for_all(settings) as settings,
             tempfile.TemporaryDirectory(
                 prefix="ollama-gateway-responses-", ignore_cleanup_errors=True
             ) as response_dir,
@@ -268,6 +270,37 @@ def _supervise(settings: Settings) -> int:
         if own_dir is not None:
             del os.environ[MULTIPROCESS_DIR]
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _one_port_for_all(settings: Settings) -> Iterator[Settings]:
+    """The settings with the port the workers share. `--port 0` asks the
+    kernel for one: each worker asking on its own got its own, so the gateway
+    listened on N random ports and logged one of them. The supervisor asks
+    once and holds that port (bound with SO_REUSEPORT, not listening, so no
+    connection is queued to it) while it runs, for replacements too."""
+    server = settings.server
+    if server.port != 0:
+        yield settings
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            server.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {server.host}:0: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            holder.bind(address)
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen on {server.host}:0: {exc.strerror}"
+            ) from None
+        port: int = holder.getsockname()[1]
+        yield msgspec.structs.replace(
+            settings, server=msgspec.structs.replace(server, port=port)
+        )
 
 
 # A worker that ended in error while no stop was asked (killed by the OOM

@@ -534,3 +534,42 @@ async def test_a_worker_stopped_alone_is_replaced(tmp_path: Path):
     finally:
         # Nothing was lost: the worker drained.
         assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
+
+
+async def test_port_0_gives_every_worker_the_same_port(tmp_path: Path):
+    # Each worker asked the kernel for a port of its own: the gateway listened
+    # on two random ports and logged one, so half its capacity was unreachable.
+    config = tmp_path / "w.toml"
+    config.write_text(FAST_DEMO + WORKERS)
+    log = tmp_path / "stderr.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    environ.pop(MULTIPROCESS_DIR, None)
+    environ.update(OLLAMA_GATEWAY_CONFIG=str(config), LOG_LEVEL="INFO")
+    with log.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "ollama_gateway", "serve", "--port", "0"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+            env=environ,
+        )
+    gateway = Gateway(proc, 0, log)
+    try:
+        async with asyncio.timeout(BOUND):
+            while not (
+                found := re.search(r"listening on (http://[\w.:]+)", log.read_text())
+            ):
+                assert proc.returncode is None, log.read_text()
+                await asyncio.sleep(0.05)
+        gateway.url = found.group(1)
+        # Both workers answer on the port the line names...
+        await _both_workers_up(gateway)
+        # ... and every connection is answered: none is left to the port's
+        # holder, the supervisor, which does not listen.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(REQUESTS):
+                async with session.get(gateway.url + "/health") as resp:
+                    assert resp.status == 200
+    finally:
+        assert await gateway.stop(BOUND) == 0, log.read_text()[-3000:]
