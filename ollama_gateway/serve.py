@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from multiprocessing import resource_tracker
 from types import FrameType
 from typing import NamedTuple
 
@@ -233,11 +234,17 @@ def _stop_when_the_supervisor_is_gone(
     loop.add_reader(sentinel, gone)
 
 
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
 def stop_cleanly_until_serving() -> None:
     """A worker asked to stop before its server is up (the loop's handlers
-    replace these once it runs) has served nothing: it exits 0, not killed."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    replace these once it runs) has served nothing: it exits 0, not killed.
+    The signals come blocked from the supervisor; one that came meanwhile is
+    taken now."""
+    for signum in _STOP_SIGNALS:
         signal.signal(signum, _exit_cleanly)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -366,9 +373,21 @@ def _run_workers(settings: Settings, shared: _SharedDirs) -> int:
             args=(settings, slot.number, shared, slot.ready),
             name=f"worker-{slot.number}",
         )
-        slot.process.start()
-        slot.started = time.monotonic()
-        running[slot.number] = slot.process
+        # The worker is born with the stop signals blocked (the mask is
+        # inherited), so one that comes while it imports waits for its own
+        # handlers (see `stop_cleanly_until_serving`): Ctrl-C, which a
+        # terminal sends to every process, printed a KeyboardInterrupt
+        # traceback per starting worker. Ours is held for as long too.
+        # (The spawn context's resource tracker, started with the first
+        # worker, would unblock them on its way: it is started before.)
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            slot.process.start()
+            slot.started = time.monotonic()
+            running[slot.number] = slot.process
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         if stop.asked():  # asked while it started: `forward` did not see it
             _pass_stop(slot.process, stop.signum)
 

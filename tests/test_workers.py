@@ -573,3 +573,25 @@ async def test_port_0_gives_every_worker_the_same_port(tmp_path: Path):
                     assert resp.status == 200
     finally:
         assert await gateway.stop(BOUND) == 0, log.read_text()[-3000:]
+
+
+def test_ctrl_c_while_a_worker_starts_stops_without_a_traceback(tmp_path: Path):
+    # The terminal's SIGINT reached a worker still importing: Python's
+    # KeyboardInterrupt traceback, and the supervisor took it for a failure.
+    (tmp_path / "w.toml").write_text(FAST_DEMO + WORKERS)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    environ.pop(MULTIPROCESS_DIR, None)
+    environ.update(
+        OLLAMA_GATEWAY_CONFIG=str(tmp_path / "w.toml"), FLAKY_WORKER_CTRL_C="2"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.flaky_worker", "serve", "--port", "0"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        start_new_session=True,  # its own process group, as a terminal's job
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "KeyboardInterrupt" not in result.stderr
