@@ -312,13 +312,29 @@ def _http_exception(exc: web.HTTPException, path: str) -> web.StreamResponse:
     return _error_response(exc.status, exc.reason, path)
 
 
+def _known_path(request: web.Request) -> str:
+    """The route pattern of a path served with other methods (a CORS
+    preflight, a 405), as its other requests are labelled; `unmatched` for a
+    path the gateway does not serve, so no client can add series."""
+    exc = request.match_info.http_exception
+    if exc is None or exc.status != 405:
+        return "unmatched"
+    path = request.path
+    for resource in request.app.router.resources():
+        info = resource.get_info()
+        pattern = info.get("pattern")
+        if path == info.get("path") or pattern and pattern.fullmatch(path):
+            return resource.canonical
+    return "unmatched"
+
+
 def _record(
     request: web.Request, ctx: RequestContext, status: int, ended_ns: int
 ) -> None:
     duration = (ended_ns - ctx.started_ns) / 1e9
     ttft = (ctx.first_token_ns - ctx.started_ns) / 1e9 if ctx.first_token_ns else None
     route = request.match_info.route.resource
-    endpoint = route.canonical if route is not None else "unmatched"
+    endpoint = route.canonical if route is not None else _known_path(request)
     entry = ctx.entry
     # An alias made by /api/copy counts as its target: clients cannot add labels.
     model = (entry.alias_of or entry.name) if entry is not None else "other"
