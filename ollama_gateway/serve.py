@@ -248,6 +248,10 @@ def stop_cleanly_until_serving() -> None:
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    # Once: a second stop (the supervisor passes on the Ctrl-C the worker
+    # got too) raised again in the exit, an "Exception ignored" traceback.
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
     sys.exit(0)
 
 

@@ -122,6 +122,26 @@ async def test_a_worker_stopped_while_starting_exits_cleanly() -> None:
         assert await proc.wait() == 0
 
 
+async def test_a_worker_stopped_while_starting_takes_one_stop_only() -> None:
+    # Ctrl-C reaches a starting worker twice (from the terminal, and passed
+    # on by the supervisor): the second, met during the exit, raised again,
+    # an "Exception ignored" traceback.
+    code = (
+        "import atexit, os, signal, time\n"
+        "from ollama_gateway.serve import stop_cleanly_until_serving\n"
+        "stop_cleanly_until_serving()\n"
+        "atexit.register(os.kill, os.getpid(), signal.SIGINT)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(10)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(BOUND):
+        _, stderr = await proc.communicate()
+    assert (proc.returncode, stderr.decode()) == (0, "")
+
+
 def test_a_worker_the_stop_ended_before_its_handlers_is_no_failure() -> None:
     # Still importing when the supervisor passes SIGTERM on (a loaded host),
     # a worker dies of the signal's default action: that is the stop asked
