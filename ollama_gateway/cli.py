@@ -46,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before the server's own handlers are set (while it imports,
+        # reads its settings or makes its app): nothing is served yet, so the
+        # stop needs no traceback, only the shell's exit status for SIGINT.
+        return INTERRUPTED
+
+
+# 128 + SIGINT, as a shell reports a command Ctrl-C ended.
+INTERRUPTED = 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if (
         not args_list

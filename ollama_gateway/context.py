@@ -38,6 +38,7 @@ class RequestContext:
         "created_at",
         "endpoint",
         "entry",
+        "error",
         "extra",
         "filtered",
         "history",
@@ -101,6 +102,8 @@ class RequestContext:
         self.filtered = False
         self.retries = 0
         self.outcome = "ok"
+        # The message of the failure that ended it (see log.note_error).
+        self.error = ""
 
     def use(self, entry: ModelEntry) -> None:
         """Serve this request with a catalogue entry (its upstream id and backend)."""

@@ -366,10 +366,17 @@ def setup_logging(level: str) -> None:
     )
 
 
+def note_error(ctx: RequestContext, exc: GatewayError) -> None:
+    """Record a failed request's outcome and message, for its request line
+    (written once, when it ends: nothing per chunk)."""
+    ctx.outcome = error_kind(exc)
+    ctx.error = exc.message
+
+
 def note_failure(ctx: RequestContext, exc: GatewayError) -> None:
     """Record a failed request's outcome; a translator's bug is logged with its
     traceback (the client only sees its message)."""
-    ctx.outcome = error_kind(exc)
+    note_error(ctx, exc)
     if isinstance(exc, TranslationError):
         _failures.error(
             "translator %s failed",

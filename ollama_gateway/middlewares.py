@@ -39,6 +39,7 @@ access_log = AccessLog()
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
 _MAX_LOGGED_MODEL = 200
+_MAX_LOGGED_ERROR = 500
 # Fronts whose clients read OpenAI's error envelope, not Ollama's, for the
 # errors met before their handler answers (auth, body size, shutdown).
 # The OpenAI routes (see routes.py; /v1/models/{id} is matched by prefix).
@@ -312,13 +313,29 @@ def _http_exception(exc: web.HTTPException, path: str) -> web.StreamResponse:
     return _error_response(exc.status, exc.reason, path)
 
 
+def _known_path(request: web.Request) -> str:
+    """The route pattern of a path served with other methods (a CORS
+    preflight, a 405), as its other requests are labelled; `unmatched` for a
+    path the gateway does not serve, so no client can add series."""
+    exc = request.match_info.http_exception
+    if exc is None or exc.status != 405:
+        return "unmatched"
+    path = request.path
+    for resource in request.app.router.resources():
+        info = resource.get_info()
+        pattern = info.get("pattern")
+        if path == info.get("path") or pattern and pattern.fullmatch(path):
+            return resource.canonical
+    return "unmatched"
+
+
 def _record(
     request: web.Request, ctx: RequestContext, status: int, ended_ns: int
 ) -> None:
     duration = (ended_ns - ctx.started_ns) / 1e9
     ttft = (ctx.first_token_ns - ctx.started_ns) / 1e9 if ctx.first_token_ns else None
     route = request.match_info.route.resource
-    endpoint = route.canonical if route is not None else "unmatched"
+    endpoint = route.canonical if route is not None else _known_path(request)
     entry = ctx.entry
     # An alias made by /api/copy counts as its target: clients cannot add labels.
     model = (entry.alias_of or entry.name) if entry is not None else "other"
@@ -354,5 +371,26 @@ def _record(
             "outcome": ctx.outcome,
             "retries": ctx.retries,
             "backend": ctx.backend or None,
+            "error": _logged_error(request, ctx, status),
         },
     )
+
+
+def _logged_error(request: web.Request, ctx: RequestContext, status: int) -> str | None:
+    """Why a request failed on the gateway's or the backend's side (a 5xx, or
+    an error that ended a stream whose status was sent): the message the
+    client got, which an operator did not see. Bounded, and without the keys
+    the gateway knows, should a backend echo one. Not for a 4xx: the client's
+    mistake, whose message may quote its request."""
+    if not ctx.error or 400 <= status < 500:
+        return None
+    message = ctx.error
+    keys = [*request.app[settings_key].auth.api_keys, ctx.client_key[7:]]
+    if ctx.backend_settings is not None:
+        keys.append(ctx.backend_settings.api_key)
+    for key in keys:
+        if key:
+            message = message.replace(key, "***")
+    if len(message) > _MAX_LOGGED_ERROR:
+        message = message[:_MAX_LOGGED_ERROR] + "…"
+    return message

@@ -7,7 +7,9 @@ supervisor exits 0 when every worker drained and exited 0. A worker that
 ended in error while no stop was asked (killed by the OOM killer or `kill -9`,
 or exited non-zero by itself) is replaced after a back-off, and its live
 gauges dropped; its open streams are lost, so the supervisor logs it as an
-error and exits 1 in the end. One that keeps failing before it serves makes
+error and exits 1 in the end. One that exited cleanly while no stop was
+asked (sent a SIGTERM of its own) drained and lost nothing: it is replaced
+too, with a warning. One that keeps failing before it serves makes
 the supervisor give up: it stops the others and exits 1. Workers whose
 supervisor is gone drain and exit. The supervisor makes the directories the
 workers share (metrics, kept `/v1/responses` conversations, the models
@@ -32,10 +34,12 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from multiprocessing import resource_tracker
 from types import FrameType
 from typing import NamedTuple
 
+import msgspec
 from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 from yarl import URL
@@ -230,14 +234,24 @@ def _stop_when_the_supervisor_is_gone(
     loop.add_reader(sentinel, gone)
 
 
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
 def stop_cleanly_until_serving() -> None:
     """A worker asked to stop before its server is up (the loop's handlers
-    replace these once it runs) has served nothing: it exits 0, not killed."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    replace these once it runs) has served nothing: it exits 0, not killed.
+    The signals come blocked from the supervisor; one that came meanwhile is
+    taken now."""
+    for signum in _STOP_SIGNALS:
         signal.signal(signum, _exit_cleanly)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    # Once: a second stop (the supervisor passes on the Ctrl-C the worker
+    # got too) raised again in the exit, an "Exception ignored" traceback.
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
     sys.exit(0)
 
 
@@ -254,6 +268,7 @@ def _supervise(settings: Settings) -> int:
         # Private (mode 0700) and removed at exit, even after a failed start:
         # one holds clients' conversations.
         with (
+            _one_port_for_all(settings) as settings,
             tempfile.TemporaryDirectory(
                 prefix="ollama-gateway-responses-", ignore_cleanup_errors=True
             ) as response_dir,
@@ -266,6 +281,37 @@ def _supervise(settings: Settings) -> int:
         if own_dir is not None:
             del os.environ[MULTIPROCESS_DIR]
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _one_port_for_all(settings: Settings) -> Iterator[Settings]:
+    """The settings with the port the workers share. `--port 0` asks the
+    kernel for one: each worker asking on its own got its own, so the gateway
+    listened on N random ports and logged one of them. The supervisor asks
+    once and holds that port (bound with SO_REUSEPORT, not listening, so no
+    connection is queued to it) while it runs, for replacements too."""
+    server = settings.server
+    if server.port != 0:
+        yield settings
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            server.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {server.host}:0: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            holder.bind(address)
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen on {server.host}:0: {exc.strerror}"
+            ) from None
+        port: int = holder.getsockname()[1]
+        yield msgspec.structs.replace(
+            settings, server=msgspec.structs.replace(server, port=port)
+        )
 
 
 # A worker that ended in error while no stop was asked (killed by the OOM
@@ -300,12 +346,14 @@ class _Slot:
         self.failures = 0  # in a row
         self.unstarted = 0  # failures in a row before serving
 
-    def book_failure(self) -> float:
-        """Count the failure of the worker that ended; when to replace it."""
+    def book_failure(self, *, served: bool = False) -> float:
+        """Count the failure of the worker that ended; when to replace it.
+        `served`: it counts as having served, whether or not it got so far
+        (a clean exit is no failed start)."""
         assert self.ready is not None
         lived = time.monotonic() - self.started
         self.failures = 1 if lived >= STEADY else self.failures + 1
-        self.unstarted = 0 if self.ready.value else self.unstarted + 1
+        self.unstarted = 0 if served or self.ready.value else self.unstarted + 1
         pause = min(RESTART_PAUSE * 2.0 ** (self.failures - 1), RESTART_PAUSE_MAX)
         return self.started + pause
 
@@ -329,9 +377,21 @@ def _run_workers(settings: Settings, shared: _SharedDirs) -> int:
             args=(settings, slot.number, shared, slot.ready),
             name=f"worker-{slot.number}",
         )
-        slot.process.start()
-        slot.started = time.monotonic()
-        running[slot.number] = slot.process
+        # The worker is born with the stop signals blocked (the mask is
+        # inherited), so one that comes while it imports waits for its own
+        # handlers (see `stop_cleanly_until_serving`): Ctrl-C, which a
+        # terminal sends to every process, printed a KeyboardInterrupt
+        # traceback per starting worker. Ours is held for as long too.
+        # (The spawn context's resource tracker, started with the first
+        # worker, would unblock them on its way: it is started before.)
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            slot.process.start()
+            slot.started = time.monotonic()
+            running[slot.number] = slot.process
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         if stop.asked():  # asked while it started: `forward` did not see it
             _pass_stop(slot.process, stop.signum)
 
@@ -379,6 +439,18 @@ def _book_the_end(
     if code:
         how = _how_it_ended(code)
     process.close()  # its pipes: the supervisor may replace many
+    if code == 0 and not stop.asked():
+        # Stopped alone (a SIGTERM sent to its pid): it drained, so nothing
+        # was lost, but the gateway would serve on one worker short for good.
+        # Replaced with the same back-off, never given up on: it served.
+        due[slot.number] = slot.book_failure(served=True)
+        log.warning(
+            "%s (pid %s) exited though the gateway was not stopping; "
+            "starting another in its place",
+            name,
+            pid,
+        )
+        return False
     if not failed_workers({name: code}, stop.asked()):
         return False
     failed.append(name)

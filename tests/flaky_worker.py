@@ -2,12 +2,14 @@
 `<number>:<starts>` makes worker <number> meet an unexpected exception while
 it makes its app, at its first <starts> starts (`*`: at every one); the
 others serve as usual. The starts are counted in files under
-`FLAKY_WORKER_DIR`."""
+`FLAKY_WORKER_DIR`. `FLAKY_WORKER_CTRL_C=<number>`: worker <number> sends
+SIGINT to its process group as it starts, as Ctrl-C in a terminal does."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,11 @@ from ollama_gateway import serve
 
 
 def worker_main(settings: Any, number: int, shared: Any, ready: ctypes.c_bool) -> None:
-    failing, starts = os.environ["FLAKY_WORKER"].split(":")
+    if os.environ.get("FLAKY_WORKER_CTRL_C") == str(number):
+        # Ctrl-C in a terminal while this worker still starts (its modules
+        # are imported, its handlers not yet set): SIGINT to the whole group.
+        os.killpg(0, signal.SIGINT)
+    failing, starts = os.environ.get("FLAKY_WORKER", "0:0").split(":")
     if number == int(failing):
         counter = Path(os.environ["FLAKY_WORKER_DIR"]) / f"worker-{number}"
         with counter.open("a") as file:

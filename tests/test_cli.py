@@ -230,18 +230,50 @@ async def test_port_0_is_logged_as_the_port_the_kernel_chose(tmp_path: Path):
         await proc.communicate()
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_host_that_does_not_resolve_is_one_line(tmp_path: Path, workers: str):
+@pytest.mark.parametrize(
+    ("workers", "port", "lines"),
+    # Once per worker; with port 0 the supervisor, which picks the port for
+    # all of them, meets it first.
+    [("1", "0", 1), ("2", "1", 2), ("2", "0", 1)],
+)
+def test_a_host_that_does_not_resolve_is_one_line(
+    tmp_path: Path, workers: str, port: str, lines: int
+):
     # getaddrinfo's error was a traceback; each worker's, in turn, was
     # retried as a crash.
-    args = ("--host", "nosuch.invalid", "--port", "0", "--workers", workers)
+    args = ("--host", "nosuch.invalid", "--port", port, "--workers", workers)
     result = _run("serve", *args, cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "nosuch" in line]
-    assert len(errors) == int(workers), result.stderr  # once per worker
-    prefix = "ollama-gateway: error: cannot listen on nosuch.invalid:0: "
+    assert len(errors) == lines, result.stderr
+    prefix = f"ollama-gateway: error: cannot listen on nosuch.invalid:{port}: "
     assert all(line.startswith(prefix) for line in errors), errors
+
+
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path: Path):
+    # SIGINT before the server's handlers are set (here while the settings
+    # load; in real life mostly while the modules import) was Python's
+    # KeyboardInterrupt traceback and a death by the signal.
+    code = (
+        "import os, signal, sys\n"
+        "from ollama_gateway import cli, settings\n"
+        "load = settings.Settings.load\n"
+        "def interrupted(**kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return load(**kwargs)\n"
+        "settings.Settings.load = interrupted\n"
+        "sys.exit(cli.main(['serve', '--port', '0']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stderr) == (130, "")
 
 
 def test_uvloop_asked_for_but_missing_is_one_line(tmp_path: Path):

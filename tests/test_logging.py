@@ -604,3 +604,34 @@ async def test_malformed_http_from_a_client_logs_no_traceback(tmp_path):
     assert not bad, bad
     noted = [line for line in lines if "bad HTTP request" in line["msg"]]
     assert len(noted) == len(MALFORMED), lines
+
+
+async def test_the_request_line_says_why_the_backend_failed(gateway, backend, caplog):
+    # The client saw the backend's message, the operator only `outcome`:
+    # which of the model's backends failed, and how, was nowhere in the log.
+    caplog.set_level(logging.INFO)
+    cut = sse(chat_chunk({"role": "assistant", "content": "one "}), done=False)
+    backend.queue(
+        Script.error(500, f"CUDA out of memory (key {BACKEND_KEY})"),
+        Script(pieces=[cut, b"never sent"], abort_after=1),
+        Script.error(400, f"bad prompt: {SECRET_TEXT}"),
+        Script(pieces=[cut]),  # no [DONE]: the relay ends it with an error event
+    )
+    client = await gateway(
+        backend, "[translators.retry]\nattempts = 0\n", OPENAI_API_KEY=BACKEND_KEY
+    )
+    async with asyncio.timeout(BOUND):
+        for _ in range(3):
+            await (await post(client, "/api/chat", CHAT)).read()
+        body = {**CHAT, "stream": True}
+        await (await post(client, "/v1/chat/completions", body)).read()
+    status, cut_line, rejected, relayed = [_format(r) for r in _access(caplog)]
+    assert status["status"] == 500
+    assert "CUDA out of memory (key ***)" in status["error"]
+    assert (cut_line["status"], cut_line["outcome"]) == (200, "upstream_protocol")
+    assert cut_line["error"]
+    # A 4xx is the client's: its message may quote the request.
+    assert rejected["status"] == 400 and rejected["error"] is None
+    assert (relayed["status"], relayed["outcome"]) == (200, "upstream_protocol")
+    assert "unexpected EOF" in relayed["error"]
+    assert not any(s in caplog.text for s in SECRETS)

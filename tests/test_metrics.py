@@ -326,3 +326,28 @@ async def test_label_sets_stay_bounded(gateway):
     } - ({"/metrics"} if not metrics.get(requests, endpoint="/metrics") else set())
     assert metrics.label_values(requests, "model") == {"other", "demo:latest"}
     assert "id-1" not in metrics.text
+
+
+async def test_preflights_and_405s_are_labelled_by_their_route(gateway):
+    # A CORS preflight or a wrong method on a served path was `unmatched`,
+    # with scanners' unknown paths: a browser app's preflights did not show
+    # on the route they were for. Unknown paths stay `unmatched`.
+    client = await gateway(toml=FAST_DEMO)
+    preflight = {
+        "Origin": "http://localhost",
+        "Access-Control-Request-Method": "POST",
+    }
+    async with asyncio.timeout(BOUND):
+        for path in ("/api/chat", "/v1/models/a/b", "/no/such/path"):
+            resp = await client.options(path, headers=preflight)
+            assert resp.status in (204, 404), (path, resp.status)
+        for path in ("/api/chat", "/api/tags", "/v1/models/x", "/random/1"):
+            resp = await client.put(path)
+            assert resp.status in (405, 404), (path, resp.status)
+        metrics = await read_metrics(client)
+    requests = "ollama_gateway_requests_total"
+    assert metrics.get(requests, endpoint="/api/chat", status_class="2xx") == 1
+    assert metrics.get(requests, endpoint="/api/chat", status_class="4xx") == 1
+    assert metrics.get(requests, endpoint="/v1/models/{model}") == 2
+    assert metrics.get(requests, endpoint="/api/tags", status_class="4xx") == 1
+    assert metrics.get(requests, endpoint="unmatched") == 2

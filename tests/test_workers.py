@@ -122,6 +122,26 @@ async def test_a_worker_stopped_while_starting_exits_cleanly() -> None:
         assert await proc.wait() == 0
 
 
+async def test_a_worker_stopped_while_starting_takes_one_stop_only() -> None:
+    # Ctrl-C reaches a starting worker twice (from the terminal, and passed
+    # on by the supervisor): the second, met during the exit, raised again,
+    # an "Exception ignored" traceback.
+    code = (
+        "import atexit, os, signal, time\n"
+        "from ollama_gateway.serve import stop_cleanly_until_serving\n"
+        "stop_cleanly_until_serving()\n"
+        "atexit.register(os.kill, os.getpid(), signal.SIGINT)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(10)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(BOUND):
+        _, stderr = await proc.communicate()
+    assert (proc.returncode, stderr.decode()) == (0, "")
+
+
 def test_a_worker_the_stop_ended_before_its_handlers_is_no_failure() -> None:
     # Still importing when the supervisor passes SIGTERM on (a loaded host),
     # a worker dies of the signal's default action: that is the stop asked
@@ -505,3 +525,93 @@ def test_a_worker_that_never_starts_stops_the_gateway(tmp_path: Path):
         "(last: exited with code 1); giving up: stopping the other workers",
         "workers exited with an error: " + ", ".join(["worker-2"] * START_ATTEMPTS),
     ]
+
+
+async def test_a_worker_stopped_alone_is_replaced(tmp_path: Path):
+    # A SIGTERM sent to one worker's pid: it drained and exited 0, and the
+    # supervisor, not stopping itself, took that for the end of it and served
+    # on one worker short for good.
+    gateway = await start_gateway(tmp_path, FAST_DEMO + WORKERS)
+    try:
+        await _both_workers_up(gateway)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(gateway.url + "/health") as resp:
+                stopped = (await resp.json())["pid"]
+        os.kill(stopped, signal.SIGTERM)
+        # Two workers answer again, neither of them the one stopped.
+        await _live_pids(gateway, 2, without=stopped)
+        [warning] = [
+            line["msg"]
+            for line in gateway.lines()
+            if line["level"] == "WARNING" and "worker-" in line["msg"]
+        ]
+        assert re.fullmatch(
+            rf"worker-\d \(pid {stopped}\) exited though the gateway was not "
+            "stopping; starting another in its place",
+            warning,
+        ), warning
+    finally:
+        # Nothing was lost: the worker drained.
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
+
+
+async def test_port_0_gives_every_worker_the_same_port(tmp_path: Path):
+    # Each worker asked the kernel for a port of its own: the gateway listened
+    # on two random ports and logged one, so half its capacity was unreachable.
+    config = tmp_path / "w.toml"
+    config.write_text(FAST_DEMO + WORKERS)
+    log = tmp_path / "stderr.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    environ.pop(MULTIPROCESS_DIR, None)
+    environ.update(OLLAMA_GATEWAY_CONFIG=str(config), LOG_LEVEL="INFO")
+    with log.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "ollama_gateway", "serve", "--port", "0"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+            env=environ,
+        )
+    gateway = Gateway(proc, 0, log)
+    try:
+        async with asyncio.timeout(BOUND):
+            while not (
+                found := re.search(r"listening on (http://[\w.:]+)", log.read_text())
+            ):
+                assert proc.returncode is None, log.read_text()
+                await asyncio.sleep(0.05)
+        gateway.url = found.group(1)
+        # Both workers answer on the port the line names...
+        await _both_workers_up(gateway)
+        # ... and every connection is answered: none is left to the port's
+        # holder, the supervisor, which does not listen.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(REQUESTS):
+                async with session.get(gateway.url + "/health") as resp:
+                    assert resp.status == 200
+    finally:
+        assert await gateway.stop(BOUND) == 0, log.read_text()[-3000:]
+
+
+def test_ctrl_c_while_a_worker_starts_stops_without_a_traceback(tmp_path: Path):
+    # The terminal's SIGINT reached a worker still importing: Python's
+    # KeyboardInterrupt traceback, and the supervisor took it for a failure.
+    (tmp_path / "w.toml").write_text(FAST_DEMO + WORKERS)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
+    environ.pop(MULTIPROCESS_DIR, None)
+    environ.update(
+        OLLAMA_GATEWAY_CONFIG=str(tmp_path / "w.toml"), FLAKY_WORKER_CTRL_C="2"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.flaky_worker", "serve", "--port", "0"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        start_new_session=True,  # its own process group, as a terminal's job
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "KeyboardInterrupt" not in result.stderr

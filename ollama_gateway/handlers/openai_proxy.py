@@ -28,7 +28,6 @@ from ollama_gateway.errors import (
     ModelNotFoundError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
-    error_kind,
     retry_after,
 )
 from ollama_gateway.handlers import anthropic
@@ -42,7 +41,7 @@ from ollama_gateway.keys import (
     settings_key,
     upstream_key,
 )
-from ollama_gateway.log import note_failure
+from ollama_gateway.log import note_error, note_failure
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import close_answer, map_error_object, upstream_deadline
@@ -568,7 +567,7 @@ async def _end_with_error(
     `error` event ends the stream (OpenAI's clients raise on it); inside one,
     or in a JSON body, the connection is dropped, so the client does not take
     a cut answer for a whole one."""
-    request[ctx_key].outcome = error_kind(exc)
+    note_error(request[ctx_key], exc)
     if not between_events:
         if request.transport is not None:
             request.transport.close()
