@@ -371,7 +371,8 @@ def _record(
             "outcome": ctx.outcome,
             "retries": ctx.retries,
             "backend": ctx.backend or None,
-            "error": _logged_error(request, ctx, status),
+            # Tested here: most requests have none, and pay no call for it.
+            "error": _logged_error(request, ctx, status) if ctx.error else None,
         },
     )
 
