@@ -142,6 +142,28 @@ async def test_a_stream_cut_after_tokens_logs_its_time_to_first_token(
     assert line["ttft_ms"] is not None and line["duration_ms"] >= line["ttft_ms"] >= 0
 
 
+async def test_the_openai_relay_logs_its_time_to_first_token(gateway, backend, caplog):
+    # The relay passes the backend's events through unread: its first piece
+    # stands for the first token (it was null on every /v1 request line, and
+    # the TTFT histogram left out VS Code Copilot's chats).
+    caplog.set_level(logging.INFO)
+    backend.queue(Script.text("one two"), Script.text("one two"))
+    backend.queue(Script.error(500, "down"))
+    client = await gateway(backend, "[translators.retry]\nattempts = 0\n")
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    async with asyncio.timeout(BOUND):
+        for extra in ({"stream": True}, {"stream": False}, {"stream": True}):
+            resp = await client.post("/v1/chat/completions", json={**body, **extra})
+            await resp.read()
+    streamed, whole, failed = [_format(r) for r in _access(caplog)]
+    for line in (streamed, whole):
+        assert line["status"] == 200
+        assert (
+            line["ttft_ms"] is not None and line["duration_ms"] >= line["ttft_ms"] >= 0
+        )
+    assert failed["status"] == 500 and failed["ttft_ms"] is None
+
+
 async def test_request_id_from_the_client_goes_everywhere(gateway, backend, caplog):
     caplog.set_level(logging.INFO)
     client = await gateway(backend)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -265,6 +266,9 @@ async def _relay(
     at_body_start = sse and stream
     # `end`, or sooner once the choice finished (see `after_finish`).
     deadline = end
+    # The first piece of an answer stands for its first token (the relay does
+    # not read events): the request line's `ttft_ms` and the TTFT histogram.
+    ctx = request[ctx_key] if response.status < 300 else None
     try:
         # What was read before the status is sent goes first, as a piece.
         piece: bytes | None = held
@@ -288,6 +292,8 @@ async def _relay(
                 piece, unended = _error_fields_as_data(unended, piece, at_line_start)
                 if not piece:
                     continue  # all of it held
+            if ctx is not None and not ctx.first_token_ns:
+                ctx.first_token_ns = time.perf_counter_ns()
             await out.write(piece)
             if not finished:
                 # The piece, then the seam with the tail before it (a pattern
