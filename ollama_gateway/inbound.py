@@ -19,9 +19,10 @@ import msgspec
 from aiohttp import web
 
 from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.go_text import go_strings
 from ollama_gateway.keys import settings_key
 
-__all__ = ["TOO_DEEP", "go_strings", "read_body"]
+__all__ = ["TOO_DEEP", "read_body"]
 
 T = TypeVar("T")
 
@@ -30,15 +31,6 @@ TOO_DEEP = "exceeded max depth"
 _MAX_NULLS = 8
 _NULL_AT = re.compile(r"Expected `[^`]*`, got `null` - at `\$((?:\.\w+|\[\d+\])+)`")
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
-# For `go_strings`: a byte that is not UTF-8, as `surrogateescape` keeps it;
-# and, in the JSON text, an escaped backslash (so that `\\ud800` is no
-# escape), a surrogate pair, or (group 1) a lone surrogate.
-_SMUGGLED = re.compile("[\udc80-\udcff]")
-_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
-_ESCAPES = re.compile(
-    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-    rb"|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
-)
 
 
 async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
@@ -59,33 +51,6 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
         return _decode(decode, repaired)
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(str(exc)) from None
-
-
-def go_strings(data: bytes) -> bytes | None:
-    """`data` with what Go's JSON decoder reads as U+FFFD made U+FFFD, or None
-    when there is nothing of the kind.
-
-    Go replaces each byte that is not UTF-8, and each `\\uXXXX` escape of a
-    lone UTF-16 surrogate, with U+FFFD instead of refusing the body; msgspec
-    refuses both. Real clients send them: a JavaScript string cut in the middle
-    of an emoji (by a context trimmer, say) becomes `"\\ud83d"` in
-    `JSON.stringify`, and Ollama answers it. Only a body that did not decode
-    gets here.
-    """
-    repaired = data
-    try:
-        data.decode()  # the common case, and far quicker than the repair
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", "surrogateescape")
-        repaired = _SMUGGLED.sub("\ufffd", text).encode()
-    if _SURROGATE.search(repaired) is not None:
-        repaired = _ESCAPES.sub(_lone_to_fffd, repaired)
-    return repaired if repaired != data else None
-
-
-def _lone_to_fffd(found: re.Match[bytes]) -> bytes:
-    # An escaped backslash or a whole pair is kept; a lone surrogate is not.
-    return found[0] if found.lastindex is None else rb"\ufffd"
 
 
 def _decode(decode: Callable[[bytes], T], stripped: bytes) -> T:

@@ -9,7 +9,7 @@ import sys
 import ollama
 import pytest
 
-from ollama_gateway.inbound import go_strings
+from ollama_gateway.go_text import go_strings
 from tests.conftest import base_url
 
 # A JavaScript string cut in the middle of an emoji, as `JSON.stringify`

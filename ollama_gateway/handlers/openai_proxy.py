@@ -31,10 +31,11 @@ from ollama_gateway.errors import (
     UpstreamTimeoutError,
     retry_after,
 )
+from ollama_gateway.go_text import go_strings
 from ollama_gateway.handlers import anthropic
 from ollama_gateway.handlers.models import listed_entries
 from ollama_gateway.http1 import UNEXPECTED_EOF
-from ollama_gateway.inbound import TOO_DEEP, go_strings
+from ollama_gateway.inbound import TOO_DEEP
 from ollama_gateway.keys import (
     catalogue_key,
     ctx_key,

@@ -12,11 +12,12 @@ make decoding cheaper (19 events: 8.6 -> 7.9 us here) and collections rarer.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+from ollama_gateway.go_text import go_strings
 
 __all__ = [
     "ChatCompletionChunk",
@@ -437,37 +438,22 @@ def decode_content_parts(data: bytes) -> ChatCompletionChunk | None:
 
 
 def decode_mended(data: bytes) -> ChatCompletionChunk | None:
-    """A chunk that strict JSON refuses only for its text, mended as a
-    decoder with errors="replace" would: bytes that are not UTF-8, an escape
-    of half a surrogate pair (a JavaScript server that cut an emoji between
-    two events), `NaN` or `Infinity` (Python's json.dumps writes them for a
-    logprob). One such character must not cost the whole answer; None when
-    the event is invalid otherwise (the caller's decode error stands). Only an
+    """A chunk that strict JSON refuses only for its text, mended: bytes that
+    are not UTF-8 and an escape of half a surrogate pair (a JavaScript server
+    that cut an emoji between two events) as Go reads them (`go_strings`),
+    `NaN` or `Infinity` (Python's json.dumps writes them for a logprob) as
+    null. One such character must not cost the whole answer; None when the
+    event is invalid otherwise (the caller's decode error stands). Only an
     event the usual decoder refused comes here: the stdlib's decoder is off
     the hot path."""
     try:
-        raw = json.loads(data.decode("utf-8", "replace"))
+        raw = json.loads(go_strings(data) or data)
     except ValueError:
         return None
     try:
-        return decode_chunk(encode(_mend(raw)))
+        return decode_chunk(encode(raw))
     except (msgspec.DecodeError, msgspec.EncodeError):
         return None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _mend(value: Any) -> Any:
-    """`value` with each lone surrogate replaced by U+FFFD (msgspec writes
-    only valid UTF-8; non-finite floats it writes as null)."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_mend(item) for item in value]
-    if isinstance(value, dict):
-        return {_mend(key): _mend(item) for key, item in value.items()}
-    return value
 
 
 def _split_parts(parts: list[Any]) -> tuple[str, str]:
