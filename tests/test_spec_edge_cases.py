@@ -342,6 +342,30 @@ async def test_case_32_top_k_only_with_extensions(backend, gateway):
     assert extended["repetition_penalty"] == 1.1
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # Ollama's "no top-k" is any k <= 0; vLLM refuses one below -1 (and,
+        # before 0.8, 0 too), and takes -1 as off, as llama.cpp does.
+        ({"top_k": 0}, {"top_k": -1}),
+        ({"top_k": -5}, {"top_k": -1}),
+        ({"top_k": 7}, {"top_k": 7}),
+        # Ollama clamps min_p to [0, 1]; vLLM refuses it outside.
+        ({"min_p": 1.5}, {"min_p": 1.0}),
+        ({"min_p": -0.1}, {"min_p": 0.0}),
+    ],
+)
+async def test_top_k_and_min_p_go_as_vllm_takes_them(
+    backend, gateway, options, expected
+):
+    toml = (
+        f'[[backends]]\nname = "vllm"\nbase_url = "{backend.url}"\nextensions = true\n'
+    )
+    client = await gateway(toml=toml)
+    sent = await options_sent(client, backend, options)
+    assert {name: sent.get(name) for name in expected} == expected
+
+
 # Chat content and roles
 
 

@@ -30,6 +30,15 @@ _ANY_OBJECT = {"type": "object"}
 # limit; no backend takes a `max_tokens` past the int32 range, and OpenAI
 # refuses one past the model's own limit.
 _MAX_NUM_PREDICT = 2**31 - 1
+# The sampling options OpenAI's API takes, each with the range that it and
+# vLLM accept. Ollama takes any value: its sampler clamps temperature and top_p
+# (a negative temperature is greedy decoding) and applies any penalty.
+_CLAMPED = (
+    ("temperature", 0.0, float("inf")),
+    ("top_p", 0.0, 1.0),
+    ("frequency_penalty", -2.0, 2.0),
+    ("presence_penalty", -2.0, 2.0),
+)
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -344,9 +353,11 @@ def _apply_options(
     num_predict = options.get("num_predict")
     if isinstance(num_predict, int) and 0 < num_predict <= _MAX_NUM_PREDICT:
         setattr(body, backend.max_tokens_field, num_predict)
-    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+    for name, low, high in _CLAMPED:
         if name in options:
-            setattr(body, name, options[name])
+            # Clamped: out of range, OpenAI and vLLM refuse the request (400
+            # "below minimum value") that Ollama answers.
+            setattr(body, name, min(max(options[name], low), high))
     seed = options.get("seed")
     if isinstance(seed, int) and seed >= 0:
         body.seed = seed
@@ -354,7 +365,14 @@ def _apply_options(
     if stop:
         body.stop = stop[: backend.max_stop] if backend.max_stop else stop
     if backend.extensions:
-        for name in ("top_k", "min_p", "typical_p", "repeat_last_n"):
+        if "top_k" in options:
+            # Ollama's "no top-k" is any k <= 0; vLLM refuses one below -1,
+            # its own (and SGLang's) way to say it, which llama.cpp also
+            # takes as off.
+            body.top_k = options["top_k"] if options["top_k"] > 0 else -1
+        if "min_p" in options:
+            body.min_p = min(max(options["min_p"], 0.0), 1.0)
+        for name in ("typical_p", "repeat_last_n"):
             if name in options:
                 setattr(body, name, options[name])
         if "repeat_penalty" in options:
