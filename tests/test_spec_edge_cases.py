@@ -121,7 +121,8 @@ async def test_case_22_generate_without_prompt_is_a_load(backend, gateway):
 
 async def test_case_23_generate_keep_alive_zero_is_an_unload(backend, gateway):
     client = await gateway(backend)
-    for keep_alive in (0, "0", "0s"):
+    # Go makes keep_alive whole nanoseconds, truncating: less than one is 0.
+    for keep_alive in (0, "0", "0s", 1e-10, 9.99e-10, "0.5ns", -0.0):
         body = {"model": "gpt-4o", "keep_alive": keep_alive}
         resp = await post(client, "/api/generate", body)
         assert resp.headers["Content-Type"].startswith("application/json")
@@ -129,6 +130,14 @@ async def test_case_23_generate_keep_alive_zero_is_an_unload(backend, gateway):
         assert answer["done_reason"] == "unload", keep_alive
         assert answer["done"] is True and answer["response"] == ""
     assert backend.completions() == []
+
+
+async def test_case_23_one_nanosecond_keep_alive_is_a_load(backend, gateway):
+    client = await gateway(backend)
+    for keep_alive in (1e-9, "1ns", 0.5):
+        body = {"model": "gpt-4o", "keep_alive": keep_alive}
+        answer = await (await post(client, "/api/generate", body)).json()
+        assert answer["done_reason"] == "load", keep_alive
 
 
 async def test_case_24_chat_without_messages_is_a_load_or_unload(backend, gateway):
@@ -195,6 +204,12 @@ async def test_case_26_keep_alive_values_accepted(backend, gateway, keep_alive):
         ),
         ("9" * 5000 + "s", f'time: invalid duration "{"9" * 5000}s"'),
         (True, "Unsupported type: 'bool'"),
+        # A number past any float64 (Go's decoder refuses it), as an integer.
+        pytest.param(
+            10**400,
+            "invalid value for keep_alive: number out of range",
+            id="past-float64",
+        ),
         ({}, "Unsupported type: 'map[string]interface {}'"),
         ([], "Unsupported type: '[]interface {}'"),
     ],
