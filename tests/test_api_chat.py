@@ -393,6 +393,19 @@ async def test_option_type_errors_are_500(gateway, backend, options, message):
     assert backend.completions() == []
 
 
+async def test_a_float_option_past_any_float64_is_a_400(gateway, backend):
+    """Written as an integer, it got past the decoder and crashed the
+    handler (a 500 "internal server error"); Go's decoder refuses the body."""
+    client = await gateway(backend)
+    for options in ({"temperature": 10**400}, {"top_p": -(10**400)}):
+        resp = await post(client, "/api/chat", chat(options=options))
+        assert await _error(resp) == (
+            400,
+            "invalid value for options[...]: number out of range",
+        )
+    assert backend.completions() == []
+
+
 async def test_empty_tools_are_not_sent(gateway, backend):
     sent = await _sent(gateway, backend, chat(tools=[]))
     assert "tools" not in sent
