@@ -423,11 +423,14 @@ def _apply_think(
             effort = _off_effort(body.model, backend.think_off_effort)
             if effort:
                 body.reasoning_effort = effort
-    elif think is True:
-        if backend.think_on_effort:
-            body.reasoning_effort = backend.think_on_effort
     else:
-        body.reasoning_effort = "high" if think == "max" else think
+        if think is True:
+            effort = backend.think_on_effort
+        else:
+            effort = "high" if think == "max" else think
+        effort = _on_effort(body.model, effort)
+        if effort:
+            body.reasoning_effort = effort
 
 
 # Hybrid models whose chat templates read `thinking`, not `enable_thinking`
@@ -458,6 +461,19 @@ _GPT5_MINIMAL = re.compile(r"(^|/)gpt-5(-mini|-nano)?(-\d{4}-\d{2}-\d{2})?$", re
 _NO_EFFORT = re.compile(
     r"(^|/)grok-(4(-0709|-latest)?|4(-1)?-fast(-reasoning)?|code-fast(-1)?)$", re.I
 )
+
+
+# grok-3-mini takes "low" or "high" only: a "medium" is a 400 from xAI.
+_LOW_OR_HIGH = re.compile(r"(^|/)grok-3-mini", re.I)
+
+
+def _on_effort(model: str, effort: str) -> str:
+    """The `reasoning_effort` for a `think` that is on: Ollama's "medium",
+    the level `think: true` stands for, goes as nothing (the model's own
+    default) to models that lack that level."""
+    if effort == "medium" and _LOW_OR_HIGH.search(model):
+        return ""
+    return effort
 
 
 def _off_effort(model: str, configured: str) -> str:
