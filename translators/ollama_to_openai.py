@@ -85,7 +85,9 @@ class ChatRequestMapper:
             completion = openai.CompletionRequest(
                 model=ctx.upstream_model, prompt=request.prompt or ""
             )
-            if request.suffix:
+            if request.suffix and not request.raw:
+                # Ollama puts the suffix in the model's template, which raw
+                # leaves out: the prompt goes alone, the suffix unused.
                 completion.suffix = request.suffix
             _apply_stream(completion, backend, ctx)
             _apply_options(completion, request.options, backend)
