@@ -115,7 +115,13 @@ class ChatRequestMapper:
     def map_embed(
         self, request: ollama.EmbedRequest, ctx: RequestContext
     ) -> openai.EmbeddingRequest:
-        body = openai.EmbeddingRequest(model=ctx.upstream_model, input=request.input)
+        inputs = request.input
+        if isinstance(inputs, list) and "" in inputs:
+            # Ollama embeds an empty text (its special tokens alone); OpenAI
+            # refuses "" with a 400 for the whole batch, as Hugging Face's
+            # text-embeddings-inference does. A blank is as near as they take.
+            inputs = [text or " " for text in inputs]
+        body = openai.EmbeddingRequest(model=ctx.upstream_model, input=inputs)
         if request.dimensions:
             body.dimensions = request.dimensions
         backend = ctx.backend_settings or _DEFAULT_BACKEND
