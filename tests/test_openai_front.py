@@ -425,3 +425,34 @@ async def test_a_stalled_stream_ends_with_a_timeout_event(
     last = json.loads(events[-1].removeprefix("data: "))
     assert last["error"]["message"] == "upstream timeout"
     assert len(backend.completions()) == 1
+
+
+async def test_tools_for_a_model_without_the_capability_are_a_400(fake, gateway):
+    """As Ollama's /v1 answers (its chat handler's capability check), in
+    OpenAI's error shape; an empty list is no tools."""
+    toml = '[models."gpt-4o"]\ncapabilities = ["completion"]\n'
+    client = await gateway(fake, toml)
+    tool = {"type": "function", "function": {"name": "read_file"}}
+    body = {"model": "GPT-4o", "messages": [{"role": "user", "content": "hi"}]}
+    for stream in (True, False):
+        resp = await post(
+            client, "/v1/chat/completions", {**body, "tools": [tool], "stream": stream}
+        )
+        assert resp.status == 400
+        assert await resp.json() == {
+            "error": {
+                "message": "registry.ollama.ai/library/GPT-4o:latest "
+                "does not support tools",
+                "type": "invalid_request_error",
+                "code": None,
+                "param": None,
+            }
+        }
+    assert fake.completions() == []
+    fake.queue(Script(pieces=[b"".join(openai_stream("ok"))]))
+    resp = await post(
+        client, "/v1/chat/completions", {**body, "tools": [], "stream": True}
+    )
+    assert resp.status == 200
+    await resp.read()
+    assert len(fake.completions()) == 1

@@ -44,7 +44,7 @@ from ollama_gateway.keys import (
     upstream_key,
 )
 from ollama_gateway.log import note_error, note_failure
-from ollama_gateway.modelinfo import ModelEntry
+from ollama_gateway.modelinfo import ModelEntry, registry_name
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import close_answer, map_error_object, upstream_deadline
 
@@ -179,6 +179,15 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
             404, f"The model '{body['model']}' does not exist", "model_not_found"
         )
     ctx.use(entry)
+    if (
+        path == "/chat/completions"
+        and body.get("tools")
+        and not entry.supports("tools")
+    ):
+        # Ollama's /v1 refuses them as its /api/chat does; a backend would
+        # answer in text, the tools unused, or refuse them in its own words.
+        name = registry_name(body["model"].strip())
+        return openai_error(400, f"{name} does not support tools")
     body["model"] = entry.upstream_id
     stream = body.get("stream") is True
     upstream = request.app[upstream_key]
