@@ -180,13 +180,16 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
             404, f"The model '{body['model']}' does not exist", "model_not_found"
         )
     ctx.use(entry)
+    tools = body.get("tools")
     if (
         path == "/chat/completions"
-        and body.get("tools")
+        and isinstance(tools, list)
+        and tools
         and not entry.supports("tools")
     ):
         # Ollama's /v1 refuses them as its /api/chat does; a backend would
-        # answer in text, the tools unused, or refuse them in its own words.
+        # answer in text, the tools unused, or refuse them in its own words
+        # (as it still refuses `tools` that are no list).
         name = registry_name(body["model"].strip())
         return openai_error(400, f"{name} does not support tools")
     # Answers name the model as asked, as Ollama's do (see model_echo.py).
