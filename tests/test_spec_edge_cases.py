@@ -262,6 +262,34 @@ async def test_case_27_max_tokens_field_is_configurable(backend, gateway):
     assert body["max_completion_tokens"] == 7 and "max_tokens" not in body
 
 
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("o3-mini", "max_completion_tokens"),
+        ("o1", "max_completion_tokens"),
+        ("o4-mini-2025-04-16", "max_completion_tokens"),
+        ("gpt-5", "max_completion_tokens"),
+        ("GPT-5.1", "max_completion_tokens"),
+        ("gpt-4o", "max_tokens"),
+        ("openai/gpt-oss-20b", "max_tokens"),
+        ("openai/o3", "max_tokens"),  # OpenRouter's id: it takes max_tokens
+    ],
+)
+async def test_case_27_openais_reasoning_models_get_max_completion_tokens(
+    backend, gateway, model, field
+):
+    """OpenAI's o-series and GPT-5 refuse `max_tokens` with a 400 ("Use
+    'max_completion_tokens' instead"): Ollama's clients send num_predict."""
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(backend)
+    resp = await post(
+        client, "/api/chat", chat(model=model, options={"num_predict": 9}, stream=False)
+    )
+    assert resp.status == 200, await resp.text()
+    limits = {k: v for k, v in sent(backend).items() if k.startswith("max_")}
+    assert limits == {field: 9}
+
+
 async def test_case_28_sampling_options_keep_their_names(backend, gateway):
     client = await gateway(backend)
     options = {

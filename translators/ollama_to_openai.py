@@ -39,6 +39,11 @@ _CLAMPED = (
     ("frequency_penalty", -2.0, 2.0),
     ("presence_penalty", -2.0, 2.0),
 )
+# OpenAI's reasoning models (o1, o3, o4-mini, GPT-5), by the ids OpenAI and
+# Azure serve them under, refuse `max_tokens` with a 400 ("Use
+# 'max_completion_tokens' instead"): every OpenAI chat model takes the newer
+# name, which servers of open models may not know.
+_COMPLETION_TOKENS = re.compile(r"^(o[134]([-:.]|$)|gpt-5)", re.I)
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -360,7 +365,14 @@ def _apply_options(
         return
     num_predict = options.get("num_predict")
     if isinstance(num_predict, int) and 0 < num_predict <= _MAX_NUM_PREDICT:
-        setattr(body, backend.max_tokens_field, num_predict)
+        field = backend.max_tokens_field
+        if (
+            field == "max_tokens"
+            and isinstance(body, openai.ChatCompletionRequest)
+            and _COMPLETION_TOKENS.search(body.model)
+        ):
+            field = "max_completion_tokens"
+        setattr(body, field, num_predict)
     for name, low, high in _CLAMPED:
         if name in options:
             # Clamped: out of range, OpenAI and vLLM refuse the request (400
