@@ -40,7 +40,19 @@ def parse_keep_alive(value: Any) -> float | None:
     if isinstance(value, bool):
         raise InvalidRequestError("Unsupported type: 'bool'")
     if isinstance(value, int | float):
-        return FOREVER if value < 0 else float(value)
+        if value < 0:
+            return FOREVER
+        try:
+            seconds = float(value)
+        except OverflowError:
+            # An integer past any float64, which Go's decoder refuses, as
+            # msgspec refuses such a number written with an exponent.
+            raise InvalidRequestError(
+                "invalid value for keep_alive: number out of range"
+            ) from None
+        # Go makes it whole nanoseconds, truncating: less than one is zero,
+        # an unload (a load with any other keep_alive).
+        return seconds if seconds * 1e9 >= 1 else 0.0
     if isinstance(value, str):
         seconds = parse_go_duration(value)
         return FOREVER if seconds < 0 else seconds

@@ -131,7 +131,14 @@ def _check_option(key: str, item: Any) -> Any:
     if key in _FLOAT_OPTIONS:
         if not is_number:
             raise OptionsError(f'option "{key}" must be of type float32')
-        return float(item)
+        try:
+            return float(item)
+        except OverflowError:
+            # An integer past any float64: Go's decoder refuses the body, as
+            # msgspec refuses such a number written with an exponent.
+            raise InvalidRequestError(
+                "invalid value for options[...]: number out of range"
+            ) from None
     if key in _BOOL_OPTIONS:
         if not isinstance(item, bool):
             raise OptionsError(f'option "{key}" must be of type boolean')

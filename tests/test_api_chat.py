@@ -393,6 +393,19 @@ async def test_option_type_errors_are_500(gateway, backend, options, message):
     assert backend.completions() == []
 
 
+async def test_a_float_option_past_any_float64_is_a_400(gateway, backend):
+    """Written as an integer, it got past the decoder and crashed the
+    handler (a 500 "internal server error"); Go's decoder refuses the body."""
+    client = await gateway(backend)
+    for options in ({"temperature": 10**400}, {"top_p": -(10**400)}):
+        resp = await post(client, "/api/chat", chat(options=options))
+        assert await _error(resp) == (
+            400,
+            "invalid value for options[...]: number out of range",
+        )
+    assert backend.completions() == []
+
+
 async def test_empty_tools_are_not_sent(gateway, backend):
     sent = await _sent(gateway, backend, chat(tools=[]))
     assert "tools" not in sent
@@ -481,3 +494,23 @@ async def test_streamed_lines_parse_one_by_one(gateway, backend):
         lines.append(json.loads(line))
     assert lines == ndjson(b"".join(json.dumps(o).encode() + b"\n" for o in lines))
     assert_final(lines)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # Ollama's sampler takes a negative temperature as 0 (greedy) and a
+        # top_p past 1 as 1; OpenAI and vLLM refuse both with a 400.
+        ({"temperature": -0.5}, {"temperature": 0.0}),
+        ({"top_p": 1.5}, {"top_p": 1.0}),
+        ({"top_p": -1}, {"top_p": 0.0}),
+        ({"frequency_penalty": 3, "presence_penalty": -2.5},
+         {"frequency_penalty": 2.0, "presence_penalty": -2.0}),
+        ({"temperature": 1.5, "top_p": 0.3}, {"temperature": 1.5, "top_p": 0.3}),
+    ],
+)  # fmt: skip
+async def test_sampling_options_are_kept_in_openais_ranges(
+    gateway, backend, options, expected
+):
+    sent = await _sent(gateway, backend, chat(options=options))
+    assert {name: sent.get(name) for name in expected} == expected

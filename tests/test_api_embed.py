@@ -39,6 +39,11 @@ class EmbedBackend(FakeBackend):
             return web.json_response(script.error_body, status=script.status)
         inputs = recorded.body["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
+        if "" in inputs:
+            # OpenAI's answer to an empty text, anywhere in the batch.
+            message = "'$.input' is invalid. Please check the API reference."
+            error = {"message": message, "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)
         data = []
         for i, text in enumerate(inputs):
             vector: Any = self.vector_for(text)
@@ -119,6 +124,19 @@ async def test_case_79_empty_input_answers_without_an_upstream_call(
     assert resp.status == 200
     assert await resp.json() == {"model": "Text-Embedding-3-Small", "embeddings": []}
     assert embed_calls(embedder) == []
+
+
+async def test_empty_texts_in_a_batch_are_embedded_as_ollama_does(embedder, gateway):
+    """Ollama embeds "" in a list (a vector of the model's special tokens);
+    OpenAI refuses it with a 400 for the whole batch, so it goes as a blank."""
+    client = await gateway(embedder)
+    resp = await post(client, "/api/embed", {"model": MODEL, "input": ["a", "", ""]})
+    assert resp.status == 200, await resp.text()
+    vectors = (await resp.json())["embeddings"]
+    assert len(vectors) == 3
+    assert vectors[1] == pytest.approx(unit(EmbedBackend.vector_for(" ")))
+    [sent] = embed_calls(embedder)
+    assert sent["input"] == ["a", " ", " "]
 
 
 @pytest.mark.parametrize("bad", [[1, 2], ["a", 2], 5, {"text": "a"}])

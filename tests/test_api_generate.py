@@ -253,6 +253,25 @@ async def test_suffix_goes_to_completions(gateway, backend):
     assert recorded.body["suffix"] == "    return x\n"
 
 
+async def test_raw_leaves_the_suffix_out(gateway, backend):
+    """Ollama renders the suffix with the model's template, and raw sends the
+    prompt verbatim without one: the suffix is unused (the insert capability
+    is still asked for)."""
+    backend.queue(Script(pieces=[legacy_sse("x = 1\n")]))
+    client = await gateway(backend, INSERT)
+    body = gen(prompt="<PRE> a <SUF> b <MID>", suffix="b", raw=True)
+    objs = await read_ndjson(await post(client, "/api/generate", body))
+    assert content_of(objs) == "x = 1\n"
+    [recorded] = backend.completions()
+    assert recorded.path == "/v1/completions"
+    assert recorded.body["prompt"] == "<PRE> a <SUF> b <MID>"
+    assert "suffix" not in recorded.body
+    plain = await gateway(backend)
+    resp = await post(plain, "/api/generate", body)
+    status, message = await _error(resp)
+    assert status == 400 and message.endswith("does not support insert")
+
+
 # Load, unload and parsing -----------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from ollama_gateway.model_echo import Echo
+from tests.fakebackend import FakeBackend, Script, chat_chunk, split_every, sse
 
 MODELS = [
     {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"},
@@ -286,7 +287,10 @@ async def test_vscode_copilot_discovery_sequence(fake, gateway):
     assert b"Reading" in first and not fake.finished.is_set()
     fake.release.set()
     raw = first + await resp.content.read()
-    assert raw == b"".join(events)  # relayed byte for byte, tool calls untouched
+    # Relayed byte for byte, tool calls untouched, but for the model's name:
+    # as asked (Ollama's /v1 echoes it), not the backend's.
+    asked = b'"model":"Qwen/Qwen2.5-Coder-32B-Instruct:latest"'
+    assert raw == b"".join(events).replace(b'"model": "fake"', asked)
     sent = fake.completions()[-1].body
     assert sent["model"] == "Qwen/Qwen2.5-Coder-32B-Instruct"
     assert sent["tools"] == body["tools"]
@@ -425,3 +429,111 @@ async def test_a_stalled_stream_ends_with_a_timeout_event(
     last = json.loads(events[-1].removeprefix("data: "))
     assert last["error"]["message"] == "upstream timeout"
     assert len(backend.completions()) == 1
+
+
+async def test_tools_for_a_model_without_the_capability_are_a_400(fake, gateway):
+    """As Ollama's /v1 answers (its chat handler's capability check), in
+    OpenAI's error shape; an empty list is no tools."""
+    toml = '[models."gpt-4o"]\ncapabilities = ["completion"]\n'
+    client = await gateway(fake, toml)
+    tool = {"type": "function", "function": {"name": "read_file"}}
+    body = {"model": "GPT-4o", "messages": [{"role": "user", "content": "hi"}]}
+    for stream in (True, False):
+        resp = await post(
+            client, "/v1/chat/completions", {**body, "tools": [tool], "stream": stream}
+        )
+        assert resp.status == 400
+        assert await resp.json() == {
+            "error": {
+                "message": "registry.ollama.ai/library/GPT-4o:latest "
+                "does not support tools",
+                "type": "invalid_request_error",
+                "code": None,
+                "param": None,
+            }
+        }
+    assert fake.completions() == []
+    fake.queue(Script(pieces=[b"".join(openai_stream("ok"))]))
+    resp = await post(
+        client, "/v1/chat/completions", {**body, "tools": [], "stream": True}
+    )
+    assert resp.status == 200
+    await resp.read()
+    assert len(fake.completions()) == 1
+
+
+ASKED = "gpt-4o:latest"  # as /api/tags and /v1/models list it: Copilot sends it
+
+
+@pytest.mark.parametrize("split", [None, 7, 40])
+async def test_a_stream_names_the_model_as_asked(fake, gateway, split):
+    """Ollama's /v1 answers with the name the request gave; the backend's
+    events name its own id, in pieces cut anywhere (mid-field too)."""
+    data = b"".join(openai_stream("Hel", "lo"))
+    fake.queue(Script(pieces=split_every(data, split) if split else [data]))
+    fake.release.set()  # no gate between the pieces
+    client = await gateway(fake)
+    body = {"model": ASKED, "messages": [], "stream": True}
+    resp = await post(client, "/v1/chat/completions", body)
+    assert resp.status == 200
+    raw = await resp.read()
+    assert raw == data.replace(b'"model": "fake"', b'"model":"gpt-4o:latest"')
+    assert fake.completions()[-1].body["model"] == "gpt-4o"
+
+
+@pytest.mark.parametrize("split", [None, 5, 64])
+async def test_a_whole_answer_names_the_model_as_asked(fake, gateway, split):
+    """Also after the content, as llama.cpp's server sorts its keys, and in an
+    embeddings answer; the rest of the body is relayed as it came."""
+    answer = {
+        "choices": [{"index": 0, "message": {"role": "assistant",
+                     "content": 'say "model": "x"'}, "finish_reason": "stop"}],
+        "created": 1,
+        "model": "gpt-4o-2024-08-06",
+        "object": "chat.completion",
+    }  # fmt: skip
+    data = json.dumps(answer).encode()
+    fake.queue(
+        Script(
+            pieces=split_every(data, split) if split else [data],
+            content_type="application/json",
+        )
+    )
+    fake.release.set()
+    client = await gateway(fake)
+    body = {"model": ASKED, "messages": []}
+    resp = await post(client, "/v1/chat/completions", body)
+    assert resp.status == 200
+    assert await resp.json() == {**answer, "model": ASKED}
+    vectors = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.5] * 400}],
+        "model": "text-embedding-3-small",  # after the vectors, as OpenAI's
+    }
+    data = json.dumps(vectors).encode()
+    pieces = split_every(data, split) if split else [data]
+    fake.queue(Script(pieces=pieces, content_type="application/json"))
+    asked = "text-embedding-3-small:latest"
+    embedded = await post(client, "/v1/embeddings", {"model": asked, "input": "a"})
+    assert await embedded.json() == {**vectors, "model": asked}
+
+
+async def test_a_model_asked_by_the_backends_id_is_relayed_untouched(fake, gateway):
+    events = openai_stream("ok")
+    fake.queue(Script(pieces=events))
+    fake.release.set()
+    client = await gateway(fake)
+    body = {"model": "gpt-4o", "messages": [], "stream": True}
+    resp = await post(client, "/v1/chat/completions", body)
+    assert await resp.read() == b"".join(events)  # "fake", as the backend said
+
+
+def test_the_echo_finds_a_field_cut_at_any_byte():
+    stream = b"".join(openai_stream("a")) + b'data: {"model" : "x"}'
+    whole = json.dumps({"data": [1.5] * 300, "model": "gpt-4o"}).encode()
+    for data, is_stream in ((stream, True), (whole, False)):
+        for cut in range(len(data) + 1):
+            echo = Echo("m:latest", is_stream)
+            out = echo.feed(data[:cut]) + echo.feed(data[cut:]) + echo.flush()
+            assert out.count(b'"model":"m:latest"') == data.count(b'"model"'), cut
+            assert b'"fake"' not in out and b'"gpt-4o"' not in out

@@ -121,7 +121,8 @@ async def test_case_22_generate_without_prompt_is_a_load(backend, gateway):
 
 async def test_case_23_generate_keep_alive_zero_is_an_unload(backend, gateway):
     client = await gateway(backend)
-    for keep_alive in (0, "0", "0s"):
+    # Go makes keep_alive whole nanoseconds, truncating: less than one is 0.
+    for keep_alive in (0, "0", "0s", 1e-10, 9.99e-10, "0.5ns", -0.0):
         body = {"model": "gpt-4o", "keep_alive": keep_alive}
         resp = await post(client, "/api/generate", body)
         assert resp.headers["Content-Type"].startswith("application/json")
@@ -129,6 +130,14 @@ async def test_case_23_generate_keep_alive_zero_is_an_unload(backend, gateway):
         assert answer["done_reason"] == "unload", keep_alive
         assert answer["done"] is True and answer["response"] == ""
     assert backend.completions() == []
+
+
+async def test_case_23_one_nanosecond_keep_alive_is_a_load(backend, gateway):
+    client = await gateway(backend)
+    for keep_alive in (1e-9, "1ns", 0.5):
+        body = {"model": "gpt-4o", "keep_alive": keep_alive}
+        answer = await (await post(client, "/api/generate", body)).json()
+        assert answer["done_reason"] == "load", keep_alive
 
 
 async def test_case_24_chat_without_messages_is_a_load_or_unload(backend, gateway):
@@ -195,6 +204,12 @@ async def test_case_26_keep_alive_values_accepted(backend, gateway, keep_alive):
         ),
         ("9" * 5000 + "s", f'time: invalid duration "{"9" * 5000}s"'),
         (True, "Unsupported type: 'bool'"),
+        # A number past any float64 (Go's decoder refuses it), as an integer.
+        pytest.param(
+            10**400,
+            "invalid value for keep_alive: number out of range",
+            id="past-float64",
+        ),
         ({}, "Unsupported type: 'map[string]interface {}'"),
         ([], "Unsupported type: '[]interface {}'"),
     ],
@@ -245,6 +260,34 @@ async def test_case_27_max_tokens_field_is_configurable(backend, gateway):
     client = await gateway(toml=toml)
     body = await options_sent(client, backend, {"num_predict": 7})
     assert body["max_completion_tokens"] == 7 and "max_tokens" not in body
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ("o3-mini", "max_completion_tokens"),
+        ("o1", "max_completion_tokens"),
+        ("o4-mini-2025-04-16", "max_completion_tokens"),
+        ("gpt-5", "max_completion_tokens"),
+        ("GPT-5.1", "max_completion_tokens"),
+        ("gpt-4o", "max_tokens"),
+        ("openai/gpt-oss-20b", "max_tokens"),
+        ("openai/o3", "max_tokens"),  # OpenRouter's id: it takes max_tokens
+    ],
+)
+async def test_case_27_openais_reasoning_models_get_max_completion_tokens(
+    backend, gateway, model, field
+):
+    """OpenAI's o-series and GPT-5 refuse `max_tokens` with a 400 ("Use
+    'max_completion_tokens' instead"): Ollama's clients send num_predict."""
+    backend.models = [{"id": model, "object": "model"}]
+    client = await gateway(backend)
+    resp = await post(
+        client, "/api/chat", chat(model=model, options={"num_predict": 9}, stream=False)
+    )
+    assert resp.status == 200, await resp.text()
+    limits = {k: v for k, v in sent(backend).items() if k.startswith("max_")}
+    assert limits == {field: 9}
 
 
 async def test_case_28_sampling_options_keep_their_names(backend, gateway):
@@ -340,6 +383,30 @@ async def test_case_32_top_k_only_with_extensions(backend, gateway):
     assert extended["min_p"] == 0.1
     assert extended["typical_p"] == 0.9
     assert extended["repetition_penalty"] == 1.1
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        # Ollama's "no top-k" is any k <= 0; vLLM refuses one below -1 (and,
+        # before 0.8, 0 too), and takes -1 as off, as llama.cpp does.
+        ({"top_k": 0}, {"top_k": -1}),
+        ({"top_k": -5}, {"top_k": -1}),
+        ({"top_k": 7}, {"top_k": 7}),
+        # Ollama clamps min_p to [0, 1]; vLLM refuses it outside.
+        ({"min_p": 1.5}, {"min_p": 1.0}),
+        ({"min_p": -0.1}, {"min_p": 0.0}),
+    ],
+)
+async def test_top_k_and_min_p_go_as_vllm_takes_them(
+    backend, gateway, options, expected
+):
+    toml = (
+        f'[[backends]]\nname = "vllm"\nbase_url = "{backend.url}"\nextensions = true\n'
+    )
+    client = await gateway(toml=toml)
+    sent = await options_sent(client, backend, options)
+    assert {name: sent.get(name) for name in expected} == expected
 
 
 # Chat content and roles

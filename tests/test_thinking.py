@@ -509,3 +509,29 @@ async def test_chat_template_kwargs_say_thinking_to_templates_that_read_it(
     kwargs = backend.completions()[-1].body["chat_template_kwargs"]
     assert kwargs["thinking"] is (think is not False)
     assert kwargs["enable_thinking"] is (think is not False)
+
+
+@pytest.mark.parametrize(
+    ("think", "on_effort", "expected"),
+    [
+        ("medium", "", {}),
+        (True, "medium", {}),
+        (True, "high", {"reasoning_effort": "high"}),
+        ("low", "", {"reasoning_effort": "low"}),
+        ("high", "", {"reasoning_effort": "high"}),
+        ("max", "", {"reasoning_effort": "high"}),
+    ],
+)
+@pytest.mark.parametrize("model", ["grok-3-mini", "x-ai/grok-3-mini-fast"])
+async def test_grok_3_mini_gets_low_or_high_only(
+    backend, gateway, model, think, on_effort, expected
+):
+    """xAI's grok-3-mini refuses a "medium" effort with a 400: Ollama's
+    medium (what `think: true` stands for) goes as the model's default."""
+    backend.models = [{"id": model, "object": "model"}]
+    extra = f'think_on_effort = "{on_effort}"\n'
+    client = await gateway(toml=backend_toml(backend, "openai", extra))
+    resp = await post(client, "/api/chat", chat(model, think=think, stream=False))
+    assert resp.status == 200
+    (sent,) = (r.body for r in backend.completions())
+    assert {k: sent[k] for k in ("reasoning_effort",) if k in sent} == expected

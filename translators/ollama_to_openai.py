@@ -30,6 +30,20 @@ _ANY_OBJECT = {"type": "object"}
 # limit; no backend takes a `max_tokens` past the int32 range, and OpenAI
 # refuses one past the model's own limit.
 _MAX_NUM_PREDICT = 2**31 - 1
+# The sampling options OpenAI's API takes, each with the range that it and
+# vLLM accept. Ollama takes any value: its sampler clamps temperature and top_p
+# (a negative temperature is greedy decoding) and applies any penalty.
+_CLAMPED = (
+    ("temperature", 0.0, float("inf")),
+    ("top_p", 0.0, 1.0),
+    ("frequency_penalty", -2.0, 2.0),
+    ("presence_penalty", -2.0, 2.0),
+)
+# OpenAI's reasoning models (o1, o3, o4-mini, GPT-5), by the ids OpenAI and
+# Azure serve them under, refuse `max_tokens` with a 400 ("Use
+# 'max_completion_tokens' instead"): every OpenAI chat model takes the newer
+# name, which servers of open models may not know.
+_COMPLETION_TOKENS = re.compile(r"^(o[134]([-:.]|$)|gpt-5)", re.I)
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -76,7 +90,9 @@ class ChatRequestMapper:
             completion = openai.CompletionRequest(
                 model=ctx.upstream_model, prompt=request.prompt or ""
             )
-            if request.suffix:
+            if request.suffix and not request.raw:
+                # Ollama puts the suffix in the model's template, which raw
+                # leaves out: the prompt goes alone, the suffix unused.
                 completion.suffix = request.suffix
             _apply_stream(completion, backend, ctx)
             _apply_options(completion, request.options, backend)
@@ -104,7 +120,13 @@ class ChatRequestMapper:
     def map_embed(
         self, request: ollama.EmbedRequest, ctx: RequestContext
     ) -> openai.EmbeddingRequest:
-        body = openai.EmbeddingRequest(model=ctx.upstream_model, input=request.input)
+        inputs = request.input
+        if isinstance(inputs, list) and "" in inputs:
+            # Ollama embeds an empty text (its special tokens alone); OpenAI
+            # refuses "" with a 400 for the whole batch, as Hugging Face's
+            # text-embeddings-inference does. A blank is as near as they take.
+            inputs = [text or " " for text in inputs]
+        body = openai.EmbeddingRequest(model=ctx.upstream_model, input=inputs)
         if request.dimensions:
             body.dimensions = request.dimensions
         backend = ctx.backend_settings or _DEFAULT_BACKEND
@@ -343,10 +365,19 @@ def _apply_options(
         return
     num_predict = options.get("num_predict")
     if isinstance(num_predict, int) and 0 < num_predict <= _MAX_NUM_PREDICT:
-        setattr(body, backend.max_tokens_field, num_predict)
-    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        field = backend.max_tokens_field
+        if (
+            field == "max_tokens"
+            and isinstance(body, openai.ChatCompletionRequest)
+            and _COMPLETION_TOKENS.search(body.model)
+        ):
+            field = "max_completion_tokens"
+        setattr(body, field, num_predict)
+    for name, low, high in _CLAMPED:
         if name in options:
-            setattr(body, name, options[name])
+            # Clamped: out of range, OpenAI and vLLM refuse the request (400
+            # "below minimum value") that Ollama answers.
+            setattr(body, name, min(max(options[name], low), high))
     seed = options.get("seed")
     if isinstance(seed, int) and seed >= 0:
         body.seed = seed
@@ -354,7 +385,14 @@ def _apply_options(
     if stop:
         body.stop = stop[: backend.max_stop] if backend.max_stop else stop
     if backend.extensions:
-        for name in ("top_k", "min_p", "typical_p", "repeat_last_n"):
+        if "top_k" in options:
+            # Ollama's "no top-k" is any k <= 0; vLLM refuses one below -1,
+            # its own (and SGLang's) way to say it, which llama.cpp also
+            # takes as off.
+            body.top_k = options["top_k"] if options["top_k"] > 0 else -1
+        if "min_p" in options:
+            body.min_p = min(max(options["min_p"], 0.0), 1.0)
+        for name in ("typical_p", "repeat_last_n"):
             if name in options:
                 setattr(body, name, options[name])
         if "repeat_penalty" in options:
@@ -405,11 +443,14 @@ def _apply_think(
             effort = _off_effort(body.model, backend.think_off_effort)
             if effort:
                 body.reasoning_effort = effort
-    elif think is True:
-        if backend.think_on_effort:
-            body.reasoning_effort = backend.think_on_effort
     else:
-        body.reasoning_effort = "high" if think == "max" else think
+        if think is True:
+            effort = backend.think_on_effort
+        else:
+            effort = "high" if think == "max" else think
+        effort = _on_effort(body.model, effort)
+        if effort:
+            body.reasoning_effort = effort
 
 
 # Hybrid models whose chat templates read `thinking`, not `enable_thinking`
@@ -440,6 +481,19 @@ _GPT5_MINIMAL = re.compile(r"(^|/)gpt-5(-mini|-nano)?(-\d{4}-\d{2}-\d{2})?$", re
 _NO_EFFORT = re.compile(
     r"(^|/)grok-(4(-0709|-latest)?|4(-1)?-fast(-reasoning)?|code-fast(-1)?)$", re.I
 )
+
+
+# grok-3-mini takes "low" or "high" only: a "medium" is a 400 from xAI.
+_LOW_OR_HIGH = re.compile(r"(^|/)grok-3-mini", re.I)
+
+
+def _on_effort(model: str, effort: str) -> str:
+    """The `reasoning_effort` for a `think` that is on: Ollama's "medium",
+    the level `think: true` stands for, goes as nothing (the model's own
+    default) to models that lack that level."""
+    if effort == "medium" and _LOW_OR_HIGH.search(model):
+        return ""
+    return effort
 
 
 def _off_effort(model: str, configured: str) -> str:

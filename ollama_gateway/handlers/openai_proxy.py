@@ -44,7 +44,8 @@ from ollama_gateway.keys import (
     upstream_key,
 )
 from ollama_gateway.log import note_error, note_failure
-from ollama_gateway.modelinfo import ModelEntry
+from ollama_gateway.model_echo import Echo
+from ollama_gateway.modelinfo import ModelEntry, registry_name
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import close_answer, map_error_object, upstream_deadline
 
@@ -179,6 +180,20 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
             404, f"The model '{body['model']}' does not exist", "model_not_found"
         )
     ctx.use(entry)
+    tools = body.get("tools")
+    if (
+        path == "/chat/completions"
+        and isinstance(tools, list)
+        and tools
+        and not entry.supports("tools")
+    ):
+        # Ollama's /v1 refuses them as its /api/chat does; a backend would
+        # answer in text, the tools unused, or refuse them in its own words
+        # (as it still refuses `tools` that are no list).
+        name = registry_name(body["model"].strip())
+        return openai_error(400, f"{name} does not support tools")
+    # Answers name the model as asked, as Ollama's do (see model_echo.py).
+    echo = body["model"] if body["model"] != entry.upstream_id else None
     body["model"] = entry.upstream_id
     stream = body.get("stream") is True
     upstream = request.app[upstream_key]
@@ -195,7 +210,9 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
             try:
                 # Only one choice streamed: its finish ends what matters.
                 one_choice = body.get("n") in (None, 1)
-                return await _relay(request, response, started, stream, one_choice)
+                return await _relay(
+                    request, response, started, stream, one_choice, echo
+                )
             finally:
                 await close_answer(response, ctx.backend)
     except GatewayError as exc:
@@ -219,6 +236,7 @@ async def _relay(
     started: float,
     stream: bool,
     one_choice: bool = True,
+    echo_name: str | None = None,
 ) -> web.StreamResponse:
     """Relay the answer as it comes. A gap longer than `timeouts.idle`, or a
     whole exchange longer than `timeouts.total`, ends it as a failure does;
@@ -243,7 +261,7 @@ async def _relay(
         reader = _Reader(pieces, lambda: _next_wait(idle, end, loop), task)
         held = await reader.first_bytes()
         if stream and held.lstrip().startswith(b"{"):
-            return await _whole_as_stream(request, held, reader)
+            return await _whole_as_stream(request, held, reader, echo_name)
         if stream:
             content_type = "text/event-stream"  # events labelled as JSON
         else:
@@ -256,6 +274,9 @@ async def _relay(
     # Whether what was relayed so far ends between two SSE events: only then
     # can an event of our own follow.
     sse = content_type.startswith("text/event-stream")
+    # Only a success names a model; None (nothing to do) when it was asked
+    # for by the backend's own id.
+    echo = Echo(echo_name, sse) if echo_name and response.status < 300 else None
     between_events = sse
     # The end of what was relayed (a piece may be one byte of a line end).
     tail = b""
@@ -278,6 +299,8 @@ async def _relay(
             if not piece:
                 async with upstream_deadline(_next_wait(idle, deadline, loop), task):
                     piece = await anext(pieces, None)
+                if piece is None and echo is not None:
+                    piece, echo = echo.flush() or None, None
                 if piece is None:
                     if not unended:
                         break
@@ -288,6 +311,10 @@ async def _relay(
                 if piece.lstrip().startswith(b"{"):
                     reader = _Reader(pieces, lambda: _next_wait(idle, end, loop), task)
                     piece = await _object_as_events(request, piece, reader)
+            if echo is not None and not last:
+                piece = echo.feed(piece)
+                if not piece:
+                    continue  # all of it held
             if sse and not last:
                 at_line_start = not tail or tail[-1:] == b"\n"
                 piece, unended = _error_fields_as_data(unended, piece, at_line_start)
@@ -449,7 +476,7 @@ async def _unless_an_error(head: bytes, reader: _Reader, not_found: str) -> byte
 
 
 async def _whole_as_stream(
-    request: web.Request, head: bytes, reader: _Reader
+    request: web.Request, head: bytes, reader: _Reader, echo_name: str | None
 ) -> web.StreamResponse:
     """A backend that ignored `stream: true` and answered one JSON object
     (that begins with `head`): the client asked for events, and OpenAI's
@@ -457,6 +484,9 @@ async def _whole_as_stream(
     The answer goes out as the one event a stream of it would be, then
     `[DONE]`. Read whole first, so a failure is still an error status."""
     events = await _object_as_events(request, head, reader)
+    if echo_name:
+        echo = Echo(echo_name, True)
+        events = echo.feed(events) + echo.flush()
     out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await out.prepare(request)
     try:
