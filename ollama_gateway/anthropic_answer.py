@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from ollama_gateway.overflow import read_overflow
 from ollama_gateway.schemas import anthropic, ollama
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ __all__ = [
     "error_event",
     "input_usage",
     "message_id",
+    "overflow_message",
     "stop_reason",
     "whole_message",
 ]
@@ -224,6 +226,29 @@ class MessageEvents:
             _event(b"content_block_delta", signature, out)
         _event(b"content_block_stop", anthropic.ContentBlockStop(self._index), out)
         self._open = None
+
+
+def overflow_message(message: str) -> str | None:
+    """A backend's refusal of a prompt over the context (see overflow.py) in
+    Anthropic's words, which Claude Code acts on, with the backend's after
+    them; None for any other error. A prompt that fits but leaves no room for
+    `max_tokens` is the `max_tokens` refusal: Claude Code asks again with
+    fewer (the context less the prompt), where compacting would lose the
+    conversation for nothing."""
+    found = read_overflow(message)
+    if found is None:
+        return None
+    limit, prompt, completion = found.limit, found.prompt, found.completion
+    if limit is not None and prompt is not None:
+        if prompt >= limit:
+            return f"prompt is too long: {prompt} tokens > {limit} maximum ({message})"
+        if completion:
+            return (
+                f"input length and `max_tokens` exceed context limit: {prompt} + "
+                f"{completion} > {limit}, decrease input length or `max_tokens` "
+                f"and try again ({message})"
+            )
+    return f"prompt is too long: {message}"
 
 
 def error_event(status: int, message: str) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import anthropic
@@ -474,16 +475,94 @@ async def test_what_the_gateway_cannot_serve_is_refused(
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_backend_429_is_a_rate_limit_error(gateway, backend, stream):
-    backend.queue(Script.error(429, "slow down"))
+@pytest.mark.parametrize(
+    ("status", "raised", "kind", "said"),
+    [
+        (429, anthropic.RateLimitError, "rate_limit_error", "slow down"),
+        # Not a prompt over the context (see below): the backend's words.
+        (400, anthropic.BadRequestError, "invalid_request_error", "bad role"),
+    ],
+)
+async def test_backend_refusals_are_anthropic_errors(
+    gateway, backend, stream, status, raised, kind, said
+):
+    backend.queue(Script.error(status, said))
     client = await gateway(backend, NO_RETRY)
     async with sdk(client) as api:
-        with pytest.raises(anthropic.RateLimitError) as caught:
+        with pytest.raises(raised) as caught:
             await ask(api, stream, model="gpt-4o", max_tokens=5, messages=USER)
     assert caught.value.body == {
         "type": "error",
-        "error": {"type": "rate_limit_error", "message": "slow down"},
+        "error": {"type": kind, "message": said},
     }
+
+
+# vLLM's refusals of a prompt over the model's context (32768 tokens): one
+# that leaves no room for `max_tokens`, one that does not fit at all; and
+# llama.cpp's server's, whose counts are not in its message.
+VLLM_NO_ROOM = (
+    "'max_tokens' or 'max_completion_tokens' is too large: 32000. This model's "
+    "maximum context length is 32768 tokens and your request has 10694 input "
+    "tokens (32000 > 32768 - 10694)."
+)
+VLLM_TOO_LONG = (
+    "This model's maximum context length is 32768 tokens. However, your request "
+    "has 40000 input tokens. Please reduce the length of the input messages."
+)
+LLAMA_CPP_TOO_LONG = {
+    "error": {
+        "code": 400,
+        "message": "the request exceeds the available context size, try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": 40000,
+        "n_ctx": 32768,
+    }
+}
+# What Claude Code (2.1.197) matches in a 400 to lower `max_tokens` and ask
+# again, and to compact the conversation.
+NO_ROOM = re.compile(
+    r"input length and `max_tokens` exceed context limit: (\d+) \+ (\d+) > (\d+)"
+)
+TOO_LONG = re.compile(r"prompt is too long[^0-9]*(\d+)\s*tokens?\s*>\s*(\d+)", re.I)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_prompt_over_the_context_is_refused_in_anthropics_words(
+    gateway, backend, stream
+):
+    """Claude Code acts on a prompt over the context only when it is told in
+    Anthropic's words: in the backend's, it showed `API Error: 400` and
+    stopped, and with vLLM and a 32k model that was every request (Claude
+    Code asks for 32000 tokens)."""
+    backend.queue(
+        Script.error(400, VLLM_NO_ROOM),
+        Script.error(400, VLLM_TOO_LONG),
+        Script(status=400, error_body=LLAMA_CPP_TOO_LONG),
+    )
+    client = await gateway(backend, NO_RETRY)
+    said = []
+    async with sdk(client) as api:
+        for _ in range(3):
+            with pytest.raises(anthropic.BadRequestError) as caught:
+                await ask(api, stream, model="gpt-4o", max_tokens=5, messages=USER)
+            body = caught.value.body
+            assert isinstance(body, dict)
+            assert body["error"]["type"] == "invalid_request_error"
+            said.append(body["error"]["message"])
+    no_room, too_long, llama = said
+    # The counts to ask again with (32768 - 10694 tokens at most), and the
+    # backend's own words after them.
+    found = NO_ROOM.search(no_room)
+    assert found is not None and found.groups() == ("10694", "32000", "32768")
+    assert VLLM_NO_ROOM in no_room
+    found = TOO_LONG.search(too_long)
+    assert found is not None and found.groups() == ("40000", "32768")
+    assert VLLM_TOO_LONG in too_long
+    assert llama == (
+        "prompt is too long: the request exceeds the available context size, "
+        "try increasing it"
+    )
+    assert len(backend.completions()) == 3
 
 
 async def test_backend_failing_mid_stream_ends_with_an_error_event(gateway, backend):

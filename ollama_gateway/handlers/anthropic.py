@@ -17,6 +17,7 @@ from ollama_gateway.anthropic_answer import (
     MessageEvents,
     error_event,
     message_id,
+    overflow_message,
     whole_message,
 )
 from ollama_gateway.anthropic_request import (
@@ -25,7 +26,7 @@ from ollama_gateway.anthropic_request import (
     tool_choice,
 )
 from ollama_gateway.completion import ChunkReader, collect, relay
-from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.errors import InvalidRequestError, UpstreamStatusError
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, send_whole
@@ -71,9 +72,17 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         message = whole_message(message_id(), model, final, estimate, ctx)
         return await send_whole(request, ctx, anthropic.encode(message))
 
-    return await serve_chat(
-        request, chat, answer, think_is_a_hint=True, must_call_tool=must_call_tool
-    )
+    try:
+        return await serve_chat(
+            request, chat, answer, think_is_a_hint=True, must_call_tool=must_call_tool
+        )
+    except UpstreamStatusError as exc:
+        # A prompt over the backend's context, worded as Anthropic words it:
+        # Claude Code then compacts or lowers `max_tokens` (see overflow.py).
+        worded = overflow_message(exc.message) if exc.status == 400 else None
+        if worded is not None:
+            exc.message = worded
+        raise
 
 
 async def handle_count_tokens(request: web.Request) -> web.StreamResponse:

@@ -20,13 +20,19 @@ from functools import partial
 from aiohttp import web
 
 from ollama_gateway.completion import ChunkReader, collect, relay
-from ollama_gateway.errors import GatewayError, ModelNotFoundError, retry_after
+from ollama_gateway.errors import (
+    GatewayError,
+    ModelNotFoundError,
+    UpstreamStatusError,
+    retry_after,
+)
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import send_whole
 from ollama_gateway.keys import ctx_key, response_store_key
 from ollama_gateway.log import note_failure
+from ollama_gateway.overflow import read_overflow
 from ollama_gateway.response_events import ResponseBuilder, new_id
 from ollama_gateway.response_store import ResponseStore, owner_of
 from ollama_gateway.responses_request import (
@@ -113,7 +119,20 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         param = None
         if isinstance(exc, ParamError):
             param, code = exc.param, exc.code
+        elif _over_the_context(exc):
+            # OpenAI's code for it, which Codex and OpenAI's clients act on
+            # (see overflow.py).
+            code = "context_length_exceeded"
         return openai_error(exc.status, exc.message, code, param, retry_after(exc))
+
+
+def _over_the_context(exc: GatewayError) -> bool:
+    """Whether `exc` is the backend's refusal of a prompt over the context."""
+    return (
+        isinstance(exc, UpstreamStatusError)
+        and exc.status == 400
+        and read_overflow(exc.message) is not None
+    )
 
 
 def _conversation(
