@@ -7,6 +7,8 @@ closed before the next opens; a tool call is a whole `tool_use` block (the
 gateway assembles a call before it hands it on), its input sent as one
 `input_json_delta`.
 
+A call's id is never one the conversation already has (see `_tool_use`).
+
 The usage's input counts follow Anthropic's split (see `input_usage`); the
 cached count comes from the request's context, where the response mapper
 leaves it with the last chunk (the Ollama chunk has no field for it), as it
@@ -79,9 +81,11 @@ def whole_message(
     final: ollama.ChatResponse,
     input_estimate: int,
     ctx: RequestContext,
+    used_ids: set[str],
 ) -> anthropic.Response:
     """The non-stream answer from the folded chunk (see `completion.collect`),
-    with what the response mapper left in `ctx` (see the module's doc)."""
+    with what the response mapper left in `ctx` (see the module's doc);
+    `used_ids` are the conversation's tool call ids (see `_tool_use`)."""
     message = final.message
     content: list[anthropic.OutputBlock] = []
     if message.thinking:
@@ -89,7 +93,7 @@ def whole_message(
     if message.content:
         content.append(anthropic.TextBlock(message.content))
     calls = message.tool_calls or ()
-    content.extend(_tool_use(call) for call in calls)
+    content.extend(_tool_use(call, used_ids) for call in calls)
     uncached, read = input_usage(
         final.prompt_eval_count or input_estimate, ctx.cached_tokens
     )
@@ -109,10 +113,19 @@ def whole_message(
     )
 
 
-def _tool_use(call: ollama.ToolCall) -> anthropic.ToolUseBlock:
+def _tool_use(call: ollama.ToolCall, used_ids: set[str]) -> anthropic.ToolUseBlock:
+    """The block of a call, with the backend's id unless the conversation
+    (`used_ids`, which it joins) has it already: Kimi's models number their
+    calls from 0 in every answer (`get_weather:0`), Grok's name them `call_0`.
+    Anthropic's API refuses a history with an id twice, and Claude Code drops
+    a call whose id it has seen (its result with it): the agent stops."""
     arguments = call.function.arguments
+    ident = call.id
+    if not ident or ident in used_ids:
+        ident = "toolu_" + token_hex(12)
+    used_ids.add(ident)
     return anthropic.ToolUseBlock(
-        id=call.id or "toolu_" + token_hex(12),
+        id=ident,
         name=call.function.name,
         input=arguments if arguments is not None else {},
     )
@@ -130,10 +143,16 @@ class MessageEvents:
         "_open",
         "_started",
         "_tools",
+        "_used_ids",
     )
 
     def __init__(
-        self, ident: str, model: str, input_estimate: int, ctx: RequestContext
+        self,
+        ident: str,
+        model: str,
+        input_estimate: int,
+        ctx: RequestContext,
+        used_ids: set[str],
     ) -> None:
         self._id = ident
         self._model = model
@@ -145,6 +164,8 @@ class MessageEvents:
         self._index = -1
         self._open: str | None = None
         self._tools = False
+        # The conversation's tool call ids (see `_tool_use`).
+        self._used_ids = used_ids
 
     def feed(self, chunk: ollama.ChatResponse, out: bytearray) -> None:
         if not self._started:
@@ -165,7 +186,7 @@ class MessageEvents:
         for call in message.tool_calls or ():
             self._close(out)
             self._tools = True
-            block = _tool_use(call)
+            block = _tool_use(call, self._used_ids)
             arguments = _encode(block.input).decode()
             block.input = {}
             self._index += 1

@@ -21,7 +21,12 @@ from ollama_gateway.token_estimate import tokens_for_characters
 from ollama_gateway.tool_choice import AUTO, NONE, ToolChoice
 from ollama_gateway.turns import tidy_turns
 
-__all__ = ["estimate_input_tokens", "map_messages_request", "tool_choice"]
+__all__ = [
+    "estimate_input_tokens",
+    "history_call_ids",
+    "map_messages_request",
+    "tool_choice",
+]
 
 # Adjacent text blocks are separate paragraphs to Anthropic's models; joined
 # with nothing (as Ollama does), Claude Code's `<system-reminder>` blocks run
@@ -296,6 +301,20 @@ def _map_thinking(thinking: anthropic.ThinkingConfig | None) -> bool | None:
     # `adaptive` and the modes newer than this gateway leave it to the model:
     # its own default, as when `thinking` is left out.
     return None
+
+
+def history_call_ids(body: anthropic.MessagesRequest) -> set[str]:
+    """The tool call ids the conversation has, its calls' and its results':
+    an answer's calls must not take one again (see `anthropic_answer`)."""
+    found: set[str] = set()
+    for message in body.messages:
+        if isinstance(message.content, str):
+            continue
+        for block in message.content:
+            ident = block.id if block.type == "tool_use" else block.tool_use_id
+            if ident:
+                found.add(ident)
+    return found
 
 
 def estimate_input_tokens(

@@ -62,6 +62,7 @@ class ResponseBuilder:
         "_parts",
         "_sequence",
         "_started",
+        "_used_ids",
         "response",
     )
 
@@ -73,6 +74,7 @@ class ResponseBuilder:
         *,
         hold_end: bool = False,
         input_estimate: int = 0,
+        used_ids: set[str] | None = None,
     ) -> None:
         self.response = response
         # The prompt's count when the backend sends none (see token_estimate.py).
@@ -83,6 +85,9 @@ class ResponseBuilder:
         self._hold_end = hold_end
         # The namespace of each namespaced function, by name (see `handlers.responses`).
         self._namespaces = namespaces or {}
+        # The conversation's call ids, which an answer's call never takes again
+        # (see `_add_call`).
+        self._used_ids = used_ids if used_ids is not None else set()
         self._sequence = 0
         # The item being written (a message or reasoning) and its text so far.
         self._open: responses.MessageItem | responses.ReasoningItem | None = None
@@ -274,9 +279,17 @@ class ResponseBuilder:
         self._close(out)
         function = call.function
         text = function.arguments_json()
+        # The backend's id, unless the conversation has it already: Kimi's
+        # models number their calls from 0 in every answer (`get_weather:0`),
+        # Grok's name them `call_0`; a client pairs each output with its call
+        # by id, so two calls of one id are one to it.
+        call_id = call.id
+        if not call_id or call_id in self._used_ids:
+            call_id = new_id("call")
+        self._used_ids.add(call_id)
         item = responses.FunctionCallItem(
             new_id("fc"),
-            call.id or new_id("call"),
+            call_id,
             function.name,
             "",
             "in_progress",

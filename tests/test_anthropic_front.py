@@ -299,6 +299,34 @@ async def test_tool_use_round_trip(gateway, backend, stream):
     ]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_never_takes_an_id_the_conversation_has(gateway, backend, stream):
+    """Kimi's models number their calls from 0 in every answer, Grok's name
+    them `call_0`: passed on, the next turn's call had the id of one the
+    conversation already held, and Claude Code dropped it (its result with
+    it), so the agent stopped. The backend's id is kept where it is new."""
+    backend.queue(tool_call_script(), tool_call_script())
+    client = await gateway(backend)
+    kwargs: dict[str, Any] = {"model": "gpt-4o", "max_tokens": 200}
+    question: Any = {"role": "user", "content": "Weather in Tokyo?"}
+    async with sdk(client) as api:
+        first = await ask(api, stream, messages=[question], tools=[WEATHER], **kwargs)
+        call = first.content[1]
+        assert call.type == "tool_use" and call.id == "call_abc"
+        result = {"type": "tool_result", "tool_use_id": call.id, "content": "Sunny"}
+        history: Any = [
+            question,
+            {"role": "assistant", "content": first.to_param()["content"]},
+            {"role": "user", "content": [result]},
+        ]
+        second = await ask(api, stream, messages=history, tools=[WEATHER], **kwargs)
+    again = second.content[1]
+    assert again.type == "tool_use"
+    assert again.id != "call_abc" and again.id.startswith("toolu_")
+    assert (again.name, again.input) == ("get_weather", {"city": "Tokyo"})
+    assert len(backend.completions()) == 2
+
+
 async def test_system_prompt_and_image_reach_the_backend(gateway, backend):
     client = await gateway(backend)
     async with sdk(client) as api:

@@ -114,6 +114,53 @@ async def test_a_streamed_tool_call_is_followed_up_with_its_output(sdk, backend)
     assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
 
 
+async def ask(
+    api: openai.AsyncOpenAI, stream: bool, **kwargs: Any
+) -> openai.types.responses.Response:
+    """One request, streamed (the stream helper's final response) or not."""
+    response: openai.types.responses.Response
+    if not stream:
+        response = await api.responses.create(model="gpt-4o", **kwargs)
+        return response
+    async with api.responses.stream(model="gpt-4o", **kwargs) as events:
+        response = await events.get_final_response()
+    return response
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_never_takes_an_id_the_conversation_has(sdk, backend, stream):
+    """Kimi's models number their calls from 0 in every answer, Grok's name
+    them `call_0`: passed on, the next call had the id of one the
+    conversation held, kept or sent, and a client pairs each output with its
+    call by id. The backend's id is kept where it is new."""
+    backend.queue(weather_call(), weather_call(), weather_call())
+    api = sdk()
+    first = await ask(api, stream, input="Weather in Oslo?", tools=[WEATHER_TOOL])
+    [call] = first.output
+    assert call.type == "function_call" and call.call_id == "call_w1"
+    output: Any = {
+        "type": "function_call_output",
+        "call_id": "call_w1",
+        "output": "sun",
+    }
+    made = {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    whole: Any = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "call_id": "call_w1", **made},
+        output,
+    ]
+    # The conversation kept for `previous_response_id`, and sent whole.
+    kept = await ask(
+        api, stream, previous_response_id=first.id, input=[output], tools=[WEATHER_TOOL]
+    )
+    sent = await ask(api, stream, input=whole, store=False, tools=[WEATHER_TOOL])
+    for answer in (kept, sent):
+        [again] = answer.output
+        assert again.type == "function_call" and again.name == "get_weather"
+        assert again.call_id != "call_w1" and again.call_id.startswith("call_")
+    assert len(backend.completions()) == 3
+
+
 async def test_a_chain_of_follow_ups_keeps_every_turn(sdk, backend):
     backend.queue(Script.text("one"), Script.text("two"), Script.text("three"))
     api = sdk()

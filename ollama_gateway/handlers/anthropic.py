@@ -22,6 +22,7 @@ from ollama_gateway.anthropic_answer import (
 )
 from ollama_gateway.anthropic_request import (
     estimate_input_tokens,
+    history_call_ids,
     map_messages_request,
     tool_choice,
 )
@@ -52,6 +53,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     estimate = estimate_input_tokens(body)
     chat = map_messages_request(body)
     must_call_tool = tool_choice(body).required
+    used_ids = history_call_ids(body)
     model = body.model
     stream = body.stream
     del body  # not kept while the answer streams
@@ -59,7 +61,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     async def answer(reader: ChunkReader) -> web.StreamResponse:
         ctx = request[ctx_key]
         if stream:
-            events = MessageEvents(message_id(), model, estimate, ctx)
+            events = MessageEvents(message_id(), model, estimate, ctx, used_ids)
             return await relay(
                 request,
                 ctx,
@@ -69,7 +71,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
                 error_line=error_event,
             )
         final = await collect(reader)
-        message = whole_message(message_id(), model, final, estimate, ctx)
+        message = whole_message(message_id(), model, final, estimate, ctx, used_ids)
         return await send_whole(request, ctx, anthropic.encode(message))
 
     try:

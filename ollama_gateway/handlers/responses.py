@@ -37,6 +37,7 @@ from ollama_gateway.response_events import ResponseBuilder, new_id
 from ollama_gateway.response_store import ResponseStore, owner_of
 from ollama_gateway.responses_request import (
     ParamError,
+    history_call_ids,
     map_request,
     namespaces,
     tool_choice,
@@ -98,7 +99,13 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         chat = map_request(body, items)
         estimate = estimate_chat_tokens(chat)
         answer = partial(
-            _answer, request, echo, namespaces(body.tools), keeper, estimate
+            _answer,
+            request,
+            echo,
+            namespaces(body.tools),
+            keeper,
+            estimate,
+            history_call_ids(items),
         )
         # Handed over, not kept here: serve_chat drops the request before the
         # answer streams, so a long conversation is not held to its end.
@@ -189,6 +196,7 @@ async def _answer(
     namespaced: dict[str, str],
     keeper: _Keeper | None,
     input_estimate: int,
+    used_ids: set[str],
     reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
@@ -201,6 +209,7 @@ async def _answer(
         namespaced,
         hold_end=keeper is not None,
         input_estimate=input_estimate,
+        used_ids=used_ids,
     )
     if ctx.stream:
         return await relay(
