@@ -115,8 +115,9 @@ def whole_message(
 
 def _tool_use(call: ollama.ToolCall, used_ids: set[str]) -> anthropic.ToolUseBlock:
     """The block of a call, with the backend's id unless the conversation
-    (`used_ids`, which it joins) has it already: Kimi's models number their
-    calls from 0 in every answer (`get_weather:0`), Grok's name them `call_0`.
+    (`used_ids`, which it joins) has it already: Kimi's models, as some
+    providers serve them, number their calls from 0 in every answer
+    (`get_weather:0`).
     Anthropic's API refuses a history with an id twice, and Claude Code drops
     a call whose id it has seen (its result with it): the agent stops."""
     arguments = call.function.arguments

@@ -280,9 +280,9 @@ class ResponseBuilder:
         function = call.function
         text = function.arguments_json()
         # The backend's id, unless the conversation has it already: Kimi's
-        # models number their calls from 0 in every answer (`get_weather:0`),
-        # Grok's name them `call_0`; a client pairs each output with its call
-        # by id, so two calls of one id are one to it.
+        # models, as some providers serve them, number their calls from 0 in
+        # every answer (`get_weather:0`); a client pairs each output with its
+        # call by id, so two calls of one id are one to it.
         call_id = call.id
         if not call_id or call_id in self._used_ids:
             call_id = new_id("call")

@@ -301,8 +301,8 @@ async def test_tool_use_round_trip(gateway, backend, stream):
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_call_never_takes_an_id_the_conversation_has(gateway, backend, stream):
-    """Kimi's models number their calls from 0 in every answer, Grok's name
-    them `call_0`: passed on, the next turn's call had the id of one the
+    """Kimi's models, as some providers serve them, number their calls from
+    0 in every answer: passed on, the next turn's call had the id of one the
     conversation already held, and Claude Code dropped it (its result with
     it), so the agent stopped. The backend's id is kept where it is new."""
     backend.queue(tool_call_script(), tool_call_script())

@@ -129,8 +129,8 @@ async def ask(
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_call_never_takes_an_id_the_conversation_has(sdk, backend, stream):
-    """Kimi's models number their calls from 0 in every answer, Grok's name
-    them `call_0`: passed on, the next call had the id of one the
+    """Kimi's models, as some providers serve them, number their calls from
+    0 in every answer: passed on, the next call had the id of one the
     conversation held, kept or sent, and a client pairs each output with its
     call by id. The backend's id is kept where it is new."""
     backend.queue(weather_call(), weather_call(), weather_call())
