@@ -344,5 +344,18 @@ def _text_size(content: str | list[anthropic.ContentBlock] | None) -> int:
         if block.type == "tool_use":
             size += len(block.name or "") + len(_encode(block.input))
         elif block.type == "tool_result":
-            size += len(_encode(block.content))
+            size += _result_size(block.content)
     return size
+
+
+def _result_size(content: Any) -> int:
+    """A tool result's size as the JSON it came in, less its images: not
+    counted there either, where a screenshot Claude Code read counted as a
+    hundred thousand tokens and more."""
+    if not isinstance(content, list):
+        return len(_encode(content))
+    return sum(
+        len(_encode(part))
+        for part in content
+        if not (isinstance(part, dict) and part.get("type") == "image")
+    )

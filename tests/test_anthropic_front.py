@@ -637,6 +637,32 @@ async def test_count_tokens(gateway, backend):
     assert backend.completions() == []  # nothing is run to count
 
 
+async def test_images_of_tool_results_are_not_counted(gateway, backend):
+    """Images are not counted, in a tool result as in a message: their data
+    counted as text, a 400 kB screenshot that Claude Code's Read tool
+    returned was 133366 tokens (and as much in a stream's `message_start`)."""
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(400_000)).decode()
+    source = {"type": "base64", "media_type": "image/png", "data": image}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}
+
+    def turns(*parts: Any) -> Any:
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": parts}
+        return [
+            {"role": "user", "content": "Look at shot.png"},
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [result]},
+        ]
+
+    client = await gateway(backend)
+    text = {"type": "text", "text": "shot.png"}
+    async with sdk(client) as api:
+        counts = [
+            (await api.messages.count_tokens(model="gpt-4o", messages=m)).input_tokens
+            for m in (turns(text, {"type": "image", "source": source}), turns(text))
+        ]
+    assert counts[0] == counts[1] < 50
+
+
 async def test_estimate_stands_in_for_a_missing_usage(gateway, backend):
     events = [chat_chunk({"role": "assistant", "content": "ok"})]
     events.append(chat_chunk({}, finish="stop"))
