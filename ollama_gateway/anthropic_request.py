@@ -38,6 +38,8 @@ _JOIN = "\n\n"
 # request to request: at the head of the prompt it defeats a backend's prefix
 # cache (vLLM, llama.cpp, SGLang), so every turn re-reads the whole conversation.
 _BILLING_HEADER = "x-anthropic-billing-header:"
+# How Claude Code wraps what the system says among the user's words.
+_REMINDER = ("<system-reminder>\n", "\n</system-reminder>")
 _ANY_OBJECT = msgspec.Raw(b'{"type":"object","properties":{}}')
 _encode = msgspec.json.Encoder().encode
 _to_blocks = list[anthropic.ContentBlock]
@@ -63,8 +65,9 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         messages.append(ollama.Message(role="system", content=system))
     for position, message in enumerate(body.messages):
         messages.extend(_map_message(message, position))
-    # Claude Code's `system` turns among the others, and runs of one role,
-    # made into what strict chat templates take (see turns.py).
+    _remind_in_place(messages)
+    # Leading `system` turns, and runs of one role, made into what strict chat
+    # templates take (see turns.py).
     messages = tidy_turns(messages)
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
@@ -96,6 +99,28 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         options=options,
         think=_map_thinking(body.thinking),
     )
+
+
+def _remind_in_place(messages: list[ollama.Message]) -> None:
+    """Make each `system` turn that follows the conversation's first turn a
+    user turn of `<system-reminder>` text, where it stands.
+
+    Claude Code sends its notes so ("a.txt was modified by the user or a
+    linter ...", the agent types). Joined to the leading system message, each
+    new one changed the head of the prompt, so a backend's prefix cache (vLLM,
+    llama.cpp, SGLang) had the whole conversation read again, and the note
+    came before the turns it is about. As a reminder in a user turn it stays
+    where it was sent, as Claude Code sends it to an API that refuses system
+    turns (and as its system prompt tells the model to expect); the chat
+    templates that take a system message only first take it too.
+    """
+    started = False
+    for message in messages:
+        if message.role != "system":
+            started = True
+        elif started:
+            message.role = "user"
+            message.content = f"{_REMINDER[0]}{message.content}{_REMINDER[1]}"
 
 
 def tool_choice(body: anthropic.MessagesRequest) -> ToolChoice:

@@ -387,17 +387,49 @@ async def test_system_turns_and_output_format_reach_the_backend(gateway, backend
             output_config={"format": {"type": "json_schema", "schema": schema}},
         )
     sent = backend.completions()[0].body
-    # A system turn joins the system prompt, and the two user turns it stood
-    # between are one (as Anthropic combines them): templates that take a
-    # system message only first, or want the roles to alternate, accept it.
+    # A system turn is a reminder where it stands, and the user turns around
+    # it are one (as Anthropic combines them): templates that take a system
+    # message only first, or want the roles to alternate, accept it.
     assert sent["messages"] == [
-        {"role": "system", "content": "First.\n\nLater."},
-        {"role": "user", "content": "hi\n\ncount"},
+        {"role": "system", "content": "First."},
+        {
+            "role": "user",
+            "content": "hi\n\n<system-reminder>\nLater.\n</system-reminder>\n\ncount",
+        },
     ]
     assert sent["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "schema", "schema": schema},
     }
+
+
+async def test_a_note_among_the_turns_leaves_the_head_of_the_prompt_as_it_was(
+    gateway, backend
+):
+    """Claude Code sends its notes as `system` turns among the others (a file
+    changed under it, after a Bash call). Joined to the system prompt, each
+    new one changed the head of the prompt, and a backend's prefix cache
+    (vLLM, llama.cpp, SGLang) had the whole conversation read again; the
+    note also came before the turns it is about."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+    turns: Any = [
+        {"role": "user", "content": "Format a.txt"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [result]},
+    ]
+    note = "Note: a.txt was modified by the user or a linter."
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        for history in (turns, [*turns, {"role": "system", "content": note}]):
+            await api.messages.create(
+                model="gpt-4o", max_tokens=9, system="Be brief.", messages=history
+            )
+    first, second = (r.body["messages"] for r in backend.completions())
+    assert second[: len(first)] == first
+    assert second[len(first) :] == [
+        {"role": "user", "content": f"<system-reminder>\n{note}\n</system-reminder>"}
+    ]
 
 
 @pytest.mark.parametrize("stream", [False, True])
