@@ -117,9 +117,9 @@ def _tool_use(call: ollama.ToolCall, used_ids: set[str]) -> anthropic.ToolUseBlo
     """The block of a call, with the backend's id unless the conversation
     (`used_ids`, which it joins) has it already: Kimi's models, as some
     providers serve them, number their calls from 0 in every answer
-    (`get_weather:0`).
-    Anthropic's API refuses a history with an id twice, and Claude Code drops
-    a call whose id it has seen (its result with it): the agent stops."""
+    (`get_weather:0`). Anthropic's API refuses a history with an id twice,
+    and Claude Code drops a call whose id it has seen (its result with it):
+    the agent stops."""
     arguments = call.function.arguments
     ident = call.id
     if not ident or ident in used_ids:
