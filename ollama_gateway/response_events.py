@@ -13,6 +13,7 @@ field for them).
 
 from __future__ import annotations
 
+import re
 import time
 from secrets import token_hex
 from typing import TYPE_CHECKING
@@ -23,9 +24,11 @@ from ollama_gateway.shutdown import SHUTDOWN
 if TYPE_CHECKING:
     from ollama_gateway.context import RequestContext
 
-__all__ = ["ResponseBuilder", "new_id"]
+__all__ = ["ResponseBuilder", "item_id", "new_id", "response_of"]
 
 _encode_into = responses.encode_into
+# An output item's id (see `item_id`): its response's token, and its index.
+_ITEM_ID = re.compile(r"[a-z]+_([0-9a-f]{24})_[0-9]+")
 
 Event = (
     responses.LifecycleEvent
@@ -47,6 +50,21 @@ def new_id(prefix: str) -> str:
     response id opens its kept conversation to a follow-up (see
     response_store.py), so it must not be guessable from others seen."""
     return f"{prefix}_{token_hex(12)}"
+
+
+def item_id(prefix: str, response_id: str, index: int) -> str:
+    """The id of the output item at `index` of the response `response_id`,
+    such as `msg_<the response's 24 hex>_1`: an `item_reference` to it then
+    names the response whose kept conversation holds it (see `response_of`),
+    on any worker. Whoever has the item's id had the response's."""
+    return f"{prefix}_{response_id.removeprefix('resp_')}_{index}"
+
+
+def response_of(ident: str) -> str | None:
+    """The id of the response whose output item `ident` is (see `item_id`),
+    or None when it is no id of an item the gateway made."""
+    token = _ITEM_ID.fullmatch(ident)
+    return None if token is None else "resp_" + token.group(1)
 
 
 class ResponseBuilder:
@@ -184,11 +202,13 @@ class ResponseBuilder:
         out: bytearray | None,
     ) -> responses.MessageItem | responses.ReasoningItem:
         item: responses.MessageItem | responses.ReasoningItem
-        if kind is responses.MessageItem:
-            item = responses.MessageItem(new_id("msg"), "in_progress", [])
-        else:
-            item = responses.ReasoningItem(new_id("rs"), [], "in_progress")
         output = self.response.output
+        if kind is responses.MessageItem:
+            ident = item_id("msg", self.response.id, len(output))
+            item = responses.MessageItem(ident, "in_progress", [])
+        else:
+            ident = item_id("rs", self.response.id, len(output))
+            item = responses.ReasoningItem(ident, [], "in_progress")
         output.append(item)
         self._open = item
         if out is None:
@@ -287,15 +307,15 @@ class ResponseBuilder:
         if not call_id or call_id in self._used_ids:
             call_id = new_id("call")
         self._used_ids.add(call_id)
+        output = self.response.output
         item = responses.FunctionCallItem(
-            new_id("fc"),
+            item_id("fc", self.response.id, len(output)),
             call_id,
             function.name,
             "",
             "in_progress",
             self._namespaces.get(function.name),
         )
-        output = self.response.output
         output.append(item)
         if out is None:
             item.arguments = text

@@ -149,12 +149,6 @@ def _map_items(items: list[responses.InputItem]) -> list[ollama.Message]:
                 item.content if isinstance(item.content, list) else []
             )
             thinking = "".join(p.text or "" for p in parts) or None
-        elif kind == "item_reference":
-            raise ParamError(
-                f"{where}: item references are not supported: this gateway keeps "
-                "no responses; send the items themselves",
-                f"{where}.type",
-            )
         else:
             raise ParamError(
                 f"{where}: unsupported input item type {kind!r}", f"{where}.type"

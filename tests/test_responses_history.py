@@ -161,6 +161,62 @@ async def test_a_call_never_takes_an_id_the_conversation_has(sdk, backend, strea
     assert len(backend.completions()) == 3
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_item_references_are_the_items_kept(sdk, backend, stream):
+    """The AI SDK's OpenAI provider leaves `store` out (true) and sends the
+    message and reasoning items of the responses it got as references: they
+    were refused, so its second turn failed, and so did a tool loop whose
+    model said something before its call."""
+    think = [chat_chunk({"role": "assistant", "reasoning_content": "Hmm."})]
+    think += [chat_chunk({"content": "Hello Ada."}), chat_chunk({}, finish="stop")]
+    backend.queue(Script(pieces=[sse(*think)]), Script.text("Your name is Ada."))
+    api = sdk()
+    first = await ask(api, stream, input="My name is Ada.")
+    reasoning, message = first.output
+    assert (reasoning.type, message.type) == ("reasoning", "message")
+    second = await ask(
+        api,
+        stream,
+        input=[
+            {"role": "user", "content": "My name is Ada."},
+            {"type": "item_reference", "id": reasoning.id},
+            {"type": "item_reference", "id": message.id},
+            {"role": "user", "content": "What is my name?"},
+        ],
+    )
+    assert second.output_text == "Your name is Ada."
+    assert messages(backend, 1) == [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+
+async def test_an_item_reference_not_kept_is_openais_400(sdk, backend):
+    backend.queue(Script.text("Hello."), Script.text("Hello."))
+    first = await sdk("key-a").responses.create(model="gpt-4o", input="hi")
+    unkept = await sdk("key-a").responses.create(
+        model="gpt-4o", input="hi", store=False
+    )
+    for api, ident in [
+        (sdk("key-b"), first.output[0].id),  # another client's
+        (sdk("key-a"), unkept.output[0].id),  # asked with `store: false`
+        (sdk("key-a"), "msg_unknown"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await api.responses.create(
+                model="gpt-4o",
+                input=[
+                    {"role": "user", "content": "hi"},
+                    {"type": "item_reference", "id": ident},
+                ],
+            )
+        assert f"Item with id '{ident}' not found" in refused.value.message
+        assert isinstance(refused.value.body, dict)
+        assert refused.value.body["param"] == "input[1]"
+    assert len(backend.completions()) == 2
+
+
 async def test_a_chain_of_follow_ups_keeps_every_turn(sdk, backend):
     backend.queue(Script.text("one"), Script.text("two"), Script.text("three"))
     api = sdk()
