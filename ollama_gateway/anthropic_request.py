@@ -65,7 +65,7 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         messages.append(ollama.Message(role="system", content=system))
     for position, message in enumerate(body.messages):
         messages.extend(_map_message(message, position))
-    _remind_in_place(messages)
+    messages = _remind_in_place(messages)
     # Leading `system` turns, and runs of one role, made into what strict chat
     # templates take (see turns.py).
     messages = tidy_turns(messages)
@@ -101,9 +101,9 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
     )
 
 
-def _remind_in_place(messages: list[ollama.Message]) -> None:
-    """Make each `system` turn that follows the conversation's first turn a
-    user turn of `<system-reminder>` text, where it stands.
+def _remind_in_place(messages: list[ollama.Message]) -> list[ollama.Message]:
+    """`messages` with each `system` turn that follows the conversation's
+    first turn made a user turn of `<system-reminder>` text, where it stands.
 
     Claude Code sends its notes so ("a.txt was modified by the user or a
     linter ...", the agent types). Joined to the leading system message, each
@@ -112,15 +112,29 @@ def _remind_in_place(messages: list[ollama.Message]) -> None:
     came before the turns it is about. As a reminder in a user turn it stays
     where it was sent, as Claude Code sends it to an API that refuses system
     turns (and as its system prompt tells the model to expect); the chat
-    templates that take a system message only first take it too.
+    templates that take a system message only first take it too. One sent
+    between a turn's tool calls and their results comes after the results:
+    a turn between them would leave the calls unanswered (see map_messages).
     """
+    out: list[ollama.Message] = []
+    held: list[ollama.Message] = []
     started = False
     for message in messages:
-        if message.role != "system":
-            started = True
-        elif started:
+        if message.role == "system" and started:
             message.role = "user"
             message.content = f"{_REMINDER[0]}{message.content}{_REMINDER[1]}"
+            last = out[-1]
+            if held or (last.role == "assistant" and last.tool_calls):
+                held.append(message)
+                continue
+        elif message.role != "system":
+            started = True
+            if held and message.role != "tool":
+                out.extend(held)
+                held.clear()
+        out.append(message)
+    out.extend(held)
+    return out
 
 
 def tool_choice(body: anthropic.MessagesRequest) -> ToolChoice:

@@ -432,6 +432,32 @@ async def test_a_note_among_the_turns_leaves_the_head_of_the_prompt_as_it_was(
     ]
 
 
+async def test_a_note_between_calls_and_results_comes_after_the_results(
+    gateway, backend
+):
+    """A turn between an answer's calls and their results would leave the
+    calls unanswered (the backend would be sent neither)."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+    turns: Any = [
+        {"role": "user", "content": "Format a.txt"},
+        {"role": "assistant", "content": [call]},
+        {"role": "system", "content": "Note."},
+        {"role": "user", "content": [result, {"type": "text", "text": "Go on."}]},
+    ]
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        await api.messages.create(model="gpt-4o", max_tokens=9, messages=turns)
+    [sent] = backend.completions()
+    assert [(m["role"], m.get("content")) for m in sent.body["messages"]] == [
+        ("user", "Format a.txt"),
+        ("assistant", ""),
+        ("tool", "ok"),
+        ("user", "<system-reminder>\nNote.\n</system-reminder>\n\nGo on."),
+    ]
+    assert sent.body["messages"][1]["tool_calls"][0]["id"] == "toolu_1"
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_length_is_max_tokens(gateway, backend, stream):
     events = [
