@@ -7,6 +7,8 @@ closed before the next opens; a tool call is a whole `tool_use` block (the
 gateway assembles a call before it hands it on), its input sent as one
 `input_json_delta`.
 
+A call's id is never one the conversation already has (see `_tool_use`).
+
 The usage's input counts follow Anthropic's split (see `input_usage`); the
 cached count comes from the request's context, where the response mapper
 leaves it with the last chunk (the Ollama chunk has no field for it), as it
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from ollama_gateway.overflow import read_overflow
 from ollama_gateway.schemas import anthropic, ollama
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ __all__ = [
     "error_event",
     "input_usage",
     "message_id",
+    "overflow_message",
     "stop_reason",
     "whole_message",
 ]
@@ -77,9 +81,11 @@ def whole_message(
     final: ollama.ChatResponse,
     input_estimate: int,
     ctx: RequestContext,
+    used_ids: set[str],
 ) -> anthropic.Response:
     """The non-stream answer from the folded chunk (see `completion.collect`),
-    with what the response mapper left in `ctx` (see the module's doc)."""
+    with what the response mapper left in `ctx` (see the module's doc);
+    `used_ids` are the conversation's tool call ids (see `_tool_use`)."""
     message = final.message
     content: list[anthropic.OutputBlock] = []
     if message.thinking:
@@ -87,7 +93,7 @@ def whole_message(
     if message.content:
         content.append(anthropic.TextBlock(message.content))
     calls = message.tool_calls or ()
-    content.extend(_tool_use(call) for call in calls)
+    content.extend(_tool_use(call, used_ids) for call in calls)
     uncached, read = input_usage(
         final.prompt_eval_count or input_estimate, ctx.cached_tokens
     )
@@ -107,10 +113,20 @@ def whole_message(
     )
 
 
-def _tool_use(call: ollama.ToolCall) -> anthropic.ToolUseBlock:
+def _tool_use(call: ollama.ToolCall, used_ids: set[str]) -> anthropic.ToolUseBlock:
+    """The block of a call, with the backend's id unless the conversation
+    (`used_ids`, which it joins) has it already: Kimi's models, as some
+    providers serve them, number their calls from 0 in every answer
+    (`get_weather:0`). Anthropic's API refuses a history with an id twice,
+    and Claude Code drops a call whose id it has seen (its result with it):
+    the agent stops."""
     arguments = call.function.arguments
+    ident = call.id
+    if not ident or ident in used_ids:
+        ident = "toolu_" + token_hex(12)
+    used_ids.add(ident)
     return anthropic.ToolUseBlock(
-        id=call.id or "toolu_" + token_hex(12),
+        id=ident,
         name=call.function.name,
         input=arguments if arguments is not None else {},
     )
@@ -128,10 +144,16 @@ class MessageEvents:
         "_open",
         "_started",
         "_tools",
+        "_used_ids",
     )
 
     def __init__(
-        self, ident: str, model: str, input_estimate: int, ctx: RequestContext
+        self,
+        ident: str,
+        model: str,
+        input_estimate: int,
+        ctx: RequestContext,
+        used_ids: set[str],
     ) -> None:
         self._id = ident
         self._model = model
@@ -143,6 +165,8 @@ class MessageEvents:
         self._index = -1
         self._open: str | None = None
         self._tools = False
+        # The conversation's tool call ids (see `_tool_use`).
+        self._used_ids = used_ids
 
     def feed(self, chunk: ollama.ChatResponse, out: bytearray) -> None:
         if not self._started:
@@ -163,7 +187,7 @@ class MessageEvents:
         for call in message.tool_calls or ():
             self._close(out)
             self._tools = True
-            block = _tool_use(call)
+            block = _tool_use(call, self._used_ids)
             arguments = _encode(block.input).decode()
             block.input = {}
             self._index += 1
@@ -224,6 +248,29 @@ class MessageEvents:
             _event(b"content_block_delta", signature, out)
         _event(b"content_block_stop", anthropic.ContentBlockStop(self._index), out)
         self._open = None
+
+
+def overflow_message(message: str) -> str | None:
+    """A backend's refusal of a prompt over the context (see overflow.py) in
+    Anthropic's words, which Claude Code acts on, with the backend's after
+    them; None for any other error. A prompt that fits but leaves no room for
+    `max_tokens` is the `max_tokens` refusal: Claude Code asks again with
+    fewer (the context less the prompt), where compacting would lose the
+    conversation for nothing."""
+    found = read_overflow(message)
+    if found is None:
+        return None
+    limit, prompt, completion = found.limit, found.prompt, found.completion
+    if limit is not None and prompt is not None:
+        if prompt >= limit:
+            return f"prompt is too long: {prompt} tokens > {limit} maximum ({message})"
+        if completion:
+            return (
+                f"input length and `max_tokens` exceed context limit: {prompt} + "
+                f"{completion} > {limit}, decrease input length or `max_tokens` "
+                f"and try again ({message})"
+            )
+    return f"prompt is too long: {message}"
 
 
 def error_event(status: int, message: str) -> bytes:

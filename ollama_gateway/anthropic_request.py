@@ -21,7 +21,12 @@ from ollama_gateway.token_estimate import tokens_for_characters
 from ollama_gateway.tool_choice import AUTO, NONE, ToolChoice
 from ollama_gateway.turns import tidy_turns
 
-__all__ = ["estimate_input_tokens", "map_messages_request", "tool_choice"]
+__all__ = [
+    "estimate_input_tokens",
+    "history_call_ids",
+    "map_messages_request",
+    "tool_choice",
+]
 
 # Adjacent text blocks are separate paragraphs to Anthropic's models; joined
 # with nothing (as Ollama does), Claude Code's `<system-reminder>` blocks run
@@ -33,6 +38,8 @@ _JOIN = "\n\n"
 # request to request: at the head of the prompt it defeats a backend's prefix
 # cache (vLLM, llama.cpp, SGLang), so every turn re-reads the whole conversation.
 _BILLING_HEADER = "x-anthropic-billing-header:"
+# How Claude Code wraps what the system says among the user's words.
+_REMINDER = ("<system-reminder>\n", "\n</system-reminder>")
 _ANY_OBJECT = msgspec.Raw(b'{"type":"object","properties":{}}')
 _encode = msgspec.json.Encoder().encode
 _to_blocks = list[anthropic.ContentBlock]
@@ -58,8 +65,9 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         messages.append(ollama.Message(role="system", content=system))
     for position, message in enumerate(body.messages):
         messages.extend(_map_message(message, position))
-    # Claude Code's `system` turns among the others, and runs of one role,
-    # made into what strict chat templates take (see turns.py).
+    messages = _remind_in_place(messages)
+    # Leading `system` turns, and runs of one role, made into what strict chat
+    # templates take (see turns.py).
     messages = tidy_turns(messages)
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
@@ -91,6 +99,42 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         options=options,
         think=_map_thinking(body.thinking),
     )
+
+
+def _remind_in_place(messages: list[ollama.Message]) -> list[ollama.Message]:
+    """`messages` with each `system` turn that follows the conversation's
+    first turn made a user turn of `<system-reminder>` text, where it stands.
+
+    Claude Code sends its notes so ("a.txt was modified by the user or a
+    linter ...", the agent types). Joined to the leading system message, each
+    new one changed the head of the prompt, so a backend's prefix cache (vLLM,
+    llama.cpp, SGLang) had the whole conversation read again, and the note
+    came before the turns it is about. As a reminder in a user turn it stays
+    where it was sent, as Claude Code sends it to an API that refuses system
+    turns (and as its system prompt tells the model to expect); the chat
+    templates that take a system message only first take it too. One sent
+    between a turn's tool calls and their results comes after the results:
+    a turn between them would leave the calls unanswered (see map_messages).
+    """
+    out: list[ollama.Message] = []
+    held: list[ollama.Message] = []
+    started = False
+    for message in messages:
+        if message.role == "system" and started:
+            message.role = "user"
+            message.content = f"{_REMINDER[0]}{message.content}{_REMINDER[1]}"
+            last = out[-1]
+            if held or (last.role == "assistant" and last.tool_calls):
+                held.append(message)
+                continue
+        elif message.role != "system":
+            started = True
+            if held and message.role != "tool":
+                out.extend(held)
+                held.clear()
+        out.append(message)
+    out.extend(held)
+    return out
 
 
 def tool_choice(body: anthropic.MessagesRequest) -> ToolChoice:
@@ -298,6 +342,20 @@ def _map_thinking(thinking: anthropic.ThinkingConfig | None) -> bool | None:
     return None
 
 
+def history_call_ids(body: anthropic.MessagesRequest) -> set[str]:
+    """The tool call ids the conversation has, its calls' and its results':
+    an answer's calls must not take one again (see `anthropic_answer`)."""
+    found: set[str] = set()
+    for message in body.messages:
+        if isinstance(message.content, str):
+            continue
+        for block in message.content:
+            ident = block.id if block.type == "tool_use" else block.tool_use_id
+            if ident:
+                found.add(ident)
+    return found
+
+
 def estimate_input_tokens(
     body: anthropic.MessagesRequest | anthropic.CountTokensRequest,
 ) -> int:
@@ -325,5 +383,18 @@ def _text_size(content: str | list[anthropic.ContentBlock] | None) -> int:
         if block.type == "tool_use":
             size += len(block.name or "") + len(_encode(block.input))
         elif block.type == "tool_result":
-            size += len(_encode(block.content))
+            size += _result_size(block.content)
     return size
+
+
+def _result_size(content: Any) -> int:
+    """A tool result's size as the JSON it came in, less its images: not
+    counted there either, where a screenshot Claude Code read counted as a
+    hundred thousand tokens and more."""
+    if not isinstance(content, list):
+        return len(_encode(content))
+    return sum(
+        len(_encode(part))
+        for part in content
+        if not (isinstance(part, dict) and part.get("type") == "image")
+    )

@@ -23,9 +23,15 @@ DEFAULT_ORIGINS = (
     "http://0.0.0.0", "https://0.0.0.0", "http://0.0.0.0:*", "https://0.0.0.0:*",
     "app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*",
 )  # fmt: skip
+# Ollama's list, the gateway's key and request id headers, and those of the
+# Anthropic API: `anthropic-version` on every request of Anthropic's SDKs and
+# the AI SDK's provider, `anthropic-dangerous-direct-browser-access` on every
+# one Anthropic's SDKs send from a browser, `anthropic-beta` for betas. A
+# preflight that leaves out a header the request has fails it unsent.
 ALLOW_HEADERS = (
     "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, "
-    "X-API-Key, X-Request-ID, x-stainless-arch, x-stainless-async, "
+    "X-API-Key, X-Request-ID, anthropic-version, anthropic-beta, "
+    "anthropic-dangerous-direct-browser-access, x-stainless-arch, x-stainless-async, "
     "x-stainless-custom-poll-interval, x-stainless-helper-method, x-stainless-lang, "
     "x-stainless-os, x-stainless-package-version, x-stainless-poll-helper, "
     "x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, "

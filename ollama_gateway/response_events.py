@@ -13,6 +13,7 @@ field for them).
 
 from __future__ import annotations
 
+import re
 import time
 from secrets import token_hex
 from typing import TYPE_CHECKING
@@ -23,9 +24,11 @@ from ollama_gateway.shutdown import SHUTDOWN
 if TYPE_CHECKING:
     from ollama_gateway.context import RequestContext
 
-__all__ = ["ResponseBuilder", "new_id"]
+__all__ = ["ResponseBuilder", "item_id", "new_id", "response_of"]
 
 _encode_into = responses.encode_into
+# An output item's id (see `item_id`): its response's token, and its index.
+_ITEM_ID = re.compile(r"[a-z]+_([0-9a-f]{24})_[0-9]+")
 
 Event = (
     responses.LifecycleEvent
@@ -49,6 +52,21 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{token_hex(12)}"
 
 
+def item_id(prefix: str, response_id: str, index: int) -> str:
+    """The id of the output item at `index` of the response `response_id`,
+    such as `msg_<the response's 24 hex>_1`: an `item_reference` to it then
+    names the response whose kept conversation holds it (see `response_of`),
+    on any worker. Whoever has the item's id had the response's."""
+    return f"{prefix}_{response_id.removeprefix('resp_')}_{index}"
+
+
+def response_of(ident: str) -> str | None:
+    """The id of the response whose output item `ident` is (see `item_id`),
+    or None when it is no id of an item the gateway made."""
+    token = _ITEM_ID.fullmatch(ident)
+    return None if token is None else "resp_" + token.group(1)
+
+
 class ResponseBuilder:
     """Folds chunks into `response` (a `responses.Response` made by the handler
     with the request's echo fields) and writes the stream's events."""
@@ -62,6 +80,7 @@ class ResponseBuilder:
         "_parts",
         "_sequence",
         "_started",
+        "_used_ids",
         "response",
     )
 
@@ -73,6 +92,7 @@ class ResponseBuilder:
         *,
         hold_end: bool = False,
         input_estimate: int = 0,
+        used_ids: set[str] | None = None,
     ) -> None:
         self.response = response
         # The prompt's count when the backend sends none (see token_estimate.py).
@@ -83,6 +103,9 @@ class ResponseBuilder:
         self._hold_end = hold_end
         # The namespace of each namespaced function, by name (see `handlers.responses`).
         self._namespaces = namespaces or {}
+        # The conversation's call ids, which an answer's call never takes again
+        # (see `_add_call`).
+        self._used_ids = used_ids if used_ids is not None else set()
         self._sequence = 0
         # The item being written (a message or reasoning) and its text so far.
         self._open: responses.MessageItem | responses.ReasoningItem | None = None
@@ -179,11 +202,13 @@ class ResponseBuilder:
         out: bytearray | None,
     ) -> responses.MessageItem | responses.ReasoningItem:
         item: responses.MessageItem | responses.ReasoningItem
-        if kind is responses.MessageItem:
-            item = responses.MessageItem(new_id("msg"), "in_progress", [])
-        else:
-            item = responses.ReasoningItem(new_id("rs"), [], "in_progress")
         output = self.response.output
+        if kind is responses.MessageItem:
+            ident = item_id("msg", self.response.id, len(output))
+            item = responses.MessageItem(ident, "in_progress", [])
+        else:
+            ident = item_id("rs", self.response.id, len(output))
+            item = responses.ReasoningItem(ident, [], "in_progress")
         output.append(item)
         self._open = item
         if out is None:
@@ -274,15 +299,23 @@ class ResponseBuilder:
         self._close(out)
         function = call.function
         text = function.arguments_json()
+        # The backend's id, unless the conversation has it already: Kimi's
+        # models, as some providers serve them, number their calls from 0 in
+        # every answer (`get_weather:0`); a client pairs each output with its
+        # call by id, so two calls of one id are one to it.
+        call_id = call.id
+        if not call_id or call_id in self._used_ids:
+            call_id = new_id("call")
+        self._used_ids.add(call_id)
+        output = self.response.output
         item = responses.FunctionCallItem(
-            new_id("fc"),
-            call.id or new_id("call"),
+            item_id("fc", self.response.id, len(output)),
+            call_id,
             function.name,
             "",
             "in_progress",
             self._namespaces.get(function.name),
         )
-        output = self.response.output
         output.append(item)
         if out is None:
             item.arguments = text

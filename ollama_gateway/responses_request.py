@@ -20,7 +20,7 @@ from ollama_gateway.schemas import ollama, responses
 from ollama_gateway.tool_choice import AUTO, NONE, ToolChoice
 from ollama_gateway.turns import tidy_turns
 
-__all__ = ["ParamError", "map_request", "namespaces", "tool_choice"]
+__all__ = ["ParamError", "history_call_ids", "map_request", "namespaces", "tool_choice"]
 
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
 # Ollama's levels, plus OpenAI's that it lacks mapped to the nearest one.
@@ -149,17 +149,21 @@ def _map_items(items: list[responses.InputItem]) -> list[ollama.Message]:
                 item.content if isinstance(item.content, list) else []
             )
             thinking = "".join(p.text or "" for p in parts) or None
-        elif kind == "item_reference":
-            raise ParamError(
-                f"{where}: item references are not supported: this gateway keeps "
-                "no responses; send the items themselves",
-                f"{where}.type",
-            )
         else:
             raise ParamError(
                 f"{where}: unsupported input item type {kind!r}", f"{where}.type"
             )
     return messages
+
+
+def history_call_ids(items: list[responses.InputItem]) -> set[str]:
+    """The call ids the conversation has, its calls' and their outputs': an
+    answer's calls must not take one again (see `ResponseBuilder`)."""
+    return {
+        item.call_id
+        for item in items
+        if item.call_id and item.type in ("function_call", "function_call_output")
+    }
 
 
 def _map_content(

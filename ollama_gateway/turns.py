@@ -8,6 +8,8 @@ server run them) take one system message, first, and then strictly
 alternating user and assistant turns; anything else fails the request. So
 these fronts send every system text in one leading system message, in order,
 and join consecutive turns of one role, as Anthropic's API does with them.
+(`/v1/messages` first makes the `system` turns after the first turn user
+turns of reminder text where they stand: see `anthropic_request`.)
 Tool results stay one message each. A backend with such a template can ask
 for the same on every chat (`backends[].alternating_roles`).
 """

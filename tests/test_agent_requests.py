@@ -99,10 +99,13 @@ async def test_claude_code_turn_after_a_tool_call(gateway, backend):
     assert answer[-2][1]["delta"]["stop_reason"] == "end_turn"
     [sent] = backend.completions()
     messages = sent.body["messages"]
-    # Claude Code's `role: "system"` turn (its agent types) joins the system
-    # prompt: a Mistral-style template refuses a system message after a user's.
+    # Claude Code's `role: "system"` turn (its agent types) stays where it is,
+    # a reminder in the user turn before it: a Mistral-style template refuses
+    # a system message after a user's, and joined to the system prompt it
+    # would change the head of the prompt (see test_anthropic_front.py).
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
-    assert "Available agent types" in messages[0]["content"]
+    assert "Available agent types" not in messages[0]["content"]
+    assert "\n\n<system-reminder>\nAvailable agent types" in messages[1]["content"]
     assert messages[2]["tool_calls"] == [
         {
             "id": "call_fake1",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import anthropic
@@ -298,6 +299,34 @@ async def test_tool_use_round_trip(gateway, backend, stream):
     ]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_never_takes_an_id_the_conversation_has(gateway, backend, stream):
+    """Kimi's models, as some providers serve them, number their calls from
+    0 in every answer: passed on, the next turn's call had the id of one the
+    conversation already held, and Claude Code dropped it (its result with
+    it), so the agent stopped. The backend's id is kept where it is new."""
+    backend.queue(tool_call_script(), tool_call_script())
+    client = await gateway(backend)
+    kwargs: dict[str, Any] = {"model": "gpt-4o", "max_tokens": 200}
+    question: Any = {"role": "user", "content": "Weather in Tokyo?"}
+    async with sdk(client) as api:
+        first = await ask(api, stream, messages=[question], tools=[WEATHER], **kwargs)
+        call = first.content[1]
+        assert call.type == "tool_use" and call.id == "call_abc"
+        result = {"type": "tool_result", "tool_use_id": call.id, "content": "Sunny"}
+        history: Any = [
+            question,
+            {"role": "assistant", "content": first.to_param()["content"]},
+            {"role": "user", "content": [result]},
+        ]
+        second = await ask(api, stream, messages=history, tools=[WEATHER], **kwargs)
+    again = second.content[1]
+    assert again.type == "tool_use"
+    assert again.id != "call_abc" and again.id.startswith("toolu_")
+    assert (again.name, again.input) == ("get_weather", {"city": "Tokyo"})
+    assert len(backend.completions()) == 2
+
+
 async def test_system_prompt_and_image_reach_the_backend(gateway, backend):
     client = await gateway(backend)
     async with sdk(client) as api:
@@ -358,17 +387,75 @@ async def test_system_turns_and_output_format_reach_the_backend(gateway, backend
             output_config={"format": {"type": "json_schema", "schema": schema}},
         )
     sent = backend.completions()[0].body
-    # A system turn joins the system prompt, and the two user turns it stood
-    # between are one (as Anthropic combines them): templates that take a
-    # system message only first, or want the roles to alternate, accept it.
+    # A system turn is a reminder where it stands, and the user turns around
+    # it are one (as Anthropic combines them): templates that take a system
+    # message only first, or want the roles to alternate, accept it.
     assert sent["messages"] == [
-        {"role": "system", "content": "First.\n\nLater."},
-        {"role": "user", "content": "hi\n\ncount"},
+        {"role": "system", "content": "First."},
+        {
+            "role": "user",
+            "content": "hi\n\n<system-reminder>\nLater.\n</system-reminder>\n\ncount",
+        },
     ]
     assert sent["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "schema", "schema": schema},
     }
+
+
+async def test_a_note_among_the_turns_leaves_the_head_of_the_prompt_as_it_was(
+    gateway, backend
+):
+    """Claude Code sends its notes as `system` turns among the others (a file
+    changed under it, after a Bash call). Joined to the system prompt, each
+    new one changed the head of the prompt, and a backend's prefix cache
+    (vLLM, llama.cpp, SGLang) had the whole conversation read again; the
+    note also came before the turns it is about."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+    turns: Any = [
+        {"role": "user", "content": "Format a.txt"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [result]},
+    ]
+    note = "Note: a.txt was modified by the user or a linter."
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        for history in (turns, [*turns, {"role": "system", "content": note}]):
+            await api.messages.create(
+                model="gpt-4o", max_tokens=9, system="Be brief.", messages=history
+            )
+    first, second = (r.body["messages"] for r in backend.completions())
+    assert second[: len(first)] == first
+    assert second[len(first) :] == [
+        {"role": "user", "content": f"<system-reminder>\n{note}\n</system-reminder>"}
+    ]
+
+
+async def test_a_note_between_calls_and_results_comes_after_the_results(
+    gateway, backend
+):
+    """A turn between an answer's calls and their results would leave the
+    calls unanswered (the backend would be sent neither)."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+    turns: Any = [
+        {"role": "user", "content": "Format a.txt"},
+        {"role": "assistant", "content": [call]},
+        {"role": "system", "content": "Note."},
+        {"role": "user", "content": [result, {"type": "text", "text": "Go on."}]},
+    ]
+    client = await gateway(backend)
+    async with sdk(client) as api:
+        await api.messages.create(model="gpt-4o", max_tokens=9, messages=turns)
+    [sent] = backend.completions()
+    assert [(m["role"], m.get("content")) for m in sent.body["messages"]] == [
+        ("user", "Format a.txt"),
+        ("assistant", ""),
+        ("tool", "ok"),
+        ("user", "<system-reminder>\nNote.\n</system-reminder>\n\nGo on."),
+    ]
+    assert sent.body["messages"][1]["tool_calls"][0]["id"] == "toolu_1"
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -474,16 +561,94 @@ async def test_what_the_gateway_cannot_serve_is_refused(
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_backend_429_is_a_rate_limit_error(gateway, backend, stream):
-    backend.queue(Script.error(429, "slow down"))
+@pytest.mark.parametrize(
+    ("status", "raised", "kind", "said"),
+    [
+        (429, anthropic.RateLimitError, "rate_limit_error", "slow down"),
+        # Not a prompt over the context (see below): the backend's words.
+        (400, anthropic.BadRequestError, "invalid_request_error", "bad role"),
+    ],
+)
+async def test_backend_refusals_are_anthropic_errors(
+    gateway, backend, stream, status, raised, kind, said
+):
+    backend.queue(Script.error(status, said))
     client = await gateway(backend, NO_RETRY)
     async with sdk(client) as api:
-        with pytest.raises(anthropic.RateLimitError) as caught:
+        with pytest.raises(raised) as caught:
             await ask(api, stream, model="gpt-4o", max_tokens=5, messages=USER)
     assert caught.value.body == {
         "type": "error",
-        "error": {"type": "rate_limit_error", "message": "slow down"},
+        "error": {"type": kind, "message": said},
     }
+
+
+# vLLM's refusals of a prompt over the model's context (32768 tokens): one
+# that leaves no room for `max_tokens`, one that does not fit at all; and
+# llama.cpp's server's, whose counts are not in its message.
+VLLM_NO_ROOM = (
+    "'max_tokens' or 'max_completion_tokens' is too large: 32000. This model's "
+    "maximum context length is 32768 tokens and your request has 10694 input "
+    "tokens (32000 > 32768 - 10694)."
+)
+VLLM_TOO_LONG = (
+    "This model's maximum context length is 32768 tokens. However, your request "
+    "has 40000 input tokens. Please reduce the length of the input messages."
+)
+LLAMA_CPP_TOO_LONG = {
+    "error": {
+        "code": 400,
+        "message": "the request exceeds the available context size, try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": 40000,
+        "n_ctx": 32768,
+    }
+}
+# What Claude Code (2.1.197) matches in a 400 to lower `max_tokens` and ask
+# again, and to compact the conversation.
+NO_ROOM = re.compile(
+    r"input length and `max_tokens` exceed context limit: (\d+) \+ (\d+) > (\d+)"
+)
+TOO_LONG = re.compile(r"prompt is too long[^0-9]*(\d+)\s*tokens?\s*>\s*(\d+)", re.I)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_prompt_over_the_context_is_refused_in_anthropics_words(
+    gateway, backend, stream
+):
+    """Claude Code acts on a prompt over the context only when it is told in
+    Anthropic's words: in the backend's, it showed `API Error: 400` and
+    stopped, and with vLLM and a 32k model that was every request (Claude
+    Code asks for 32000 tokens)."""
+    backend.queue(
+        Script.error(400, VLLM_NO_ROOM),
+        Script.error(400, VLLM_TOO_LONG),
+        Script(status=400, error_body=LLAMA_CPP_TOO_LONG),
+    )
+    client = await gateway(backend, NO_RETRY)
+    said = []
+    async with sdk(client) as api:
+        for _ in range(3):
+            with pytest.raises(anthropic.BadRequestError) as caught:
+                await ask(api, stream, model="gpt-4o", max_tokens=5, messages=USER)
+            body = caught.value.body
+            assert isinstance(body, dict)
+            assert body["error"]["type"] == "invalid_request_error"
+            said.append(body["error"]["message"])
+    no_room, too_long, llama = said
+    # The counts to ask again with (32768 - 10694 tokens at most), and the
+    # backend's own words after them.
+    found = NO_ROOM.search(no_room)
+    assert found is not None and found.groups() == ("10694", "32000", "32768")
+    assert VLLM_NO_ROOM in no_room
+    found = TOO_LONG.search(too_long)
+    assert found is not None and found.groups() == ("40000", "32768")
+    assert VLLM_TOO_LONG in too_long
+    assert llama == (
+        "prompt is too long: the request exceeds the available context size, "
+        "try increasing it"
+    )
+    assert len(backend.completions()) == 3
 
 
 async def test_backend_failing_mid_stream_ends_with_an_error_event(gateway, backend):
@@ -528,6 +693,32 @@ async def test_count_tokens(gateway, backend):
     size += len("get_weather") + len("Weather in a city") + len(schema)
     assert counted.input_tokens == -(-size // 4)
     assert backend.completions() == []  # nothing is run to count
+
+
+async def test_images_of_tool_results_are_not_counted(gateway, backend):
+    """Images are not counted, in a tool result as in a message: their data
+    counted as text, a 400 kB screenshot that Claude Code's Read tool
+    returned was 133366 tokens (and as much in a stream's `message_start`)."""
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(400_000)).decode()
+    source = {"type": "base64", "media_type": "image/png", "data": image}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}
+
+    def turns(*parts: Any) -> Any:
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": parts}
+        return [
+            {"role": "user", "content": "Look at shot.png"},
+            {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [result]},
+        ]
+
+    client = await gateway(backend)
+    text = {"type": "text", "text": "shot.png"}
+    async with sdk(client) as api:
+        counts = [
+            (await api.messages.count_tokens(model="gpt-4o", messages=m)).input_tokens
+            for m in (turns(text, {"type": "image", "source": source}), turns(text))
+        ]
+    assert counts[0] == counts[1] < 50
 
 
 async def test_estimate_stands_in_for_a_missing_usage(gateway, backend):

@@ -67,6 +67,35 @@ async def test_case_13_preflight_from_localhost_is_204(backend, gateway):
     assert backend.completions() == []
 
 
+async def test_preflight_allows_the_headers_of_anthropics_sdks(backend, gateway):
+    """Anthropic's SDKs in a browser (`dangerouslyAllowBrowser`) send these
+    on every request; a preflight that left the `anthropic-*` ones out made
+    the browser refuse to send it at all."""
+    client = await gateway(backend)
+    sent = (
+        "anthropic-version",
+        "anthropic-beta",
+        "anthropic-dangerous-direct-browser-access",
+        "x-api-key",
+        "content-type",
+        "x-stainless-lang",
+    )
+    resp = await client.options(
+        "/v1/messages",
+        headers={
+            "Origin": "app://obsidian.md",
+            "Access-Control-Request-Headers": ",".join(sent),
+            **PREFLIGHT,
+        },
+    )
+    assert resp.status == 204
+    allowed = {
+        h.strip().lower()
+        for h in resp.headers["Access-Control-Allow-Headers"].split(",")
+    }
+    assert set(sent) <= allowed
+
+
 async def test_case_13_preflight_from_an_evil_origin_is_403(backend, gateway):
     client = await gateway(backend)
     resp = await preflight(client, "https://evil.example")

@@ -249,7 +249,10 @@ async def test_an_in_band_error_that_blames_the_request_is_a_400(
     assert [refused.value.status_code, failed.value.status_code] == [status] * 2
     assert ollama.status == status
     assert isinstance(refused.value.body, dict)
-    assert refused.value.body["error"]["message"] == TOO_LONG
+    # A 400 of a prompt over the context is worded as Anthropic words it
+    # (see test_anthropic_front.py).
+    worded = f"prompt is too long: {TOO_LONG}" if status == 400 else TOO_LONG
+    assert refused.value.body["error"]["message"] == worded
     assert failed.value.message.endswith(TOO_LONG)
 
 

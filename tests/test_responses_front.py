@@ -633,6 +633,25 @@ async def test_backend_429_is_rate_limit(api, backend):
     assert len(backend.completions()) == 1
 
 
+async def test_a_prompt_over_the_context_has_openais_code(api, backend):
+    """OpenAI's code for it, which Codex and OpenAI's clients act on; the
+    backend's words as they were."""
+    too_long = (
+        "This model's maximum context length is 32768 tokens. However, your "
+        "request has 40000 input tokens. Please reduce the length of the input "
+        "messages."
+    )
+    backend.queue(Script.error(400, too_long), Script.error(400, "bad role"))
+    with pytest.raises(openai.BadRequestError) as caught:
+        await api.responses.create(model="gpt-4o", input="hi")
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.message == f"Error code: 400 - {too_long}"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await api.responses.create(model="gpt-4o", input="hi")
+    assert caught.value.code is None
+    assert len(backend.completions()) == 2
+
+
 async def test_backend_failing_mid_stream_ends_with_failed(api, backend):
     events = sse(
         chat_chunk({"role": "assistant", "content": "partial "}),

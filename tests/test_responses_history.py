@@ -114,6 +114,109 @@ async def test_a_streamed_tool_call_is_followed_up_with_its_output(sdk, backend)
     assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
 
 
+async def ask(
+    api: openai.AsyncOpenAI, stream: bool, **kwargs: Any
+) -> openai.types.responses.Response:
+    """One request, streamed (the stream helper's final response) or not."""
+    response: openai.types.responses.Response
+    if not stream:
+        response = await api.responses.create(model="gpt-4o", **kwargs)
+        return response
+    async with api.responses.stream(model="gpt-4o", **kwargs) as events:
+        response = await events.get_final_response()
+    return response
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_never_takes_an_id_the_conversation_has(sdk, backend, stream):
+    """Kimi's models, as some providers serve them, number their calls from
+    0 in every answer: passed on, the next call had the id of one the
+    conversation held, kept or sent, and a client pairs each output with its
+    call by id. The backend's id is kept where it is new."""
+    backend.queue(weather_call(), weather_call(), weather_call())
+    api = sdk()
+    first = await ask(api, stream, input="Weather in Oslo?", tools=[WEATHER_TOOL])
+    [call] = first.output
+    assert call.type == "function_call" and call.call_id == "call_w1"
+    output: Any = {
+        "type": "function_call_output",
+        "call_id": "call_w1",
+        "output": "sun",
+    }
+    made = {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    whole: Any = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "call_id": "call_w1", **made},
+        output,
+    ]
+    # The conversation kept for `previous_response_id`, and sent whole.
+    kept = await ask(
+        api, stream, previous_response_id=first.id, input=[output], tools=[WEATHER_TOOL]
+    )
+    sent = await ask(api, stream, input=whole, store=False, tools=[WEATHER_TOOL])
+    for answer in (kept, sent):
+        [again] = answer.output
+        assert again.type == "function_call" and again.name == "get_weather"
+        assert again.call_id != "call_w1" and again.call_id.startswith("call_")
+    assert len(backend.completions()) == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_item_references_are_the_items_kept(sdk, backend, stream):
+    """The AI SDK's OpenAI provider leaves `store` out (true) and sends the
+    message and reasoning items of the responses it got as references: they
+    were refused, so its second turn failed, and so did a tool loop whose
+    model said something before its call."""
+    think = [chat_chunk({"role": "assistant", "reasoning_content": "Hmm."})]
+    think += [chat_chunk({"content": "Hello Ada."}), chat_chunk({}, finish="stop")]
+    backend.queue(Script(pieces=[sse(*think)]), Script.text("Your name is Ada."))
+    api = sdk()
+    first = await ask(api, stream, input="My name is Ada.")
+    reasoning, message = first.output
+    assert (reasoning.type, message.type) == ("reasoning", "message")
+    second = await ask(
+        api,
+        stream,
+        input=[
+            {"role": "user", "content": "My name is Ada."},
+            {"type": "item_reference", "id": reasoning.id},
+            {"type": "item_reference", "id": message.id},
+            {"role": "user", "content": "What is my name?"},
+        ],
+    )
+    assert second.output_text == "Your name is Ada."
+    assert messages(backend, 1) == [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+
+async def test_an_item_reference_not_kept_is_openais_400(sdk, backend):
+    backend.queue(Script.text("Hello."), Script.text("Hello."))
+    first = await sdk("key-a").responses.create(model="gpt-4o", input="hi")
+    unkept = await sdk("key-a").responses.create(
+        model="gpt-4o", input="hi", store=False
+    )
+    for api, ident in [
+        (sdk("key-b"), first.output[0].id),  # another client's
+        (sdk("key-a"), unkept.output[0].id),  # asked with `store: false`
+        (sdk("key-a"), "msg_unknown"),
+    ]:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await api.responses.create(
+                model="gpt-4o",
+                input=[
+                    {"role": "user", "content": "hi"},
+                    {"type": "item_reference", "id": ident},
+                ],
+            )
+        assert f"Item with id '{ident}' not found" in refused.value.message
+        assert isinstance(refused.value.body, dict)
+        assert refused.value.body["param"] == "input[1]"
+    assert len(backend.completions()) == 2
+
+
 async def test_a_chain_of_follow_ups_keeps_every_turn(sdk, backend):
     backend.queue(Script.text("one"), Script.text("two"), Script.text("three"))
     api = sdk()

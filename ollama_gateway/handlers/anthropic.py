@@ -17,15 +17,17 @@ from ollama_gateway.anthropic_answer import (
     MessageEvents,
     error_event,
     message_id,
+    overflow_message,
     whole_message,
 )
 from ollama_gateway.anthropic_request import (
     estimate_input_tokens,
+    history_call_ids,
     map_messages_request,
     tool_choice,
 )
 from ollama_gateway.completion import ChunkReader, collect, relay
-from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.errors import InvalidRequestError, UpstreamStatusError
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, send_whole
@@ -51,6 +53,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     estimate = estimate_input_tokens(body)
     chat = map_messages_request(body)
     must_call_tool = tool_choice(body).required
+    used_ids = history_call_ids(body)
     model = body.model
     stream = body.stream
     del body  # not kept while the answer streams
@@ -58,7 +61,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     async def answer(reader: ChunkReader) -> web.StreamResponse:
         ctx = request[ctx_key]
         if stream:
-            events = MessageEvents(message_id(), model, estimate, ctx)
+            events = MessageEvents(message_id(), model, estimate, ctx, used_ids)
             return await relay(
                 request,
                 ctx,
@@ -68,12 +71,20 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
                 error_line=error_event,
             )
         final = await collect(reader)
-        message = whole_message(message_id(), model, final, estimate, ctx)
+        message = whole_message(message_id(), model, final, estimate, ctx, used_ids)
         return await send_whole(request, ctx, anthropic.encode(message))
 
-    return await serve_chat(
-        request, chat, answer, think_is_a_hint=True, must_call_tool=must_call_tool
-    )
+    try:
+        return await serve_chat(
+            request, chat, answer, think_is_a_hint=True, must_call_tool=must_call_tool
+        )
+    except UpstreamStatusError as exc:
+        # A prompt over the backend's context, worded as Anthropic words it:
+        # Claude Code then compacts or lowers `max_tokens` (see overflow.py).
+        worded = overflow_message(exc.message) if exc.status == 400 else None
+        if worded is not None:
+            exc.message = worded
+        raise
 
 
 async def handle_count_tokens(request: web.Request) -> web.StreamResponse:

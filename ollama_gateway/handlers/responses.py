@@ -20,17 +20,24 @@ from functools import partial
 from aiohttp import web
 
 from ollama_gateway.completion import ChunkReader, collect, relay
-from ollama_gateway.errors import GatewayError, ModelNotFoundError, retry_after
+from ollama_gateway.errors import (
+    GatewayError,
+    ModelNotFoundError,
+    UpstreamStatusError,
+    retry_after,
+)
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import send_whole
 from ollama_gateway.keys import ctx_key, response_store_key
 from ollama_gateway.log import note_failure
-from ollama_gateway.response_events import ResponseBuilder, new_id
+from ollama_gateway.overflow import read_overflow
+from ollama_gateway.response_events import ResponseBuilder, new_id, response_of
 from ollama_gateway.response_store import ResponseStore, owner_of
 from ollama_gateway.responses_request import (
     ParamError,
+    history_call_ids,
     map_request,
     namespaces,
     tool_choice,
@@ -84,6 +91,10 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
             kept = store.get(body.previous_response_id, owner)
             if kept is None and store.shared:
                 kept = await store.read(body.previous_response_id, owner)
+        if isinstance(body.input, list) and any(
+            item.type == "item_reference" for item in body.input
+        ):
+            body.input = await _referred(body.input, store, owner)
         items = _conversation(body, kept)
         keeper = None
         if body.store is not False and store.max_bytes > 0:
@@ -92,7 +103,13 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         chat = map_request(body, items)
         estimate = estimate_chat_tokens(chat)
         answer = partial(
-            _answer, request, echo, namespaces(body.tools), keeper, estimate
+            _answer,
+            request,
+            echo,
+            namespaces(body.tools),
+            keeper,
+            estimate,
+            history_call_ids(items),
         )
         # Handed over, not kept here: serve_chat drops the request before the
         # answer streams, so a long conversation is not held to its end.
@@ -113,7 +130,58 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         param = None
         if isinstance(exc, ParamError):
             param, code = exc.param, exc.code
+        elif _over_the_context(exc):
+            # OpenAI's code for it, which Codex and OpenAI's clients act on
+            # (see overflow.py).
+            code = "context_length_exceeded"
         return openai_error(exc.status, exc.message, code, param, retry_after(exc))
+
+
+async def _referred(
+    items: list[responses.InputItem], store: ResponseStore, owner: str
+) -> list[responses.InputItem]:
+    """`items` with each `item_reference` replaced by the item it names, an
+    output item of a response kept for this client (see `response_of`).
+
+    The AI SDK's OpenAI provider, whose requests leave `store` out (true),
+    sends the message and reasoning items of the responses it got as such
+    references: refused, its second turn and any tool loop whose model said
+    something before its call failed. An item not found is OpenAI's 400.
+    """
+    conversations: dict[str, dict[str, responses.InputItem]] = {}
+    found: list[responses.InputItem] = []
+    for position, item in enumerate(items):
+        if item.type != "item_reference":
+            found.append(item)
+            continue
+        ident = item.id or ""
+        response_id = response_of(ident)
+        by_id = conversations.get(response_id or "")
+        if by_id is None and response_id is not None:
+            kept = store.get(response_id, owner)
+            if kept is None and store.shared:
+                kept = await store.read(response_id, owner)
+            decoded = responses.decode_items(kept) if kept is not None else []
+            by_id = conversations[response_id] = {i.id: i for i in decoded if i.id}
+        referred = by_id.get(ident) if by_id else None
+        if referred is None:
+            raise ParamError(
+                f"Item with id '{ident}' not found. Items are not persisted when "
+                "`store` is set to false. Try again with `store` set to true, or "
+                "remove this item from your input.",
+                f"input[{position}]",
+            )
+        found.append(referred)
+    return found
+
+
+def _over_the_context(exc: GatewayError) -> bool:
+    """Whether `exc` is the backend's refusal of a prompt over the context."""
+    return (
+        isinstance(exc, UpstreamStatusError)
+        and exc.status == 400
+        and read_overflow(exc.message) is not None
+    )
 
 
 def _conversation(
@@ -170,6 +238,7 @@ async def _answer(
     namespaced: dict[str, str],
     keeper: _Keeper | None,
     input_estimate: int,
+    used_ids: set[str],
     reader: ChunkReader,
 ) -> web.StreamResponse:
     ctx = request[ctx_key]
@@ -182,6 +251,7 @@ async def _answer(
         namespaced,
         hold_end=keeper is not None,
         input_estimate=input_estimate,
+        used_ids=used_ids,
     )
     if ctx.stream:
         return await relay(

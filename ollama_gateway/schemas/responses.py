@@ -70,9 +70,11 @@ class ContentPart(msgspec.Struct):
 
 class InputItem(msgspec.Struct):
     """One item of `input`: a message, a `function_call`, its
-    `function_call_output`, or a `reasoning` item; read by `type`."""
+    `function_call_output`, a `reasoning` item, or an `item_reference` to an
+    item of a kept response (by `id`); read by `type`."""
 
     type: str | None = None
+    id: str | None = None
     role: str | None = None
     content: str | list[ContentPart] | None = None
     call_id: str | None = None
