@@ -44,6 +44,15 @@ _CLAMPED = (
 # 'max_completion_tokens' instead"): every OpenAI chat model takes the newer
 # name, which servers of open models may not know.
 _COMPLETION_TOKENS = re.compile(r"^(o[134]([-:.]|$)|gpt-5)", re.I)
+# The same models but gpt-5-chat (a chat model) sample as they must: any
+# temperature but 1, top_p, either penalty, logprobs or stop is a 400
+# ("Unsupported value: 'temperature' does not support 0.7 with this model",
+# "Unsupported parameter: 'stop' is not supported with this model"). Ollama's
+# clients send them unasked (Continue a temperature and its template's stop
+# list), and Ollama answers any model whatever the options: they are left out.
+_FIXED_SAMPLING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!(\.\d+)?-chat))", re.I)
+# GPT-5.1 and later take temperature, top_p and logprobs with reasoning off.
+_SAMPLES_UNREASONED = re.compile(r"^gpt-5\.[1-9]", re.I)
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -152,6 +161,18 @@ class ChatRequestMapper:
             body.logprobs = True
             if request.top_logprobs:
                 body.top_logprobs = request.top_logprobs
+        if (request.options or request.logprobs) and _FIXED_SAMPLING.match(body.model):
+            _drop_fixed_sampling(body)
+
+
+def _drop_fixed_sampling(body: openai.ChatCompletionRequest) -> None:
+    """Leave out what OpenAI's reasoning models refuse (see _FIXED_SAMPLING)."""
+    body.frequency_penalty = body.presence_penalty = msgspec.UNSET
+    body.stop = msgspec.UNSET
+    if body.reasoning_effort == "none" and _SAMPLES_UNREASONED.match(body.model):
+        return
+    body.temperature = body.top_p = msgspec.UNSET
+    body.logprobs = body.top_logprobs = msgspec.UNSET
 
 
 def map_messages(

@@ -1,0 +1,134 @@
+"""What Ollama clients send, against a backend that validates as OpenAI's does.
+
+The backend here refuses a chat body with a 400 wherever api.openai.com
+refuses it, in OpenAI's words; the official client sends what real clients
+send (Continue a temperature and its template's stop list, Open WebUI its
+presets), and every chat must get its answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ollama
+import pytest
+from aiohttp import web
+
+from tests.conftest import MakeGateway, base_url
+from tests.fakebackend import FakeBackend
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+# OpenAI's reasoning models, as OpenAI and Azure name them; gpt-5-chat is not one.
+REASONING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!(\.\d+)?-chat))", re.I)
+# Those that take temperature, top_p and logprobs with reasoning off.
+UNREASONED = re.compile(r"^gpt-5\.[1-9]", re.I)
+# What Ollama's clients send, unasked by the user.
+CLIENT_OPTIONS = {
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "presence_penalty": 0.5,
+    "frequency_penalty": 0.5,
+    "stop": ["<|im_end|>", "<|endoftext|>"],
+}
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+def openai_refusal(body: dict[str, Any]) -> str | None:
+    """What api.openai.com answers a chat body with a 400; None if it takes it."""
+    stop = body.get("stop")
+    if isinstance(stop, list) and len(stop) > 4:
+        return (
+            "Invalid 'stop': array too long. Expected an array with maximum "
+            f"length 4, but got an array with length {len(stop)} instead."
+        )
+    temperature = body.get("temperature")
+    if temperature is not None and temperature > 2:
+        return (
+            "Invalid 'temperature': decimal above maximum value. Expected a "
+            f"value <= 2, but got {temperature} instead."
+        )
+    model = body["model"]
+    if not REASONING.match(model):
+        return None
+    refused = ["presence_penalty", "frequency_penalty", "stop"]
+    if not (UNREASONED.match(model) and body.get("reasoning_effort") == "none"):
+        if temperature is not None and temperature != 1:
+            return (
+                f"Unsupported value: 'temperature' does not support {temperature} "
+                "with this model. Only the default (1) value is supported."
+            )
+        refused += ["top_p", "logprobs", "top_logprobs"]
+    for name in refused:
+        if name in body:
+            return f"Unsupported parameter: '{name}' is not supported with this model."
+    return None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _validate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.endswith("/chat/completions"):
+        refusal = openai_refusal(await request.json())
+        if refusal is not None:
+            error = {"message": refusal, "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=400)
+    return await handler(request)
+
+
+@pytest.fixture
+async def strict(aiohttp_server: Any) -> FakeBackend:
+    fake = FakeBackend()
+    fake.app.middlewares.append(_validate)
+    server = await aiohttp_server(fake.app)
+    fake.url = str(server.make_url("/v1"))
+    return fake
+
+
+async def _chat(gateway: MakeGateway, fake: FakeBackend, **kwargs: Any) -> Any:
+    model = kwargs.setdefault("model", "gpt-4o")
+    fake.models = [{"id": model, "object": "model"}]
+    client = await gateway(fake)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.chat(messages=MESSAGES, **kwargs)
+    assert reply.message.content == "Hello from fake"
+    body: dict[str, Any] = fake.completions()[-1].body
+    return body
+
+
+@pytest.mark.parametrize(
+    "model", ["o3-mini", "o1", "o4-mini-2025-04-16", "gpt-5", "gpt-5-mini", "GPT-5.1"]
+)
+async def test_openais_reasoning_models_answer_clients_sampling_options(
+    gateway: MakeGateway, strict: FakeBackend, model: str
+) -> None:
+    body = await _chat(
+        gateway, strict, model=model, options=CLIENT_OPTIONS, logprobs=True
+    )
+    for name in (*SAMPLING, "stop", "logprobs", "top_logprobs"):
+        assert name not in body, name
+
+
+async def test_gpt_5_1_with_reasoning_off_keeps_its_sampling(
+    gateway: MakeGateway, strict: FakeBackend
+) -> None:
+    body = await _chat(
+        gateway, strict, model="gpt-5.1", think=False, options=CLIENT_OPTIONS
+    )
+    assert body["reasoning_effort"] == "none"
+    assert (body["temperature"], body["top_p"]) == (0.7, 0.9)
+    for name in ("presence_penalty", "frequency_penalty", "stop"):
+        assert name not in body, name
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-5-chat-latest", "gpt-4o", "openai/o3", "deepseek-r1"]
+)
+async def test_other_models_keep_every_sampling_option(
+    gateway: MakeGateway, strict: FakeBackend, model: str
+) -> None:
+    body = await _chat(gateway, strict, model=model, options=CLIENT_OPTIONS)
+    assert {name: body[name] for name in CLIENT_OPTIONS} == CLIENT_OPTIONS
