@@ -132,3 +132,43 @@ async def test_other_models_keep_every_sampling_option(
 ) -> None:
     body = await _chat(gateway, strict, model=model, options=CLIENT_OPTIONS)
     assert {name: body[name] for name in CLIENT_OPTIONS} == CLIENT_OPTIONS
+
+
+async def _chat_at(
+    gateway: MakeGateway, fake: FakeBackend, base: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """A chat through a backend named by `base`, which the environment's
+    proxy (the fake) serves whatever its host."""
+    toml = f'[[backends]]\nname = "b"\nbase_url = "{base}"\napi_key = "sk-test"\n'
+    client = await gateway(toml=toml)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.chat(model="gpt-4o", messages=MESSAGES, options=options)
+    assert reply.message.content == "Hello from fake"
+    body: dict[str, Any] = fake.completions()[-1].body
+    return body
+
+
+CONTINUE_STOPS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "\n\n\n", "```"]
+
+
+async def test_openais_api_gets_its_own_limits(
+    gateway: MakeGateway, strict: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI refuses more than 4 stop sequences and a temperature above 2;
+    Ollama takes both. Only the first 4 stops go, and a temperature of 2."""
+    monkeypatch.setenv("HTTP_PROXY", strict.url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the client's way to the gateway
+    options = {"stop": CONTINUE_STOPS, "temperature": 3}
+    body = await _chat_at(gateway, strict, "http://api.openai.com/v1", options)
+    assert body["stop"] == CONTINUE_STOPS[:4]
+    assert body["temperature"] == 2
+
+
+async def test_other_backends_get_every_stop_and_temperature(
+    gateway: MakeGateway, backend: FakeBackend
+) -> None:
+    """vLLM and llama.cpp's server take more: nothing is cut for them."""
+    options = {"stop": CONTINUE_STOPS, "temperature": 3}
+    body = await _chat_at(gateway, backend, backend.url, options)
+    assert body["stop"] == CONTINUE_STOPS
+    assert body["temperature"] == 3

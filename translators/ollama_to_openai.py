@@ -7,9 +7,11 @@ hold typed values. It sends only what the client set.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections import deque
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -53,6 +55,11 @@ _COMPLETION_TOKENS = re.compile(r"^(o[134]([-:.]|$)|gpt-5)", re.I)
 _FIXED_SAMPLING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!(\.\d+)?-chat))", re.I)
 # GPT-5.1 and later take temperature, top_p and logprobs with reasoning off.
 _SAMPLES_UNREASONED = re.compile(r"^gpt-5\.[1-9]", re.I)
+# OpenAI's own limits, which servers of open models do not share: at most 4
+# stop sequences (Continue sends its templates' 5 to 9: "Invalid 'stop': array
+# too long") and a temperature of at most 2.
+_OPENAI_MAX_STOP = 4
+_OPENAI_MAX_TEMPERATURE = 2.0
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -399,12 +406,19 @@ def _apply_options(
             # Clamped: out of range, OpenAI and vLLM refuse the request (400
             # "below minimum value") that Ollama answers.
             setattr(body, name, min(max(options[name], low), high))
+    if options.get("temperature", 0) > _OPENAI_MAX_TEMPERATURE and _openai_hosted(
+        backend.base_url
+    ):
+        body.temperature = _OPENAI_MAX_TEMPERATURE
     seed = options.get("seed")
     if isinstance(seed, int) and seed >= 0:
         body.seed = seed
     stop = options.get("stop")
     if stop:
-        body.stop = stop[: backend.max_stop] if backend.max_stop else stop
+        limit = backend.max_stop
+        if not limit and len(stop) > _OPENAI_MAX_STOP:
+            limit = _OPENAI_MAX_STOP if _openai_hosted(backend.base_url) else 0
+        body.stop = stop[:limit] if limit else stop
     if backend.extensions:
         if "top_k" in options:
             # Ollama's "no top-k" is any k <= 0; vLLM refuses one below -1,
@@ -419,6 +433,15 @@ def _apply_options(
         if "repeat_penalty" in options:
             body.repeat_penalty = options["repeat_penalty"]
             body.repetition_penalty = options["repeat_penalty"]
+
+
+@functools.lru_cache(maxsize=64)
+def _openai_hosted(base_url: str) -> bool:
+    """Whether the backend is OpenAI's API or Azure OpenAI, by its host."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "api.openai.com" or host.endswith(
+        (".openai.azure.com", ".cognitiveservices.azure.com")
+    )
 
 
 def _apply_format(
