@@ -66,26 +66,45 @@ def openai_refusal(body: dict[str, Any]) -> str | None:
     return None
 
 
+def vllm_refusal(body: dict[str, Any]) -> str | None:
+    """What vLLM (and SGLang) answer a chat body with a 400."""
+    top_p = body.get("top_p")
+    if top_p is not None and not 0 < top_p <= 1:
+        return f"top_p must be in (0, 1], got {top_p}."
+    return None
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Refusal = Callable[[dict[str, Any]], str | None]
 
 
-@web.middleware
-async def _validate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.endswith("/chat/completions"):
-        refusal = openai_refusal(await request.json())
-        if refusal is not None:
-            error = {"message": refusal, "type": "invalid_request_error"}
-            return web.json_response({"error": error}, status=400)
-    return await handler(request)
+async def _started(aiohttp_server: Any, refusal: Refusal) -> FakeBackend:
+    """The fake backend, refusing what `refusal` names with a 400."""
+
+    @web.middleware
+    async def validate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.endswith("/chat/completions"):
+            refused = refusal(await request.json())
+            if refused is not None:
+                error = {"message": refused, "type": "invalid_request_error"}
+                return web.json_response({"error": error}, status=400)
+        return await handler(request)
+
+    fake = FakeBackend()
+    fake.app.middlewares.append(validate)
+    server = await aiohttp_server(fake.app)
+    fake.url = str(server.make_url("/v1"))
+    return fake
 
 
 @pytest.fixture
 async def strict(aiohttp_server: Any) -> FakeBackend:
-    fake = FakeBackend()
-    fake.app.middlewares.append(_validate)
-    server = await aiohttp_server(fake.app)
-    fake.url = str(server.make_url("/v1"))
-    return fake
+    return await _started(aiohttp_server, openai_refusal)
+
+
+@pytest.fixture
+async def vllm(aiohttp_server: Any) -> FakeBackend:
+    return await _started(aiohttp_server, vllm_refusal)
 
 
 async def _chat(gateway: MakeGateway, fake: FakeBackend, **kwargs: Any) -> Any:
@@ -172,3 +191,12 @@ async def test_other_backends_get_every_stop_and_temperature(
     body = await _chat_at(gateway, backend, backend.url, options)
     assert body["stop"] == CONTINUE_STOPS
     assert body["temperature"] == 3
+
+
+@pytest.mark.parametrize("top_p", [0, -1])
+async def test_greedy_top_p_is_taken_by_vllm(
+    gateway: MakeGateway, vllm: FakeBackend, top_p: float
+) -> None:
+    """Ollama's top_p 0 keeps the likeliest token only; vLLM refuses a 0."""
+    body = await _chat(gateway, vllm, options={"top_p": top_p})
+    assert 0 < body["top_p"] <= 1e-9

@@ -35,9 +35,12 @@ _MAX_NUM_PREDICT = 2**31 - 1
 # The sampling options OpenAI's API takes, each with the range that it and
 # vLLM accept. Ollama takes any value: its sampler clamps temperature and top_p
 # (a negative temperature is greedy decoding) and applies any penalty.
+# A top_p of 0 is Ollama's (and llama.cpp's) greedy: the likeliest token only.
+# vLLM and SGLang refuse it ("top_p must be in (0, 1]"); the least top_p they
+# take keeps that one token too, as it does on OpenAI.
 _CLAMPED = (
     ("temperature", 0.0, float("inf")),
-    ("top_p", 0.0, 1.0),
+    ("top_p", 1e-9, 1.0),
     ("frequency_penalty", -2.0, 2.0),
     ("presence_penalty", -2.0, 2.0),
 )
