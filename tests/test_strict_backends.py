@@ -200,3 +200,59 @@ async def test_greedy_top_p_is_taken_by_vllm(
     """Ollama's top_p 0 keeps the likeliest token only; vLLM refuses a 0."""
     body = await _chat(gateway, vllm, options={"top_p": top_p})
     assert 0 < body["top_p"] <= 1e-9
+
+
+# -- what Ollama refuses goes to no backend ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        (
+            "/api/embed",
+            {"model": "text-embedding-3-small", "input": "x", "dimensions": 2**64},
+            "invalid value for dimensions: expected int <= 9223372036854775807",
+        ),
+        (
+            "/api/generate",
+            {"model": "gpt-4o", "prompt": "x", "context": [1, -(2**63) - 1]},
+            "invalid value for context[1]: expected int >= -9223372036854775808",
+        ),
+        (
+            "/api/chat",
+            {"model": "gpt-4o", "messages": MESSAGES, "tools": [1]},
+            "invalid value for tools[0]: expected object, got int",
+        ),
+        (
+            "/api/chat",
+            {"model": "gpt-4o", "messages": MESSAGES, "tools": [{}, "f"]},
+            "invalid value for tools[1]: expected object, got str",
+        ),
+    ],
+)
+async def test_what_ollama_cannot_decode_is_its_400(
+    gateway: MakeGateway, strict: FakeBackend, path: str, body: Any, error: str
+) -> None:
+    """Ollama decodes these into Go ints and tool structs and refuses the
+    request when they do not fit; a backend would take them or refuse them
+    in its own words."""
+    client = await gateway(strict)
+    resp = await client.post(path, json={**body, "stream": False})
+    assert resp.status == 400
+    assert await resp.json() == {"error": error}
+    assert strict.completions() == []
+    assert not [r for r in strict.requests if r.path.endswith("/embeddings")]
+
+
+async def test_a_null_tool_offers_nothing(
+    gateway: MakeGateway, strict: FakeBackend
+) -> None:
+    """Ollama takes a null tool as an empty one; OpenAI refuses a null."""
+    function = {"name": "f", "description": "", "parameters": {}}
+    tool = {"type": "function", "function": function}
+    client = await gateway(strict)
+    for tools, sent in (([None, tool, None], [tool]), ([None], None)):
+        body = {"model": "gpt-4o", "messages": MESSAGES, "tools": tools}
+        resp = await client.post("/api/chat", json={**body, "stream": False})
+        assert resp.status == 200, await resp.text()
+        assert strict.completions()[-1].body.get("tools") == sent

@@ -88,8 +88,10 @@ class ChatRequestMapper:
             model=ctx.upstream_model, messages=map_messages(messages, backend)
         )
         if request.tools:
-            body.tools = [_complete_tool(tool) for tool in request.tools]
-            if ctx.must_call_tool:
+            tools = [_complete_tool(tool, i) for i, tool in enumerate(request.tools)]
+            # A null is Ollama's empty tool, which offers nothing.
+            body.tools = [tool for tool in tools if tool is not None] or msgspec.UNSET
+            if ctx.must_call_tool and body.tools:
                 body.tool_choice = "required"
         self._common(body, request, ctx, backend)
         return body
@@ -255,13 +257,22 @@ def _drop_unanswered(
     unanswered.clear()
 
 
-def _complete_tool(raw: msgspec.Raw) -> msgspec.Raw:
+def _complete_tool(raw: msgspec.Raw, index: int) -> msgspec.Raw | None:
     """A tool with the keys OpenAI's schema names but Ollama and OpenAI let a
     client leave out: `type`, and the function's `description` and
     `parameters`. llama.cpp's server refuses a tool without any of them (500
     "Failed to parse tools"). A whole tool passes as it came."""
     tool = _decode_json(raw)
-    function = tool.get("function") if isinstance(tool, dict) else None
+    if tool is None:
+        return None
+    if not isinstance(tool, dict):
+        # Ollama refuses the request (400 "cannot unmarshal ... of type
+        # api.Tool"); a backend would say it in its own words, or take it.
+        got = "array" if isinstance(tool, list) else type(tool).__name__
+        raise InvalidRequestError(
+            f"invalid value for tools[{index}]: expected object, got {got}"
+        )
+    function = tool.get("function")
     if not isinstance(function, dict) or (
         "type" in tool
         and function.get("description") is not None
