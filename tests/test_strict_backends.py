@@ -49,6 +49,19 @@ def openai_refusal(body: dict[str, Any]) -> str | None:
             "Invalid 'temperature': decimal above maximum value. Expected a "
             f"value <= 2, but got {temperature} instead."
         )
+    for tool in body.get("tools", []):
+        name, parameters = tool["function"]["name"], tool["function"]["parameters"]
+        if parameters.get("type") != "object":
+            got = parameters.get("type")
+            return (
+                f"Invalid schema for function '{name}': schema must be a JSON "
+                f"Schema of 'type: \"object\"', got 'type: \"{got}\"'."
+            )
+        if "properties" not in parameters:
+            return (
+                f"Invalid schema for function '{name}': In context=(), object "
+                "schema missing properties."
+            )
     model = body["model"]
     if not REASONING.match(model):
         return None
@@ -248,7 +261,8 @@ async def test_a_null_tool_offers_nothing(
     gateway: MakeGateway, strict: FakeBackend
 ) -> None:
     """Ollama takes a null tool as an empty one; OpenAI refuses a null."""
-    function = {"name": "f", "description": "", "parameters": {}}
+    parameters = {"type": "object", "properties": {}}
+    function = {"name": "f", "description": "", "parameters": parameters}
     tool = {"type": "function", "function": function}
     client = await gateway(strict)
     for tools, sent in (([None, tool, None], [tool]), ([None], None)):
@@ -256,3 +270,17 @@ async def test_a_null_tool_offers_nothing(
         resp = await client.post("/api/chat", json={**body, "stream": False})
         assert resp.status == 200, await resp.text()
         assert strict.completions()[-1].body.get("tools") == sent
+
+
+@pytest.mark.parametrize("parameters", [{"type": "object"}, {}])
+async def test_a_tool_without_arguments_is_offered(
+    gateway: MakeGateway, strict: FakeBackend, parameters: dict[str, Any]
+) -> None:
+    """MCP servers describe a tool without arguments as `{"type": "object"}`,
+    and the official client sends no `properties` when there are none; Ollama
+    takes both, OpenAI neither."""
+    function = {"name": "now", "description": "The time", "parameters": parameters}
+    tool = {"type": "function", "function": function}
+    body = await _chat(gateway, strict, tools=[tool])
+    sent = body["tools"][0]["function"]["parameters"]
+    assert sent == {"type": "object", "properties": {}}

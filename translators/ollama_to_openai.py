@@ -261,7 +261,9 @@ def _complete_tool(raw: msgspec.Raw, index: int) -> msgspec.Raw | None:
     """A tool with the keys OpenAI's schema names but Ollama and OpenAI let a
     client leave out: `type`, and the function's `description` and
     `parameters`. llama.cpp's server refuses a tool without any of them (500
-    "Failed to parse tools"). A whole tool passes as it came."""
+    "Failed to parse tools"). Its parameters get the `type` and `properties`
+    OpenAI requires (see _complete_parameters). A whole tool passes as it
+    came."""
     tool = _decode_json(raw)
     if tool is None:
         return None
@@ -273,17 +275,37 @@ def _complete_tool(raw: msgspec.Raw, index: int) -> msgspec.Raw | None:
             f"invalid value for tools[{index}]: expected object, got {got}"
         )
     function = tool.get("function")
-    if not isinstance(function, dict) or (
+    if not isinstance(function, dict):
+        return raw
+    parameters = function.get("parameters")
+    if (
         "type" in tool
         and function.get("description") is not None
-        and function.get("parameters") is not None
+        and not _complete_parameters(parameters)
     ):
         return raw
     if function.get("description") is None:
         function["description"] = ""
-    if function.get("parameters") is None:
+    if parameters is None:
         function["parameters"] = {"type": "object", "properties": {}}
     return msgspec.Raw(_encode_json({"type": "function", **tool}))
+
+
+def _complete_parameters(parameters: Any) -> bool:
+    """Whether the parameters are missing, or were missing what OpenAI
+    refuses them without, now added: a `type` ("schema must be a JSON Schema
+    of 'type: "object"'") and an object's `properties` ("object schema
+    missing properties"). Ollama takes both, and MCP servers describe a tool
+    without arguments as `{"type": "object"}`."""
+    if not isinstance(parameters, dict):
+        return parameters is None
+    added = "type" not in parameters
+    if added:
+        parameters["type"] = "object"
+    if parameters["type"] == "object" and "properties" not in parameters:
+        parameters["properties"] = {}
+        added = True
+    return added
 
 
 def _tool_images_message(results: list[ollama.Message]) -> openai.ChatMessage:
