@@ -36,7 +36,13 @@ SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
 def openai_refusal(body: dict[str, Any]) -> str | None:
-    """What api.openai.com answers a chat body with a 400; None if it takes it."""
+    """What api.openai.com answers a body with a 400; None if it takes it."""
+    inputs = body.get("input")
+    if isinstance(inputs, list) and len(inputs) > 2048:
+        return (
+            "Invalid 'input': array too long. Expected an array with maximum "
+            f"length 2048, but got an array with length {len(inputs)} instead."
+        )
     stop = body.get("stop")
     if isinstance(stop, list) and len(stop) > 4:
         return (
@@ -96,7 +102,7 @@ async def _started(aiohttp_server: Any, refusal: Refusal) -> FakeBackend:
 
     @web.middleware
     async def validate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.endswith("/chat/completions"):
+        if request.method == "POST":
             refused = refusal(await request.json())
             if refused is not None:
                 error = {"message": refused, "type": "invalid_request_error"}
@@ -284,3 +290,33 @@ async def test_a_tool_without_arguments_is_offered(
     body = await _chat(gateway, strict, tools=[tool])
     sent = body["tools"][0]["function"]["parameters"]
     assert sent == {"type": "object", "properties": {}}
+
+
+async def test_openais_api_embeds_a_large_document_set_in_parts(
+    gateway: MakeGateway, strict: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LangChain's OllamaEmbeddings sends every chunk of a document set in one
+    request; OpenAI embeds at most 2048 inputs in one."""
+    monkeypatch.setenv("HTTP_PROXY", strict.url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    toml = '[[backends]]\nname = "b"\nbase_url = "http://api.openai.com/v1"\n'
+    client = await gateway(toml=toml)
+    texts = [f"chunk {i}" for i in range(2048 * 2 + 5)]
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.embed(model="text-embedding-3-small", input=texts)
+    assert len(reply.embeddings) == len(texts)
+    assert reply.prompt_eval_count == 2 * len(texts)
+    sent = [r.body["input"] for r in strict.requests if r.path.endswith("embeddings")]
+    assert sent == [texts[:2048], texts[2048:4096], texts[4096:]]
+
+
+async def test_other_backends_embed_a_large_document_set_at_once(
+    gateway: MakeGateway, backend: FakeBackend
+) -> None:
+    client = await gateway(backend)
+    texts = [f"chunk {i}" for i in range(2049)]
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.embed(model="text-embedding-3-small", input=texts)
+    assert len(reply.embeddings) == len(texts)
+    sent = [r.body["input"] for r in backend.requests if r.path.endswith("embeddings")]
+    assert sent == [texts]

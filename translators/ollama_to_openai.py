@@ -7,11 +7,9 @@ hold typed values. It sends only what the client set.
 from __future__ import annotations
 
 import base64
-import functools
 import re
 from collections import deque
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -19,7 +17,7 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.settings import BackendSettings
+from ollama_gateway.settings import BackendSettings, openai_hosted
 from ollama_gateway.turns import tidy_turns
 
 __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
@@ -442,7 +440,7 @@ def _apply_options(
             # Clamped: out of range, OpenAI and vLLM refuse the request (400
             # "below minimum value") that Ollama answers.
             setattr(body, name, min(max(options[name], low), high))
-    if options.get("temperature", 0) > _OPENAI_MAX_TEMPERATURE and _openai_hosted(
+    if options.get("temperature", 0) > _OPENAI_MAX_TEMPERATURE and openai_hosted(
         backend.base_url
     ):
         body.temperature = _OPENAI_MAX_TEMPERATURE
@@ -453,7 +451,7 @@ def _apply_options(
     if stop:
         limit = backend.max_stop
         if not limit and len(stop) > _OPENAI_MAX_STOP:
-            limit = _OPENAI_MAX_STOP if _openai_hosted(backend.base_url) else 0
+            limit = _OPENAI_MAX_STOP if openai_hosted(backend.base_url) else 0
         body.stop = stop[:limit] if limit else stop
     if backend.extensions:
         if "top_k" in options:
@@ -469,15 +467,6 @@ def _apply_options(
         if "repeat_penalty" in options:
             body.repeat_penalty = options["repeat_penalty"]
             body.repetition_penalty = options["repeat_penalty"]
-
-
-@functools.lru_cache(maxsize=64)
-def _openai_hosted(base_url: str) -> bool:
-    """Whether the backend is OpenAI's API or Azure OpenAI, by its host."""
-    host = (urlsplit(base_url).hostname or "").lower()
-    return host == "api.openai.com" or host.endswith(
-        (".openai.azure.com", ".cognitiveservices.azure.com")
-    )
 
 
 def _apply_format(
