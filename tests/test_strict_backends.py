@@ -21,7 +21,7 @@ from tests.fakebackend import FakeBackend
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 # OpenAI's reasoning models, as OpenAI and Azure name them; gpt-5-chat is not one.
-REASONING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!(\.\d+)?-chat))", re.I)
+REASONING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!-chat))", re.I)
 # Those that take temperature, top_p and logprobs with reasoning off.
 UNREASONED = re.compile(r"^gpt-5\.[1-9]", re.I)
 # What Ollama's clients send, unasked by the user.
@@ -138,7 +138,16 @@ async def _chat(gateway: MakeGateway, fake: FakeBackend, **kwargs: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    "model", ["o3-mini", "o1", "o4-mini-2025-04-16", "gpt-5", "gpt-5-mini", "GPT-5.1"]
+    "model",
+    [
+        "o3-mini",
+        "o1",
+        "o4-mini-2025-04-16",
+        "gpt-5",
+        "gpt-5-mini",
+        "GPT-5.1",
+        "gpt-5.1-chat-latest",
+    ],
 )
 async def test_openais_reasoning_models_answer_clients_sampling_options(
     gateway: MakeGateway, strict: FakeBackend, model: str

@@ -53,7 +53,8 @@ _COMPLETION_TOKENS = re.compile(r"^(o[134]([-:.]|$)|gpt-5)", re.I)
 # "Unsupported parameter: 'stop' is not supported with this model"). Ollama's
 # clients send them unasked (Continue a temperature and its template's stop
 # list), and Ollama answers any model whatever the options: they are left out.
-_FIXED_SAMPLING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!(\.\d+)?-chat))", re.I)
+# gpt-5.1-chat and later are counted in: an option left out fails no chat.
+_FIXED_SAMPLING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!-chat))", re.I)
 # GPT-5.1 and later take temperature, top_p and logprobs with reasoning off.
 _SAMPLES_UNREASONED = re.compile(r"^gpt-5\.[1-9]", re.I)
 # OpenAI's own limits, which servers of open models do not share: at most 4
