@@ -69,6 +69,12 @@ def openai_refusal(body: dict[str, Any]) -> str | None:
                 "schema missing properties."
             )
     model = body["model"]
+    limit = body.get("max_tokens", 0)
+    if limit > 16384 and model == "gpt-4o":
+        return (
+            f"max_tokens is too large: {limit}. This model supports at most "
+            f"16384 completion tokens, whereas you provided {limit}."
+        )
     if not REASONING.match(model):
         return None
     refused = ["presence_penalty", "frequency_penalty", "stop"]
@@ -86,30 +92,58 @@ def openai_refusal(body: dict[str, Any]) -> str | None:
 
 
 def vllm_refusal(body: dict[str, Any]) -> str | None:
-    """What vLLM (and SGLang) answer a chat body with a 400."""
+    """What vLLM (and SGLang) answer a chat body with a 400, for a model
+    served with a context of 4096 tokens."""
     top_p = body.get("top_p")
     if top_p is not None and not 0 < top_p <= 1:
         return f"top_p must be in (0, 1], got {top_p}."
+    prompt = sum(len(str(m.get("content")).split()) for m in body["messages"])
+    if prompt > 4096:
+        return (
+            "This model's maximum context length is 4096 tokens. However, your "
+            f"request has {prompt} input tokens. Please reduce the length of "
+            "the input messages."
+        )
+    limit = body.get("max_tokens", 0)
+    if prompt + limit > 4096:
+        return (
+            "This model's maximum context length is 4096 tokens. However, you "
+            f"requested {prompt + limit} tokens ({prompt} in the messages, "
+            f"{limit} in the completion). Please reduce the length of the "
+            "messages or completion."
+        )
     return None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class StrictBackend(FakeBackend):
+    """The fake backend, keeping the bodies it refused too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[dict[str, Any]] = []
+
+
 Refusal = Callable[[dict[str, Any]], str | None]
 
 
-async def _started(aiohttp_server: Any, refusal: Refusal) -> FakeBackend:
+async def _started(aiohttp_server: Any, refusal: Refusal) -> StrictBackend:
     """The fake backend, refusing what `refusal` names with a 400."""
 
     @web.middleware
     async def validate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "POST":
-            refused = refusal(await request.json())
+            body = await request.json()
+            refused = refusal(body)
             if refused is not None:
+                fake.refused.append(body)
                 error = {"message": refused, "type": "invalid_request_error"}
                 return web.json_response({"error": error}, status=400)
         return await handler(request)
 
-    fake = FakeBackend()
+    fake = StrictBackend()
     fake.app.middlewares.append(validate)
     server = await aiohttp_server(fake.app)
     fake.url = str(server.make_url("/v1"))
@@ -117,12 +151,12 @@ async def _started(aiohttp_server: Any, refusal: Refusal) -> FakeBackend:
 
 
 @pytest.fixture
-async def strict(aiohttp_server: Any) -> FakeBackend:
+async def strict(aiohttp_server: Any) -> StrictBackend:
     return await _started(aiohttp_server, openai_refusal)
 
 
 @pytest.fixture
-async def vllm(aiohttp_server: Any) -> FakeBackend:
+async def vllm(aiohttp_server: Any) -> StrictBackend:
     return await _started(aiohttp_server, vllm_refusal)
 
 
@@ -329,3 +363,36 @@ async def test_other_backends_embed_a_large_document_set_at_once(
     assert len(reply.embeddings) == len(texts)
     sent = [r.body["input"] for r in backend.requests if r.path.endswith("embeddings")]
     assert sent == [texts]
+
+
+@pytest.mark.parametrize(("kind", "limit"), [("vllm", 4096), ("openai", 32768)])
+async def test_an_output_limit_past_the_models_is_a_cap_it_need_not_reach(
+    gateway: MakeGateway,
+    vllm: StrictBackend,
+    strict: StrictBackend,
+    kind: str,
+    limit: int,
+) -> None:
+    """Continue sends its num_predict (4096) to any model; Ollama stops at
+    the context's end, vLLM refuses a limit past it, OpenAI one past the
+    model's most. The chat is asked once more without it."""
+    fake = vllm if kind == "vllm" else strict
+    body = await _chat(gateway, fake, options={"num_predict": limit})
+    assert "max_tokens" not in body
+    assert [refused["max_tokens"] for refused in fake.refused] == [limit]
+    assert len(fake.completions()) == 1
+
+
+async def test_a_prompt_past_the_context_is_not_asked_again(
+    gateway: MakeGateway, vllm: StrictBackend
+) -> None:
+    client = await gateway(vllm)
+    messages = [{"role": "user", "content": "word " * 5000}]
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        with pytest.raises(ollama.ResponseError) as refused:
+            await api.chat(
+                model="gpt-4o", messages=messages, options={"num_predict": 100}
+            )
+    assert refused.value.status_code == 400
+    assert "maximum context length" in refused.value.error
+    assert len(vllm.refused) == 1
