@@ -329,10 +329,13 @@ async def test_a_tool_without_arguments_is_offered(
     and the official client sends no `properties` when there are none; Ollama
     takes both, OpenAI neither."""
     function = {"name": "now", "description": "The time", "parameters": parameters}
-    tool = {"type": "function", "function": function}
-    body = await _chat(gateway, strict, tools=[tool])
-    sent = body["tools"][0]["function"]["parameters"]
-    assert sent == {"type": "object", "properties": {}}
+    # The second without a description (the official client then sends
+    # none): its parameters are completed too.
+    bare = {"function": {"name": "then", "parameters": dict(parameters)}}
+    tools = [{"type": "function", "function": function}, bare]
+    body = await _chat(gateway, strict, tools=tools)
+    sent = [tool["function"]["parameters"] for tool in body["tools"]]
+    assert sent == [{"type": "object", "properties": {}}] * 2
 
 
 async def test_openais_api_embeds_a_large_document_set_in_parts(

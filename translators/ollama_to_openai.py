@@ -284,11 +284,8 @@ def _complete_tool(raw: msgspec.Raw, index: int) -> msgspec.Raw | None:
     if not isinstance(function, dict):
         return raw
     parameters = function.get("parameters")
-    if (
-        "type" in tool
-        and function.get("description") is not None
-        and not _complete_parameters(parameters)
-    ):
+    completed = _complete_parameters(parameters)
+    if "type" in tool and function.get("description") is not None and not completed:
         return raw
     if function.get("description") is None:
         function["description"] = ""
