@@ -7,6 +7,7 @@ shared here, so both endpoints stream, time out and fail the same way.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_decode_object = msgspec.json.Decoder(dict[str, object]).decode
 
 # How a front other than Ollama's own (`/v1/messages`, `/v1/responses`) answers
 # from the chunks of a chat: it is handed the reader once the backend has
@@ -159,7 +161,7 @@ class Outgoing:
     and handed over with the payload, so it is not kept either.
     """
 
-    __slots__ = ("_again", "_payload", "_without_effort", "path")
+    __slots__ = ("_again", "_payload", "_sent", "_without_effort", "path")
 
     def __init__(
         self,
@@ -173,6 +175,7 @@ class Outgoing:
             else "/chat/completions"
         )
         self._payload = openai.encode(body)
+        self._sent = b""
         self._again = again
         # `think: false` goes up as a `reasoning_effort` ("none") that many
         # backends refuse (OpenAI's o-series, vLLM: low, medium or high
@@ -189,11 +192,23 @@ class Outgoing:
 
     def take(self) -> bytes:
         payload, self._payload = self._payload, b""
+        self._sent = payload  # kept (no copy) until the backend answers
         return payload
 
     def take_without_effort(self) -> bytes | None:
         payload, self._without_effort = self._without_effort, None
+        self._sent = b""
         return payload
+
+    def take_without_limit(self) -> bytes | None:
+        """The payload sent, without its output token limit; None if it had
+        none. Built only after a refusal, so the answered request pays nothing."""
+        sent, self._sent = self._sent, b""
+        if not sent:
+            return None
+        body = _decode_object(sent)
+        limited = body.pop("max_tokens", None), body.pop("max_completion_tokens", None)
+        return msgspec.json.encode(body) if limited != (None, None) else None
 
     def take_again(self) -> Callable[[], bytes] | None:
         again, self._again = self._again, None
@@ -288,6 +303,19 @@ async def serve_completion(
         raise GatewayError(SHUTDOWN, status=503) from None
 
 
+# A backend's 400 for an output token limit past what the model can give,
+# which Ollama takes as a cap it may not reach: vLLM's "This model's maximum
+# context length is 4096 tokens. However, you requested 4196 tokens (100 in
+# the messages, 4096 in the completion)" or "'max_tokens' or
+# 'max_completion_tokens' is too large", SGLang's "... tokens for the
+# completion", OpenAI's "max_tokens is too large: 32768. This model supports
+# at most 16384 completion tokens". Continue sends its num_predict (4096) to
+# any model, however small its context.
+_LIMIT_TOO_LARGE = re.compile(
+    r"(in|for) the completion|tokens'? (or '?max_completion_tokens'? )?is too large"
+)
+
+
 async def _send_without_effort(
     upstream: Upstream,
     ctx: RequestContext,
@@ -295,15 +323,20 @@ async def _send_without_effort(
     refusal: UpstreamStatusError,
 ) -> UpstreamResponse:
     """After `refusal`, the completion request once more without the
-    `reasoning_effort` of a `think: false`, if that is what the backend
-    refused with a 400 (before any token, so nothing is generated twice);
-    Ollama answers such a request. Else `refusal` stands."""
-    plain = outgoing.take_without_effort()
-    if (
-        plain is None
-        or refusal.status != 400
-        or "reasoning" not in refusal.message.lower()
-    ):
+    `reasoning_effort` of a `think: false`, or without its output token
+    limit, if that is what the backend refused with a 400 (before any token,
+    so nothing is generated twice); Ollama answers such a request. Else
+    `refusal` stands."""
+    message = refusal.message.lower()
+    if refusal.status != 400:
+        raise refusal
+    if "reasoning" in message:
+        plain = outgoing.take_without_effort()
+    elif _LIMIT_TOO_LARGE.search(message):
+        plain = outgoing.take_without_limit()
+    else:
+        raise refusal
+    if plain is None:
         raise refusal
     return await upstream.send(
         ctx,

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import tomllib
@@ -35,6 +36,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "TimeoutSettings",
+    "openai_hosted",
     "parse_ollama_host",
 ]
 
@@ -270,6 +272,17 @@ class Settings(_Section, frozen=True):
         )
         _check_keep_alive(settings.server.default_keep_alive, keep_alive_source)
         return settings
+
+
+@functools.lru_cache(maxsize=64)
+def openai_hosted(base_url: str) -> bool:
+    """Whether a backend is OpenAI's API or Azure OpenAI, by its URL's host:
+    they have limits of their own that servers of open models do not share
+    (4 stop sequences, a temperature of 2, 2048 inputs to embed)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "api.openai.com" or host.endswith(
+        (".openai.azure.com", ".cognitiveservices.azure.com")
+    )
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:

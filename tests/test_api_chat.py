@@ -503,7 +503,9 @@ async def test_streamed_lines_parse_one_by_one(gateway, backend):
         # top_p past 1 as 1; OpenAI and vLLM refuse both with a 400.
         ({"temperature": -0.5}, {"temperature": 0.0}),
         ({"top_p": 1.5}, {"top_p": 1.0}),
-        ({"top_p": -1}, {"top_p": 0.0}),
+        # A top_p of 0 (greedy) as the least that vLLM and SGLang take.
+        ({"top_p": -1}, {"top_p": 1e-9}),
+        ({"top_p": 0}, {"top_p": 1e-9}),
         ({"frequency_penalty": 3, "presence_penalty": -2.5},
          {"frequency_penalty": 2.0, "presence_penalty": -2.0}),
         ({"temperature": 1.5, "top_p": 0.3}, {"temperature": 1.5, "top_p": 0.3}),

@@ -7,6 +7,7 @@ hold typed values. It sends only what the client set.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections import deque
 from typing import Any, ClassVar
@@ -17,7 +18,7 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.settings import BackendSettings
+from ollama_gateway.settings import BackendSettings, openai_hosted
 from ollama_gateway.turns import tidy_turns
 
 __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
@@ -33,9 +34,12 @@ _MAX_NUM_PREDICT = 2**31 - 1
 # The sampling options OpenAI's API takes, each with the range that it and
 # vLLM accept. Ollama takes any value: its sampler clamps temperature and top_p
 # (a negative temperature is greedy decoding) and applies any penalty.
+# A top_p of 0 is Ollama's (and llama.cpp's) greedy: the likeliest token only.
+# vLLM and SGLang refuse it ("top_p must be in (0, 1]"); the least top_p they
+# take keeps that one token too, as it does on OpenAI.
 _CLAMPED = (
     ("temperature", 0.0, float("inf")),
-    ("top_p", 0.0, 1.0),
+    ("top_p", 1e-9, 1.0),
     ("frequency_penalty", -2.0, 2.0),
     ("presence_penalty", -2.0, 2.0),
 )
@@ -44,6 +48,21 @@ _CLAMPED = (
 # 'max_completion_tokens' instead"): every OpenAI chat model takes the newer
 # name, which servers of open models may not know.
 _COMPLETION_TOKENS = re.compile(r"^(o[134]([-:.]|$)|gpt-5)", re.I)
+# The same models but gpt-5-chat (a chat model) sample as they must: any
+# temperature but 1, top_p, either penalty, logprobs or stop is a 400
+# ("Unsupported value: 'temperature' does not support 0.7 with this model",
+# "Unsupported parameter: 'stop' is not supported with this model"). Ollama's
+# clients send them unasked (Continue a temperature and its template's stop
+# list), and Ollama answers any model whatever the options: they are left out.
+# gpt-5.1-chat and later are counted in: an option left out fails no chat.
+_FIXED_SAMPLING = re.compile(r"^(o[134]([-:.]|$)|gpt-5(?!-chat))", re.I)
+# GPT-5.1 and later take temperature, top_p and logprobs with reasoning off.
+_SAMPLES_UNREASONED = re.compile(r"^gpt-5\.[1-9]", re.I)
+# OpenAI's own limits, which servers of open models do not share: at most 4
+# stop sequences (Continue sends its templates' 5 to 9: "Invalid 'stop': array
+# too long") and a temperature of at most 2.
+_OPENAI_MAX_STOP = 4
+_OPENAI_MAX_TEMPERATURE = 2.0
 _decode_json = msgspec.json.Decoder().decode
 _encode_json = msgspec.json.Encoder().encode
 
@@ -69,8 +88,10 @@ class ChatRequestMapper:
             model=ctx.upstream_model, messages=map_messages(messages, backend)
         )
         if request.tools:
-            body.tools = [_complete_tool(tool) for tool in request.tools]
-            if ctx.must_call_tool:
+            tools = [_complete_tool(tool, i) for i, tool in enumerate(request.tools)]
+            # A null is Ollama's empty tool, which offers nothing.
+            body.tools = [tool for tool in tools if tool is not None] or msgspec.UNSET
+            if ctx.must_call_tool and body.tools:
                 body.tool_choice = "required"
         self._common(body, request, ctx, backend)
         return body
@@ -152,6 +173,24 @@ class ChatRequestMapper:
             body.logprobs = True
             if request.top_logprobs:
                 body.top_logprobs = request.top_logprobs
+        if (request.options or request.logprobs) and _fixed_sampling(body.model):
+            _drop_fixed_sampling(body)
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_sampling(model: str) -> bool:
+    # Cached: a lookup costs a third of the match, on every chat with options.
+    return _FIXED_SAMPLING.match(model) is not None
+
+
+def _drop_fixed_sampling(body: openai.ChatCompletionRequest) -> None:
+    """Leave out what OpenAI's reasoning models refuse (see _FIXED_SAMPLING)."""
+    body.frequency_penalty = body.presence_penalty = msgspec.UNSET
+    body.stop = msgspec.UNSET
+    if body.reasoning_effort == "none" and _SAMPLES_UNREASONED.match(body.model):
+        return
+    body.temperature = body.top_p = msgspec.UNSET
+    body.logprobs = body.top_logprobs = msgspec.UNSET
 
 
 def map_messages(
@@ -224,24 +263,52 @@ def _drop_unanswered(
     unanswered.clear()
 
 
-def _complete_tool(raw: msgspec.Raw) -> msgspec.Raw:
+def _complete_tool(raw: msgspec.Raw, index: int) -> msgspec.Raw | None:
     """A tool with the keys OpenAI's schema names but Ollama and OpenAI let a
     client leave out: `type`, and the function's `description` and
     `parameters`. llama.cpp's server refuses a tool without any of them (500
-    "Failed to parse tools"). A whole tool passes as it came."""
+    "Failed to parse tools"). Its parameters get the `type` and `properties`
+    OpenAI requires (see _complete_parameters). A whole tool passes as it
+    came."""
     tool = _decode_json(raw)
-    function = tool.get("function") if isinstance(tool, dict) else None
-    if not isinstance(function, dict) or (
-        "type" in tool
-        and function.get("description") is not None
-        and function.get("parameters") is not None
-    ):
+    if tool is None:
+        return None
+    if not isinstance(tool, dict):
+        # Ollama refuses the request (400 "cannot unmarshal ... of type
+        # api.Tool"); a backend would say it in its own words, or take it.
+        got = "array" if isinstance(tool, list) else type(tool).__name__
+        raise InvalidRequestError(
+            f"invalid value for tools[{index}]: expected object, got {got}"
+        )
+    function = tool.get("function")
+    if not isinstance(function, dict):
+        return raw
+    parameters = function.get("parameters")
+    completed = _complete_parameters(parameters)
+    if "type" in tool and function.get("description") is not None and not completed:
         return raw
     if function.get("description") is None:
         function["description"] = ""
-    if function.get("parameters") is None:
+    if parameters is None:
         function["parameters"] = {"type": "object", "properties": {}}
     return msgspec.Raw(_encode_json({"type": "function", **tool}))
+
+
+def _complete_parameters(parameters: Any) -> bool:
+    """Whether the parameters are missing, or were missing what OpenAI
+    refuses them without, now added: a `type` ("schema must be a JSON Schema
+    of 'type: "object"'") and an object's `properties` ("object schema
+    missing properties"). Ollama takes both, and MCP servers describe a tool
+    without arguments as `{"type": "object"}`."""
+    if not isinstance(parameters, dict):
+        return parameters is None
+    added = "type" not in parameters
+    if added:
+        parameters["type"] = "object"
+    if parameters["type"] == "object" and "properties" not in parameters:
+        parameters["properties"] = {}
+        added = True
+    return added
 
 
 def _tool_images_message(results: list[ollama.Message]) -> openai.ChatMessage:
@@ -378,12 +445,19 @@ def _apply_options(
             # Clamped: out of range, OpenAI and vLLM refuse the request (400
             # "below minimum value") that Ollama answers.
             setattr(body, name, min(max(options[name], low), high))
+    if options.get("temperature", 0) > _OPENAI_MAX_TEMPERATURE and openai_hosted(
+        backend.base_url
+    ):
+        body.temperature = _OPENAI_MAX_TEMPERATURE
     seed = options.get("seed")
     if isinstance(seed, int) and seed >= 0:
         body.seed = seed
     stop = options.get("stop")
     if stop:
-        body.stop = stop[: backend.max_stop] if backend.max_stop else stop
+        limit = backend.max_stop
+        if not limit and len(stop) > _OPENAI_MAX_STOP:
+            limit = _OPENAI_MAX_STOP if openai_hosted(backend.base_url) else 0
+        body.stop = stop[:limit] if limit else stop
     if backend.extensions:
         if "top_k" in options:
             # Ollama's "no top-k" is any k <= 0; vLLM refuses one below -1,

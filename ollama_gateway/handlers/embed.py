@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import msgspec
 from aiohttp import web
@@ -22,6 +24,7 @@ from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, map_with, touch_running
 from ollama_gateway.keys import ctx_key, pipeline_key, settings_key, upstream_key
 from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.settings import openai_hosted
 from ollama_gateway.token_estimate import tokens_for_characters
 from ollama_gateway.upstream import (
     close_answer,
@@ -37,6 +40,18 @@ TOO_LONG = "the input length exceeds the context length"
 # llama-cpp-python's server answers with a list of vectors per input, one per
 # token, for a model whose GGUF sets no pooling type (a chat model, or an
 # embedding model converted without it): there is no one vector to give.
+# The most inputs OpenAI's API and Azure OpenAI embed in one request.
+_OPENAI_MAX_INPUTS = 2048
+
+
+class Fetch(Protocol):
+    """`_fetch` with all but the body and the not-found text given."""
+
+    def __call__(
+        self, body: openai.EmbeddingRequest, *, not_found: str
+    ) -> Awaitable[openai.EmbeddingResponse]: ...
+
+
 PER_TOKEN = (
     "upstream sent one embedding per token, not one per input: the model has "
     "no pooling type (serve an embedding model, or one whose GGUF sets a pooling type)"
@@ -145,13 +160,15 @@ async def _embed(
 
     body = again()
     timeout = app[settings_key].timeouts.first_wait
+    fetch = functools.partial(_fetch, app, ctx, again=again, truncate=req.truncate)
     async with upstream.slot(), upstream_deadline(timeout, request.task):
         try:
-            decoded = await _fetch(app, ctx, body, again, req.truncate, not_found)
+            decoded = await _fetch_all(ctx, body, fetch, not_found)
         except UpstreamStatusError as exc:
             if not (isinstance(body.input, list) and _batch_refused(exc)):
                 raise
-            decoded = await _one_by_one(app, ctx, body, again, req.truncate, not_found)
+            ctx.retries += len(body.input)
+            decoded = await _in_parts(body, body.input, 1, fetch, not_found)
     wanted = 1 if isinstance(req.input, str) else len(req.input)
     decoded.data = _in_input_order(decoded.data, wanted)
     answer = map_with(
@@ -236,28 +253,48 @@ def _batch_refused(exc: UpstreamStatusError) -> bool:
     return exc.upstream_status == 500 and "llama_decode returned -1" in exc.message
 
 
-async def _one_by_one(
-    app: web.Application,
-    ctx: RequestContext,
+async def _fetch_all(
+    ctx: RequestContext, body: openai.EmbeddingRequest, fetch: Fetch, not_found: str
+) -> openai.EmbeddingResponse:
+    """The answer to the request, in one, or in parts of 2048 inputs from
+    OpenAI's API and Azure OpenAI, which refuse more in one request (400
+    "Invalid 'input': array too long"); Ollama takes any number, and
+    LangChain's OllamaEmbeddings sends a whole document set at once."""
+    inputs = body.input
+    backend = ctx.backend_settings
+    if (
+        isinstance(inputs, list)
+        and len(inputs) > _OPENAI_MAX_INPUTS
+        and backend is not None
+        and openai_hosted(backend.base_url)
+    ):
+        return await _in_parts(body, inputs, _OPENAI_MAX_INPUTS, fetch, not_found)
+    return await fetch(body, not_found=not_found)
+
+
+async def _in_parts(
     body: openai.EmbeddingRequest,
-    again: Callable[[], openai.EmbeddingRequest],
-    truncate: bool | None,
+    inputs: list[str],
+    size: int,
+    fetch: Fetch,
     not_found: str,
 ) -> openai.EmbeddingResponse:
-    """The answer to a batch, asked for one input at a time, in order."""
-    assert isinstance(body.input, list)
+    """The answer to a batch, asked for `size` inputs at a time, in order."""
     data: list[openai.EmbeddingData] = []
     prompt_tokens = 0
     counted = True
-    for index, text in enumerate(body.input):
-        ctx.retries += 1
-        one = msgspec.structs.replace(body, input=text)
-        part = await _fetch(app, ctx, one, again, truncate, not_found)
-        if len(part.data) != 1:
+    for start in range(0, len(inputs), size):
+        texts = inputs[start : start + size]
+        one = msgspec.structs.replace(body, input=texts if size > 1 else texts[0])
+        part = await fetch(one, not_found=not_found)
+        if size == 1 and len(part.data) != 1:
             raise UpstreamProtocolError(
                 f"upstream sent {len(part.data)} embeddings for 1 input"
             )
-        data.append(openai.EmbeddingData(part.data[0].embedding, index))
+        ordered = _in_input_order(part.data, len(texts))
+        data.extend(
+            openai.EmbeddingData(d.embedding, start + i) for i, d in enumerate(ordered)
+        )
         tokens = part.usage.prompt_tokens if part.usage is not None else None
         if tokens is None:
             counted = False
@@ -275,6 +312,7 @@ async def _fetch(
     app: web.Application,
     ctx: RequestContext,
     body: openai.EmbeddingRequest,
+    *,
     again: Callable[[], openai.EmbeddingRequest],
     truncate: bool | None,
     not_found: str,

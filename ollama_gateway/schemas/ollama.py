@@ -11,7 +11,7 @@ never a cycle, so the cycle collector need not track them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -48,6 +48,10 @@ __all__ = [
     "decode_model_name",
     "encode",
 ]
+
+# Go's `int`, as Ollama decodes these fields: a larger number is its 400
+# ("cannot unmarshal number ... of type int"), never sent on to a backend.
+GoInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 # Tool-call arguments as JSON text (see `ToolCallFunction.arguments_json`).
@@ -121,7 +125,7 @@ class GenerateRequest(msgspec.Struct):
     suffix: str | None = None
     system: str | None = None
     template: str | None = None
-    context: list[int] | None = None
+    context: list[GoInt] | None = None
     stream: bool | None = None
     raw: bool | None = None
     format: Any = None
@@ -142,7 +146,7 @@ class EmbedRequest(msgspec.Struct):
     model: str = ""
     input: Any = None
     truncate: bool | None = None
-    dimensions: int | None = None
+    dimensions: GoInt | None = None
     keep_alive: Any = None
     options: Any = None
 
