@@ -183,6 +183,12 @@ def _fixed_sampling(model: str) -> bool:
     return _FIXED_SAMPLING.match(model) is not None
 
 
+@functools.lru_cache(maxsize=256)
+def _completion_tokens(model: str) -> bool:
+    # Cached as `_fixed_sampling` is: on every chat that sets num_predict.
+    return _COMPLETION_TOKENS.match(model) is not None
+
+
 def _drop_fixed_sampling(body: openai.ChatCompletionRequest) -> None:
     """Leave out what OpenAI's reasoning models refuse (see _FIXED_SAMPLING)."""
     body.frequency_penalty = body.presence_penalty = msgspec.UNSET
@@ -436,7 +442,7 @@ def _apply_options(
         if (
             field == "max_tokens"
             and isinstance(body, openai.ChatCompletionRequest)
-            and _COMPLETION_TOKENS.search(body.model)
+            and _completion_tokens(body.model)
         ):
             field = "max_completion_tokens"
         setattr(body, field, num_predict)
