@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from ollama_gateway.app import HEAD_LINE_BYTES
 from ollama_gateway.errors import UpstreamProtocolError
 from ollama_gateway.settings import Settings
 from ollama_gateway.sse import SSEParser
@@ -102,6 +103,31 @@ async def test_body_at_the_limit_is_served(gateway, backend):
         objs = ndjson(await resp.read())
     assert resp.status == 200
     assert objs[-1]["done"] is True
+
+
+async def test_large_header_lines_are_served_as_ollama_serves_them(gateway, backend):
+    # A session cookie and a token of a few dozen KiB (an SSO proxy's): Go's
+    # server reads 1 MiB of head, aiohttp 8190 bytes a line (a plain 400).
+    client = await gateway(backend)
+    headers = {
+        "Cookie": "session=" + "c" * 40_000,
+        "Authorization": "Bearer " + "t" * 30_000,
+    }
+    async with asyncio.timeout(BOUND):
+        version = await client.get("/api/version", headers=headers)
+        chat = await client.post("/api/chat", json=CHAT, headers=headers)
+        lines = ndjson(await chat.read())
+    assert version.status == 200
+    assert chat.status == 200 and lines[-1]["done"] is True
+    # Past the bound, a 400 that says so, and the next connection is served.
+    too_long = {"Cookie": "session=" + "c" * HEAD_LINE_BYTES}
+    async with asyncio.timeout(BOUND):
+        refused = await client.get("/api/version", headers=too_long)
+        reason = await refused.text()
+        after = await client.get("/api/version")
+    assert refused.status == 400
+    assert f"Got more than {HEAD_LINE_BYTES} bytes" in reason
+    assert after.status == 200
 
 
 def test_parser_caps_a_whole_event_and_a_partial_one():
