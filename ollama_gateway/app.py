@@ -93,8 +93,12 @@ def create_app(
     in_flight = InFlight()
     app[in_flight_key] = in_flight
     setup_shutdown(app, in_flight, settings.server.shutdown_grace)
-    setup_middlewares(app)
-    setup_routes(app, metrics_handler=make_aiohttp_handler(metrics.registry))
+    expect = setup_middlewares(app)
+    setup_routes(
+        app,
+        metrics_handler=make_aiohttp_handler(metrics.registry),
+        expect_handler=expect,
+    )
     app.cleanup_ctx.append(_close_on_cleanup)
     return app
 

@@ -95,6 +95,57 @@ async def test_a_body_announced_over_the_limit_is_refused_before_it_comes(
     assert backend.completions() == []
 
 
+@pytest.mark.parametrize(
+    ("toml", "head", "status"),
+    [
+        ("[limits]\nmax_body_bytes = 1024\n", "", 413),
+        ('[auth]\napi_keys = ["k"]\n', "", 401),
+        ("", "Origin: http://evil.example\r\n", 403),
+    ],
+    ids=["too-large", "no-key", "foreign-origin"],
+)
+async def test_a_refused_request_gets_no_100_continue(
+    gateway, backend, toml, head, status
+):
+    # curl sends `Expect: 100-continue` with any body over 1 KiB: aiohttp told
+    # it to go on before these checks, so it sent the whole body to be
+    # refused; Go's server sends the 100 only once the body is read.
+    client = await gateway(backend, toml)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            f"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+            "Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(BOUND):
+            answer = await reader.read()  # to the end: the connection is closed
+    finally:
+        writer.close()
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer
+    assert b"Connection: close\r\n" in answer
+    assert backend.completions() == []
+
+
+async def test_a_request_that_will_be_read_gets_100_continue(gateway, backend):
+    client = await gateway(backend)
+    body = json.dumps(CHAT).encode()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
+        )
+        async with asyncio.timeout(BOUND):
+            go_on = await reader.readuntil(b"\r\n\r\n")
+            writer.write(body)
+            answer = await reader.read()
+    finally:
+        writer.close()
+    assert go_on == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert len(backend.completions()) == 1
+
+
 async def test_body_at_the_limit_is_served(gateway, backend):
     body = json.dumps(CHAT).encode()
     client = await gateway(backend, f"[limits]\nmax_body_bytes = {len(body)}\n")
