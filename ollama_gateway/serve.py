@@ -561,9 +561,12 @@ def _log_startup(settings: Settings, app: web.Application, port: int) -> None:
         {"name": b.name, "url": "in-process demo" if b.demo else _safe_url(b.base_url)}
         for b in settings.backends
     ]
+    host = settings.server.host
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address: "http://::1:11434" is no URL
     log.info(
         "ollama-gateway listening on http://%s:%d",
-        settings.server.host,
+        host,
         port,
         extra={
             "pipeline": names,

@@ -204,11 +204,14 @@ def test_port_in_use_is_one_line_without_traceback(tmp_path: Path):
     assert "listening on" not in result.stderr
 
 
-async def test_port_0_is_logged_as_the_port_the_kernel_chose(tmp_path: Path):
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_port_0_is_logged_as_the_port_the_kernel_chose(tmp_path: Path, host):
     # The line said "listening on http://127.0.0.1:0": a script that starts
-    # the gateway on any free port could not learn which.
+    # the gateway on any free port could not learn which. An IPv6 address
+    # was not bracketed: "http://::1:41234", no URL.
+    serve = ("serve", "--port", "0", "--host", host)
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "ollama_gateway", "serve", "--port", "0"),
+        *(sys.executable, "-m", "ollama_gateway", *serve),
         env=_env(),
         cwd=tmp_path,
         stdin=asyncio.subprocess.DEVNULL,
