@@ -256,6 +256,11 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 
 def _supervise(settings: Settings) -> int:
+    # Until `forward` is set, Ctrl-C is a KeyboardInterrupt again (cli.main's
+    # handler ends the process at once): the directories made below are
+    # removed on the way out.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # One metrics directory for all workers, so that a scrape (which reaches
     # one worker) counts every worker's requests. Made fresh, removed at exit,
     # unless the environment names one already.
