@@ -248,11 +248,14 @@ def stop_cleanly_until_serving() -> None:
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    # Once: a second stop (the supervisor passes on the Ctrl-C the worker
-    # got too) raised again in the exit, an "Exception ignored" traceback.
-    for stop in _STOP_SIGNALS:
-        signal.signal(stop, signal.SIG_IGN)
-    sys.exit(0)
+    # At once, not by SystemExit: raised wherever the signal lands, one that
+    # landed in a callback (importlib's module locks have them, and a worker
+    # starting is mostly importing) was "ignored", and the worker, deaf to
+    # any further stop, went on to serve for good while the supervisor
+    # waited for it. Nothing is served or made yet that needs closing; a
+    # second stop (the supervisor passes on the Ctrl-C the worker got too)
+    # finds the process gone.
+    os._exit(0)
 
 
 def _supervise(settings: Settings) -> int:
