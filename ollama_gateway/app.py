@@ -67,7 +67,11 @@ def create_app(
     app = web.Application(
         client_max_size=settings.limits.max_body_bytes,
         # Here, not in run_app, so every runner (tests' too) serves with it.
-        handler_args={"keepalive_timeout": _head_timeout(settings)},
+        handler_args={
+            "keepalive_timeout": _head_timeout(settings),
+            "max_line_size": HEAD_LINE_BYTES,
+            "max_field_size": HEAD_LINE_BYTES,
+        },
     )
     app[settings_key] = settings
     app[specs_key] = specs
@@ -89,8 +93,12 @@ def create_app(
     in_flight = InFlight()
     app[in_flight_key] = in_flight
     setup_shutdown(app, in_flight, settings.server.shutdown_grace)
-    setup_middlewares(app)
-    setup_routes(app, metrics_handler=make_aiohttp_handler(metrics.registry))
+    expect = setup_middlewares(app)
+    setup_routes(
+        app,
+        metrics_handler=make_aiohttp_handler(metrics.registry),
+        expect_handler=expect,
+    )
     app.cleanup_ctx.append(_close_on_cleanup)
     return app
 
@@ -101,6 +109,14 @@ async def _close_on_cleanup(app: web.Application) -> AsyncIterator[None]:
     await app[pipeline_key].aclose()
     app[response_store_key].close()
 
+
+# The longest request line or header line read. aiohttp's 8190 bytes
+# refused with a 400 what Ollama (Go's server: 1 MiB of head in all) serves:
+# the large Cookie or Authorization token a client sends through an SSO
+# proxy. aiohttp bounds each line and their number (128), not the whole
+# head, so a line is not given Go's whole 1 MiB: 128 of them would be 128
+# MiB for one connection's head.
+HEAD_LINE_BYTES = 64 * 1024
 
 # How long a `/v1/responses` conversation is kept (Ollama's 30 minutes).
 RESPONSE_TTL = 30 * 60.0

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
 
-from ollama_gateway.errors import PluginError
-from ollama_gateway.settings import Settings, SettingsError
+if TYPE_CHECKING:
+    from ollama_gateway.settings import Settings
 
 __all__ = ["main"]
 
@@ -46,17 +50,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C before the server's own handlers are set (while the modules
+    # import, the settings load, the app is made): nothing is served yet, so
+    # the process ends at once, with the shell's status for SIGINT. Not by a
+    # KeyboardInterrupt: raised wherever the signal lands, it printed a
+    # traceback, and one that landed in a callback (importlib's module locks
+    # have them) was "ignored": the gateway went on to serve. This comes
+    # before any heavy import (the package's are lazy, and this module's).
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted)
     try:
         return _main(argv)
     except KeyboardInterrupt:
-        # Ctrl-C before the server's own handlers are set (while it imports,
-        # reads its settings or makes its app): nothing is served yet, so the
-        # stop needs no traceback, only the shell's exit status for SIGINT.
+        # With workers, the supervisor takes KeyboardInterrupt back for the
+        # directories it makes (see serve._supervise).
         return INTERRUPTED
 
 
 # 128 + SIGINT, as a shell reports a command Ctrl-C ended.
 INTERRUPTED = 130
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    os._exit(INTERRUPTED)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -68,6 +84,9 @@ def _main(argv: Sequence[str] | None) -> int:
     ):
         args_list.insert(0, "serve")
     args = _parser().parse_args(args_list)
+    from ollama_gateway.errors import PluginError
+    from ollama_gateway.settings import Settings, SettingsError
+
     try:
         settings = Settings.load(
             config_path=args.config,

@@ -37,6 +37,7 @@ from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import Settings
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.sse import SSEParser
+from ollama_gateway.upstream import close_in_time, closing_failed
 
 __all__ = [
     "EMPTY_STREAM",
@@ -408,9 +409,13 @@ class ChunkReader:
             if expect_end is not None:
                 expect_end()
         # Only a generator: the response itself (our transport's body iterator
-        # is the response) is closed by its owner, once.
+        # is the response) is closed by its owner, once. A plugin's, whose
+        # `finally` may wait: bounded and logged, as the answer's own close.
         if isinstance(self._it, AsyncGeneratorType):
-            await self._it.aclose()
+            try:
+                await close_in_time(self._it)
+            except Exception:
+                closing_failed(self._ctx.backend)
 
     def _close(self) -> Sequence[ollama.ChatResponse]:
         """The session's trailing chunks, checked once per answer: the last

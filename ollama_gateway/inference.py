@@ -36,7 +36,13 @@ from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.protocols import UpstreamResponse
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
-from ollama_gateway.upstream import Upstream, closing_failed, upstream_deadline
+from ollama_gateway.upstream import (
+    CLOSE_AT_ONCE,
+    Upstream,
+    close_in_time,
+    closing_failed,
+    upstream_deadline,
+)
 
 __all__ = [
     "Answer",
@@ -293,7 +299,10 @@ async def serve_completion(
                 finally:
                     # `close_answer`, inline: one coroutine less per request.
                     try:
-                        await response.aclose()
+                        if type(response) in CLOSE_AT_ONCE:
+                            await response.aclose()
+                        else:
+                            await close_in_time(response)
                     except Exception:
                         closing_failed(ctx.backend)
     except asyncio.CancelledError as exc:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TextIO
 
 import msgspec
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from pythonjsonlogger import json as jsonlogger
 
 from ollama_gateway.context import RequestContext
@@ -328,7 +328,13 @@ class ClientHttpErrors(logging.Filter):
             record.args[0] if isinstance(record.args, tuple) and record.args else ""
         )
         record.msg = "bad HTTP request from %s: %s"
-        record.args = (remote, str(exc.message).strip().split("\n", 1)[0].rstrip(":"))
+        if isinstance(exc, LineTooLong):
+            # Its message quotes the line, whose start may be a token
+            # (`Authorization: Bearer ...`, a session cookie).
+            reason = f"a request or header line longer than {exc.args[1]} bytes"
+        else:
+            reason = str(exc.message).strip().split("\n", 1)[0].rstrip(":")
+        record.args = (remote, reason)
         record.levelno, record.levelname = logging.INFO, "INFO"
         record.exc_info = record.exc_text = None
         return logging.getLogger(record.name).isEnabledFor(logging.INFO)

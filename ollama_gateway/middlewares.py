@@ -10,6 +10,7 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from random import getrandbits
 
 from aiohttp import HttpVersion11, web
@@ -31,7 +32,9 @@ from ollama_gateway.log import AccessLog, note_failure
 from ollama_gateway.schemas import anthropic
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
-__all__ = ["setup_middlewares"]
+__all__ = ["ExpectHandler", "setup_middlewares"]
+
+ExpectHandler = Callable[[web.Request], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 access_log = AccessLog()
@@ -57,7 +60,8 @@ _OPENAI_ERROR_PATHS = frozenset(
 )
 
 
-def setup_middlewares(app: web.Application) -> None:
+def setup_middlewares(app: web.Application) -> ExpectHandler:
+    """Add the middleware; returns the routes' handler of `Expect`."""
     settings = app[settings_key]
     origins = OriginPolicy(settings.server.cors_origins)
     hosts = HostCheck(settings.server.host)
@@ -90,6 +94,7 @@ def setup_middlewares(app: web.Application) -> None:
             refusal = guard(request)
             if refusal is not None:
                 status = refusal.status
+                _end_unread(request, refusal)
                 return refusal
             length = request.content_length
             if body_limit and length is not None and length > body_limit:
@@ -115,6 +120,7 @@ def setup_middlewares(app: web.Application) -> None:
                 error.headers["WWW-Authenticate"] = 'Bearer realm="ollama-gateway"'
             elif isinstance(exc, RequestTimeoutError):
                 error.force_close()  # the rest of the body is not read
+            _end_unread(request, error)
             return error
         except web.RequestPayloadError as exc:
             # A body that does not decode (a bad Content-Encoding, a broken
@@ -134,6 +140,7 @@ def setup_middlewares(app: web.Application) -> None:
             if exc.status == 404:
                 answer = await _slashless_redirect(request) or answer
             status = answer.status
+            _end_unread(request, answer)
             return answer
         except asyncio.CancelledError as exc:
             if not is_shutdown(exc):
@@ -196,11 +203,38 @@ def setup_middlewares(app: web.Application) -> None:
                 # Bytes that are not UTF-8 (kept as lone surrogates) cannot be
                 # sent on: no key the backend could accept.
                 raise AuthError("unauthorized: a valid API key is required")
-            request[ctx_key].client_key = f"Bearer {presented}"
+            ctx = request.get(ctx_key)
+            if ctx is not None:  # None: asked by `expect`, before `account`
+                ctx.client_key = f"Bearer {presented}"
         return None
 
     # One middleware, not two: each is a frame kept by every open stream.
     app.middlewares.append(account)
+
+    async def expect(request: web.Request) -> None:
+        """`Expect: 100-continue` (curl sends it with a body over 1 MiB, .NET's
+        HttpClient and others too): the `100 Continue` only for a request
+        that will be read, as Go's server sends it once the handler reads
+        the body. aiohttp's own sent it before any check, so a client told
+        to go on uploaded a body of gigabytes only to get the 413 (or the
+        401, 403) that `account` answers on its head."""
+        if request.version != HttpVersion11:
+            return
+        wanted = request.headers.get("Expect", "")
+        if wanted.lower() != "100-continue":
+            # Go's 417 too; aiohttp's wording.
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {wanted}")
+        length = request.content_length
+        if body_limit and length is not None and length > body_limit:
+            return
+        try:
+            if guard(request) is not None:
+                return
+        except GatewayError:
+            return
+        writer = request.writer
+        await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.output_size = 0  # the answer's own head is still to come
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         ctx = request.get(ctx_key)
@@ -226,6 +260,17 @@ def setup_middlewares(app: web.Application) -> None:
             response.headers.update(origins.headers_for(origin))
 
     app.on_response_prepare.append(add_headers)
+    return expect
+
+
+def _end_unread(request: web.Request, refusal: web.StreamResponse) -> None:
+    """A refusal to a request whose client waits for `100 Continue`: its body
+    is never read, nor waited for (aiohttp would, for 10 s), and the
+    connection ends with the answer, as Go's server ends it."""
+    if request.content.is_eof() or "Expect" not in request.headers:
+        return
+    request.content.feed_eof()
+    refusal.force_close()
 
 
 def _new_request_id() -> str:

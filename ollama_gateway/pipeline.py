@@ -26,6 +26,7 @@ from ollama_gateway.protocols import (
     Transport,
 )
 from ollama_gateway.settings import Settings
+from ollama_gateway.upstream import close_in_time
 
 __all__ = ["Pipeline", "build_pipeline"]
 
@@ -101,7 +102,9 @@ class Pipeline:
     async def aclose(self) -> None:
         for backend, transport in self.transports.items():
             try:
-                await transport.aclose()
+                # Bounded: one whose close never ended held the exit for good
+                # (until the orchestrator's SIGKILL), the others left open.
+                await close_in_time(transport)
             except Exception:
                 # One transport that fails to close (a plugin's bug) neither
                 # keeps the others open nor fails the shutdown's exit status.

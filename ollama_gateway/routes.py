@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -16,21 +18,25 @@ from ollama_gateway.handlers import (
     openai_proxy,
     responses,
 )
+from ollama_gateway.middlewares import ExpectHandler
 
 __all__ = ["setup_routes"]
 
 
-def setup_routes(app: web.Application, *, metrics_handler: Handler) -> None:
-    add = app.router.add_route
-    app.router.add_get("/", meta.handle_root)
-    app.router.add_get("/api/version", meta.handle_version)
-    app.router.add_get("/api/tags", models.handle_tags)
+def setup_routes(
+    app: web.Application, *, metrics_handler: Handler, expect_handler: ExpectHandler
+) -> None:
+    add = partial(app.router.add_route, expect_handler=expect_handler)
+    add_get = partial(app.router.add_get, expect_handler=expect_handler)
+    add_get("/", meta.handle_root)
+    add_get("/api/version", meta.handle_version)
+    add_get("/api/tags", models.handle_tags)
     # Ollama serves HEAD only where it says so (`/`, version, tags): a HEAD of
     # /api/ps is its 405, not the 200 aiohttp's `add_get` would add.
-    app.router.add_get("/api/ps", models.handle_ps, allow_head=False)
-    app.router.add_get("/health", meta.handle_health)
-    app.router.add_get("/ready", meta.handle_ready)
-    app.router.add_get("/metrics", metrics_handler)
+    add_get("/api/ps", models.handle_ps, allow_head=False)
+    add_get("/health", meta.handle_health)
+    add_get("/ready", meta.handle_ready)
+    add_get("/metrics", metrics_handler)
     add("POST", "/api/chat", chat.handle_chat)
     add("POST", "/api/generate", generate.handle_generate)
     add("POST", "/api/show", models.handle_show)

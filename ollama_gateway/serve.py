@@ -248,14 +248,22 @@ def stop_cleanly_until_serving() -> None:
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    # Once: a second stop (the supervisor passes on the Ctrl-C the worker
-    # got too) raised again in the exit, an "Exception ignored" traceback.
-    for stop in _STOP_SIGNALS:
-        signal.signal(stop, signal.SIG_IGN)
-    sys.exit(0)
+    # At once, not by SystemExit: raised wherever the signal lands, one that
+    # landed in a callback (importlib's module locks have them, and a worker
+    # starting is mostly importing) was "ignored", and the worker, deaf to
+    # any further stop, went on to serve for good while the supervisor
+    # waited for it. Nothing is served or made yet that needs closing; a
+    # second stop (the supervisor passes on the Ctrl-C the worker got too)
+    # finds the process gone.
+    os._exit(0)
 
 
 def _supervise(settings: Settings) -> int:
+    # Until `forward` is set, Ctrl-C is a KeyboardInterrupt again (cli.main's
+    # handler ends the process at once): the directories made below are
+    # removed on the way out.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # One metrics directory for all workers, so that a scrape (which reaches
     # one worker) counts every worker's requests. Made fresh, removed at exit,
     # unless the environment names one already.
@@ -561,9 +569,12 @@ def _log_startup(settings: Settings, app: web.Application, port: int) -> None:
         {"name": b.name, "url": "in-process demo" if b.demo else _safe_url(b.base_url)}
         for b in settings.backends
     ]
+    host = settings.server.host
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address: "http://::1:11434" is no URL
     log.info(
         "ollama-gateway listening on http://%s:%d",
-        settings.server.host,
+        host,
         port,
         extra={
             "pipeline": names,

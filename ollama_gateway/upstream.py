@@ -9,7 +9,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -28,9 +28,11 @@ from ollama_gateway.errors import (
     retry_after_header,
     upstream_error_fields,
 )
+from ollama_gateway.http1 import Http1Response
 from ollama_gateway.protocols import Transport, UpstreamRequest, UpstreamResponse
 from ollama_gateway.schemas import openai
 from ollama_gateway.settings import BackendSettings, Settings
+from ollama_gateway.transport import AiohttpResponse
 
 __all__ = [
     "Upstream",
@@ -434,9 +436,30 @@ async def close_answer(response: UpstreamResponse, backend: str) -> None:
     plugin's bug) is logged: it does not turn what was read, or already sent
     to the client, into an error."""
     try:
-        await response.aclose()
+        if type(response) in CLOSE_AT_ONCE:
+            await response.aclose()
+        else:
+            await close_in_time(response)
     except Exception:
         closing_failed(backend)
+
+
+# The built-in HTTP transports' answers, whose `aclose()` never waits. Any
+# other (a plugin's, or a `MemoryResponse` over a plugin's body) gets
+# CLOSE_WAIT seconds: one whose close never ended held its request for good,
+# the client's answer (sent when the handler returns), the upstream slot and
+# the connection with it.
+CLOSE_AT_ONCE = frozenset({Http1Response, AiohttpResponse})
+CLOSE_WAIT = 5.0
+
+
+async def close_in_time(
+    closable: UpstreamResponse | AsyncGenerator[bytes] | Transport,
+) -> None:
+    """`closable.aclose()`, given up (TimeoutError, to be logged as a failed
+    close) after CLOSE_WAIT seconds."""
+    async with asyncio.timeout(CLOSE_WAIT):
+        await closable.aclose()
 
 
 def closing_failed(backend: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from ollama_gateway.app import HEAD_LINE_BYTES
 from ollama_gateway.errors import UpstreamProtocolError
 from ollama_gateway.settings import Settings
 from ollama_gateway.sse import SSEParser
@@ -94,6 +95,57 @@ async def test_a_body_announced_over_the_limit_is_refused_before_it_comes(
     assert backend.completions() == []
 
 
+@pytest.mark.parametrize(
+    ("toml", "head", "status"),
+    [
+        ("[limits]\nmax_body_bytes = 1024\n", "", 413),
+        ('[auth]\napi_keys = ["k"]\n', "", 401),
+        ("", "Origin: http://evil.example\r\n", 403),
+    ],
+    ids=["too-large", "no-key", "foreign-origin"],
+)
+async def test_a_refused_request_gets_no_100_continue(
+    gateway, backend, toml, head, status
+):
+    # curl sends `Expect: 100-continue` with any body over 1 KiB: aiohttp told
+    # it to go on before these checks, so it sent the whole body to be
+    # refused; Go's server sends the 100 only once the body is read.
+    client = await gateway(backend, toml)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            f"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+            "Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(BOUND):
+            answer = await reader.read()  # to the end: the connection is closed
+    finally:
+        writer.close()
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer
+    assert b"Connection: close\r\n" in answer
+    assert backend.completions() == []
+
+
+async def test_a_request_that_will_be_read_gets_100_continue(gateway, backend):
+    client = await gateway(backend)
+    body = json.dumps(CHAT).encode()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
+        )
+        async with asyncio.timeout(BOUND):
+            go_on = await reader.readuntil(b"\r\n\r\n")
+            writer.write(body)
+            answer = await reader.read()
+    finally:
+        writer.close()
+    assert go_on == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert len(backend.completions()) == 1
+
+
 async def test_body_at_the_limit_is_served(gateway, backend):
     body = json.dumps(CHAT).encode()
     client = await gateway(backend, f"[limits]\nmax_body_bytes = {len(body)}\n")
@@ -102,6 +154,31 @@ async def test_body_at_the_limit_is_served(gateway, backend):
         objs = ndjson(await resp.read())
     assert resp.status == 200
     assert objs[-1]["done"] is True
+
+
+async def test_large_header_lines_are_served_as_ollama_serves_them(gateway, backend):
+    # A session cookie and a token of a few dozen KiB (an SSO proxy's): Go's
+    # server reads 1 MiB of head, aiohttp 8190 bytes a line (a plain 400).
+    client = await gateway(backend)
+    headers = {
+        "Cookie": "session=" + "c" * 40_000,
+        "Authorization": "Bearer " + "t" * 30_000,
+    }
+    async with asyncio.timeout(BOUND):
+        version = await client.get("/api/version", headers=headers)
+        chat = await client.post("/api/chat", json=CHAT, headers=headers)
+        lines = ndjson(await chat.read())
+    assert version.status == 200
+    assert chat.status == 200 and lines[-1]["done"] is True
+    # Past the bound, a 400 that says so, and the next connection is served.
+    too_long = {"Cookie": "session=" + "c" * HEAD_LINE_BYTES}
+    async with asyncio.timeout(BOUND):
+        refused = await client.get("/api/version", headers=too_long)
+        reason = await refused.text()
+        after = await client.get("/api/version")
+    assert refused.status == 400
+    assert f"Got more than {HEAD_LINE_BYTES} bytes" in reason
+    assert after.status == 200
 
 
 def test_parser_caps_a_whole_event_and_a_partial_one():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
@@ -11,15 +13,18 @@ from typing import Any
 import ollama
 import pytest
 
+from ollama_gateway import upstream
 from ollama_gateway.app import create_app
 from ollama_gateway.errors import PluginConfigError, PluginLoadError
-from ollama_gateway.keys import pipeline_key
+from ollama_gateway.keys import pipeline_key, upstream_key
 from ollama_gateway.plugins import (
     DEFAULT_TRANSLATORS,
     ENTRY_POINT_GROUP,
     load_translators,
 )
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+
+BOUND = 20.0
 
 BUILTINS = {"ollama-to-openai", "openai-http", "openai-aiohttp",
             "openai-to-ollama", "demo", "retry",
@@ -443,17 +448,23 @@ def test_a_translator_left_out_by_the_allowlist_is_said_to_be(
         create_app(settings_for(toml=toml, OLLAMA_GATEWAY_PLUGINS="other-plugin"))
 
 
+@pytest.mark.parametrize(
+    ("plugin", "failure"),
+    [("CloseFailsTransport", RuntimeError), ("CloseHangsTransport", TimeoutError)],
+)
 async def test_a_transport_that_fails_to_close_does_not_fail_the_shutdown(
-    backend, aiohttp_client, settings_for, caplog
+    backend, aiohttp_client, settings_for, caplog, monkeypatch, plugin, failure
 ):
     # It raised out of the app's cleanup: `serve` exited 1 with a traceback
-    # on SIGTERM, and the transports after it were left open.
+    # on SIGTERM, and the transports after it were left open. One whose
+    # close never ended held the exit for good.
+    monkeypatch.setattr(upstream, "CLOSE_WAIT", 0.05)
     toml = (
         f'[[backends]]\nname = "first"\nbase_url = "{backend.url}"\n'
         'transport = ["close-fails", "openai-http"]\n'
         f'[[backends]]\nname = "second"\nbase_url = "{backend.url}"\n'
     )
-    close_fails = ep("close-fails", "tests.plugins.broken:CloseFailsTransport")
+    close_fails = ep("close-fails", f"tests.plugins.broken:{plugin}")
     app = create_app(settings_for(None, toml), entry_points=[close_fails])
     closed: list[str] = []
     second = app[pipeline_key].transports["second"]
@@ -465,12 +476,16 @@ async def test_a_transport_that_fails_to_close_does_not_fail_the_shutdown(
 
     second.aclose = aclose  # type: ignore[method-assign]
     client = await aiohttp_client(app)
-    await client.close()
+    async with asyncio.timeout(BOUND):
+        await client.close()
     assert closed == ["second"]
-    assert any(
-        "closing the transport of backend 'first' failed" in r.getMessage()
+    failed = [
+        r
         for r in caplog.records
-    )
+        if "closing the transport of backend 'first' failed" in r.getMessage()
+    ]
+    assert len(failed) == 1 and failed[0].exc_info
+    assert failed[0].exc_info[0] is failure
 
 
 async def test_translators_of_one_module_are_told_apart_in_errors(
@@ -523,3 +538,57 @@ async def test_an_answer_that_fails_to_close_is_still_answered(
     failures = [r for r in caplog.records if "closing an answer" in r.getMessage()]
     assert len(failures) == 4
     assert not [r for r in caplog.records if "unhandled" in r.getMessage()]
+
+
+async def test_an_answer_whose_close_never_ends_is_answered_all_the_same(
+    backend, aiohttp_client, settings_for, monkeypatch
+):
+    # The request waited for the close for ever: a non-streamed answer (sent
+    # once the handler returns) never reached the client, a stream never
+    # ended, and each such request held its upstream slot for good.
+    monkeypatch.setattr(upstream, "CLOSE_WAIT", 0.05)
+    client = await faulty_gateway(backend, aiohttp_client, settings_for, "hang")
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    failures = _ClosingFailures(4)
+    logging.getLogger("ollama_gateway").addHandler(failures)
+    try:
+        await _four_answers_whose_close_hangs(client, body, failures)
+    finally:
+        logging.getLogger("ollama_gateway").removeHandler(failures)
+    assert all(r.exc_info and r.exc_info[0] is TimeoutError for r in failures.records)
+    assert client.app[upstream_key].in_flight == 0
+
+
+async def _four_answers_whose_close_hangs(
+    client: Any, body: dict[str, Any], failures: _ClosingFailures
+) -> None:
+    async with asyncio.timeout(BOUND):
+        for stream in (False, True):
+            chat = await client.post("/api/chat", json={**body, "stream": stream})
+            lines = [json.loads(line) for line in (await chat.text()).splitlines()]
+            assert chat.status == 200 and lines[-1]["done"] is True
+        embedded = await client.post(
+            "/api/embed", json={"model": "gpt-4o", "input": "x"}
+        )
+        assert len((await embedded.json())["embeddings"]) == 1
+        relayed = await client.post("/v1/chat/completions", json=body)
+        assert relayed.status == 200 and (await relayed.text()).strip()
+        # A stream's last byte is sent before its close: each close is logged
+        # as given up, then its request ends.
+        await failures.all_in.wait()
+
+
+class _ClosingFailures(logging.Handler):
+    """The failed closes logged, until `wanted` of them."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self.wanted = wanted
+        self.all_in = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "closing an answer" in record.getMessage():
+            self.records.append(record)
+            if len(self.records) == self.wanted:
+                self.all_in.set()

@@ -142,6 +142,36 @@ async def test_a_worker_stopped_while_starting_takes_one_stop_only() -> None:
     assert (proc.returncode, stderr.decode()) == (0, "")
 
 
+async def test_a_worker_stopped_in_a_callback_while_starting_exits() -> None:
+    # A stop that landed in a callback (importlib's module locks have them,
+    # and a starting worker is mostly importing) raised its SystemExit
+    # there, where it is "ignored": the worker, deaf to any further stop,
+    # went on to serve while the supervisor waited for it (seen as a hung
+    # stop under load).
+    code = (
+        "import os, signal, time, weakref\n"
+        "from ollama_gateway.serve import stop_cleanly_until_serving\n"
+        "stop_cleanly_until_serving()\n"
+        "def stop(ref):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "class Thing: pass\n"
+        "thing = Thing()\n"
+        "ref = weakref.ref(thing, stop)\n"
+        "del thing\n"
+        "print('served on', flush=True)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(BOUND):
+        stdout, stderr = await proc.communicate()
+    assert (proc.returncode, stdout.decode(), stderr.decode()) == (0, "", "")
+
+
 def test_a_worker_the_stop_ended_before_its_handlers_is_no_failure() -> None:
     # Still importing when the supervisor passes SIGTERM on (a loaded host),
     # a worker dies of the signal's default action: that is the stop asked

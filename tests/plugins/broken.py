@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar, Literal
 
@@ -67,7 +68,7 @@ class MissingMethods:
 
 
 class FaultConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    fault: Literal["raise", "none", "body", "always", "close"] = "raise"
+    fault: Literal["raise", "none", "body", "always", "close", "hang"] = "raise"
 
 
 class _BodyBreaks:
@@ -102,6 +103,14 @@ class _CloseBreaks(_BodyBreaks):
         raise RuntimeError("could not close the answer")
 
 
+class _CloseHangs(_CloseBreaks):
+    """An answer whose body is whole, but whose closing never ends."""
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        await asyncio.Event().wait()
+
+
 class FaultyTransport(TransportWrapper):
     """Sends completions on, then fails as its `fault` says: raises, returns
     None instead of the answer, one whose body raises after its first piece,
@@ -123,6 +132,8 @@ class FaultyTransport(TransportWrapper):
             return _BodyBreaks(response)
         if self.config.fault == "close":
             return _CloseBreaks(response)
+        if self.config.fault == "hang":
+            return _CloseHangs(response)
         await response.aclose()
         if self.config.fault == "raise":
             raise RuntimeError("lost the answer")
@@ -214,6 +225,14 @@ class CloseFailsTransport(TransportWrapper):
     async def aclose(self) -> None:
         await self.inner.aclose()
         raise RuntimeError("could not close")
+
+
+class CloseHangsTransport(TransportWrapper):
+    """Closes what it wraps, then never returns: a plugin's bug at shutdown."""
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        await asyncio.Event().wait()
 
 
 class GenerateRaises(RequestMapperWrapper):
