@@ -184,6 +184,28 @@ async def test_openai_route_tokens_are_counted(gateway, backend, caplog, stream)
     assert (line.prompt_tokens, line.completion_tokens) == (7, 3)
 
 
+async def test_openai_embeddings_generate_no_first_token(gateway, backend, caplog):
+    # `/v1/embeddings` took the relay's first piece for a first token, as
+    # `/api/embed` does not: the TTFT histogram held embedding latencies.
+    caplog.set_level(logging.INFO)
+    client = await gateway(backend)
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/v1/embeddings", body)
+        assert resp.status == 200, await resp.text()
+        await resp.read()
+        metrics = await read_metrics(client)
+    model = "text-embedding-3-small:latest"
+    assert metrics.get("ollama_gateway_time_to_first_token_seconds_count") == 0
+    assert metrics.get("ollama_gateway_tokens_total", model=model, kind="prompt") == 4
+    (line,) = [
+        r
+        for r in caplog.records
+        if r.name == "ollama_gateway.access" and "/v1/" in r.getMessage()
+    ]
+    assert line.ttft_ms is None
+
+
 async def test_requests_are_counted_once_each(gateway):
     client = await gateway(toml=FAST_DEMO)
     bodies = [

@@ -220,7 +220,13 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                 # Only one choice streamed: its finish ends what matters.
                 one_choice = body.get("n") in (None, 1)
                 return await _relay(
-                    request, response, started, stream, one_choice, echo
+                    request,
+                    response,
+                    started,
+                    stream,
+                    one_choice,
+                    echo,
+                    generates=path != "/embeddings",
                 )
             finally:
                 await close_answer(response, ctx.backend)
@@ -246,6 +252,8 @@ async def _relay(
     stream: bool,
     one_choice: bool = True,
     echo_name: str | None = None,
+    *,
+    generates: bool = True,
 ) -> web.StreamResponse:
     """Relay the answer as it comes. A gap longer than `timeouts.idle`, or a
     whole exchange longer than `timeouts.total`, ends it as a failure does;
@@ -301,7 +309,9 @@ async def _relay(
     deadline = end
     # The first piece of an answer stands for its first token (the relay does
     # not read events): the request line's `ttft_ms` and the TTFT histogram.
-    ctx = request[ctx_key] if response.status < 300 else None
+    # An embedding generates none (`/api/embed` records none either): its
+    # latency filled the TTFT histogram of the embedding model.
+    ctx = request[ctx_key] if response.status < 300 and generates else None
     try:
         # What was read before the status is sent goes first, as a piece.
         piece: bytes | None = held
