@@ -25,6 +25,7 @@ from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import GatewayError
 
 __all__ = [
+    "CAPABILITIES",
     "DEFAULT_OLLAMA_VERSION",
     "BackendSettings",
     "CatalogueSettings",
@@ -409,7 +410,40 @@ def _finish(settings: Settings, level_source: str) -> Settings:
     _check_backends(backends)
     if not backends:
         backends.append(BackendSettings(name="demo", demo=True))
+    _check_models(settings.models, {b.name for b in backends})
     return msgspec.structs.replace(settings, log_level=level, backends=backends)
+
+
+# Ollama's capability names, the only ones its clients act on.
+CAPABILITIES = (
+    "completion",
+    "tools",
+    "insert",
+    "vision",
+    "embedding",
+    "thinking",
+    "image",
+    "audio",
+)
+
+
+def _check_models(models: Mapping[str, ModelSettings], backends: set[str]) -> None:
+    """A typo here did silently nothing: `capabilities = ["tool"]` was
+    reported as it was written, which no client reads (and tools were then
+    refused), and a `backend` no backend is named left the model "not
+    found"."""
+    for name, model in models.items():
+        for capability in model.capabilities or ():
+            if capability not in CAPABILITIES:
+                raise SettingsError(
+                    f"models.{name}.capabilities: {capability!r} is not one of "
+                    + ", ".join(CAPABILITIES)
+                )
+        if model.backend and model.backend not in backends:
+            raise SettingsError(
+                f"models.{name}.backend: no backend is named {model.backend!r} "
+                f"(backends: {', '.join(sorted(backends))})"
+            )
 
 
 def _check_keep_alive(value: str, source: str) -> None:

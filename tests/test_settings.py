@@ -252,6 +252,30 @@ def test_out_of_range_values(tmp_path: Path, toml, named):
     assert _error({"OLLAMA_GATEWAY_CONFIG": str(config)}).startswith(named)
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[models.m]\ncapabilities = ["completion", "tool"]\n',
+            "models.m.capabilities: 'tool' is not one of completion, tools, ",
+        ),
+        (
+            '[models.m]\ntarget = "gpt-4o"\nbackend = "vlm"\n',
+            "models.m.backend: no backend is named 'vlm' (backends: openai)",
+        ),
+    ],
+)
+def test_a_typo_in_a_model_table_stops_the_start(tmp_path: Path, toml, message):
+    # Both did silently nothing: "tool" was reported as written, which no
+    # client reads (and tools were refused), and the alias was "not found".
+    config = tmp_path / "models.toml"
+    config.write_text(toml)
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config), "OPENAI_BASE_URL": "http://h/v1"}
+    assert _error(env).startswith(message)
+    config.write_text('[models.m]\nbackend = "openai"\ncapabilities = ["tools"]\n')
+    assert Settings.load(env).models["m"].backend == "openai"
+
+
 def test_a_bad_keep_alive_default_names_where_it_was_set(tmp_path: Path):
     # A file's bad value was reported as the variable OLLAMA_KEEP_ALIVE.
     message = _error({"OLLAMA_KEEP_ALIVE": "10"})
