@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.durations import parse_default_keep_alive
 from ollama_gateway.errors import GatewayError
 
 __all__ = [
@@ -450,7 +450,7 @@ def _check_keep_alive(value: str, source: str) -> None:
     # Checked here, where its source is known: create_app named the variable
     # OLLAMA_KEEP_ALIVE for a bad value from the file too.
     try:
-        parse_keep_alive(value)
+        parse_default_keep_alive(value)
     except GatewayError as exc:
         raise SettingsError(f"{source}: {exc.message}") from None
 

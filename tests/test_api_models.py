@@ -470,6 +470,27 @@ async def test_ps_default_keep_alive_from_ollama_keep_alive(backend, gateway):
     assert timedelta(minutes=119) < left <= timedelta(hours=2)
 
 
+@pytest.mark.parametrize(
+    ("value", "at_least", "at_most"),
+    [
+        ("-1", timedelta(days=365), None),
+        ("3600", timedelta(minutes=59), timedelta(hours=1)),
+    ],
+)
+async def test_ps_default_keep_alive_in_whole_seconds(
+    backend, gateway, value, at_least, at_most
+):
+    # Ollama's envconfig reads OLLAMA_KEEP_ALIVE as whole seconds when it is
+    # no duration, and -1 (its FAQ's way to keep models loaded) as forever:
+    # both stopped the start with "time: missing unit in duration".
+    client = await gateway(backend, OLLAMA_KEEP_ALIVE=value)
+    await load(client, "gpt-4o")
+    [entry] = await ps(client)
+    left = parse_time(entry["expires_at"]) - datetime.now(UTC)
+    assert left > at_least
+    assert at_most is None or left <= at_most
+
+
 async def test_ps_lists_what_any_worker_served(
     aiohttp_client, settings_for, backend, tmp_path
 ):

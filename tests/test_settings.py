@@ -278,8 +278,8 @@ def test_a_typo_in_a_model_table_stops_the_start(tmp_path: Path, toml, message):
 
 def test_a_bad_keep_alive_default_names_where_it_was_set(tmp_path: Path):
     # A file's bad value was reported as the variable OLLAMA_KEEP_ALIVE.
-    message = _error({"OLLAMA_KEEP_ALIVE": "10"})
-    assert message.startswith("OLLAMA_KEEP_ALIVE: time: missing unit")
+    message = _error({"OLLAMA_KEEP_ALIVE": "10x"})
+    assert message.startswith("OLLAMA_KEEP_ALIVE: time: unknown unit")
     config = tmp_path / "keep.toml"
     config.write_text('[server]\ndefault_keep_alive = "xyz"\n')
     message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
