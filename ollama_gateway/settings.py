@@ -266,7 +266,7 @@ class Settings(_Section, frozen=True):
         settings = _finish(_convert(raw), level_source)
         keep_alive_source = (
             "OLLAMA_KEEP_ALIVE"
-            if env.get("OLLAMA_KEEP_ALIVE", "").strip()
+            if _ollama_var(env, "OLLAMA_KEEP_ALIVE")
             else "server.default_keep_alive"
         )
         _check_keep_alive(settings.server.default_keep_alive, keep_alive_source)
@@ -330,15 +330,22 @@ def _read_toml(path: str, source: str) -> dict[str, Any]:
         raise SettingsError(f"{source}: {path}: {exc.strerror}") from None
 
 
+def _ollama_var(env: Mapping[str, str], name: str) -> str:
+    """One of Ollama's own variables as its envconfig reads it: without the
+    spaces and quotes around it. `OLLAMA_HOST="'0.0.0.0'"` (as Windows'
+    `setx` or a quoted unit file leaves it) stopped the start here."""
+    return env.get(name, "").strip().strip("\"'")
+
+
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     server = raw.setdefault("server", {})
-    if env.get("OLLAMA_HOST", "").strip():
-        server["host"], server["port"] = parse_ollama_host(env["OLLAMA_HOST"])
-    if env.get("OLLAMA_ORIGINS", "").strip():
-        extra = [o.strip() for o in env["OLLAMA_ORIGINS"].split(",") if o.strip()]
+    if host := _ollama_var(env, "OLLAMA_HOST"):
+        server["host"], server["port"] = parse_ollama_host(host)
+    if origins := _ollama_var(env, "OLLAMA_ORIGINS"):
+        extra = [o.strip() for o in origins.split(",") if o.strip()]
         server["cors_origins"] = [*server.get("cors_origins", []), *extra]
-    if env.get("OLLAMA_KEEP_ALIVE", "").strip():
-        server["default_keep_alive"] = env["OLLAMA_KEEP_ALIVE"].strip()
+    if keep_alive := _ollama_var(env, "OLLAMA_KEEP_ALIVE"):
+        server["default_keep_alive"] = keep_alive
     if env.get("LOG_LEVEL", "").strip():
         raw["log_level"] = env["LOG_LEVEL"].strip()
     if "OLLAMA_GATEWAY_PLUGINS" in env:

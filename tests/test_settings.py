@@ -74,6 +74,21 @@ def test_environment_is_read():
     assert not settings.uses_demo_only
 
 
+def test_ollama_variables_are_read_without_their_quotes():
+    # Ollama's envconfig trims spaces and quotes around its variables (as
+    # Windows' `setx` or a quoted unit file leaves them); these stopped the
+    # start with "invalid port" and "invalid duration".
+    env = {
+        "OLLAMA_HOST": " '0.0.0.0:8080' ",
+        "OLLAMA_KEEP_ALIVE": '"10m"',
+        "OLLAMA_ORIGINS": "'http://a.example,http://b.example'",
+    }
+    settings = Settings.load(env)
+    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 8080)
+    assert settings.server.default_keep_alive == "10m"
+    assert settings.server.cors_origins == ["http://a.example", "http://b.example"]
+
+
 def test_flags_override_env_and_env_overrides_toml(tmp_path: Path):
     config = tmp_path / "g.toml"
     config.write_text('log_level = "ERROR"\n[server]\nhost = "10.1.1.1"\nport = 1000\n')
