@@ -353,6 +353,12 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         raw["plugins"] = [n.strip() for n in names if n.strip()]
     if env.get("OLLAMA_GATEWAY_API_KEYS", "").strip():
         keys = [k.strip() for k in env["OLLAMA_GATEWAY_API_KEYS"].split(",")]
+        if not any(keys):
+            # `"$KEY1,$KEY2"` with both unset: the empty list replaced the
+            # file's keys and turned authentication off, silently.
+            raise SettingsError(
+                "OLLAMA_GATEWAY_API_KEYS: holds no key, only commas and spaces"
+            )
         raw.setdefault("auth", {})["api_keys"] = [k for k in keys if k]
     _apply_backend_env(raw, env)
 

@@ -89,6 +89,19 @@ def test_ollama_variables_are_read_without_their_quotes():
     assert settings.server.cors_origins == ["http://a.example", "http://b.example"]
 
 
+def test_api_keys_made_of_separators_stop_the_start(tmp_path: Path):
+    # `OLLAMA_GATEWAY_API_KEYS="$KEY1,$KEY2"` with both unset replaced the
+    # file's keys with none: authentication off, silently.
+    config = tmp_path / "auth.toml"
+    config.write_text('[auth]\napi_keys = ["from-the-file"]\n')
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config), "OLLAMA_GATEWAY_API_KEYS": " , "}
+    assert _error(env) == (
+        "OLLAMA_GATEWAY_API_KEYS: holds no key, only commas and spaces"
+    )
+    env["OLLAMA_GATEWAY_API_KEYS"] = ",k1,"
+    assert Settings.load(env).auth.api_keys == ["k1"]
+
+
 def test_flags_override_env_and_env_overrides_toml(tmp_path: Path):
     config = tmp_path / "g.toml"
     config.write_text('log_level = "ERROR"\n[server]\nhost = "10.1.1.1"\nport = 1000\n')
