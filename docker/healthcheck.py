@@ -19,9 +19,14 @@ TIMEOUT_SECONDS = 4.0
 
 def health_url(ollama_host: str) -> str:
     """Map an OLLAMA_HOST value (`host:port`, `:port`, `[v6]:port`) to a URL."""
-    hostport = ollama_host.strip()
+    # Without the spaces and quotes around it, and with a scheme's own
+    # default port (`http://0.0.0.0` listens on 80), as Ollama and the
+    # gateway read it: the check asked port 11434 of a gateway on another.
+    hostport = ollama_host.strip().strip("\"'")
+    default_port = DEFAULT_PORT
     if "://" in hostport:
-        hostport = hostport.split("://", 1)[1]
+        scheme, hostport = hostport.split("://", 1)
+        default_port = {"http": "80", "https": "443"}.get(scheme, DEFAULT_PORT)
     hostport = hostport.split("/", 1)[0]
     host, port = hostport, ""
     if hostport.startswith("["):
@@ -34,7 +39,7 @@ def health_url(ollama_host: str) -> str:
         host = "127.0.0.1"
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port or DEFAULT_PORT}/health"
+    return f"http://{host}:{port or default_port}/health"
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from ollama_gateway.catalogue import Catalogue
-from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.durations import parse_default_keep_alive
 from ollama_gateway.errors import GatewayError
 from ollama_gateway.keys import (
     catalogue_key,
@@ -124,7 +124,7 @@ RESPONSE_TTL = 30 * 60.0
 
 def _default_keep_alive(settings: Settings) -> float:
     try:
-        seconds = parse_keep_alive(settings.server.default_keep_alive)
+        seconds = parse_default_keep_alive(settings.server.default_keep_alive)
     except GatewayError as exc:
         raise SettingsError(f"OLLAMA_KEEP_ALIVE: {exc.message}") from None
     return 300.0 if seconds is None else seconds

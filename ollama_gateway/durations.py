@@ -11,7 +11,12 @@ from typing import Any
 
 from ollama_gateway.errors import InvalidRequestError
 
-__all__ = ["FOREVER", "parse_go_duration", "parse_keep_alive"]
+__all__ = [
+    "FOREVER",
+    "parse_default_keep_alive",
+    "parse_go_duration",
+    "parse_keep_alive",
+]
 
 FOREVER = math.inf
 
@@ -58,6 +63,18 @@ def parse_keep_alive(value: Any) -> float | None:
         return FOREVER if seconds < 0 else seconds
     go_type = "map[string]interface {}" if isinstance(value, dict) else "[]interface {}"
     raise InvalidRequestError(f"Unsupported type: '{go_type}'")
+
+
+def parse_default_keep_alive(value: str) -> float | None:
+    """`OLLAMA_KEEP_ALIVE` (and `server.default_keep_alive`) as Ollama's
+    envconfig reads it: a Go duration, else whole seconds. `-1` (keep models
+    forever, as Ollama's FAQ has it) and `3600` stopped the start as "missing
+    unit", which only a request's `keep_alive` string gets."""
+    text = value.strip()
+    digits = text[1:] if text.startswith(("+", "-")) else text
+    if digits.isascii() and digits.isdigit():
+        return parse_keep_alive(int(text))
+    return parse_keep_alive(text)
 
 
 def parse_go_duration(text: str) -> float:

@@ -22,10 +22,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ollama_gateway.durations import parse_keep_alive
+from ollama_gateway.durations import parse_default_keep_alive
 from ollama_gateway.errors import GatewayError
 
 __all__ = [
+    "CAPABILITIES",
     "DEFAULT_OLLAMA_VERSION",
     "BackendSettings",
     "CatalogueSettings",
@@ -267,7 +268,7 @@ class Settings(_Section, frozen=True):
         settings = _finish(_convert(raw), level_source)
         keep_alive_source = (
             "OLLAMA_KEEP_ALIVE"
-            if env.get("OLLAMA_KEEP_ALIVE", "").strip()
+            if _ollama_var(env, "OLLAMA_KEEP_ALIVE")
             else "server.default_keep_alive"
         )
         _check_keep_alive(settings.server.default_keep_alive, keep_alive_source)
@@ -342,15 +343,22 @@ def _read_toml(path: str, source: str) -> dict[str, Any]:
         raise SettingsError(f"{source}: {path}: {exc.strerror}") from None
 
 
+def _ollama_var(env: Mapping[str, str], name: str) -> str:
+    """One of Ollama's own variables as its envconfig reads it: without the
+    spaces and quotes around it. `OLLAMA_HOST="'0.0.0.0'"` (as Windows'
+    `setx` or a quoted unit file leaves it) stopped the start here."""
+    return env.get(name, "").strip().strip("\"'")
+
+
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     server = raw.setdefault("server", {})
-    if env.get("OLLAMA_HOST", "").strip():
-        server["host"], server["port"] = parse_ollama_host(env["OLLAMA_HOST"])
-    if env.get("OLLAMA_ORIGINS", "").strip():
-        extra = [o.strip() for o in env["OLLAMA_ORIGINS"].split(",") if o.strip()]
+    if host := _ollama_var(env, "OLLAMA_HOST"):
+        server["host"], server["port"] = parse_ollama_host(host)
+    if origins := _ollama_var(env, "OLLAMA_ORIGINS"):
+        extra = [o.strip() for o in origins.split(",") if o.strip()]
         server["cors_origins"] = [*server.get("cors_origins", []), *extra]
-    if env.get("OLLAMA_KEEP_ALIVE", "").strip():
-        server["default_keep_alive"] = env["OLLAMA_KEEP_ALIVE"].strip()
+    if keep_alive := _ollama_var(env, "OLLAMA_KEEP_ALIVE"):
+        server["default_keep_alive"] = keep_alive
     if env.get("LOG_LEVEL", "").strip():
         raw["log_level"] = env["LOG_LEVEL"].strip()
     if "OLLAMA_GATEWAY_PLUGINS" in env:
@@ -358,6 +366,12 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         raw["plugins"] = [n.strip() for n in names if n.strip()]
     if env.get("OLLAMA_GATEWAY_API_KEYS", "").strip():
         keys = [k.strip() for k in env["OLLAMA_GATEWAY_API_KEYS"].split(",")]
+        if not any(keys):
+            # `"$KEY1,$KEY2"` with both unset: the empty list replaced the
+            # file's keys and turned authentication off, silently.
+            raise SettingsError(
+                "OLLAMA_GATEWAY_API_KEYS: holds no key, only commas and spaces"
+            )
         raw.setdefault("auth", {})["api_keys"] = [k for k in keys if k]
     _apply_backend_env(raw, env)
 
@@ -422,14 +436,47 @@ def _finish(settings: Settings, level_source: str) -> Settings:
     _check_backends(backends)
     if not backends:
         backends.append(BackendSettings(name="demo", demo=True))
+    _check_models(settings.models, {b.name for b in backends})
     return msgspec.structs.replace(settings, log_level=level, backends=backends)
+
+
+# Ollama's capability names, the only ones its clients act on.
+CAPABILITIES = (
+    "completion",
+    "tools",
+    "insert",
+    "vision",
+    "embedding",
+    "thinking",
+    "image",
+    "audio",
+)
+
+
+def _check_models(models: Mapping[str, ModelSettings], backends: set[str]) -> None:
+    """A typo here did silently nothing: `capabilities = ["tool"]` was
+    reported as it was written, which no client reads (and tools were then
+    refused), and a `backend` no backend is named left the model "not
+    found"."""
+    for name, model in models.items():
+        for capability in model.capabilities or ():
+            if capability not in CAPABILITIES:
+                raise SettingsError(
+                    f"models.{name}.capabilities: {capability!r} is not one of "
+                    + ", ".join(CAPABILITIES)
+                )
+        if model.backend and model.backend not in backends:
+            raise SettingsError(
+                f"models.{name}.backend: no backend is named {model.backend!r} "
+                f"(backends: {', '.join(sorted(backends))})"
+            )
 
 
 def _check_keep_alive(value: str, source: str) -> None:
     # Checked here, where its source is known: create_app named the variable
     # OLLAMA_KEEP_ALIVE for a bad value from the file too.
     try:
-        parse_keep_alive(value)
+        parse_default_keep_alive(value)
     except GatewayError as exc:
         raise SettingsError(f"{source}: {exc.message}") from None
 

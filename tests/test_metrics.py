@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from prometheus_client.openmetrics.parser import (
@@ -13,7 +14,7 @@ from prometheus_client.openmetrics.parser import (
 
 from ollama_gateway.metrics import Metrics
 from tests.conftest import FAST_DEMO
-from tests.fakebackend import Script, chat_chunk, sse
+from tests.fakebackend import Script, chat_chunk, sse, usage_script
 from tests.ndjson import CHAT, GENERATE, chat, ndjson, post
 from tests.ops import Samples, read_metrics
 
@@ -147,6 +148,62 @@ async def test_embedding_tokens_are_counted(gateway, backend, path, body):
     tokens = "ollama_gateway_tokens_total"
     assert metrics.get(tokens, model=model, kind="prompt") == 2 * inputs
     assert metrics.get(tokens, model=model, kind="completion") == 0
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_openai_route_tokens_are_counted(gateway, backend, caplog, stream):
+    # The relay passes the answer on unread, and the tokens metric and the
+    # request line said 0 for every `/v1/chat/completions` (VS Code
+    # Copilot's chats), whose answer ends with the backend's usage. The
+    # whole answer's content quotes a usage, which is no count.
+    caplog.set_level(logging.INFO)
+    if stream:
+        backend.queue(Script.text("one two three", split=7))
+    else:
+        quoted = 'say {"prompt_tokens": 99, "completion_tokens": 98}'
+        script = usage_script({"prompt_tokens": 7, "completion_tokens": 3}, whole=True)
+        script.pieces = [
+            script.pieces[0].replace(b"Hi there", json.dumps(quoted)[1:-1].encode())
+        ]
+        backend.queue(script)
+    client = await gateway(backend)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/v1/chat/completions", {**body, "stream": stream})
+        assert resp.status == 200, await resp.text()
+        await resp.read()
+        metrics = await read_metrics(client)
+    tokens = "ollama_gateway_tokens_total"
+    assert metrics.get(tokens, model="gpt-4o:latest", kind="prompt") == 7
+    assert metrics.get(tokens, model="gpt-4o:latest", kind="completion") == 3
+    (line,) = [
+        r
+        for r in caplog.records
+        if r.name == "ollama_gateway.access" and "/v1/" in r.getMessage()
+    ]
+    assert (line.prompt_tokens, line.completion_tokens) == (7, 3)
+
+
+async def test_openai_embeddings_generate_no_first_token(gateway, backend, caplog):
+    # `/v1/embeddings` took the relay's first piece for a first token, as
+    # `/api/embed` does not: the TTFT histogram held embedding latencies.
+    caplog.set_level(logging.INFO)
+    client = await gateway(backend)
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"]}
+    async with asyncio.timeout(BOUND):
+        resp = await post(client, "/v1/embeddings", body)
+        assert resp.status == 200, await resp.text()
+        await resp.read()
+        metrics = await read_metrics(client)
+    model = "text-embedding-3-small:latest"
+    assert metrics.get("ollama_gateway_time_to_first_token_seconds_count") == 0
+    assert metrics.get("ollama_gateway_tokens_total", model=model, kind="prompt") == 4
+    (line,) = [
+        r
+        for r in caplog.records
+        if r.name == "ollama_gateway.access" and "/v1/" in r.getMessage()
+    ]
+    assert line.ttft_ms is None
 
 
 async def test_requests_are_counted_once_each(gateway):

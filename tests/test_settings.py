@@ -74,6 +74,34 @@ def test_environment_is_read():
     assert not settings.uses_demo_only
 
 
+def test_ollama_variables_are_read_without_their_quotes():
+    # Ollama's envconfig trims spaces and quotes around its variables (as
+    # Windows' `setx` or a quoted unit file leaves them); these stopped the
+    # start with "invalid port" and "invalid duration".
+    env = {
+        "OLLAMA_HOST": " '0.0.0.0:8080' ",
+        "OLLAMA_KEEP_ALIVE": '"10m"',
+        "OLLAMA_ORIGINS": "'http://a.example,http://b.example'",
+    }
+    settings = Settings.load(env)
+    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 8080)
+    assert settings.server.default_keep_alive == "10m"
+    assert settings.server.cors_origins == ["http://a.example", "http://b.example"]
+
+
+def test_api_keys_made_of_separators_stop_the_start(tmp_path: Path):
+    # `OLLAMA_GATEWAY_API_KEYS="$KEY1,$KEY2"` with both unset replaced the
+    # file's keys with none: authentication off, silently.
+    config = tmp_path / "auth.toml"
+    config.write_text('[auth]\napi_keys = ["from-the-file"]\n')
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config), "OLLAMA_GATEWAY_API_KEYS": " , "}
+    assert _error(env) == (
+        "OLLAMA_GATEWAY_API_KEYS: holds no key, only commas and spaces"
+    )
+    env["OLLAMA_GATEWAY_API_KEYS"] = ",k1,"
+    assert Settings.load(env).auth.api_keys == ["k1"]
+
+
 def test_flags_override_env_and_env_overrides_toml(tmp_path: Path):
     config = tmp_path / "g.toml"
     config.write_text('log_level = "ERROR"\n[server]\nhost = "10.1.1.1"\nport = 1000\n')
@@ -252,10 +280,34 @@ def test_out_of_range_values(tmp_path: Path, toml, named):
     assert _error({"OLLAMA_GATEWAY_CONFIG": str(config)}).startswith(named)
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[models.m]\ncapabilities = ["completion", "tool"]\n',
+            "models.m.capabilities: 'tool' is not one of completion, tools, ",
+        ),
+        (
+            '[models.m]\ntarget = "gpt-4o"\nbackend = "vlm"\n',
+            "models.m.backend: no backend is named 'vlm' (backends: openai)",
+        ),
+    ],
+)
+def test_a_typo_in_a_model_table_stops_the_start(tmp_path: Path, toml, message):
+    # Both did silently nothing: "tool" was reported as written, which no
+    # client reads (and tools were refused), and the alias was "not found".
+    config = tmp_path / "models.toml"
+    config.write_text(toml)
+    env = {"OLLAMA_GATEWAY_CONFIG": str(config), "OPENAI_BASE_URL": "http://h/v1"}
+    assert _error(env).startswith(message)
+    config.write_text('[models.m]\nbackend = "openai"\ncapabilities = ["tools"]\n')
+    assert Settings.load(env).models["m"].backend == "openai"
+
+
 def test_a_bad_keep_alive_default_names_where_it_was_set(tmp_path: Path):
     # A file's bad value was reported as the variable OLLAMA_KEEP_ALIVE.
-    message = _error({"OLLAMA_KEEP_ALIVE": "10"})
-    assert message.startswith("OLLAMA_KEEP_ALIVE: time: missing unit")
+    message = _error({"OLLAMA_KEEP_ALIVE": "10x"})
+    assert message.startswith("OLLAMA_KEEP_ALIVE: time: unknown unit")
     config = tmp_path / "keep.toml"
     config.write_text('[server]\ndefault_keep_alive = "xyz"\n')
     message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import (
     GatewayError,
     ModelNotFoundError,
@@ -66,6 +67,14 @@ _TAIL = 16  # bytes enough to see an event's end or `[DONE]` and its end
 # whole (some backends leave `[DONE]` out); one that stops before is cut.
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
 _SEAM = 32  # bytes of a piece that a pattern begun in the tail can reach
+# The token counts of the answer's `usage` (OpenAI puts it last: in the
+# stream's trailer event, or at the end of a whole answer), read once, at the
+# end, from the last bytes relayed since a choice finished: the tokens metric
+# and the request line counted none for `/v1` (VS Code Copilot's chats). A
+# quote after a backslash is inside a JSON string (a model quoting them).
+_USAGE_WINDOW = 8 * 1024
+_PROMPT_TOKENS = re.compile(rb'(?<!\\)"prompt_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'(?<!\\)"completion_tokens"\s*:\s*(\d+)')
 # How a whole answer that is an error object starts (see `_unless_an_error`),
 # and the most of one that is read to tell.
 _ERROR_ANSWER = re.compile(rb'\s*\{\s*"error"\s*:')
@@ -211,7 +220,13 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
                 # Only one choice streamed: its finish ends what matters.
                 one_choice = body.get("n") in (None, 1)
                 return await _relay(
-                    request, response, started, stream, one_choice, echo
+                    request,
+                    response,
+                    started,
+                    stream,
+                    one_choice,
+                    echo,
+                    generates=path != "/embeddings",
                 )
             finally:
                 await close_answer(response, ctx.backend)
@@ -237,6 +252,8 @@ async def _relay(
     stream: bool,
     one_choice: bool = True,
     echo_name: str | None = None,
+    *,
+    generates: bool = True,
 ) -> web.StreamResponse:
     """Relay the answer as it comes. A gap longer than `timeouts.idle`, or a
     whole exchange longer than `timeouts.total`, ends it as a failure does;
@@ -280,6 +297,8 @@ async def _relay(
     between_events = sse
     # The end of what was relayed (a piece may be one byte of a line end).
     tail = b""
+    # The last bytes relayed since a choice finished (see `_USAGE_WINDOW`).
+    usage = b""
     finished = not sse
     # The start of an unended line held back: it may be an `error:` line.
     unended = b""
@@ -290,7 +309,9 @@ async def _relay(
     deadline = end
     # The first piece of an answer stands for its first token (the relay does
     # not read events): the request line's `ttft_ms` and the TTFT histogram.
-    ctx = request[ctx_key] if response.status < 300 else None
+    # An embedding generates none (`/api/embed` records none either): its
+    # latency filled the TTFT histogram of the embedding model.
+    ctx = request[ctx_key] if response.status < 300 and generates else None
     try:
         # What was read before the status is sent goes first, as a piece.
         piece: bytes | None = held
@@ -334,6 +355,13 @@ async def _relay(
                     # Once, at the finish: the rest of the stream all told.
                     rest = loop.time() + after_finish
                     deadline = rest if deadline is None else min(deadline, rest)
+            if finished:
+                # Only from the finish on, so no piece before it costs a copy.
+                usage = (
+                    piece[-_USAGE_WINDOW:]
+                    if len(piece) >= _USAGE_WINDOW
+                    else (usage + piece)[-_USAGE_WINDOW:]
+                )
             tail = piece if len(piece) >= _TAIL else (tail + piece)[-_TAIL:]
             between_events = tail.endswith(_EVENT_ENDS)
             piece = None
@@ -389,11 +417,23 @@ async def _relay(
             await out.write(b"data: " + msgspec.json.encode(error) + b"\n\n")
         except ConnectionResetError:
             return out
+    if usage and response.status < 300:
+        _note_usage(request[ctx_key], usage)
     try:
         await out.write_eof()
     except ConnectionResetError:
         request[ctx_key].outcome = "client_disconnect"
     return out
+
+
+def _note_usage(ctx: RequestContext, window: bytes) -> None:
+    """The answer's token counts, from the last `usage` in `window`."""
+    prompt = _PROMPT_TOKENS.findall(window)
+    if prompt:
+        ctx.prompt_tokens = int(prompt[-1])
+    completion = _COMPLETION_TOKENS.findall(window)
+    if completion:
+        ctx.completion_tokens = int(completion[-1])
 
 
 def _next_wait(
