@@ -619,8 +619,11 @@ async def test_a_prompt_over_the_context_is_refused_in_anthropics_words(
     """Claude Code acts on a prompt over the context only when it is told in
     Anthropic's words: in the backend's, it showed `API Error: 400` and
     stopped, and with vLLM and a 32k model that was every request (Claude
-    Code asks for 32000 tokens)."""
+    Code asks for 32000 tokens). A `max_tokens` past the room left is asked
+    once more without it (as Ollama takes it, a cap it may not reach): what
+    that second request is refused with is what the client is told."""
     backend.queue(
+        Script.error(400, VLLM_NO_ROOM),
         Script.error(400, VLLM_NO_ROOM),
         Script.error(400, VLLM_TOO_LONG),
         Script(status=400, error_body=LLAMA_CPP_TOO_LONG),
@@ -648,7 +651,10 @@ async def test_a_prompt_over_the_context_is_refused_in_anthropics_words(
         "prompt is too long: the request exceeds the available context size, "
         "try increasing it"
     )
-    assert len(backend.completions()) == 3
+    sent = [r.body for r in backend.completions()]
+    assert len(sent) == 4
+    assert sent[0]["max_tokens"] == 5 and "max_tokens" not in sent[1]
+    assert sent[1]["messages"] == sent[0]["messages"]
 
 
 async def test_backend_failing_mid_stream_ends_with_an_error_event(gateway, backend):
