@@ -40,6 +40,14 @@ _JOIN = "\n\n"
 _BILLING_HEADER = "x-anthropic-billing-header:"
 # How Claude Code wraps what the system says among the user's words.
 _REMINDER = ("<system-reminder>\n", "\n</system-reminder>")
+# `output_config.effort` as Ollama's `think` levels (Ollama's mapping).
+_EFFORTS: dict[str, str] = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "max",
+}
 _ANY_OBJECT = msgspec.Raw(b'{"type":"object","properties":{}}')
 _encode = msgspec.json.Encoder().encode
 _to_blocks = list[anthropic.ContentBlock]
@@ -97,7 +105,7 @@ def map_messages_request(body: anthropic.MessagesRequest) -> ollama.ChatRequest:
         stream=body.stream,
         format=_map_format(body.output_config),
         options=options,
-        think=_map_thinking(body.thinking),
+        think=_map_thinking(body.thinking, body.output_config),
     )
 
 
@@ -330,16 +338,24 @@ def _map_tool(tool: anthropic.Tool, position: int) -> msgspec.Raw:
     return msgspec.Raw(_encode(_FunctionTool(spec)))
 
 
-def _map_thinking(thinking: anthropic.ThinkingConfig | None) -> bool | None:
-    if thinking is None:
-        return None
-    if thinking.type == "enabled":
+def _map_thinking(
+    thinking: anthropic.ThinkingConfig | None, config: anthropic.OutputConfig | None
+) -> bool | str | None:
+    """`think` as Ollama makes it: `enabled` is true and `disabled` false;
+    otherwise (`adaptive`, left out, the modes newer than this gateway)
+    `output_config.effort` is the level, `xhigh` taken as `high`. Claude Code
+    sends `adaptive` with an effort on every request: without it a reasoning
+    model ran at its own default whatever effort the user chose."""
+    if thinking is not None and thinking.type == "enabled":
         return True
-    if thinking.type == "disabled":
+    if thinking is not None and thinking.type == "disabled":
         return False
-    # `adaptive` and the modes newer than this gateway leave it to the model:
-    # its own default, as when `thinking` is left out.
-    return None
+    effort = config.effort if config is not None else None
+    if not effort:
+        return None
+    # An effort Ollama has no level for (`minimal`, a newer one) is ignored,
+    # as Ollama ignores it: the model's own default.
+    return _EFFORTS.get(effort.strip().lower())
 
 
 def history_call_ids(body: anthropic.MessagesRequest) -> set[str]:

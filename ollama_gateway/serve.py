@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import errno
 import gc
+import glob
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -66,8 +67,23 @@ def serve(settings: Settings) -> int:
     """Serve until SIGINT or SIGTERM; in-flight streams get the grace period."""
     setup_logging(settings.log_level)
     if settings.server.workers > 1:
+        _check_once(settings)
         return _supervise(settings)
     return _run(settings, reuse_port=False)
+
+
+def _check_once(settings: Settings) -> None:
+    """Make the app once here, as `check-config` does, and drop it: a bad
+    setting or plugin table (a SettingsError or PluginError) is then said
+    once, with the single process's status (2). Found by each worker, it was
+    said once per worker and the supervisor exited 1."""
+    create_app(settings)
+    directory = os.environ.get(MULTIPROCESS_DIR)
+    if directory:
+        # The files its metrics made in the workers' metrics directory the
+        # environment names: a scrape would add them up as one more process's.
+        for path in glob.glob(os.path.join(directory, f"*_{os.getpid()}.db")):
+            os.remove(path)
 
 
 class _SharedDirs(NamedTuple):

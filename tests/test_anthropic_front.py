@@ -213,20 +213,56 @@ async def test_thinking_disabled_reaches_the_backend(gateway, thinker):
     assert thinker.completions()[0].body["reasoning_effort"] == "none"
 
 
-async def test_thinking_on_a_model_without_it_runs_without_thinking(gateway, backend):
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        {"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}},
+    ],
+)
+async def test_thinking_on_a_model_without_it_runs_without_thinking(
+    gateway, backend, extra
+):
     # Claude Code asks for thinking whatever the model: on this front it is a
     # hint, dropped for a model without the capability rather than a 400.
     client = await gateway(backend)
     async with sdk(client) as api:
         message = await api.messages.create(
-            model="gpt-4o",
-            max_tokens=10,
-            messages=USER,
-            thinking={"type": "enabled", "budget_tokens": 1024},
+            model="gpt-4o", max_tokens=10, messages=USER, extra_body=extra
         )
     assert message.content[0].type == "text"
     [sent] = backend.completions()
     assert "reasoning_effort" not in sent.body and "think" not in sent.body
+
+
+@pytest.mark.parametrize(
+    ("extra", "effort"),
+    [
+        # Claude Code's: adaptive thinking, the user's effort.
+        (
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}},
+            "high",
+        ),
+        ({"output_config": {"effort": "low"}}, "low"),
+        ({"output_config": {"effort": " XHigh "}}, "high"),
+        ({"output_config": {"effort": "max"}}, "high"),
+        # `enabled` is think=true whatever the effort, as in Ollama.
+        ({"thinking": {"type": "enabled"}, "output_config": {"effort": "low"}}, None),
+        (
+            {"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}},
+            "none",
+        ),
+        ({"output_config": {"effort": "minimal"}}, None),
+    ],
+)
+async def test_output_config_effort_is_the_think_level(gateway, thinker, extra, effort):
+    client = await gateway(thinker)
+    async with sdk(client) as api:
+        await api.messages.create(
+            model=THINKER, max_tokens=10, messages=USER, extra_body=extra
+        )
+    [sent] = thinker.completions()
+    assert sent.body.get("reasoning_effort") == effort
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -623,6 +659,8 @@ async def test_a_prompt_over_the_context_is_refused_in_anthropics_words(
     once more without it (as Ollama takes it, a cap it may not reach): what
     that second request is refused with is what the client is told."""
     backend.queue(
+        # No room for `max_tokens`: asked once more without it (Ollama takes
+        # it as a cap), here refused again.
         Script.error(400, VLLM_NO_ROOM),
         Script.error(400, VLLM_NO_ROOM),
         Script.error(400, VLLM_TOO_LONG),

@@ -271,3 +271,30 @@ async def test_more_messages_than_the_cap_is_a_400_before_any_is_mapped(
     assert resp.status == 200
     (sent,) = backend.completions()
     assert len(sent.body["messages"]) == 3
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"]
+)
+async def test_the_message_cap_holds_on_every_chat_route(gateway, backend, path):
+    # Four user turns: the fronts join consecutive ones into one before the
+    # chat is checked, and the OpenAI relay did not check at all, so the cap
+    # (and what it guards: the decoded conversation mapped in one step) let
+    # any number through.
+    client = await gateway(backend, "[limits]\nmax_messages = 3\n")
+    turns = [{"role": "user", "content": "x"}] * 4
+    body: dict[str, object] = {"model": "gpt-4o", "stream": False}
+    if path == "/v1/responses":
+        body["input"] = turns
+    else:
+        body["messages"] = turns
+    if path == "/v1/messages":
+        body["max_tokens"] = 5
+    resp = await post(client, path, body)
+    assert resp.status == 400
+    said = await resp.json()
+    wanted = "too many messages: 4, the most is 3 (limits.max_messages)"
+    assert said["error"]["message"] == wanted
+    assert backend.completions() == []
+    resp = await post(client, path, body | {"messages": turns[:3], "input": turns[:3]})
+    assert resp.status == 200

@@ -397,6 +397,40 @@ async def test_invalid_arguments_before_any_output_keep_a_real_status(backend, g
     assert "invalid tool call arguments" in (await resp.json())["error"]
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/messages", "/v1/responses"])
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_call_without_a_name_is_a_500_not_a_call(
+    backend, gateway, path, stream
+):
+    # A call named "" reached the client, which could not run it, and sent
+    # back with the next turn it was refused (the gateway's /v1/messages and
+    # Anthropic's API want a name, OpenAI's a non-empty one): a dead end.
+    backend.queue(tool_script(call_delta(0, id="call_a", arguments='{"city": "x"}')))
+    client = await gateway(backend)
+    body: dict[str, Any] = {"model": "gpt-4o", "stream": stream}
+    if path == "/api/chat":
+        body.update(messages=[{"role": "user", "content": "hi"}])
+    elif path == "/v1/messages":
+        body.update(max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    else:
+        body.update(input="hi")
+    resp = await post(client, path, body)
+    assert resp.status == 500
+    assert "tool call without a function name" in await resp.text()
+    assert len(backend.completions()) == 1
+
+
+async def test_an_empty_fragment_without_a_name_is_no_call(backend, gateway):
+    calls = await calls_for(
+        backend,
+        gateway,
+        call_delta(0, id="call_a", name="get_weather", arguments='{"city": "x"}'),
+        call_delta(1, id="call_b", arguments=""),
+        stream=True,
+    )
+    assert [c["function"]["name"] for c in calls] == ["get_weather"]
+
+
 async def test_case_47_non_stream_tool_calls(backend, gateway):
     backend.queue(
         tool_script(

@@ -483,7 +483,12 @@ def _apply_options(
 def _apply_format(
     body: openai.SamplingParams, fmt: Any, backend: BackendSettings
 ) -> None:
-    if fmt == "json":
+    if fmt is None:
+        return
+    if fmt == "json" or fmt == {}:
+        # `{}`, the schema any JSON meets, is JSON mode: OpenAI's structured
+        # outputs refuse a schema whose root is not an object ("schema must be
+        # a JSON Schema of 'type: \"object\"'"), where Ollama takes it.
         body.response_format = {"type": "json_object"}
     elif isinstance(fmt, dict) and backend.format_schema == "json_object":
         # llama-cpp-python's server takes only "text" and "json_object" (a

@@ -457,7 +457,20 @@ class ChatStreamSession:
             indices.pop()
         for index in indices:
             parts = self.tools[index]
-            arguments = _parse_arguments(parts.name, "".join(parts.arguments))
+            text = "".join(parts.arguments)
+            if not parts.name:
+                # A call that names no function: no client can run it, and
+                # sent back with the next turn it is refused (Anthropic's API
+                # and /v1/messages want a name, OpenAI's backends too), so the
+                # conversation could go no further. A fragment with nothing in
+                # it is no call; one with arguments is a broken answer.
+                if text.strip():
+                    raise GatewayError(
+                        "upstream returned a tool call without a function name",
+                        status=500,
+                    )
+                continue
+            arguments = _parse_arguments(parts.name, text)
             function = ollama.ToolCallFunction(parts.name, arguments, index)
             call_id = parts.id if parts.id and parts.id not in used else _call_id()
             used.add(call_id)

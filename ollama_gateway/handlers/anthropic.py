@@ -31,9 +31,10 @@ from ollama_gateway.errors import InvalidRequestError, UpstreamStatusError
 from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import find_model, send_whole
-from ollama_gateway.keys import ctx_key
+from ollama_gateway.keys import ctx_key, settings_key
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.schemas import anthropic
+from ollama_gateway.validation import check_message_count
 
 __all__ = [
     "VERSION_HEADER",
@@ -50,6 +51,8 @@ VERSION_HEADER = "anthropic-version"
 
 async def handle_messages(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, anthropic.decode_messages)
+    # Counted before any is mapped, as for /api/chat (see limits.max_messages).
+    check_message_count(body.messages, request.app[settings_key].limits.max_messages)
     estimate = estimate_input_tokens(body)
     chat = map_messages_request(body)
     must_call_tool = tool_choice(body).required

@@ -27,6 +27,7 @@ from aiohttp import web
 from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import (
     GatewayError,
+    InvalidRequestError,
     ModelNotFoundError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
@@ -49,6 +50,7 @@ from ollama_gateway.model_echo import Echo
 from ollama_gateway.modelinfo import ModelEntry, registry_name
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import close_answer, map_error_object, upstream_deadline
+from ollama_gateway.validation import check_message_count
 
 __all__ = [
     "handle_completions",
@@ -180,6 +182,14 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
         return openai_error(400, f"invalid JSON body: {TOO_DEEP}")
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return openai_error(400, "the body must be a JSON object with a string 'model'")
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        # The cap of every chat route (limits.max_messages): the body was
+        # decoded, but is not encoded again nor sent on.
+        try:
+            check_message_count(messages, request.app[settings_key].limits.max_messages)
+        except InvalidRequestError as exc:
+            return openai_error(400, exc.message, param="messages")
     ctx = request[ctx_key]
     ctx.endpoint = "openai"
     ctx.model = body["model"]

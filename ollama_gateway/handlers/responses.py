@@ -30,7 +30,7 @@ from ollama_gateway.handlers.chat import serve_chat
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import send_whole
-from ollama_gateway.keys import ctx_key, response_store_key
+from ollama_gateway.keys import ctx_key, response_store_key, settings_key
 from ollama_gateway.log import note_failure
 from ollama_gateway.overflow import read_overflow
 from ollama_gateway.response_events import ResponseBuilder, new_id, response_of
@@ -44,6 +44,7 @@ from ollama_gateway.responses_request import (
 )
 from ollama_gateway.schemas import responses
 from ollama_gateway.token_estimate import estimate_chat_tokens
+from ollama_gateway.validation import check_message_count
 
 __all__ = ["handle_responses"]
 
@@ -84,6 +85,10 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
     ctx = request[ctx_key]
     try:
         body = await read_body(request, responses.decode_request)
+        # Counted before any is looked up or mapped, as for /api/chat.
+        limit = request.app[settings_key].limits.max_messages
+        if isinstance(body.input, list):
+            check_message_count(body.input, limit)
         store = request.app[response_store_key]
         owner = owner_of(request.headers)
         kept = None
@@ -96,6 +101,7 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
         ):
             body.input = await _referred(body.input, store, owner)
         items = _conversation(body, kept)
+        check_message_count(items, limit)  # with the stored conversation's
         keeper = None
         if body.store is not False and store.max_bytes > 0:
             keeper = _Keeper(store, owner, responses.encode(items))

@@ -121,10 +121,11 @@ class ThinkingConfig(msgspec.Struct):
 
 
 class OutputConfig(msgspec.Struct):
-    """`output_config`: `format` is a JSON schema for the answer (`effort`
-    is not read: see docs/anthropic.md)."""
+    """`output_config`: `format` is a JSON schema for the answer, `effort`
+    how hard the model should think (`low` to `max`)."""
 
     format: Any = None
+    effort: str | None = None
 
 
 class MessagesRequest(msgspec.Struct):
