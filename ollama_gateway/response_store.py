@@ -94,6 +94,7 @@ class ResponseStore:
         "_max_bytes",
         "_on_size",
         "_shared",
+        "_timer",
         "_ttl",
     )
 
@@ -116,6 +117,8 @@ class ResponseStore:
         self._on_size = on_size
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
+        # Wakes when the oldest conversation expires (see `_arm`).
+        self._timer: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -146,6 +149,7 @@ class ResponseStore:
         self._bytes += len(items)
         self._evict(now)
         self._report()
+        self._arm()
         return True
 
     async def save(self, response_id: str, owner: str, items: bytes) -> None:
@@ -195,6 +199,9 @@ class ResponseStore:
     def close(self) -> None:
         """Wait for the file changes asked so far (none is pending once
         every request has been answered)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._shared is not None:
             self._shared.writer.shutdown()
 
@@ -209,6 +216,35 @@ class ResponseStore:
             self._report()
             return None
         return entry.items
+
+    def _arm(self) -> None:
+        """Wake when the oldest conversation expires. Expired ones were let
+        go only when another was stored: after a burst of `/v1/responses`
+        and none since, up to `max_bytes` (and their files) stayed for good,
+        in memory and in the gauge. One timer per store, not per request."""
+        if self._timer is not None or not self._entries:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # stored outside a loop: let go by the next `put` only
+        oldest = next(iter(self._entries.values()))
+        wait = max(oldest.expires - self._clock(), 0.0)
+        self._timer = loop.call_later(wait, self._expire)
+
+    def _expire(self) -> None:
+        """The timer: let the expired conversations go, their files too."""
+        self._timer = None
+        before = self._bytes
+        self._evict(self._clock())
+        if self._bytes != before:
+            self._report()
+        shared = self._shared
+        if shared is not None and shared.gone:
+            gone, shared.gone = shared.gone, []
+            # On the writer thread, after any write asked before.
+            shared.writer.submit(shared.files.remove, gone)
+        self._arm()
 
     def _report(self) -> None:
         if self._on_size is not None:

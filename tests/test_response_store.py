@@ -4,6 +4,7 @@ directory of files when there are several."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import Iterator
@@ -62,6 +63,26 @@ def test_expired_entries_are_let_go_when_others_are_stored() -> None:
     clock.now += 61
     store.put("resp_2", "", b"[2]")
     assert len(store) == 1 and store.size == 3
+
+
+async def test_expired_entries_are_let_go_though_none_is_stored_after() -> None:
+    # They went only with the next `put`: after the last /v1/responses
+    # request, the store (and its gauge) stayed full for good.
+    sizes: list[int] = []
+    emptied = asyncio.Event()
+
+    def on_size(size: int) -> None:
+        sizes.append(size)
+        if size == 0:
+            emptied.set()
+
+    store = ResponseStore(max_bytes=100, ttl=0.01, on_size=on_size)
+    store.put("resp_1", "", b"[1]")
+    store.put("resp_2", "", b"[22]")
+    await asyncio.wait_for(emptied.wait(), 10)
+    assert sizes[:2] == [3, 7] and sizes[-1] == 0
+    assert len(store) == 0 and store.get("resp_2", "") is None
+    store.close()
 
 
 def test_a_conversation_larger_than_the_store_is_not_kept() -> None:
@@ -190,6 +211,20 @@ async def test_expired_files_of_any_worker_are_swept(workers, tmp_path, clock):
 
 def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
+
+
+async def test_the_files_of_expired_conversations_go_with_them(tmp_path):
+    emptied = asyncio.Event()
+    store = ResponseStore(
+        max_bytes=100,
+        ttl=0.01,
+        directory=str(tmp_path),
+        on_size=lambda size: emptied.set() if size == 0 else None,
+    )
+    await store.save("resp_1", "", b"[1]")
+    await asyncio.wait_for(emptied.wait(), 10)
+    store.close()  # the file changes asked so far are done
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_a_sweep_spares_a_file_being_written(workers, tmp_path, clock):

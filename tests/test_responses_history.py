@@ -7,6 +7,7 @@ follow-up may reach another worker than the response it names."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -314,6 +315,30 @@ async def test_the_kept_bytes_are_a_metric(gateway, backend):
     samples = await read_metrics(client)
     assert after_one > 0
     assert samples.get("ollama_gateway_kept_conversation_bytes") == after_one
+
+
+async def test_the_kept_bytes_go_back_to_0_once_they_expire(
+    gateway, backend, monkeypatch
+):
+    # A ttl of 10 ms instead of 30 minutes: expired conversations were let go
+    # only when another was kept, so the gauge (and the memory) stayed up.
+    monkeypatch.setattr("ollama_gateway.app.RESPONSE_TTL", 0.01)
+    backend.models = MODELS
+    client = await gateway(backend)
+    backend.queue(Script.text("kept"))
+    async with openai.AsyncOpenAI(
+        base_url=base_url(client) + "/v1", api_key="k", max_retries=0
+    ) as api:
+        first = await api.responses.create(model="gpt-4o", input="hi")
+    assert first.to_dict()["store"] is True and len(backend.completions()) == 1
+    for _ in range(1000):
+        kept = (await read_metrics(client)).get(
+            "ollama_gateway_kept_conversation_bytes"
+        )
+        if kept == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert kept == 0
 
 
 # `--workers N`: workers share kept conversations through a directory. Two
