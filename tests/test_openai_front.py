@@ -462,6 +462,33 @@ async def test_tools_for_a_model_without_the_capability_are_a_400(fake, gateway)
     assert len(fake.completions()) == 1
 
 
+@pytest.mark.parametrize(
+    ("stream", "kind"), [("yes", "string"), (1, "number"), ([True], "array")]
+)
+async def test_a_stream_that_is_no_boolean_is_a_400(fake, gateway, stream, kind):
+    """As Ollama's /v1 decodes it into its Go struct; passed on, a backend
+    took `"yes"` as it pleased and answered 200."""
+    client = await gateway(fake)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    for path, struct in (
+        ("/v1/chat/completions", "ChatCompletionRequest"),
+        ("/v1/completions", "CompletionRequest"),
+    ):
+        resp = await post(client, path, {**body, "prompt": "hi", "stream": stream})
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+        assert error["message"] == (
+            f"json: cannot unmarshal {kind} into Go struct field "
+            f"{struct}.stream of type bool"
+        )
+    assert fake.completions() == []
+    fake.queue(Script(pieces=[b"".join(openai_stream("ok"))]))
+    resp = await post(client, "/v1/chat/completions", {**body, "stream": None})
+    assert resp.status == 200
+    await resp.read()
+    assert len(fake.completions()) == 1
+
+
 ASKED = "gpt-4o:latest"  # as /api/tags and /v1/models list it: Copilot sends it
 
 

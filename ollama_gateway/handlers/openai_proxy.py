@@ -182,6 +182,25 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
         return openai_error(400, f"invalid JSON body: {TOO_DEEP}")
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return openai_error(400, "the body must be a JSON object with a string 'model'")
+    wants_stream = body.get("stream")
+    if (
+        wants_stream is not None
+        and type(wants_stream) is not bool
+        and path != "/embeddings"
+    ):
+        # Ollama's /v1 decodes the body into its Go struct first: `"stream":
+        # "yes"` is its 400. Passed on, a backend took it as true or false
+        # and the client got an answer of a kind it did not ask for.
+        struct = (
+            "ChatCompletionRequest"
+            if path == "/chat/completions"
+            else "CompletionRequest"
+        )
+        return openai_error(
+            400,
+            f"json: cannot unmarshal {_go_kind(wants_stream)} into Go struct "
+            f"field {struct}.stream of type bool",
+        )
     messages = body.get("messages")
     if isinstance(messages, list):
         # The cap of every chat route (limits.max_messages): the body was
@@ -444,6 +463,17 @@ def _note_usage(ctx: RequestContext, window: bytes) -> None:
     completion = _COMPLETION_TOKENS.findall(window)
     if completion:
         ctx.completion_tokens = int(completion[-1])
+
+
+def _go_kind(value: object) -> str:
+    """How Go's decoder names a JSON value's kind in its errors."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "number"
 
 
 def _next_wait(
