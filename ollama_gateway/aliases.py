@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
 import msgspec
 
-from ollama_gateway.errors import AliasLimitError
+from ollama_gateway.errors import AliasLimitError, GatewayError
 from ollama_gateway.modelinfo import MAX_NAME_LENGTH, is_usable_name
 from ollama_gateway.settings import SettingsError
 
@@ -38,23 +39,24 @@ class AliasStore:
 
     def set(self, destination: str, source: str) -> None:
         existing = self._find(destination)
-        if existing is not None:
-            del self._aliases[existing]
-        elif len(self._aliases) >= self.limit:
+        if existing is None and len(self._aliases) >= self.limit:
             raise AliasLimitError(
                 f'cannot copy to "{destination}": the gateway holds {self.limit} '
                 "aliases, its limit (catalogue.max_aliases); delete one first"
             )
-        self._aliases[destination] = source
-        self._write()
+        aliases = {k: v for k, v in self._aliases.items() if k != existing}
+        aliases[destination] = source
+        self._write(aliases)
+        self._aliases = aliases
 
     def remove(self, name: str) -> bool:
         """Remove `name`, spelled in any case, with or without `:latest`."""
         key = self._find(name)
         if key is None:
             return False
-        del self._aliases[key]
-        self._write()
+        aliases = {k: v for k, v in self._aliases.items() if k != key}
+        self._write(aliases)
+        self._aliases = aliases
         return True
 
     def _find(self, name: str) -> str | None:
@@ -97,15 +99,32 @@ class AliasStore:
                 )
         return aliases
 
-    def _write(self) -> None:
+    def _write(self, aliases: dict[str, str]) -> None:
+        """Save `aliases`; the caller takes them only once they are saved.
+
+        A file that cannot be written (a read-only volume, a full disk) is an
+        Ollama-style 500 that changes nothing: the aliases in memory and on
+        disk stay as they were, so the list does not differ from what a
+        restart reads back, and no temporary file is left behind.
+        """
         if not self.path:
             return
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".aliases-")
-        with os.fdopen(fd, "wb") as file:
-            file.write(msgspec.json.format(msgspec.json.encode(self._aliases)))
-        os.replace(tmp, self.path)
+        tmp = ""
+        try:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".aliases-")
+            with os.fdopen(fd, "wb") as file:
+                file.write(msgspec.json.format(msgspec.json.encode(aliases)))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise GatewayError(
+                "cannot save aliases: catalogue.aliases_file cannot be written "
+                f"({exc.strerror or exc})"
+            ) from None
 
 
 def _key(name: str) -> str:

@@ -300,3 +300,35 @@ async def test_copy_past_the_alias_cap_is_a_409_and_changes_nothing(
     )
     assert third.status == 200
     assert set(json.loads(path.read_text())) == {"TWO", "three"}
+
+
+async def test_an_aliases_file_that_cannot_be_written_is_a_500_that_changes_nothing(
+    backend, gateway, tmp_path
+):
+    # A read-only volume or a full disk: the copy or delete was a bare
+    # "internal server error", yet took effect in memory. The next copy that
+    # could be saved then wrote it: a delete that failed deleted the alias.
+    path = tmp_path / "state" / "aliases.json"
+    client = await gateway(backend, f'[catalogue]\naliases_file = "{path}"\n')
+    kept = await post(client, "/api/copy", {"source": "gpt-4o", "destination": "kept"})
+    assert kept.status == 200
+    path.unlink()
+    path.mkdir()  # the file can no longer be replaced
+    failed = await post(client, "/api/copy", {"source": "gpt-4o", "destination": "new"})
+    assert failed.status == 500
+    error = (await failed.json())["error"]
+    assert error.startswith("cannot save aliases: catalogue.aliases_file cannot be")
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        with pytest.raises(ollama.ResponseError) as raised:
+            await api.delete("kept")
+    assert raised.value.status_code == 500
+    assert raised.value.error == error
+    assert [p.name for p in path.parent.iterdir()] == ["aliases.json"]
+    names = await tag_names(client)
+    assert "kept:latest" in names and "new:latest" not in names
+    path.rmdir()
+    third = await post(
+        client, "/api/copy", {"source": "gpt-4o", "destination": "third"}
+    )
+    assert third.status == 200
+    assert set(json.loads(path.read_text())) == {"kept", "third"}
