@@ -358,6 +358,12 @@ async def test_workers_sharing_an_aliases_file_keep_each_others_aliases(
     gone = await second.delete("/api/delete", data=json.dumps({"name": "one"}))
     assert gone.status == 200
     assert set(json.loads(path.read_text())) == {"two", "three"}
+    # The first still lists "one": its delete finds it gone, as Ollama would.
+    assert "one:latest" in await tag_names(first)
+    again = await first.delete("/api/delete", data=json.dumps({"name": "one"}))
+    assert again.status == 404
+    assert await again.json() == {"error": "model 'one' not found"}
+    assert "one:latest" not in await tag_names(first)
     restarted = await gateway(backend, toml)
     names = await tag_names(restarted)
     assert {"two:latest", "three:latest"} <= set(names) and "one:latest" not in names
