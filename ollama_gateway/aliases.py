@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 
 import msgspec
 
-from ollama_gateway.errors import AliasLimitError
+from ollama_gateway.errors import AliasLimitError, GatewayError
 from ollama_gateway.modelinfo import MAX_NAME_LENGTH, is_usable_name
 from ollama_gateway.settings import SettingsError
 
@@ -37,29 +40,62 @@ class AliasStore:
         return list(self._aliases.items())
 
     def set(self, destination: str, source: str) -> None:
-        existing = self._find(destination)
-        if existing is not None:
-            del self._aliases[existing]
-        elif len(self._aliases) >= self.limit:
-            raise AliasLimitError(
-                f'cannot copy to "{destination}": the gateway holds {self.limit} '
-                "aliases, its limit (catalogue.max_aliases); delete one first"
-            )
-        self._aliases[destination] = source
-        self._write()
+        with self._locked():
+            current = self._current()
+            existing = _find(current, destination)
+            if existing is None and len(current) >= self.limit:
+                raise AliasLimitError(
+                    f'cannot copy to "{destination}": the gateway holds '
+                    f"{self.limit} aliases, its limit (catalogue.max_aliases); "
+                    "delete one first"
+                )
+            aliases = {k: v for k, v in current.items() if k != existing}
+            aliases[destination] = source
+            self._write(aliases)
+            self._aliases = aliases
 
     def remove(self, name: str) -> bool:
         """Remove `name`, spelled in any case, with or without `:latest`."""
-        key = self._find(name)
-        if key is None:
-            return False
-        del self._aliases[key]
-        self._write()
-        return True
+        with self._locked():
+            current = self._current()
+            key = _find(current, name)
+            if key is None:
+                self._aliases = current
+                return False
+            aliases = {k: v for k, v in current.items() if k != key}
+            self._write(aliases)
+            self._aliases = aliases
+            return True
 
-    def _find(self, name: str) -> str | None:
-        wanted = _key(name)
-        return next((k for k in self._aliases if _key(k) == wanted), None)
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the file's lock: with `--workers N` each worker has its own
+        store, and a change made from what one worker last read overwrote
+        the aliases the others had saved since (they were gone at the next
+        start). A change is made to the file as it is now, one at a time."""
+        if not self.path:
+            yield
+            return
+        try:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise _unsaved(exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for one small file write
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _current(self) -> dict[str, str]:
+        """The aliases as saved now (by any worker), or this store's own."""
+        if not self.path:
+            return self._aliases
+        try:
+            return self._read()
+        except SettingsError as exc:
+            raise GatewayError(f"cannot save aliases: {exc}") from None
 
     def _read(self) -> dict[str, str]:
         where = f"catalogue.aliases_file: {self.path}"
@@ -97,15 +133,40 @@ class AliasStore:
                 )
         return aliases
 
-    def _write(self) -> None:
+    def _write(self, aliases: dict[str, str]) -> None:
+        """Save `aliases`; the caller takes them only once they are saved.
+
+        A file that cannot be written (a read-only volume, a full disk) is an
+        Ollama-style 500 that changes nothing: the aliases in memory and on
+        disk stay as they were, so the list does not differ from what a
+        restart reads back, and no temporary file is left behind.
+        """
         if not self.path:
             return
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".aliases-")
-        with os.fdopen(fd, "wb") as file:
-            file.write(msgspec.json.format(msgspec.json.encode(self._aliases)))
-        os.replace(tmp, self.path)
+        tmp = ""
+        try:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".aliases-")
+            with os.fdopen(fd, "wb") as file:
+                file.write(msgspec.json.format(msgspec.json.encode(aliases)))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise _unsaved(exc) from None
+
+
+def _unsaved(exc: OSError) -> GatewayError:
+    return GatewayError(
+        "cannot save aliases: catalogue.aliases_file cannot be written "
+        f"({exc.strerror or exc})"
+    )
+
+
+def _find(aliases: dict[str, str], name: str) -> str | None:
+    wanted = _key(name)
+    return next((k for k in aliases if _key(k) == wanted), None)
 
 
 def _key(name: str) -> str:

@@ -190,8 +190,9 @@ class Catalogue:
 
     def remove_alias(self, name: str) -> bool:
         removed = self._aliases.remove(name)
-        if removed:
-            self._built_at = -1.0
+        # Even when `name` is not there: the store has read the aliases file,
+        # where another worker may have deleted it (or made others) since.
+        self._built_at = -1.0
         return removed
 
     def is_alias(self, name: str) -> bool:

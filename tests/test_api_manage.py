@@ -300,3 +300,70 @@ async def test_copy_past_the_alias_cap_is_a_409_and_changes_nothing(
     )
     assert third.status == 200
     assert set(json.loads(path.read_text())) == {"TWO", "three"}
+
+
+async def test_an_aliases_file_that_cannot_be_written_is_a_500_that_changes_nothing(
+    backend, gateway, tmp_path
+):
+    # A read-only volume or a full disk: the copy or delete was a bare
+    # "internal server error", yet took effect in memory. The next copy that
+    # could be saved then wrote it: a delete that failed deleted the alias.
+    path = tmp_path / "state" / "aliases.json"
+    client = await gateway(backend, f'[catalogue]\naliases_file = "{path}"\n')
+    kept = await post(client, "/api/copy", {"source": "gpt-4o", "destination": "kept"})
+    assert kept.status == 200
+    saved = path.read_bytes()
+    path.unlink()
+    path.mkdir()  # the file can no longer be read or replaced
+    failed = await post(client, "/api/copy", {"source": "gpt-4o", "destination": "new"})
+    assert failed.status == 500
+    error = (await failed.json())["error"]
+    assert error.startswith("cannot save aliases: catalogue.aliases_file")
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        with pytest.raises(ollama.ResponseError) as raised:
+            await api.delete("kept")
+    assert raised.value.status_code == 500
+    assert raised.value.error == error
+    # No temporary file is left behind (the lock file stays, as locks do).
+    left = sorted(p.name for p in path.parent.iterdir())
+    assert left == ["aliases.json", "aliases.json.lock"]
+    names = await tag_names(client)
+    assert "kept:latest" in names and "new:latest" not in names
+    path.rmdir()
+    path.write_bytes(saved)  # the volume is writable again
+    third = await post(
+        client, "/api/copy", {"source": "gpt-4o", "destination": "third"}
+    )
+    assert third.status == 200
+    assert set(json.loads(path.read_text())) == {"kept", "third"}
+
+
+async def test_workers_sharing_an_aliases_file_keep_each_others_aliases(
+    backend, gateway, tmp_path
+):
+    # With --workers N each worker has its own store: a copy through one
+    # rewrote the file from what that worker had read, so the alias another
+    # worker had just saved was gone at the next start. Two apps on one file
+    # are two workers.
+    path = tmp_path / "aliases.json"
+    toml = f'[catalogue]\naliases_file = "{path}"\n'
+    first = await gateway(backend, toml)
+    second = await gateway(backend, toml)
+    for client, name in ((first, "one"), (second, "two"), (first, "three")):
+        resp = await post(
+            client, "/api/copy", {"source": "gpt-4o", "destination": name}
+        )
+        assert resp.status == 200
+    assert set(json.loads(path.read_text())) == {"one", "two", "three"}
+    gone = await second.delete("/api/delete", data=json.dumps({"name": "one"}))
+    assert gone.status == 200
+    assert set(json.loads(path.read_text())) == {"two", "three"}
+    # The first still lists "one": its delete finds it gone, as Ollama would.
+    assert "one:latest" in await tag_names(first)
+    again = await first.delete("/api/delete", data=json.dumps({"name": "one"}))
+    assert again.status == 404
+    assert await again.json() == {"error": "model 'one' not found"}
+    assert "one:latest" not in await tag_names(first)
+    restarted = await gateway(backend, toml)
+    names = await tag_names(restarted)
+    assert {"two:latest", "three:latest"} <= set(names) and "one:latest" not in names
