@@ -7,7 +7,6 @@ shared here, so both endpoints stream, time out and fail the same way.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
@@ -33,6 +32,7 @@ from ollama_gateway.keys import (
     upstream_key,
 )
 from ollama_gateway.modelinfo import ModelEntry
+from ollama_gateway.overflow import refuses_the_limit
 from ollama_gateway.protocols import UpstreamResponse
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
@@ -312,19 +312,6 @@ async def serve_completion(
         raise GatewayError(SHUTDOWN, status=503) from None
 
 
-# A backend's 400 for an output token limit past what the model can give,
-# which Ollama takes as a cap it may not reach: vLLM's "This model's maximum
-# context length is 4096 tokens. However, you requested 4196 tokens (100 in
-# the messages, 4096 in the completion)" or "'max_tokens' or
-# 'max_completion_tokens' is too large", SGLang's "... tokens for the
-# completion", OpenAI's "max_tokens is too large: 32768. This model supports
-# at most 16384 completion tokens". Continue sends its num_predict (4096) to
-# any model, however small its context.
-_LIMIT_TOO_LARGE = re.compile(
-    r"(in|for) the completion|tokens'? (or '?max_completion_tokens'? )?is too large"
-)
-
-
 async def _send_without_effort(
     upstream: Upstream,
     ctx: RequestContext,
@@ -341,7 +328,7 @@ async def _send_without_effort(
         raise refusal
     if "reasoning" in message:
         plain = outgoing.take_without_effort()
-    elif _LIMIT_TOO_LARGE.search(message):
+    elif refuses_the_limit(message):
         plain = outgoing.take_without_limit()
     else:
         raise refusal

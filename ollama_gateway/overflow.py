@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Overflow", "read_overflow"]
+__all__ = ["Overflow", "read_overflow", "refuses_the_limit"]
 
 # The backends' wordings (vLLM old and new, OpenAI, DeepSeek, OpenRouter,
 # SGLang, llama.cpp's server, LM Studio), matched case-insensitively.
@@ -74,3 +74,24 @@ def _number(found: re.Match[str] | None) -> int | None:
     if found is None:
         return None
     return int(next(g for g in found.groups() if g is not None))
+
+
+# A backend's 400 for an output token limit past what the model can give,
+# which Ollama takes as a cap it may not reach: vLLM's "This model's maximum
+# context length is 4096 tokens. However, you requested 4196 tokens (100 in
+# the messages, 4096 in the completion)" or "'max_tokens' or
+# 'max_completion_tokens' is too large", SGLang's "... tokens for the
+# completion", OpenAI's "max_tokens is too large: 32768. This model supports
+# at most 16384 completion tokens". Continue sends its num_predict (4096) to
+# any model, however small its context.
+_LIMIT_TOO_LARGE = re.compile(
+    r"(in|for) the completion|tokens'? (or '?max_completion_tokens'? )?is too large",
+    re.I,
+)
+
+
+def refuses_the_limit(message: str) -> bool:
+    """Whether a backend's 400 names the output token limit as past the
+    model's room, on which the request is asked again without it (see
+    inference.serve_completion)."""
+    return _LIMIT_TOO_LARGE.search(message) is not None
