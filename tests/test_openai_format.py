@@ -255,6 +255,31 @@ async def test_a_list_schema_on_generate_answers_its_bare_json(
 
 
 @pytest.mark.parametrize("stream", [False, True])
+async def test_the_responses_front_answers_a_list_schema_bare(
+    gateway: MakeGateway, openai_api: StrictBackend, stream: bool
+) -> None:
+    """`/v1/responses` maps `text.format` to Ollama's `format`: the same."""
+    openai_api.queue(answer('{"value": ["Oslo", "Lima"]}', size=2))
+    client = await gateway(toml=hosted())
+    schema = {"type": "array", "items": {"type": "string"}}
+    text = {"format": {"type": "json_schema", "name": "cities", "schema": schema}}
+    body = {"model": "gpt-4o", "input": "Two cities.", "text": text}
+    resp = await client.post("/v1/responses", json={**body, "stream": stream})
+    assert resp.status == 200, await resp.text()
+    if stream:
+        events = [
+            json.loads(line.removeprefix("data: "))
+            for line in (await resp.text()).splitlines()
+            if line.startswith("data: ")
+        ]
+        done = [e for e in events if e["type"] == "response.output_text.done"]
+        output = done[0]["text"]
+    else:
+        output = (await resp.json())["output"][0]["content"][0]["text"]
+    assert output == '["Oslo", "Lima"]'
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_a_refusal_to_a_wrapped_schema_comes_as_it_is(
     gateway: MakeGateway, openai_api: StrictBackend, stream: bool
 ) -> None:
