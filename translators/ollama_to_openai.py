@@ -490,7 +490,8 @@ def _apply_format(
 ) -> None:
     if fmt is None:
         return
-    # Set again for each backend the request is mapped for.
+    # Cleared first: a request failed over is mapped again for the next
+    # backend, whose answer is unwrapped only if its schema was wrapped.
     ctx.extra.pop(WRAPPED, None)
     if isinstance(body, openai.ChatCompletionRequest) and openai_hosted(
         backend.base_url
