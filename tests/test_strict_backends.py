@@ -8,6 +8,7 @@ presets), and every chat must get its answer.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -68,6 +69,9 @@ def openai_refusal(body: dict[str, Any]) -> str | None:
                 f"Invalid schema for function '{name}': In context=(), object "
                 "schema missing properties."
             )
+    format_refused = _format_refusal(body)
+    if format_refused is not None:
+        return format_refused
     model = body["model"]
     limit = body.get("max_tokens", 0)
     if limit > 16384 and model == "gpt-4o":
@@ -88,6 +92,28 @@ def openai_refusal(body: dict[str, Any]) -> str | None:
     for name in refused:
         if name in body:
             return f"Unsupported parameter: '{name}' is not supported with this model."
+    return None
+
+
+def _format_refusal(body: dict[str, Any]) -> str | None:
+    """OpenAI's 400s for a `response_format`: JSON mode wants the word
+    "json" in a message, structured outputs (strict or not) an object root."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        texts = [json.dumps(m.get("content")) for m in body.get("messages", [])]
+        if not any("json" in text.lower() for text in texts):
+            return (
+                "'messages' must contain the word 'json' in some form, to use "
+                "'response_format' of type 'json_object'."
+            )
+    if fmt.get("type") == "json_schema":
+        schema = fmt["json_schema"]["schema"]
+        if schema.get("type") != "object" or "anyOf" in schema:
+            return (
+                "Invalid schema for response_format 'schema': schema must be a "
+                "JSON Schema of 'type: \"object\"', got "
+                f"'type: \"{schema.get('type')}\"'."
+            )
     return None
 
 
@@ -129,7 +155,7 @@ class StrictBackend(FakeBackend):
 Refusal = Callable[[dict[str, Any]], str | None]
 
 
-async def _started(aiohttp_server: Any, refusal: Refusal) -> StrictBackend:
+async def started_strict(aiohttp_server: Any, refusal: Refusal) -> StrictBackend:
     """The fake backend, refusing what `refusal` names with a 400."""
 
     @web.middleware
@@ -152,12 +178,12 @@ async def _started(aiohttp_server: Any, refusal: Refusal) -> StrictBackend:
 
 @pytest.fixture
 async def strict(aiohttp_server: Any) -> StrictBackend:
-    return await _started(aiohttp_server, openai_refusal)
+    return await started_strict(aiohttp_server, openai_refusal)
 
 
 @pytest.fixture
 async def vllm(aiohttp_server: Any) -> StrictBackend:
-    return await _started(aiohttp_server, vllm_refusal)
+    return await started_strict(aiohttp_server, vllm_refusal)
 
 
 async def _chat(gateway: MakeGateway, fake: FakeBackend, **kwargs: Any) -> Any:

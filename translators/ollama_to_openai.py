@@ -21,6 +21,8 @@ from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import BackendSettings, openai_hosted
 from ollama_gateway.turns import tidy_turns
 
+from .openai_format import WRAPPED, add_json_instruction, object_root, wrap_root
+
 __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 
 _DEFAULT_BACKEND = BackendSettings(name="default")
@@ -117,7 +119,7 @@ class ChatRequestMapper:
                 completion.suffix = request.suffix
             _apply_stream(completion, backend, ctx)
             _apply_options(completion, request.options, backend)
-            _apply_format(completion, request.format, backend)
+            _apply_format(completion, request.format, backend, ctx)
             if backend.extensions and request.format:
                 # Ollama's JSON mode is an object, as its own grammar for it.
                 schema = request.format
@@ -166,7 +168,7 @@ class ChatRequestMapper:
     ) -> None:
         _apply_stream(body, backend, ctx)
         _apply_options(body, request.options, backend)
-        _apply_format(body, request.format, backend)
+        _apply_format(body, request.format, backend, ctx)
         thinking_model = ctx.entry is None or ctx.entry.supports("thinking")
         _apply_think(body, request.think, backend, thinking_model)
         if request.logprobs:
@@ -481,10 +483,20 @@ def _apply_options(
 
 
 def _apply_format(
-    body: openai.SamplingParams, fmt: Any, backend: BackendSettings
+    body: openai.SamplingParams,
+    fmt: Any,
+    backend: BackendSettings,
+    ctx: RequestContext,
 ) -> None:
     if fmt is None:
         return
+    # Cleared first: a request failed over is mapped again for the next
+    # backend, whose answer is unwrapped only if its schema was wrapped.
+    ctx.extra.pop(WRAPPED, None)
+    if isinstance(body, openai.ChatCompletionRequest) and openai_hosted(
+        backend.base_url
+    ):
+        fmt = _openai_format(body, fmt, backend, ctx)
     if fmt == "json" or fmt == {}:
         # `{}`, the schema any JSON meets, is JSON mode: OpenAI's structured
         # outputs refuse a schema whose root is not an object ("schema must be
@@ -500,6 +512,21 @@ def _apply_format(
             "type": "json_schema",
             "json_schema": {"name": "schema", "schema": fmt},
         }
+
+
+def _openai_format(
+    body: openai.ChatCompletionRequest,
+    fmt: Any,
+    backend: BackendSettings,
+    ctx: RequestContext,
+) -> Any:
+    """`format` as OpenAI's API and Azure OpenAI take it (see openai_format.py)."""
+    if fmt == "json" or fmt == {} or backend.format_schema == "json_object":
+        add_json_instruction(body, backend.system_role)
+    elif not object_root(fmt):
+        ctx.extra[WRAPPED] = True
+        return wrap_root(fmt)
+    return fmt
 
 
 def _apply_think(

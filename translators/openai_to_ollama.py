@@ -26,9 +26,11 @@ import msgspec
 from ollama_gateway.clock import now_rfc3339
 from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import GatewayError, UpstreamProtocolError
-from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage
+from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage, StreamSession
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.upstream import map_error_object
+
+from .openai_format import WRAPPED, ValueSession
 
 __all__ = ["NO_CHOICES", "ChatResponseMapper", "ChatStreamSession", "map_done_reason"]
 
@@ -65,8 +67,13 @@ class ChatResponseMapper:
         if inner is not None:
             raise ValueError("openai-to-ollama is a base translator: list it last")
 
-    def open_stream(self, ctx: RequestContext) -> ChatStreamSession:
-        return ChatStreamSession(ctx)
+    def open_stream(self, ctx: RequestContext) -> StreamSession:
+        session = ChatStreamSession(ctx)
+        if ctx.extra and ctx.extra.get(WRAPPED):
+            # The request mapper sent the schema inside an object (see
+            # openai_format.py): the client gets its value.
+            return ValueSession(session)
+        return session
 
     def map_embed(
         self, response: openai.EmbeddingResponse, ctx: RequestContext
