@@ -49,6 +49,7 @@ def create_app(
     transports: Mapping[str, Transport] | None = None,
     response_dir: str | None = None,
     running_dir: str | None = None,
+    aliases_file: str | None = None,
 ) -> web.Application:
     """Build the gateway. Translators are discovered here, never at import time.
 
@@ -57,7 +58,9 @@ def create_app(
     the directory through which workers share kept `/v1/responses`
     conversations (see response_store.py), and `running_dir` the one through
     which they share the models `/api/ps` lists (see running.py); without them,
-    both stay in memory.
+    both stay in memory. `aliases_file` is the file through which they share
+    the aliases `/api/copy` makes, each taking the others' changes (see
+    aliases.py); without it, `catalogue.aliases_file` is this process's own.
     """
     specs = load_translators(entry_points, allow=settings.plugins)
     pipeline = build_pipeline(settings, specs)
@@ -79,7 +82,10 @@ def create_app(
     upstream = Upstream(settings, pipeline.transports, pipeline.blame_transport)
     app[upstream_key] = upstream
     app[catalogue_key] = Catalogue(
-        settings, upstream.list_models, upstream.litellm_model_info
+        settings,
+        upstream.list_models,
+        upstream.litellm_model_info,
+        shared_aliases_file=aliases_file,
     )
     app[running_key] = RunningModels(_default_keep_alive(settings), running_dir)
     metrics = Metrics()

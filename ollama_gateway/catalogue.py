@@ -99,6 +99,8 @@ class Catalogue:
         settings: Settings,
         list_models: ListModels,
         read_model_info: ReadModelInfo | None = None,
+        *,
+        shared_aliases_file: str | None = None,
     ) -> None:
         self._settings = settings
         self._list_models = list_models
@@ -112,7 +114,12 @@ class Catalogue:
                 state.models = [openai.ModelObject(id=m) for m in backend.models]
                 state.fetched_at = now
         catalogue = settings.catalogue
-        self._aliases = AliasStore(catalogue.aliases_file, catalogue.max_aliases)
+        if shared_aliases_file is None:
+            self._aliases = AliasStore(catalogue.aliases_file, catalogue.max_aliases)
+        else:
+            self._aliases = AliasStore(
+                shared_aliases_file, catalogue.max_aliases, shared=True
+            )
         self._started = format_unix(time.time())
         self._entries: dict[str, ModelEntry] = {}
         self._built_at = -1.0
@@ -120,18 +127,32 @@ class Catalogue:
     async def entries(self) -> list[ModelEntry]:
         """Every model, hidden ones included, in listing order."""
         await self._ensure_fresh()
+        self._take_aliases_changed()
         return list(self._entries.values())
 
-    async def resolve(self, name: str) -> ModelEntry | None:
+    async def resolve(
+        self, name: str, *, recheck_aliases: bool = False
+    ) -> ModelEntry | None:
         """The entry for a client's model string, or None.
 
         An unknown name looks again upstream (at most every few seconds), so a
         model added to a backend since the last listing works at once, and the
         `ollama run` flow (show, 404, pull, show) finds it.
+
+        With workers sharing their aliases, an unknown name, an alias, and
+        any name when `recheck_aliases` (`/api/show`, `/api/copy`) first
+        take the aliases another worker changed since (one stat when none
+        did). A model a backend serves by its own name does not: it is the
+        hot path, and an alias another worker made over such a name is
+        taken with the next listing instead (`catalogue.ttl`).
         """
         await self._ensure_fresh()
         key = lookup_key(name)
         entry = self._find(key)
+        if entry is not None and not entry.alias_of and not recheck_aliases:
+            return entry
+        if self._take_aliases_changed():
+            entry = self._find(key)
         if entry is None:
             if self._listed_before(_REFRESH_ON_MISS_AFTER):
                 await self._refresh_now()
@@ -177,6 +198,13 @@ class Catalogue:
             if entry is not None:
                 return entry
         return None
+
+    def _take_aliases_changed(self) -> bool:
+        """Rebuild with the shared aliases if another worker changed them."""
+        if not self._aliases.reload_if_changed():
+            return False
+        self._rebuild()
+        return True
 
     def backend_errors(self) -> dict[str, str]:
         """Backends whose model list could not be read, with the reason."""
@@ -271,6 +299,9 @@ class Catalogue:
             if backend.litellm_model_info and self._read_model_info is not None:
                 group.create_task(self._refresh_info(backend, self._read_model_info))
             await self._refresh_list(backend)
+        # The other workers' aliases, as the listing's own changes, are taken
+        # here even for names only the hot path asks for (see `resolve`).
+        self._aliases.reload_if_changed()
         self._rebuild()
 
     async def _refresh_list(self, backend: BackendSettings) -> None:

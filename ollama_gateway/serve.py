@@ -13,7 +13,8 @@ too, with a warning. One that keeps failing before it serves makes
 the supervisor give up: it stops the others and exits 1. Workers whose
 supervisor is gone drain and exit. The supervisor makes the directories the
 workers share (metrics, kept `/v1/responses` conversations, the models
-`/api/ps` lists) and removes them when it exits.
+`/api/ps` lists, the aliases `/api/copy` makes unless `catalogue.aliases_file`
+names their file) and removes them when it exits.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class _SharedDirs(NamedTuple):
 
     responses: str  # kept `/v1/responses` conversations (response_store.py)
     running: str  # the models `/api/ps` lists (running.py)
+    aliases: str  # the file of the aliases `/api/copy` makes (aliases.py)
 
 
 def _run(
@@ -107,6 +109,7 @@ def _run(
         settings,
         response_dir=None if shared is None else shared.responses,
         running_dir=None if shared is None else shared.running,
+        aliases_file=None if shared is None else shared.aliases,
     )
     server = settings.server
     loop = _new_loop(settings)
@@ -299,12 +302,30 @@ def _supervise(settings: Settings) -> int:
             tempfile.TemporaryDirectory(
                 prefix="ollama-gateway-running-", ignore_cleanup_errors=True
             ) as running_dir,
+            _aliases_file(settings) as aliases_file,
         ):
-            return _run_workers(settings, _SharedDirs(response_dir, running_dir))
+            shared = _SharedDirs(response_dir, running_dir, aliases_file)
+            return _run_workers(settings, shared)
     finally:
         if own_dir is not None:
             del os.environ[MULTIPROCESS_DIR]
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _aliases_file(settings: Settings) -> Iterator[str]:
+    """The file the workers share their aliases through: the configured one,
+    else one in a directory made for it (mode 0700) and removed at exit. Each
+    worker kept its own in memory, so an alias made through one was unknown
+    (404) to the others, for good without a configured file."""
+    configured = settings.catalogue.aliases_file
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(
+        prefix="ollama-gateway-aliases-", ignore_cleanup_errors=True
+    ) as directory:
+        yield os.path.join(directory, "aliases.json")
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ollama_gateway.metrics import MULTIPROCESS_DIR
@@ -645,3 +646,89 @@ def test_ctrl_c_while_a_worker_starts_stops_without_a_traceback(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "KeyboardInterrupt" not in result.stderr
+
+
+async def _session_per_worker(gateway: Gateway) -> list[aiohttp.ClientSession]:
+    """Two sessions of one kept-alive connection each, answered by two
+    different workers: a request on one reaches the worker it names."""
+    sessions: dict[int, aiohttp.ClientSession] = {}
+    async with asyncio.timeout(BOUND):
+        while len(sessions) < 2:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+            pid = await _pid_of(session, gateway)
+            if pid in sessions:
+                await session.close()
+            else:
+                sessions[pid] = session
+    return list(sessions.values())
+
+
+async def _pid_of(session: aiohttp.ClientSession, gateway: Gateway) -> int:
+    async with session.get(gateway.url + "/health") as resp:
+        return int((await resp.json())["pid"])
+
+
+async def _alias_seen(
+    session: aiohttp.ClientSession, gateway: Gateway, name: str
+) -> tuple[int, int, bool]:
+    """The status of a chat to `name` and of its /api/show, and whether
+    /api/tags lists it."""
+    body = {"model": name, "stream": False, "messages": []}
+    async with session.post(gateway.url + "/api/chat", json=body) as resp:
+        chat = resp.status
+        if chat == 200:
+            assert (await resp.json())["model"] == name
+    async with session.post(gateway.url + "/api/show", json={"model": name}) as resp:
+        show = resp.status
+    async with session.get(gateway.url + "/api/tags") as resp:
+        listed = [m["name"] for m in (await resp.json())["models"]]
+    return chat, show, f"{name}:latest" in listed
+
+
+@pytest.mark.parametrize("configured", [False, True])
+async def test_every_worker_serves_the_aliases_any_worker_made(
+    tmp_path: Path, configured: bool
+):
+    # `ollama cp demo mine` reached one worker: the other answered 404 for
+    # `mine` (chat, show, tags, delete), until its own next copy or delete,
+    # or for good without `catalogue.aliases_file`.
+    temporary = tmp_path / "tmp"  # where the supervisor makes its directories
+    temporary.mkdir()
+    toml = FAST_DEMO + WORKERS
+    if configured:
+        toml += f'[catalogue]\naliases_file = "{tmp_path / "aliases.json"}"\n'
+    gateway = await start_gateway(tmp_path, toml, TMPDIR=str(temporary))
+    sessions: list[aiohttp.ClientSession] = []
+    try:
+        await _both_workers_up(gateway)
+        sessions = await _session_per_worker(gateway)
+        one, other = sessions
+        pids = [await _pid_of(s, gateway) for s in sessions]
+        copy = {"source": "demo", "destination": "mine"}
+        async with one.post(gateway.url + "/api/copy", json=copy) as resp:
+            assert resp.status == 200
+        assert await _alias_seen(other, gateway, "mine") == (200, 200, True)
+        # As a client sees it: any connection, either worker.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as fresh:
+            for _ in range(REQUESTS // 2):
+                assert await _alias_seen(fresh, gateway, "mine") == (200, 200, True)
+        gone = {"model": "mine"}
+        async with other.delete(gateway.url + "/api/delete", json=gone) as resp:
+            assert resp.status == 200
+        assert await _alias_seen(one, gateway, "mine") == (404, 404, False)
+        async with one.delete(gateway.url + "/api/delete", json=gone) as resp:
+            assert resp.status == 404
+        # Each session stayed on its worker throughout.
+        assert [await _pid_of(s, gateway) for s in sessions] == pids
+        made = list(temporary.glob("ollama-gateway-aliases-*"))
+        if configured:
+            assert made == []
+        else:
+            [shared] = made
+            assert stat.S_IMODE(shared.stat().st_mode) == 0o700
+    finally:
+        for session in sessions:
+            await session.close()
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
+    assert list(temporary.iterdir()) == []

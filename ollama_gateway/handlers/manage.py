@@ -82,7 +82,8 @@ async def handle_copy(request: web.Request) -> web.Response:
     if not is_usable_name(req.destination.strip()):
         raise InvalidRequestError(f'destination "{req.destination}" is invalid')
     catalogue = request.app[catalogue_key]
-    source = await catalogue.resolve(req.source)
+    # What the source is now, whichever worker last changed it.
+    source = await catalogue.resolve(req.source, recheck_aliases=True)
     if source is None:
         if not is_usable_name(req.source.strip()):
             raise InvalidRequestError(f'source "{req.source}" is invalid')

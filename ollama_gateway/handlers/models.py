@@ -83,7 +83,8 @@ async def handle_show(request: web.Request) -> web.Response:
         raise InvalidRequestError("model is required")
     ctx = request[ctx_key]
     ctx.model = name
-    entry = await request.app[catalogue_key].resolve(name)
+    # An alias another worker made over a backend's name shows as one here.
+    entry = await request.app[catalogue_key].resolve(name, recheck_aliases=True)
     if entry is None:
         if not is_usable_name(name):
             raise InvalidRequestError("invalid model name")
