@@ -121,9 +121,16 @@ def _plugins(settings: Settings, *, show_all: bool) -> int:
 
 def _check(settings: Settings) -> int:
     from ollama_gateway.app import create_app
-    from ollama_gateway.serve import check_event_loop
+    from ollama_gateway.listen_check import check_listen_address
+    from ollama_gateway.serve import ListenError, check_event_loop
 
     create_app(settings)
     check_event_loop(settings)
+    try:
+        check_listen_address(settings)
+    except ListenError as exc:
+        # Worded, and ended, as `serve` would end.
+        print(f"ollama-gateway: error: {exc}", file=sys.stderr)
+        return 1
     print("configuration ok")
     return 0

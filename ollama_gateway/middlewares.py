@@ -217,13 +217,16 @@ def setup_middlewares(app: web.Application) -> ExpectHandler:
         that will be read, as Go's server sends it once the handler reads
         the body. aiohttp's own sent it before any check, so a client told
         to go on uploaded a body of gigabytes only to get the 413 (or the
-        401, 403) that `account` answers on its head."""
+        401, 403, or the 404 or 405 of a request no route takes) that
+        `account` answers on its head."""
         if request.version != HttpVersion11:
             return
         wanted = request.headers.get("Expect", "")
         if wanted.lower() != "100-continue":
             # Go's 417 too; aiohttp's wording.
             raise web.HTTPExpectationFailed(text=f"Unknown Expect: {wanted}")
+        if request.match_info.http_exception is not None:
+            return  # no route takes it: its 404 or 405 needs no body
         length = request.content_length
         if body_limit and length is not None and length > body_limit:
             return

@@ -9,6 +9,7 @@ plugins. Discovery runs when an app is created, never at import time.
 from __future__ import annotations
 
 import importlib.metadata as md
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast, get_args
@@ -28,6 +29,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "ollama_gateway.translators"
 OWN_DISTRIBUTION = "ollama-gateway"
+# What docs/plugins.md promises a name is: one a `[translators.<name>]` table
+# and a `[pipeline]` list can name as written (a dot would nest the table).
+_KEBAB_CASE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 DEFAULT_TRANSLATORS = tuple(
     md.EntryPoint(name, value, ENTRY_POINT_GROUP)
@@ -99,6 +103,11 @@ def load_translators(
         dist, version = _distribution(ep)
         if allowed is not None and _normalise(dist) not in allowed:
             continue
+        if not _KEBAB_CASE.fullmatch(ep.name):
+            raise PluginLoadError(
+                f"translator {ep.name!r} ({dist}): a translator name must be "
+                "kebab-case (lowercase letters and digits, words joined by '-')"
+            )
         if ep.name in specs:
             other = specs[ep.name]
             raise PluginLoadError(

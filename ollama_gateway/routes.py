@@ -19,6 +19,7 @@ from ollama_gateway.handlers import (
     responses,
 )
 from ollama_gateway.middlewares import ExpectHandler
+from ollama_gateway.unrouted import UnroutedResource
 
 __all__ = ["setup_routes"]
 
@@ -58,3 +59,5 @@ def setup_routes(
     add("POST", "/v1/messages/count_tokens", anthropic.handle_count_tokens)
     add("GET", "/v1/models", openai_proxy.handle_models)
     add("GET", "/v1/models/{model:.+}", openai_proxy.handle_model)
+    # Last: reached only by a request no route above takes.
+    app.router.register_resource(UnroutedResource(app.router, expect_handler))

@@ -171,6 +171,10 @@ class BackendSettings(_Section, frozen=True):
     # backends have no such path, and nothing in what they already answer
     # tells a LiteLLM proxy apart reliably (see docs/operations.md).
     litellm_model_info: bool = False
+    # OpenAI's API or Azure OpenAI, with their limits; unset, told by the
+    # host. Set for one behind a name of its own (an Azure API Management
+    # gateway, a private endpoint), which no host test can see through.
+    openai_hosted: bool | None = None
     demo: bool = False
 
 
@@ -275,11 +279,18 @@ class Settings(_Section, frozen=True):
         return settings
 
 
+def openai_hosted(backend: BackendSettings) -> bool:
+    """Whether a backend is OpenAI's API or Azure OpenAI: they have limits of
+    their own that servers of open models do not share (4 stop sequences, a
+    temperature of 2, 2048 inputs to embed). As its `openai_hosted` says, or
+    by its URL's host when unset."""
+    if backend.openai_hosted is not None:
+        return backend.openai_hosted
+    return _openai_host(backend.base_url)
+
+
 @functools.lru_cache(maxsize=64)
-def openai_hosted(base_url: str) -> bool:
-    """Whether a backend is OpenAI's API or Azure OpenAI, by its URL's host:
-    they have limits of their own that servers of open models do not share
-    (4 stop sequences, a temperature of 2, 2048 inputs to embed)."""
+def _openai_host(base_url: str) -> bool:
     host = (urlsplit(base_url).hostname or "").lower()
     return host == "api.openai.com" or host.endswith(
         (".openai.azure.com", ".cognitiveservices.azure.com")

@@ -122,6 +122,22 @@ async def test_show_reports_the_requested_system_and_options(gateway, backend):
     assert plain["parameters"] == f"{'num_ctx':<30} 8192"
 
 
+async def test_show_parameters_are_in_gos_form(gateway, backend):
+    # Go's `%#v`, as Ollama prints them: JSON's form was close, but for a
+    # float of integral value (1.0, not 1) and JSON's escapes (\u001b, not
+    # \x1b) that a client unquoting them as Go does misreads.
+    client = await gateway(backend)
+    options = {"temperature": 1.0, "top_p": 0.95, "stop": ["\x1b[0m", "\u00a0"]}
+    resp = await post(client, "/api/show", {"model": "gpt-4o", "options": options})
+    shown = await resp.json()
+    assert shown["parameters"].split("\n")[-4:] == [
+        f"{'temperature':<30} 1",
+        f"{'top_p':<30} 0.95",
+        f"{'stop':<30} " + '"\\x1b[0m"',
+        f"{'stop':<30} " + '"\\u00a0"',
+    ]
+
+
 async def test_show_options_that_are_no_object_are_400(gateway, backend):
     client = await gateway(backend)
     resp = await post(client, "/api/show", {"model": "gpt-4o", "options": "x"})

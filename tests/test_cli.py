@@ -141,6 +141,33 @@ def test_check_config(monkeypatch, capsys, tmp_path: Path):
     assert error.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    "host",
+    # Not an address of this machine (TEST-NET-2); a name that does not resolve.
+    ["198.51.100.1:11434", "nosuch.invalid:11434"],
+)
+def test_check_config_refuses_a_host_serve_cannot_listen_on(monkeypatch, capsys, host):
+    # It said "configuration ok", and serve then failed to start.
+    monkeypatch.setenv("OLLAMA_HOST", host)
+    assert main(["check-config"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"ollama-gateway: error: cannot listen on {host}: ")
+    assert err.count("\n") == 1
+
+
+def test_check_config_takes_a_port_in_use(monkeypatch, capsys):
+    # The running gateway holds its own port while its next settings are
+    # checked: no fault of the settings.
+    with socket.socket() as running:
+        running.bind(("127.0.0.1", 0))
+        running.listen()
+        port = running.getsockname()[1]
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
+        assert main(["check-config"]) == 0
+    assert capsys.readouterr().out == "configuration ok\n"
+
+
 async def _wait_until_serving(url: str, proc: asyncio.subprocess.Process) -> None:
     deadline = time.monotonic() + 15
     async with aiohttp.ClientSession() as session:

@@ -111,19 +111,47 @@ async def test_a_refused_request_gets_no_100_continue(
     # it to go on before these checks, so it sent the whole body to be
     # refused; Go's server sends the 100 only once the body is read.
     client = await gateway(backend, toml)
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    try:
-        writer.write(
-            f"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
-            "Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n".encode()
-        )
-        async with asyncio.timeout(BOUND):
-            answer = await reader.read()  # to the end: the connection is closed
-    finally:
-        writer.close()
+    answer = await _answer_without_body(client, "POST /api/chat", head)
     assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer
     assert b"Connection: close\r\n" in answer
     assert backend.completions() == []
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status", "text"),
+    [
+        ("POST /api/nothing", 404, "404 page not found"),
+        ("PUT /api/chat", 405, "405 method not allowed"),
+        ("POST /api/tags", 405, "405 method not allowed"),
+    ],
+    ids=["no-route", "wrong-method", "get-only"],
+)
+async def test_a_request_no_route_takes_gets_no_100_continue(
+    gateway, backend, request_line, status, text
+):
+    # aiohttp's own answer to a path or method it has no route for told the
+    # client to go on first, so curl uploaded its whole body to get a 404.
+    client = await gateway(backend)
+    answer = await _answer_without_body(client, request_line)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer
+    assert b"100 Continue" not in answer
+    assert b"Connection: close\r\n" in answer
+    assert answer.endswith(text.encode())
+
+
+async def _answer_without_body(client, request_line: str, head: str = "") -> bytes:
+    """All a gateway answers a head that waits for `100 Continue` (a body of
+    2000 bytes announced, never sent), read to the closed connection's end."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+            "Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(BOUND):
+            return await reader.read()
+    finally:
+        writer.close()
 
 
 async def test_a_request_that_will_be_read_gets_100_continue(gateway, backend):

@@ -86,6 +86,14 @@ def test_duplicate_name_names_both_distributions():
         load_translators([ep("demo", "tests.plugins.shout:ShoutResponse")])
 
 
+@pytest.mark.parametrize("name", ["Shout", "my_shout", "my.shout", "-shout", "a--b"])
+def test_a_name_that_is_not_kebab_case_is_refused(name):
+    with pytest.raises(PluginLoadError, match=f"'{name}'.*must be kebab-case"):
+        load_translators([ep(name, "tests.plugins.shout:ShoutResponse")])
+    # A distribution left out by the allowlist is not looked at.
+    assert name not in load_translators([ep(name, SHOUT.value)], allow=[])
+
+
 def test_translator_listed_under_the_wrong_stage(settings_for):
     settings = settings_for(toml='[pipeline]\nrequest = ["shout", "ollama-to-openai"]')
     with pytest.raises(

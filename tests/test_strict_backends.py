@@ -242,11 +242,16 @@ async def test_other_models_keep_every_sampling_option(
 
 
 async def _chat_at(
-    gateway: MakeGateway, fake: FakeBackend, base: str, options: dict[str, Any]
+    gateway: MakeGateway,
+    fake: FakeBackend,
+    base: str,
+    options: dict[str, Any],
+    more: str = "",
 ) -> dict[str, Any]:
-    """A chat through a backend named by `base`, which the environment's
-    proxy (the fake) serves whatever its host."""
+    """A chat through a backend named by `base` (its table ends with `more`),
+    which the environment's proxy (the fake) serves whatever its host."""
     toml = f'[[backends]]\nname = "b"\nbase_url = "{base}"\napi_key = "sk-test"\n'
+    toml += more
     client = await gateway(toml=toml)
     async with ollama.AsyncClient(host=base_url(client)) as api:
         reply = await api.chat(model="gpt-4o", messages=MESSAGES, options=options)
@@ -269,6 +274,31 @@ async def test_openais_api_gets_its_own_limits(
     body = await _chat_at(gateway, strict, "http://api.openai.com/v1", options)
     assert body["stop"] == CONTINUE_STOPS[:4]
     assert body["temperature"] == 2
+
+
+async def test_a_backend_said_to_be_openai_hosted_gets_its_limits(
+    gateway: MakeGateway, strict: FakeBackend
+) -> None:
+    """Azure OpenAI behind a name of its own (an API Management gateway, a
+    private endpoint) has Azure's limits, which its host does not show."""
+    options = {"stop": CONTINUE_STOPS, "temperature": 3}
+    more = "openai_hosted = true\n"
+    body = await _chat_at(gateway, strict, strict.url, options, more)
+    assert body["stop"] == CONTINUE_STOPS[:4]
+    assert body["temperature"] == 2
+
+
+async def test_a_backend_said_not_to_be_openai_hosted_gets_every_stop(
+    gateway: MakeGateway, backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server of open models behind a look-alike host (a proxy named so)."""
+    monkeypatch.setenv("HTTP_PROXY", backend.url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    options = {"stop": CONTINUE_STOPS, "temperature": 3}
+    more = "openai_hosted = false\n"
+    body = await _chat_at(gateway, backend, "http://api.openai.com/v1", options, more)
+    assert body["stop"] == CONTINUE_STOPS
+    assert body["temperature"] == 3
 
 
 async def test_other_backends_get_every_stop_and_temperature(
@@ -380,6 +410,21 @@ async def test_openais_api_embeds_a_large_document_set_in_parts(
     assert reply.prompt_eval_count == 2 * len(texts)
     sent = [r.body["input"] for r in strict.requests if r.path.endswith("embeddings")]
     assert sent == [texts[:2048], texts[2048:4096], texts[4096:]]
+
+
+async def test_a_backend_said_to_be_openai_hosted_embeds_in_parts(
+    gateway: MakeGateway, strict: FakeBackend
+) -> None:
+    toml = (
+        f'[[backends]]\nname = "b"\nbase_url = "{strict.url}"\nopenai_hosted = true\n'
+    )
+    client = await gateway(toml=toml)
+    texts = [f"chunk {i}" for i in range(2049)]
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.embed(model="text-embedding-3-small", input=texts)
+    assert len(reply.embeddings) == len(texts)
+    sent = [r.body["input"] for r in strict.requests if r.path.endswith("embeddings")]
+    assert sent == [texts[:2048], texts[2048:]]
 
 
 async def test_other_backends_embed_a_large_document_set_at_once(

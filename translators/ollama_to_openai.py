@@ -454,7 +454,7 @@ def _apply_options(
             # "below minimum value") that Ollama answers.
             setattr(body, name, min(max(options[name], low), high))
     if options.get("temperature", 0) > _OPENAI_MAX_TEMPERATURE and openai_hosted(
-        backend.base_url
+        backend
     ):
         body.temperature = _OPENAI_MAX_TEMPERATURE
     seed = options.get("seed")
@@ -464,7 +464,7 @@ def _apply_options(
     if stop:
         limit = backend.max_stop
         if not limit and len(stop) > _OPENAI_MAX_STOP:
-            limit = _OPENAI_MAX_STOP if openai_hosted(backend.base_url) else 0
+            limit = _OPENAI_MAX_STOP if openai_hosted(backend) else 0
         body.stop = stop[:limit] if limit else stop
     if backend.extensions:
         if "top_k" in options:

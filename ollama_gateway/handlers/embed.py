@@ -266,7 +266,7 @@ async def _fetch_all(
         isinstance(inputs, list)
         and len(inputs) > _OPENAI_MAX_INPUTS
         and backend is not None
-        and openai_hosted(backend.base_url)
+        and openai_hosted(backend)
     ):
         return await _in_parts(body, inputs, _OPENAI_MAX_INPUTS, fetch, not_found)
     return await fetch(body, not_found=not_found)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from ollama_gateway.errors import (
     InvalidRequestError,
     UpstreamConnectError,
 )
+from ollama_gateway.go_values import go_repr
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import missing_model
 from ollama_gateway.keys import (
@@ -155,10 +155,10 @@ def _template_of(entry: ModelEntry) -> str:
 
 def _parameter_lines(parameters: dict[str, Any]) -> str:
     """Ollama's `parameters` text: the name in a 30-character column, a space,
-    the value as Go's `%#v` writes it (JSON's form for strings, numbers and
-    bools), and one line per item of a list such as `stop`."""
+    the value as Go's `%#v` writes it (see go_values.py), and one line per
+    item of a list such as `stop`."""
     lines = []
     for name, value in parameters.items():
         for item in value if isinstance(value, list) else [value]:
-            lines.append(f"{name:<30} {msgspec.json.encode(item).decode()}")
+            lines.append(f"{name:<30} {go_repr(item)}")
     return "\n".join(lines)
