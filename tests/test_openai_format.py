@@ -127,6 +127,21 @@ async def test_json_mode_generate_that_never_says_json_is_answered(
     ]
 
 
+async def test_json_mode_to_azure_behind_a_name_of_its_own_is_answered(
+    gateway: MakeGateway, openai_api: StrictBackend
+) -> None:
+    """No host test sees Azure behind an API Management gateway: the
+    backend's `openai_hosted = true` says it, for this rule as for the
+    others."""
+    openai_api.queue(answer(COLOURS))
+    base = "http://llm-gateway.example.com/v1"
+    client = await gateway(toml=hosted(base, "openai_hosted = true\n"))
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.chat(model="gpt-4o", messages=[ASK], format="json")
+    assert reply.message.content == COLOURS
+    assert sent(openai_api)["messages"] == [ASK, INSTRUCTION]
+
+
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 

@@ -493,9 +493,7 @@ def _apply_format(
     # Cleared first: a request failed over is mapped again for the next
     # backend, whose answer is unwrapped only if its schema was wrapped.
     ctx.extra.pop(WRAPPED, None)
-    if isinstance(body, openai.ChatCompletionRequest) and openai_hosted(
-        backend.base_url
-    ):
+    if isinstance(body, openai.ChatCompletionRequest) and openai_hosted(backend):
         fmt = _openai_format(body, fmt, backend, ctx)
     if fmt == "json" or fmt == {}:
         # `{}`, the schema any JSON meets, is JSON mode: OpenAI's structured
