@@ -123,8 +123,10 @@ def _map_items(items: list[responses.InputItem]) -> list[ollama.Message]:
             if not item.name:
                 raise ParamError(f"{where}.name is required", f"{where}.name")
             call = ollama.ToolCall(
-                ollama.ToolCallFunction(item.name, _map_arguments(item.arguments)),
                 id=item.call_id or None,
+                function=ollama.ToolCallFunction(
+                    name=item.name, arguments=_map_arguments(item.arguments)
+                ),
             )
             last = messages[-1] if messages else None
             if last is None or last.role != "assistant":

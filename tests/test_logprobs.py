@@ -128,3 +128,26 @@ async def test_legacy_top_logprobs_are_dropped_when_not_asked(backend, gateway):
     assert backend.completions()[-1].body["logprobs"] == 0
     (item,) = lines[0]["logprobs"]
     assert item == {"token": "fn", "logprob": -0.2, "bytes": [102, 110]}
+
+
+async def test_case_69_an_answer_writes_its_keys_in_ollamas_order(backend, gateway):
+    """Ollama's Go structs: chat has `logprobs` before the metrics; generate has
+    `thinking` before `done`, then the metrics, then `logprobs`. Clients that
+    read the JSON do not care, but a byte comparison with Ollama does."""
+    chat_body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}],
+                 "logprobs": True, "stream": False}  # fmt: skip
+    generate_body = {"model": "gpt-4o", "prompt": "x", "logprobs": True,
+                     "stream": False}  # fmt: skip
+    backend.queue(Script(pieces=[stream_with_logprobs()]))
+    backend.queue(Script(pieces=[stream_with_logprobs()]))
+    client = await gateway(backend)
+    metrics = ["total_duration", "load_duration", "prompt_eval_duration",
+               "eval_count", "eval_duration"]  # fmt: skip
+    chat = json.loads(await (await client.post("/api/chat", json=chat_body)).read())
+    assert list(chat) == ["model", "created_at", "message", "done", "done_reason",
+                          "logprobs", *metrics]  # fmt: skip
+    generate = json.loads(
+        await (await client.post("/api/generate", json=generate_body)).read()
+    )
+    assert list(generate) == ["model", "created_at", "response", "done",
+                              "done_reason", *metrics, "logprobs"]  # fmt: skip

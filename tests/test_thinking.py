@@ -295,6 +295,29 @@ async def test_case_58_generate_has_top_level_thinking(thinker, gateway):
     assert whole["response"] == "Because physics."
 
 
+async def test_case_58_generate_writes_thinking_before_done(thinker, gateway):
+    """Ollama's GenerateResponse has `thinking` right after `response`, before
+    `done` (its Go struct's order), in every line and in the whole answer."""
+    thinker.queue(reasoning_script(), reasoning_script())
+    client = await gateway(toml=backend_toml(thinker, "openai"))
+    body = {"model": THINKER, "prompt": "why?", "think": True}
+    raw = (await (await post(client, "/api/generate", body)).read()).decode()
+    first = json.loads(raw.split("\n")[0])
+    assert list(first) == ["model", "created_at", "response", "thinking", "done"]
+    whole = await (
+        await post(client, "/api/generate", {**body, "stream": False})
+    ).read()
+    keys = list(json.loads(whole))
+    assert keys[:6] == [
+        "model",
+        "created_at",
+        "response",
+        "thinking",
+        "done",
+        "done_reason",
+    ]
+
+
 async def test_reasoning_is_forwarded_even_when_think_was_false(thinker, gateway):
     # Some models (gpt-oss) cannot switch reasoning off; Ollama still shows it.
     thinker.queue(reasoning_script())

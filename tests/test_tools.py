@@ -171,6 +171,50 @@ async def test_case_44_streamed_tool_call_fragments_become_one_call(backend, gat
     assert chunks.index(carrier) == len(chunks) - 2
 
 
+def key_order(value: Any) -> Any:
+    """A JSON value with every object as a list of its (key, value) pairs, in
+    the order written, so that a comparison checks the order too."""
+    if isinstance(value, dict):
+        return [(key, key_order(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [key_order(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_case_44_a_call_is_written_in_ollamas_key_order(backend, gateway, stream):
+    """Ollama's Go structs write `id` before `function`, and `index`, `name`,
+    `arguments` inside it (spec 2.7's example); the arguments keep the order
+    the model wrote them in."""
+    backend.queue(
+        tool_script(
+            call_delta(0, id="call_abc123", name="get_weather", arguments=""),
+            call_delta(0, arguments='{"unit": "C", "city": "Tokyo"}'),
+        )
+    )
+    client = await gateway(backend)
+    resp = await post(client, "/api/chat", chat(stream=stream))
+    text = (await resp.read()).decode()
+    [line] = [line for line in text.split("\n") if '"tool_calls"' in line]
+    call = {
+        "id": "call_abc123",
+        "function": {
+            "index": 0,
+            "name": "get_weather",
+            "arguments": {"unit": "C", "city": "Tokyo"},
+        },
+    }
+    keys = ["model", "created_at", "message", "done"]
+    if not stream:
+        keys.append("done_reason")
+    written = key_order(json.loads(line))
+    assert [key for key, _ in written][: len(keys)] == keys
+    message = dict(written)["message"]
+    assert message == key_order(
+        {"role": "assistant", "content": "", "tool_calls": [call]}
+    )
+
+
 async def test_case_45_interleaved_parallel_calls_come_out_in_index_order(
     backend, gateway
 ):

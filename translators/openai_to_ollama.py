@@ -478,10 +478,12 @@ class ChatStreamSession:
                     )
                 continue
             arguments = _parse_arguments(parts.name, text)
-            function = ollama.ToolCallFunction(parts.name, arguments, index)
+            function = ollama.ToolCallFunction(
+                index=index, name=parts.name, arguments=arguments
+            )
             call_id = parts.id if parts.id and parts.id not in used else _call_id()
             used.add(call_id)
-            calls.append(ollama.ToolCall(function, call_id))
+            calls.append(ollama.ToolCall(id=call_id, function=function))
         return calls
 
     def _logprobs(

@@ -58,16 +58,18 @@ GoInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _encode_arguments = msgspec.json.Encoder().encode
 
 
-class ToolCallFunction(msgspec.Struct, omit_defaults=True):
+class ToolCallFunction(msgspec.Struct, omit_defaults=True, kw_only=True):
     """`function` of a tool call; `arguments` is a JSON object on the Ollama side.
 
     `arguments` is always written, `{}` included: clients require the key. It is
-    None only when an inbound history call left it out.
+    None only when an inbound history call left it out. The fields are in the
+    order of Ollama's Go struct (index, name, arguments), so a call is written
+    as Ollama writes it; keyword-only, because `index` comes first with a default.
     """
 
+    index: int | None = None
     name: str
     arguments: Any = None
-    index: int | None = None
 
     def arguments_json(self) -> str:
         """The arguments as OpenAI's APIs carry them, a JSON text: a string
@@ -80,11 +82,13 @@ class ToolCallFunction(msgspec.Struct, omit_defaults=True):
         return _encode_arguments(arguments).decode()
 
 
-class ToolCall(msgspec.Struct, omit_defaults=True):
-    """A tool call requested by the model (output) or echoed in history (input)."""
+class ToolCall(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A tool call requested by the model (output) or echoed in history (input).
 
-    function: ToolCallFunction
+    `id` before `function`, as Ollama's Go struct writes them."""
+
     id: str | None = None
+    function: ToolCallFunction
 
 
 class Message(msgspec.Struct, omit_defaults=True):
@@ -225,33 +229,39 @@ class ChatResponse(msgspec.Struct, omit_defaults=True, gc=False):
     message: ResponseMessage
     done: bool
     done_reason: str | None = None
+    # Before the metrics, where Ollama's Go struct has it.
+    logprobs: list[Logprob] | None = None
     total_duration: int = 0
     load_duration: int = 0
     prompt_eval_count: int = 0
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
-    logprobs: list[Logprob] | None = None
 
 
-class GenerateResponse(msgspec.Struct, omit_defaults=True, gc=False):
-    """One NDJSON line of `/api/generate`; `response` is always written."""
+class GenerateResponse(msgspec.Struct, omit_defaults=True, gc=False, kw_only=True):
+    """One NDJSON line of `/api/generate`; `response` is always written.
+
+    The fields are in the order of Ollama's Go struct (`thinking` before `done`,
+    `context` before the metrics, `tool_calls` and `logprobs` after them), so a
+    line reads as Ollama's does; keyword-only for `thinking`'s default.
+    """
 
     model: str
     created_at: str
     response: str
-    done: bool
     thinking: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    done: bool
     done_reason: str | None = None
+    # Only with `server.generate_context` (see generate_context.py).
+    context: list[int] | None = None
     total_duration: int = 0
     load_duration: int = 0
     prompt_eval_count: int = 0
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
-    # Only with `server.generate_context` (see generate_context.py).
-    context: list[int] | None = None
+    tool_calls: list[ToolCall] | None = None
     logprobs: list[Logprob] | None = None
 
 
