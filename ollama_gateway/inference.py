@@ -167,7 +167,7 @@ class Outgoing:
     and handed over with the payload, so it is not kept either.
     """
 
-    __slots__ = ("_again", "_payload", "_sent", "_without_effort", "path")
+    __slots__ = ("_again", "_payload", "_sent", "_think", "_without_effort", "path")
 
     def __init__(
         self,
@@ -187,14 +187,8 @@ class Outgoing:
         # backends refuse (OpenAI's o-series, vLLM: low, medium or high
         # only), while Ollama takes it on any model: the body without it is
         # kept, to send instead after such a refusal (spec 3.5).
-        self._without_effort: bytes | None = None
-        if (
-            think is False
-            and isinstance(body, openai.ChatCompletionRequest)
-            and isinstance(body.reasoning_effort, str)
-        ):
-            plain = msgspec.structs.replace(body, reasoning_effort=msgspec.UNSET)
-            self._without_effort = openai.encode(plain)
+        self._think = think
+        self._without_effort = _without_effort(body, think) if think is False else None
 
     def take(self) -> bytes:
         payload, self._payload = self._payload, b""
@@ -220,7 +214,30 @@ class Outgoing:
         again, self._again = self._again, None
         if again is None:
             return None
-        return lambda: openai.encode(again())
+
+        def remap() -> bytes:
+            # A backend failed over to: what is sent to it is what a resend
+            # after its refusal starts from (its own dialect and fields).
+            body = again()
+            payload = self._sent = openai.encode(body)
+            self._without_effort = _without_effort(body, self._think)
+            return payload
+
+        return remap
+
+
+def _without_effort(body: Mapped, think: bool | str | None) -> bytes | None:
+    """The body without the `reasoning_effort` a `think: false` became, if
+    it has one (see `Outgoing`)."""
+    if (
+        think is False
+        and isinstance(body, openai.ChatCompletionRequest)
+        and isinstance(body.reasoning_effort, str)
+    ):
+        return openai.encode(
+            msgspec.structs.replace(body, reasoning_effort=msgspec.UNSET)
+        )
+    return None
 
 
 def map_outgoing(
@@ -334,12 +351,15 @@ async def _send_without_effort(
         raise refusal
     if plain is None:
         raise refusal
+    # To the backend that refused only: the others of a failover list had
+    # their turn (and refused) before it.
     return await upstream.send(
         ctx,
         outgoing.path,
         plain,
         stream=True,
         not_found=f"model '{ctx.model}' not found",
+        only=ctx.backend,
     )
 
 

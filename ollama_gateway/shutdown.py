@@ -25,17 +25,22 @@ class InFlight:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[object]] = set()
         self.closing = False
+        self.ended = False  # the grace is over
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     def add(self, task: asyncio.Task[object]) -> None:
         self._tasks.add(task)
+        if self.ended:
+            # Its head came in as the drain went on: no grace left for it.
+            task.cancel(SHUTDOWN)
 
     def discard(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
 
     def end_all(self) -> None:
+        self.ended = True
         for task in list(self._tasks):
             task.cancel(SHUTDOWN)
 
@@ -48,7 +53,8 @@ def is_shutdown(exc: asyncio.CancelledError) -> bool:
 def setup_shutdown(app: web.Application, in_flight: InFlight, grace: float) -> None:
     async def arm(app: web.Application) -> None:
         in_flight.closing = True
-        if len(in_flight):
-            asyncio.get_running_loop().call_later(grace, in_flight.end_all)
+        # Armed even with nothing in flight: a request whose head was read in
+        # the same turn of the loop starts its handler only after this runs.
+        asyncio.get_running_loop().call_later(grace, in_flight.end_all)
 
     app.on_shutdown.append(arm)

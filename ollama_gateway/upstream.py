@@ -212,6 +212,7 @@ class Upstream:
         not_found: str,
         headers: Mapping[str, str] | None = None,
         remap: Callable[[], bytes] | None = None,
+        only: str | None = None,
     ) -> UpstreamResponse:
         """Send `body` and return a 2xx answer; the caller must `aclose()` it.
 
@@ -220,9 +221,16 @@ class Upstream:
         body was made for the first backend: with `remap`, the request is
         mapped again for each other one (its dialect, options, its own id of
         the model, read from `ctx`), else only the model is renamed.
+
+        With `only` (a resend after that backend's refusal, `body` made for
+        it, its settings and id still in `ctx`), no other backend is tried.
         """
         entry = ctx.entry
-        backends = entry.backends if entry is not None else (ctx.backend,)
+        if only is not None:
+            entry = None
+            backends: tuple[str, ...] = (only,)
+        else:
+            backends = entry.backends if entry is not None else (ctx.backend,)
         extra = {"X-Request-ID": ctx.request_id, **(headers or {})}
         if ctx.client_key:
             extra["Authorization"] = ctx.client_key

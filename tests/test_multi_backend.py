@@ -485,3 +485,42 @@ async def test_a_header_a_transport_set_for_one_backend_stays_with_it(
     assert first.headers["Authorization"] == "Bearer plugin-key"
     [second] = b2.completions()
     assert second.headers["Authorization"] == "Bearer key-two"
+
+
+EFFORT_400 = (
+    "Unsupported value: 'reasoning_effort' does not support 'none' with this "
+    "model. Supported values are: 'low', 'medium', and 'high'."
+)
+LIMIT_400 = (
+    "'max_tokens' or 'max_completion_tokens' is too large: 9. This model's "
+    "maximum context length is 8 tokens and your request has 4 input tokens."
+)
+
+
+@pytest.mark.parametrize("refusal", [EFFORT_400, LIMIT_400])
+async def test_a_resend_after_a_refusal_goes_to_the_refusing_backend_only(
+    b1, b2, gateway, refusal
+):
+    # b1 is busy, b2 refuses what `think: false` or `num_predict` became: the
+    # one resend goes to b2, as it was sent there (its own dialect and
+    # fields), not down the failover list again from b1.
+    extra = '\n[models."gpt-4o"]\ncapabilities = ["completion", "thinking"]\n'
+    b1.queue(Script.error(503, "busy"), Script.text("from b1"))
+    b2.queue(Script.error(400, refusal), Script.text("from b2"))
+    client = await gateway(toml=unlike(b1, b2, extra))
+    resp = await post(
+        client, "/api/chat", chat(think=False, options={"num_predict": 9})
+    )
+    assert resp.status == 200
+    assert (await resp.json())["message"]["content"] == "from b2"
+    assert len(b1.completions()) == 1
+    refused, answered = (r.body for r in b2.completions())
+    assert refused["reasoning_effort"] == "none"
+    assert refused["max_completion_tokens"] == 9
+    assert "top_k" not in answered and "chat_template_kwargs" not in answered
+    if refusal == EFFORT_400:
+        assert "reasoning_effort" not in answered
+        assert answered["max_completion_tokens"] == 9
+    else:
+        assert answered["reasoning_effort"] == "none"
+        assert "max_completion_tokens" not in answered and "max_tokens" not in answered

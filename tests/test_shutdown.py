@@ -371,3 +371,28 @@ async def test_a_second_signal_does_not_cut_the_drain(launch):
     assert code == 0
     assert [_whole_or_error(r) for r in results] == ["whole"] * STREAMS
     _assert_clean_log(gateway)
+
+
+@pytest.mark.parametrize("late", [False, True])
+async def test_a_request_that_starts_once_the_drain_began_is_bounded_too(
+    gateway, backend: FakeBackend, late: bool
+):
+    # The grace timer was armed only if a request was in flight when the drain
+    # began; one whose handler started a moment later (its head read in the
+    # same turn of the loop) then ran unbounded, held by a slow backend until
+    # aiohttp's own timeout cut its connection without an answer. One that
+    # starts once the grace is over gets its 503 before it is sent upstream.
+    backend.queue(Script.text("far too late", first_delay=60))
+    client = await gateway(backend, toml="[server]\nshutdown_grace = 0.3\n")
+    await client.app.shutdown()  # the drain begins with nothing in flight
+    if late:
+        await asyncio.sleep(0.5)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+    async with asyncio.timeout(MARGIN):
+        resp = await client.post("/api/chat", json=body)
+        answer = await resp.json()
+        if not late:
+            await backend.disconnected.wait()
+    assert resp.status == 503
+    assert answer == {"error": SHUTDOWN}
+    assert len(backend.completions()) == (0 if late else 1)
