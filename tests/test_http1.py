@@ -1106,6 +1106,28 @@ async def test_idle_connection_older_than_keepalive_is_not_reused(
         assert [r.conn for r in server.requests] == [0, 0, 1]
 
 
+async def test_plain_http_connections_idle_less_than_uvicorns_five_seconds(
+    make_pool: Pools, serve: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn (vLLM, LiteLLM) and llama.cpp's server drop a connection idle
+    for 5 s without announcing it; one reused up to the pool's 15 s was now
+    and then written to as the server closed it (a 502 that cannot be sent
+    again). Over plain HTTP the pool stops reusing one sooner (4 s; 0.1 s
+    here), over TLS it keeps its own limit."""
+    monkeypatch.setattr(http1.pool, "PLAIN_KEEPALIVE", 0.1)
+    async with asyncio.timeout(LIMIT):
+        pool = make_pool()
+        assert pool.keepalive == http1.KEEPALIVE
+        assert pool.keepalive_for(("api.example.com", 443, True)) == http1.KEEPALIVE
+        server = await serve(*(Reply([ok(b"%d" % i)]) for i in range(3)))
+        assert await read_body(await post(pool, server)) == b"0"
+        assert await read_body(await post(pool, server)) == b"1"
+        assert server.connections == 1
+        await asyncio.sleep(0.15)
+        assert await read_body(await post(pool, server)) == b"2"
+        assert server.connections == 2
+
+
 async def test_idle_connections_are_closed_when_they_expire_with_no_new_request(
     make_pool: Pools, serve: Servers
 ) -> None:

@@ -33,7 +33,7 @@ class Connection(asyncio.BufferedProtocol):
         # When, idle, it stops being reused; how long it may idle (shorter
         # when the server announces its own keep-alive timeout).
         self.expires = 0.0
-        self.idle_limit = pool.keepalive
+        self.idle_limit = pool.keepalive_for(key)
         self._buf = bytearray()
         self._paused = False
 

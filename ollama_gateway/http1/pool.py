@@ -22,7 +22,7 @@ from ollama_gateway.errors import (
 from ollama_gateway.http1.connection import Connection
 from ollama_gateway.http1.response import BEFORE_ANSWER, Http1Response
 
-__all__ = ["DNS_TTL", "KEEPALIVE", "READ_BUFFER", "Http1Pool"]
+__all__ = ["DNS_TTL", "KEEPALIVE", "PLAIN_KEEPALIVE", "READ_BUFFER", "Http1Pool"]
 
 # The size of the one buffer all of a pool's connections read into.
 READ_BUFFER: Final = 256 * 1024
@@ -31,6 +31,14 @@ DNS_TTL = 60.0
 # Idle keep-alive connections older than this are closed, not reused (as
 # aiohttp's default): a server may have dropped them meanwhile.
 KEEPALIVE: Final = 15.0
+# The same over plain HTTP, where the backend is most often a server of open
+# models on the same machine or network: uvicorn (vLLM, LiteLLM, most Python
+# servers) and llama.cpp's server close a connection idle for 5 s, and say so
+# in no header. Reused until 15 s, one was now and then written to just as the
+# server closed it: the request failed (a 502), and it cannot be sent again
+# (the server may have read it). Reconnecting there costs a TCP handshake;
+# over TLS a handshake costs more, and hosted APIs keep connections longer.
+PLAIN_KEEPALIVE: Final = 4.0
 
 
 def _has_authorization(headers: Mapping[str, str]) -> bool:
@@ -101,6 +109,11 @@ class Http1Pool:
         self._dns: dict[tuple[str, int], tuple[float, asyncio.Task[list[str]]]] = {}
         # Every connection reads into this, one read at a time (see Connection).
         self.read_buffer = memoryview(bytearray(READ_BUFFER))
+
+    def keepalive_for(self, key: tuple[str, int, bool]) -> float:
+        """How long a connection to `key` may idle before it is not reused."""
+        tls = key[2]
+        return self.keepalive if tls else min(self.keepalive, PLAIN_KEEPALIVE)
 
     def target(self, base_url: str) -> _Target:
         target = self._targets.get(base_url)
