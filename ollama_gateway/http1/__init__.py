@@ -17,7 +17,13 @@ Modules: `response` (parsing one answer), `connection` (the protocol),
 `pool` (connections, targets and name lookups).
 """
 
-from ollama_gateway.http1.pool import DNS_TTL, KEEPALIVE, READ_BUFFER, Http1Pool
+from ollama_gateway.http1.pool import (
+    DNS_TTL,
+    KEEPALIVE,
+    PLAIN_KEEPALIVE,
+    READ_BUFFER,
+    Http1Pool,
+)
 from ollama_gateway.http1.response import (
     BEFORE_ANSWER,
     DRAIN,
@@ -33,6 +39,7 @@ __all__ = [
     "DRAIN",
     "HIGH_WATER",
     "KEEPALIVE",
+    "PLAIN_KEEPALIVE",
     "READ_BUFFER",
     "UNEXPECTED_EOF",
     "Headers",
