@@ -1,4 +1,4 @@
-"""Section 5 of the spec, cases 14-42 not covered by a topic file.
+"""Section 5 of the spec, cases 9 and 14-42 not covered by a topic file.
 
 Where a topic file holds a case it is named there after its number too:
 13 (test_cors), 18-21 (test_api_models), 36-39 and 59-62 (test_images_format),
@@ -33,6 +33,44 @@ def chat(model: str = "gpt-4o", **fields: Any) -> dict[str, Any]:
 def sent(fake: FakeBackend) -> dict[str, Any]:
     body: dict[str, Any] = fake.completions()[-1].body
     return body
+
+
+# Transport
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/api/chat", "POST"),
+        ("PUT", "/api/chat", "POST"),
+        ("POST", "/", "HEAD, GET"),
+        ("DELETE", "/api/tags", "HEAD, GET"),
+        ("HEAD", "/api/ps", "GET"),
+        ("GET", "/api/delete", "DELETE"),
+        ("GET", "/api/blobs/sha256:abc", "HEAD, POST"),
+    ],
+)
+async def test_case_9_wrong_method_is_gins_405(backend, gateway, method, path, allow):
+    """Gin's 405: `text/plain` with no charset, and the `Allow` header listing
+    the other methods in the order Ollama registers them (HEAD, GET, POST,
+    DELETE)."""
+    client = await gateway(backend)
+    resp = await client.request(method, path)
+    assert resp.status == 405
+    assert resp.headers["Content-Type"] == "text/plain"
+    assert resp.headers["Allow"] == allow
+    if method != "HEAD":
+        assert await resp.read() == b"405 method not allowed"
+
+
+async def test_case_9_unknown_path_is_gins_404(backend, gateway):
+    client = await gateway(backend)
+    for method in ("GET", "POST"):
+        resp = await client.request(method, "/api/nope")
+        assert resp.status == 404
+        assert resp.headers["Content-Type"] == "text/plain"
+        assert "Allow" not in resp.headers
+        assert await resp.read() == b"404 page not found"
 
 
 # Model names and catalogue
