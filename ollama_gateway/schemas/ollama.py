@@ -234,24 +234,26 @@ class ChatResponse(msgspec.Struct, omit_defaults=True, gc=False):
     logprobs: list[Logprob] | None = None
 
 
-class GenerateResponse(msgspec.Struct, omit_defaults=True, gc=False):
-    """One NDJSON line of `/api/generate`; `response` is always written."""
+class GenerateResponse(msgspec.Struct, omit_defaults=True, gc=False, kw_only=True):
+    """One NDJSON line of `/api/generate`; `response` is always written. The
+    keys come in the order of Go's `GenerateResponse`: `thinking` before
+    `done`, `context` before the metrics, `tool_calls` after them."""
 
     model: str
     created_at: str
     response: str
-    done: bool
     thinking: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    done: bool
     done_reason: str | None = None
+    # Only with `server.generate_context` (see generate_context.py).
+    context: list[int] | None = None
     total_duration: int = 0
     load_duration: int = 0
     prompt_eval_count: int = 0
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
-    # Only with `server.generate_context` (see generate_context.py).
-    context: list[int] | None = None
+    tool_calls: list[ToolCall] | None = None
     logprobs: list[Logprob] | None = None
 
 
