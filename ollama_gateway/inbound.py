@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import web
 
 from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.go_decode import GoRequest, go_decode_error
 from ollama_gateway.go_text import go_strings
 from ollama_gateway.keys import settings_key
 
@@ -33,8 +34,11 @@ _NULL_AT = re.compile(r"Expected `[^`]*`, got `null` - at `\$((?:\.\w+|\[\d+\])+
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
-async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
-    """Decode the request body with a typed msgspec decoder."""
+async def read_body(
+    request: web.Request, decode: Callable[[bytes], T], go: GoRequest | None = None
+) -> T:
+    """Decode the request body with a typed msgspec decoder; `go` names the
+    Ollama struct it stands for, whose refusals are then worded as Go's."""
     body = await _read(request)
     stripped = body.strip()
     if not stripped:
@@ -42,18 +46,24 @@ async def read_body(request: web.Request, decode: Callable[[bytes], T]) -> T:
     if stripped == b"null":
         stripped = b"{}"
     try:
-        return _decode(decode, stripped)
+        return _decode(decode, stripped, go)
     except msgspec.DecodeError as exc:
         repaired = go_strings(stripped)
         if repaired is None:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidRequestError(_worded(str(exc), go)) from None
     try:
-        return _decode(decode, repaired)
+        return _decode(decode, repaired, go)
     except msgspec.DecodeError as exc:
-        raise InvalidRequestError(str(exc)) from None
+        raise InvalidRequestError(_worded(str(exc), go)) from None
 
 
-def _decode(decode: Callable[[bytes], T], stripped: bytes) -> T:
+def _worded(message: str, go: GoRequest | None) -> str:
+    """Go's words for a refused body where they are known, else msgspec's."""
+    worded = go_decode_error(message, go) if go is not None else None
+    return worded or message
+
+
+def _decode(decode: Callable[[bytes], T], stripped: bytes, go: GoRequest | None) -> T:
     """Decode, or raise `InvalidRequestError`; `msgspec.DecodeError` (JSON that
     does not parse) is left to the caller."""
     try:
@@ -66,7 +76,7 @@ def _decode(decode: Callable[[bytes], T], stripped: bytes) -> T:
     # would have read as zero values (bounded: a few such fields at most).
     error: msgspec.ValidationError = first
     if _NULL_AT.fullmatch(str(first)) is None:
-        raise InvalidRequestError(_describe(str(first))) from None
+        raise InvalidRequestError(_describe(str(first), go)) from None
     try:
         data: Any = msgspec.json.decode(stripped)
         for _ in range(_MAX_NULLS):
@@ -79,8 +89,9 @@ def _decode(decode: Callable[[bytes], T], stripped: bytes) -> T:
     except RecursionError:
         raise InvalidRequestError(TOO_DEEP) from None
     # (A `DecodeError` above: the typed decoder stopped at the null before it
-    # met the bad JSON; it goes to the caller as any other.)
-    raise InvalidRequestError(_describe(str(first))) from None
+    # met the bad JSON; it goes to the caller as any other.) What is refused
+    # once the nulls are gone is what Go refuses too.
+    raise InvalidRequestError(_describe(str(error), go)) from None
 
 
 async def _read(request: web.Request) -> bytes:
@@ -101,9 +112,12 @@ async def _read(request: web.Request) -> bytes:
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-def _describe(message: str) -> str:
+def _describe(message: str, go: GoRequest | None) -> str:
     # "Expected `bool | null`, got `str` - at `$.stream`" reads better as
-    # "invalid value for stream: expected bool | null, got str".
+    # "invalid value for stream: expected bool | null, got str" (where Go's
+    # words for an Ollama struct are not known).
+    if go is not None and (worded := go_decode_error(message, go)) is not None:
+        return worded
     text, sep, path = message.rpartition(" - at ")
     if not sep:
         if message.startswith("Expected `object`"):

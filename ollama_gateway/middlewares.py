@@ -349,11 +349,28 @@ async def _slashless_redirect(request: web.Request) -> web.StreamResponse | None
     return web.Response(status=status, headers={"Location": str(target)})
 
 
+# Gin's answers to a path or method no route takes: `text/plain` with no
+# charset (its `serveError`), and on a 405 the `Allow` header RFC 9110 asks
+# for, listing the other methods in the order Ollama first registers them.
+_NOT_FOUND = b"404 page not found"
+_NOT_ALLOWED = b"405 method not allowed"
+_METHOD_ORDER = {"HEAD": 0, "GET": 1, "POST": 2, "DELETE": 3}
+
+
 def _http_exception(exc: web.HTTPException, path: str) -> web.StreamResponse:
     if exc.status == 404:
-        return web.Response(status=404, text="404 page not found")
-    if exc.status == 405:
-        return web.Response(status=405, text="405 method not allowed")
+        return web.Response(status=404, body=_NOT_FOUND, content_type="text/plain")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(
+            exc.allowed_methods - {exc.method},
+            key=lambda method: (_METHOD_ORDER.get(method, len(_METHOD_ORDER)), method),
+        )
+        return web.Response(
+            status=405,
+            body=_NOT_ALLOWED,
+            content_type="text/plain",
+            headers={"Allow": ", ".join(allowed)},
+        )
     if exc.status == 413:
         return _error_response(413, "request body too large", path)
     if 300 <= exc.status < 400:

@@ -214,6 +214,41 @@ async def test_case_19_show_has_model_info_capabilities_and_details(backend, gat
     assert re.fullmatch(r"num_ctx {23} 40960", show["parameters"])
 
 
+# Go writes a struct's keys in field order; a strict comparison with Ollama
+# (or a client reading the text) sees that order.
+GO_TAGS_ORDER = [
+    "name", "model", "remote_model", "remote_host", "modified_at", "size",
+    "digest", "details", "capabilities",
+]  # fmt: skip
+GO_SHOW_ORDER = [
+    "license", "modelfile", "parameters", "template", "system", "renderer",
+    "parser", "details", "messages", "remote_model", "remote_host", "model_info",
+    "projector_info", "tensors", "capabilities", "modified_at", "requires",
+]  # fmt: skip
+GO_DETAILS_ORDER = [
+    "parent_model", "format", "family", "families", "parameter_size",
+    "quantization_level",
+]  # fmt: skip
+
+
+def in_go_order(keys: list[str], order: list[str]) -> bool:
+    return keys == [key for key in order if key in keys]
+
+
+async def test_case_18_and_19_keys_come_in_gos_field_order(backend, gateway):
+    backend.models = VLLM_MODELS
+    client = await gateway(backend)
+    for entry in (await (await client.get("/api/tags")).json())["models"]:
+        assert list(entry) == GO_TAGS_ORDER, list(entry)
+        assert list(entry["details"]) == GO_DETAILS_ORDER
+    body = {"model": "Qwen/Qwen3-8B", "system": "be brief"}
+    show = await (await client.post("/api/show", json=body)).json()
+    assert {"parameters", "system", "template", "capabilities"} <= set(show)
+    assert in_go_order(list(show), GO_SHOW_ORDER), list(show)
+    assert set(show) <= set(GO_SHOW_ORDER)
+    assert list(show["details"]) == GO_DETAILS_ORDER
+
+
 async def test_show_without_known_context_length_has_no_context_key(backend, gateway):
     client = await gateway(backend)
     resp = await client.post("/api/show", data=json.dumps({"model": "gpt-4o"}))

@@ -7,6 +7,7 @@ prompt, as programs written before `/api/chat` did to hold a conversation.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from ollama_gateway.app import create_app
 from tests.conftest import base_url
-from tests.fakebackend import Script, chat_chunk, sse
+from tests.fakebackend import Script, chat_chunk, reasoning_sse, sse
 from tests.ndjson import post, read_ndjson
 
 ON = """
@@ -189,3 +190,23 @@ async def test_a_last_line_alone_in_its_read_ends_the_stream(gateway, backend):
             parts = [p async for p in await api.generate("gpt-4o", "hi", stream=True)]
             assert "".join(p.response for p in parts) == "Hi Ann."
             assert parts[-1].done and parts[-1].context is not None
+
+
+async def test_generate_keys_come_in_gos_field_order(gateway, backend):
+    """Go's `GenerateResponse` writes `thinking` before `done` and `context`
+    before the metrics: a reasoning answer with the emulated context shows
+    both."""
+    backend.queue(Script(pieces=[reasoning_sse()]), Script(pieces=[reasoning_sse()]))
+    client = await gateway(backend, ON)
+    body = {"model": "gpt-4o", "prompt": "why?", "stream": False}
+    whole = json.loads(await (await post(client, "/api/generate", body)).read())
+    assert list(whole) == [
+        "model", "created_at", "response", "thinking", "done", "done_reason",
+        "context", "total_duration", "load_duration", "prompt_eval_count",
+        "prompt_eval_duration", "eval_count", "eval_duration",
+    ]  # fmt: skip
+    lines = await read_ndjson(
+        await post(client, "/api/generate", body | {"stream": True})
+    )
+    assert list(lines[0]) == ["model", "created_at", "response", "thinking", "done"]
+    assert list(lines[-1])[3:7] == ["done", "done_reason", "context", "total_duration"]

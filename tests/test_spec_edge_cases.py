@@ -1,4 +1,4 @@
-"""Section 5 of the spec, cases 14-42 not covered by a topic file.
+"""Section 5 of the spec, cases 5-9 and 14-42 not covered by a topic file.
 
 Where a topic file holds a case it is named there after its number too:
 13 (test_cors), 18-21 (test_api_models), 36-39 and 59-62 (test_images_format),
@@ -33,6 +33,92 @@ def chat(model: str = "gpt-4o", **fields: Any) -> dict[str, Any]:
 def sent(fake: FakeBackend) -> dict[str, Any]:
     body: dict[str, Any] = fake.completions()[-1].body
     return body
+
+
+# Transport
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/api/chat", "POST"),
+        ("PUT", "/api/chat", "POST"),
+        ("POST", "/", "HEAD, GET"),
+        ("DELETE", "/api/tags", "HEAD, GET"),
+        ("HEAD", "/api/ps", "GET"),
+        ("GET", "/api/delete", "DELETE"),
+        ("GET", "/api/blobs/sha256:abc", "HEAD, POST"),
+    ],
+)
+async def test_case_9_wrong_method_is_gins_405(backend, gateway, method, path, allow):
+    """Gin's 405: `text/plain` with no charset, and the `Allow` header listing
+    the other methods in the order Ollama registers them (HEAD, GET, POST,
+    DELETE)."""
+    client = await gateway(backend)
+    resp = await client.request(method, path)
+    assert resp.status == 405
+    assert resp.headers["Content-Type"] == "text/plain"
+    assert resp.headers["Allow"] == allow
+    if method != "HEAD":
+        assert await resp.read() == b"405 method not allowed"
+
+
+async def test_case_9_unknown_path_is_gins_404(backend, gateway):
+    client = await gateway(backend)
+    for method in ("GET", "POST"):
+        resp = await client.request(method, "/api/nope")
+        assert resp.status == 404
+        assert resp.headers["Content-Type"] == "text/plain"
+        assert "Allow" not in resp.headers
+        assert await resp.read() == b"404 page not found"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("/api/chat", b'{"model":', "unexpected EOF"),
+        ("/api/generate", b'{"model": "gpt-4o", "prompt": "x', "unexpected EOF"),
+        (
+            "/api/chat",
+            b"[]",
+            "json: cannot unmarshal array into Go value of type api.ChatRequest",
+        ),
+        (
+            "/api/generate",
+            b'"x"',
+            "json: cannot unmarshal string into Go value of type api.GenerateRequest",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "gpt-4o", "messages": [], "stream": "yes"}',
+            "json: cannot unmarshal string into Go struct field ChatRequest.stream"
+            " of type bool",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "gpt-4o", "messages": [{"role": "user", "images": [5]}]}',
+            "json: cannot unmarshal number into Go struct field"
+            " Message.messages.images of type api.ImageData",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "gpt-4o", "context": ["a"]}',
+            "json: cannot unmarshal string into Go struct field"
+            " GenerateRequest.context of type int",
+        ),
+    ],
+)
+async def test_cases_5_6_8_refused_bodies_in_gos_words(
+    backend, gateway, path, body, error
+):
+    """Ollama's 400s for a body cut short, one that is no object and a field
+    of the wrong kind are its Go decoder's words (spec 1.1)."""
+    client = await gateway(backend)
+    resp = await client.post(path, data=body)
+    assert resp.status == 400
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert await resp.json() == {"error": error}
+    assert backend.completions() == []
 
 
 # Model names and catalogue
@@ -448,8 +534,10 @@ async def test_case_35_content_parts_are_400(backend, gateway):
     resp = await post(client, "/api/chat", body)
     assert resp.status == 400
     assert resp.headers["Content-Type"].startswith("application/json")
-    error = (await resp.json())["error"]
-    assert "content" in error
+    assert await resp.json() == {
+        "error": "json: cannot unmarshal array into Go struct field "
+        "Message.messages.content of type string"
+    }
     assert backend.completions() == []
 
 

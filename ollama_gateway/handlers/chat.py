@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import InvalidRequestError
+from ollama_gateway.go_decode import CHAT_REQUEST
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
     Answer,
@@ -42,7 +43,8 @@ def _encode_line(chunk: ollama.ChatResponse, buffer: bytearray) -> None:
 
 
 async def handle_chat(request: web.Request) -> web.StreamResponse:
-    return await serve_chat(request, await read_body(request, ollama.decode_chat))
+    body = await read_body(request, ollama.decode_chat, CHAT_REQUEST)
+    return await serve_chat(request, body)
 
 
 async def serve_chat(

@@ -16,6 +16,7 @@ from ollama_gateway.completion import ChunkReader, collect, relay
 from ollama_gateway.durations import parse_keep_alive
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.generate_context import Transcript, earlier_turns
+from ollama_gateway.go_decode import GENERATE_REQUEST
 from ollama_gateway.inbound import read_body
 from ollama_gateway.inference import (
     debug_answer,
@@ -61,7 +62,7 @@ def _render(chunk: ollama.ChatResponse) -> bytes:
 
 
 async def handle_generate(request: web.Request) -> web.StreamResponse:
-    req = await read_body(request, ollama.decode_generate)
+    req = await read_body(request, ollama.decode_generate, GENERATE_REQUEST)
     keep_alive = parse_keep_alive(req.keep_alive)
     think = check_think(req.think)
     check_images(req.images)

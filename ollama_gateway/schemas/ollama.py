@@ -298,18 +298,19 @@ class ModelDetails(msgspec.Struct):
     quantization_level: str = ""
 
 
-class ModelEntry(msgspec.Struct, omit_defaults=True):
-    """One model of `/api/tags`."""
+class ModelEntry(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One model of `/api/tags`, its keys in the order of Go's
+    `ListModelResponse` (Ollama's JSON; `capabilities`, newer, comes last)."""
 
     name: str
     model: str
+    remote_model: str | None = None
+    remote_host: str | None = None
     modified_at: str
     size: int
     digest: str
     details: ModelDetails
     capabilities: list[str] | None = None
-    remote_model: str | None = None
-    remote_host: str | None = None
 
 
 class ListResponse(msgspec.Struct):
@@ -318,20 +319,21 @@ class ListResponse(msgspec.Struct):
     models: list[ModelEntry]
 
 
-class ShowResponse(msgspec.Struct, omit_defaults=True):
-    """`/api/show`: `details`, `model_info` and `modified_at` are always written."""
+class ShowResponse(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """`/api/show`: `details`, `model_info` and `modified_at` are always written,
+    every key in the order of Go's `ShowResponse`."""
 
-    details: ModelDetails
-    model_info: dict[str, Any]
-    modified_at: str
+    license: str = ""
     modelfile: str = ""
     parameters: str = ""
     template: str = ""
     system: str = ""
-    license: str = ""
-    capabilities: list[str] | None = None
+    details: ModelDetails
     remote_model: str | None = None
     remote_host: str | None = None
+    model_info: dict[str, Any]
+    capabilities: list[str] | None = None
+    modified_at: str
 
 
 class ProcessEntry(msgspec.Struct):
