@@ -4,7 +4,8 @@
 (langchain-core 1.8.3, through the official `ollama` client 0.6.3 and httpx
 0.28.1) sent for what its users do: ChatOllama's invoke with options,
 `bind_tools` and the turn with the `ToolMessage`s, `reasoning=True`,
-`with_structured_output` by each method, an image; OllamaLLM's invoke;
+`with_structured_output` by each method, an image; OllamaLLM's invoke (with
+an image too);
 OllamaEmbeddings; `validate_model_on_init` with a base URL of
 `http://user:sekret@host`. The bodies are verbatim (`SCRIPT:…` named the
 answer the capturing backend gave). ChatOllama streams even for `invoke`, and
@@ -97,12 +98,16 @@ async def test_usage_the_backend_reports_is_used_as_it_is(gateway, backend):
     assert (final["prompt_eval_count"], final["eval_count"]) == (17, 9)
 
 
-async def test_the_estimate_is_of_the_request_sent_less_its_images(gateway, backend):
+@pytest.mark.parametrize("name", ["chat_image", "generate_image"])
+async def test_the_estimate_is_of_the_request_sent_less_its_images(
+    gateway, backend, name
+):
     backend.queue(_text("One image.", usage=None))
     client = await _gateway(gateway, backend)
-    final = assert_final(await read_ndjson(await _replay(client, "chat_image")))
+    final = assert_final(await read_ndjson(await _replay(client, name)))
     sent = json.dumps(_sent(backend), separators=(",", ":")).encode()
-    (image,) = json.loads(_capture("chat_image")["body"])["messages"][0]["images"]
+    captured = json.loads(_capture(name)["body"])
+    (image,) = captured.get("images") or captured["messages"][0]["images"]
     assert image.encode() in sent
     # About four bytes a token, as token_estimate.py estimates: an image's
     # base64 is no measure of its tokens, and would count 24 here.
