@@ -32,6 +32,7 @@ class RequestContext:
         "completion_tokens",
         "first_token_ns",
         "outcome",
+        "prompt_size",
         "prompt_tokens",
         "reasoning_tokens",
         "retries",
@@ -90,6 +91,10 @@ class RequestContext:
         # Filled as the request runs; read once at the end for logs and metrics.
         self.first_token_ns = 0
         self.prompt_tokens = 0
+        # Bytes of the request sent upstream, less its images: an Ollama
+        # answer's `prompt_eval_count` when the backend reports no usage
+        # (see token_estimate.py). None where a front counts its own.
+        self.prompt_size: int | None = None
         self.completion_tokens = 0
         # Parts of those two as the backend reports them: prompt tokens read
         # from its prompt cache, and completion tokens spent thinking. Only

@@ -190,6 +190,11 @@ class Outgoing:
         self._think = think
         self._without_effort = _without_effort(body, think) if think is False else None
 
+    @property
+    def size(self) -> int:
+        """Bytes of the payload, until it is taken."""
+        return len(self._payload)
+
     def take(self) -> bytes:
         payload, self._payload = self._payload, b""
         self._sent = payload  # kept (no copy) until the backend answers
@@ -250,7 +255,10 @@ def map_outgoing(
     its model has several backends (their dialects and options may differ)."""
     many = ctx.entry is not None and len(ctx.entry.backends) > 1
     again = partial(map_with, request, mapper, expected) if many else None
-    return Outgoing(map_with(request, mapper, expected), again, ctx.think)
+    outgoing = Outgoing(map_with(request, mapper, expected), again, ctx.think)
+    if ctx.prompt_size is not None:
+        ctx.prompt_size += outgoing.size
+    return outgoing
 
 
 async def serve_completion(

@@ -29,6 +29,7 @@ from ollama_gateway.errors import (
 from ollama_gateway.handlers.openai_proxy import openai_error
 from ollama_gateway.keys import ctx_key, in_flight_key, metrics_key, settings_key
 from ollama_gateway.log import AccessLog, note_failure
+from ollama_gateway.presented_key import presented_key
 from ollama_gateway.schemas import anthropic
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 
@@ -194,7 +195,7 @@ def setup_middlewares(app: web.Application) -> ExpectHandler:
                 return origins.preflight(origin)
         if not digests and not pass_key:
             return None
-        presented = _presented_key(request)
+        presented = presented_key(request)
         if digests and request.path not in _OPEN_PATHS:
             if not _accepted(presented, digests):
                 raise AuthError("unauthorized: a valid API key is required")
@@ -287,15 +288,6 @@ def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
-
-
-def _presented_key(request: web.Request) -> str:
-    """The key of `Authorization: Bearer <key>`, else of `X-API-Key`."""
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.headers.get("X-API-Key", "").strip()
 
 
 def _digest(key: str) -> bytes:

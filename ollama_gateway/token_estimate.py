@@ -1,8 +1,12 @@
-"""The prompt token count the agent fronts report when a backend sends no
-usage: about four characters a token, at least one, as Ollama estimates. A
-backend has no way to count a prompt without running it, and clients read the
-count (Claude Code and Codex size their context with it), so 0 would say the
-prompt was empty.
+"""The prompt token count the gateway reports when a backend sends no usage:
+about four characters a token, at least one, as Ollama estimates. A backend
+has no way to count a prompt without running it, and clients read the count
+(Claude Code and Codex size their context with it; LangChain gives no
+`usage_metadata` without it), so 0 would say the prompt was empty.
+
+`/api/chat` and `/api/generate` count the bytes of the request sent upstream,
+less its images' base64 (`RequestContext.prompt_size`), so an open stream
+keeps no part of the request to count.
 
 `/v1/messages` counts the text of its request (see
 `anthropic_request.estimate_input_tokens`, which `count_tokens` answers too);

@@ -4,6 +4,7 @@ optional pass-through of the client's own key to the backend."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -18,6 +19,10 @@ from tests.ops import Client, read_metrics
 
 BOUND = 20.0
 KEYS = "key-one,key-two"
+
+
+def _basic(credentials: str) -> str:
+    return base64.b64encode(credentials.encode()).decode()
 
 
 async def _chat(
@@ -48,6 +53,11 @@ async def test_auth_is_off_by_default(gateway):
         {"Authorization": "bearer   key-two "},
         {"X-API-Key": "key-two"},
         {"Authorization": "Basic abc", "X-API-Key": "key-one"},
+        # Basic: the password is the key, or the user name when the password
+        # is empty (langchain-ollama's `http://user:key@host`, `http://key@host`).
+        {"Authorization": f"Basic {_basic('user:key-one')}"},
+        {"Authorization": f"basic  {_basic('key-two:')} "},
+        {"Authorization": f"Basic {_basic(':key-two')}"},
     ],
 )
 async def test_accepted_keys(gateway, headers):
@@ -69,6 +79,14 @@ async def test_accepted_keys(gateway, headers):
         {"X-API-Key": ""},
         {"X-API-Key": "KEY-ONE"},
         {"Authorization": "Bearer ключ"},
+        {"Authorization": f"Basic {_basic('user:key-three')}"},
+        {"Authorization": f"Basic {_basic('key-one:wrong')}"},
+        {"Authorization": f"Basic {_basic('user:')}"},
+        {"Authorization": f"Basic {_basic(':')}"},
+        {"Authorization": "Basic "},
+        {"Authorization": "Basic a2V5LW9uZQ"},  # key-one, its padding cut
+        {"Authorization": "Basic key-one"},
+        {"Authorization": "Basic ключ"},
     ],
 )
 async def test_rejected_keys_get_an_ollama_401(gateway, headers):
@@ -154,7 +172,12 @@ async def test_backend_gets_its_own_key_by_default(gateway, backend):
 
 
 @pytest.mark.parametrize(
-    "headers", [{"Authorization": "Bearer key-one"}, {"X-API-Key": "key-one"}]
+    "headers",
+    [
+        {"Authorization": "Bearer key-one"},
+        {"X-API-Key": "key-one"},
+        {"Authorization": f"Basic {_basic('user:key-one')}"},
+    ],
 )
 async def test_pass_client_key_sends_the_clients_key(gateway, backend, headers):
     toml = "[auth]\npass_client_key = true\n"
@@ -269,3 +292,12 @@ headers = {{ authorization = "Bearer from-config", x-request-id = "from-config" 
     assert [x for x in lines if x.startswith(b"x-request-id:")] == [
         b"x-request-id: r-1"
     ]
+
+
+async def test_a_basic_password_that_is_not_text_is_refused(gateway, backend):
+    # The same through Basic credentials, whose bytes are decoded by us.
+    client = await gateway(backend, "[auth]\npass_client_key = true\n")
+    garbled = base64.b64encode(b"user:\xff\xfe").decode()
+    resp, _ = await _chat(client, {"Authorization": f"Basic {garbled}"}, CHAT)
+    assert resp.status == 401
+    assert backend.completions() == []

@@ -28,6 +28,7 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import GatewayError, UpstreamProtocolError
 from ollama_gateway.protocols import NoConfig, ResponseMapper, Stage, StreamSession
 from ollama_gateway.schemas import ollama, openai
+from ollama_gateway.token_estimate import tokens_for_characters
 from ollama_gateway.upstream import map_error_object
 
 from .openai_format import WRAPPED, ValueSession
@@ -353,11 +354,19 @@ class ChatStreamSession:
             done_reason=map_done_reason(self.finish_reason),
             total_duration=max(end - ctx.started_ns, 1),
             load_duration=max(sent - ctx.started_ns, 0),
-            prompt_eval_count=prompt_tokens,
+            prompt_eval_count=prompt_tokens or self._prompt_estimate(),
             prompt_eval_duration=prompt_ns,
             eval_count=eval_count,
             eval_duration=max(eval_ns, 1) if eval_count else 0,
         )
+
+    def _prompt_estimate(self) -> int:
+        # No count from the backend (llama.cpp's server streams none): real
+        # Ollama always counts the prompt, and clients need it (LangChain's
+        # usage_metadata is None without). Not in ctx.prompt_tokens: metrics
+        # count what backends report.
+        size = self.ctx.prompt_size
+        return tokens_for_characters(size) if size and size > 0 else 0
 
     def _add_tool_calls(
         self, deltas: list[openai.ToolCallDelta], *, positional: bool

@@ -68,8 +68,11 @@ async def serve_chat(
     check_message_count(req.messages, request.app[settings_key].limits.max_messages)
     keep_alive = parse_keep_alive(req.keep_alive)
     think = check_think(req.think)
+    image_size = 0
     for message in req.messages or ():
-        check_images(message.images)
+        if message.images:
+            check_images(message.images)
+            image_size += sum(map(len, message.images))
     top_logprobs = check_top_logprobs(req.top_logprobs)
     model = req.model.strip()
     if not model:
@@ -79,6 +82,8 @@ async def serve_chat(
     ctx.model = req.model
     ctx.stream = req.stream is not False
     ctx.must_call_tool = must_call_tool
+    if answer is None:  # the agent fronts estimate their own prompt's count
+        ctx.prompt_size = -image_size
     entry = await find_model(request, model, f"model '{req.model}' not found")
     ctx.use(entry)
     if not req.messages and keep_alive == 0:

@@ -69,6 +69,7 @@ async def handle_generate(request: web.Request) -> web.StreamResponse:
     top_logprobs = check_top_logprobs(req.top_logprobs)
     ctx = request[ctx_key]
     ctx.endpoint = "generate"
+    ctx.prompt_size = -sum(map(len, req.images)) if req.images else 0
     ctx.model = req.model
     ctx.stream = req.stream is not False
     model = req.model.strip()
