@@ -171,3 +171,16 @@ async def test_an_ai_task_schema_is_sent_as_a_json_schema(gateway, backend):
     sent = _sent(backend)
     schema = json.loads(CAPTURES["ai_task_structured"]["body"])["format"]
     assert sent["response_format"]["json_schema"]["schema"] == schema
+
+
+async def test_statuses_sort_into_what_ha_does_with_them(gateway, backend):
+    client = await _gateway(gateway, backend, OLLAMA_GATEWAY_API_KEYS="ha-key")
+    assert (await _replay(client, "list_key")).status == 200
+    # No key or a wrong one: 401, which HA's coordinator turns into a
+    # re-authentication, not "this is not an Ollama server" (other 4xx).
+    assert (await _replay(client, "list")).status == 401
+    assert (await _replay(client, "ps", Authorization="Bearer nope")).status == 401
+    # A backend that cannot list its models: 502, which HA retries.
+    backend.models_status = 401
+    client = await _gateway(gateway, backend)
+    assert (await _replay(client, "list")).status == 502

@@ -120,12 +120,16 @@ async def test_generate_streams_with_the_name_as_it_was_sent(gateway, backend):
 
 
 async def test_unload_answers_one_json_object_its_r_json_can_read(gateway, backend):
+    backend.queue(Script.text("Blue light scatters."))
     client = await _gateway(gateway, backend)
+    assert_final(await read_ndjson(await _replay(client, "chat")))
     resp = await _replay(client, "unload")
     assert resp.status == 200
     answer = await _json(resp)
     assert (answer["done"], answer["done_reason"]) == (True, "unload")
-    assert backend.completions() == []
+    assert len(backend.completions()) == 1  # the chat's; an unload sends nothing
+    # Its "unload" button is done when the model leaves /api/ps.
+    assert (await _json(await _replay(client, "ps")))["models"] == []
 
 
 async def test_embed_and_embeddings_answer_the_vectors(gateway, backend):
