@@ -16,20 +16,18 @@ unless both are there.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import ollama
 import pytest
 
+from tests.captures import load_captures, replay, serving
 from tests.conftest import base_url
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ndjson import assert_final, read_ndjson
 from tests.ops import read_metrics
 
-CAPTURES = json.loads(
-    (Path(__file__).parent / "fixtures" / "langchain" / "requests.json").read_text()
-)
+CAPTURES = load_captures("langchain")
 USAGE = {"prompt_tokens": 17, "completion_tokens": 9, "total_tokens": 26}
 MODELS = ("m", "deepseek-reasoner", "e")
 
@@ -40,18 +38,11 @@ def _capture(name: str) -> dict[str, Any]:
 
 
 async def _replay(client: Any, name: str, **headers: str) -> Any:
-    capture = _capture(name)
-    return await client.request(
-        capture["method"],
-        capture["path"],
-        data=capture.get("body", "").encode(),
-        headers={**capture["headers"], **headers},
-    )
+    return await replay(client, _capture(name), **headers)
 
 
 async def _gateway(gateway: Any, backend: FakeBackend, **env: str) -> Any:
-    backend.models = [{"id": name, "object": "model", "created": 0} for name in MODELS]
-    return await gateway(backend, **env)
+    return await serving(gateway, backend, MODELS, **env)
 
 
 def _text(*pieces: str, usage: dict[str, int] | None = USAGE) -> Script:
