@@ -21,14 +21,20 @@ from typing import Any
 import ollama
 import pytest
 
-from tests.captures import load_captures, replay, serving
+from tests.captures import (
+    USAGE,
+    load_captures,
+    replay,
+    serving,
+    text_script,
+    two_calls_after,
+)
 from tests.conftest import base_url
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ndjson import assert_final, read_ndjson
 from tests.ops import read_metrics
 
 CAPTURES = load_captures("langchain")
-USAGE = {"prompt_tokens": 17, "completion_tokens": 9, "total_tokens": 26}
 MODELS = ("m", "deepseek-reasoner", "e")
 
 
@@ -43,15 +49,6 @@ async def _replay(client: Any, name: str, **headers: str) -> Any:
 
 async def _gateway(gateway: Any, backend: FakeBackend, **env: str) -> Any:
     return await serving(gateway, backend, MODELS, **env)
-
-
-def _text(*pieces: str, usage: dict[str, int] | None = USAGE) -> Script:
-    events = [chat_chunk({"role": "assistant", "content": ""})]
-    events += [chat_chunk({"content": piece}) for piece in pieces]
-    events.append(chat_chunk({}, finish="stop"))
-    if usage is not None:
-        events.append(chat_chunk(choices=False, usage=usage))
-    return Script(pieces=[sse(*events)])
 
 
 def _sent(backend: FakeBackend) -> dict[str, Any]:
@@ -71,7 +68,7 @@ def _sent(backend: FakeBackend) -> dict[str, Any]:
 async def test_every_completion_it_sends_is_answered_with_both_counts(
     gateway, backend, name
 ):
-    backend.queue(_text('{"name": "Ada", "age": 36}', usage=None))
+    backend.queue(text_script('{"name": "Ada", "age": 36}', usage=None))
     client = await _gateway(gateway, backend)
     objs = await read_ndjson(await _replay(client, name))
     final = assert_final(objs)
@@ -83,7 +80,7 @@ async def test_every_completion_it_sends_is_answered_with_both_counts(
 
 
 async def test_usage_the_backend_reports_is_used_as_it_is(gateway, backend):
-    backend.queue(_text("Hello"))
+    backend.queue(text_script("Hello"))
     client = await _gateway(gateway, backend)
     final = assert_final(await read_ndjson(await _replay(client, "chat")))
     assert (final["prompt_eval_count"], final["eval_count"]) == (17, 9)
@@ -93,7 +90,7 @@ async def test_usage_the_backend_reports_is_used_as_it_is(gateway, backend):
 async def test_the_estimate_is_of_the_request_sent_less_its_images(
     gateway, backend, name
 ):
-    backend.queue(_text("One image.", usage=None))
+    backend.queue(text_script("One image.", usage=None))
     client = await _gateway(gateway, backend)
     final = assert_final(await read_ndjson(await _replay(client, name)))
     sent = json.dumps(_sent(backend), separators=(",", ":")).encode()
@@ -106,7 +103,7 @@ async def test_the_estimate_is_of_the_request_sent_less_its_images(
 
 
 async def test_estimates_are_not_counted_as_reported_tokens(gateway, backend):
-    backend.queue(_text("Hi", usage=None))
+    backend.queue(text_script("Hi", usage=None))
     client = await _gateway(gateway, backend)
     assert_final(await read_ndjson(await _replay(client, "generate")))
     metrics = await read_metrics(client)
@@ -115,7 +112,7 @@ async def test_estimates_are_not_counted_as_reported_tokens(gateway, backend):
 
 
 async def test_options_and_keep_alive_as_it_sends_them(gateway, backend):
-    backend.queue(_text("Hi"), _text("Hi"))
+    backend.queue(text_script("Hi"), text_script("Hi"))
     client = await _gateway(gateway, backend)
     for name in ("chat_options", "chat_keep_alive_seconds"):
         assert_final(await read_ndjson(await _replay(client, name)))
@@ -130,29 +127,14 @@ async def test_options_and_keep_alive_as_it_sends_them(gateway, backend):
 
 
 def _streamed_tool_calls() -> Script:
-    def call(index: int, **function: str) -> dict[str, Any]:
-        part: dict[str, Any] = {"index": index, "function": function}
-        if "name" in function:
-            part.update(id=f"call_{index}", type="function")
-        return {"tool_calls": [part]}
-
-    return Script(
-        pieces=[
-            sse(
-                chat_chunk({"role": "assistant", "reasoning_content": "Let me "}),
-                chat_chunk({"reasoning_content": "check both."}),
-                chat_chunk(call(0, name="get_weather", arguments='{"ci')),
-                chat_chunk(call(0, arguments='ty": "Paris"}')),
-                chat_chunk(call(1, name="get_time", arguments='{"tz": "UTC"}')),
-                chat_chunk({}, finish="tool_calls"),
-                chat_chunk(choices=False, usage=USAGE),
-            )
-        ]
+    return two_calls_after(
+        {"role": "assistant", "reasoning_content": "Let me "},
+        {"reasoning_content": "check both."},
     )
 
 
 async def test_parallel_tool_calls_and_the_turn_with_their_results(gateway, backend):
-    backend.queue(_streamed_tool_calls(), _text("Sunny at noon."))
+    backend.queue(_streamed_tool_calls(), text_script("Sunny at noon."))
     client = await _gateway(gateway, backend)
     objs = await read_ndjson(await _replay(client, "chat_tools_think"))
     final = assert_final(objs)
@@ -188,7 +170,7 @@ async def test_parallel_tool_calls_and_the_turn_with_their_results(gateway, back
     ],
 )
 async def test_structured_output_methods(gateway, backend, name, expected):
-    backend.queue(_text('{"name": "Ada", "age": 36}'))
+    backend.queue(text_script('{"name": "Ada", "age": 36}'))
     client = await _gateway(gateway, backend)
     objs = await read_ndjson(await _replay(client, name))
     assert_final(objs)
@@ -246,7 +228,7 @@ async def test_validate_model_on_init_with_a_key_in_the_base_url(gateway, backen
         await _replay(client, "validate_model_on_init", Authorization="")
     ).status == 401
     authorization = _capture("validate_model_on_init")["headers"]["Authorization"]
-    backend.queue(_text("Hi"))
+    backend.queue(text_script("Hi"))
     async with ollama.AsyncClient(
         host=base_url(client), headers={"Authorization": authorization}
     ) as api:
