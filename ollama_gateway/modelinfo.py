@@ -60,8 +60,10 @@ _NO_THINK = re.compile(
 )
 # Also the reasoning families that see: o1, o3 (and pro), o4-mini (not
 # o1-mini, o1-preview, o3-mini), Grok 4 on, GLM-4.5V and later V models.
+# "-vl" and "-vlm" see; "-vllm" names the server a model was served by.
 _VISION = re.compile(
-    r"gpt-4o|gpt-4\.1|gpt-5|vision|(^|[/_-])(vl|llava|pixtral|gemma-?3|claude|gemini)|"
+    r"gpt-4o|gpt-4\.1|gpt-5|vision|"
+    r"(^|[/_-])(vl(?!lm)|llava|pixtral|gemma-?3|claude|gemini)|"
     r"(^|/)(o1|o3|o3-pro|o4-mini)(-\d{4}-\d{2}-\d{2}|-high)?$|grok-[4-9]|glm-4\.\d+v",
     re.I,
 )

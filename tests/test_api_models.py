@@ -263,6 +263,8 @@ async def test_show_without_known_context_length_has_no_context_key(backend, gat
         ("o3", True), ("o4-mini", True), ("openai/o1", True), ("x-ai/grok-4", True),
         ("zai-org/GLM-4.5V", True), ("o3-mini", False), ("o1-mini", False),
         ("grok-3-mini", False), ("grok-code-fast-1", False), ("glm-4.6", False),
+        ("Qwen/Qwen2.5-VL-7B-Instruct", True), ("deepseek-vl2", True),
+        ("my-vlm", True), ("qwen3-vllm", False), ("llama3-vllm-awq", False),
     ],
 )  # fmt: skip
 async def test_show_says_vision_for_the_reasoning_models_that_see(
