@@ -16,42 +16,23 @@ unless both are there.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import ollama
 import pytest
 
+from tests.captures import Captures
 from tests.conftest import base_url
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ndjson import assert_final, read_ndjson
 from tests.ops import read_metrics
 
-CAPTURES = json.loads(
-    (Path(__file__).parent / "fixtures" / "langchain" / "requests.json").read_text()
-)
-USAGE = {"prompt_tokens": 17, "completion_tokens": 9, "total_tokens": 26}
 MODELS = ("m", "deepseek-reasoner", "e")
-
-
-def _capture(name: str) -> dict[str, Any]:
-    capture: dict[str, Any] = CAPTURES[name]
-    return capture
-
-
-async def _replay(client: Any, name: str, **headers: str) -> Any:
-    capture = _capture(name)
-    return await client.request(
-        capture["method"],
-        capture["path"],
-        data=capture.get("body", "").encode(),
-        headers={**capture["headers"], **headers},
-    )
-
-
-async def _gateway(gateway: Any, backend: FakeBackend, **env: str) -> Any:
-    backend.models = [{"id": name, "object": "model", "created": 0} for name in MODELS]
-    return await gateway(backend, **env)
+CAPTURES = Captures("langchain", MODELS)
+USAGE = {"prompt_tokens": 17, "completion_tokens": 9, "total_tokens": 26}
+_capture = CAPTURES.__getitem__
+_replay = CAPTURES.replay
+_gateway = CAPTURES.gateway
 
 
 def _text(*pieces: str, usage: dict[str, int] | None = USAGE) -> Script:
@@ -71,11 +52,7 @@ def _sent(backend: FakeBackend) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        name
-        for name in CAPTURES
-        if CAPTURES[name]["path"] in ("/api/chat", "/api/generate")
-    ],
+    CAPTURES.completions(),
 )
 async def test_every_completion_it_sends_is_answered_with_both_counts(
     gateway, backend, name
