@@ -22,10 +22,13 @@ text it drops.
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 import pytest
 
+from ollama_gateway.settings import BackendSettings, mistral_call_ids
 from tests.captures import Captures
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 from tests.ndjson import assert_final, read_ndjson
@@ -249,3 +252,51 @@ async def test_the_bearer_key_n8n_sends(gateway, backend):
     listed = await _replay(client, "list_models", Authorization="Bearer sk-n8n")
     names = [m["name"] for m in (await listed.json())["models"]]
     assert "demo:latest" in names
+
+
+_NINE = re.compile(r"[a-zA-Z0-9]{9}")
+
+
+async def test_its_call_ids_in_mistrals_form_for_a_backend_that_wants_it(
+    gateway, backend
+):
+    # Mistral's API and its chat templates (llama.cpp's server) refuse any id
+    # but nine letters and digits; LangChain.js sends its UUIDs back.
+    backend.queue(_text("Sunny."), _text("Sunny."))
+    backend.models = [{"id": "m", "object": "model", "created": 0}]
+    client = await gateway(
+        toml=f'[[backends]]\nname = "mistral"\nbase_url = "{backend.url}"\n'
+        "mistral_call_ids = true\n"
+    )
+    body = _body("chat_tool_results")
+    sent_ids = [c["id"] for c in body["messages"][1]["tool_calls"]]
+    # The second time, the results name their calls by LangChain.js's ids.
+    named = copy.deepcopy(body)
+    for result, call_id in zip(named["messages"][2:], sent_ids, strict=True):
+        result["tool_call_id"] = call_id
+    for sent in (body, named):
+        resp = await client.post("/api/chat", json=sent)
+        assert_final(await read_ndjson(resp))
+    turns = [r.body["messages"] for r in backend.completions()]
+    for messages in turns:
+        assistant, first, second = messages[1:]
+        ids = [c["id"] for c in assistant["tool_calls"]]
+        assert all(_NINE.fullmatch(i) for i in ids), ids
+        assert len(set(ids)) == 2
+        assert [first["tool_call_id"], second["tool_call_id"]] == ids
+    # The same in every turn: a backend's prefix cache still holds.
+    assert turns[0] == turns[1]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "setting", "expected"),
+    [
+        ("https://api.mistral.ai/v1", None, True),
+        ("https://api.mistral.ai/v1", False, False),
+        ("http://127.0.0.1:8080/v1", None, False),
+        ("http://127.0.0.1:8080/v1", True, True),
+    ],
+)
+def test_mistral_call_ids_default_to_mistrals_api(base_url, setting, expected):
+    backend = BackendSettings(name="b", base_url=base_url, mistral_call_ids=setting)
+    assert mistral_call_ids(backend) is expected
