@@ -161,6 +161,10 @@ class BackendSettings(_Section, frozen=True):
     # and assistant turns strictly alternating (Mistral's, as vLLM and
     # llama.cpp's server run them): the history is made so (see turns.py).
     alternating_roles: bool = False
+    # Tool-call ids of the history are sent in Mistral's form (nine letters
+    # and digits), the only one its API and chat templates take; unset, for
+    # Mistral's API, told by its host (see mistral_call_ids()).
+    mistral_call_ids: bool | None = None
     tool_result_name: bool = False
     history_thinking: Literal["drop", "reasoning_content", "reasoning"] = "drop"
     think_off_effort: str = "none"
@@ -287,6 +291,19 @@ def openai_hosted(backend: BackendSettings) -> bool:
     if backend.openai_hosted is not None:
         return backend.openai_hosted
     return _openai_host(backend.base_url)
+
+
+def mistral_call_ids(backend: BackendSettings) -> bool:
+    """Whether a backend takes tool-call ids in Mistral's form only: as its
+    `mistral_call_ids` says, or when unset, whether it is Mistral's API."""
+    if backend.mistral_call_ids is not None:
+        return backend.mistral_call_ids
+    return _mistral_host(backend.base_url)
+
+
+@functools.lru_cache(maxsize=64)
+def _mistral_host(base_url: str) -> bool:
+    return (urlsplit(base_url).hostname or "").lower() == "api.mistral.ai"
 
 
 @functools.lru_cache(maxsize=64)

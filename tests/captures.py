@@ -6,6 +6,7 @@ The backend's answers are scripted here as OpenAI streams them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,13 @@ from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 
 __all__ = [
     "USAGE",
+    "Captures",
     "load_captures",
     "replay",
     "serving",
     "text_script",
     "tool_call_delta",
+    "thought_then_answer",
     "two_calls_after",
 ]
 
@@ -86,3 +89,47 @@ def two_calls_after(*opening: dict[str, Any]) -> Script:
             )
         ]
     )
+
+
+def thought_then_answer() -> Script:
+    """Reasoning ("hmm ok") streamed before the answer ("Answer")."""
+    return Script(
+        pieces=[
+            sse(
+                chat_chunk({"role": "assistant", "reasoning_content": "hmm "}),
+                chat_chunk({"reasoning_content": "ok"}),
+                chat_chunk({"content": "Answer"}),
+                chat_chunk({}, finish="stop"),
+                chat_chunk(choices=False, usage=USAGE),
+            )
+        ]
+    )
+
+
+class Captures:
+    """One client's captures, with the models its requests ask for."""
+
+    def __init__(self, client: str, models: tuple[str, ...]) -> None:
+        self.requests: dict[str, dict[str, Any]] = load_captures(client)
+        self.models = models
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.requests)
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        return self.requests[name]
+
+    def completions(self) -> list[str]:
+        """The names of the captures that ask for a chat or a generate."""
+        paths = ("/api/chat", "/api/generate")
+        return [name for name, r in self.requests.items() if r["path"] in paths]
+
+    def body(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(self.requests[name]["body"])
+        return body
+
+    async def replay(self, client: Any, name: str, **headers: str) -> Any:
+        return await replay(client, self.requests[name], **headers)
+
+    async def gateway(self, gateway: Any, backend: FakeBackend, **env: str) -> Any:
+        return await serving(gateway, backend, self.models, **env)

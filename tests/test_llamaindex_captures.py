@@ -31,6 +31,7 @@ from tests.captures import (
     load_captures,
     replay,
     text_script,
+    thought_then_answer,
     two_calls_after,
 )
 from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
@@ -171,19 +172,7 @@ async def test_keep_alive_zero_as_a_float_unloads(gateway, backend):
 async def test_thinking_settings_and_the_thinking_read_back(
     gateway, backend, name, effort
 ):
-    backend.queue(
-        Script(
-            pieces=[
-                sse(
-                    chat_chunk({"role": "assistant", "reasoning_content": "hmm "}),
-                    chat_chunk({"reasoning_content": "ok"}),
-                    chat_chunk({"content": "Answer"}),
-                    chat_chunk({}, finish="stop"),
-                    chat_chunk(choices=False, usage=USAGE),
-                )
-            ]
-        )
-    )
+    backend.queue(thought_then_answer())
     client = await _gateway(gateway, backend)
     lines = await _lines(client, name)
     assert_final(lines)

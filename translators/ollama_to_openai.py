@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import re
 from collections import deque
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.settings import BackendSettings, openai_hosted
+from ollama_gateway.settings import BackendSettings, mistral_call_ids, openai_hosted
 from ollama_gateway.turns import tidy_turns
 
 from .openai_format import WRAPPED, add_json_instruction, object_root, wrap_root
@@ -227,15 +228,22 @@ def map_messages(
                 _drop_unanswered(caller, unanswered)
             caller = None
         if role == "assistant" and message.tool_calls:
+            nine = mistral_call_ids(backend)  # only here: plain chats pay nothing
             calls = [
-                _tool_call(position, i, c) for i, c in enumerate(message.tool_calls)
+                _tool_call(position, i, c, nine)
+                for i, c in enumerate(message.tool_calls)
             ]
             unanswered = deque((c.id, c.function.name) for c in calls)
             converted = caller = openai.ChatMessage(
                 role=role, content=message.content or "", tool_calls=calls
             )
         elif role == "tool":
-            converted = _tool_result(message, unanswered, backend.tool_result_name)
+            converted = _tool_result(
+                message,
+                unanswered,
+                backend.tool_result_name,
+                bool(message.tool_call_id) and mistral_call_ids(backend),
+            )
             if message.images:
                 tool_images.append(message)
         else:
@@ -329,8 +337,12 @@ def _tool_images_message(results: list[ollama.Message]) -> openai.ChatMessage:
     return openai.ChatMessage(role="user", content=parts)
 
 
-def _tool_call(position: int, index: int, call: ollama.ToolCall) -> openai.ToolCall:
+def _tool_call(
+    position: int, index: int, call: ollama.ToolCall, nine: bool
+) -> openai.ToolCall:
     call_id = call.id or _history_call_id(position, index)
+    if nine:
+        call_id = _nine_character_id(call_id)
     function = call.function
     return openai.ToolCall(
         id=call_id,
@@ -346,6 +358,19 @@ def _history_call_id(position: int, index: int) -> str:
     return "call" + _base36(position, 3) + _base36(index, 2)
 
 
+def _nine_character_id(call_id: str) -> str:
+    """A call's id in Mistral's form (see _history_call_id): as it is if it
+    has it, else nine letters and digits made from it. Clients make ids of
+    their own (LangChain.js gives each call a UUID and sends it back with the
+    next turn), which Ollama takes and Mistral refuses. Made from the id
+    alone, it is the same in every turn, so a backend's prefix cache still
+    holds, and a result naming its call by that id still answers it."""
+    if len(call_id) == 9 and call_id.isascii() and call_id.isalnum():
+        return call_id
+    digest = hashlib.blake2b(call_id.encode(), digest_size=8).digest()
+    return _base36(int.from_bytes(digest) % 36**9, 9)
+
+
 def _base36(number: int, width: int) -> str:
     digits = ""
     while number:
@@ -355,10 +380,15 @@ def _base36(number: int, width: int) -> str:
 
 
 def _tool_result(
-    message: ollama.Message, unanswered: deque[tuple[str, str]], with_name: bool
+    message: ollama.Message,
+    unanswered: deque[tuple[str, str]],
+    with_name: bool,
+    nine: bool,
 ) -> openai.ChatMessage:
     content = message.content or ""
     call_id = message.tool_call_id
+    if call_id and nine:
+        call_id = _nine_character_id(call_id)
     name = message.tool_name or ""
     if call_id:
         for pending in unanswered:
