@@ -105,7 +105,7 @@ async def test_the_supervisor_makes_and_removes_its_own_metrics_directory(
         await _both_workers_up(gateway)
         assert await _tags_then_scrapes(gateway) == [REQUESTS] * 6
     finally:
-        assert await gateway.stop(BOUND) == 0
+        assert await gateway.stop(BOUND) == 0, gateway.log.read_text()[-3000:]
     assert not made & _metric_dirs()
 
 
