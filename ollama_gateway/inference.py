@@ -7,7 +7,7 @@ shared here, so both endpoints stream, time out and fail the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import TypeVar
 
@@ -34,6 +34,7 @@ from ollama_gateway.keys import (
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.overflow import refuses_the_limit
 from ollama_gateway.protocols import UpstreamResponse
+from ollama_gateway.refusals import refused_fields
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import (
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_LIMITS = ("max_tokens", "max_completion_tokens")
 _decode_object = msgspec.json.Decoder(dict[str, object]).decode
 
 # How a front other than Ollama's own (`/v1/messages`, `/v1/responses`) answers
@@ -208,12 +210,17 @@ class Outgoing:
     def take_without_limit(self) -> bytes | None:
         """The payload sent, without its output token limit; None if it had
         none. Built only after a refusal, so the answered request pays nothing."""
+        return self.take_without(_LIMITS)
+
+    def take_without(self, fields: Iterable[str]) -> bytes | None:
+        """The payload sent, without `fields`; None if it had none of them
+        (or was taken). Built only after a refusal, as `take_without_limit`."""
         sent, self._sent = self._sent, b""
         if not sent:
             return None
         body = _decode_object(sent)
-        limited = body.pop("max_tokens", None), body.pop("max_completion_tokens", None)
-        return msgspec.json.encode(body) if limited != (None, None) else None
+        dropped = [body.pop(name) for name in fields if name in body]
+        return msgspec.json.encode(body) if dropped else None
 
     def take_again(self) -> Callable[[], bytes] | None:
         again, self._again = self._again, None
@@ -295,7 +302,7 @@ async def serve_completion(
                         remap=outgoing.take_again(),
                     )
                 except UpstreamStatusError as exc:
-                    response = await _send_without_effort(upstream, ctx, outgoing, exc)
+                    response = await _send_without_refused(upstream, ctx, outgoing, exc)
                 outgoing.take_without_effort()  # not kept while the answer streams
             reader: ChunkReader | None = None
             try:
@@ -337,21 +344,25 @@ async def serve_completion(
         raise GatewayError(SHUTDOWN, status=503) from None
 
 
-async def _send_without_effort(
+async def _send_without_refused(
     upstream: Upstream,
     ctx: RequestContext,
     outgoing: Outgoing,
     refusal: UpstreamStatusError,
 ) -> UpstreamResponse:
-    """After `refusal`, the completion request once more without the
-    `reasoning_effort` of a `think: false`, or without its output token
-    limit, if that is what the backend refused with a 400 (before any token,
-    so nothing is generated twice); Ollama answers such a request. Else
-    `refusal` stands."""
-    message = refusal.message.lower()
+    """After `refusal`, the completion request once more without what the
+    backend refused with a 400 (or 422), before any token, so nothing is
+    generated twice; Ollama answers such a request. That is: the optional
+    fields the refusal names as unknown or unsupported (see refusals.py),
+    else the `reasoning_effort` of a `think: false`, else the output token
+    limit. Else `refusal` stands."""
     if refusal.status != 400:
         raise refusal
-    if "reasoning" in message:
+    fields = refused_fields(refusal.message)
+    message = refusal.message.lower()
+    if fields:
+        plain = outgoing.take_without(fields)
+    elif "reasoning" in message:
         plain = outgoing.take_without_effort()
     elif refuses_the_limit(message):
         plain = outgoing.take_without_limit()

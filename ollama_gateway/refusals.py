@@ -1,0 +1,77 @@
+"""The optional request fields a backend's refusal names as ones it does not take.
+
+Third-party OpenAI-compatible APIs validate a chat body more strictly than
+OpenAI's, and refuse a whole request for one field they do not know, where
+Ollama answers whatever options it is given:
+
+- Mistral's API refuses `stream_options` (which the gateway sends on every
+  stream for its token counts) with a 422, pydantic's "extra_forbidden":
+  `{"loc": ["body", "stream_options", "include_usage"], "msg": "Extra inputs
+  are not permitted"}`; vLLM words its own the same way.
+- Gemini's OpenAI-compatible endpoint refuses `seed` and `frequency_penalty`
+  with a 400 `Invalid JSON payload received. Unknown name "seed": Cannot find
+  field.`
+- DeepSeek's reasoner refused the sampling options with a 400
+  "deepseek-reasoner does not support the parameter `temperature`", and
+  OpenRouter passes on the OpenAI wording for a model that refuses one,
+  "Unsupported parameter: 'frequency_penalty' is not supported with this
+  model."
+
+Only fields whose absence leaves the request answerable are dropped: sampling
+options, the usage request of a stream, reasoning controls. Never `messages`,
+`tools`, `response_format`, `stop` or the output limit (the latter has its own
+rule), nor `logprobs`, which the client asked for to read them.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DROPPABLE", "refused_fields"]
+
+DROPPABLE = frozenset(
+    {
+        "stream_options",
+        "seed",
+        "temperature",
+        "top_p",
+        "frequency_penalty",
+        "presence_penalty",
+        "top_k",
+        "min_p",
+        "typical_p",
+        "repeat_last_n",
+        "repeat_penalty",
+        "repetition_penalty",
+        "reasoning_effort",
+        "chat_template_kwargs",
+        "parallel_tool_calls",
+    }
+)
+
+# Each names a field of the body's top level only: Gemini's refusals of a
+# nested key say where ("Unknown name "const" at 'tools[0]…'"), and they do
+# not match.
+_NAMED = re.compile(
+    # Pydantic's validation error as the gateway words it (Mistral's 422).
+    r"\bbody\.(\w+)[\w.]*: Extra inputs are not permitted"
+    # The same error as JSON (escaped inside a string) or a Python repr (vLLM).
+    r"""|extra_forbidden\\?['"]\s*,\s*\\?['"]loc\\?['"]\s*:\s*[\[(]\s*"""
+    r"""\\?['"]body\\?['"]\s*,\s*\\?['"](\w+)"""
+    # Google's (Gemini).
+    r'|Unknown name \\?"(\w+)\\?": Cannot find field'
+    # DeepSeek's.
+    r"|does not support the parameter `(\w+)`"
+    # OpenAI's, as OpenRouter passes it on for models that refuse one.
+    r"|Unsupported parameter: '(\w+)'"
+)
+
+
+def refused_fields(message: str) -> frozenset[str]:
+    """The droppable fields `message` (a backend's refusal) names; empty if
+    it names none. Called on a refusal only, never on an answered request."""
+    named = {
+        next(group for group in match.groups() if group)
+        for match in _NAMED.finditer(message)
+    }
+    return DROPPABLE.intersection(named)

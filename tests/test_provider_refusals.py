@@ -1,0 +1,213 @@
+"""Third-party OpenAI-compatible APIs that refuse a field OpenAI takes.
+
+Each fake backend here refuses as the provider does, in its own status and
+body shape; the official client sends what Ollama's clients send, and every
+chat must get its answer, asked once more without the refused field only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import ollama
+import pytest
+
+from ollama_gateway.errors import upstream_error_message
+from ollama_gateway.refusals import refused_fields
+from tests.conftest import MakeGateway, base_url
+from tests.fakebackend import FakeBackend
+from tests.test_strict_backends import Refusal, StrictBackend, started_strict
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def mistral(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """api.mistral.ai: pydantic forbids fields it does not know (422)."""
+    if "stream_options" not in body:
+        return None
+    detail = {
+        "type": "extra_forbidden",
+        "loc": ["body", "stream_options", "include_usage"],
+        "msg": "Extra inputs are not permitted",
+        "input": True,
+    }
+    return 422, {
+        "object": "error",
+        "message": {"detail": [detail]},
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def gemini(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """Gemini's OpenAI-compatible endpoint: unknown names are a 400, its body
+    a list of one error."""
+    unknown = [name for name in ("seed", "frequency_penalty") if name in body]
+    if not unknown:
+        return None
+    texts = [
+        f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+        for name in unknown
+    ]
+    error = {
+        "code": 400,
+        "message": "\n".join(texts),
+        "status": "INVALID_ARGUMENT",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"description": text} for text in texts],
+            }
+        ],
+    }
+    return 400, [{"error": error}]
+
+
+def deepseek_reasoner(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """DeepSeek's reasoner as it answered in January 2025."""
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        if name in body:
+            message = f"deepseek-reasoner does not support the parameter `{name}`"
+            error = {"message": message, "type": "invalid_request_error"}
+            return 400, {"error": error}
+    return None
+
+
+def refuses_everything(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """A backend whose refusal names a field the gateway must keep."""
+    message = 'Unknown name "messages": Cannot find field.'
+    return 400, {"error": {"message": message, "type": "invalid_request_error"}}
+
+
+async def started(aiohttp_server: Any, refusal: Refusal) -> StrictBackend:
+    fake = await started_strict(aiohttp_server, refusal)
+    fake.models = [{"id": "some-model", "object": "model"}]
+    return fake
+
+
+async def _chat(gateway: MakeGateway, fake: FakeBackend, **kwargs: Any) -> str:
+    """The answer's text, streamed or whole."""
+    client = await gateway(fake)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.chat(model="some-model", messages=MESSAGES, **kwargs)
+        if not kwargs.get("stream"):
+            return str(reply.message.content)
+        return "".join([part.message.content async for part in reply])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_mistral_refusing_stream_options_answers(
+    gateway: MakeGateway, aiohttp_server: Any, stream: bool
+) -> None:
+    """Every stream asks for usage; Mistral's API refuses the field (and
+    sends usage anyway)."""
+    fake = await started(aiohttp_server, mistral)
+    assert await _chat(gateway, fake, stream=stream) == "Hello from fake"
+    assert [sorted(body) for body in fake.refused] == [
+        ["messages", "model", "stream", "stream_options"]
+    ]
+    sent = fake.completions()[-1].body
+    assert "stream_options" not in sent
+    assert sent == {k: v for k, v in fake.refused[0].items() if k != "stream_options"}
+    assert len(fake.completions()) == 1
+
+
+async def test_gemini_refusing_seed_and_penalty_answers(
+    gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    fake = await started(aiohttp_server, gemini)
+    options = {"seed": 42, "frequency_penalty": 0.5, "temperature": 0.2}
+    assert await _chat(gateway, fake, options=options) == "Hello from fake"
+    assert len(fake.refused) == 1
+    sent = fake.completions()[-1].body
+    assert "seed" not in sent and "frequency_penalty" not in sent
+    assert sent["temperature"] == 0.2
+
+
+async def test_deepseek_reasoner_refusing_one_option_at_a_time_is_asked_once(
+    gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    """One resend only: a backend that refuses the next field then has its
+    refusal passed on, as the client would see it without the gateway."""
+    fake = await started(aiohttp_server, deepseek_reasoner)
+    with pytest.raises(ollama.ResponseError) as refused:
+        await _chat(gateway, fake, options={"temperature": 0.6, "top_p": 0.9})
+    assert refused.value.status_code == 400
+    assert "does not support the parameter `top_p`" in refused.value.error
+    assert [("temperature" in b, "top_p" in b) for b in fake.refused] == [
+        (True, True),
+        (False, True),
+    ]
+
+
+async def test_deepseek_reasoner_refusing_its_one_option_answers(
+    gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    fake = await started(aiohttp_server, deepseek_reasoner)
+    answer = await _chat(gateway, fake, options={"temperature": 0.6})
+    assert answer == "Hello from fake"
+    assert "temperature" not in fake.completions()[-1].body
+
+
+async def test_a_refusal_naming_a_needed_field_stands(
+    gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    fake = await started(aiohttp_server, refuses_everything)
+    with pytest.raises(ollama.ResponseError) as refused:
+        await _chat(gateway, fake)
+    assert refused.value.status_code == 400
+    assert 'Unknown name "messages"' in refused.value.error
+    assert len(fake.refused) == 1
+
+
+def test_mistrals_validation_error_reads_as_words() -> None:
+    answer = mistral({"stream_options": {"include_usage": True}})
+    assert answer is not None
+    message = upstream_error_message(json.dumps(answer[1]).encode())
+    assert message == (
+        "body.stream_options.include_usage: Extra inputs are not permitted"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "fields"),
+    [
+        # Mistral in 2024: the validation error as JSON text in `message`.
+        (
+            '{"detail":[{"type":"extra_forbidden","loc":["body",'
+            '"frequency_penalty"],"msg":"Extra inputs are not permitted"}]}',
+            {"frequency_penalty"},
+        ),
+        # vLLM: a Python repr.
+        (
+            "[{'type': 'extra_forbidden', 'loc': ('body', 'top_k'), 'msg': "
+            "'Extra inputs are not permitted', 'input': 40}]",
+            {"top_k"},
+        ),
+        (
+            'Invalid JSON payload received. Unknown name "seed": Cannot find '
+            'field.\nInvalid JSON payload received. Unknown name "top_k": '
+            "Cannot find field.",
+            {"seed", "top_k"},
+        ),
+        (
+            "Unsupported parameter: 'frequency_penalty' is not supported with "
+            "this model.",
+            {"frequency_penalty"},
+        ),
+        # A nested key of a tool's schema is no field of the body.
+        (
+            'Invalid JSON payload received. Unknown name "additionalProperties" '
+            "at 'tools[0].function_declarations[0].parameters': Cannot find field.",
+            set(),
+        ),
+        ("Unsupported parameter: 'stop' is not supported with this model.", set()),
+        ("body.messages.0.name: Extra inputs are not permitted", set()),
+    ],
+)
+def test_refused_fields_are_read_from_each_wording(
+    message: str, fields: set[str]
+) -> None:
+    assert refused_fields(message) == fields
