@@ -7,7 +7,7 @@ shared here, so both endpoints stream, time out and fail the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
@@ -34,7 +34,7 @@ from ollama_gateway.keys import (
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.overflow import refuses_the_limit
 from ollama_gateway.protocols import UpstreamResponse
-from ollama_gateway.refusals import refused_fields
+from ollama_gateway.refusals import amend
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import (
@@ -210,17 +210,19 @@ class Outgoing:
     def take_without_limit(self) -> bytes | None:
         """The payload sent, without its output token limit; None if it had
         none. Built only after a refusal, so the answered request pays nothing."""
-        return self.take_without(_LIMITS)
+        return self.take_amended(_without_limit)
 
-    def take_without(self, fields: Iterable[str]) -> bytes | None:
-        """The payload sent, without `fields`; None if it had none of them
-        (or was taken). Built only after a refusal, as `take_without_limit`."""
-        sent, self._sent = self._sent, b""
-        if not sent:
+    def take_amended(self, change: Callable[[dict[str, object]], bool]) -> bytes | None:
+        """The payload sent, as `change` changes it; None if it changed
+        nothing (or was taken). Built only after a refusal, as
+        `take_without_limit`."""
+        if not self._sent:
             return None
-        body = _decode_object(sent)
-        dropped = [body.pop(name) for name in fields if name in body]
-        return msgspec.json.encode(body) if dropped else None
+        body = _decode_object(self._sent)
+        if not change(body):
+            return None
+        self._sent = b""
+        return msgspec.json.encode(body)
 
     def take_again(self) -> Callable[[], bytes] | None:
         again, self._again = self._again, None
@@ -236,6 +238,10 @@ class Outgoing:
             return payload
 
         return remap
+
+
+def _without_limit(body: dict[str, object]) -> bool:
+    return [body.pop(name) for name in _LIMITS if name in body] != []
 
 
 def _without_effort(body: Mapped, think: bool | str | None) -> bytes | None:
@@ -353,21 +359,17 @@ async def _send_without_refused(
     """After `refusal`, the completion request once more without what the
     backend refused with a 400 (or 422), before any token, so nothing is
     generated twice; Ollama answers such a request. That is: the optional
-    fields the refusal names as unknown or unsupported (see refusals.py),
-    else the `reasoning_effort` of a `think: false`, else the output token
-    limit. Else `refusal` stands."""
+    fields the refusal names as unknown or unsupported, or a value or JSON
+    mode it names (see refusals.py); else the `reasoning_effort` of a
+    `think: false`; else the output token limit. Else `refusal` stands."""
     if refusal.status != 400:
         raise refusal
-    fields = refused_fields(refusal.message)
     message = refusal.message.lower()
-    if fields:
-        plain = outgoing.take_without(fields)
-    elif "reasoning" in message:
+    plain = outgoing.take_amended(partial(amend, message=refusal.message))
+    if plain is None and "reasoning" in message:
         plain = outgoing.take_without_effort()
-    elif refuses_the_limit(message):
+    elif plain is None and refuses_the_limit(message):
         plain = outgoing.take_without_limit()
-    else:
-        raise refusal
     if plain is None:
         raise refusal
     # To the backend that refused only: the others of a failover list had

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DROPPABLE", "refused_fields"]
+__all__ = ["DROPPABLE", "amend", "refused_fields"]
 
 DROPPABLE = frozenset(
     {
@@ -49,9 +49,9 @@ DROPPABLE = frozenset(
     }
 )
 
-# Each names a field of the body's top level only: Gemini's refusals of a
-# nested key say where ("Unknown name "const" at 'tools[0]…'"), and they do
-# not match.
+# Each names a field of the body's top level only: Gemini's and Groq's
+# refusals of a nested key say where ("Unknown name "const" at 'tools[0]…'",
+# "'messages.0' : property 'id' is unsupported"), and they do not match.
 _NAMED = re.compile(
     # Pydantic's validation error as the gateway words it (Mistral's 422).
     r"\bbody\.(\w+)[\w.]*: Extra inputs are not permitted"
@@ -62,16 +62,50 @@ _NAMED = re.compile(
     r'|Unknown name \\?"(\w+)\\?": Cannot find field'
     # DeepSeek's.
     r"|does not support the parameter `(\w+)`"
-    # OpenAI's, as OpenRouter passes it on for models that refuse one.
-    r"|Unsupported parameter: '(\w+)'"
+    # OpenAI's, as OpenRouter and proxies pass it on.
+    r"|Unsupported parameter: '(\w+)'|Unknown parameter: '(\w+)'"
+    # Groq's.
+    r"|(?<!' : )property '(\w+)' is unsupported"
+    # xAI's, in camelCase: "Argument not supported on this model:
+    # presencePenalty", "Model grok-4 does not support parameter reasoningEffort".
+    r"|Argument not supported(?: on this model)?: (\w+)"
+    r"|does not support parameter (\w+)"
 )
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+# Hugging Face's text-generation-inference takes a top_p below 1 only (422
+# "Input validation error: `top_p` must be > 0.0 and < 1.0"); 1 is no
+# nucleus cut at all, as its default is.
+_TOP_P_BELOW_1 = "`top_p` must be > 0.0 and < 1.0"
+# LM Studio takes a `response_format` of "json_schema" or "text" only (400
+# "'response_format.type' must be 'json_schema' or 'text'"): JSON mode goes
+# to it as the schema of any object, which Ollama's JSON mode is.
+_SCHEMA_ONLY = "'response_format.type' must be 'json_schema'"
+_ANY_OBJECT = {"type": "object"}
 
 
 def refused_fields(message: str) -> frozenset[str]:
     """The droppable fields `message` (a backend's refusal) names; empty if
     it names none. Called on a refusal only, never on an answered request."""
     named = {
-        next(group for group in match.groups() if group)
+        _CAMEL_HUMP.sub(r"_\1", next(group for group in match.groups() if group))
         for match in _NAMED.finditer(message)
     }
-    return DROPPABLE.intersection(named)
+    return DROPPABLE.intersection(name.lower() for name in named)
+
+
+def amend(body: dict[str, object], message: str) -> bool:
+    """Change `body` (a chat request the backend refused with `message`) into
+    one it takes and Ollama would answer alike; whether anything changed."""
+    dropped = [body.pop(name) for name in refused_fields(message) if name in body]
+    if _TOP_P_BELOW_1 in message and body.get("top_p") == 1:
+        dropped.append(body.pop("top_p"))
+    fmt = body.get("response_format")
+    if _SCHEMA_ONLY in message and isinstance(fmt, dict):
+        if fmt.get("type") == "json_object":
+            schema = fmt.get("schema", _ANY_OBJECT)
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "schema", "schema": schema},
+            }
+            return True
+    return bool(dropped)

@@ -14,7 +14,7 @@ import ollama
 import pytest
 
 from ollama_gateway.errors import upstream_error_message
-from ollama_gateway.refusals import refused_fields
+from ollama_gateway.refusals import amend, refused_fields
 from tests.conftest import MakeGateway, base_url
 from tests.fakebackend import FakeBackend
 from tests.test_strict_backends import Refusal, StrictBackend, started_strict
@@ -72,6 +72,23 @@ def deepseek_reasoner(body: dict[str, Any]) -> tuple[int, Any] | None:
             message = f"deepseek-reasoner does not support the parameter `{name}`"
             error = {"message": message, "type": "invalid_request_error"}
             return 400, {"error": error}
+    return None
+
+
+def lm_studio(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """LM Studio's server: JSON mode is refused, a schema taken."""
+    if body.get("response_format", {}).get("type") == "json_object":
+        message = "'response_format.type' must be 'json_schema' or 'text'"
+        return 400, {"error": message}
+    return None
+
+
+def tgi(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """Hugging Face's text-generation-inference: a top_p below 1 only."""
+    top_p = body.get("top_p")
+    if top_p is not None and not 0 < top_p < 1:
+        error = "Input validation error: `top_p` must be > 0.0 and < 1.0"
+        return 422, {"error": error, "error_type": "validation"}
     return None
 
 
@@ -151,6 +168,38 @@ async def test_deepseek_reasoner_refusing_its_one_option_answers(
     assert "temperature" not in fake.completions()[-1].body
 
 
+@pytest.mark.parametrize("fmt", ["json", {}])
+async def test_lm_studio_refusing_json_mode_gets_a_schema_of_any_object(
+    gateway: MakeGateway, aiohttp_server: Any, fmt: Any
+) -> None:
+    """Home Assistant, n8n and LangChain's ChatOllama send `format: "json"`."""
+    fake = await started(aiohttp_server, lm_studio)
+    assert await _chat(gateway, fake, format=fmt) == "Hello from fake"
+    assert len(fake.refused) == 1
+    assert fake.completions()[-1].body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "schema", "schema": {"type": "object"}},
+    }
+
+
+async def test_tgi_refusing_a_top_p_of_1_answers_without_it(
+    gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    fake = await started(aiohttp_server, tgi)
+    options = {"top_p": 1.0, "temperature": 0.7}
+    assert await _chat(gateway, fake, options=options) == "Hello from fake"
+    sent = fake.completions()[-1].body
+    assert "top_p" not in sent and sent["temperature"] == 0.7
+
+
+def test_a_top_p_below_1_refused_is_kept() -> None:
+    """Only a top_p of 1 is no cut at all: without another, the answer
+    would be sampled otherwise, so that refusal stands."""
+    body: dict[str, object] = {"top_p": 0.5}
+    assert not amend(body, "Input validation error: `top_p` must be > 0.0 and < 1.0")
+    assert body == {"top_p": 0.5}
+
+
 async def test_a_refusal_naming_a_needed_field_stands(
     gateway: MakeGateway, aiohttp_server: Any
 ) -> None:
@@ -203,6 +252,24 @@ def test_mistrals_validation_error_reads_as_words() -> None:
             "at 'tools[0].function_declarations[0].parameters': Cannot find field.",
             set(),
         ),
+        # Groq in 2024, and its refusal of a message's own key.
+        (
+            "property 'stream_options' is unsupported, did you mean 'stream'?",
+            {"stream_options"},
+        ),
+        (
+            "'messages.0' : for 'role:user' the following must be satisfied"
+            "[('messages.0' : property 'seed' is unsupported)]",
+            set(),
+        ),
+        # xAI's, in camelCase.
+        ("Argument not supported on this model: presencePenalty", {"presence_penalty"}),
+        ("Argument not supported: stream_options", {"stream_options"}),
+        (
+            "Model grok-4.6 does not support parameter frequencyPenalty.",
+            {"frequency_penalty"},
+        ),
+        ("Unknown parameter: 'stream_options'.", {"stream_options"}),
         ("Unsupported parameter: 'stop' is not supported with this model.", set()),
         ("body.messages.0.name: Extra inputs are not permitted", set()),
     ],
