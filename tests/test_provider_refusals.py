@@ -15,6 +15,7 @@ import pytest
 
 from ollama_gateway.errors import upstream_error_message
 from ollama_gateway.refusals import amend, refused_fields
+from ollama_gateway.settings import BackendSettings
 from tests.conftest import MakeGateway, base_url
 from tests.fakebackend import FakeBackend
 from tests.test_strict_backends import Refusal, StrictBackend, started_strict
@@ -166,6 +167,51 @@ async def test_deepseek_reasoner_refusing_its_one_option_answers(
     answer = await _chat(gateway, fake, options={"temperature": 0.6})
     assert answer == "Hello from fake"
     assert "temperature" not in fake.completions()[-1].body
+
+
+@pytest.fixture
+async def mistral_api(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> StrictBackend:
+    """The Mistral-like backend, reached for any host through the
+    environment's proxy (as tests/test_openai_format.py reaches OpenAI's)."""
+    fake = await started(aiohttp_server, mistral)
+    monkeypatch.setenv("HTTP_PROXY", fake.url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the client's way to the gateway
+    return fake
+
+
+@pytest.mark.parametrize(("setting", "refused"), [("", 0), ("stream_usage = true", 1)])
+async def test_mistrals_api_is_not_asked_for_stream_usage(
+    gateway: MakeGateway, mistral_api: StrictBackend, setting: str, refused: int
+) -> None:
+    """Unset, `stream_usage` is off for api.mistral.ai, so no stream costs a
+    refused request first; set, it is asked (and answered once more)."""
+    toml = (
+        '[[backends]]\nname = "mistral"\nbase_url = "http://api.mistral.ai/v1"\n'
+        f'api_key = "k"\nmodels = ["some-model"]\n{setting}\n'
+    )
+    client = await gateway(toml=toml)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.chat(model="some-model", messages=MESSAGES)
+    assert reply.message.content == "Hello from fake"
+    assert len(mistral_api.refused) == refused
+    assert "stream_options" not in mistral_api.completions()[-1].body
+
+
+@pytest.mark.parametrize(
+    ("base", "asks"),
+    [
+        ("https://api.mistral.ai/v1", False),
+        ("https://API.Mistral.AI:443/v1", False),
+        ("https://api.mistral.ai.example.com/v1", True),
+        ("http://vllm:8000/v1", True),
+        ("", True),
+    ],
+)
+def test_stream_usage_unset_is_told_by_the_host(base: str, asks: bool) -> None:
+    assert BackendSettings(name="b", base_url=base).stream_usage is asks
+    assert BackendSettings(name="b", base_url=base, stream_usage=True).stream_usage
 
 
 @pytest.mark.parametrize("fmt", ["json", {}])
