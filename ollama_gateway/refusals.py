@@ -81,6 +81,18 @@ _TOP_P_BELOW_1 = "`top_p` must be > 0.0 and < 1.0"
 # to it as the schema of any object, which Ollama's JSON mode is.
 _SCHEMA_ONLY = "'response_format.type' must be 'json_schema'"
 _ANY_OBJECT = {"type": "object"}
+# The most stop sequences a refusal allows: OpenAI's 4 (behind a name the
+# gateway does not know as OpenAI's, see `openai_hosted`), Gemini's 5 (Continue
+# sends its templates' 5 to 9). Ollama takes any number.
+_STOP_LIMIT = re.compile(
+    r"Invalid 'stop': array too long\. Expected an array with maximum length (\d+)"
+    r"|number of stop_sequences must not exceed (\d+)"
+)
+# Vertex's wording of Gemini's, with the bound exclusive.
+_STOP_BELOW = re.compile(
+    r"stopSequences value of \d+ but the supported range is from 1 \(inclusive\) "
+    r"to (\d+) \(exclusive\)"
+)
 
 
 def refused_fields(message: str) -> frozenset[str]:
@@ -99,6 +111,11 @@ def amend(body: dict[str, object], message: str) -> bool:
     dropped = [body.pop(name) for name in refused_fields(message) if name in body]
     if _TOP_P_BELOW_1 in message and body.get("top_p") == 1:
         dropped.append(body.pop("top_p"))
+    stop = body.get("stop")
+    limit = _stop_limit(message)
+    if isinstance(stop, list) and 0 < limit < len(stop):
+        body["stop"] = stop[:limit]
+        dropped.append(stop[limit:])
     fmt = body.get("response_format")
     if _SCHEMA_ONLY in message and isinstance(fmt, dict):
         if fmt.get("type") == "json_object":
@@ -109,3 +126,12 @@ def amend(body: dict[str, object], message: str) -> bool:
             }
             return True
     return bool(dropped)
+
+
+def _stop_limit(message: str) -> int:
+    """The most stop sequences `message` allows; 0 if it says nothing of them."""
+    match = _STOP_LIMIT.search(message)
+    if match is not None:
+        return int(match.group(1) or match.group(2))
+    below = _STOP_BELOW.search(message)
+    return int(below.group(1)) - 1 if below is not None else 0

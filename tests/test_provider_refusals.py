@@ -93,6 +93,15 @@ def tgi(body: dict[str, Any]) -> tuple[int, Any] | None:
     return None
 
 
+def gemini_stops(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """Gemini's limit of 5 stop sequences."""
+    stop = body.get("stop") or []
+    if len(stop) > 5:
+        message = "the number of stop_sequences must not exceed 5"
+        return 400, [{"error": {"code": 400, "message": message}}]
+    return None
+
+
 def refuses_everything(body: dict[str, Any]) -> tuple[int, Any] | None:
     """A backend whose refusal names a field the gateway must keep."""
     message = 'Unknown name "messages": Cannot find field.'
@@ -238,12 +247,48 @@ async def test_tgi_refusing_a_top_p_of_1_answers_without_it(
     assert "top_p" not in sent and sent["temperature"] == 0.7
 
 
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        (
+            "Invalid 'stop': array too long. Expected an array with maximum "
+            "length 4, but got an array with length 6 instead.",
+            4,
+        ),
+        ("the number of stop_sequences must not exceed 5", 5),
+        (
+            "Unable to submit request because it has a stopSequences value of 6 "
+            "but the supported range is from 1 (inclusive) to 6 (exclusive). "
+            "Update the value and try again.",
+            5,
+        ),
+    ],
+)
+def test_too_many_stop_sequences_are_cut_to_the_refusals_limit(
+    message: str, kept: int
+) -> None:
+    stops = [f"<|stop{i}|>" for i in range(6)]
+    body: dict[str, object] = {"stop": list(stops)}
+    assert amend(body, message)
+    assert body == {"stop": stops[:kept]}
+
+
 def test_a_top_p_below_1_refused_is_kept() -> None:
     """Only a top_p of 1 is no cut at all: without another, the answer
     would be sampled otherwise, so that refusal stands."""
     body: dict[str, object] = {"top_p": 0.5}
     assert not amend(body, "Input validation error: `top_p` must be > 0.0 and < 1.0")
     assert body == {"top_p": 0.5}
+
+
+async def test_gemini_refusing_continues_stop_list_gets_its_first_five(
+    gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    fake = await started(aiohttp_server, gemini_stops)
+    stops = ["<|im_end|>", "<|endoftext|>", "<|im_start|>", "```", "\n\n\n", "[/INST]"]
+    assert await _chat(gateway, fake, options={"stop": stops}) == "Hello from fake"
+    assert fake.completions()[-1].body["stop"] == stops[:5]
+    assert [body["stop"] for body in fake.refused] == [stops]
 
 
 async def test_a_refusal_naming_a_needed_field_stands(
