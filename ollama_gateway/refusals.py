@@ -81,6 +81,11 @@ _TOP_P_BELOW_1 = "`top_p` must be > 0.0 and < 1.0"
 # to it as the schema of any object, which Ollama's JSON mode is.
 _SCHEMA_ONLY = "'response_format.type' must be 'json_schema'"
 _ANY_OBJECT = {"type": "object"}
+# Fireworks answers a larger output limit only as a stream (400 "Requests
+# with max_tokens > 4096 must have stream=true"): a whole answer asked for
+# (`stream_upstream = "as-client"`) is asked for as a stream instead, which
+# the gateway reads as well.
+_STREAM_ONLY = "must have stream=true"
 # The most stop sequences a refusal allows: OpenAI's 4 (behind a name the
 # gateway does not know as OpenAI's, see `openai_hosted`), Gemini's 5 (Continue
 # sends its templates' 5 to 9). Ollama takes any number.
@@ -116,6 +121,9 @@ def amend(body: dict[str, object], message: str) -> bool:
     if isinstance(stop, list) and 0 < limit < len(stop):
         body["stop"] = stop[:limit]
         dropped.append(stop[limit:])
+    if _STREAM_ONLY in message and body.get("stream") is False:
+        body["stream"] = True
+        dropped.append(False)
     fmt = body.get("response_format")
     if _SCHEMA_ONLY in message and isinstance(fmt, dict):
         if fmt.get("type") == "json_object":

@@ -102,6 +102,15 @@ def gemini_stops(body: dict[str, Any]) -> tuple[int, Any] | None:
     return None
 
 
+def fireworks(body: dict[str, Any]) -> tuple[int, Any] | None:
+    """Fireworks: a large output limit in a stream only."""
+    if body.get("max_tokens", 0) > 4096 and not body.get("stream"):
+        message = "Requests with max_tokens > 4096 must have stream=true"
+        error = {"message": message, "param": "max_tokens", "code": "BAD_REQUEST"}
+        return 400, {"error": {**error, "type": "error"}}
+    return None
+
+
 def refuses_everything(body: dict[str, Any]) -> tuple[int, Any] | None:
     """A backend whose refusal names a field the gateway must keep."""
     message = 'Unknown name "messages": Cannot find field.'
@@ -289,6 +298,27 @@ async def test_gemini_refusing_continues_stop_list_gets_its_first_five(
     assert await _chat(gateway, fake, options={"stop": stops}) == "Hello from fake"
     assert fake.completions()[-1].body["stop"] == stops[:5]
     assert [body["stop"] for body in fake.refused] == [stops]
+
+
+async def test_fireworks_refusing_a_whole_answer_is_asked_for_a_stream(
+    gateway: MakeGateway, aiohttp_server: Any
+) -> None:
+    """With `stream_upstream = "as-client"` a `stream: false` chat asks for a
+    whole answer; Fireworks gives one up to 4096 tokens only."""
+    fake = await started(aiohttp_server, fireworks)
+    toml = (
+        f'[[backends]]\nname = "fireworks"\nbase_url = "{fake.url}"\n'
+        'stream_upstream = "as-client"\n'
+    )
+    client = await gateway(toml=toml)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        reply = await api.chat(
+            model="some-model", messages=MESSAGES, options={"num_predict": 8192}
+        )
+    assert reply.message.content == "Hello from fake"
+    assert [body["stream"] for body in fake.refused] == [False]
+    sent = fake.completions()[-1].body
+    assert sent["stream"] is True and sent["max_tokens"] == 8192
 
 
 async def test_a_refusal_naming_a_needed_field_stands(
