@@ -291,6 +291,10 @@ def _message_from(data: Any) -> str | None:
         value = data.get(key)
         if isinstance(value, str):
             return value
+    message = data.get("message")
+    if isinstance(message, dict):
+        # Mistral's 422: `{"object": "error", "message": {"detail": [...]}}`.
+        return _message_from(message)
     return _validation_message(data.get("detail"))
 
 

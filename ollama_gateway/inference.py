@@ -34,6 +34,7 @@ from ollama_gateway.keys import (
 from ollama_gateway.modelinfo import ModelEntry
 from ollama_gateway.overflow import refuses_the_limit
 from ollama_gateway.protocols import UpstreamResponse
+from ollama_gateway.refusals import amend
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
 from ollama_gateway.upstream import (
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_LIMITS = ("max_tokens", "max_completion_tokens")
 _decode_object = msgspec.json.Decoder(dict[str, object]).decode
 
 # How a front other than Ollama's own (`/v1/messages`, `/v1/responses`) answers
@@ -208,12 +210,19 @@ class Outgoing:
     def take_without_limit(self) -> bytes | None:
         """The payload sent, without its output token limit; None if it had
         none. Built only after a refusal, so the answered request pays nothing."""
-        sent, self._sent = self._sent, b""
-        if not sent:
+        return self.take_amended(_without_limit)
+
+    def take_amended(self, change: Callable[[dict[str, object]], bool]) -> bytes | None:
+        """The payload sent, as `change` changes it; None if it changed
+        nothing (or was taken). Built only after a refusal, as
+        `take_without_limit`."""
+        if not self._sent:
             return None
-        body = _decode_object(sent)
-        limited = body.pop("max_tokens", None), body.pop("max_completion_tokens", None)
-        return msgspec.json.encode(body) if limited != (None, None) else None
+        body = _decode_object(self._sent)
+        if not change(body):
+            return None
+        self._sent = b""
+        return msgspec.json.encode(body)
 
     def take_again(self) -> Callable[[], bytes] | None:
         again, self._again = self._again, None
@@ -229,6 +238,10 @@ class Outgoing:
             return payload
 
         return remap
+
+
+def _without_limit(body: dict[str, object]) -> bool:
+    return [body.pop(name) for name in _LIMITS if name in body] != []
 
 
 def _without_effort(body: Mapped, think: bool | str | None) -> bytes | None:
@@ -295,7 +308,7 @@ async def serve_completion(
                         remap=outgoing.take_again(),
                     )
                 except UpstreamStatusError as exc:
-                    response = await _send_without_effort(upstream, ctx, outgoing, exc)
+                    response = await _send_without_refused(upstream, ctx, outgoing, exc)
                 outgoing.take_without_effort()  # not kept while the answer streams
             reader: ChunkReader | None = None
             try:
@@ -337,26 +350,26 @@ async def serve_completion(
         raise GatewayError(SHUTDOWN, status=503) from None
 
 
-async def _send_without_effort(
+async def _send_without_refused(
     upstream: Upstream,
     ctx: RequestContext,
     outgoing: Outgoing,
     refusal: UpstreamStatusError,
 ) -> UpstreamResponse:
-    """After `refusal`, the completion request once more without the
-    `reasoning_effort` of a `think: false`, or without its output token
-    limit, if that is what the backend refused with a 400 (before any token,
-    so nothing is generated twice); Ollama answers such a request. Else
-    `refusal` stands."""
-    message = refusal.message.lower()
+    """After `refusal`, the completion request once more without what the
+    backend refused with a 400 (or 422), before any token, so nothing is
+    generated twice; Ollama answers such a request. That is: the optional
+    fields the refusal names as unknown or unsupported, or a value or JSON
+    mode it names (see refusals.py); else the `reasoning_effort` of a
+    `think: false`; else the output token limit. Else `refusal` stands."""
     if refusal.status != 400:
         raise refusal
-    if "reasoning" in message:
+    message = refusal.message.lower()
+    plain = outgoing.take_amended(partial(amend, message=refusal.message))
+    if plain is None and "reasoning" in message:
         plain = outgoing.take_without_effort()
-    elif refuses_the_limit(message):
+    elif plain is None and refuses_the_limit(message):
         plain = outgoing.take_without_limit()
-    else:
-        raise refusal
     if plain is None:
         raise refusal
     # To the backend that refused only: the others of a failover list had

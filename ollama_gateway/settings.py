@@ -150,7 +150,10 @@ class BackendSettings(_Section, frozen=True):
     transport: list[str] | None = None
     extensions: bool = False
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    stream_usage: bool = True
+    # Ask for token usage at the end of streams (`stream_options`). Unset,
+    # that is yes, but not of Mistral's API, which refuses the field with a
+    # 422 and sends usage unasked (see __post_init__).
+    stream_usage: bool | None = None
     stream_upstream: Literal["always", "as-client"] = "always"
     system_role: Literal["system", "developer"] = "system"
     # How a JSON schema `format` is sent: OpenAI's `response_format` type
@@ -180,6 +183,12 @@ class BackendSettings(_Section, frozen=True):
     # gateway, a private endpoint), which no host test can see through.
     openai_hosted: bool | None = None
     demo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stream_usage is None:
+            # Told here, once: the mapper reads a bool on every stream.
+            asks = not _mistral_host(self.base_url)
+            msgspec.structs.force_setattr(self, "stream_usage", asks)
 
 
 class ModelSettings(_Section, frozen=True):
@@ -312,6 +321,14 @@ def _openai_host(base_url: str) -> bool:
     return host == "api.openai.com" or host.endswith(
         (".openai.azure.com", ".cognitiveservices.azure.com")
     )
+
+
+def _mistral_host(base_url: str) -> bool:
+    try:
+        host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        return False  # a bad URL, which _check_backends reports as such
+    return host.lower() == "api.mistral.ai"
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:

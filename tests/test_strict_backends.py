@@ -152,17 +152,22 @@ class StrictBackend(FakeBackend):
         self.refused: list[dict[str, Any]] = []
 
 
-Refusal = Callable[[dict[str, Any]], str | None]
+# A refusal's message (a 400 in OpenAI's shape), or its status and JSON body
+# in a provider's own shape; None takes the body.
+Refusal = Callable[[dict[str, Any]], str | tuple[int, Any] | None]
 
 
 async def started_strict(aiohttp_server: Any, refusal: Refusal) -> StrictBackend:
-    """The fake backend, refusing what `refusal` names with a 400."""
+    """The fake backend, refusing what `refusal` names."""
 
     @web.middleware
     async def validate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "POST":
             body = await request.json()
             refused = refusal(body)
+            if isinstance(refused, tuple):
+                fake.refused.append(body)
+                return web.json_response(refused[1], status=refused[0])
             if refused is not None:
                 fake.refused.append(body)
                 error = {"message": refused, "type": "invalid_request_error"}
