@@ -312,7 +312,13 @@ def mistral_call_ids(backend: BackendSettings) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def _mistral_host(base_url: str) -> bool:
-    return (urlsplit(base_url).hostname or "").lower() == "api.mistral.ai"
+    """Whether a base URL is Mistral's API (its tool-call ids, its refusal
+    of `stream_options`)."""
+    try:
+        host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        return False  # a bad URL, which _check_backends reports as such
+    return host.lower() == "api.mistral.ai"
 
 
 @functools.lru_cache(maxsize=64)
@@ -321,14 +327,6 @@ def _openai_host(base_url: str) -> bool:
     return host == "api.openai.com" or host.endswith(
         (".openai.azure.com", ".cognitiveservices.azure.com")
     )
-
-
-def _mistral_host(base_url: str) -> bool:
-    try:
-        host = urlsplit(base_url).hostname or ""
-    except ValueError:
-        return False  # a bad URL, which _check_backends reports as such
-    return host.lower() == "api.mistral.ai"
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:
