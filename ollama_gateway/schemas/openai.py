@@ -204,7 +204,9 @@ class Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
-    tool_calls: list[ToolCallDelta] | None = None
+    # One call as an object, not a list: TGI before 3.2 streamed each
+    # fragment so (huggingface/text-generation-inference#2949, #3086).
+    tool_calls: list[ToolCallDelta] | ToolCallDelta | None = None
     refusal: str | None = None
 
 
@@ -219,6 +221,9 @@ class ChunkChoice(msgspec.Struct, gc=False):
     # Raw in a union with None only ever matches null, so absent is an empty Raw.
     logprobs: msgspec.Raw = msgspec.Raw()
     index: int = 0
+    # OpenRouter's error of one choice (with `finish_reason: "error"`), in a
+    # chunk or a whole answer; no other choice has the key, so it costs none.
+    error: Any = None
 
 
 class PromptTokensDetails(msgspec.Struct, gc=False):
@@ -276,6 +281,13 @@ class ChatCompletionChunk(msgspec.Struct, gc=False):
     choices: list[ChunkChoice] | None = None
     usage: Usage | None = None
     error: Any = None
+    # An error object sent as the event itself, not under `error`:
+    # `{"object": "error", "message": ..., "type": ..., "code": 400}`, as
+    # vLLM's early servers streamed one and Mistral's API words its errors.
+    # No chunk has these keys at its top, so the usual ones pay nothing.
+    message: Any = None
+    type: Any = None
+    code: Any = None
     # llama.cpp's server: its own `prompt_ms` and `predicted_ms`, with the usage
     # (see `Timings`). Any, so that another backend's field of that name cannot
     # make the event unreadable.
