@@ -91,6 +91,12 @@ def _text(objs: list[dict[str, Any]], key: str) -> str:
             '(finish_reason "insufficient_system_resource")',
         ),
         (
+            "sglang_abort.sse",
+            "The first step",
+            500,
+            'the backend aborted the answer (finish_reason "abort")',
+        ),
+        (
             "vllm_flat_error.sse",
             "Sure",
             400,

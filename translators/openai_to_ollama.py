@@ -638,6 +638,9 @@ _LENGTH = frozenset(("length", "model_length"))
 _FAILED: dict[str, dict[str, Any]] = {
     # OpenRouter (with an `error` object, taken first) and Mistral's API.
     "error": {"message": 'the backend ended the answer with finish_reason "error"'},
+    # SGLang: a request aborted without an error status (its /abort_request,
+    # a session's cleanup) ends so, the answer cut where it was.
+    "abort": {"message": 'the backend aborted the answer (finish_reason "abort")'},
     # DeepSeek's API: "interrupted due to insufficient resource of the
     # inference system"; a 503, as for its overloaded servers.
     "insufficient_system_resource": {
