@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import ollama
 import pytest
 
+from tests.conftest import base_url
 from tests.fakebackend import Script, chat_chunk, split_every, sse
 from tests.ndjson import GENERATE, assert_final, chat, post, read_ndjson
 
@@ -268,3 +270,56 @@ async def test_a_failed_finish_in_a_chunk_with_content_is_an_error(
     else:
         assert resp.status == 500
         assert await resp.json() == {"error": message}
+
+
+# The next turn after Gemini's calls: Gemini 3 refuses one without the calls'
+# thought signatures (discuss.ai.google.dev "OpenAI API compatibility broken
+# due to thought_signature on gemini-3-pro-preview"; openai/openai-agents-python
+# #2137), which no Ollama client keeps.
+
+SKIP_SIGNATURE = {"google": {"thought_signature": "skip_thought_signature_validator"}}
+
+
+async def _second_turn(gateway: Any, backend: Any, base: str) -> list[dict[str, Any]]:
+    toml = f'[[backends]]\nname = "g"\nbase_url = "{base}"\napi_key = "sk-test"\n'
+    backend.queue(_script("gemini_parallel_tool_calls.sse"), Script.text("Sunny."))
+    client = await gateway(toml=toml)
+    async with ollama.AsyncClient(host=base_url(client)) as api:
+        messages: list[Any] = [{"role": "user", "content": "Paris and Rome?"}]
+        first = await api.chat(model="gpt-4o", messages=messages, tools=TOOLS)
+        assert first.message.tool_calls is not None
+        messages.append(first.message)
+        for call in first.message.tool_calls:
+            messages.append(
+                {"role": "tool", "content": "sunny", "tool_name": call.function.name}
+            )
+        second = await api.chat(model="gpt-4o", messages=messages, tools=TOOLS)
+    assert second.message.content == "Sunny."
+    calls: list[dict[str, Any]] = backend.completions()[-1].body["messages"][1][
+        "tool_calls"
+    ]
+    return calls
+
+
+async def test_calls_sent_back_to_gemini_carry_a_thought_signature(
+    gateway, backend, monkeypatch
+):
+    # The backend is named by Google's host; the environment's proxy is the fake.
+    monkeypatch.setenv("HTTP_PROXY", backend.url.removesuffix("/v1"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    calls = await _second_turn(
+        gateway, backend, "http://generativelanguage.googleapis.com/v1"
+    )
+    assert [c["function"]["arguments"] for c in calls] == [
+        '{"city":"Paris"}',
+        '{"city":"Rome"}',
+    ]
+    assert [c.get("extra_content") for c in calls] == [SKIP_SIGNATURE] * 2
+
+
+async def test_calls_sent_back_to_another_backend_carry_no_google_field(
+    gateway, backend
+):
+    calls = await _second_turn(gateway, backend, backend.url)
+    assert len(calls) == 2
+    assert not any("extra_content" in c for c in calls)

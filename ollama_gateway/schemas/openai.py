@@ -93,6 +93,8 @@ class ToolCall(msgspec.Struct):
     id: str
     function: FunctionCall
     type: str = "function"
+    # Google's own fields of a call: `{"google": {"thought_signature": ...}}`.
+    extra_content: dict[str, Any] | UnsetType = UNSET
 
 
 class ChatMessage(msgspec.Struct, omit_defaults=True):
