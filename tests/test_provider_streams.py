@@ -323,3 +323,54 @@ async def test_calls_sent_back_to_another_backend_carry_no_google_field(
     calls = await _second_turn(gateway, backend, backend.url)
     assert len(calls) == 2
     assert not any("extra_content" in c for c in calls)
+
+
+def _relayed_history(signature: dict[str, Any] | None) -> dict[str, Any]:
+    first: dict[str, Any] = {
+        "id": "function-call-1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+    }
+    if signature is not None:
+        first["extra_content"] = signature
+    second = {
+        "id": "function-call-2",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+    }
+    return {
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "user", "content": "Paris and Rome?"},
+            {"role": "assistant", "content": None, "tool_calls": [first, second]},
+            {"role": "tool", "tool_call_id": "function-call-1", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "function-call-2", "content": "rain"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("google", [True, False])
+async def test_the_relay_gives_gemini_calls_a_signature_and_keeps_a_clients(
+    gateway, backend, monkeypatch, google
+):
+    # Copilot's chat leg: an OpenAI client, through /v1/chat/completions.
+    base = backend.url
+    if google:
+        monkeypatch.setenv("HTTP_PROXY", backend.url.removesuffix("/v1"))
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        base = "http://generativelanguage.googleapis.com/v1"
+    toml = f'[[backends]]\nname = "g"\nbase_url = "{base}"\napi_key = "sk-test"\n'
+    client = await gateway(toml=toml)
+    kept = {"google": {"thought_signature": "CpwBAdHtim9+q4rstRdW"}}
+    for signature in (None, kept):
+        backend.queue(Script.text("Sunny."))
+        resp = await post(client, "/v1/chat/completions", _relayed_history(signature))
+        assert resp.status == 200, await resp.text()
+        sent = backend.completions()[-1].body["messages"][1]["tool_calls"]
+        if not google:
+            assert [c.get("extra_content") for c in sent] == [signature, None]
+        else:
+            assert [c["extra_content"] for c in sent] == [
+                signature or SKIP_SIGNATURE,
+                SKIP_SIGNATURE,
+            ]

@@ -19,6 +19,7 @@ from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
 from ollama_gateway.schemas import ollama, openai
 from ollama_gateway.settings import BackendSettings, google_hosted, openai_hosted
+from ollama_gateway.thought_signatures import SKIP_SIGNATURE
 from ollama_gateway.turns import tidy_turns
 
 from .openai_format import WRAPPED, add_json_instruction, object_root, wrap_root
@@ -27,13 +28,6 @@ __all__ = ["ChatRequestMapper", "map_messages", "sniff_image_mime"]
 
 _DEFAULT_BACKEND = BackendSettings(name="default")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-# Gemini 3 refuses a history whose function calls lack the thought signature
-# it gave each step's first call (400 "Function call is missing a
-# thought_signature"); an Ollama client has no field to keep it in. Google's
-# documented stand-in for a signature it did not make, sent by Gemini's
-# OpenAI-compatible endpoint's own field of a call (ai.google.dev/gemini-api/
-# docs/thought-signatures).
-_SKIP_SIGNATURE = {"google": {"thought_signature": "skip_thought_signature_validator"}}
 _ANY_OBJECT = {"type": "object"}
 # Ollama stops a generation at 10x the context length whatever `num_predict`
 # says, so a larger one (JavaScript's MAX_SAFE_INTEGER as "no limit") means no
@@ -239,10 +233,10 @@ def map_messages(
             ]
             unanswered = deque((c.id, c.function.name) for c in calls)
             if google_hosted(backend):
-                # On each call, not only the first: a call left unanswered
-                # (see `_drop_unanswered`) may be the first.
+                # On each call, not only a step's first: a call left
+                # unanswered (see `_drop_unanswered`) may be the first.
                 for call in calls:
-                    call.extra_content = _SKIP_SIGNATURE
+                    call.extra_content = SKIP_SIGNATURE
             converted = caller = openai.ChatMessage(
                 role=role, content=message.content or "", tool_calls=calls
             )
