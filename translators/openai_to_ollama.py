@@ -182,9 +182,6 @@ class ChatStreamSession:
             self.timings = chunk.timings  # llama.cpp sends both in one chunk
         choices = chunk.choices
         if not choices:
-            if isinstance(chunk.message, str):
-                # The event is an error object itself (see ChatCompletionChunk).
-                raise _stream_error(_flat_error(chunk), self.ctx.model)
             return ()
         choice = choices[0]
         if choice.finish_reason:
@@ -700,10 +697,6 @@ def _from_legacy(legacy: _LegacyLogprobs | None) -> list[ollama.Logprob] | None:
             )
         )
     return out or None
-
-
-def _flat_error(chunk: openai.ChatCompletionChunk) -> dict[str, Any]:
-    return {"message": chunk.message, "type": chunk.type, "code": chunk.code}
 
 
 def _stream_error(error: Any, model: str) -> GatewayError:

@@ -283,13 +283,6 @@ class ChatCompletionChunk(msgspec.Struct, gc=False):
     choices: list[ChunkChoice] | None = None
     usage: Usage | None = None
     error: Any = None
-    # An error object sent as the event itself, not under `error`:
-    # `{"object": "error", "message": ..., "type": ..., "code": 400}`, as
-    # vLLM's early servers streamed one and Mistral's API words its errors.
-    # No chunk has these keys at its top, so the usual ones pay nothing.
-    message: Any = None
-    type: Any = None
-    code: Any = None
     # llama.cpp's server: its own `prompt_ms` and `predicted_ms`, with the usage
     # (see `Timings`). Any, so that another backend's field of that name cannot
     # make the event unreadable.
@@ -417,6 +410,31 @@ decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
 _decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
 _decode_loose_model_list = msgspec.json.Decoder(_LooseModelList | list[Any]).decode
 decode_litellm_model_info = msgspec.json.Decoder(LiteLLMModelInfoList).decode
+
+
+class _FlatError(msgspec.Struct):
+    message: Any = None
+    type: Any = None
+    code: Any = None
+
+
+_decode_flat_error = msgspec.json.Decoder(_FlatError).decode
+
+
+def flat_error(data: bytes) -> dict[str, Any] | None:
+    """The error of an event that is an error object itself, not one under
+    `error`: `{"object": "error", "message": ..., "type": ..., "code": 400}`,
+    as vLLM's early OpenAI server streamed one (and Mistral's API words its
+    errors). None when the event has no `message` string. Decoded apart, and
+    only for an event without choices: as fields of every chunk, these three
+    made each decode some 20 ns slower."""
+    try:
+        flat = _decode_flat_error(data)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(flat.message, str):
+        return None
+    return {"message": flat.message, "type": flat.type, "code": flat.code}
 
 
 def decode_content_parts(data: bytes) -> ChatCompletionChunk | None:
