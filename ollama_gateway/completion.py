@@ -385,6 +385,12 @@ class ChunkReader:
             # value, yet join into valid JSON with the same count, can only
             # be contrived: no backend cuts a chunk's JSON across events.
             return None
+        last = chunks[-1]
+        if last.choices is None and last.error is None:
+            # Perhaps an error object as the event itself, which backends
+            # send last, before [DONE]: `_feed` reads it (see there). Only
+            # the last is looked at, so a read costs one check, not one a chunk.
+            return None
         absorb = self._absorb
         assert absorb is not None
         absorb(chunks)
@@ -462,10 +468,15 @@ class ChunkReader:
                 ) from None
             chunk = parts
         choices = chunk.choices
-        if choices and choices[0].finish_reason:
-            self._note_finish()
-            if chunk.usage is None and b'"x_groq"' in payload:
-                chunk.usage = _groq_usage(payload)
+        if choices:
+            if choices[0].finish_reason:
+                self._note_finish()
+                if chunk.usage is None and b'"x_groq"' in payload:
+                    chunk.usage = _groq_usage(payload)
+        elif chunk.error is None and b'"message"' in payload:
+            # An event that is an error object itself (see openai.flat_error):
+            # looked for only in an event without choices.
+            chunk.error = openai.flat_error(payload)
         absorb = self._absorb
         if absorb is not None:
             absorb((chunk,))

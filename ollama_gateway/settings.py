@@ -37,6 +37,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "TimeoutSettings",
+    "google_hosted",
     "openai_hosted",
     "parse_ollama_host",
 ]
@@ -326,6 +327,20 @@ def _openai_host(base_url: str) -> bool:
     host = (urlsplit(base_url).hostname or "").lower()
     return host == "api.openai.com" or host.endswith(
         (".openai.azure.com", ".cognitiveservices.azure.com")
+    )
+
+
+def google_hosted(backend: BackendSettings) -> bool:
+    """Whether a backend is Google's OpenAI-compatible endpoint (the Gemini
+    API's, or Vertex AI's), by its URL's host."""
+    return _google_host(backend.base_url)
+
+
+@functools.lru_cache(maxsize=64)
+def _google_host(base_url: str) -> bool:
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "generativelanguage.googleapis.com" or host.endswith(
+        "aiplatform.googleapis.com"
     )
 
 

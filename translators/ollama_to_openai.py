@@ -19,7 +19,13 @@ from ollama_gateway.context import RequestContext
 from ollama_gateway.errors import InvalidRequestError
 from ollama_gateway.protocols import NoConfig, RequestMapper, Stage
 from ollama_gateway.schemas import ollama, openai
-from ollama_gateway.settings import BackendSettings, mistral_call_ids, openai_hosted
+from ollama_gateway.settings import (
+    BackendSettings,
+    google_hosted,
+    mistral_call_ids,
+    openai_hosted,
+)
+from ollama_gateway.thought_signatures import SKIP_SIGNATURE
 from ollama_gateway.turns import tidy_turns
 
 from .openai_format import WRAPPED, add_json_instruction, object_root, wrap_root
@@ -234,6 +240,11 @@ def map_messages(
                 for i, c in enumerate(message.tool_calls)
             ]
             unanswered = deque((c.id, c.function.name) for c in calls)
+            if google_hosted(backend):
+                # On each call, not only a step's first: a call left
+                # unanswered (see `_drop_unanswered`) may be the first.
+                for call in calls:
+                    call.extra_content = SKIP_SIGNATURE
             converted = caller = openai.ChatMessage(
                 role=role, content=message.content or "", tool_calls=calls
             )

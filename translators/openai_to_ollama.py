@@ -185,7 +185,7 @@ class ChatStreamSession:
             return ()
         choice = choices[0]
         if choice.finish_reason:
-            self.finish_reason = choice.finish_reason
+            self._finish(choice)
         delta = choice.delta
         whole = delta is None and choice.message is not None
         if whole:
@@ -194,8 +194,11 @@ class ChatStreamSession:
         if delta is not None:
             content = delta.content
             thinking = delta.reasoning_content or delta.reasoning
-            if delta.tool_calls:
-                self._add_tool_calls(delta.tool_calls, positional=whole)
+            calls = delta.tool_calls
+            if calls:
+                if not isinstance(calls, list):
+                    calls = [calls]  # TGI's one call (see openai.Delta)
+                self._add_tool_calls(calls, positional=whole)
         elif choice.text is not None:
             content = choice.text
         logprobs = None
@@ -205,6 +208,8 @@ class ChatStreamSession:
             # Checked only here, so content chunks do not pay for it: OpenAI's
             # Structured Outputs refusal comes in `refusal`, with no content.
             if delta is None or not delta.refusal:
+                if choice.error is not None:  # OpenRouter's, with no finish
+                    raise _stream_error(choice.error, self.ctx.model)
                 self.chose = True
                 return ()
             content = delta.refusal
@@ -265,7 +270,7 @@ class ChatStreamSession:
                         self.usage = chunk.usage
                         self.timings = chunk.timings
                     if choice.finish_reason:
-                        self.finish_reason = choice.finish_reason
+                        self._finish(choice)
                     content.append(text)
                     counted += 1
                     continue
@@ -275,6 +280,17 @@ class ChatStreamSession:
             self.feed(chunk)
         if counted:
             self._count(counted)
+
+    def _finish(self, choice: openai.ChunkChoice) -> None:
+        """Keep a choice's finish_reason; raise for one that says the answer
+        failed (see `_FAILED`) or that comes with an error object. Called
+        only for a finishing choice, so content chunks do not pay for it."""
+        reason = self.finish_reason = choice.finish_reason
+        if choice.error is not None:
+            raise _stream_error(choice.error, self.ctx.model)
+        failure = _FAILED.get(reason or "")
+        if failure is not None:
+            raise _stream_error(failure, self.ctx.model)
 
     def _count(self, deltas: int) -> None:
         """Deltas received now: the chunks of one read arrived together, so
@@ -605,8 +621,31 @@ def _whole(parts: _ToolCallParts) -> bool:
 
 
 def map_done_reason(finish_reason: str | None) -> str:
-    """Ollama knows only `stop` and `length` for generated answers (spec 3.9)."""
-    return "length" if finish_reason == "length" else "stop"
+    """Ollama knows only `stop` and `length` for generated answers (spec 3.9).
+    Mistral's API says `model_length` when the answer filled the model's
+    context, not `max_tokens`: cut short all the same."""
+    return "length" if finish_reason in _LENGTH else "stop"
+
+
+_LENGTH = frozenset(("length", "model_length"))
+
+# finish_reasons that say the answer failed, not that it ended: as an error
+# event is, each is an error (an error line after what was streamed), never a
+# done chunk that would pass a cut answer off as whole.
+_FAILED: dict[str, dict[str, Any]] = {
+    # OpenRouter (with an `error` object, taken first) and Mistral's API.
+    "error": {"message": 'the backend ended the answer with finish_reason "error"'},
+    # SGLang: a request aborted without an error status (its /abort_request,
+    # a session's cleanup) ends so, the answer cut where it was.
+    "abort": {"message": 'the backend aborted the answer (finish_reason "abort")'},
+    # DeepSeek's API: "interrupted due to insufficient resource of the
+    # inference system"; a 503, as for its overloaded servers.
+    "insufficient_system_resource": {
+        "message": "the backend interrupted the answer: insufficient system "
+        'resources (finish_reason "insufficient_system_resource")',
+        "code": 503,
+    },
+}
 
 
 def _parse_arguments(name: str, text: str) -> dict[str, Any]:

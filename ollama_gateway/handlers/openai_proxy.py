@@ -48,7 +48,9 @@ from ollama_gateway.keys import (
 from ollama_gateway.log import note_error, note_failure
 from ollama_gateway.model_echo import Echo
 from ollama_gateway.modelinfo import ModelEntry, registry_name
+from ollama_gateway.settings import google_hosted
 from ollama_gateway.shutdown import SHUTDOWN, is_shutdown
+from ollama_gateway.thought_signatures import sign_relayed_calls
 from ollama_gateway.upstream import close_answer, map_error_object, upstream_deadline
 from ollama_gateway.validation import check_message_count
 
@@ -235,6 +237,8 @@ async def _forward(request: web.Request, path: str) -> web.StreamResponse:
     body["model"] = entry.upstream_id
     stream = body.get("stream") is True
     upstream = request.app[upstream_key]
+    if isinstance(messages, list) and google_hosted(upstream.backend(entry.backend)):
+        sign_relayed_calls(messages)  # see thought_signatures.py
     timeouts = request.app[settings_key].timeouts
     timeout = timeouts.first_wait
     started = request.task.get_loop().time()

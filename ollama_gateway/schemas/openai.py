@@ -93,6 +93,8 @@ class ToolCall(msgspec.Struct):
     id: str
     function: FunctionCall
     type: str = "function"
+    # Google's own fields of a call: `{"google": {"thought_signature": ...}}`.
+    extra_content: dict[str, Any] | UnsetType = UNSET
 
 
 class ChatMessage(msgspec.Struct, omit_defaults=True):
@@ -204,7 +206,9 @@ class Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
-    tool_calls: list[ToolCallDelta] | None = None
+    # One call as an object, not a list: TGI before 3.2 streamed each
+    # fragment so (huggingface/text-generation-inference#2949, #3086).
+    tool_calls: list[ToolCallDelta] | ToolCallDelta | None = None
     refusal: str | None = None
 
 
@@ -219,6 +223,9 @@ class ChunkChoice(msgspec.Struct, gc=False):
     # Raw in a union with None only ever matches null, so absent is an empty Raw.
     logprobs: msgspec.Raw = msgspec.Raw()
     index: int = 0
+    # OpenRouter's error of one choice (with `finish_reason: "error"`), in a
+    # chunk or a whole answer; no other choice has the key, so it costs none.
+    error: Any = None
 
 
 class PromptTokensDetails(msgspec.Struct, gc=False):
@@ -403,6 +410,31 @@ decode_groq_chunk = msgspec.json.Decoder(GroqChunk).decode
 _decode_model_list = msgspec.json.Decoder(ModelList | list[ModelObject]).decode
 _decode_loose_model_list = msgspec.json.Decoder(_LooseModelList | list[Any]).decode
 decode_litellm_model_info = msgspec.json.Decoder(LiteLLMModelInfoList).decode
+
+
+class _FlatError(msgspec.Struct):
+    message: Any = None
+    type: Any = None
+    code: Any = None
+
+
+_decode_flat_error = msgspec.json.Decoder(_FlatError).decode
+
+
+def flat_error(data: bytes) -> dict[str, Any] | None:
+    """The error of an event that is an error object itself, not one under
+    `error`: `{"object": "error", "message": ..., "type": ..., "code": 400}`,
+    as vLLM's early OpenAI server streamed one (and Mistral's API words its
+    errors). None when the event has no `message` string. Decoded apart, and
+    only for an event without choices: as fields of every chunk, these three
+    made each decode some 20 ns slower."""
+    try:
+        flat = _decode_flat_error(data)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(flat.message, str):
+        return None
+    return {"message": flat.message, "type": flat.type, "code": flat.code}
 
 
 def decode_content_parts(data: bytes) -> ChatCompletionChunk | None:
