@@ -241,7 +241,9 @@ async def test_a_killed_worker_is_replaced_and_its_live_gauges_dropped(
             async with session.get(gateway.url + "/metrics") as resp:
                 samples = Samples(await resp.text())
         assert samples.get("ollama_gateway_streams_in_flight") == 0
-        [error] = [line for line in gateway.lines() if line["level"] == "ERROR"]
+        errors = [line for line in gateway.lines() if line["level"] == "ERROR"]
+        assert len(errors) == 1, errors
+        [error] = errors
         assert re.fullmatch(
             rf"worker-\d \(pid {killed}\) was killed by SIGKILL; "
             "starting another in its place",
