@@ -373,9 +373,13 @@ class ChunkReader:
         (and `_finished` is set); else ()."""
         done = payloads[-1] == b"[DONE]"
         events = payloads[:-1] if done else payloads
+        # Groq's usage is read event by event (see `_feed`). It comes in the
+        # finish chunk, the last event before [DONE] or the one before a
+        # usage chunk: only those two are searched, not the whole read (1.7 µs
+        # for the 19 events of a short answer, on every whole answer).
+        if any(b'"x_groq"' in event for event in events[-2:]):
+            return None
         joined = b",".join(events)
-        if b'"x_groq"' in joined:
-            return None  # Groq's usage is read event by event (see `_feed`)
         try:
             chunks = _decode_chunks(b"[" + joined + b"]")
         except msgspec.DecodeError:
