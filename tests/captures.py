@@ -6,7 +6,7 @@ The backend's answers are scripted here as OpenAI streams them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import ItemsView, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
 __all__ = [
     "USAGE",
     "Captures",
+    "only_sent",
     "load_captures",
     "replay",
     "serving",
@@ -51,6 +52,13 @@ async def serving(
     """A gateway in front of a backend that lists exactly `models`."""
     backend.models = [{"id": name, "object": "model", "created": 0} for name in models]
     return await gateway(backend, **env)
+
+
+def only_sent(backend: FakeBackend) -> dict[str, Any]:
+    """The body of the one completion request the backend received."""
+    (recorded,) = backend.completions()
+    body: dict[str, Any] = recorded.body
+    return body
 
 
 def text_script(*pieces: str, usage: dict[str, int] | None = USAGE) -> Script:
@@ -115,6 +123,9 @@ class Captures:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.requests)
+
+    def items(self) -> ItemsView[str, dict[str, Any]]:
+        return self.requests.items()
 
     def __getitem__(self, name: str) -> dict[str, Any]:
         return self.requests[name]

@@ -14,33 +14,23 @@ means "not an Ollama server".
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import ollama
 import pytest
 
-from tests.captures import load_captures, replay, serving
+from tests.captures import Captures, only_sent
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from tests.fakebackend import Script, chat_chunk, sse
 from tests.ndjson import assert_final, read_ndjson
 
-CAPTURES = load_captures("hass")
 MODELS = ("llama3.2", "qwen3", "llava")
+CAPTURES = Captures("hass", MODELS)
 CHATS = [n for n, c in CAPTURES.items() if n != "_source" and c["path"] == "/api/chat"]
 
 
-async def _replay(client: Any, name: str, **headers: str) -> Any:
-    return await replay(client, CAPTURES[name], **headers)
-
-
-async def _gateway(gateway: Any, backend: FakeBackend, **env: str) -> Any:
-    return await serving(gateway, backend, MODELS, **env)
-
-
-def _sent(backend: FakeBackend) -> dict[str, Any]:
-    (recorded,) = backend.completions()
-    body: dict[str, Any] = recorded.body
-    return body
+_replay = CAPTURES.replay
+_gateway = CAPTURES.gateway
+_sent = only_sent
 
 
 def _tool_call_script() -> Script:

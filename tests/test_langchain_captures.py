@@ -16,45 +16,28 @@ unless both are there.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import ollama
 import pytest
 
 from tests.captures import (
     USAGE,
-    load_captures,
-    replay,
-    serving,
+    Captures,
+    only_sent,
     text_script,
     two_calls_after,
 )
 from tests.conftest import base_url
-from tests.fakebackend import FakeBackend, Script, chat_chunk, sse
+from tests.fakebackend import Script, chat_chunk, sse
 from tests.ndjson import assert_final, read_ndjson
 from tests.ops import read_metrics
 
-CAPTURES = load_captures("langchain")
 MODELS = ("m", "deepseek-reasoner", "e")
-
-
-def _capture(name: str) -> dict[str, Any]:
-    capture: dict[str, Any] = CAPTURES[name]
-    return capture
-
-
-async def _replay(client: Any, name: str, **headers: str) -> Any:
-    return await replay(client, _capture(name), **headers)
-
-
-async def _gateway(gateway: Any, backend: FakeBackend, **env: str) -> Any:
-    return await serving(gateway, backend, MODELS, **env)
-
-
-def _sent(backend: FakeBackend) -> dict[str, Any]:
-    (recorded,) = backend.completions()
-    body: dict[str, Any] = recorded.body
-    return body
+CAPTURES = Captures("langchain", MODELS)
+_capture = CAPTURES.__getitem__
+_replay = CAPTURES.replay
+_gateway = CAPTURES.gateway
+_sent = only_sent
 
 
 @pytest.mark.parametrize(

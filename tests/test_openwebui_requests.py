@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from tests.captures import load_captures, replay, serving
-from tests.fakebackend import FakeBackend, Script
+from tests.captures import Captures
+from tests.fakebackend import Script
 from tests.ndjson import assert_final, read_ndjson
 
-CAPTURES = load_captures("openwebui")
 MODELS = ("llama3.2", "qwen3", "llava", "nomic-embed-text")
+CAPTURES = Captures("openwebui", MODELS)
 STREAMED_CHATS = [
     name
     for name, c in CAPTURES.items()
@@ -35,12 +35,8 @@ STREAMED_CHATS = [
 ]
 
 
-async def _replay(client: Any, name: str, **headers: str) -> Any:
-    return await replay(client, CAPTURES[name], **headers)
-
-
-async def _gateway(gateway: Any, backend: FakeBackend, **env: str) -> Any:
-    return await serving(gateway, backend, MODELS, **env)
+_replay = CAPTURES.replay
+_gateway = CAPTURES.gateway
 
 
 async def _json(resp: Any) -> Any:
