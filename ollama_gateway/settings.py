@@ -312,19 +312,23 @@ def mistral_call_ids(backend: BackendSettings) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _mistral_host(base_url: str) -> bool:
-    """Whether a base URL is Mistral's API (its tool-call ids, its refusal
-    of `stream_options`)."""
+def _host(base_url: str) -> str:
+    """A base URL's host name, lower-cased; "" for a bad URL (which
+    _check_backends reports as such). Parsed once per URL: the host tests
+    below run on requests."""
     try:
-        host = urlsplit(base_url).hostname or ""
+        return (urlsplit(base_url).hostname or "").lower()
     except ValueError:
-        return False  # a bad URL, which _check_backends reports as such
-    return host.lower() == "api.mistral.ai"
+        return ""
 
 
-@functools.lru_cache(maxsize=64)
+def _mistral_host(base_url: str) -> bool:
+    """Mistral's API: its tool-call ids, its refusal of `stream_options`."""
+    return _host(base_url) == "api.mistral.ai"
+
+
 def _openai_host(base_url: str) -> bool:
-    host = (urlsplit(base_url).hostname or "").lower()
+    host = _host(base_url)
     return host == "api.openai.com" or host.endswith(
         (".openai.azure.com", ".cognitiveservices.azure.com")
     )
@@ -336,9 +340,8 @@ def google_hosted(backend: BackendSettings) -> bool:
     return _google_host(backend.base_url)
 
 
-@functools.lru_cache(maxsize=64)
 def _google_host(base_url: str) -> bool:
-    host = (urlsplit(base_url).hostname or "").lower()
+    host = _host(base_url)
     return host == "generativelanguage.googleapis.com" or host.endswith(
         "aiplatform.googleapis.com"
     )
