@@ -47,6 +47,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from yarl import URL
 
 from ollama_gateway.app import create_app
+from ollama_gateway.busypoll import busy_poll_selector
 from ollama_gateway.errors import PluginError
 from ollama_gateway.keys import pipeline_key
 from ollama_gateway.log import batch_log_lines, setup_logging
@@ -174,7 +175,10 @@ def check_event_loop(settings: Settings) -> None:
 def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     """asyncio's loop, or uvloop when `[server] event_loop = "uvloop"`."""
     if settings.server.event_loop == "asyncio":
-        return asyncio.new_event_loop()
+        selector = busy_poll_selector(settings.server.busy_poll_us)
+        if selector is None:
+            return asyncio.new_event_loop()
+        return asyncio.SelectorEventLoop(selector)
     try:
         import uvloop
     except ImportError:

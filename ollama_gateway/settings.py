@@ -57,6 +57,10 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Settings tables reject unknown keys, so a typo fails at start."""
 
 
+# A longer spin would take most waits for short ones (see busypoll.py).
+MAX_BUSY_POLL_US = 1000
+
+
 class ServerSettings(_Section, frozen=True):
     """Where and how the gateway listens."""
 
@@ -75,6 +79,9 @@ class ServerSettings(_Section, frozen=True):
     # uvloop is opt-in: measured here, it accepts a burst of connections far more
     # slowly than asyncio's loop and saves nothing per chunk (docs/benchmarks.md).
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    # Microseconds asyncio's loop polls before it sleeps, while waits are
+    # short (see busypoll.py); 0: it sleeps at once. Not used with uvloop.
+    busy_poll_us: int = 100
 
 
 class TimeoutSettings(_Section, frozen=True):
@@ -492,6 +499,11 @@ def _finish(settings: Settings, level_source: str) -> Settings:
     if settings.catalogue.max_aliases < 1:
         raise SettingsError("catalogue.max_aliases: must be at least 1")
     _check_not_negative(settings)
+    if server.busy_poll_us > MAX_BUSY_POLL_US:
+        # Every wait would count as short: the loop would never sleep.
+        raise SettingsError(
+            f"server.busy_poll_us: at most {MAX_BUSY_POLL_US}, not {server.busy_poll_us}"
+        )
     _check_version(server.ollama_version)
     backends = list(settings.backends)
     _check_backends(backends)

@@ -172,6 +172,7 @@ def test_a_bad_log_level_names_where_it_was_set(tmp_path: Path):
         "timeouts.connect",
         "server.shutdown_grace",
         "server.backlog",
+        "server.busy_poll_us",
         "limits.max_messages",
         "limits.max_concurrent_upstream",
         "catalogue.ttl",
@@ -185,6 +186,19 @@ def test_a_negative_number_is_refused(tmp_path: Path, setting: str):
     config.write_text(f"[{section}]\n{name} = -1\n")
     message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
     assert message == f"{setting}: must be 0 or more, not -1"
+
+
+def test_a_busy_poll_longer_than_a_millisecond_is_refused(tmp_path: Path):
+    # With so long a spin every wait counts as short: the loop would never sleep.
+    config = tmp_path / "spin.toml"
+    config.write_text("[server]\nbusy_poll_us = 1001\n")
+    message = _error({"OLLAMA_GATEWAY_CONFIG": str(config)})
+    assert message == "server.busy_poll_us: at most 1000, not 1001"
+    config.write_text("[server]\nbusy_poll_us = 1000\n")
+    assert (
+        Settings.load({"OLLAMA_GATEWAY_CONFIG": str(config)}).server.busy_poll_us
+        == 1000
+    )
 
 
 @pytest.mark.parametrize(
