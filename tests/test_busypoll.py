@@ -19,7 +19,8 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from ollama_gateway.busypoll import MAX_CREDIT, BusyPollSelector, busy_poll_selector
+from ollama_gateway import busypoll
+from ollama_gateway.busypoll import BusyPollSelector, busy_poll_selector
 from ollama_gateway.serve import _new_loop
 from ollama_gateway.settings import Settings
 
@@ -76,11 +77,35 @@ def _watching(
         yield selector, selector.register(pair[0], selectors.EVENT_READ)
 
 
-def _earn(selector: _Recording, pair: tuple[socket.socket, socket.socket]) -> None:
-    """A wait that data already answers: short, so it earns a spin."""
+def _short_wait(
+    selector: _Recording, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """A wait that data already answers: far shorter than any budget here."""
     a, b = pair
     b.send(b"x")
     assert selector.select(1.0)
+    a.recv(16)
+
+
+def _earn(selector: _Recording, pair: tuple[socket.socket, socket.socket]) -> int:
+    """Short waits until the selector spins; how many it took."""
+    for count in range(1, 50):
+        _short_wait(selector, pair)
+        if selector.typical <= selector.budget:
+            selector.reset()
+            return count
+    raise AssertionError(f"still not spinning after 49 short waits: {selector.typical}")
+
+
+def _long_wait(selector: _Recording, pair: tuple[socket.socket, socket.socket]) -> None:
+    """A wait that I/O ends after twenty budgets."""
+    a, b = pair
+    writer = threading.Timer(20 * selector.budget, b.send, (b"late",))
+    writer.start()
+    try:
+        assert selector.select(None)
+    finally:
+        writer.join()
     a.recv(16)
     selector.reset()
 
@@ -127,24 +152,55 @@ def test_after_a_short_wait_it_spins_and_catches_a_late_write(
         assert selector.spun and not selector.slept
 
 
-def test_spins_that_find_nothing_stop_the_spinning(
+def test_a_long_wait_stops_the_spinning_and_short_ones_bring_it_back(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    with _watching(pair, 5e-3) as (selector, _):
+        _earn(selector, pair)
+        _long_wait(selector, pair)
+        # It spun, found nothing, slept: and the next wait is a plain sleep.
+        assert selector.select(0.001) == []
+        assert selector.waits == [0.001]
+        # One long wait counts as at most four budgets: a few short ones and
+        # the loop spins again.
+        assert _earn(selector, pair) <= 3
+
+
+def test_an_idle_selector_does_not_spin(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     with _watching(pair, 1e-3) as (selector, _):
-        for _ in range(MAX_CREDIT + 1):
-            _earn(selector, pair)  # credit at its most
-        missed = 0
-        while True:
+        _earn(selector, pair)
+        # Timers end these waits, not I/O: they are not counted, and spin.
+        assert selector.select(0.002) == []
+        assert selector.spun and selector.slept
+        _long_wait(selector, pair)
+        for _ in range(3):
             selector.reset()
-            assert selector.select(0.01) == []
-            if not selector.spun:
-                break
-            assert selector.slept  # after the spin, the rest of the wait
-            missed += 1
-            assert missed <= MAX_CREDIT
-        # An idle selector: each wait is a plain sleep again.
-        assert missed == MAX_CREDIT
-        assert selector.waits == [0.01]
+            assert selector.select(0.002) == []
+            assert selector.waits == [0.002]
+
+
+def test_with_many_sockets_open_it_sleeps_at_once(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(busypoll, "MAX_SPINNING_FDS", 2)
+    extra = [socket.socketpair() for _ in range(2)]
+    try:
+        with _watching(pair, 1e-3) as (selector, _):
+            _earn(selector, pair)
+            for a, _b in extra:
+                selector.register(a, selectors.EVENT_READ)
+            assert selector.select(0.002) == []
+            assert selector.waits == [0.002]  # three sockets: no spin
+            selector.unregister(extra[0][0])
+            selector.reset()
+            assert selector.select(0.002) == []
+            assert selector.spun  # two: it spins again
+    finally:
+        for a, b in extra:
+            a.close()
+            b.close()
 
 
 def test_a_spin_ends_when_a_timer_is_due(
@@ -158,7 +214,7 @@ def test_a_spin_ends_when_a_timer_is_due(
         # and did not sleep after it.
         assert time.monotonic() - started < 30.0
         assert selector.spun and not selector.slept
-        # The timer's wait was no miss: the next one still spins.
+        # The timer's wait is not counted: the next one still spins.
         selector.reset()
         assert selector.select(0.001) == []
         assert selector.spun
