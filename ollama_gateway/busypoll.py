@@ -66,14 +66,14 @@ class BusyPollSelector(selectors.EpollSelector):
         if self.typical <= budget and len(self.get_map()) <= MAX_SPINNING_FDS:
             spin = budget if timeout is None else min(budget, timeout)
             deadline = start + spin
-            while not (found := super().select(0)):
+            poll = super().select
+            while not (found := poll(0)):
                 now = time.monotonic()
                 if now < deadline:
                     continue
                 if timeout is not None and timeout <= budget:
                     return []  # a timer is due: the wait was the timer's, not I/O's
-                rest = None if timeout is None else timeout - (now - start)
-                found = super().select(rest)
+                found = poll(None if timeout is None else timeout - (now - start))
                 break
         else:
             found = super().select(timeout)
