@@ -1,11 +1,12 @@
-"""The paced-stream shortcut of the callback path gives what the general path gives.
+"""The paced-stream shortcuts of the callback path give what the general path gives.
 
 A read that is exactly one whole chunk, while a sink is attached, skips
-`Http1Response.feed` (`feed_one_chunk`, called from `Connection.buffer_updated`).
-Each script of reads below is run twice, in process, through the real
-connection and response: once as it is and once with the shortcut turned off,
-and what the sink was handed, the errors and the state left behind must be
-the same.
+`Http1Response.feed` (`feed_one_chunk`, called from `Connection.buffer_updated`),
+and a read of one event skips `ChunkReader._convert` in `_sink` (`_convert_one`). Each script
+of reads below is run twice, in process, through the real connection,
+response, chunk reader, session and direct writer: once as it is and once with
+the shortcut turned off, and what the sink was handed, what the client was
+written, the errors and the state left behind must be the same.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
+from ollama_gateway.completion import ChunkReader, _DirectWriter
+from ollama_gateway.context import RequestContext
 from ollama_gateway.http1.connection import Connection
 from ollama_gateway.http1.response import Http1Response
+from ollama_gateway.protocols import NoConfig
+from ollama_gateway.schemas import ollama
+from ollama_gateway.settings import Settings
+from ollama_gateway_translators.openai_to_ollama import ChatResponseMapper
 
 HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -49,6 +58,23 @@ class _Pool:
 
     def _forget(self, conn: object) -> None:
         pass
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written = bytearray()
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16 * 1024, 64 * 1024)
 
 
 @dataclass
@@ -175,3 +201,72 @@ def test_a_sink_that_detaches_wakes_the_reader_as_before(
     shortcut = _run_transport(HEAD, reads, detach_after=2)
     assert shortcut == general
     assert shortcut.woken >= 1 and shortcut.left == _event("a")
+
+
+# -- one event per read in the chunk reader's callback (`_sink`) ----------------
+
+_TIMES = re.compile(rb'"created_at":"[^"]*"|_duration":\d+')
+
+
+def _run_reader(reads: list[bytes]) -> tuple[list[bytes], str, bool]:
+    """Each read's SSE bytes through a direct reader's `_sink`: the client's
+    bytes (times masked), the failure kept, and whether it stopped."""
+    conn, response, deliver = _connection()
+    deliver(HEAD)
+    response._head = None
+    ctx = RequestContext(request_id="t", endpoint="chat", model="m")
+    ctx.stream = True
+    ctx.upstream_sent_ns = time.perf_counter_ns()
+    session = ChatResponseMapper(NoConfig(), None).open_stream(ctx)
+    reader = ChunkReader(ctx, response, session, Settings.load({}), loop=conn.loop)
+    transport = _Transport()
+    reader._writer = _DirectWriter(
+        transport,  # type: ignore[arg-type]
+        lambda chunk, buffer: buffer.extend(ollama.encode(chunk) + b"\n"),
+    )
+    response.attach(reader._sink)
+    for data in reads:
+        deliver(_frame(data))
+    stopped = response._sink is None
+    conn.loop.close()
+    return _frames(bytes(transport.written)), repr(reader._error), stopped
+
+
+def _frames(written: bytes) -> list[bytes]:
+    """The chunks written, each checked against its size line, with the
+    times in them masked."""
+    out = []
+    while written:
+        size, _, rest = written.partition(b"\r\n")
+        length = int(size, 16)
+        assert rest[length : length + 2] == b"\r\n"
+        out.append(_TIMES.sub(b"", rest[:length]))
+        written = rest[length + 2 :]
+    return out
+
+
+READER_SCRIPTS: dict[str, list[bytes]] = {
+    "one event per read": [_event("a"), _event("b"), _event(finish="stop")],
+    "two events in one read": [_event("a") + _event("b"), _event("c")],
+    "an event split across reads": [_event("a")[:9], _event("a")[9:], _event("b")],
+    "CRLF line ends": [_event("a").replace(b"\n", b"\r\n"), _event("b")],
+    "the end": [_event("a"), _event(finish="stop"), b"data: [DONE]\n\n"],
+    "an invalid event": [_event("a"), b"data: {nope\n\n", _event("b")],
+    "a keep-alive": [b"data: \n\n", b": ping\n\n", _event("a")],
+    "an error event": [_event("a"), b'data: {"error":{"message":"down"}}\n\n'],
+}
+
+
+@pytest.mark.parametrize("name", READER_SCRIPTS)
+def test_one_event_reads_are_written_as_by_the_general_path(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = READER_SCRIPTS[name]
+    shortcut = _run_reader(reads)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            ChunkReader, "_convert_one", lambda self, payload: self._convert([payload])
+        )
+        general = _run_reader(reads)
+    assert shortcut == general
+    assert shortcut[0]  # something was written
