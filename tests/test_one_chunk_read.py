@@ -169,7 +169,10 @@ SCRIPTS: dict[str, tuple[bytes, list[bytes]]] = {
     "a chunk extension": (HEAD, [b"5;x=y\r\nhello\r\n", ONE]),
     "a size line ended by a bare LF": (HEAD, [b"5\nhello\r\n", ONE]),
     "a size with spaces": (HEAD, [b" 5 \r\nhello\r\n", ONE]),
+    "an upper-case size": (HEAD, [b"A\r\nhellohello\r\n", ONE]),
+    "a size with leading zeros": (HEAD, [b"005\r\nhello\r\n", ONE]),
     "a size that is no number": (HEAD, [b"zz\r\nhello\r\n"]),
+    "a size line with a bare CR": (HEAD, [b"5\r\r\nhello\r\n"]),
     "a chunk without its CRLF": (HEAD, [b"5\r\nhelloXY"]),
     "a chunk longer than said": (HEAD, [b"3\r\nhello\r\n"]),
     "a gzip body": (

@@ -340,25 +340,23 @@ class Http1Response:
             or self._draining is not None
         ):
             return False
-        # The size line as `_parse_chunks` reads it: ended by CRLF, then hex.
-        end = data.find(b"\n")
-        if end <= 0 or data[end - 1] != 0x0D:
-            return False
-        try:
-            length = int(data[: end - 1], 16)
-        except ValueError:
-            return False
-        stop = end + 1 + length
+        # The size the read must say if it is one chunk, compared with its
+        # size line as text (cheaper than parsing it): a size line written
+        # otherwise (upper case, leading zeros, an extension) takes `feed`.
+        end = data.find(b"\r\n")
+        stop = len(data) - 2
+        length = stop - end - 2
         # Below HIGH_WATER: `feed` would pause the socket for a larger piece
         # and resume it as the sink takes it (a no-op, but not skipped here).
         if (
-            length <= 0
+            end <= 0
+            or length <= 0
             or length >= HIGH_WATER
-            or stop + 2 != len(data)
+            or data[:end] != b"%x" % length
             or data[stop:] != b"\r\n"
         ):
             return False
-        sink(data[end + 1 : stop])
+        sink(data[end + 2 : stop])
         # As `feed` ends: wake a waiting task when the sink detached.
         if self._sink is None or self._done or self._pieces:
             self._wake()
