@@ -1,12 +1,14 @@
 """The paced-stream shortcuts of the callback path give what the general path gives.
 
 A read that is exactly one whole chunk, while a sink is attached, skips
-`Http1Response.feed` (`feed_one_chunk`, called from `Connection.buffer_updated`),
-and a read of one event skips `ChunkReader._convert` in `_sink` (`_convert_one`). Each script
-of reads below is run twice, in process, through the real connection,
-response, chunk reader, session and direct writer: once as it is and once with
+`Http1Response.feed` (`feed_one_chunk`, called from
+`Connection.buffer_updated`), and a read of one event skips
+`ChunkReader._convert` in `_sink` (`_convert_one`). Each script of reads
+below is run twice, in process, through the real connection, response, chunk
+reader, session and direct writer: once as it is and once with
 the shortcut turned off, and what the sink was handed, what the client was
-written, the errors and the state left behind must be the same.
+written, the errors and the state left behind must be the same; the lines
+written must also be those the request's task reads from the same reads.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import gzip
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -208,7 +210,8 @@ def test_a_sink_that_detaches_wakes_the_reader_as_before(
 
 # -- one event per read in the chunk reader's callback (`_sink`) ----------------
 
-_TIMES = re.compile(rb'"created_at":"[^"]*"|_duration":\d+')
+_STAMP = re.compile(rb'"created_at":"[^"]*"')
+_DURATION = re.compile(rb'_duration":\d+')
 
 
 def _run_reader(reads: list[bytes]) -> tuple[list[bytes], str, bool]:
@@ -243,7 +246,8 @@ def _frames(written: bytes) -> list[bytes]:
         size, _, rest = written.partition(b"\r\n")
         length = int(size, 16)
         assert rest[length : length + 2] == b"\r\n"
-        out.append(_TIMES.sub(b"", rest[:length]))
+        line = _STAMP.sub(b'"created_at":""', rest[:length])
+        out.append(_DURATION.sub(b'_duration":0', line))
         written = rest[length + 2 :]
     return out
 
@@ -273,3 +277,51 @@ def test_one_event_reads_are_written_as_by_the_general_path(
         general = _run_reader(reads)
     assert shortcut == general
     assert shortcut[0]  # something was written
+    # And the lines are those the request's task would read, one by one,
+    # from the same reads (no callback, no `_sink` at all).
+    lines = [json.loads(line) for frame in shortcut[0] for line in frame.splitlines()]
+    failed = shortcut[1] != "None"
+    assert [(c["message"]["content"], c["done"]) for c in lines] == _task_path(
+        reads, failed
+    )
+
+
+class _Drained(Exception):
+    """The upstream has no more reads: the direct run was not ended either."""
+
+
+class _Upstream:
+    headers = {"Content-Type": "text/event-stream"}
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = reads
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        for data in self._reads:
+            yield data
+        raise _Drained
+
+
+def _task_path(reads: list[bytes], failed: bool) -> list[tuple[str, bool]]:
+    """The (content, done) of each line `ChunkReader.read` gives for `reads`
+    (up to its failure, which must come if and only if `failed`)."""
+    ctx = RequestContext(request_id="t", endpoint="chat", model="m")
+    ctx.stream = True
+    ctx.upstream_sent_ns = time.perf_counter_ns()
+    session = ChatResponseMapper(NoConfig(), None).open_stream(ctx)
+    upstream = _Upstream(reads)
+    out: list[tuple[str, bool]] = []
+    error: BaseException | None = None
+
+    async def run() -> None:
+        reader = ChunkReader(ctx, upstream, session, Settings.load({}))  # type: ignore[arg-type]
+        while (batch := await reader.read()) is not None:
+            out.extend((c.message.content, c.done) for c in batch)
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        error = exc
+    drained = error is not None and isinstance(error.__cause__, _Drained)
+    assert failed == (error is not None and not drained), error
+    return out
