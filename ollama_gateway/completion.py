@@ -307,13 +307,19 @@ class ChunkReader:
         """One read, in the upstream connection's callback: its lines are
         written at once. Stops (detaches) at the end, at a failure, when a read
         leaves a backlog, or when the client's socket is full; never raises."""
-        self._rearm()
+        # `_rearm`, inline: this runs once per paced chunk.
+        idle = self._idle
+        self._deadline = None if idle is None else self._loop.time() + idle
         source = self._direct
         assert source is not None
         try:
             self._ctx.created_at = now_rfc3339()
-            batch = self._convert(self._parser.feed(piece))
+            payloads = self._parser.feed(piece)
             del piece
+            if len(payloads) == 1 and payloads[0] != b"[DONE]":
+                batch = self._convert_one(payloads[0])  # the usual read
+            else:
+                batch = self._convert(payloads)
             writer = self._writer
             if batch and writer is not None and not writer(batch):
                 source.detach()
@@ -352,6 +358,17 @@ class ChunkReader:
         # written as it is (a dict became a line of its own).
         if out and type(out[-1]) is not _ChatResponse:
             self._check(out)
+        return out or None
+
+    def _convert_one(self, payload: bytes) -> Sequence[ollama.ChatResponse] | None:
+        """`_convert` of a streamed read of one event, not [DONE], without
+        its batch list: there is no backlog to keep and no fold, and a
+        failure fails the read, as `_defer` does when no chunk came before."""
+        out = self._feed(payload)
+        if type(out) is not tuple:
+            out = list(out)  # a plugin's session may return any sequence
+        if out and type(out[-1]) is not _ChatResponse:
+            self._check(list(out))
         return out or None
 
     def _check(self, out: list[ollama.ChatResponse]) -> None:
@@ -770,9 +787,11 @@ class _DirectWriter:
             # Nothing to send (an encoder that holds the last line back for
             # the stream's `ending`): an empty frame would end the body.
             return True
-        buffer[:0] = b"%x\r\n" % len(buffer)  # the chunk's frame
-        buffer += b"\r\n"
-        transport.write(buffer)
+        # The chunk's frame, made in one formatting (inserting the size line
+        # at the front of the buffer moved the line and cost more). `%b`
+        # takes any buffer; typeshed allows only bytes.
+        frame = b"%x\r\n%b\r\n" % (len(buffer), buffer)  # type: ignore[str-format]
+        transport.write(frame)
         return transport.get_write_buffer_size() <= self._high
 
     def congested(self) -> bool:

@@ -24,6 +24,11 @@ from ollama_gateway.errors import UpstreamProtocolError
 __all__ = ["SSEParser"]
 
 _BOM = b"\xef\xbb\xbf"
+# Byte values, for `in`: CPython first tries a bytes needle as an integer,
+# and raises and clears an exception for it, which costs six times the search
+# of a short read (an int needle goes straight to the search).
+_CR = 0x0D
+_LF = 0x0A
 
 
 class SSEParser:
@@ -50,7 +55,7 @@ class SSEParser:
         """Return the payloads of the events that `data` completes."""
         if not data:
             return []
-        if self._cr or b"\r" in data:
+        if self._cr or _CR in data:
             data = self._normalise(data)
         pending = self._pending
         if (
@@ -72,7 +77,7 @@ class SSEParser:
             # multi-line data) the general path below takes it.
             payloads = data[6:-2].split(b"\n\ndata: ")
             # Joined and searched in C: bytes.count of a newline is a slow loop.
-            if b"\n" not in b"".join(payloads):
+            if _LF not in b"".join(payloads):
                 return payloads
         if b"\n\n" not in data and not (
             pending and data[:1] == b"\n" and pending[-1][-1:] == b"\n"
@@ -100,7 +105,7 @@ class SSEParser:
                 # A whole event in one read is as much over the cap as one in pieces.
                 self._pending_len = len(block)
                 self._overflow()
-            if block[:6] == b"data: " and b"\n" not in block:
+            if block[:6] == b"data: " and _LF not in block:
                 out.append(block[6:])  # the common case: one `data: ` line
             else:
                 payload = _payload(block)

@@ -46,6 +46,15 @@ class Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         # The bytes are copied out before the next read reuses the buffer.
+        response = self.response
+        if response is not None and response._sink is not None and not self._buf:
+            # A read handed on as it comes (a streamed answer's callback
+            # path): one whole chunk skips the buffer (see feed_one_chunk).
+            data = self._pool.read_buffer[:nbytes].tobytes()
+            if not response._done and response.feed_one_chunk(data):
+                return
+            self.data_received(data)
+            return
         self.data_received(self._pool.read_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:

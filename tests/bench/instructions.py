@@ -1,6 +1,7 @@
 """`make bench-instructions`: user-space instructions per request, under callgrind.
 
     python -m tests.bench.instructions [--targets gateway,asclient,naive]
+                                       [--scenarios ns,stream,paced]
                                        [--seconds 10]
 
 Timing on a shared 2-core machine moves by more than a change of a few
@@ -12,7 +13,13 @@ timed run of the benchmark's own client, then off again, and divided by what
 that run served:
 
 - non-stream `/api/chat` at concurrency 1: instructions per request;
-- one 1000-chunk stream, several rounds: instructions per NDJSON line.
+- one 1000-chunk stream, several rounds: instructions per NDJSON line;
+- `paced` (asked for by name, `--scenarios paced`): PACED_STREAMS streams of
+  the backend's paced model at once, PACED_TOKENS tokens each, one token per
+  upstream read (each stream sends 30-40 a second, too few for the gateway to
+  find two of one stream in one read even under callgrind): instructions per
+  NDJSON line, the path of the "1000 paced streams" scenario, where each line
+  is written from the upstream connection's callback.
 
 The gateway runs with `busy_poll_us = 0`: its spin before a sleep
 (busypoll.py) executes instructions for as long as a wait lasts.
@@ -50,6 +57,8 @@ from tests.bench.__main__ import (
 READY_WITHIN = 120.0
 STREAM_TOKENS = 1000
 STREAM_ROUNDS = 5
+PACED_STREAMS = 20
+PACED_TOKENS = 200
 # The gateway's busy polling (busypoll.py) executes instructions while it
 # waits: counted, they would measure how long the waits were, not the path.
 NO_BUSY_POLL = "[server]\nbusy_poll_us = 0\n"
@@ -96,10 +105,18 @@ def _dump_after(directory: Path, pid: int, before: set[Path]) -> Path:
     raise RuntimeError(f"callgrind wrote no dump for process {pid}")
 
 
+DEFAULT_SCENARIOS = ("ns", "stream")
+
+
 def measure(
-    target: Target, port: int, pid: int, out: Path, seconds: float
+    target: Target,
+    port: int,
+    pid: int,
+    out: Path,
+    seconds: float,
+    wanted: tuple[str, ...] = DEFAULT_SCENARIOS,
 ) -> dict[str, Count]:
-    """Counts of the non-stream and the stream scenario, one after the other."""
+    """Counts of the scenarios `wanted`, one after the other."""
     found: dict[str, Count] = {}
     scenarios: dict[str, tuple[str, dict[str, float]]] = {
         "ns": ("nonstream", {"duration": seconds, "warmup": 0}),
@@ -107,12 +124,21 @@ def measure(
             "streams",
             {"streams": 1, "rounds": STREAM_ROUNDS, "tokens": STREAM_TOKENS},
         ),
+        "paced": (
+            "paced",
+            {"streams": PACED_STREAMS, "tokens": PACED_TOKENS, "ramp": 1.0},
+        ),
     }
     for name, (mode, options) in scenarios.items():
+        if name not in wanted:
+            continue
         if target.scenarios is not None and name not in target.scenarios:
             continue
         # Warm up uncounted: imports, caches, the first connections.
-        run_client(mode, port, target.kind, 600, None, **{**options, "duration": 3})
+        warm = {**options, "duration": 3}
+        if name == "paced":
+            warm["tokens"] = 20  # a short round: the paced model is slow
+        run_client(mode, port, target.kind, 600, None, **warm)
         before = set(out.glob(f"callgrind.{pid}.*"))
         _control("--instr=on", pid)
         result = run_client(mode, port, target.kind, 600, None, **options)
@@ -123,6 +149,8 @@ def measure(
         total = callgrind_totals(_dump_after(out, pid, before).read_text())
         if name == "ns":
             units = int(result["requests"])
+        elif name == "paced":
+            units = int(result["lines"])
         else:
             # The client's unmeasured first round was counted too.
             units = (STREAM_ROUNDS + 1) * int(result["lines_per_stream"])
@@ -137,7 +165,11 @@ def table(counts: dict[str, dict[str, Count]]) -> str:
         "| target | scenario | served | instructions per unit | x naive |",
         "|---|---|---|---|---|",
     ]
-    labels = {"ns": "non-stream c=1 (per request)", "stream": "one stream (per line)"}
+    labels = {
+        "ns": "non-stream c=1 (per request)",
+        "stream": "one stream (per line)",
+        "paced": "paced streams (per line)",
+    }
     for name, found in counts.items():
         for scenario, count in found.items():
             base = naive.get(scenario)
@@ -159,6 +191,11 @@ def main() -> int:
         help="comma-separated subset of: gateway, asclient, naive",
     )
     parser.add_argument(
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help="comma-separated subset of: ns, stream, paced",
+    )
+    parser.add_argument(
         "--seconds", type=float, default=10, help="length of the counted run"
     )
     args = parser.parse_args()
@@ -171,6 +208,9 @@ def main() -> int:
         )
         return 2
     wanted = args.targets.split(",")
+    scenarios = tuple(args.scenarios.split(","))
+    if bad := [s for s in scenarios if s not in ("ns", "stream", "paced")]:
+        parser.error(f"unknown scenarios: {', '.join(bad)}")
     # One worker, asyncio's loop: the processes callgrind can follow.
     known = {
         t.name: t
@@ -213,7 +253,9 @@ def main() -> int:
                     backend_url=f"http://127.0.0.1:{backend_port}/v1",
                     ready_within=READY_WITHIN,
                 ) as (port, pids):
-                    counts[name] = measure(target, port, pids()[0], out, args.seconds)
+                    counts[name] = measure(
+                        target, port, pids()[0], out, args.seconds, scenarios
+                    )
                 print(f"  {target.label}: {time.monotonic() - t0:.0f} s", flush=True)
         finally:
             stop(backend)

@@ -55,3 +55,11 @@ def test_without_the_naive_reference_there_is_no_ratio():
         text.splitlines()[2]
         == "| gateway | non-stream c=1 (per request) | 5 | 100 | – |"
     )
+
+
+def test_the_paced_scenario_has_its_own_row():
+    text = table({"gateway": {"paced": Count(7_500_000, 100)}})
+    assert (
+        text.splitlines()[2]
+        == "| gateway | paced streams (per line) | 100 | 75,000 | – |"
+    )
